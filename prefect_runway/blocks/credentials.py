@@ -1,0 +1,184 @@
+"""Credentials blocks, one per provider. The block you pass picks the provider.
+
+Each block holds the API key as a ``SecretStr`` (read with ``get_secret_value()`` only where
+a request is authenticated), the API's base URL, and how to poll and pace calls. Its
+:meth:`get_client` returns a ready :class:`~prefect_runway.client.RunwayClient`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from typing import ClassVar, Literal
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+from prefect_runway.client import PollSchedule, RetryPolicy, RunwayClient
+from prefect_runway.providers import Provider, get_provider
+
+_DOCS = "https://github.com/prefect-runway/prefect-runway#readme"
+_LOGO = "https://avatars.githubusercontent.com/u/30443925?s=200"
+
+
+class RunwayProviderCredentials(CredentialsBlock, ABC):
+    """What every provider's credentials block has (an interface: not registered itself)."""
+
+    provider_name: ClassVar[str]
+
+    api_key: SecretStr = Field(description="The provider's API key.")
+    base_url: str | None = Field(
+        default=None,
+        description="The API base URL; leave empty for the provider's public API.",
+    )
+    poll_interval_seconds: float = Field(
+        default=2.0, gt=0, description="Seconds between the first status polls of a job."
+    )
+    max_poll_interval_seconds: float = Field(
+        default=15.0, gt=0, description="Cap on the growing interval between status polls."
+    )
+    wait_timeout_seconds: float = Field(
+        default=1800.0, gt=0, description="How long to wait for one job before giving up."
+    )
+    max_requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="Cap on requests per second with this key, shared by all tasks in a process.",
+    )
+
+    def provider(self) -> Provider:
+        """The provider translation these credentials are for."""
+        return get_provider(self.provider_name)
+
+    def resolved_base_url(self) -> str:
+        """The base URL in use: the block's, or the provider's public API."""
+        return (self.base_url or self.provider().default_base_url).rstrip("/")
+
+    def poll_schedule(self) -> PollSchedule:
+        """The poll schedule from this block's settings."""
+        return PollSchedule(
+            interval=self.poll_interval_seconds,
+            max_interval=max(self.max_poll_interval_seconds, self.poll_interval_seconds),
+            timeout=self.wait_timeout_seconds,
+        )
+
+    def get_client(self, retry: RetryPolicy | None = None) -> RunwayClient:
+        """A client for this provider and key; use it as ``async with``.
+
+        Returns:
+            A :class:`~prefect_runway.client.RunwayClient`.
+        """
+        from prefect_runway.ratelimit import limiter_for
+
+        return RunwayClient(
+            self.provider(),
+            self.api_key,
+            self.resolved_base_url(),
+            retry=retry,
+            poll=self.poll_schedule(),
+            limiter=limiter_for(self.provider_name, self.resolved_base_url(), self.api_key,
+                                self.max_requests_per_second),
+        )
+
+
+class SegmindCredentials(RunwayProviderCredentials):
+    """Credentials for Runway's models on Segmind's serverless API.
+
+    Attributes:
+        api_key: The Segmind API key (sent as ``x-api-key``).
+        base_url: Segmind's API base URL; empty for ``https://api.segmind.com``.
+
+    Example:
+        Load stored Segmind credentials and generate a still:
+        ```python
+        from prefect import flow
+        from prefect_runway import SegmindCredentials, generate_image
+
+        @flow
+        def nightly_still():
+            credentials = SegmindCredentials.load("BLOCK_NAME")
+            return generate_image(
+                prompt="a lighthouse at dusk",
+                reference_images=[{"uri": "https://example.com/ref.png", "tag": "ref"}],
+                credentials=credentials,
+            )
+        ```
+    """
+
+    _block_type_name = "Segmind Credentials"
+    _block_type_slug = "segmind-credentials"
+    _logo_url = _LOGO
+    _documentation_url = _DOCS
+    provider_name: ClassVar[str] = "segmind"
+
+
+class AimlapiCredentials(RunwayProviderCredentials):
+    """Credentials for Runway's video models on AI/ML API (AIMLAPI).
+
+    Attributes:
+        api_key: The AIMLAPI key (sent as ``Authorization: Bearer``).
+        base_url: AIMLAPI's base URL; empty for ``https://api.aimlapi.com``.
+        route: ``universal`` (``/v2/video/generations``) or ``legacy``
+            (``/v2/generate/video/runway/generation``).
+
+    Example:
+        Load stored AIMLAPI credentials and animate a still:
+        ```python
+        from prefect import flow
+        from prefect_runway import AimlapiCredentials, animate_image
+
+        @flow
+        def animate():
+            credentials = AimlapiCredentials.load("BLOCK_NAME")
+            return animate_image(
+                image="https://example.com/still.png",
+                prompt="slow dolly in",
+                credentials=credentials,
+            )
+        ```
+    """
+
+    _block_type_name = "AIMLAPI Credentials"
+    _block_type_slug = "aimlapi-credentials"
+    _logo_url = _LOGO
+    _documentation_url = _DOCS
+    provider_name: ClassVar[str] = "aimlapi"
+
+    route: Literal["universal", "legacy"] = Field(
+        default="universal",
+        description="Which AIMLAPI route to use: universal (default) or legacy.",
+    )
+
+    def provider(self) -> Provider:
+        """The AIMLAPI translation on this block's route."""
+        return get_provider(self.provider_name, route=self.route)
+
+
+class RunwayCredentials(RunwayProviderCredentials):
+    """Credentials for Runway's own API (``api.dev.runwayml.com``).
+
+    Attributes:
+        api_key: The Runway API secret (sent as ``Authorization: Bearer``).
+        base_url: Runway's base URL; empty for ``https://api.dev.runwayml.com``.
+
+    Example:
+        Load stored Runway credentials and run the still-to-video chain:
+        ```python
+        from prefect import flow
+        from prefect_runway import RunwayCredentials, image_to_video
+
+        @flow
+        def chain():
+            credentials = RunwayCredentials.load("BLOCK_NAME")
+            return image_to_video(
+                still_prompt="a lighthouse at dusk",
+                motion_prompt="waves roll in, slow dolly",
+                credentials=credentials,
+            )
+        ```
+    """
+
+    _block_type_name = "Runway Credentials"
+    _block_type_slug = "runway-credentials"
+    _logo_url = _LOGO
+    _documentation_url = _DOCS
+    provider_name: ClassVar[str] = "runway"

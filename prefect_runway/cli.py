@@ -1,0 +1,133 @@
+"""The ``prefect-runway`` command: ``demo`` and ``emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+KEY_ENV = {"segmind": "SEGMIND_API_KEY", "aimlapi": "AIMLAPI_API_KEY", "runway": "RUNWAYML_API_SECRET"}
+PROVIDERS = tuple(KEY_ENV)
+# A public reference image (from Segmind's own gen4-image example); the emulator does not
+# fetch reference images, the real APIs do.
+DEMO_REFERENCE = {
+    "uri": "https://segmind-inference-inputs.s3.amazonaws.com/c226e2cf-49ea-4b8d-a630-9847c0efbbce-Beach-walk.png",
+    "tag": "model",
+}
+
+
+def _quiet_prefect_env() -> None:
+    # The demo and the tests never phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY", "false")
+
+
+def _credentials(provider: str, emulator_url: str | None):
+    from pydantic import SecretStr
+
+    from prefect_runway.blocks import AimlapiCredentials, RunwayCredentials, SegmindCredentials
+
+    cls = {"segmind": SegmindCredentials, "aimlapi": AimlapiCredentials, "runway": RunwayCredentials}[provider]
+    key = os.environ.get(KEY_ENV[provider])
+    if key:
+        return cls(api_key=SecretStr(key)), False
+    return (
+        cls(api_key=SecretStr("emulator-key"), base_url=emulator_url, poll_interval_seconds=0.5,
+            max_poll_interval_seconds=2.0),
+        True,
+    )
+
+
+def demo(args: argparse.Namespace) -> int:
+    _quiet_prefect_env()
+    from prefect_runway.emulator import Emulator, EmulatorConfig
+    from prefect_runway.flows import image_to_video
+
+    image_provider = args.image_provider or ("segmind" if args.provider == "aimlapi" else args.provider)
+    video_provider = args.video_provider or args.provider
+    if image_provider == "aimlapi":
+        print("AIMLAPI does not offer gen4_image; use --image-provider segmind|runway", file=sys.stderr)
+        return 2
+    needs_emulator = any(not os.environ.get(KEY_ENV[p]) for p in (image_provider, video_provider))
+    emulator = Emulator(EmulatorConfig(latency=args.latency, video_fps=args.fps)) if needs_emulator else None
+    if emulator is not None:
+        emulator.__enter__()
+    try:
+        url = emulator.url if emulator else None
+        image_creds, emu_i = _credentials(image_provider, url)
+        video_creds, emu_v = _credentials(video_provider, url)
+        for role, provider, emulated in (("still", image_provider, emu_i), ("video", video_provider, emu_v)):
+            where = f"the built-in emulator at {url}" if emulated else f"the real {provider} API"
+            print(f"{role}: {provider} via {where}")
+        storage = args.storage or str(Path(args.output).resolve())
+        result = asyncio.run(
+            image_to_video(
+                still_prompt=args.still_prompt,
+                motion_prompt=args.motion_prompt,
+                image_credentials=image_creds,
+                video_credentials=video_creds,
+                reference_images=[DEMO_REFERENCE],
+                video_model=args.video_model,
+                duration=args.duration,
+                seed=args.seed,
+                storage=storage,
+                key_template="{kind}-{provider}-{fingerprint}.{ext}",
+            )
+        )
+    finally:
+        if emulator is not None:
+            emulator.__exit__(None, None, None)
+    print()
+    print(f"still: {result.still.location}  ({result.still.size} bytes, sha256 {result.still.sha256[:16]})")
+    print(f"video: {result.video.location}  ({result.video.size} bytes, sha256 {result.video.sha256[:16]})")
+    print(f"sidecars: {result.still.sidecar}, {result.video.sidecar}")
+    return 0
+
+
+def emulator(args: argparse.Namespace) -> int:
+    from prefect_runway.emulator import EmulatorConfig
+    from prefect_runway.emulator.server import run_forever
+
+    config = EmulatorConfig(latency=args.latency, fail_marker=args.fail_marker, video_fps=args.fps)
+    run_forever(config, host="127.0.0.1", port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefect-runway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the image-to-video pipeline (emulator unless a key is set)")
+    d.add_argument("--provider", choices=PROVIDERS, default="segmind",
+                   help="provider for both steps (default segmind)")
+    d.add_argument("--image-provider", choices=("segmind", "runway"), help="provider of the still")
+    d.add_argument("--video-provider", choices=PROVIDERS, help="provider of the video")
+    d.add_argument("--video-model", choices=("gen4_turbo", "gen3a_turbo"), default="gen4_turbo")
+    d.add_argument("--still-prompt", default="a lighthouse on a cliff at dusk, @model on the path")
+    d.add_argument("--motion-prompt", default="slow dolly in as waves roll against the cliff")
+    d.add_argument("--duration", type=int, choices=(5, 10), default=5)
+    d.add_argument("--seed", type=int, default=4242)
+    d.add_argument("--output", default="runway-outputs", help="local output directory")
+    d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix")
+    d.add_argument("--latency", type=float, default=2.0, help="emulator job latency, seconds")
+    d.add_argument("--fps", type=int, default=24, help="emulator video frame rate")
+    d.set_defaults(func=demo)
+
+    e = sub.add_parser("emulator", help="run the provider emulator on 127.0.0.1")
+    e.add_argument("--port", type=int, default=8765)
+    e.add_argument("--latency", type=float, default=2.0)
+    e.add_argument("--fail-marker", default="[fail]")
+    e.add_argument("--fps", type=int, default=24)
+    e.set_defaults(func=emulator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

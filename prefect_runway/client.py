@@ -1,0 +1,569 @@
+"""The one place that does HTTP: submit, poll, download, cancel, and the retry policy.
+
+Everything provider-specific comes from a :class:`~prefect_runway.providers.base.Provider`
+(pure translation); everything Prefect-specific lives in ``tasks/`` and ``flows/``. This
+module knows neither Prefect nor any provider's field names.
+
+Retry rules, in one place:
+
+* **Reads** (status, result, download, cancel) retry on transport errors, 429 (honouring
+  ``Retry-After``) and 5xx, with capped exponential backoff and full jitter, within an
+  overall deadline (:class:`RetryPolicy`).
+* **Submits** (POST) are retried only where the provider provably did not take the job: the
+  connection could not be made (nothing was sent), or the answer was 429 or 503 (refused).
+  A read timeout, a dropped connection after sending, or a 500/502/504 leave the outcome
+  unknown: that raises :class:`~prefect_runway.errors.SubmissionUncertain`, never a resend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from prefect_runway.errors import (
+    BadResponse,
+    DownloadError,
+    GenerationCancelled,
+    GenerationFailed,
+    GenerationTimedOut,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    SubmissionUncertain,
+)
+from prefect_runway.models import (
+    Generation,
+    GenerationResult,
+    JobState,
+    Request,
+    StatusUpdate,
+    sniff_media_type,
+)
+from prefect_runway.providers.base import (
+    HttpCall,
+    PreparedRequest,
+    Provider,
+    json_or_text,
+    redact_url,
+)
+
+logger = logging.getLogger("prefect_runway.client")
+
+USER_AGENT = "prefect-runway/0.1"
+_SUBMIT_SAFE_STATUS = (429, 503)
+_RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter, bounded in attempts and in time.
+
+    Attributes:
+        max_attempts: Attempts per call, the first included.
+        base_delay: The first backoff's upper bound, in seconds.
+        max_delay: The cap on one backoff, in seconds.
+        deadline: The overall bound on one call with all its retries, in seconds.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    deadline: float = 120.0
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay * 3)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """When to poll a job: a first delay, then intervals growing to a cap, and a deadline.
+
+    Attributes:
+        first_delay: Seconds before the first poll (None: ``interval``).
+        interval: The first interval between polls, in seconds.
+        max_interval: The cap the intervals grow to, in seconds.
+        multiplier: How much each interval grows over the previous one.
+        timeout: The overall deadline of a wait, in seconds.
+    """
+
+    first_delay: float | None = None
+    interval: float = 2.0
+    max_interval: float = 15.0
+    multiplier: float = 1.3
+    timeout: float = 1800.0
+
+    def delays(self):
+        """Yield the successive waits before each poll."""
+        yield self.interval if self.first_delay is None else self.first_delay
+        delay = self.interval
+        while True:
+            yield delay
+            delay = min(self.max_interval, delay * self.multiplier)
+
+
+@dataclass
+class DownloadedFile:
+    """A verified download in a temporary file, ready to be moved into storage."""
+
+    path: Path
+    size: int
+    sha256: str
+    media_type: str
+    source_url: str = field(repr=False)
+
+
+class RunwayClient:
+    """Submit, wait for, download and cancel generations on one provider with one key.
+
+    Args:
+        provider: The provider translation.
+        api_key: The API key; read only where a request is authenticated.
+        base_url: The API base URL (None: the provider's).
+        retry: The retry policy for every call.
+        poll: The poll schedule of :meth:`wait`.
+        timeout: httpx timeouts for one request.
+        limiter: An async context manager factory entered around every request, to share a
+            rate budget (see :mod:`prefect_runway.ratelimit`), or None.
+
+    Example:
+        ```python
+        from pydantic import SecretStr
+        from prefect_runway.client import RunwayClient
+        from prefect_runway.models import ImageRequest
+        from prefect_runway.providers import get_provider
+
+        async with RunwayClient(get_provider("segmind"), SecretStr("KEY")) as client:
+            generation = await client.submit(ImageRequest(prompt="...", reference_images=[...]))
+            result = await client.wait(generation)
+        ```
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        api_key: SecretStr,
+        base_url: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        poll: PollSchedule | None = None,
+        timeout: httpx.Timeout | None = None,
+        limiter: Callable[[], Any] | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.provider = provider
+        self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self.base_url = (base_url or provider.default_base_url).rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollSchedule()
+        self._timeout = timeout or httpx.Timeout(60.0, connect=10.0)
+        self._limiter = limiter
+        self._http = http
+        self._owns_http = http is None
+
+    def __repr__(self) -> str:
+        return f"RunwayClient(provider={self.provider.name!r}, base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> RunwayClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout,
+                headers={"user-agent": USER_AGENT},
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                follow_redirects=False,
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("use `async with RunwayClient(...)` before making calls")
+        return self._http
+
+    # ---- the public steps ----------------------------------------------------------------
+
+    def prepare(self, request: Request) -> PreparedRequest:
+        """Validate ``request`` for this provider and build its body; sends nothing."""
+        return self.provider.prepare(request, self.base_url)
+
+    async def submit(self, request: Request | PreparedRequest) -> Generation:
+        """Submit one job. Retried only where the provider provably did not take it.
+
+        Raises:
+            InvalidRequest: before anything is sent, if the request breaks a rule.
+            SubmissionUncertain: if the outcome is unknown (it is not resent).
+            ProviderError: the typed error for the provider's refusal.
+        """
+        prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
+        call = self.provider.submit_call(prepared)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._send(call)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached the provider: safe to try again.
+                if not self._may_retry(attempt, started):
+                    raise ProviderUnavailable(
+                        f"could not connect to submit ({type(exc).__name__})",
+                        provider=self.provider.name,
+                    ) from None
+                await asyncio.sleep(self.retry.backoff(attempt))
+                continue
+            except httpx.TransportError as exc:
+                raise SubmissionUncertain(
+                    f"the submit was sent but its answer was lost ({type(exc).__name__}); "
+                    "the job may exist and be billed, so it was not resent",
+                    fingerprint=prepared.fingerprint,
+                    provider=self.provider.name,
+                ) from None
+            body = json_or_text(response.content)
+            if response.status_code in _SUBMIT_SAFE_STATUS and self._may_retry(attempt, started):
+                await asyncio.sleep(self.retry.backoff(attempt, _retry_after(response)))
+                continue
+            if response.status_code in (500, 502, 504):
+                raise SubmissionUncertain(
+                    "the provider answered the submit with a server error after receiving it; "
+                    "the job may exist and be billed, so it was not resent",
+                    fingerprint=prepared.fingerprint,
+                    provider=self.provider.name,
+                    status_code=response.status_code,
+                )
+            if response.status_code >= 400:
+                raise self._error(response, body)
+            try:
+                generation = self.provider.parse_submit(prepared, body)
+            except BadResponse as exc:
+                # 2xx but unreadable: the job was most likely created.
+                raise SubmissionUncertain(
+                    "the submit was accepted but its answer could not be read",
+                    fingerprint=prepared.fingerprint,
+                    provider=self.provider.name,
+                    status_code=response.status_code,
+                    detail=exc.detail,
+                ) from None
+            logger.info(
+                "Submitted %s %s job %s (fingerprint %s)",
+                generation.provider, generation.model, generation.job_id, generation.fingerprint[:12],
+            )
+            return generation
+
+    async def status(self, generation: Generation) -> StatusUpdate:
+        """Poll a job once (with read retries) and return what the provider says."""
+        response, body = await self._read(self.provider.status_call(generation), generation.job_id)
+        return self.provider.parse_status(generation, response.status_code, body)
+
+    async def wait(
+        self,
+        generation: Generation,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[StatusUpdate], Awaitable[None] | None] | None = None,
+    ) -> GenerationResult:
+        """Poll until the job is terminal, within a deadline.
+
+        Args:
+            generation: The submitted job.
+            timeout: Overall deadline in seconds (None: the poll schedule's).
+            on_update: Called with each status whose state differs from the last one.
+
+        Returns:
+            The finished job's outputs, metrics and cost.
+
+        Raises:
+            GenerationFailed: the job ended FAILED (with the provider's message).
+            GenerationCancelled: the job was cancelled.
+            GenerationExpired: the provider no longer holds the job.
+            GenerationTimedOut: the deadline passed; carries the job id to resume later.
+        """
+        deadline = time.monotonic() + (timeout if timeout is not None else self.poll.timeout)
+        last_state: JobState | None = None
+        last_raw: str | None = None
+        for delay in self.poll.delays():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GenerationTimedOut(
+                    "the job did not finish before the deadline; it may still finish remotely — "
+                    "wait again with this job id",
+                    timeout=timeout if timeout is not None else self.poll.timeout,
+                    last_status=last_raw,
+                    provider=generation.provider,
+                    job_id=generation.job_id,
+                )
+            await asyncio.sleep(min(delay, remaining))
+            update = await self.status(generation)
+            if update.state is not last_state:
+                logger.info(
+                    "%s job %s is %s", generation.provider, generation.job_id,
+                    update.raw_status or update.state.value,
+                )
+                last_state = update.state
+                if on_update is not None:
+                    maybe = on_update(update)
+                    if asyncio.iscoroutine(maybe):
+                        await maybe
+            last_raw = update.raw_status
+            if not update.state.terminal:
+                continue
+            if update.state is JobState.FAILED:
+                raise GenerationFailed(
+                    "the generation failed",
+                    provider=generation.provider,
+                    job_id=generation.job_id,
+                    detail=update.error,
+                    failure_code=update.failure_code,
+                )
+            if update.state is JobState.CANCELLED:
+                raise GenerationCancelled(
+                    "the generation was cancelled", provider=generation.provider, job_id=generation.job_id,
+                )
+            if update.needs_result_call:
+                update = await self.result(generation, update)
+            if not update.outputs:
+                raise BadResponse(
+                    "the job succeeded but named no output", provider=generation.provider,
+                    job_id=generation.job_id,
+                )
+            return GenerationResult(
+                generation=generation,
+                state=update.state,
+                outputs=update.outputs,
+                metrics=update.metrics,
+                cost=update.cost,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def result(self, generation: Generation, status: StatusUpdate | None = None) -> StatusUpdate:
+        """Fetch the final result body, where the status answer does not carry the outputs."""
+        call = self.provider.result_call(generation)
+        if call is None:
+            return status or await self.status(generation)
+        response, body = await self._read(call, generation.job_id)
+        update = self.provider.parse_status(generation, response.status_code, body)
+        if status is not None and not update.metrics:
+            update.metrics = status.metrics
+        return update
+
+    async def cancel(self, generation: Generation) -> bool:
+        """Cancel a pending or running job. Returns False where the provider cannot cancel."""
+        call = self.provider.cancel_call(generation)
+        if call is None:
+            return False
+        response, _ = await self._read(call, generation.job_id, ok=(200, 202, 204, 404))
+        logger.info(
+            "Cancelled %s job %s (http %s)", generation.provider, generation.job_id, response.status_code,
+        )
+        return True
+
+    async def download(
+        self,
+        url: str,
+        directory: str | os.PathLike[str],
+        *,
+        expected_media: tuple[str, ...] = ("image/", "video/"),
+        job_id: str | None = None,
+    ) -> DownloadedFile:
+        """Stream ``url`` to a temporary file in ``directory`` while hashing it, and verify it.
+
+        The transfer resumes with an HTTP Range request after a broken connection where the
+        server allows it, and starts over where it does not. What arrives is checked against
+        Content-Length, the expected media type and the file's magic bytes; a truncated or
+        mismatched body is never returned.
+
+        Returns:
+            The temporary file, its size, sha256 and media type. The caller moves it into
+            place (atomically) or deletes it.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=directory)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            return await self._download_into(url, tmp, expected_media, job_id)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    async def _download_into(
+        self, url: str, tmp: Path, expected_media: tuple[str, ...], job_id: str | None
+    ) -> DownloadedFile:
+        safe_url = redact_url(url)
+        started = time.monotonic()
+        attempt = 0
+        digest = hashlib.sha256()
+        received = 0
+        total: int | None = None
+        media_type = ""
+        while True:
+            attempt += 1
+            headers = {"range": f"bytes={received}-"} if received else {}
+            try:
+                async with self._limit():
+                    async with self.http.stream("GET", url, headers=headers) as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            if response.status_code in _RETRY_STATUS and self._may_retry(attempt, started):
+                                await asyncio.sleep(self.retry.backoff(attempt, _retry_after(response)))
+                                continue
+                            raise DownloadError(
+                                f"could not download {safe_url}", provider=self.provider.name,
+                                status_code=response.status_code, job_id=job_id,
+                            )
+                        if received and response.status_code != 206:
+                            # The server ignored our Range: start over.
+                            received, digest = 0, hashlib.sha256()
+                        if response.status_code == 206:
+                            total = _content_range_total(response) or total
+                        else:
+                            length = response.headers.get("content-length")
+                            encoded = response.headers.get("content-encoding", "identity") != "identity"
+                            total = int(length) if length and length.isdigit() and not encoded else None
+                        media_type = response.headers.get("content-type", media_type).split(";")[0].strip()
+                        mode = "ab" if received else "wb"
+                        with tmp.open(mode) as out:
+                            async for chunk in response.aiter_bytes(1 << 20):
+                                out.write(chunk)
+                                digest.update(chunk)
+                                received += len(chunk)
+            except httpx.TransportError as exc:
+                if self._may_retry(attempt, started):
+                    logger.warning(
+                        "Download of %s broke after %d bytes (%s); resuming",
+                        safe_url, received, type(exc).__name__,
+                    )
+                    await asyncio.sleep(self.retry.backoff(attempt))
+                    continue
+                raise DownloadError(
+                    f"download of {safe_url} kept failing ({type(exc).__name__})",
+                    provider=self.provider.name, job_id=job_id,
+                ) from None
+            if total is not None and received != total:
+                if self._may_retry(attempt, started):
+                    logger.warning("Download of %s is short (%d of %d bytes); resuming", safe_url, received, total)
+                    await asyncio.sleep(self.retry.backoff(attempt))
+                    continue
+                raise DownloadError(
+                    f"download of {safe_url} is truncated ({received} of {total} bytes)",
+                    provider=self.provider.name, job_id=job_id,
+                )
+            break
+        with tmp.open("rb") as f:
+            head = f.read(64)
+        sniffed = sniff_media_type(head)
+        if sniffed is None or not sniffed.startswith(expected_media):
+            raise DownloadError(
+                f"{safe_url} is not the expected media (content-type {media_type or 'none'}, "
+                f"magic bytes say {sniffed or 'unknown'})",
+                provider=self.provider.name, job_id=job_id,
+            )
+        if received == 0:
+            raise DownloadError(f"{safe_url} is empty", provider=self.provider.name, job_id=job_id)
+        return DownloadedFile(tmp, received, digest.hexdigest(), sniffed, url)
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def _limit(self) -> Any:
+        if self._limiter is None:
+            return _NullContext()
+        return self._limiter()
+
+    async def _send(self, call: HttpCall) -> httpx.Response:
+        headers = self.provider.auth_headers(self._api_key.get_secret_value())
+        async with self._limit():
+            return await self.http.request(
+                call.method, call.url, json=call.json, params=call.params, headers=headers,
+            )
+
+    async def _read(
+        self, call: HttpCall, job_id: str | None, ok: tuple[int, ...] = ()
+    ) -> tuple[httpx.Response, Any]:
+        """Send an idempotent call, retrying transport errors, 429 and 5xx.
+
+        Non-retryable answers (2xx, 4xx) are returned for the provider to interpret.
+        """
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._send(call)
+            except httpx.TransportError as exc:
+                if self._may_retry(attempt, started):
+                    await asyncio.sleep(self.retry.backoff(attempt))
+                    continue
+                raise ProviderUnavailable(
+                    f"{call.method} {redact_url(call.url)} kept failing ({type(exc).__name__})",
+                    provider=self.provider.name, job_id=job_id,
+                ) from None
+            if response.status_code in ok:
+                return response, json_or_text(response.content)
+            if response.status_code in _RETRY_STATUS:
+                if self._may_retry(attempt, started):
+                    await asyncio.sleep(self.retry.backoff(attempt, _retry_after(response)))
+                    continue
+                raise self._error(response, json_or_text(response.content), job_id)
+            if response.status_code >= 400 and response.status_code not in (404, 422):
+                raise self._error(response, json_or_text(response.content), job_id, on_job=True)
+            return response, json_or_text(response.content)
+
+    def _error(
+        self, response: httpx.Response, body: Any, job_id: str | None = None, on_job: bool = False
+    ) -> ProviderError:
+        err = self.provider.error_for(response.status_code, body, job_id=job_id, on_job=on_job)
+        if isinstance(err, RateLimited):
+            err.retry_after = _retry_after(response)
+        return err
+
+    def _may_retry(self, attempt: int, started: float) -> bool:
+        return attempt < self.retry.max_attempts and time.monotonic() - started < self.retry.deadline
+
+
+class _NullContext:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _content_range_total(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-range", "")
+    total = value.rpartition("/")[2]
+    return int(total) if total.isdigit() else None

@@ -1,0 +1,7 @@
+"""`python -m prefect_runway.emulator --port 8765 ...`"""
+
+import sys
+
+from .server import main
+
+sys.exit(main())

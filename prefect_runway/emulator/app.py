@@ -1,0 +1,191 @@
+"""The emulator's ASGI app: the three protocols at the server root, plus `/_emulator/*`.
+
+    GET  /_emulator/media/{media_id}   made media: Content-Type, Content-Length, ETag,
+                                       Accept-Ranges; `Range: bytes=...` -> 206 with
+                                       Content-Range (416 if unsatisfiable; `If-Range`
+                                       honoured). Signed URLs (`?exp=&n=&sig=`) are checked:
+                                       403 when wrong or expired. Unknown/expired: 404.
+    GET  /_emulator/stats              per-provider counters
+    POST /_emulator/reset              forget jobs, media, counters and faults
+    GET  /_emulator/config             the configuration; POST {field: value} to change it
+    GET  /_emulator/faults             the fault plan and its counters; POST a plan to set
+                                       it (see `faults.py`); DELETE to clear it
+    GET  /_emulator/jobs               live jobs per provider (debugging)
+    GET  /_emulator/health             {"ok": true}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import aimlapi, runway, segmind
+from .backend import Backend, MediaForbidden, MediaNotFound
+from .faults import FaultMiddleware, FaultPlan, FaultState
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str, total: int) -> tuple[int, int] | None | str:
+    """A single `bytes=` range as (start, end inclusive); None to ignore the header;
+    "unsatisfiable" when it asks for nothing we have."""
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if not match or "," in header:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0:
+            return "unsatisfiable"
+        return max(0, total - suffix), total - 1
+    start = int(first)
+    end = int(last) if last else total - 1
+    if end < start:
+        return None
+    if start >= total:
+        return "unsatisfiable"
+    return start, min(end, total - 1)
+
+
+class ControlRoutes:
+    """`/_emulator/*`: media downloads and the emulator's own controls."""
+
+    def __init__(self, backend: Backend, faults: FaultState) -> None:
+        self.backend = backend
+        self.faults = faults
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/_emulator/media/{media_id}", self.media, methods=["GET", "HEAD"],
+                  name="media.download"),
+            Route("/_emulator/stats", self.stats, methods=["GET"], name="emulator.stats"),
+            Route("/_emulator/reset", self.reset, methods=["POST"], name="emulator.reset"),
+            Route("/_emulator/config", self.config, methods=["GET", "POST"],
+                  name="emulator.config"),
+            Route("/_emulator/faults", self.fault_plan, methods=["GET", "POST", "DELETE"],
+                  name="emulator.faults"),
+            Route("/_emulator/jobs", self.jobs, methods=["GET"], name="emulator.jobs"),
+            Route("/_emulator/health", self.health, methods=["GET"], name="emulator.health"),
+        ]
+
+    async def media(self, request: Request) -> Response:
+        media_id = request.path_params["media_id"]
+        provider = self.backend.provider_of_media(media_id)
+        try:
+            entry = self.backend.media_for_download(media_id, request.url.query)
+        except MediaNotFound:
+            if provider:
+                self.backend.record_error(provider, 404)
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        except MediaForbidden as exc:
+            if provider:
+                self.backend.record_error(provider, 403)
+            return Response(f"Forbidden: {exc}", status_code=403, media_type="text/plain")
+        data = entry.data
+        assert data is not None
+        total = len(data)
+        headers = {"Accept-Ranges": "bytes", "ETag": entry.etag, "Cache-Control": "private"}
+        wanted: tuple[int, int] | None | str = None
+        range_header = request.headers.get("range")
+        if range_header:
+            if_range = request.headers.get("if-range")
+            if if_range is None or if_range == entry.etag:
+                wanted = parse_range(range_header, total)
+        if wanted == "unsatisfiable":
+            self.backend.record_error(entry.provider, 416)
+            return Response(status_code=416, headers={**headers,
+                                                      "Content-Range": f"bytes */{total}"})
+        if isinstance(wanted, tuple):
+            start, end = wanted
+            part = data[start : end + 1]
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+        else:
+            part, status = data, 200
+        if request.method == "GET":
+            self.backend.record(entry.provider, "downloads")
+            self.backend.record(entry.provider, "download_bytes", len(part))
+        return Response(part, status_code=status, media_type=entry.content_type, headers=headers)
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.backend.stats())
+
+    async def reset(self, request: Request) -> Response:
+        self.backend.reset()
+        self.faults.set(FaultPlan())
+        return JSONResponse({"ok": True})
+
+    async def config(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                changes = await request.json()
+                if not isinstance(changes, dict):
+                    raise ValueError("body must be a JSON object of config fields")
+                self.backend.configure(**changes)
+            except (ValueError, ValidationError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(self.backend.config.to_json())
+
+    async def fault_plan(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.faults.set(FaultPlan())
+        elif request.method == "POST":
+            try:
+                self.faults.set(FaultPlan.model_validate(await request.json()))
+            except (ValueError, ValidationError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(self.faults.describe())
+
+    async def jobs(self, request: Request) -> Response:
+        result: dict[str, Any] = {}
+        for provider in ("segmind", "aimlapi", "runway"):
+            result[provider] = [
+                {
+                    "id": view.id,
+                    "model": view.job.model,
+                    "phase": view.phase.value,
+                    "api_key_suffix": view.job.api_key[-4:],
+                    "fingerprint": view.job.fingerprint,
+                    "created_at": view.created_iso,
+                    "latency": round(view.job.latency, 3),
+                }
+                for view in self.backend.jobs(provider)
+            ]
+        return JSONResponse(result)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+
+def build_app(backend: Backend, faults: FaultState | None = None) -> FaultMiddleware:
+    """The whole emulator as one ASGI app over `backend`."""
+    faults = faults or FaultState(backend.clock)
+    protocols = (
+        runway.RunwayProtocol(backend),  # before Segmind: /v1/{slug} would shadow /v1/tasks
+        aimlapi.AimlapiProtocol(backend),
+        segmind.SegmindProtocol(backend),
+    )
+    routes: list[Route] = []
+    for protocol in protocols:
+        routes.extend(protocol.routes())
+    routes.extend(ControlRoutes(backend, faults).routes())
+    app = Starlette(routes=routes)
+    return FaultMiddleware(
+        app,
+        routes,
+        backend,
+        faults,
+        {
+            "segmind": segmind.error_response,
+            "aimlapi": aimlapi.error_response,
+            "runway": runway.error_response,
+        },
+    )

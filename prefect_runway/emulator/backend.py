@@ -1,0 +1,653 @@
+"""The emulator's state: jobs, their media, per-provider accounting. No HTTP here.
+
+Like moto's `models.py`, this module is the service itself; the protocol modules
+(`segmind.py`, `aimlapi.py`, `runway.py`) only parse requests and shape answers.
+
+A job's phase is not stored but computed from the clock, so nothing has to tick:
+
+    WAITING   over the key's concurrency limit, not started (Runway THROTTLED,
+              AIMLAPI `waiting`, Segmind QUEUED)
+    QUEUED    started, in the first `queued_fraction` of its latency
+    RUNNING   until `latency` has passed (and for as long as its media is still being made)
+    SUCCEEDED / FAILED    after that
+    CANCELLED once cancelled
+
+Media is made on a thread pool as soon as a job is accepted, so the event loop never
+encodes. Everything here is guarded by one lock and safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import random
+import secrets
+import threading
+import uuid
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from . import media as media_mod
+from .clock import Clock, SystemClock
+from .config import PROVIDERS, EmulatorConfig
+from .inputs import ImageLoader, InputError
+
+
+class Phase(str, Enum):
+    """Provider-neutral job phases (each protocol maps them to its own vocabulary)."""
+
+    WAITING = "waiting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+
+
+class JobNotFound(Exception):
+    """No such job for this provider (never existed, expired, or deleted)."""
+
+
+class InsufficientCredits(Exception):
+    """The provider account's credit balance cannot pay for the job."""
+
+
+class MediaNotFound(Exception):
+    """No such media (never made, not ready, or expired with its job)."""
+
+
+class MediaForbidden(Exception):
+    """A signed media URL whose signature is missing, wrong or expired."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a job failed: a machine code and a human message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to make, already validated and normalised by a protocol module."""
+
+    kind: Literal["still", "video"]
+    prompt: str
+    seed: int
+    width: int
+    height: int
+    duration: float = 0.0
+    image: str | None = None
+    last_image: str | None = None
+    max_image_bytes: int | None = None
+    aspect_range: tuple[float, float] | None = None
+    signed_outputs: bool = False
+
+    @property
+    def content_type(self) -> str:
+        return media_mod.PNG if self.kind == "still" else media_mod.MP4
+
+    @property
+    def cost(self) -> float:
+        """Credits, at Runway's prices: 5 per video second; 5 per 720p still, 8 per 1080p."""
+        if self.kind == "video":
+            return 5.0 * self.duration
+        return 8.0 if self.width * self.height > 1_000_000 else 5.0
+
+
+@dataclass(eq=False)
+class Job:
+    """One accepted submission."""
+
+    id: str
+    provider: str
+    model: str
+    api_key: str
+    body: dict[str, Any]
+    spec: JobSpec
+    fingerprint: str
+    route: str | None
+    created_at: float
+    created_wall: float
+    latency: float
+    queued_for: float
+    expires_at: float | None
+    fail: Failure | None
+    expire_outputs: bool
+    generation: int
+    media_ids: list[str] = field(default_factory=list)
+    started_at: float | None = None
+    cancelled_at: float | None = None
+    media_done: bool = False
+    input_failure: Failure | None = None
+    finished_event: threading.Event = field(default_factory=threading.Event)
+
+    def slot_end(self) -> float:
+        end = (self.started_at if self.started_at is not None else math.inf) + self.latency
+        return min(end, self.cancelled_at) if self.cancelled_at is not None else end
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A consistent snapshot of a job at one instant, for the protocol modules."""
+
+    job: Job
+    phase: Phase
+    progress: float
+    failure: Failure | None
+    now: float
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def created_iso(self) -> str:
+        moment = datetime.fromtimestamp(self.job.created_wall, tz=timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @property
+    def inference_time(self) -> float:
+        """Seconds the job spent processing (so far)."""
+        job = self.job
+        if job.started_at is None:
+            return 0.0
+        start = job.started_at + job.queued_for
+        end = min(self.now, job.started_at + job.latency)
+        return round(max(0.0, end - start), 3)
+
+
+@dataclass
+class Media:
+    """A made file in the store."""
+
+    id: str
+    provider: str
+    job_id: str
+    content_type: str
+    signed: bool
+    expires_at: float | None
+    data: bytes | None = None
+
+    @property
+    def etag(self) -> str:
+        assert self.data is not None
+        return '"' + hashlib.sha256(self.data).hexdigest()[:32] + '"'
+
+
+def request_fingerprint(model: str, body: dict[str, Any]) -> str:
+    """sha256 of the model and the canonical JSON body (sorted keys, no spaces)."""
+    canonical = json.dumps(
+        {"model": model, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _new_stats() -> dict[str, Any]:
+    return {
+        "submissions": Counter(),
+        "billable": Counter(),
+        "status_calls": 0,
+        "result_calls": 0,
+        "downloads": 0,
+        "download_bytes": 0,
+        "cancels": 0,
+        "deletes": 0,
+        "errors": Counter(),
+        "faults": Counter(),
+        "credits_used": 0.0,
+    }
+
+
+@dataclass
+class _Lane:
+    """The jobs of one (provider, key): FIFO of not-yet-started ones, and started ones."""
+
+    waiting: deque[Job] = field(default_factory=deque)
+    active: list[Job] = field(default_factory=list)
+    last_start: float = -math.inf
+
+
+class Backend:
+    """All state of one emulator instance."""
+
+    def __init__(self, config: EmulatorConfig | None = None, clock: Clock | None = None) -> None:
+        self._config = config or EmulatorConfig()
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._secret = secrets.token_bytes(32)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._config.media_workers, thread_name_prefix="emulator-media"
+        )
+        self.cache = media_mod.MediaCache()
+        self.loader = ImageLoader(self._read_own_media, timeout=self._config.fetch_timeout)
+        self._generation = 0
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._jobs: dict[str, dict[str, Job]] = {p: {} for p in PROVIDERS}
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._media: dict[str, Media] = {}
+        self._stats: dict[str, dict[str, Any]] = {p: _new_stats() for p in PROVIDERS}
+        self._rng = random.Random(self._config.seed)
+
+    # -- configuration -------------------------------------------------------------
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._config
+
+    def configure(self, **changes: Any) -> EmulatorConfig:
+        """Apply `changes` (validated) and return the new configuration."""
+        with self._lock:
+            self._config = self._config.updated(**changes)
+            self.loader.timeout = self._config.fetch_timeout
+            return self._config
+
+    def key_allowed(self, key: str | None) -> bool:
+        """Whether `key` is an accepted API key."""
+        if not key:
+            return False
+        keys = self._config.api_keys
+        return keys is None or key in keys
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        provider: str,
+        model: str,
+        api_key: str,
+        body: dict[str, Any],
+        spec: JobSpec,
+        *,
+        route: str | None = None,
+    ) -> Job:
+        """Accept a validated submission: charge it, schedule it, start making its media.
+
+        Raises:
+            InsufficientCredits: the account cannot pay for it (nothing is recorded).
+        """
+        with self._lock:
+            config = self._config
+            stats = self._stats[provider]
+            cost = spec.cost
+            if config.credits is not None and stats["credits_used"] + cost > config.credits:
+                raise InsufficientCredits(
+                    f"job costs {cost:g} credits, {self.remaining_credits(provider):g} remain"
+                )
+            now = self.clock.monotonic()
+            if config.latency_range is not None:
+                latency = self._rng.uniform(*config.latency_range)
+            else:
+                latency = config.latency
+            prompt = spec.prompt or ""
+            fail = None
+            if config.fail_marker and config.fail_marker in prompt:
+                fail = Failure("fail_marker", "The prompt was rejected by content moderation.")
+            expire = bool(config.expire_marker and config.expire_marker in prompt)
+            job = Job(
+                id=str(uuid.uuid4()),
+                provider=provider,
+                model=model,
+                api_key=api_key,
+                body=body,
+                spec=spec,
+                fingerprint=request_fingerprint(model, body),
+                route=route,
+                created_at=now,
+                created_wall=self.clock.time(),
+                latency=latency,
+                queued_for=latency * config.queued_fraction,
+                expires_at=now + config.expiry if provider == "segmind" else None,
+                fail=fail,
+                expire_outputs=expire,
+                generation=self._generation,
+            )
+            self._jobs[provider][job.id] = job
+            self._lane(job).waiting.append(job)
+            stats["submissions"][model] += 1
+            stats["billable"][job.fingerprint] += 1
+            stats["credits_used"] += cost
+            if fail is None:
+                media_id = uuid.uuid4().hex
+                job.media_ids.append(media_id)
+                self._media[media_id] = Media(
+                    id=media_id,
+                    provider=provider,
+                    job_id=job.id,
+                    content_type=spec.content_type,
+                    signed=spec.signed_outputs,
+                    expires_at=job.expires_at,
+                )
+                self._executor.submit(self._produce, job)
+            else:
+                job.media_done = True
+            self._admit(job.provider, job.api_key, now)
+            return job
+
+    def lookup(self, provider: str, job_id: str, *, count: str | None = None) -> JobView:
+        """A snapshot of a job; `count` ("status" or "result") is added to the stats.
+
+        Raises:
+            JobNotFound: unknown, deleted or expired.
+        """
+        with self._lock:
+            if count is not None:
+                self._stats[provider][f"{count}_calls"] += 1
+            job = self._jobs[provider].get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            now = self.clock.monotonic()
+            if job.expires_at is not None and now >= job.expires_at:
+                self._forget(job)
+                raise JobNotFound(job_id)
+            view = self._view(job, now)
+            if provider == "segmind" and job.expire_outputs and view.phase.terminal:
+                self._forget(job)
+                raise JobNotFound(job_id)
+            return view
+
+    def cancel(self, provider: str, job_id: str) -> Literal["cancelled", "deleted"]:
+        """Cancel a job that has not finished, or delete one that has.
+
+        Raises:
+            JobNotFound: unknown or already deleted.
+        """
+        with self._lock:
+            view = self.lookup(provider, job_id)
+            job = view.job
+            if view.phase.terminal:
+                self._forget(job)
+                self._stats[provider]["deletes"] += 1
+                return "deleted"
+            now = self.clock.monotonic()
+            job.cancelled_at = now
+            lane = self._lane(job)
+            if job in lane.waiting:
+                lane.waiting.remove(job)
+            self._stats[provider]["cancels"] += 1
+            job.finished_event.set()
+            self._admit(job.provider, job.api_key, now)
+            return "cancelled"
+
+    def jobs(self, provider: str) -> list[JobView]:
+        """Snapshots of all live jobs of a provider."""
+        with self._lock:
+            now = self.clock.monotonic()
+            return [self._view(job, now) for job in list(self._jobs[provider].values())]
+
+    def _lane(self, job: Job) -> _Lane:
+        key = (job.provider, job.api_key)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        return lane
+
+    def _admit(self, provider: str, api_key: str, now: float) -> None:
+        """Start, in FIFO order, the waiting jobs of a lane whose slot had freed by `now`.
+
+        A start time is only ever committed once it is in the past, so later cancellations
+        (which only shorten slots from `now` on) never invalidate it.
+        """
+        lane = self._lanes.get((provider, api_key))
+        if lane is None:
+            return
+        limit = getattr(self._config, f"{provider}_concurrency")
+        while lane.waiting:
+            job = lane.waiting[0]
+            candidate = max(job.created_at, lane.last_start)
+            ends = sorted(end for end in (j.slot_end() for j in lane.active) if end > candidate)
+            if limit is None or len(ends) < limit:
+                start = candidate
+            else:
+                start = ends[len(ends) - limit]
+            if start > now:
+                break
+            lane.waiting.popleft()
+            job.started_at = start
+            lane.last_start = start
+            lane.active = [j for j in lane.active if j.slot_end() > start]
+            lane.active.append(job)
+
+    def _view(self, job: Job, now: float) -> JobView:
+        self._admit(job.provider, job.api_key, now)
+        failure = None
+        progress = 0.0
+        if job.cancelled_at is not None:
+            phase = Phase.CANCELLED
+        elif job.started_at is None:
+            phase = Phase.WAITING
+        else:
+            elapsed = now - job.started_at
+            if elapsed < job.queued_for:
+                phase = Phase.QUEUED
+            elif elapsed < job.latency:
+                phase = Phase.RUNNING
+                span = max(job.latency - job.queued_for, 1e-9)
+                progress = min(0.99, max(0.0, (elapsed - job.queued_for) / span))
+            elif job.fail is not None:
+                phase, failure = Phase.FAILED, job.fail
+            elif not job.media_done:
+                phase, progress = Phase.RUNNING, 0.99
+            elif job.input_failure is not None:
+                phase, failure = Phase.FAILED, job.input_failure
+            else:
+                phase, progress = Phase.SUCCEEDED, 1.0
+        if phase.terminal:
+            job.finished_event.set()
+        return JobView(job=job, phase=phase, progress=round(progress, 3), failure=failure, now=now)
+
+    def _forget(self, job: Job) -> None:
+        self._jobs[job.provider].pop(job.id, None)
+        lane = self._lanes.get((job.provider, job.api_key))
+        if lane is not None and job in lane.waiting:
+            lane.waiting.remove(job)
+        for media_id in job.media_ids:
+            self._media.pop(media_id, None)
+
+    # -- media -------------------------------------------------------------------------
+
+    def _produce(self, job: Job) -> None:
+        """Make a job's media (on a worker thread)."""
+        spec = job.spec
+        config = self._config
+        data: bytes | None = None
+        failure: Failure | None = None
+        try:
+            if spec.kind == "still":
+                key = ("still", spec.prompt, spec.seed, spec.width, spec.height)
+                make = lambda: media_mod.make_still(  # noqa: E731
+                    spec.prompt, spec.seed, spec.width, spec.height
+                )
+            else:
+                assert spec.image is not None
+                first = self.loader.load(spec.image, max_bytes=spec.max_image_bytes)
+                last = None
+                if spec.last_image:
+                    last = self.loader.load(spec.last_image, max_bytes=spec.max_image_bytes)
+                if spec.aspect_range is not None:
+                    low, high = spec.aspect_range
+                    for loaded in (first, last):
+                        if loaded is not None and not low <= loaded.aspect <= high:
+                            raise InputError(
+                                f"image width/height ratio {loaded.aspect:.3f} is outside "
+                                f"{low:g}..{high:g}"
+                            )
+                fps = config.video_fps
+                key = (
+                    "video",
+                    media_mod.image_digest(first.image),
+                    media_mod.image_digest(last.image) if last else None,
+                    spec.width,
+                    spec.height,
+                    spec.duration,
+                    fps,
+                )
+                make = lambda: media_mod.make_video(  # noqa: E731
+                    first.image,
+                    spec.width,
+                    spec.height,
+                    spec.duration,
+                    fps,
+                    last.image if last else None,
+                )
+            data = self.cache.get_or_make(key, make) if config.media_cache else make()
+        except InputError as exc:
+            failure = Failure("input", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a job must never hang on a bug
+            failure = Failure("internal", f"emulator could not make media: {exc!r}")
+        with self._lock:
+            if job.generation != self._generation:
+                return
+            if failure is not None:
+                job.input_failure = failure
+            elif data is not None:
+                for media_id in job.media_ids:
+                    entry = self._media.get(media_id)
+                    if entry is not None:
+                        entry.data = data
+            job.media_done = True
+
+    def _read_own_media(self, media_id: str, query: str) -> bytes | None:
+        """For the image loader: our own media by id (None if we do not hold it)."""
+        with self._lock:
+            entry = self._media.get(media_id)
+            if entry is None:
+                return None
+        try:
+            return self.media_for_download(media_id, query).data
+        except MediaForbidden as exc:
+            raise InputError(f"input image URL is forbidden (HTTP 403): {exc}") from exc
+        except MediaNotFound as exc:
+            raise InputError("input image URL answers HTTP 404") from exc
+
+    def media_url(self, base_url: str, media_id: str, *, signed: bool, expired: bool = False) -> str:
+        """The absolute download URL of a media file; signed ones carry `exp` and `sig`."""
+        url = f"{base_url.rstrip('/')}/_emulator/media/{media_id}"
+        if not signed:
+            return url
+        now_ms = int(self.clock.time() * 1000)
+        exp = now_ms - 1000 if expired else now_ms + int(self._config.output_url_ttl * 1000)
+        nonce = secrets.token_hex(4)
+        return f"{url}?exp={exp}&n={nonce}&sig={self._sign(media_id, exp, nonce)}"
+
+    def _sign(self, media_id: str, exp: int, nonce: str) -> str:
+        message = f"{media_id}.{exp}.{nonce}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:40]
+
+    def media_for_download(self, media_id: str, query: str) -> Media:
+        """A ready media file whose URL (query string) is valid now.
+
+        Raises:
+            MediaNotFound: unknown, not made yet, or expired with its job.
+            MediaForbidden: signed and the signature is missing, wrong or expired.
+        """
+        with self._lock:
+            entry = self._media.get(media_id)
+            now = self.clock.monotonic()
+            if entry is None or entry.data is None:
+                raise MediaNotFound(media_id)
+            if entry.expires_at is not None and now >= entry.expires_at:
+                job = self._jobs[entry.provider].get(entry.job_id)
+                if job is not None:
+                    self._forget(job)
+                self._media.pop(media_id, None)
+                raise MediaNotFound(media_id)
+            job = self._jobs[entry.provider].get(entry.job_id)
+            if (
+                not entry.signed
+                and job is not None
+                and job.expire_outputs
+                and self._view(job, now).phase.terminal
+            ):
+                self._forget(job)
+                raise MediaNotFound(media_id)
+            if entry.signed:
+                params = parse_qs(query)
+                try:
+                    exp = int(params["exp"][0])
+                    nonce = params["n"][0]
+                    sig = params["sig"][0]
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise MediaForbidden("missing or malformed signature") from exc
+                if not hmac.compare_digest(sig, self._sign(media_id, exp, nonce)):
+                    raise MediaForbidden("signature does not match")
+                if self.clock.time() * 1000 >= exp:
+                    raise MediaForbidden("URL has expired")
+            return entry
+
+    def provider_of_media(self, media_id: str) -> str | None:
+        with self._lock:
+            entry = self._media.get(media_id)
+            return entry.provider if entry else None
+
+    # -- accounting --------------------------------------------------------------------
+
+    def record(self, provider: str, counter: str, amount: int = 1) -> None:
+        """Add to a plain counter (`downloads`, `download_bytes`, ...)."""
+        with self._lock:
+            self._stats[provider][counter] += amount
+
+    def record_error(self, provider: str, status: int) -> None:
+        with self._lock:
+            self._stats[provider]["errors"][str(status)] += 1
+
+    def record_fault(self, provider: str, kind: str) -> None:
+        with self._lock:
+            self._stats[provider]["faults"][kind] += 1
+
+    def remaining_credits(self, provider: str) -> float | None:
+        with self._lock:
+            if self._config.credits is None:
+                return None
+            return max(0.0, self._config.credits - self._stats[provider]["credits_used"])
+
+    def stats(self) -> dict[str, Any]:
+        """Per-provider counters as plain JSON values."""
+        with self._lock:
+            result: dict[str, Any] = {}
+            for provider, stats in self._stats.items():
+                billable = dict(stats["billable"])
+                result[provider] = {
+                    "submissions": dict(stats["submissions"]),
+                    "total_submissions": sum(stats["submissions"].values()),
+                    "billable": billable,
+                    "duplicate_submissions": sum(n - 1 for n in billable.values()),
+                    "status_calls": stats["status_calls"],
+                    "result_calls": stats["result_calls"],
+                    "downloads": stats["downloads"],
+                    "download_bytes": stats["download_bytes"],
+                    "cancels": stats["cancels"],
+                    "deletes": stats["deletes"],
+                    "errors": dict(stats["errors"]),
+                    "faults": dict(stats["faults"]),
+                    "credits_used": stats["credits_used"],
+                    "credits_remaining": self.remaining_credits(provider),
+                    "live_jobs": len(self._jobs[provider]),
+                }
+            result["media_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
+            return result
+
+    def reset(self) -> None:
+        """Forget all jobs, media and counters (the configuration stays)."""
+        with self._lock:
+            self._generation += 1
+            self._init_state()
+            self.cache.clear()
+
+    def close(self) -> None:
+        """Stop the media workers."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,147 @@
+"""Run-time configuration of the emulator.
+
+One `EmulatorConfig` holds every knob; the backend reads it on each request, so a change
+made with `Emulator.configure(...)` or `POST /_emulator/config` applies to the next call.
+Durations are seconds.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROVIDERS = ("segmind", "aimlapi", "runway")
+
+
+class EmulatorConfig(BaseModel):
+    """How the emulator behaves.
+
+    Example:
+        ```python
+        from prefect_runway.emulator import Emulator, EmulatorConfig
+
+        with Emulator(EmulatorConfig(latency=0.3, video_fps=4)) as emu:
+            print(emu.url)
+        ```
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds from the start of a job to its completion.",
+    )
+    latency_range: tuple[float, float] | None = Field(
+        default=None,
+        description=(
+            "When set, each job's latency is drawn uniformly from this range (seeded by "
+            "`seed`) instead of using `latency`."
+        ),
+    )
+    queued_fraction: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Share of a job's latency it spends queued before it starts processing.",
+    )
+    seed: int = Field(
+        default=0,
+        description="Seed of the emulator's random choices (latencies, ids stay random).",
+    )
+    fail_marker: str | None = Field(
+        default="[fail]",
+        description="A prompt containing this text ends FAILED with a provider-shaped error.",
+    )
+    expire_marker: str | None = Field(
+        default="[expire]",
+        description=(
+            "A prompt containing this text completes with outputs that have already expired "
+            "(Segmind: the request itself answers 404 once complete; AIMLAPI and Runway: the "
+            "signed output URLs answer 403)."
+        ),
+    )
+    expiry: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "Segmind retention: a request older than this (since submission) answers 404 and "
+            "its output is deleted."
+        ),
+    )
+    output_url_ttl: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Lifetime of the signed output URLs that AIMLAPI and Runway hand out.",
+    )
+    api_keys: frozenset[str] | None = Field(
+        default=None,
+        description="Accepted API keys (all providers); None accepts any non-empty key.",
+    )
+    runway_concurrency: int | None = Field(
+        default=2,
+        ge=1,
+        description=(
+            "Tasks one Runway key may run at once; later tasks are THROTTLED until a slot "
+            "frees. None disables the limit."
+        ),
+    )
+    aimlapi_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Generations one AIMLAPI key may run at once; later ones are `waiting`.",
+    )
+    segmind_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests one Segmind key may run at once; later ones stay QUEUED.",
+    )
+    video_fps: int = Field(
+        default=24, ge=1, le=60, description="Frame rate of the videos the emulator makes."
+    )
+    credits: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Credit balance of each provider account (Runway's credit prices: 5 per second of "
+            "video, 5 per 720p still, 8 per 1080p still). None is unlimited."
+        ),
+    )
+    media_cache: bool = Field(
+        default=False,
+        description="Reuse media already made for identical inputs (for benchmarks).",
+    )
+    media_workers: int = Field(
+        default=2, ge=1, le=32, description="Threads that fetch inputs and encode media."
+    )
+    fetch_timeout: float = Field(
+        default=10.0, gt=0, description="Timeout for fetching an input image over loopback."
+    )
+
+    @field_validator("latency_range")
+    @classmethod
+    def _check_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None:
+            low, high = value
+            if low < 0 or high < low:
+                raise ValueError("latency_range must be (low, high) with 0 <= low <= high.")
+        return value
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> EmulatorConfig:
+        if self.api_keys is not None and any(not key for key in self.api_keys):
+            raise ValueError("api_keys must not contain an empty key.")
+        return self
+
+    def updated(self, **changes: object) -> EmulatorConfig:
+        """Return a validated copy with `changes` applied."""
+        unknown = set(changes) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    def to_json(self) -> dict:
+        """The configuration as plain JSON values."""
+        data = self.model_dump(mode="json")
+        if data.get("api_keys") is not None:
+            data["api_keys"] = sorted(data["api_keys"])
+        return data

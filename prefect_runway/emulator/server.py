@@ -1,0 +1,276 @@
+"""Running the emulator: in a background thread (tests, demos) or in the foreground (CLI).
+
+    with Emulator(EmulatorConfig(latency=0.3)) as emu:       # or: async with Emulator(...)
+        emu.url                                              # http://127.0.0.1:PORT
+        emu.stats(); emu.reset(); emu.configure(latency=1.0); emu.set_faults(...)
+
+    run_forever(EmulatorConfig(), port=8765)                 # blocks until Ctrl-C
+    main(["--port", "8765", "--latency", "5"])               # the same, from argv
+
+The server binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from .app import build_app
+from .backend import Backend
+from .clock import Clock
+from .config import EmulatorConfig
+from .faults import FaultPlan, FaultState
+
+HOST = "127.0.0.1"
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _uvicorn_config(app: Any, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=2,
+    )
+
+
+class Emulator:
+    """The emulator server on 127.0.0.1, in a background thread.
+
+    Args:
+        config: Behaviour (latency, markers, limits, ...). Defaults to `EmulatorConfig()`.
+        port: Port to bind on 127.0.0.1; 0 picks a free one (see `port` / `url`).
+        clock: Time source for job phases and URL expiry (e.g. `ManualClock` in tests).
+        log_level: uvicorn's log level.
+
+    Example:
+        ```python
+        from prefect_runway.emulator import Emulator, EmulatorConfig
+
+        with Emulator(EmulatorConfig(latency=0.5, video_fps=8)) as emu:
+            segmind_base = f"{emu.url}/v1"     # SegmindClient(base_url=...)
+            runway_base = emu.url              # RunwayML(base_url=...)
+            print(emu.stats())
+        ```
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        port: int = 0,
+        clock: Clock | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self.backend = Backend(config or EmulatorConfig(), clock=clock)
+        self.faults = FaultState(self.backend.clock)
+        self.app = build_app(self.backend, self.faults)
+        self._requested_port = port
+        self._log_level = log_level
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> Emulator:
+        """Start serving; returns once the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("emulator already started")
+        sock = _bind(self._requested_port)
+        self.port = sock.getsockname()[1]
+        server = uvicorn.Server(_uvicorn_config(self.app, self._log_level))
+        self._server = server
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                errors.append(exc)
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, name=f"emulator-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if errors or not self._thread.is_alive():
+                raise RuntimeError(f"emulator failed to start: {errors[:1]!r}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("emulator did not start in time")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and release the port and the media workers."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = None
+        self._thread = None
+        self.backend.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Emulator:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- inspection and control --------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT` (no trailing slash)."""
+        if self.port is None:
+            raise RuntimeError("emulator not started")
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self.backend.config
+
+    def stats(self) -> dict[str, Any]:
+        """Per-provider counters (same as `GET /_emulator/stats`)."""
+        return self.backend.stats()
+
+    def reset(self) -> None:
+        """Forget all jobs, media, counters and faults (configuration stays)."""
+        self.backend.reset()
+        self.faults.set(FaultPlan())
+
+    def configure(self, **changes: Any) -> EmulatorConfig:
+        """Change configuration fields at run time; returns the new configuration."""
+        return self.backend.configure(**changes)
+
+    def set_faults(self, plan: FaultPlan | dict[str, Any] | None = None, **fields: Any) -> None:
+        """Replace the fault plan (a `FaultPlan`, its dict form, or keyword fields)."""
+        if plan is None:
+            plan = FaultPlan.model_validate(fields)
+        elif isinstance(plan, dict):
+            plan = FaultPlan.model_validate({**plan, **fields})
+        self.faults.set(plan)
+
+    def clear_faults(self) -> None:
+        """Inject no more faults."""
+        self.faults.set(FaultPlan())
+
+
+def run_forever(
+    config: EmulatorConfig | None = None,
+    port: int = 8765,
+    *,
+    log_level: str = "info",
+    announce=print,
+) -> None:
+    """Serve the emulator on 127.0.0.1:`port` in the foreground until Ctrl-C / SIGTERM.
+
+    Args:
+        config: Behaviour; defaults to `EmulatorConfig()`.
+        port: Port on 127.0.0.1 (0 picks a free one, which is announced).
+        log_level: uvicorn's log level.
+        announce: Called with one line saying where the emulator listens.
+    """
+    backend = Backend(config or EmulatorConfig())
+    faults = FaultState(backend.clock)
+    app = build_app(backend, faults)
+    sock = _bind(port)
+    url = f"http://{HOST}:{sock.getsockname()[1]}"
+    if announce is not None:
+        announce(
+            f"prefect-runway emulator on {url}  (Segmind base_url {url}/v1, AIMLAPI {url}, "
+            f"Runway {url}; stats {url}/_emulator/stats)"
+        )
+    server = uvicorn.Server(_uvicorn_config(app, log_level))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        backend.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The emulator's command-line options (reused by `prefect-runway emulator`)."""
+    parser = argparse.ArgumentParser(
+        prog="prefect-runway emulator",
+        description="Serve Segmind, AI/ML API and Runway protocols on 127.0.0.1 with real media.",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any)")
+    parser.add_argument("--latency", type=float, default=None, help="seconds per job")
+    parser.add_argument("--latency-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        default=None, help="draw each job's latency uniformly from LOW..HIGH")
+    parser.add_argument("--fail-marker", default=None,
+                        help='prompts containing this fail (default "[fail]")')
+    parser.add_argument("--expiry", type=float, default=None,
+                        help="Segmind result retention, seconds (default 3600)")
+    parser.add_argument("--fps", type=int, default=None, help="video frame rate (default 24)")
+    parser.add_argument("--api-key", action="append", default=None, dest="api_keys",
+                        help="accept only this key (repeatable; default: any key)")
+    parser.add_argument("--runway-concurrency", type=int, default=None,
+                        help="Runway tasks per key before THROTTLED (default 2)")
+    parser.add_argument("--credits", type=float, default=None,
+                        help="credit balance per provider (default unlimited)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of random choices")
+    parser.add_argument("--media-cache", action="store_true", default=None,
+                        help="reuse media made for identical inputs")
+    parser.add_argument("--log-level", default="info")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """An `EmulatorConfig` from parsed `build_parser()` arguments (unset ones: defaults)."""
+    fields = {
+        "latency": args.latency,
+        "latency_range": tuple(args.latency_range) if args.latency_range else None,
+        "fail_marker": args.fail_marker,
+        "expiry": args.expiry,
+        "video_fps": args.fps,
+        "api_keys": frozenset(args.api_keys) if args.api_keys else None,
+        "runway_concurrency": args.runway_concurrency,
+        "credits": args.credits,
+        "seed": args.seed,
+        "media_cache": args.media_cache,
+    }
+    return EmulatorConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`prefect-runway emulator [--port N] [--latency S] [--fail-marker M] ...`; blocks."""
+    args = build_parser().parse_args(argv)
+    try:
+        run_forever(config_from_args(args), args.port, log_level=args.log_level)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

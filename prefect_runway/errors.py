@@ -1,0 +1,211 @@
+"""One exception hierarchy for everything a user of prefect-runway must tell apart.
+
+Every error raised by this package derives from :class:`RunwayError`. The tree separates
+what was wrong with the *request* (caught locally, before any money is spent) from what the
+*provider* said, and separates terminal job outcomes (failed, cancelled, expired, timed out)
+from transport trouble that a retry may cure.
+
+No exception message ever contains an API key: messages are built from provider names,
+status codes, job ids, request fingerprints and the provider's own error text only.
+
+```
+RunwayError
+├── InvalidRequest            bad input, caught before any request (also ValueError)
+└── ProviderError             something the provider answered (or did not)
+    ├── AuthenticationError   401 / 403 on the key
+    ├── InsufficientCredits   Segmind 406, AIMLAPI 403 "out of credits"
+    ├── RateLimited           429 after the retry budget was spent
+    ├── ProviderUnavailable   5xx / transport errors after the retry budget was spent
+    ├── ProviderRejected      4xx the provider gave for a request we thought valid
+    ├── BadResponse           a body we cannot read (HTML, malformed JSON, missing fields)
+    ├── SubmissionUncertain   a POST whose outcome is unknown: it may or may not be billed
+    ├── GenerationFailed      the job ended FAILED (content blocks included)
+    ├── GenerationCancelled   the job was cancelled
+    ├── GenerationExpired     the provider no longer holds the job (e.g. Segmind 404 after 1 h)
+    ├── GenerationTimedOut    our own deadline passed while the job was still pending
+    └── DownloadError         an output could not be fetched or failed verification
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class RunwayError(Exception):
+    """Base class of every error raised by prefect-runway."""
+
+
+class InvalidRequest(RunwayError, ValueError):
+    """A request is invalid for the chosen provider and model; nothing was sent.
+
+    Attributes:
+        field: The request field at fault (e.g. ``"ratio"``).
+        allowed: The allowed values or range, where there is a finite description.
+        provider: The provider whose rule was broken, if the rule is provider-specific.
+        model: The model whose rule was broken, if the rule is model-specific.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        *,
+        allowed: Iterable[Any] | str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.field = field
+        self.provider = provider
+        self.model = model
+        if allowed is None or isinstance(allowed, str):
+            self.allowed = allowed
+        else:
+            self.allowed = list(allowed)
+        where = " ".join(p for p in (provider, model) if p)
+        text = f"{field}: {message}"
+        if where:
+            text += f" (for {where})"
+        if self.allowed is not None:
+            shown = self.allowed if isinstance(self.allowed, str) else ", ".join(
+                repr(a) for a in self.allowed
+            )
+            text += f"; allowed: {shown}"
+        super().__init__(text)
+
+
+class ProviderError(RunwayError):
+    """The provider answered with an error, or could not be reached.
+
+    Attributes:
+        provider: Provider name (``"segmind"``, ``"aimlapi"``, ``"runway"``).
+        status_code: HTTP status of the answer, if there was one.
+        job_id: The provider's job id, where the error concerns a submitted job.
+        detail: The provider's own error text, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        job_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.job_id = job_id
+        self.detail = detail
+        parts = [message]
+        if provider:
+            parts.append(f"provider={provider}")
+        if status_code is not None:
+            parts.append(f"http={status_code}")
+        if job_id:
+            parts.append(f"job_id={job_id}")
+        if detail:
+            parts.append(f"detail={detail}")
+        super().__init__("; ".join(parts))
+
+    #: Whether a retry of the same call may succeed. Subclasses override.
+    retryable: bool = False
+
+
+class AuthenticationError(ProviderError):
+    """The API key was missing, wrong, or not allowed to do this (401/403)."""
+
+
+class InsufficientCredits(ProviderError):
+    """The account has no credits left for this job (Segmind 406, AIMLAPI 403)."""
+
+
+class RateLimited(ProviderError):
+    """The provider kept answering 429 until the retry budget was spent."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx answers or transport errors persisted until the retry budget was spent."""
+
+    retryable = True
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused a request with a 4xx that local validation did not foresee."""
+
+
+class BadResponse(ProviderError):
+    """The provider's answer could not be understood (not JSON, missing fields, HTML page)."""
+
+    retryable = True
+
+
+class SubmissionUncertain(ProviderError):
+    """A submit was sent but its outcome is unknown; the job may exist and may be billed.
+
+    It is not resent automatically, because that could pay for the same job twice. Check
+    the provider's dashboard for a job created at this time, or resubmit deliberately.
+
+    Attributes:
+        fingerprint: The request fingerprint of the submission in doubt.
+    """
+
+    def __init__(self, message: str, *, fingerprint: str, **kwargs: Any) -> None:
+        self.fingerprint = fingerprint
+        super().__init__(f"{message}; fingerprint={fingerprint}", **kwargs)
+
+
+class GenerationFailed(ProviderError):
+    """The provider finished the job as FAILED (including content-moderation blocks).
+
+    Attributes:
+        failure_code: The provider's failure code, where it gives one (Runway ``failureCode``).
+    """
+
+    def __init__(self, message: str, *, failure_code: str | None = None, **kwargs: Any) -> None:
+        self.failure_code = failure_code
+        super().__init__(message, **kwargs)
+
+
+class GenerationCancelled(ProviderError):
+    """The job was cancelled (by us, by a user in the provider's dashboard, or by the provider)."""
+
+
+class GenerationExpired(ProviderError):
+    """The provider no longer holds this job or its outputs (retention window passed)."""
+
+
+class GenerationTimedOut(ProviderError):
+    """Our deadline passed while the job was still pending; it may still finish remotely.
+
+    The job id is carried so that a later run can resume waiting on it.
+
+    Attributes:
+        timeout: The deadline, in seconds, that was exceeded.
+        last_status: The last status seen from the provider.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float,
+        last_status: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.timeout = timeout
+        self.last_status = last_status
+        super().__init__(message, **kwargs)
+
+
+class DownloadError(ProviderError):
+    """An output could not be downloaded, or what arrived failed verification."""
+
+    retryable = True

@@ -1,0 +1,306 @@
+"""Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``.
+
+Each flow validates its request against the chosen provider before anything is sent, then
+runs submit -> wait -> download as Prefect tasks, and publishes artifacts: the still as an
+image artifact and a markdown table linking every output.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from prefect import flow
+from prefect.blocks.core import Block
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from prefect_runway.artifacts import publish_outputs, publish_still
+from prefect_runway.blocks.credentials import RunwayProviderCredentials
+from prefect_runway.errors import GenerationExpired, InvalidRequest
+from prefect_runway.models import (
+    GenerationResult,
+    ImageRequest,
+    ReferenceImage,
+    Request,
+    StoredOutput,
+    VideoRequest,
+)
+from prefect_runway.storage import resolve_storage
+from prefect_runway.tasks.generation import (
+    download_generation,
+    submit_task_for,
+    wait_for_generation,
+)
+
+#: How old a provider output URL may be before it is refreshed from the provider.
+FRESH_URL_SECONDS = 600
+
+
+class ImageToVideoResult(BaseModel):
+    """The two outputs of the chain."""
+
+    still: StoredOutput
+    video: StoredOutput
+
+
+async def load_credentials(credentials: RunwayProviderCredentials | str | None) -> RunwayProviderCredentials:
+    """A credentials block, or the name of a saved one (``"segmind-credentials/nightly"``)."""
+    if isinstance(credentials, RunwayProviderCredentials):
+        return credentials
+    if isinstance(credentials, str) and "/" in credentials:
+        block = await Block.aload(credentials)
+        if isinstance(block, RunwayProviderCredentials):
+            return block
+    raise InvalidRequest(
+        "credentials", f"{type(credentials).__name__} is not a provider credentials block",
+        allowed="SegmindCredentials, AimlapiCredentials, RunwayCredentials, or 'block-type/name'",
+    )
+
+
+async def run_generation(
+    request: Request,
+    credentials: RunwayProviderCredentials,
+    *,
+    storage: Any = None,
+    key_template: str | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+) -> tuple[GenerationResult, list[StoredOutput]]:
+    """Submit (cached), wait and download one request; resubmit once if the job expired.
+
+    Call it inside a flow. Validation runs first, so an invalid request costs nothing.
+    """
+    logger = get_run_logger()
+    credentials.provider().prepare(request, credentials.resolved_base_url())  # validate now
+    generation = await submit_task_for(credentials, refresh=force)(request, credentials)
+    for attempt in (1, 2):
+        try:
+            result = await wait_for_generation(generation, credentials, timeout)
+            stored = await download_generation(result, credentials, storage, key_template, name)
+            return result, stored
+        except GenerationExpired:
+            if attempt == 2:
+                raise
+            logger.warning(
+                "%s no longer holds job %s and its output was never stored; "
+                "resubmitting it once (this is a new, billed job)",
+                generation.provider, generation.job_id,
+            )
+            generation = await submit_task_for(credentials, refresh=True)(request, credentials)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@flow(name="generate-image")
+async def generate_image(
+    prompt: str,
+    credentials: RunwayProviderCredentials | str,
+    reference_images: list[ReferenceImage | dict[str, Any]] | None = None,
+    ratio: str | None = None,
+    seed: int | None = None,
+    storage: Any = None,
+    key_template: str | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+) -> StoredOutput:
+    """Generate one gen4_image still and store it.
+
+    Args:
+        prompt: What to draw; refer to reference images as ``@tag``.
+        credentials: The provider's credentials block (or ``"block-type/name"``).
+        reference_images: Tagged reference images ``{uri, tag}``.
+        ratio: Output ratio (provider default when None).
+        seed: Seed (provider's random when None).
+        storage: Directory, ``s3://bucket/prefix`` or filesystem block (default ``./runway-outputs``).
+        key_template: Storage key template, e.g. ``"{flow_run}/{name}-{seed}.{ext}"``.
+        name: Value of ``{name}`` in the key template.
+        timeout: Wait deadline in seconds.
+        force: Submit a new job even if the same request is cached.
+
+    Returns:
+        The stored, verified still.
+    """
+    credentials = await load_credentials(credentials)
+    request = ImageRequest(prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed)
+    result, stored = await run_generation(
+        request, credentials, storage=storage, key_template=key_template, name=name,
+        timeout=timeout, force=force,
+    )
+    await publish_still(stored[0], await _viewable_url(stored[0], result, storage), name)
+    await publish_outputs(stored, "gen4_image still")
+    return stored[0]
+
+
+@flow(name="animate-image")
+async def animate_image(
+    image: str,
+    credentials: RunwayProviderCredentials | str,
+    prompt: str = "",
+    model: str = "gen4_turbo",
+    ratio: str | None = None,
+    duration: int = 5,
+    seed: int | None = None,
+    last_image: str | None = None,
+    storage: Any = None,
+    key_template: str | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+) -> StoredOutput:
+    """Animate one image with gen4_turbo or gen3a_turbo and store the video.
+
+    Args:
+        image: The first frame: https URL, data URI or local path (what the provider accepts).
+        credentials: The provider's credentials block (or ``"block-type/name"``).
+        prompt: The motion prompt.
+        model: ``gen4_turbo`` or ``gen3a_turbo``.
+        ratio: Output ratio (provider default when None).
+        duration: 5 or 10 seconds.
+        seed: Seed (provider's random when None).
+        last_image: Optional last frame (gen3a_turbo on AIMLAPI / Runway).
+        storage: Directory, ``s3://bucket/prefix`` or filesystem block.
+        key_template: Storage key template.
+        name: Value of ``{name}`` in the key template.
+        timeout: Wait deadline in seconds.
+        force: Submit a new job even if the same request is cached.
+
+    Returns:
+        The stored, verified video.
+    """
+    credentials = await load_credentials(credentials)
+    request = VideoRequest(
+        image=image, prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
+        last_image=last_image,
+    )
+    _, stored = await run_generation(
+        request, credentials, storage=storage, key_template=key_template, name=name,
+        timeout=timeout, force=force,
+    )
+    await publish_outputs(stored, f"{model} video")
+    return stored[0]
+
+
+@flow(name="image-to-video")
+async def image_to_video(
+    still_prompt: str,
+    motion_prompt: str,
+    credentials: RunwayProviderCredentials | str | None = None,
+    reference_images: list[ReferenceImage | dict[str, Any]] | None = None,
+    image_credentials: RunwayProviderCredentials | str | None = None,
+    video_credentials: RunwayProviderCredentials | str | None = None,
+    video_model: str = "gen4_turbo",
+    still_ratio: str | None = None,
+    video_ratio: str | None = None,
+    duration: int = 5,
+    seed: int | None = None,
+    storage: Any = None,
+    key_template: str | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+) -> ImageToVideoResult:
+    """A gen4_image still, then that still animated: the chain, across providers if you like.
+
+    The still reaches the video provider by its fresh provider URL; where that URL is stale
+    or expired, by a presigned URL from the storage (S3), or as a data URI where the video
+    provider accepts one.
+
+    Args:
+        still_prompt: The still's prompt.
+        motion_prompt: The animation's prompt.
+        credentials: Credentials for both steps (unless the two below are given).
+        reference_images: Tagged reference images for the still.
+        image_credentials: Credentials for the still (default ``credentials``).
+        video_credentials: Credentials for the video (default ``credentials``).
+        video_model: ``gen4_turbo`` or ``gen3a_turbo``.
+        still_ratio: The still's ratio.
+        video_ratio: The video's ratio (default: the still's, mapped to the video model's).
+        duration: 5 or 10 seconds.
+        seed: Seed for both steps.
+        storage: Directory, ``s3://bucket/prefix`` or filesystem block.
+        key_template: Storage key template.
+        name: Value of ``{name}`` in the key template.
+        timeout: Wait deadline per step, in seconds.
+        force: Submit new jobs even if the same requests are cached.
+
+    Returns:
+        The stored still and video.
+    """
+    image_creds = await load_credentials(image_credentials or credentials)
+    video_creds = await load_credentials(video_credentials or credentials)
+    still_request = ImageRequest(
+        prompt=still_prompt, reference_images=reference_images or [], ratio=still_ratio, seed=seed,
+    )
+    # Validate both steps before spending anything on the first.
+    image_creds.provider().prepare(still_request, image_creds.resolved_base_url())
+    video_creds.provider().prepare(
+        VideoRequest(image="https://example.invalid/still.png", prompt=motion_prompt,
+                     model=video_model, ratio=video_ratio or still_ratio, duration=duration, seed=seed),
+        video_creds.resolved_base_url(),
+    )
+    still_result, still_stored = await run_generation(
+        still_request, image_creds, storage=storage, key_template=key_template, name=name,
+        timeout=timeout, force=force,
+    )
+    still = still_stored[0]
+    viewable = await _viewable_url(still, still_result, storage)
+    await publish_still(still, viewable, name)
+    image = await still_reference(still, still_result, image_creds, video_creds, storage)
+    video_request = VideoRequest(
+        image=image, image_sha256=still.sha256, prompt=motion_prompt, model=video_model,
+        ratio=video_ratio or still_ratio, duration=duration, seed=seed,
+    )
+    _, video_stored = await run_generation(
+        video_request, video_creds, storage=storage, key_template=key_template, name=name,
+        timeout=timeout, force=force,
+    )
+    await publish_outputs([still, video_stored[0]], "image-to-video")
+    return ImageToVideoResult(still=still, video=video_stored[0])
+
+
+async def still_reference(
+    still: StoredOutput,
+    result: GenerationResult,
+    image_credentials: RunwayProviderCredentials,
+    video_credentials: RunwayProviderCredentials,
+    storage: Any,
+) -> str:
+    """How the video provider should receive the still: fresh URL, presigned URL or data URI."""
+    logger = get_run_logger()
+    if _age(result) < timedelta(seconds=FRESH_URL_SECONDS) and result.outputs:
+        return result.outputs[0]
+    try:
+        async with image_credentials.get_client() as client:
+            update = await client.status(result.generation)
+            if update.needs_result_call:
+                update = await client.result(result.generation, update)
+        if update.outputs:
+            return update.outputs[0]
+    except GenerationExpired:
+        logger.info("The still's provider URL has expired; handing the stored copy over instead")
+    store = resolve_storage(storage)
+    presigned = await store.presigned_url(still.key)
+    if presigned:
+        return presigned
+    if video_credentials.provider().accepts_data_uri:
+        data = await store.read_bytes(still.key)
+        if data is not None:
+            from prefect_runway.models import bytes_to_data_uri
+
+            return bytes_to_data_uri(data, still.media_type)
+    raise InvalidRequest(
+        "image", f"the still's provider URL has expired and {video_credentials.provider_name} "
+        "needs an https URL", allowed="store outputs in S3 (storage='s3://bucket/prefix') "
+        "so a presigned URL can be passed on",
+    )
+
+
+async def _viewable_url(still: StoredOutput, result: GenerationResult, storage: Any) -> str | None:
+    presigned = await resolve_storage(storage).presigned_url(still.key, 7 * 24 * 3600)
+    return presigned or (result.outputs[0] if result.outputs else None)
+
+
+def _age(result: GenerationResult) -> timedelta:
+    return datetime.now(timezone.utc) - result.completed_at

@@ -1,0 +1,381 @@
+"""Typed requests and results.
+
+The request models (:class:`ImageRequest`, :class:`VideoRequest`) are provider-neutral and
+check what holds for every provider (prompt length, seed range, duration, image source
+shape). The rules of a particular provider and model (its ratio vocabulary, its seed range,
+whether it takes data URIs) are checked by that provider's ``prepare`` step, which turns a
+request into the exact body it would send — still before any request goes out.
+
+The result models describe what happened: a :class:`Generation` is a submitted job, a
+:class:`GenerationResult` is a finished one, a :class:`StoredOutput` is a verified file.
+None of them ever holds an API key.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from prefect_runway.errors import InvalidRequest
+
+ImageModel = Literal["gen4_image"]
+VideoModel = Literal["gen4_turbo", "gen3a_turbo"]
+Kind = Literal["image", "video"]
+
+IMAGE_MODELS: tuple[str, ...] = ("gen4_image",)
+VIDEO_MODELS: tuple[str, ...] = ("gen4_turbo", "gen3a_turbo")
+DURATIONS: tuple[int, ...] = (5, 10)
+MAX_PROMPT_UTF16 = 1000
+SEED_MAX = 4_294_967_295
+
+_TAG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,15}$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units, the unit the providers count prompts in."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def bytes_to_data_uri(data: bytes, media_type: str | None = None) -> str:
+    """Encode raw image bytes as a ``data:`` URI, sniffing the media type when not given."""
+    media_type = media_type or sniff_media_type(data) or "application/octet-stream"
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """Media type from magic bytes, for the formats this package reads and writes."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None
+
+
+def _coerce_image(value: Any, field: str) -> Any:
+    """Accept a URL, a data URI, a local path, or raw bytes, and return a string."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        if sniff_media_type(data) not in ("image/png", "image/jpeg", "image/webp"):
+            raise InvalidRequest(
+                field, "bytes are not a PNG, JPEG or WebP image", allowed="PNG, JPEG, WebP"
+            )
+        return bytes_to_data_uri(data)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidRequest(field, "must not be empty")
+        return value
+    return value
+
+
+def as_invalid_request(error: ValidationError) -> InvalidRequest:
+    """The first problem in a pydantic ValidationError, as the typed InvalidRequest."""
+    first = error.errors()[0]
+    original = (first.get("ctx") or {}).get("error")
+    if isinstance(original, InvalidRequest):
+        return original
+    field = ".".join(str(p) for p in first.get("loc", ())) or "request"
+    return InvalidRequest(field, first.get("msg", "is invalid"))
+
+
+class _Strict(BaseModel):
+    """Raises InvalidRequest (naming the field) instead of pydantic's ValidationError."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise as_invalid_request(e) from None
+
+
+class ReferenceImage(_Strict):
+    """A reference image for gen4_image, tagged so the prompt can refer to it as ``@tag``."""
+
+    uri: str = Field(description="An https URL, a data URI, or a local file path.")
+    tag: str = Field(
+        description="3-16 characters, a letter first, then letters, digits or underscores."
+    )
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _uri(cls, v: Any) -> Any:
+        return _coerce_image(v, "reference_images.uri")
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        if not _TAG_RE.match(v):
+            raise InvalidRequest(
+                "reference_images.tag",
+                f"{v!r} is not a valid tag",
+                allowed="3-16 characters: a letter, then letters, digits or '_'",
+            )
+        return v
+
+
+class _Request(_Strict):
+    prompt: str = Field(description="What to generate, at most 1000 UTF-16 code units.")
+    ratio: str | None = Field(
+        default=None,
+        description=(
+            "Output ratio, e.g. '1280:720' or '16:9'; mapped to the provider's equivalent "
+            "where one exists. None uses the provider's default."
+        ),
+    )
+    seed: int | None = Field(
+        default=None,
+        description="Seed for reproducible output; None lets the provider choose.",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        n = utf16_len(v)
+        if n > MAX_PROMPT_UTF16:
+            raise InvalidRequest(
+                "prompt", f"is {n} UTF-16 code units long", allowed=f"at most {MAX_PROMPT_UTF16}"
+            )
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int | None) -> int | None:
+        if v is not None and not (0 <= v <= SEED_MAX):
+            raise InvalidRequest("seed", f"{v} is out of range", allowed=f"0-{SEED_MAX}")
+        return v
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not re.fullmatch(r"[1-9][0-9]{0,4}:[1-9][0-9]{0,4}", v):
+            raise InvalidRequest("ratio", f"{v!r} is not of the form W:H", allowed="e.g. '1280:720', '16:9'")
+        return v
+
+
+class ImageRequest(_Request):
+    """A gen4_image still: a prompt, optional tagged reference images, ratio and seed.
+
+    Example:
+        ```python
+        from prefect_runway import ImageRequest
+
+        request = ImageRequest(
+            prompt="a lighthouse at dusk, in the style of @style",
+            reference_images=[{"uri": "https://example.com/style.png", "tag": "style"}],
+            ratio="1280:720",
+            seed=42,
+        )
+        ```
+    """
+
+    model: ImageModel = Field(default="gen4_image", description="The image model.")
+    reference_images: list[ReferenceImage] = Field(
+        default_factory=list,
+        description="Tagged reference images (Runway allows up to 3; Segmind needs at least 1).",
+    )
+
+    @property
+    def kind(self) -> Kind:
+        return "image"
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise InvalidRequest("prompt", "must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_tags(self) -> ImageRequest:
+        tags = [r.tag for r in self.reference_images]
+        if len(set(tags)) != len(tags):
+            raise InvalidRequest("reference_images.tag", f"tags must be unique, got {tags}")
+        return self
+
+
+class VideoRequest(_Request):
+    """An image-to-video animation with gen4_turbo or gen3a_turbo.
+
+    Example:
+        ```python
+        from prefect_runway import VideoRequest
+
+        request = VideoRequest(
+            model="gen4_turbo",
+            image="https://example.com/still.png",
+            prompt="slow dolly in, waves rolling",
+            ratio="1280:720",
+            duration=5,
+        )
+        ```
+    """
+
+    model: VideoModel = Field(default="gen4_turbo", description="The video model.")
+    prompt: str = Field(default="", description="Motion prompt, at most 1000 UTF-16 code units.")
+    image: str = Field(
+        description="The first frame: an https URL, a data URI, a local path, or raw bytes."
+    )
+    last_image: str | None = Field(
+        default=None,
+        description="Optional last frame (gen3a_turbo on AIMLAPI and Runway).",
+    )
+    duration: int = Field(default=5, description="Length in seconds: 5 or 10.")
+    image_sha256: str | None = Field(
+        default=None,
+        description=(
+            "sha256 of the first frame's bytes, when known. The request fingerprint then uses "
+            "it instead of the URL, so a re-signed URL for the same image is the same request."
+        ),
+    )
+
+    @property
+    def kind(self) -> Kind:
+        return "video"
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image(cls, v: Any) -> Any:
+        return _coerce_image(v, "image")
+
+    @field_validator("last_image", mode="before")
+    @classmethod
+    def _last_image(cls, v: Any) -> Any:
+        return _coerce_image(v, "last_image")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> int:
+        try:
+            d = int(v)
+        except (TypeError, ValueError):
+            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=DURATIONS) from None
+        if d not in DURATIONS or (isinstance(v, float) and v != d):
+            raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=DURATIONS)
+        return d
+
+
+Request = ImageRequest | VideoRequest
+
+
+class JobState(str, Enum):
+    """A provider-neutral job state."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Generation(BaseModel):
+    """A job the provider accepted: enough to poll it, resume it, or cancel it later.
+
+    Holds no secret: the API key stays in the credentials block.
+    """
+
+    provider: str = Field(description="Provider name: segmind, aimlapi or runway.")
+    model: str = Field(description="Runway model name, e.g. gen4_turbo.")
+    kind: Kind = Field(description="image or video.")
+    job_id: str = Field(description="The provider's id for the job.")
+    fingerprint: str = Field(description="sha256 of (provider, model, canonical request).")
+    base_url: str = Field(description="The API base URL the job was submitted to.")
+    status_url: str | None = Field(default=None, description="Where to poll, if given.")
+    result_url: str | None = Field(default=None, description="Where the result is, if given.")
+    submitted_at: datetime = Field(default_factory=utc_now, description="When it was submitted.")
+    request: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The request as sent, with data URIs shortened to their sha256.",
+    )
+
+
+class StatusUpdate(BaseModel):
+    """What one status answer says, in provider-neutral terms (the output of a parser)."""
+
+    state: JobState
+    raw_status: str | None = None
+    outputs: list[str] = Field(default_factory=list)
+    error: str | None = None
+    failure_code: str | None = None
+    progress: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    cost: float | None = None
+    needs_result_call: bool = False
+
+
+class GenerationResult(BaseModel):
+    """A finished job: its output URLs, the provider's metrics and the cost where reported."""
+
+    generation: Generation
+    state: JobState
+    outputs: list[str] = Field(description="Output media URLs (may be signed and short-lived).")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    cost: float | None = Field(default=None, description="Credits used, where reported.")
+    completed_at: datetime = Field(default_factory=utc_now)
+
+    @property
+    def seconds(self) -> float:
+        return (self.completed_at - self.generation.submitted_at).total_seconds()
+
+
+class StoredOutput(BaseModel):
+    """A generated file that was downloaded, verified and stored; also the sidecar's schema."""
+
+    location: str = Field(description="Where it is: a local path or a storage URI (s3://...).")
+    key: str = Field(description="Its key (relative path) inside the storage.")
+    size: int = Field(description="Size in bytes.")
+    sha256: str = Field(description="sha256 of the bytes, hex.")
+    media_type: str = Field(description="image/png, video/mp4, ...")
+    provider: str
+    model: str
+    kind: Kind
+    job_id: str
+    fingerprint: str
+    source_url: str = Field(description="The provider URL it came from, without query string.")
+    request: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    cost: float | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    stored_at: datetime = Field(default_factory=utc_now)
+    flow_run_id: str | None = None
+    sidecar: str | None = Field(default=None, description="Location of the sidecar JSON.")
+
+    @property
+    def extension(self) -> str:
+        return (mimetypes.guess_extension(self.media_type) or ".bin").lstrip(".")

@@ -1,0 +1,83 @@
+"""A request-rate budget per provider key, shared by every task in a process.
+
+Hundreds of jobs in flight each poll their status; without a shared budget they would trip
+the provider's rate limit together. :func:`limiter_for` returns the one limiter for a
+(provider, base URL, key) triple, so every client built from the same credentials — in any
+task, on any thread or event loop of the process — draws from the same budget. For a budget
+shared across processes and machines, use a Prefect global concurrency limit (see README).
+
+The limiter is a GCRA / virtual-scheduling token bucket: each request reserves the next free
+slot under a thread lock and sleeps until it, so it works across event loops and threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import SecretStr
+
+
+class RateLimiter:
+    """Allow ``rate`` requests per second on average, with bursts of up to ``burst``.
+
+    Args:
+        rate: Requests per second.
+        burst: How many requests may go at once after a quiet spell (default: ``rate``,
+            at least 1).
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self._interval = 1.0 / rate
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Reserve the next slot and return how many seconds to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            earliest = now - (self.burst - 1) * self._interval
+            slot = max(self._next, earliest)
+            self._next = slot + self._interval
+            return max(0.0, slot - now)
+
+    async def acquire(self) -> None:
+        """Wait for a slot."""
+        wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    @asynccontextmanager
+    async def __call__(self) -> Any:
+        await self.acquire()
+        yield
+
+
+_registry: dict[tuple[str, str, str], RateLimiter] = {}
+_registry_lock = threading.Lock()
+
+
+def limiter_for(
+    provider: str, base_url: str, api_key: SecretStr, rate: float | None
+) -> RateLimiter | None:
+    """The process-wide limiter for these credentials, or None when ``rate`` is None.
+
+    The key is hashed in memory only to tell budgets apart; the hash is never stored.
+    """
+    if rate is None:
+        return None
+    ident = hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()
+    key = (provider, base_url, ident)
+    with _registry_lock:
+        limiter = _registry.get(key)
+        if limiter is None or limiter.rate != rate:
+            limiter = _registry[key] = RateLimiter(rate)
+        return limiter

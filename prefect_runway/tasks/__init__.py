@@ -1,0 +1,10 @@
+"""Prefect tasks: submit / wait / download, each a small, retried step."""
+
+from prefect_runway.tasks.generation import (
+    download_generation,
+    submit_generation,
+    submit_task_for,
+    wait_for_generation,
+)
+
+__all__ = ["download_generation", "submit_generation", "submit_task_for", "wait_for_generation"]

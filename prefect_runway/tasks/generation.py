@@ -1,0 +1,289 @@
+"""Prefect tasks: submit, wait for, and download a generation.
+
+``submit_generation`` is cached on the request fingerprint (provider, model, canonical
+request — never the key) with a persisted result, so a retried task, a retried flow or a
+re-run of the same flow finds the job already submitted instead of paying for it again, for
+as long as the provider holds it. ``wait_for_generation`` and ``download_generation`` retry
+what a retry can cure and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+
+from prefect_runway.blocks.credentials import RunwayProviderCredentials
+from prefect_runway.errors import DownloadError, ProviderError, RunwayError
+from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
+from prefect_runway.providers.base import redact_url
+from prefect_runway.storage import DEFAULT_KEY_TEMPLATE, OutputStorage, render_key, resolve_storage
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4"}
+
+
+def submission_cache_key(credentials: RunwayProviderCredentials, request: Request) -> str:
+    """The cache key of a submission: its fingerprint and the API it goes to; no secret."""
+    prepared = credentials.provider().prepare(request, credentials.resolved_base_url())
+    scope = f"{prepared.fingerprint}|{prepared.base_url}"
+    return "prefect-runway-submit-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
+
+
+def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return submission_cache_key(parameters["credentials"], parameters["request"])
+
+
+def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only errors a retry can cure (never a failed job, a bad request or a doubt)."""
+    try:
+        state.result()
+    except ProviderError as exc:
+        return exc.retryable
+    except RunwayError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(
+    name="submit-generation",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_if_transient,
+    cache_key_fn=_cache_key_fn,
+    cache_expiration=timedelta(hours=1),
+    persist_result=True,
+)
+async def submit_generation(
+    request: Request, credentials: RunwayProviderCredentials
+) -> Generation:
+    """Submit one generation to the provider the credentials are for.
+
+    Cached on the request fingerprint, so the same request is not submitted twice while the
+    provider holds the job. Use :func:`submit_task_for` to get the task with the provider's
+    retention as its cache expiry.
+
+    Args:
+        request: An ImageRequest or VideoRequest.
+        credentials: A SegmindCredentials, AimlapiCredentials or RunwayCredentials block.
+
+    Returns:
+        The submitted job.
+
+    Raises:
+        InvalidRequest: before anything is sent.
+        SubmissionUncertain: the outcome is unknown; not retried.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_runway import ImageRequest, SegmindCredentials
+        from prefect_runway.tasks import submit_generation
+
+        @flow
+        async def submit_one():
+            credentials = await SegmindCredentials.load("BLOCK_NAME")
+            request = ImageRequest(prompt="a lighthouse", reference_images=[
+                {"uri": "https://example.com/ref.png", "tag": "ref"}])
+            return await submit_generation(request, credentials)
+        ```
+    """
+    logger = get_run_logger()
+    async with credentials.get_client() as client:
+        generation = await client.submit(request)
+    logger.info(
+        "Submitted %s %s job %s (fingerprint %s)",
+        generation.provider, generation.model, generation.job_id, generation.fingerprint[:12],
+    )
+    return generation
+
+
+def submit_task_for(credentials: RunwayProviderCredentials, *, refresh: bool = False) -> Any:
+    """``submit_generation`` with the cache expiry set to the provider's retention window."""
+    retention = credentials.provider().retention_seconds
+    return submit_generation.with_options(
+        cache_expiration=timedelta(seconds=retention * 0.95), refresh_cache=refresh or None,
+    )
+
+
+@task(
+    name="wait-for-generation",
+    retries=2,
+    retry_delay_seconds=[5, 20],
+    retry_condition_fn=_retry_if_transient,
+)
+async def wait_for_generation(
+    generation: Generation,
+    credentials: RunwayProviderCredentials,
+    timeout: float | None = None,
+) -> GenerationResult:
+    """Poll a submitted job until it finishes, within a deadline.
+
+    Args:
+        generation: The job from ``submit_generation``.
+        credentials: The same provider's credentials block.
+        timeout: Overall deadline in seconds (None: the block's ``wait_timeout_seconds``).
+
+    Returns:
+        The finished job's output URLs, metrics and cost.
+
+    Raises:
+        GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut.
+    """
+    async with credentials.get_client() as client:
+        result = await client.wait(generation, timeout=timeout)
+    get_run_logger().info(
+        "%s job %s finished in %.1fs with %d output(s)",
+        generation.provider, generation.job_id, result.seconds, len(result.outputs),
+    )
+    return result
+
+
+def output_key(
+    template: str | None,
+    *,
+    kind: str,
+    model: str,
+    provider: str,
+    fingerprint: str,
+    seed: int | None,
+    name: str | None,
+    media_type: str,
+    index: int = 0,
+    count: int = 1,
+    job_id: str | None = None,
+    flow_run: str | None = None,
+    date: str | None = None,
+) -> str:
+    """The storage key of one output, from the key template."""
+    template = template or DEFAULT_KEY_TEMPLATE
+    ext = _EXTENSIONS.get(media_type, "bin")
+    if count > 1 and "{index" not in template:
+        stem, dot, suffix = template.rpartition(".")
+        template = f"{stem}-{{index}}.{suffix}" if dot else f"{template}-{{index}}"
+    return render_key(
+        template, kind=kind, model=model, provider=provider, fingerprint=fingerprint[:16],
+        seed=seed, name=name or kind, ext=ext, index=index, job_id=job_id, flow_run=flow_run,
+        date=date,
+    )
+
+
+@task(
+    name="download-generation",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_if_transient,
+)
+async def download_generation(
+    result: GenerationResult,
+    credentials: RunwayProviderCredentials,
+    storage: Any = None,
+    key_template: str | None = None,
+    name: str | None = None,
+) -> list[StoredOutput]:
+    """Download every output of a finished job into storage, verified, with a sidecar each.
+
+    Each output streams to a temporary file while being hashed, is checked (length, media
+    type, magic bytes), then lands atomically under its key; a JSON sidecar beside it records
+    the request (no secrets), provider, job, timings, metrics, sha256 and size. An output
+    already stored and still matching its sidecar is not downloaded again. A signed output URL
+    that has expired is refreshed from the provider once.
+
+    Args:
+        result: The finished job from ``wait_for_generation``.
+        credentials: The provider's credentials block (to re-fetch expired output URLs).
+        storage: A directory, ``s3://bucket/prefix``, or a Prefect filesystem block
+            (default ``./runway-outputs``).
+        key_template: e.g. ``"{flow_run}/{name}-{seed}.{ext}"``; default
+            ``"{kind}-{fingerprint}.{ext}"``.
+        name: A name for the ``{name}`` placeholder.
+
+    Returns:
+        One StoredOutput per output.
+    """
+    logger = get_run_logger()
+    store: OutputStorage = resolve_storage(storage)
+    generation = result.generation
+    flow_run = _flow_run_id()
+    expected_media = ("image/",) if generation.kind == "image" else ("video/",)
+    default_media = "image/png" if generation.kind == "image" else "video/mp4"
+    stored: list[StoredOutput] = []
+    outputs = list(result.outputs)
+    async with credentials.get_client() as client:
+        for index in range(len(outputs)):
+            key_args = dict(
+                kind=generation.kind, model=generation.model, provider=generation.provider,
+                fingerprint=generation.fingerprint, seed=generation.request.get("seed"),
+                name=name, index=index, count=len(outputs), job_id=generation.job_id,
+                flow_run=flow_run, date=result.completed_at.strftime("%Y-%m-%d"),
+            )
+            key = output_key(key_template, media_type=default_media, **key_args)
+            existing = await store.verified(key)
+            if existing is not None and existing.fingerprint == generation.fingerprint:
+                logger.info("Already stored and verified: %s", existing.location)
+                stored.append(existing)
+                continue
+            try:
+                downloaded = await client.download(
+                    outputs[index], store.staging_dir(), expected_media=expected_media,
+                    job_id=generation.job_id,
+                )
+            except DownloadError as exc:
+                if exc.status_code not in (401, 403, 404, 410):
+                    raise
+                # A signed URL past its expiry: ask the provider for fresh ones, once.
+                logger.warning(
+                    "Output URL %s was refused (http %s); fetching fresh URLs",
+                    redact_url(outputs[index]), exc.status_code,
+                )
+                fresh = await client.status(generation)
+                if fresh.needs_result_call:
+                    fresh = await client.result(generation, fresh)
+                if len(fresh.outputs) <= index:
+                    raise
+                outputs = list(fresh.outputs)
+                downloaded = await client.download(
+                    outputs[index], store.staging_dir(), expected_media=expected_media,
+                    job_id=generation.job_id,
+                )
+            if downloaded.media_type != default_media:
+                key = output_key(key_template, media_type=downloaded.media_type, **key_args)
+            location = await store.put(downloaded.path, key, downloaded.media_type)
+            output = StoredOutput(
+                location=location,
+                key=key,
+                size=downloaded.size,
+                sha256=downloaded.sha256,
+                media_type=downloaded.media_type,
+                provider=generation.provider,
+                model=generation.model,
+                kind=generation.kind,
+                job_id=generation.job_id,
+                fingerprint=generation.fingerprint,
+                source_url=redact_url(downloaded.source_url),
+                request=generation.request,
+                metrics=result.metrics,
+                cost=result.cost,
+                submitted_at=generation.submitted_at,
+                completed_at=result.completed_at,
+                flow_run_id=flow_run,
+            )
+            output.sidecar = await store.write_sidecar(output)
+            logger.info(
+                "Stored %s (%d bytes, sha256 %s) at %s",
+                output.media_type, output.size, output.sha256[:12], output.location,
+            )
+            stored.append(output)
+    return stored
+
+
+def _flow_run_id() -> str | None:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None

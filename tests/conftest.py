@@ -1,0 +1,15 @@
+"""Session-wide test setup: Prefect never phones home and keeps its state in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports prefect: an isolated PREFECT_HOME (results, cache records) and no
+# analytics. The Prefect test server itself is the `prefect_harness` fixture, started once.
+_home = tempfile.mkdtemp(prefix="prefect-runway-tests-")
+os.environ["PREFECT_HOME"] = _home
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+pytest_plugins = ["prefect_runway.testing.fixtures"]
