@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -238,7 +239,7 @@ class RunwayClient:
                     fingerprint=prepared.fingerprint,
                     provider=self.provider.name,
                 ) from None
-            body = json_or_text(response.content)
+            body = self._body(response)
             if response.status_code in _SUBMIT_SAFE_STATUS and self._may_retry(attempt, started):
                 await asyncio.sleep(self.retry.backoff(attempt, _retry_after(response)))
                 continue
@@ -421,7 +422,9 @@ class RunwayClient:
             headers = {"range": f"bytes={received}-"} if received else {}
             try:
                 async with self._limit():
-                    async with self.http.stream("GET", url, headers=headers) as response:
+                    async with self.http.stream(
+                        "GET", url, headers=headers, follow_redirects=True
+                    ) as response:
                         if response.status_code >= 400:
                             await response.aread()
                             if response.status_code in _RETRY_STATUS and self._may_retry(attempt, started):
@@ -443,7 +446,7 @@ class RunwayClient:
                         media_type = response.headers.get("content-type", media_type).split(";")[0].strip()
                         mode = "ab" if received else "wb"
                         with tmp.open(mode) as out:
-                            async for chunk in response.aiter_bytes(1 << 20):
+                            async for chunk in response.aiter_bytes():
                                 out.write(chunk)
                                 digest.update(chunk)
                                 received += len(chunk)
@@ -484,13 +487,24 @@ class RunwayClient:
 
     # ---- plumbing --------------------------------------------------------------------------
 
+    def _body(self, response: httpx.Response) -> Any:
+        """The answer's body (JSON or text) with our own key scrubbed from it, should a
+        provider ever echo it back: nothing derived from a body can then leak the key."""
+        return _scrub(json_or_text(response.content), self._api_key.get_secret_value())
+
     def _limit(self) -> Any:
         if self._limiter is None:
             return _NullContext()
         return self._limiter()
 
     async def _send(self, call: HttpCall) -> httpx.Response:
-        headers = self.provider.auth_headers(self._api_key.get_secret_value())
+        # The key goes only to the API it belongs to: a status or result URL named by a
+        # response that points elsewhere gets no credentials.
+        headers = (
+            self.provider.auth_headers(self._api_key.get_secret_value())
+            if _origin(call.url) == _origin(self.base_url)
+            else {}
+        )
         async with self._limit():
             return await self.http.request(
                 call.method, call.url, json=call.json, params=call.params, headers=headers,
@@ -518,15 +532,15 @@ class RunwayClient:
                     provider=self.provider.name, job_id=job_id,
                 ) from None
             if response.status_code in ok:
-                return response, json_or_text(response.content)
+                return response, self._body(response)
             if response.status_code in _RETRY_STATUS:
                 if self._may_retry(attempt, started):
                     await asyncio.sleep(self.retry.backoff(attempt, _retry_after(response)))
                     continue
-                raise self._error(response, json_or_text(response.content), job_id)
+                raise self._error(response, self._body(response), job_id)
             if response.status_code >= 400 and response.status_code not in (404, 422):
-                raise self._error(response, json_or_text(response.content), job_id, on_job=True)
-            return response, json_or_text(response.content)
+                raise self._error(response, self._body(response), job_id, on_job=True)
+            return response, self._body(response)
 
     def _error(
         self, response: httpx.Response, body: Any, job_id: str | None = None, on_job: bool = False
@@ -546,6 +560,23 @@ class _NullContext:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _scrub(value: Any, secret: str) -> Any:
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {k: _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -42,7 +42,7 @@ DURATIONS: tuple[int, ...] = (5, 10)
 MAX_PROMPT_UTF16 = 1000
 SEED_MAX = 4_294_967_295
 
-_TAG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,15}$")
+_TAG_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,15}")
 
 
 def utc_now() -> datetime:
@@ -116,6 +116,13 @@ class _Strict(BaseModel):
         except ValidationError as e:
             raise as_invalid_request(e) from None
 
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as e:
+            raise as_invalid_request(e) from None
+
 
 class ReferenceImage(_Strict):
     """A reference image for gen4_image, tagged so the prompt can refer to it as ``@tag``."""
@@ -133,7 +140,7 @@ class ReferenceImage(_Strict):
     @field_validator("tag")
     @classmethod
     def _tag(cls, v: str) -> str:
-        if not _TAG_RE.match(v):
+        if not _TAG_RE.fullmatch(v):
             raise InvalidRequest(
                 "reference_images.tag",
                 f"{v!r} is not a valid tag",
@@ -164,6 +171,13 @@ class _Request(_Strict):
             raise InvalidRequest(
                 "prompt", f"is {n} UTF-16 code units long", allowed=f"at most {MAX_PROMPT_UTF16}"
             )
+        return v
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise InvalidRequest("seed", f"{v!r} is not a whole number", allowed=f"0-{SEED_MAX}")
         return v
 
     @field_validator("seed")

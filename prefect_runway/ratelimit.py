@@ -37,7 +37,7 @@ class RateLimiter:
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate)
         self._interval = 1.0 / rate
-        self._next = time.monotonic()
+        self._next = time.monotonic() - (self.burst - 1) * self._interval
         self._lock = threading.Lock()
 
     def reserve(self) -> float:
@@ -70,7 +70,8 @@ def limiter_for(
 ) -> RateLimiter | None:
     """The process-wide limiter for these credentials, or None when ``rate`` is None.
 
-    The key is hashed in memory only to tell budgets apart; the hash is never stored.
+    The key is hashed to tell budgets apart; the hash lives in this process's memory only
+    and is never written anywhere.
     """
     if rate is None:
         return None

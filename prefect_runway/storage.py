@@ -30,6 +30,7 @@ KEY_FIELDS = (
     "index", "date",
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+MAX_COMPONENT = 120
 
 
 def render_key(template: str, **values: Any) -> str:
@@ -51,8 +52,16 @@ def render_key(template: str, **values: Any) -> str:
                 "key_template", f"placeholder {{{name}}} is not allowed", allowed=KEY_FIELDS
             )
         value = values.get(name)
-        text = format(value if value is not None else "none", spec or "")
-        out.append(_UNSAFE.sub("-", text).strip(".-") or "none")
+        if "{" in (spec or ""):
+            raise InvalidRequest("key_template", f"nested placeholder in {{{name}:{spec}}}")
+        try:
+            text = format(value if value is not None else "none", spec or "")
+        except (ValueError, TypeError):
+            try:  # e.g. {seed:06d} when there is no seed: fall back to the plain value
+                text = format(str(value if value is not None else "none"))
+            except ValueError:
+                raise InvalidRequest("key_template", f"bad format spec {{{name}:{spec}}}") from None
+        out.append((_UNSAFE.sub("-", text).strip(".-") or "none")[:MAX_COMPONENT])
     return safe_key("".join(out))
 
 
@@ -66,6 +75,8 @@ def safe_key(key: str) -> str:
     parts = [p for p in path.parts if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         raise InvalidRequest("key_template", f"key {key!r} leaves the storage root")
+    if any(len(p) > 255 for p in parts):
+        raise InvalidRequest("key_template", "a key segment is longer than 255 characters")
     return "/".join(_UNSAFE.sub("-", p) for p in parts)
 
 
@@ -85,8 +96,14 @@ class OutputStorage(ABC):
         """A local directory for partial downloads (same filesystem as the target, if local)."""
 
     @abstractmethod
-    async def put(self, path: Path, key: str, media_type: str) -> str:
-        """Move/upload the finished file at ``path`` to ``key``; returns its location."""
+    async def put(
+        self, path: Path, key: str, media_type: str, sha256: str | None = None
+    ) -> str:
+        """Move/upload the finished file at ``path`` to ``key``; returns its location.
+
+        ``sha256`` is the digest already computed while downloading, for storages that
+        record it beside the bytes (S3 object metadata).
+        """
 
     @abstractmethod
     async def read_bytes(self, key: str) -> bytes | None:
@@ -150,7 +167,9 @@ class LocalStorage(OutputStorage):
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root
 
-    async def put(self, path: Path, key: str, media_type: str) -> str:
+    async def put(
+        self, path: Path, key: str, media_type: str, sha256: str | None = None
+    ) -> str:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
@@ -194,7 +213,9 @@ class FileSystemBlockStorage(OutputStorage):
     def staging_dir(self) -> Path:
         return self._staging
 
-    async def put(self, path: Path, key: str, media_type: str) -> str:
+    async def put(
+        self, path: Path, key: str, media_type: str, sha256: str | None = None
+    ) -> str:
         await _maybe_await(self.block.write_path(key, path.read_bytes()))
         path.unlink(missing_ok=True)
         return self.location(key)

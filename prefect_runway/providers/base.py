@@ -441,6 +441,7 @@ def error_detail(body: Any, limit: int = 300) -> str | None:
         return json.dumps(body, sort_keys=True)[:limit]
     text = str(body)
     if "<" in text and ">" in text:  # an HTML error page: keep its words only
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", text)
         text = html.unescape(re.sub(r"<[^>]+>", " ", text))
     text = " ".join(text.split())
     return text[:limit] or None
