@@ -65,6 +65,8 @@ logger = logging.getLogger("prefect_runway.client")
 
 USER_AGENT = "prefect-runway/0.1"
 _SUBMIT_SAFE_STATUS = (429, 503)
+#: The largest API answer (JSON) read; media downloads stream to disk and have no bound.
+MAX_API_BODY = 4 * 1024 * 1024
 _RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
 
 
@@ -232,10 +234,10 @@ class RunwayClient:
                     ) from None
                 await asyncio.sleep(self.retry.backoff(attempt))
                 continue
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, BadResponse) as exc:
                 raise SubmissionUncertain(
-                    f"the submit was sent but its answer was lost ({type(exc).__name__}); "
-                    "the job may exist and be billed, so it was not resent",
+                    f"the submit was sent but its answer was lost or unreadable "
+                    f"({type(exc).__name__}); the job may exist and be billed, so it was not resent",
                     fingerprint=prepared.fingerprint,
                     provider=self.provider.name,
                 ) from None
@@ -506,9 +508,29 @@ class RunwayClient:
             else {}
         )
         async with self._limit():
-            return await self.http.request(
+            async with self.http.stream(
                 call.method, call.url, json=call.json, params=call.params, headers=headers,
-            )
+            ) as response:
+                # An API answer is a small JSON document; a body past the bound is refused
+                # rather than read into memory.
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_API_BODY:
+                    raise self._oversized(call)
+                content = bytearray()
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > MAX_API_BODY:
+                        raise self._oversized(call)
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=bytes(content),
+            request=response.request,
+        )
+
+    def _oversized(self, call: HttpCall) -> BadResponse:
+        return BadResponse(
+            f"the answer to {call.method} {redact_url(call.url)} is larger than {MAX_API_BODY} bytes",
+            provider=self.provider.name,
+        )
 
     async def _read(
         self, call: HttpCall, job_id: str | None, ok: tuple[int, ...] = ()
@@ -523,6 +545,12 @@ class RunwayClient:
             attempt += 1
             try:
                 response = await self._send(call)
+            except BadResponse as exc:
+                if self._may_retry(attempt, started):
+                    await asyncio.sleep(self.retry.backoff(attempt))
+                    continue
+                exc.job_id = job_id
+                raise
             except httpx.TransportError as exc:
                 if self._may_retry(attempt, started):
                     await asyncio.sleep(self.retry.backoff(attempt))

@@ -65,14 +65,52 @@ _registry: dict[tuple[str, str, str], RateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
+class GlobalRateLimit:
+    """A Prefect global concurrency limit used as a rate limit, shared by every worker.
+
+    Each request takes one slot with ``prefect.concurrency.asyncio.rate_limit``; create the
+    limit with slot decay first, e.g.
+    ``prefect gcl create segmind-api --limit 20 --slot-decay-per-second 20``.
+    """
+
+    def __init__(self, name: str, local: RateLimiter | None = None) -> None:
+        self.name = name
+        self.local = local
+
+    @asynccontextmanager
+    async def __call__(self) -> Any:
+        from prefect.concurrency.asyncio import rate_limit
+
+        if self.local is not None:
+            await self.local.acquire()
+        await rate_limit(self.name, occupy=1)
+        yield
+
+
 def limiter_for(
-    provider: str, base_url: str, api_key: SecretStr, rate: float | None
-) -> RateLimiter | None:
-    """The process-wide limiter for these credentials, or None when ``rate`` is None.
+    provider: str,
+    base_url: str,
+    api_key: SecretStr,
+    rate: float | None,
+    global_limit: str | None = None,
+) -> RateLimiter | GlobalRateLimit | None:
+    """The process-wide limiter for these credentials, or None when there is no limit.
+
+    With ``global_limit``, each request also takes a slot of that Prefect global
+    concurrency limit, so that many workers share one budget.
 
     The key is hashed to tell budgets apart; the hash lives in this process's memory only
     and is never written anywhere.
     """
+    local = _local_limiter(provider, base_url, api_key, rate)
+    if global_limit:
+        return GlobalRateLimit(global_limit, local)
+    return local
+
+
+def _local_limiter(
+    provider: str, base_url: str, api_key: SecretStr, rate: float | None
+) -> RateLimiter | None:
     if rate is None:
         return None
     ident = hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()

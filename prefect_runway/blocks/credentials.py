@@ -40,9 +40,19 @@ class RunwayProviderCredentials(CredentialsBlock, ABC):
         default=1800.0, gt=0, description="How long to wait for one job before giving up."
     )
     max_requests_per_second: float | None = Field(
-        default=None,
+        default=10.0,
         gt=0,
-        description="Cap on requests per second with this key, shared by all tasks in a process.",
+        description=(
+            "Cap on requests per second with this key (status polls included), shared by all "
+            "tasks in a process; empty for no cap."
+        ),
+    )
+    global_rate_limit: str | None = Field(
+        default=None,
+        description=(
+            "Name of a Prefect global concurrency limit (with slot decay) that every request "
+            "with this key also takes a slot of, so that many workers share one budget."
+        ),
     )
 
     def provider(self) -> Provider:
@@ -75,8 +85,10 @@ class RunwayProviderCredentials(CredentialsBlock, ABC):
             self.resolved_base_url(),
             retry=retry,
             poll=self.poll_schedule(),
-            limiter=limiter_for(self.provider_name, self.resolved_base_url(), self.api_key,
-                                self.max_requests_per_second),
+            limiter=limiter_for(
+                self.provider_name, self.resolved_base_url(), self.api_key,
+                self.max_requests_per_second, self.global_rate_limit,
+            ),
         )
 
 

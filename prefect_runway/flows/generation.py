@@ -2,10 +2,10 @@
 
 Each flow validates its request against the chosen provider before anything is sent, then
 runs submit -> wait -> download as Prefect tasks, and publishes artifacts: the still as an
-image artifact and a markdown table linking every output.
+image artifact, each video's preview (GIF or contact sheet) as an image artifact, and a table
+of every output with its link, provider, seconds and cost.
 """
 
-from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,8 +15,9 @@ from prefect.blocks.core import Block
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from prefect_runway.artifacts import publish_outputs, publish_still
+from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.blocks.credentials import RunwayProviderCredentials
+from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.errors import GenerationExpired, InvalidRequest
 from prefect_runway.models import (
     GenerationResult,
@@ -29,12 +30,17 @@ from prefect_runway.models import (
 from prefect_runway.storage import resolve_storage
 from prefect_runway.tasks.generation import (
     download_generation,
+    flow_run_id,
     submit_task_for,
     wait_for_generation,
 )
 
 #: How old a provider output URL may be before it is refreshed from the provider.
 FRESH_URL_SECONDS = 600
+#: How long a presigned URL handing a stored still to the video provider stays valid.
+HANDOFF_URL_SECONDS = 900
+#: How long the presigned links in artifacts stay valid (the SigV4 maximum).
+ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 
 
 class ImageToVideoResult(BaseModel):
@@ -67,6 +73,7 @@ async def run_generation(
     name: str | None = None,
     timeout: float | None = None,
     force: bool = False,
+    preview: str | None = "gif",
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit once if the job expired.
 
@@ -74,13 +81,19 @@ async def run_generation(
     """
     logger = get_run_logger()
     credentials.provider().prepare(request, credentials.resolved_base_url())  # validate now
+    flow_run = flow_run_id()
     generation = await submit_task_for(credentials, refresh=force)(request, credentials)
     for attempt in (1, 2):
+        track(flow_run, credentials, generation)
         try:
             result = await wait_for_generation(generation, credentials, timeout)
-            stored = await download_generation(result, credentials, storage, key_template, name)
+            stored = await download_generation(
+                result, credentials, storage, key_template, name, preview
+            )
+            untrack(flow_run, generation)
             return result, stored
         except GenerationExpired:
+            untrack(flow_run, generation)
             if attempt == 2:
                 raise
             logger.warning(
@@ -92,7 +105,7 @@ async def run_generation(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-@flow(name="generate-image")
+@flow(name="generate-image", on_cancellation=[cancel_remote_jobs])
 async def generate_image(
     prompt: str,
     credentials: RunwayProviderCredentials | str,
@@ -129,11 +142,11 @@ async def generate_image(
         timeout=timeout, force=force,
     )
     await publish_still(stored[0], await _viewable_url(stored[0], result, storage), name)
-    await publish_outputs(stored, "gen4_image still")
+    await publish_outputs(stored, "gen4_image still", await _links(stored, storage))
     return stored[0]
 
 
-@flow(name="animate-image")
+@flow(name="animate-image", on_cancellation=[cancel_remote_jobs])
 async def animate_image(
     image: str,
     credentials: RunwayProviderCredentials | str,
@@ -148,6 +161,7 @@ async def animate_image(
     name: str | None = None,
     timeout: float | None = None,
     force: bool = False,
+    preview: str | None = "gif",
 ) -> StoredOutput:
     """Animate one image with gen4_turbo or gen3a_turbo and store the video.
 
@@ -165,6 +179,8 @@ async def animate_image(
         name: Value of ``{name}`` in the key template.
         timeout: Wait deadline in seconds.
         force: Submit a new job even if the same request is cached.
+        preview: The video's preview stored beside it: ``"gif"``, ``"png"`` (contact sheet)
+            or None.
 
     Returns:
         The stored, verified video.
@@ -176,13 +192,14 @@ async def animate_image(
     )
     _, stored = await run_generation(
         request, credentials, storage=storage, key_template=key_template, name=name,
-        timeout=timeout, force=force,
+        timeout=timeout, force=force, preview=preview,
     )
-    await publish_outputs(stored, f"{model} video")
+    await publish_preview(stored[0], storage, name)
+    await publish_outputs(stored, f"{model} video", await _links(stored, storage))
     return stored[0]
 
 
-@flow(name="image-to-video")
+@flow(name="image-to-video", on_cancellation=[cancel_remote_jobs])
 async def image_to_video(
     still_prompt: str,
     motion_prompt: str,
@@ -200,12 +217,14 @@ async def image_to_video(
     name: str | None = None,
     timeout: float | None = None,
     force: bool = False,
+    preview: str | None = "gif",
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
-    The still reaches the video provider by its fresh provider URL; where that URL is stale
-    or expired, by a presigned URL from the storage (S3), or as a data URI where the video
-    provider accepts one.
+    The still reaches the video provider as a short-lived presigned URL of the stored copy
+    when outputs are in S3; otherwise by its fresh provider URL (refreshed from the provider
+    when stale) or, once the provider has forgotten it, as a data URI where the video provider
+    accepts one.
 
     Args:
         still_prompt: The still's prompt.
@@ -224,6 +243,8 @@ async def image_to_video(
         name: Value of ``{name}`` in the key template.
         timeout: Wait deadline per step, in seconds.
         force: Submit new jobs even if the same requests are cached.
+        preview: The video's preview stored beside it: ``"gif"``, ``"png"`` (contact sheet)
+            or None.
 
     Returns:
         The stored still and video.
@@ -254,9 +275,12 @@ async def image_to_video(
     )
     _, video_stored = await run_generation(
         video_request, video_creds, storage=storage, key_template=key_template, name=name,
-        timeout=timeout, force=force,
+        timeout=timeout, force=force, preview=preview,
     )
-    await publish_outputs([still, video_stored[0]], "image-to-video")
+    await publish_preview(video_stored[0], storage, name)
+    await publish_outputs(
+        [still, video_stored[0]], "image-to-video", await _links([still, video_stored[0]], storage)
+    )
     return ImageToVideoResult(still=still, video=video_stored[0])
 
 
@@ -267,8 +291,22 @@ async def still_reference(
     video_credentials: RunwayProviderCredentials,
     storage: Any,
 ) -> str:
-    """How the video provider should receive the still: fresh URL, presigned URL or data URI."""
+    """How the video provider should receive the still.
+
+    In order: a presigned URL of the stored copy (S3 storage; valid
+    :data:`HANDOFF_URL_SECONDS`), the provider's own URL while fresh, a refreshed provider
+    URL, a data URI of the stored copy (where the video provider accepts one); else an
+    :class:`InvalidRequest` that says to store outputs in S3.
+    """
     logger = get_run_logger()
+    store = resolve_storage(storage)
+    presigned = await store.presigned_url(still.key, HANDOFF_URL_SECONDS)
+    if presigned:
+        logger.info(
+            "Handing the stored still %s to %s as a presigned URL (valid %d s)",
+            store.location(still.key), video_credentials.provider_name, HANDOFF_URL_SECONDS,
+        )
+        return presigned
     if _age(result) < timedelta(seconds=FRESH_URL_SECONDS) and result.outputs:
         return result.outputs[0]
     try:
@@ -280,10 +318,6 @@ async def still_reference(
             return update.outputs[0]
     except GenerationExpired:
         logger.info("The still's provider URL has expired; handing the stored copy over instead")
-    store = resolve_storage(storage)
-    presigned = await store.presigned_url(still.key)
-    if presigned:
-        return presigned
     if video_credentials.provider().accepts_data_uri:
         data = await store.read_bytes(still.key)
         if data is not None:
@@ -298,8 +332,30 @@ async def still_reference(
 
 
 async def _viewable_url(still: StoredOutput, result: GenerationResult, storage: Any) -> str | None:
-    presigned = await resolve_storage(storage).presigned_url(still.key, 7 * 24 * 3600)
+    presigned = await resolve_storage(storage).presigned_url(still.key, ARTIFACT_URL_SECONDS)
     return presigned or (result.outputs[0] if result.outputs else None)
+
+
+async def _links(outputs: list[StoredOutput], storage: Any) -> dict[str, str]:
+    """Output key -> a URL a person can open (presigned, where the storage makes them)."""
+    store = resolve_storage(storage)
+    links = {}
+    for output in outputs:
+        url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
+        if url:
+            links[output.key] = url
+    return links
+
+
+async def publish_preview(video: StoredOutput, storage: Any, name: str | None = None) -> None:
+    """Publish a stored video's preview (named in its sidecar) as an artifact."""
+    if not video.preview_key:
+        return
+    store = resolve_storage(storage)
+    url = await store.presigned_url(video.preview_key, ARTIFACT_URL_SECONDS)
+    await publish_video_preview(
+        video, url, name, preview_location=None if url else store.location(video.preview_key),
+    )
 
 
 def _age(result: GenerationResult) -> timedelta:

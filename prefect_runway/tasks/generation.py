@@ -9,6 +9,7 @@ what a retry can cure and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import timedelta
 from typing import Any
@@ -18,8 +19,9 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from prefect_runway.blocks.credentials import RunwayProviderCredentials
-from prefect_runway.errors import DownloadError, ProviderError, RunwayError
+from prefect_runway.errors import DownloadError, InvalidRequest, ProviderError, RunwayError
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
+from prefect_runway.previews import PREVIEW_FORMATS, Preview, make_preview, preview_key
 from prefect_runway.providers.base import redact_url
 from prefect_runway.storage import DEFAULT_KEY_TEMPLATE, OutputStorage, render_key, resolve_storage
 
@@ -185,14 +187,17 @@ async def download_generation(
     storage: Any = None,
     key_template: str | None = None,
     name: str | None = None,
+    preview: str | None = "gif",
 ) -> list[StoredOutput]:
     """Download every output of a finished job into storage, verified, with a sidecar each.
 
     Each output streams to a temporary file while being hashed, is checked (length, media
-    type, magic bytes), then lands atomically under its key; a JSON sidecar beside it records
-    the request (no secrets), provider, job, timings, metrics, sha256 and size. An output
-    already stored and still matching its sidecar is not downloaded again. A signed output URL
-    that has expired is refreshed from the provider once.
+    type, magic bytes), then lands atomically under its key (to S3: a multipart upload from
+    that file); a JSON sidecar beside it records the request (no secrets), provider, job,
+    timings, metrics, sha256 and size. A video also gets a small preview beside it
+    (``<key>.preview.gif`` or ``.preview.png``), named in its sidecar as ``preview_key``. An
+    output already stored and still matching its sidecar is not downloaded again. A signed
+    output URL that has expired is refreshed from the provider once.
 
     Args:
         result: The finished job from ``wait_for_generation``.
@@ -202,14 +207,18 @@ async def download_generation(
         key_template: e.g. ``"{flow_run}/{name}-{seed}.{ext}"``; default
             ``"{kind}-{fingerprint}.{ext}"``.
         name: A name for the ``{name}`` placeholder.
+        preview: For videos: ``"gif"`` (animated), ``"png"`` (contact sheet) or None.
 
     Returns:
         One StoredOutput per output.
     """
     logger = get_run_logger()
+    if preview is not None and preview not in PREVIEW_FORMATS:
+        raise InvalidRequest("preview", f"{preview!r} is not a preview format",
+                             allowed=(*PREVIEW_FORMATS, None))
     store: OutputStorage = resolve_storage(storage)
     generation = result.generation
-    flow_run = _flow_run_id()
+    flow_run = flow_run_id()
     expected_media = ("image/",) if generation.kind == "image" else ("video/",)
     default_media = "image/png" if generation.kind == "image" else "video/mp4"
     stored: list[StoredOutput] = []
@@ -253,7 +262,16 @@ async def download_generation(
                 )
             if downloaded.media_type != default_media:
                 key = output_key(key_template, media_type=downloaded.media_type, **key_args)
-            location = await store.put(downloaded.path, key, downloaded.media_type)
+            made = None
+            if preview and downloaded.media_type.startswith("video/"):
+                made = await _make_preview(downloaded.path, preview, key)
+            location = await store.put(
+                downloaded.path, key, downloaded.media_type, sha256=downloaded.sha256
+            )
+            previewed = None
+            if made is not None:
+                previewed = preview_key(key, preview)  # type: ignore[arg-type]
+                await store.write_bytes(previewed, made.data)
             output = StoredOutput(
                 location=location,
                 key=key,
@@ -272,6 +290,7 @@ async def download_generation(
                 submitted_at=generation.submitted_at,
                 completed_at=result.completed_at,
                 flow_run_id=flow_run,
+                preview_key=previewed,
             )
             output.sidecar = await store.write_sidecar(output)
             logger.info(
@@ -282,7 +301,16 @@ async def download_generation(
     return stored
 
 
-def _flow_run_id() -> str | None:
+async def _make_preview(path: Any, fmt: str, key: str) -> Preview | None:
+    """A preview of the downloaded video, made in a worker thread; None if it cannot be."""
+    try:
+        return await asyncio.to_thread(make_preview, path, fmt)  # type: ignore[arg-type]
+    except Exception as exc:  # a preview is a convenience: it never fails the download
+        get_run_logger().warning("Could not make a %s preview of %s: %s", fmt, key, exc)
+        return None
+
+
+def flow_run_id() -> str | None:
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
