@@ -15,20 +15,25 @@ Routes (auth: `Authorization: Bearer <key>`):
                                                 -> {id, status: "queued"}
     GET  /v2/video/generations?generation_id=ID -> {id, status, video: {url},
                                                     meta: {usage: {credits_used}}}
-                                                   failed: {id, status: "failed",
+                                                   failed: {id, status: "error",
                                                             error: {name, message}}
 
 Statuses: `waiting` (over the key's concurrency limit), `queued`, `generating`, then
-`completed`, `error` (legacy) or `failed` (universal). Errors are
+`completed` or `error` - the enum of AIMLAPI's published response schema
+(`Video.v2.PollVideoResponseDTO`); set `aimlapi_failure_status="failed"` to emit the other
+terminal word clients meet in the wild. Errors are
 `{message, path, requestId, statusCode, timestamp}`: 400 "Body validation error!" (with
 `meta` naming the field), 401 missing/invalid key, 403 out of credits, 404 unknown id.
 The input image's width/height must be within 0.5..2: checked at submit for data URIs
 (400), when fetched for URLs (the generation fails). Output URLs are signed and expire.
 
-Ratio vocabulary: the docs' enum values were not captured in the seeds. The emulator accepts
-16:9 and 9:16 for both models and also 1:1, 4:3, 3:4, 21:9 for gen4_turbo (the ratios other
-resellers list for gen4_turbo); everything else is 400. The gen3a_turbo doc page's example
-uses the bare model id `gen3a_turbo`; it is accepted as an alias of `runway/gen3a_turbo`.
+Tables from AIMLAPI's published OpenAPI files (github.com/aimlapi/api-docs,
+docs/api-references/video-models/runway/gen4_turbo.json and gen3a_turbo.json; the seeds lost
+the enum values): model ids `runway/gen4_turbo` and `gen3a_turbo` (no vendor prefix - the
+schema's enum is exactly that, so `runway/gen3a_turbo` is a 400); ratio 16:9, 9:16, 4:3,
+3:4, 1:1, 21:9 for gen4_turbo and 16:9, 9:16 for gen3a_turbo (default 16:9); duration 5 or
+10; seed 0..4294967295; only `model` and `image_url` required; `last_image_url` on gen3a_turbo
+only.
 
 Development exception: `https://` is required, but `http://` is accepted for loopback hosts.
 """
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -87,26 +93,26 @@ MODELS: dict[str, ModelRules] = {
         },
         last_frame=False,
     ),
-    "runway/gen3a_turbo": ModelRules(
+    "gen3a_turbo": ModelRules(
         ratios={"16:9": (1280, 768), "9:16": (768, 1280)},
         last_frame=True,
     ),
 }
-ALIASES = {"gen3a_turbo": "runway/gen3a_turbo"}
+#: Plausible but wrong ids, rejected with a hint (AIMLAPI's schema enum is exact).
+WRONG_IDS = {"runway/gen3a_turbo": "gen3a_turbo", "gen4_turbo": "runway/gen4_turbo"}
 
 #: Fields that belong to the other route: sending them is a validation error, not ignored.
 LEGACY_ONLY = ("ratio", "last_image_url")
 UNIVERSAL_ONLY = ("aspect_ratio", "tail_image_url")
 
-LEGACY_STATUS = {
+STATUS_NAMES = {
     Phase.WAITING: "waiting",
     Phase.QUEUED: "queued",
     Phase.RUNNING: "generating",
     Phase.SUCCEEDED: "completed",
-    Phase.FAILED: "error",
+    Phase.FAILED: "error",  # or config.aimlapi_failure_status
     Phase.CANCELLED: "error",
 }
-UNIVERSAL_STATUS = {**LEGACY_STATUS, Phase.FAILED: "failed", Phase.CANCELLED: "failed"}
 
 FAILURE_MESSAGES = {
     "fail_marker": "Your request was rejected by the provider's content moderation.",
@@ -142,9 +148,10 @@ def validate(body: dict[str, Any], *, legacy: bool) -> tuple[str, JobSpec]:
         FieldError: naming the first bad field.
     """
     model = body.get("model")
-    model = ALIASES.get(model, model) if isinstance(model, str) else model
     if model is None:
         raise FieldError("model", "is required")
+    if isinstance(model, str) and model in WRONG_IDS:
+        raise FieldError("model", f"unknown model {model!r}; AIMLAPI's id is {WRONG_IDS[model]!r}")
     if model not in MODELS:
         raise FieldError("model", f"must be one of {', '.join(MODELS)}; got {model!r}")
     rules = MODELS[model]
@@ -159,7 +166,7 @@ def validate(body: dict[str, Any], *, legacy: bool) -> tuple[str, JobSpec]:
     last = get_image_ref(body, last_name, required=False, allow_data=True)
     ratio_name = "ratio" if legacy else "aspect_ratio"
     ratio = get_choice(body, ratio_name, rules.ratios, default="16:9")
-    duration = get_choice(body, "duration", DURATIONS, default=5, allow_numeric_string=True)
+    duration = get_choice(body, "duration", DURATIONS, default=5)
     seed = get_int(body, "seed", low=0, high=MAX_SEED)
     for name, reference in ((("image_url", image), (last_name, last))):
         if reference is not None and is_data_uri(reference):
@@ -229,7 +236,8 @@ class AimlapiProtocol:
             return key
         try:
             body = await read_json_object(request)
-            model, spec = validate(body, legacy=legacy)
+            # data URIs are decoded to check the image: off the event loop
+            model, spec = await run_in_threadpool(validate, body, legacy=legacy)
         except FieldError as exc:
             field = exc.field or "body"
             return self._error(
@@ -267,6 +275,11 @@ class AimlapiProtocol:
         except JobNotFound:
             return self._error(request, 404, f"Generation {generation_id} not found")
 
+    def _status(self, view: JobView) -> str:
+        if view.phase in (Phase.FAILED, Phase.CANCELLED):
+            return self.backend.config.aimlapi_failure_status
+        return STATUS_NAMES[view.phase]
+
     def _failure_message(self, view: JobView) -> str:
         if view.failure is None:
             return "Generation was cancelled."
@@ -284,7 +297,7 @@ class AimlapiProtocol:
         view = self._lookup(request)
         if isinstance(view, Response):
             return view
-        body: dict[str, Any] = {"id": view.id, "status": LEGACY_STATUS[view.phase]}
+        body: dict[str, Any] = {"id": view.id, "status": self._status(view)}
         if view.phase is Phase.SUCCEEDED:
             body["video"] = [self._video_url(request, view)]
         elif view.phase.terminal:
@@ -295,7 +308,7 @@ class AimlapiProtocol:
         view = self._lookup(request)
         if isinstance(view, Response):
             return view
-        body: dict[str, Any] = {"id": view.id, "status": UNIVERSAL_STATUS[view.phase]}
+        body: dict[str, Any] = {"id": view.id, "status": self._status(view)}
         if view.phase is Phase.SUCCEEDED:
             body["video"] = {"url": self._video_url(request, view)}
             credits = int(view.job.spec.cost * CREDITS_PER_RUNWAY_CREDIT)

@@ -48,10 +48,10 @@ def parse_range(header: str, total: int) -> tuple[int, int] | None | str:
         return max(0, total - suffix), total - 1
     start = int(first)
     end = int(last) if last else total - 1
-    if end < start:
-        return None
     if start >= total:
         return "unsatisfiable"
+    if end < start:
+        return None
     return start, min(end, total - 1)
 
 

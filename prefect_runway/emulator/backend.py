@@ -228,9 +228,7 @@ class Backend:
         self.clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._secret = secrets.token_bytes(32)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self._config.media_workers, thread_name_prefix="emulator-media"
-        )
+        self._executor: ThreadPoolExecutor | None = None
         self.cache = media_mod.MediaCache()
         self.loader = ImageLoader(self._read_own_media, timeout=self._config.fetch_timeout)
         self._generation = 0
@@ -332,7 +330,7 @@ class Backend:
                     signed=spec.signed_outputs,
                     expires_at=job.expires_at,
                 )
-                self._executor.submit(self._produce, job)
+                self._media_executor().submit(self._produce, job)
             else:
                 job.media_done = True
             self._admit(job.provider, job.api_key, now)
@@ -521,6 +519,13 @@ class Backend:
                         entry.data = data
             job.media_done = True
 
+    def _media_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._config.media_workers, thread_name_prefix="emulator-media"
+            )
+        return self._executor
+
     def _read_own_media(self, media_id: str, query: str) -> bytes | None:
         """For the image loader: our own media by id (None if we do not hold it)."""
         with self._lock:
@@ -583,7 +588,8 @@ class Backend:
                     sig = params["sig"][0]
                 except (KeyError, IndexError, ValueError) as exc:
                     raise MediaForbidden("missing or malformed signature") from exc
-                if not hmac.compare_digest(sig, self._sign(media_id, exp, nonce)):
+                expected = self._sign(media_id, exp, nonce)
+                if not hmac.compare_digest(sig.encode(), expected.encode()):
                     raise MediaForbidden("signature does not match")
                 if self.clock.time() * 1000 >= exp:
                     raise MediaForbidden("URL has expired")
@@ -649,5 +655,8 @@ class Backend:
             self.cache.clear()
 
     def close(self) -> None:
-        """Stop the media workers."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the media workers (new ones start if jobs are submitted again)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

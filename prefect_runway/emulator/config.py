@@ -7,6 +7,8 @@ Durations are seconds.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROVIDERS = ("segmind", "aimlapi", "runway")
@@ -95,6 +97,10 @@ class EmulatorConfig(BaseModel):
         ge=1,
         description="Requests one Segmind key may run at once; later ones stay QUEUED.",
     )
+    aimlapi_failure_status: Literal["error", "failed"] = Field(
+        default="error",
+        description="The status word AIMLAPI generations end with when they fail.",
+    )
     video_fps: int = Field(
         default=24, ge=1, le=60, description="Frame rate of the videos the emulator makes."
     )
@@ -111,7 +117,10 @@ class EmulatorConfig(BaseModel):
         description="Reuse media already made for identical inputs (for benchmarks).",
     )
     media_workers: int = Field(
-        default=2, ge=1, le=32, description="Threads that fetch inputs and encode media."
+        default=2,
+        ge=1,
+        le=32,
+        description="Threads that fetch inputs and encode media (read when the first job starts).",
     )
     fetch_timeout: float = Field(
         default=10.0, gt=0, description="Timeout for fetching an input image over loopback."

@@ -2,9 +2,10 @@
 
 Routes (auth: `Authorization: Bearer <key>` and `X-Runway-Version: 2024-11-06`):
 
-    POST   /v1/image_to_video  {model, promptImage, promptText, ratio, duration, seed} -> {id}
+    POST   /v1/image_to_video  {model, promptImage, promptText, ratio, duration, seed}
+                               -> {id, estimatedCost: {credits}}
     POST   /v1/text_to_image   {model: gen4_image, promptText, ratio, referenceImages, seed}
-                               -> {id}
+                               -> {id, estimatedCost: {credits}}
     GET    /v1/tasks/{id}      -> {id, status, createdAt, estimatedCost | cost, progress?,
                                    output? (fresh signed URLs on every call), failure?,
                                    failureCode?}
@@ -20,9 +21,10 @@ answer 403 - fetch the task again for fresh ones.
 Validation tables follow the SDK's type hints (`types/image_to_video_create_params.py`,
 `types/text_to_image_create_params.py`): gen4_turbo requires `ratio` (six literals) and takes
 only `position: "first"` in a promptImage list; gen4_image requires `ratio` (16 literals).
-SDK 5.24.0 no longer lists gen3a_turbo; the emulator still accepts it with Runway's
-documented ratios 1280:768 and 768:1280 (default 1280:768) and first/last positions.
-Durations are 5 or 10 (default 10).
+SDK 5.24.0 no longer lists gen3a_turbo; its rules come from runwayml 4.18.0's `Gen3aTurbo`:
+`promptText` required, ratio 1280:768 or 768:1280 (optional; default 1280:768 here), duration
+5 or 10, promptImage positions first/last. Durations are 5 or 10 for both models (the
+gen4_turbo type says only `int`; 5/10 is Runway's documented set), default 10.
 
 Development exception: `https://` is required, but `http://` is accepted for loopback hosts.
 """
@@ -70,6 +72,7 @@ class VideoModel:
     ratio_required: bool
     default_ratio: str | None
     positions: tuple[str, ...]
+    prompt_required: bool
 
 
 VIDEO_MODELS: dict[str, VideoModel] = {
@@ -78,12 +81,14 @@ VIDEO_MODELS: dict[str, VideoModel] = {
         ratio_required=True,
         default_ratio=None,
         positions=("first",),
+        prompt_required=False,
     ),
     "gen3a_turbo": VideoModel(
         ratios=("1280:768", "768:1280"),
         ratio_required=False,
         default_ratio="1280:768",
         positions=("first", "last"),
+        prompt_required=True,
     ),
 }
 
@@ -169,7 +174,9 @@ def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
             raise FieldError("promptImage", "needs an image with position 'first'")
     else:
         raise FieldError("promptImage", "must be a URI or a non-empty list of {uri, position}")
-    prompt = get_string(body, "promptText", required=False, max_utf16=MAX_PROMPT) or ""
+    prompt = get_string(
+        body, "promptText", required=rules.prompt_required, max_utf16=MAX_PROMPT
+    ) or ""
     ratio = get_choice(
         body, "ratio", rules.ratios, default=rules.default_ratio, required=rules.ratio_required
     )
@@ -283,7 +290,7 @@ class RunwayProtocol:
             job = self.backend.submit(PROVIDER, model, key, body, spec)
         except InsufficientCredits:
             return self._error(400, "You do not have enough credits to run this task.")
-        return JSONResponse({"id": job.id})
+        return JSONResponse({"id": job.id, "estimatedCost": {"credits": spec.cost}})
 
     async def image_to_video(self, request: Request) -> Response:
         return await self._submit(request, validate_image_to_video)

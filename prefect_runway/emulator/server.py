@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -32,7 +32,9 @@ from .faults import FaultPlan, FaultState
 HOST = "127.0.0.1"
 
 
-def _bind(port: int) -> socket.socket:
+def _bind(port: int, host: str = HOST) -> socket.socket:
+    if host not in (HOST, "localhost"):
+        raise ValueError(f"the emulator binds 127.0.0.1 only, not {host!r}")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, port))
@@ -123,7 +125,7 @@ class Emulator:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and release the port and the media workers."""
+        """Stop serving and release the port and the media workers (`start` may follow)."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -184,31 +186,37 @@ class Emulator:
         self.faults.set(FaultPlan())
 
 
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)
+
+
 def run_forever(
     config: EmulatorConfig | None = None,
     port: int = 8765,
     *,
+    host: str = HOST,
     log_level: str = "info",
-    announce=print,
+    announce: Callable[[str], object] | None = None,
 ) -> None:
     """Serve the emulator on 127.0.0.1:`port` in the foreground until Ctrl-C / SIGTERM.
 
     Args:
         config: Behaviour; defaults to `EmulatorConfig()`.
         port: Port on 127.0.0.1 (0 picks a free one, which is announced).
+        host: Must be "127.0.0.1" (or "localhost"): the emulator never binds elsewhere.
         log_level: uvicorn's log level.
-        announce: Called with one line saying where the emulator listens.
+        announce: Called with one line saying where the emulator listens (default: print
+            it to stdout, flushed).
     """
+    sock = _bind(port, host)
     backend = Backend(config or EmulatorConfig())
     faults = FaultState(backend.clock)
     app = build_app(backend, faults)
-    sock = _bind(port)
     url = f"http://{HOST}:{sock.getsockname()[1]}"
-    if announce is not None:
-        announce(
-            f"prefect-runway emulator on {url}  (Segmind base_url {url}/v1, AIMLAPI {url}, "
-            f"Runway {url}; stats {url}/_emulator/stats)"
-        )
+    (announce or _print_flushed)(
+        f"prefect-runway emulator on {url}  (Segmind base_url {url}/v1, AIMLAPI {url}, "
+        f"Runway {url}; stats {url}/_emulator/stats)"
+    )
     server = uvicorn.Server(_uvicorn_config(app, log_level))
     try:
         server.run(sockets=[sock])
