@@ -63,6 +63,25 @@ from prefect_runway.providers.base import (
 
 logger = logging.getLogger("prefect_runway.client")
 
+
+class _RedactQueryStrings(logging.Filter):
+    """Strips query strings from the URLs in httpx's request log lines: output URLs are
+    signed, and a signature in a log is a credential in a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                redact_url(str(a)) if isinstance(a, httpx.URL) or (isinstance(a, str) and "://" in a)
+                else a
+                for a in record.args
+            )
+        return True
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactQueryStrings) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_RedactQueryStrings())
+
 USER_AGENT = "prefect-runway/0.1"
 _SUBMIT_SAFE_STATUS = (429, 503)
 #: The largest API answer (JSON) read; media downloads stream to disk and have no bound.
@@ -386,6 +405,7 @@ class RunwayClient:
         *,
         expected_media: tuple[str, ...] = ("image/", "video/"),
         job_id: str | None = None,
+        partial_name: str | None = None,
     ) -> DownloadedFile:
         """Stream ``url`` to a temporary file in ``directory`` while hashing it, and verify it.
 
@@ -394,15 +414,24 @@ class RunwayClient:
         Content-Length, the expected media type and the file's magic bytes; a truncated or
         mismatched body is never returned.
 
+        Args:
+            partial_name: A stable name for the partial file (e.g. from the storage key and
+                the URL without its signature). A partial left by a killed process under that
+                name is resumed from where it stopped, instead of being left behind.
+
         Returns:
             The temporary file, its size, sha256 and media type. The caller moves it into
             place (atomically) or deletes it.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=directory)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        if partial_name:
+            tmp = directory / partial_name
+            tmp.touch()
+        else:
+            fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=directory)
+            os.close(fd)
+            tmp = Path(tmp_name)
         try:
             return await self._download_into(url, tmp, expected_media, job_id)
         except BaseException:
@@ -417,6 +446,12 @@ class RunwayClient:
         attempt = 0
         digest = hashlib.sha256()
         received = 0
+        with tmp.open("rb") as f:  # a partial left by an earlier, killed attempt
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                received += len(block)
+        if received:
+            logger.info("Resuming the download of %s from byte %d", safe_url, received)
         total: int | None = None
         media_type = ""
         while True:

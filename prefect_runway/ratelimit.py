@@ -6,8 +6,8 @@ the provider's rate limit together. :func:`limiter_for` returns the one limiter 
 task, on any thread or event loop of the process — draws from the same budget. For a budget
 shared across processes and machines, use a Prefect global concurrency limit (see README).
 
-The limiter is a GCRA / virtual-scheduling token bucket: each request reserves the next free
-slot under a thread lock and sleeps until it, so it works across event loops and threads.
+The limiter is a token bucket guarded by a thread lock (not an asyncio lock), so it works
+across event loops and threads.
 """
 
 from __future__ import annotations
@@ -25,34 +25,40 @@ from pydantic import SecretStr
 class RateLimiter:
     """Allow ``rate`` requests per second on average, with bursts of up to ``burst``.
 
+    A token bucket whose tokens are taken at the moment a request goes out, never reserved
+    ahead: however late a waiting task wakes (a busy event loop), at most ``burst`` requests
+    leave together, so the provider's own bucket of the same rate never has to refuse one.
+
     Args:
         rate: Requests per second.
-        burst: How many requests may go at once after a quiet spell (default: ``rate``,
-            at least 1).
+        burst: How many requests may go at once after a quiet spell. The default, 1, spaces
+            every request at least ``1 / rate`` apart: when this process stalls and then
+            writes several requests together, the provider's own burst allowance absorbs it.
     """
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.burst = max(1.0, burst if burst is not None else rate)
-        self._interval = 1.0 / rate
-        self._next = time.monotonic() - (self.burst - 1) * self._interval
+        self.burst = max(1.0, burst if burst is not None else 1.0)
+        self._tokens = self.burst
+        self._last = time.monotonic()
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Reserve the next slot and return how many seconds to wait for it."""
+    def try_take(self) -> float:
+        """Take a token if there is one (returns 0), else return the seconds until one is due."""
         with self._lock:
             now = time.monotonic()
-            earliest = now - (self.burst - 1) * self._interval
-            slot = max(self._next, earliest)
-            self._next = slot + self._interval
-            return max(0.0, slot - now)
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
 
     async def acquire(self) -> None:
-        """Wait for a slot."""
-        wait = self.reserve()
-        if wait > 0:
+        """Wait until a token is taken."""
+        while (wait := self.try_take()) > 0:
             await asyncio.sleep(wait)
 
     @asynccontextmanager

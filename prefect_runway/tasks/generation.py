@@ -39,24 +39,35 @@ def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return submission_cache_key(parameters["credentials"], parameters["request"])
 
 
-def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only errors a retry can cure (never a failed job, a bad request or a doubt)."""
+async def _failure(state: Any) -> BaseException | None:
+    if isinstance(state.data, BaseException):
+        return state.data
     try:
-        state.result()
-    except ProviderError as exc:
+        await state.aresult()
+    except BaseException as exc:  # noqa: BLE001 - we only classify it
+        return exc
+    return None
+
+
+async def _retry_submit(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a submit only where the provider provably did not take the job."""
+    exc = await _failure(state)
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a read unless the error is final (a failed job, a bad request, bad credentials)."""
+    exc = await _failure(state)
+    if isinstance(exc, ProviderError):
         return exc.retryable
-    except RunwayError:
-        return False
-    except Exception:
-        return True
-    return False
+    return not isinstance(exc, RunwayError)
 
 
 @task(
     name="submit-generation",
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_if_transient,
+    retry_condition_fn=_retry_submit,
     cache_key_fn=_cache_key_fn,
     cache_expiration=timedelta(hours=1),
     persist_result=True,
@@ -116,8 +127,8 @@ def submit_task_for(credentials: RunwayProviderCredentials, *, refresh: bool = F
 @task(
     name="wait-for-generation",
     retries=2,
-    retry_delay_seconds=[5, 20],
-    retry_condition_fn=_retry_if_transient,
+    retry_delay_seconds=[1, 10],
+    retry_condition_fn=_retry_read,
 )
 async def wait_for_generation(
     generation: Generation,
@@ -144,6 +155,13 @@ async def wait_for_generation(
         generation.provider, generation.job_id, result.seconds, len(result.outputs),
     )
     return result
+
+
+def partial_name(key: str, url: str) -> str:
+    """The partial file of one output: stable across processes for the same key and output
+    (a re-signed URL is the same output), different for a resubmitted job's new output."""
+    ident = hashlib.sha256(f"{key}|{redact_url(url)}".encode()).hexdigest()[:24]
+    return f".part-{ident}"
 
 
 def output_key(
@@ -179,7 +197,7 @@ def output_key(
     name="download-generation",
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_if_transient,
+    retry_condition_fn=_retry_read,
 )
 async def download_generation(
     result: GenerationResult,
@@ -240,7 +258,7 @@ async def download_generation(
             try:
                 downloaded = await client.download(
                     outputs[index], store.staging_dir(), expected_media=expected_media,
-                    job_id=generation.job_id,
+                    job_id=generation.job_id, partial_name=partial_name(key, outputs[index]),
                 )
             except DownloadError as exc:
                 if exc.status_code not in (401, 403, 404, 410):
@@ -258,7 +276,7 @@ async def download_generation(
                 outputs = list(fresh.outputs)
                 downloaded = await client.download(
                     outputs[index], store.staging_dir(), expected_media=expected_media,
-                    job_id=generation.job_id,
+                    job_id=generation.job_id, partial_name=partial_name(key, outputs[index]),
                 )
             if downloaded.media_type != default_media:
                 key = output_key(key_template, media_type=downloaded.media_type, **key_args)

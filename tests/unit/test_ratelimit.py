@@ -38,47 +38,70 @@ def registry(monkeypatch) -> dict:
     return fresh
 
 
+def _drain(limiter: RateLimiter, clock: FakeTime, n: int) -> list[float]:
+    """Send n requests as fast as the limiter allows; return each one's send time."""
+    sent = []
+    for _ in range(n):
+        while (wait := limiter.try_take()) > 0:
+            clock.now += wait
+        sent.append(clock.now)
+    return sent
+
+
 def test_fresh_limiter_lets_a_burst_of_20_through_at_once(clock):
-    limiter = RateLimiter(rate=20)
-    waits = [limiter.reserve() for _ in range(20)]
-    assert waits == [0.0] * 20
+    limiter = RateLimiter(rate=20, burst=20)
+    assert [limiter.try_take() for _ in range(20)] == [0.0] * 20
+    assert limiter.try_take() == pytest.approx(0.05)
 
 
-def test_burst_of_20_then_50ms_spacing_after_a_quiet_spell(clock):
-    limiter = RateLimiter(rate=20)
-    clock.now += 5.0  # quiet spell
-    waits = [limiter.reserve() for _ in range(25)]
-    assert waits[:20] == pytest.approx([0.0] * 20, abs=1e-9)
-    assert waits[20:] == pytest.approx([0.05, 0.10, 0.15, 0.20, 0.25], abs=1e-9)
+def test_burst_of_20_then_50ms_spacing(clock):
+    limiter = RateLimiter(rate=20, burst=20)
+    start = clock.now
+    sent = _drain(limiter, clock, 25)
+    assert sent[:20] == [start] * 20
+    assert [t - start for t in sent[20:]] == pytest.approx([0.05, 0.10, 0.15, 0.20, 0.25])
 
 
-def test_spacing_recovers_as_time_passes(clock):
-    limiter = RateLimiter(rate=20)
-    clock.now += 5.0
+def test_a_wait_does_not_take_a_token(clock):
+    limiter = RateLimiter(rate=20, burst=20)
     for _ in range(20):
-        limiter.reserve()
-    assert limiter.reserve() == pytest.approx(0.05)
-    clock.now += 0.05  # the reserved slot arrives
-    assert limiter.reserve() == pytest.approx(0.05)
-    clock.now += 10.0  # a long quiet spell refills the whole burst, not more
-    waits = [limiter.reserve() for _ in range(21)]
-    assert waits[:20] == pytest.approx([0.0] * 20, abs=1e-9)
-    assert waits[20] == pytest.approx(0.05)
+        limiter.try_take()
+    assert limiter.try_take() == pytest.approx(0.05)
+    assert limiter.try_take() == pytest.approx(0.05)  # asking again reserves nothing
+    clock.now += 0.05
+    assert limiter.try_take() == 0.0
+
+
+def test_a_long_quiet_spell_refills_the_burst_and_no_more(clock):
+    limiter = RateLimiter(rate=20, burst=20)
+    _drain(limiter, clock, 40)
+    clock.now += 10.0
+    assert [limiter.try_take() for _ in range(20)] == [0.0] * 20
+    assert limiter.try_take() > 0
+
+
+def test_late_wakers_never_exceed_the_burst(clock):
+    """Many waiters that all wake late (a stalled event loop) still get at most `burst`
+    tokens at once: the provider's bucket of the same rate never sees a bigger burst."""
+    limiter = RateLimiter(rate=5, burst=5)
+    _drain(limiter, clock, 5)
+    clock.now += 3.0  # every waiter oversleeps by 3 s
+    taken = sum(1 for _ in range(50) if limiter.try_take() == 0.0)
+    assert taken == 5
 
 
 def test_sustained_rate_is_the_configured_rate(clock):
-    limiter = RateLimiter(rate=20)
-    clock.now += 5.0
-    waits = [limiter.reserve() for _ in range(220)]
-    # after the burst, request n (0-based) waits (n - 19) * 50 ms
-    assert waits[-1] == pytest.approx((219 - 19) * 0.05)
-    assert all(b >= a for a, b in pairwise(waits))
+    limiter = RateLimiter(rate=20, burst=20)
+    start = clock.now
+    sent = _drain(limiter, clock, 220)
+    assert sent[-1] - start == pytest.approx((219 - 19) * 0.05)
+    assert all(b >= a for a, b in pairwise(sent))
 
 
 def test_explicit_burst(clock):
     limiter = RateLimiter(rate=10, burst=3)
-    clock.now += 5.0
-    assert [round(limiter.reserve(), 6) for _ in range(5)] == [0.0, 0.0, 0.0, 0.1, 0.2]
+    start = clock.now
+    assert [round(t - start, 6) for t in _drain(limiter, clock, 5)] == [0.0, 0.0, 0.0, 0.1, 0.2]
 
 
 def test_rate_must_be_positive():
@@ -87,27 +110,30 @@ def test_rate_must_be_positive():
             RateLimiter(rate=rate)
 
 
-def test_reserve_is_thread_safe(clock):
-    limiter = RateLimiter(rate=20)
-    clock.now += 5.0
-    waits: list[float] = []
+def test_try_take_is_thread_safe(clock):
+    limiter = RateLimiter(rate=20, burst=20)
+    taken: list[float] = []
     lock = threading.Lock()
 
     def worker():
         for _ in range(25):
-            w = limiter.reserve()
+            w = limiter.try_take()
             with lock:
-                waits.append(w)
+                taken.append(w)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    # 100 reservations hand out 100 distinct slots: 20 free, then 80 spaced 50 ms apart.
-    assert sorted(round(w, 6) for w in waits) == sorted(
-        [0.0] * 20 + [round(0.05 * i, 6) for i in range(1, 81)]
-    )
+    # 100 attempts at one instant: exactly the burst of 20 get a token.
+    assert sum(1 for w in taken if w == 0.0) == 20
+
+
+def test_default_spaces_every_request(clock):
+    limiter = RateLimiter(rate=4)
+    start = clock.now
+    assert [round(t - start, 6) for t in _drain(limiter, clock, 4)] == [0.0, 0.25, 0.5, 0.75]
 
 
 async def test_acquire_and_context_manager():
