@@ -22,19 +22,30 @@ from prefect_runway.errors import (
     GenerationTimedOut,
     InsufficientCredits,
     InvalidRequest,
+    InvalidShot,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
     RunwayError,
+    StoryboardFailed,
     SubmissionUncertain,
 )
-from prefect_runway.flows import ImageToVideoResult, animate_image, generate_image, image_to_video
+from prefect_runway.flows import (
+    ImageToVideoResult,
+    ShotResult,
+    StoryboardSummary,
+    animate_image,
+    generate_image,
+    image_to_video,
+    storyboard,
+)
 from prefect_runway.models import (
     Generation,
     GenerationResult,
     ImageRequest,
     ReferenceImage,
+    Shot,
     StoredOutput,
     VideoRequest,
 )
@@ -51,4 +62,6 @@ __all__ = [
     "RunwayError", "RunwayProviderCredentials", "SegmindCredentials", "StoredOutput",
     "SubmissionUncertain", "VideoRequest", "animate_image", "download_generation",
     "generate_image", "image_to_video", "submit_generation", "wait_for_generation",
+    # storyboards
+    "InvalidShot", "Shot", "ShotResult", "StoryboardFailed", "StoryboardSummary", "storyboard",
 ]

@@ -1,4 +1,4 @@
-"""The ``prefect-runway`` command: ``demo`` and ``emulator``."""
+"""The ``prefect-runway`` command: ``demo``, ``emulator``, ``serve`` and ``blocks create``."""
 
 from __future__ import annotations
 
@@ -83,6 +83,8 @@ def demo(args: argparse.Namespace) -> int:
     print(f"still: {result.still.location}  ({result.still.size} bytes, sha256 {result.still.sha256[:16]})")
     print(f"video: {result.video.location}  ({result.video.size} bytes, sha256 {result.video.sha256[:16]})")
     print(f"sidecars: {result.still.sidecar}, {result.video.sidecar}")
+    if result.video.preview_key:
+        print(f"preview: {result.video.preview_key} (beside the video)")
     return 0
 
 
@@ -92,6 +94,93 @@ def emulator(args: argparse.Namespace) -> int:
 
     config = EmulatorConfig(latency=args.latency, fail_marker=args.fail_marker, video_fps=args.fps)
     run_forever(config, host="127.0.0.1", port=args.port)
+    return 0
+
+
+DEFAULT_BLOCK_NAME = "default"
+
+
+def blocks_create(args: argparse.Namespace) -> int:
+    """Save a credentials block per provider whose API key is in the environment."""
+    _quiet_prefect_env()
+    from pydantic import SecretStr
+
+    from prefect_runway.blocks import AimlapiCredentials, RunwayCredentials, SegmindCredentials
+
+    classes = {"segmind": SegmindCredentials, "aimlapi": AimlapiCredentials, "runway": RunwayCredentials}
+    providers = args.provider or [p for p in PROVIDERS if os.environ.get(KEY_ENV[p])]
+    if not providers:
+        print(
+            "No API key in the environment: set one or more of "
+            + ", ".join(KEY_ENV[p] for p in PROVIDERS), file=sys.stderr,
+        )
+        return 1
+    missing = [KEY_ENV[p] for p in providers if not os.environ.get(KEY_ENV[p])]
+    if missing:
+        print(f"Not set in the environment: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    for provider in providers:
+        cls = classes[provider]
+        fields: dict[str, object] = {"api_key": SecretStr(os.environ[KEY_ENV[provider]])}
+        if args.base_url:
+            fields["base_url"] = args.base_url
+        if args.max_requests_per_second:
+            fields["max_requests_per_second"] = args.max_requests_per_second
+        if args.global_rate_limit:
+            fields["global_rate_limit"] = args.global_rate_limit
+        block = cls(**fields)
+        slug = f"{cls.get_block_type_slug()}/{args.name}"
+        try:
+            block.save(args.name, overwrite=args.overwrite)
+        except ValueError as e:
+            if "already in use" not in str(e):
+                raise
+            print(f"{slug} already exists; pass --overwrite to replace it", file=sys.stderr)
+            return 1
+        print(f"Saved {slug} (API key from {KEY_ENV[provider]})")
+    return 0
+
+
+def serve_deployments(args: argparse.Namespace) -> list:
+    """The deployments ``prefect-runway serve`` serves: a scheduled storyboard, image_to_video."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from prefect_runway.flows import image_to_video, storyboard
+
+    def absolute(value: str) -> str:
+        return value if "://" in value else str(Path(value).expanduser().resolve())
+
+    common: dict[str, object] = {"credentials": args.credentials, "storage": absolute(args.storage)}
+    nightly_params = {**common, "concurrency": args.concurrency}
+    if args.shots:
+        nightly_params["shots"] = absolute(args.shots)
+    schedules = [] if args.no_schedule or not args.shots else [Cron(args.cron, timezone=args.timezone)]
+    return [
+        storyboard.to_deployment(
+            name="nightly-storyboard",
+            schedules=schedules,
+            parameters=nightly_params,
+            description="The storyboard in the shots file, every night: a still, then a video, per shot.",
+            tags=["prefect-runway"],
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
+        image_to_video.to_deployment(
+            name="image-to-video",
+            parameters=common,
+            description="One still, then that still animated, on demand.",
+            tags=["prefect-runway"],
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
+    ]
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the storyboard and image_to_video deployments from this process."""
+    _quiet_prefect_env()
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*serve_deployments(args), limit=args.limit)
     return 0
 
 
@@ -110,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=int, choices=(5, 10), default=5)
     d.add_argument("--seed", type=int, default=4242)
     d.add_argument("--output", default="runway-outputs", help="local output directory")
-    d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix")
+    d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
+                   "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
     d.add_argument("--latency", type=float, default=2.0, help="emulator job latency, seconds")
     d.add_argument("--fps", type=int, default=24, help="emulator video frame rate")
     d.set_defaults(func=demo)
@@ -121,6 +211,37 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fail-marker", default="[fail]")
     e.add_argument("--fps", type=int, default=24)
     e.set_defaults(func=emulator)
+
+    s = sub.add_parser("serve", help="serve a scheduled storyboard and an on-demand image_to_video "
+                       "from this process (the quick path; no work pool)")
+    s.add_argument("--shots", help="shots file (JSON, CSV, YAML; local or s3://) for the nightly "
+                   "storyboard; without it the storyboard is served unscheduled")
+    s.add_argument("--credentials", default=f"segmind-credentials/{DEFAULT_BLOCK_NAME}",
+                   help="saved credentials block, 'block-type/name' (default %(default)s)")
+    s.add_argument("--storage", default="runway-outputs",
+                   help="output directory or s3://bucket/prefix (default %(default)s)")
+    s.add_argument("--cron", default="0 2 * * *", help="storyboard schedule (default %(default)r)")
+    s.add_argument("--timezone", default="UTC", help="schedule time zone (default %(default)s)")
+    s.add_argument("--no-schedule", action="store_true", help="serve the storyboard unscheduled")
+    s.add_argument("--concurrency", type=int, default=4, help="shots at once (default %(default)s)")
+    s.add_argument("--limit", type=int, default=None, help="flow runs at once in this process")
+    s.set_defaults(func=serve)
+
+    b = sub.add_parser("blocks", help="manage the credentials blocks")
+    bsub = b.add_subparsers(dest="blocks_command", required=True)
+    bc = bsub.add_parser(
+        "create", help="save a credentials block for each provider whose key is in the environment "
+        "(SEGMIND_API_KEY, AIMLAPI_API_KEY, RUNWAYML_API_SECRET)",
+    )
+    bc.add_argument("--name", default=DEFAULT_BLOCK_NAME, help="block name (default %(default)s)")
+    bc.add_argument("--provider", action="append", choices=PROVIDERS,
+                    help="only this provider (repeatable; its key must be set)")
+    bc.add_argument("--base-url", help="API base URL (e.g. the emulator's); default: the public API")
+    bc.add_argument("--max-requests-per-second", type=float, help="the block's request-rate cap")
+    bc.add_argument("--global-rate-limit", help="a Prefect global concurrency limit (with slot "
+                    "decay) every request takes a slot of, shared by all workers")
+    bc.add_argument("--overwrite", action="store_true", help="replace blocks of the same name")
+    bc.set_defaults(func=blocks_create)
     return parser
 
 

@@ -11,6 +11,8 @@ status codes, job ids, request fingerprints and the provider's own error text on
 ```
 RunwayError
 ├── InvalidRequest            bad input, caught before any request (also ValueError)
+│   └── InvalidShot           a storyboard shot is invalid (names its row and field)
+├── StoryboardFailed          some shots of a storyboard failed (carries the summary)
 └── ProviderError             something the provider answered (or did not)
     ├── AuthenticationError   401 / 403 on the key
     ├── InsufficientCredits   Segmind 406, AIMLAPI 403 "out of credits"
@@ -73,6 +75,71 @@ class InvalidRequest(RunwayError, ValueError):
             )
             text += f"; allowed: {shown}"
         super().__init__(text)
+
+
+class InvalidShot(InvalidRequest):
+    """A shot of a storyboard is invalid; nothing of the storyboard was submitted.
+
+    The message names where the shot is (the file, its row, the shot's name) and the field.
+
+    Attributes:
+        row: 1-based position of the shot in its list or file (for CSV: the data row).
+        shot: The shot's name, where it has one.
+        source: The shots file, or None for shots given as a list.
+        line: The line of the file where the shot starts, where known (CSV).
+    """
+
+    def __init__(
+        self,
+        row: int,
+        field: str,
+        message: str,
+        *,
+        source: str | None = None,
+        shot: str | None = None,
+        line: int | None = None,
+        allowed: Iterable[Any] | str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.row = row
+        self.shot = shot
+        self.source = source
+        self.line = line
+        self._message = message
+        super().__init__(field, message, allowed=allowed, provider=provider, model=model)
+        where = f"{source}: " if source else ""
+        where += f"row {row}"
+        details = [d for d in (f"line {line}" if line else None, f"shot {shot!r}" if shot else None) if d]
+        if details:
+            where += f" ({', '.join(details)})"
+        self.args = (f"{where}: {self.args[0]}",)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_invalid_shot, (self.row, self.field, self._message, {
+            "source": self.source, "shot": self.shot, "line": self.line, "allowed": self.allowed,
+            "provider": self.provider, "model": self.model,
+        }))
+
+
+def _rebuild_invalid_shot(row: int, field: str, message: str, kwargs: dict[str, Any]) -> InvalidShot:
+    return InvalidShot(row, field, message, **kwargs)
+
+
+class StoryboardFailed(RunwayError):
+    """Some shots of a storyboard failed; the others were generated and stored.
+
+    Attributes:
+        summary: The per-shot summary (a ``StoryboardSummary``): each shot's stored outputs,
+            or the reason it failed.
+    """
+
+    def __init__(self, message: str, summary: Any = None) -> None:
+        self.summary = summary
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.args[0], self.summary))
 
 
 class ProviderError(RunwayError):

@@ -302,6 +302,136 @@ class VideoRequest(_Request):
 
 Request = ImageRequest | VideoRequest
 
+#: The first frame used to check a shot's video step before its still exists.
+PLACEHOLDER_IMAGE = "https://example.invalid/still.png"
+
+
+def _renamed(error: InvalidRequest, field: str) -> InvalidRequest:
+    """The same error, naming ``field`` (a shot's field) instead of the request's field."""
+    if error.field != field:
+        text = str(error)
+        prefix = f"{error.field}: "
+        error.field = field
+        error.args = (field + ": " + (text[len(prefix):] if text.startswith(prefix) else text),)
+    return error
+
+
+class Shot(_Strict):
+    """One shot of a storyboard: a gen4_image still, then that still animated.
+
+    Shots are checked here for what holds everywhere (prompt length, seed range, duration,
+    ratio form, reference image tags); the ``storyboard`` flow then checks every shot
+    against its provider before it submits anything.
+
+    Example:
+        ```python
+        from prefect_runway import Shot
+
+        shot = Shot(
+            name="harbour",
+            still_prompt="a harbour at dawn, in the style of @style",
+            reference_images=[{"uri": "https://example.com/style.png", "tag": "style"}],
+            motion_prompt="slow pan right, gulls overhead",
+            ratio="1280:720",
+            duration=5,
+            seed=42,
+            video_credentials="runway-credentials/nightly",
+        )
+        ```
+    """
+
+    name: str | None = Field(
+        default=None,
+        description="The shot's name, used in the summary and storage keys; default shot-NNN.",
+    )
+    still_prompt: str = Field(
+        description="The still's prompt; refer to reference images as @tag."
+    )
+    reference_images: list[ReferenceImage] = Field(
+        default_factory=list,
+        description="Tagged reference images for the still (Segmind needs at least one).",
+    )
+    motion_prompt: str = Field(default="", description="The animation's prompt.")
+    ratio: str | None = Field(
+        default=None, description="The still's ratio, e.g. '1280:720'; provider default if empty."
+    )
+    video_ratio: str | None = Field(
+        default=None, description="The video's ratio; default: the still's ratio."
+    )
+    duration: int = Field(default=5, description="The video's length in seconds: 5 or 10.")
+    seed: int | None = Field(default=None, description="Seed for both steps; random if empty.")
+    video_model: VideoModel = Field(
+        default="gen4_turbo", description="The video model: gen4_turbo or gen3a_turbo."
+    )
+    credentials: str | None = Field(
+        default=None,
+        description="A saved credentials block for both steps ('segmind-credentials/nightly').",
+    )
+    image_credentials: str | None = Field(
+        default=None, description="A saved credentials block for the still only."
+    )
+    video_credentials: str | None = Field(
+        default=None, description="A saved credentials block for the video only."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None:
+            v = v.strip()
+            if not v:
+                raise InvalidRequest("name", "must not be empty when given")
+        return v
+
+    @field_validator("credentials", "image_credentials", "video_credentials")
+    @classmethod
+    def _block_name(cls, v: str | None, info: Any) -> str | None:
+        if v is not None:
+            v = v.strip()
+            if v.count("/") != 1 or v.startswith("/") or v.endswith("/"):
+                raise InvalidRequest(
+                    info.field_name, f"{v!r} is not a saved block's name",
+                    allowed="'block-type/name', e.g. 'segmind-credentials/nightly'",
+                )
+        return v or None
+
+    @model_validator(mode="after")
+    def _both_steps(self) -> Shot:
+        self.still_request()
+        self.video_request(PLACEHOLDER_IMAGE)
+        return self
+
+    def shot_field(self, step: Literal["still", "video"], field: str) -> str:
+        """What a request's ``field`` is called in a shot, for the still or the video step."""
+        if step == "still":
+            return {"prompt": "still_prompt"}.get(field, field)
+        return {
+            "prompt": "motion_prompt",
+            "model": "video_model",
+            "ratio": "video_ratio" if self.video_ratio else "ratio",
+        }.get(field, field)
+
+    def still_request(self) -> ImageRequest:
+        """The shot's still as an :class:`ImageRequest`."""
+        try:
+            return ImageRequest(
+                prompt=self.still_prompt, reference_images=list(self.reference_images),
+                ratio=self.ratio, seed=self.seed,
+            )
+        except InvalidRequest as e:
+            raise _renamed(e, self.shot_field("still", e.field)) from None
+
+    def video_request(self, image: str, image_sha256: str | None = None) -> VideoRequest:
+        """The shot's animation of ``image`` as a :class:`VideoRequest`."""
+        try:
+            return VideoRequest(
+                image=image, image_sha256=image_sha256, prompt=self.motion_prompt,
+                model=self.video_model, ratio=self.video_ratio or self.ratio,
+                duration=self.duration, seed=self.seed,
+            )
+        except InvalidRequest as e:
+            raise _renamed(e, self.shot_field("video", e.field)) from None
+
 
 class JobState(str, Enum):
     """A provider-neutral job state."""
@@ -389,6 +519,13 @@ class StoredOutput(BaseModel):
     stored_at: datetime = Field(default_factory=utc_now)
     flow_run_id: str | None = None
     sidecar: str | None = Field(default=None, description="Location of the sidecar JSON.")
+    preview_key: str | None = Field(
+        default=None,
+        description=(
+            "For a video: the key of its small preview (an animated GIF or a contact-sheet "
+            "PNG) stored beside it, e.g. '<video key>.preview.gif'."
+        ),
+    )
 
     @property
     def extension(self) -> str:

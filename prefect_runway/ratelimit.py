@@ -22,6 +22,9 @@ from typing import Any
 from pydantic import SecretStr
 
 
+_EPSILON = 1e-9
+
+
 class RateLimiter:
     """Allow ``rate`` requests per second on average, with bursts of up to ``burst``.
 
@@ -51,8 +54,8 @@ class RateLimiter:
             now = time.monotonic()
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             self._last = now
-            if self._tokens >= 1:
-                self._tokens -= 1
+            if self._tokens >= 1 - _EPSILON:  # float rounding must not leave a sliver to wait for
+                self._tokens = max(0.0, self._tokens - 1)
                 return 0.0
             return (1 - self._tokens) / self.rate
 

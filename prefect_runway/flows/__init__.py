@@ -1,4 +1,4 @@
-"""Flows: generate_image, animate_image, and the chain image_to_video."""
+"""Flows: generate_image, animate_image, the chain image_to_video, and the batch storyboard."""
 
 from prefect_runway.flows.generation import (
     ImageToVideoResult,
@@ -7,5 +7,9 @@ from prefect_runway.flows.generation import (
     image_to_video,
     run_generation,
 )
+from prefect_runway.flows.storyboard import ShotResult, StoryboardSummary, storyboard
 
-__all__ = ["ImageToVideoResult", "animate_image", "generate_image", "image_to_video", "run_generation"]
+__all__ = [
+    "ImageToVideoResult", "ShotResult", "StoryboardSummary", "animate_image", "generate_image",
+    "image_to_video", "run_generation", "storyboard",
+]

@@ -15,7 +15,6 @@ from prefect import flow
 from pydantic import SecretStr
 
 from prefect_runway import (
-    AimlapiCredentials,
     InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,

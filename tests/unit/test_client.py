@@ -218,7 +218,7 @@ async def test_every_request_passes_through_the_limiter():
     entered = []
 
     class CountingLimiter(RateLimiter):
-        def reserve(self) -> float:
+        def try_take(self) -> float:
             entered.append(1)
             return 0.0
 

@@ -1,0 +1,341 @@
+"""Outputs in S3 (or any S3-compatible store) through a prefect-aws ``S3Bucket`` block.
+
+A finished download is a verified temporary file; :class:`S3Storage` uploads it from that
+file with boto3's managed transfer (multipart above a threshold, a bounded number of parts in
+flight), so a large video never sits whole in memory. Objects carry their sha256 as metadata
+(``x-amz-meta-sha256``); a re-run compares size and that digest with the sidecar instead of
+downloading the file again (``verify_bytes=True`` streams and hashes it instead).
+
+The still of a chain reaches the video provider as a short-lived presigned ``GET`` URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from boto3.s3.transfer import TransferConfig
+
+from prefect_runway.errors import InvalidRequest
+from prefect_runway.models import StoredOutput
+from prefect_runway.storage import OutputStorage, safe_key
+
+#: The longest a SigV4 presigned URL may live (7 days).
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+#: S3 error codes that mean "nothing is stored there".
+_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
+#: S3 error codes that no retry cures: the storage is misconfigured.
+_MISCONFIGURED = frozenset({
+    "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "AllAccessDisabled", "InvalidBucketName", "403",
+})
+_MiB = 1024 * 1024
+
+
+def default_transfer_config() -> TransferConfig:
+    """Multipart above 16 MiB, 8 MiB parts, 4 in flight: at most ~32 MiB buffered."""
+    return TransferConfig(
+        multipart_threshold=16 * _MiB,
+        multipart_chunksize=8 * _MiB,
+        max_concurrency=4,
+        use_threads=True,
+    )
+
+
+class S3Storage(OutputStorage):
+    """Verified outputs and their sidecars in an S3 bucket (under the block's folder).
+
+    Args:
+        bucket: A prefect-aws ``S3Bucket`` block; its ``bucket_folder`` is the key prefix.
+        transfer_config: boto3 ``TransferConfig`` for uploads (default:
+            :func:`default_transfer_config`).
+        staging_dir: Local directory for partial downloads (default: one per bucket and
+            prefix under the system temp dir). It must have room for the largest output.
+        verify_bytes: When checking an output that is already stored, stream and hash its
+            bytes instead of trusting the size and sha256 recorded at upload.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_aws.s3 import S3Bucket
+        from prefect_runway import SegmindCredentials, image_to_video
+
+        @flow
+        async def nightly():
+            bucket = await S3Bucket.load("BLOCK_NAME")
+            return await image_to_video(
+                still_prompt="a lighthouse @model", motion_prompt="slow dolly in",
+                credentials=await SegmindCredentials.load("BLOCK_NAME"),
+                reference_images=[{"uri": "https://example.com/ref.png", "tag": "model"}],
+                storage=bucket, key_template="{date}/{name}-{seed}.{ext}", name="lighthouse",
+            )
+        ```
+    """
+
+    def __init__(
+        self,
+        bucket: Any,
+        *,
+        transfer_config: TransferConfig | None = None,
+        staging_dir: str | os.PathLike[str] | None = None,
+        verify_bytes: bool = False,
+    ) -> None:
+        self.bucket = bucket
+        self.bucket_name: str = bucket.bucket_name
+        self.prefix = _clean_prefix(getattr(bucket, "bucket_folder", "") or "")
+        self.transfer_config = transfer_config or default_transfer_config()
+        self.verify_bytes = verify_bytes
+        self._presigner: Any = None
+        # One staging directory per bucket and prefix, stable across processes, so a partial
+        # download left by a killed process is found and resumed by the next one.
+        self._staging = Path(staging_dir) if staging_dir else (
+            Path(tempfile.gettempdir()) / "prefect-runway-staging"
+            / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        )
+
+    @classmethod
+    def from_uri(cls, uri: str, **kwargs: Any) -> S3Storage:
+        """An S3Storage for ``s3://bucket/prefix``, configured from the environment.
+
+        The endpoint comes from ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (any
+        S3-compatible store; path-style addressing is used with a custom endpoint), the region
+        from ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, and the keys from boto3's usual chain
+        (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance or
+        task role). The block built here holds no secret itself.
+
+        Raises:
+            InvalidRequest: when ``uri`` is not ``s3://bucket[/prefix]``.
+        """
+        from prefect_aws import AwsClientParameters, AwsCredentials
+        from prefect_aws.s3 import S3Bucket
+
+        parts = urlsplit(uri)
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise InvalidRequest("storage", f"{uri!r} is not an S3 URI", allowed="s3://bucket/prefix")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        client_parameters = AwsClientParameters(
+            endpoint_url=endpoint or None,
+            config={"s3": {"addressing_style": "path"}} if endpoint else None,
+        )
+        credentials = AwsCredentials(
+            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            aws_client_parameters=client_parameters,
+        )
+        bucket = S3Bucket(
+            bucket_name=parts.netloc, bucket_folder=_clean_prefix(parts.path),
+            credentials=credentials,
+        )
+        return cls(bucket, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.uri!r})"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket_name}/{self.prefix}".rstrip("/")
+
+    # ---- keys -----------------------------------------------------------------------------
+
+    def object_key(self, key: str) -> str:
+        """The S3 object key of a storage key: the bucket folder, then the (safe) key."""
+        safe = safe_key(key)
+        return f"{self.prefix}/{safe}" if self.prefix else safe
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket_name}/{self.object_key(key)}"
+
+    def staging_dir(self) -> Path:
+        self._staging.mkdir(parents=True, exist_ok=True)
+        return self._staging
+
+    def client(self) -> Any:
+        """The bucket's boto3 S3 client (cached by prefect-aws per credentials)."""
+        return self.bucket.credentials.get_s3_client()
+
+    def presigning_client(self) -> Any:
+        """A client for presigning: the bucket's settings, with SigV4 unless set otherwise.
+
+        boto3 may presign with the legacy SigV2 query format, which AWS no longer accepts
+        in newer regions; SigV4 URLs live at most 7 days.
+        """
+        if self._presigner is None:
+            from botocore.config import Config
+
+            credentials = self.bucket.credentials
+            params = credentials.aws_client_parameters.get_params_override()
+            config = params.pop("config", None) or Config()
+            if config.signature_version is None:
+                config = config.merge(Config(signature_version="s3v4"))
+            region = getattr(credentials, "region_name", None)
+            if region:
+                params["region_name"] = region
+            self._presigner = credentials.get_boto3_session().client(
+                "s3", config=config, **params
+            )
+        return self._presigner
+
+    # ---- OutputStorage --------------------------------------------------------------------
+
+    async def put(
+        self, path: Path, key: str, media_type: str, sha256: str | None = None
+    ) -> str:
+        """Upload the file at ``path`` (multipart when large) and delete it; returns the URI.
+
+        The upload runs in a worker thread, reading the file part by part; ``sha256`` (the
+        digest computed while downloading) is stored as object metadata.
+        """
+        object_key = self.object_key(key)
+        extra: dict[str, Any] = {"ContentType": media_type}
+        if sha256:
+            extra["Metadata"] = {"sha256": sha256}
+        try:
+            await asyncio.to_thread(self._upload, Path(path), object_key, extra)
+        finally:
+            Path(path).unlink(missing_ok=True)
+        return self.location(key)
+
+    def _upload(self, path: Path, object_key: str, extra: dict[str, Any]) -> None:
+        with _s3_errors(self, object_key):
+            self.client().upload_file(
+                Filename=str(path), Bucket=self.bucket_name, Key=object_key,
+                ExtraArgs=extra, Config=self.transfer_config,
+            )
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self._read, self.object_key(key))
+
+    def _read(self, object_key: str) -> bytes | None:
+        with _s3_errors(self, object_key):
+            try:
+                response = self.client().get_object(Bucket=self.bucket_name, Key=object_key)
+            except Exception as exc:
+                if _code(exc) in _ABSENT:
+                    return None
+                raise
+            body = response["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+    async def write_bytes(self, key: str, data: bytes) -> str:
+        object_key = self.object_key(key)
+        media_type = mimetypes.guess_type(object_key)[0] or "application/octet-stream"
+        await asyncio.to_thread(self._write, object_key, data, media_type)
+        return self.location(key)
+
+    def _write(self, object_key: str, data: bytes, media_type: str) -> None:
+        with _s3_errors(self, object_key):
+            self.client().put_object(
+                Bucket=self.bucket_name, Key=object_key, Body=data, ContentType=media_type,
+            )
+
+    async def sha256(self, key: str) -> str | None:
+        """Stream the object and hash it (1 MiB at a time); None when absent."""
+        return await asyncio.to_thread(self._stream_sha256, self.object_key(key))
+
+    def _stream_sha256(self, object_key: str) -> str | None:
+        with _s3_errors(self, object_key):
+            try:
+                response = self.client().get_object(Bucket=self.bucket_name, Key=object_key)
+            except Exception as exc:
+                if _code(exc) in _ABSENT:
+                    return None
+                raise
+            digest = hashlib.sha256()
+            body = response["Body"]
+            try:
+                for chunk in body.iter_chunks(_MiB):
+                    digest.update(chunk)
+            finally:
+                body.close()
+            return digest.hexdigest()
+
+    async def head(self, key: str) -> dict[str, Any] | None:
+        """The object's size, media type and metadata (``HEAD``); None when absent."""
+        return await asyncio.to_thread(self._head, self.object_key(key))
+
+    def _head(self, object_key: str) -> dict[str, Any] | None:
+        with _s3_errors(self, object_key):
+            try:
+                return self.client().head_object(Bucket=self.bucket_name, Key=object_key)
+            except Exception as exc:
+                if _code(exc) in _ABSENT:
+                    return None
+                raise
+
+    async def verified(self, key: str) -> StoredOutput | None:
+        """The sidecar of an output whose object still matches it, without downloading it.
+
+        Matching means: same size, and the sha256 recorded at upload equals the sidecar's.
+        An object without that metadata (written by another tool), or ``verify_bytes=True``,
+        is streamed and hashed instead.
+        """
+        stored = await self.read_sidecar(key)
+        if stored is None:
+            return None
+        head = await self.head(key)
+        if head is None or head.get("ContentLength") != stored.size:
+            return None
+        recorded = (head.get("Metadata") or {}).get("sha256")
+        if recorded and not self.verify_bytes:
+            return stored if recorded == stored.sha256 else None
+        return stored if await self.sha256(key) == stored.sha256 else None
+
+    async def presigned_url(self, key: str, expires_seconds: int = 900) -> str | None:
+        """A presigned ``GET`` URL for ``key``, valid for ``expires_seconds`` (max 7 days)."""
+        expires = max(1, min(int(expires_seconds), MAX_PRESIGN_SECONDS))
+        object_key = self.object_key(key)
+        return await asyncio.to_thread(
+            self.presigning_client().generate_presigned_url,
+            "get_object", Params={"Bucket": self.bucket_name, "Key": object_key},
+            ExpiresIn=expires,
+        )
+
+
+def _clean_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return safe_key(prefix) if prefix else ""
+
+
+def _code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str((response.get("Error") or {}).get("Code") or "") or None
+    return None
+
+
+@contextmanager
+def _s3_errors(storage: S3Storage, object_key: str) -> Iterator[None]:
+    """Turn errors no retry cures (no bucket, no access, no credentials) into
+    :class:`InvalidRequest` on ``storage``, so the download task does not retry them."""
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    where = f"s3://{storage.bucket_name}/{object_key}"
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        raise InvalidRequest(
+            "storage", f"no AWS credentials to reach {where}",
+            allowed="AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or an AwsCredentials block",
+        ) from None
+    except Exception as exc:
+        # boto3's S3UploadFailedError wraps the ClientError that says why (or only names it).
+        inner = exc.__cause__ or exc.__context__
+        code = _code(exc) or (_code(inner) if inner is not None else None)
+        if code is None:
+            code = next((c for c in _MISCONFIGURED if f"({c})" in str(exc)), None)
+        if code in _MISCONFIGURED:
+            raise InvalidRequest(
+                "storage", f"S3 refused {where} ({code})",
+                allowed="an existing bucket these credentials may read and write",
+            ) from None
+        raise

@@ -1,0 +1,320 @@
+"""Reading a storyboard's shots: a list, or a JSON / CSV / YAML file, local or in S3.
+
+Every shot is checked as it is read, and an invalid one stops the whole storyboard with an
+:class:`~prefect_runway.errors.InvalidShot` that names the file, the row and the field —
+before anything is submitted.
+
+File formats (picked by the file's extension):
+
+- **JSON** / **YAML**: a list of shots, or a mapping ``{"defaults": {...}, "shots": [...]}``
+  whose ``defaults`` apply to every shot that does not set the field itself.
+- **CSV**: a header row naming shot fields, then one shot per row; empty cells are unset.
+  ``reference_images`` is ``tag=uri`` entries separated by ``|``, or a JSON list.
+
+```yaml
+defaults: {credentials: segmind-credentials/nightly, ratio: "1280:720", duration: 5}
+shots:
+  - name: harbour
+    still_prompt: a harbour at dawn, in the style of @style
+    reference_images: [{uri: "https://example.com/style.png", tag: style}]
+    motion_prompt: slow pan right
+    seed: 42
+  - name: lighthouse
+    still_prompt: a lighthouse at dusk, @style
+    reference_images: [{uri: "https://example.com/style.png", tag: style}]
+    motion_prompt: waves roll in
+    video_credentials: runway-credentials/nightly
+```
+
+In YAML, ``16:9`` is read as the text "16:9" (not as YAML 1.1's base-60 number 969).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prefect_runway.errors import InvalidRequest, InvalidShot
+from prefect_runway.models import Shot
+
+#: File extensions and the format each one means.
+FORMATS = {".json": "json", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
+SHOT_FIELDS: tuple[str, ...] = tuple(Shot.model_fields)
+
+
+async def load_shots(
+    source: str | os.PathLike[str] | Sequence[Shot | Mapping[str, Any]],
+    *,
+    format: str | None = None,
+) -> list[Shot]:
+    """The shots of a storyboard, each checked.
+
+    Args:
+        source: Shots (``Shot`` objects or mappings), or the path or ``s3://bucket/key`` of a
+            JSON, CSV or YAML file.
+        format: ``json``, ``csv`` or ``yaml``; default: from the file's extension.
+
+    Returns:
+        The shots, in order.
+
+    Raises:
+        InvalidShot: a shot is invalid; names the file, the row and the field.
+        InvalidRequest: the file cannot be found, read or parsed.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_runway.shots import load_shots
+
+        @flow
+        async def count_shots(path: str) -> int:
+            return len(await load_shots(path))
+        ```
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        data = await read_source(name)
+        return parse_shots(data, format or format_of(name), source=name)
+    if isinstance(source, (Shot, Mapping)):
+        raise InvalidRequest("shots", "is a single shot", allowed="a list of shots or a file")
+    return shots_from_items(list(source))
+
+
+def format_of(name: str) -> str:
+    """The format a file name's extension means."""
+    path = name.split("?", 1)[0]
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise InvalidRequest(
+            "shots", f"{name!r} has no known shots file extension", allowed=sorted(FORMATS)
+        ) from None
+
+
+async def read_source(name: str) -> bytes:
+    """The bytes of a local file or an ``s3://bucket/key`` object."""
+    if name.startswith("s3://"):
+        return await _read_s3(name)
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise InvalidRequest(
+            "shots", f"{name!r} is not a file (relative paths start at {os.getcwd()!r})",
+            allowed="a JSON, CSV or YAML file, local or s3://bucket/key",
+        )
+    return path.read_bytes()
+
+
+async def _read_s3(uri: str) -> bytes:
+    bucket_and_prefix, _, key = uri.rpartition("/")
+    if not key or bucket_and_prefix in ("s3:/", "s3:"):
+        raise InvalidRequest("shots", f"{uri!r} does not name an object", allowed="s3://bucket/key")
+    from prefect_runway.s3 import S3Storage
+
+    data = await S3Storage.from_uri(bucket_and_prefix).read_bytes(key)
+    if data is None:
+        raise InvalidRequest("shots", f"{uri!r} does not exist")
+    return data
+
+
+def parse_shots(data: bytes | str, format: str, *, source: str | None = None) -> list[Shot]:
+    """Shots from the text of a JSON, CSV or YAML shots file.
+
+    Raises:
+        InvalidShot: a shot is invalid.
+        InvalidRequest: the text cannot be parsed.
+    """
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    where = source or "shots"
+    if format == "csv":
+        return _csv_shots(text, source)
+    if format == "json":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidRequest(
+                "shots", f"{where} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+            ) from None
+    elif format == "yaml":
+        try:
+            document = yaml.load(text, Loader=_ShotsLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise InvalidRequest("shots", f"{where} is not valid YAML{at}") from None
+    else:
+        raise InvalidRequest("shots", f"format {format!r} is not known", allowed=("json", "csv", "yaml"))
+    defaults: Mapping[str, Any] = {}
+    if isinstance(document, Mapping):
+        unknown = set(document) - {"defaults", "shots"}
+        if unknown:
+            raise InvalidRequest(
+                "shots", f"{where} has unknown top-level keys {sorted(unknown)}",
+                allowed="a list of shots, or {defaults: {...}, shots: [...]}",
+            )
+        defaults = document.get("defaults") or {}
+        if not isinstance(defaults, Mapping):
+            raise InvalidRequest("shots", f"{where}: 'defaults' is not a mapping")
+        for key in defaults:
+            if key not in SHOT_FIELDS:
+                raise InvalidRequest(str(key), f"is not a shot field (in {where}'s defaults)",
+                                     allowed=SHOT_FIELDS)
+        document = document.get("shots")
+    if not isinstance(document, list):
+        raise InvalidRequest(
+            "shots", f"{where} holds no list of shots",
+            allowed="a list of shots, or {defaults: {...}, shots: [...]}",
+        )
+    return shots_from_items(document, defaults=defaults, source=source)
+
+
+def shots_from_items(
+    items: Sequence[Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    lines: Sequence[int | None] | None = None,
+) -> list[Shot]:
+    """Check each item (a Shot or a mapping of shot fields) and return the shots.
+
+    Raises:
+        InvalidShot: naming the row (1-based) and the field.
+    """
+    if not items:
+        raise InvalidRequest("shots", f"{source or 'the list'} has no shots")
+    shots: list[Shot] = []
+    for row, item in enumerate(items, start=1):
+        line = lines[row - 1] if lines else None
+        if isinstance(item, Shot):
+            shots.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise InvalidShot(row, "shot", f"is a {type(item).__name__}, not a mapping of shot fields",
+                              source=source, line=line)
+        fields = {**(defaults or {}), **item}
+        name = fields.get("name")
+        shot_name = str(name) if name not in (None, "") else None
+        _check_fields(item, row=row, source=source, line=line, shot=shot_name)
+        try:
+            shots.append(Shot(**fields))
+        except InvalidRequest as e:
+            raise InvalidShot(
+                row, e.field, message_of(e), source=source, shot=shot_name, line=line,
+                allowed=e.allowed, provider=e.provider, model=e.model,
+            ) from None
+    return shots
+
+
+def message_of(error: InvalidRequest) -> str:
+    """An InvalidRequest's own message, without its field prefix and allowed values."""
+    text = str(error)
+    prefix = f"{error.field}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    if error.allowed is not None:
+        text = text.rsplit("; allowed: ", 1)[0]
+    where = " ".join(p for p in (error.provider, error.model) if p)
+    if where and text.endswith(f" (for {where})"):
+        text = text[: -len(f" (for {where})")]
+    return text
+
+
+def _check_fields(
+    item: Mapping[str, Any], *, row: int, source: str | None, line: int | None = None,
+    shot: str | None = None,
+) -> None:
+    for key in item:
+        if key not in SHOT_FIELDS:
+            raise InvalidShot(
+                row, str(key), "is not a shot field", source=source, line=line, shot=shot,
+                allowed=SHOT_FIELDS,
+            )
+
+
+def _csv_shots(text: str, source: str | None) -> list[Shot]:
+    reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
+    if not reader.fieldnames:
+        raise InvalidRequest("shots", f"{source or 'the CSV'} has no header row")
+    header = [h.strip() for h in reader.fieldnames]
+    reader.fieldnames = header
+    for column in header:
+        if column not in SHOT_FIELDS:
+            raise InvalidRequest(column, f"is not a shot field (in the header row of {source or 'the CSV'})",
+                                 allowed=SHOT_FIELDS)
+    items: list[dict[str, Any]] = []
+    lines: list[int | None] = []
+    start = 2
+    for row, record in enumerate(reader, start=1):
+        name = (record.get("name") or "").strip() or None
+        if None in record:
+            raise InvalidShot(row, "row", "has more cells than the header has columns",
+                              source=source, line=start, shot=name)
+        item: dict[str, Any] = {}
+        for column, cell in record.items():
+            value = (cell or "").strip()
+            if not value:
+                continue
+            if column == "reference_images":
+                try:
+                    item[column] = _reference_cell(value)
+                except ValueError as e:
+                    raise InvalidShot(row, column, str(e), source=source, line=start,
+                                      shot=name) from None
+            else:
+                item[column] = value
+        items.append(item)
+        lines.append(start)
+        start = reader.line_num + 1
+    return shots_from_items(items, source=source, lines=lines)
+
+
+def _reference_cell(value: str) -> list[dict[str, str]]:
+    """``tag=uri | tag2=uri2`` or a JSON list of ``{uri, tag}``."""
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"is not a valid JSON list ({e.msg})") from None
+        if not isinstance(parsed, list):
+            raise ValueError("is not a JSON list")
+        return parsed
+    refs = []
+    for entry in value.split("|"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        tag, eq, uri = entry.partition("=")
+        if not eq or not tag.strip() or not uri.strip():
+            raise ValueError(f"{entry!r} is not tag=uri")
+        refs.append({"tag": tag.strip(), "uri": uri.strip()})
+    return refs
+
+
+class _ShotsLoader(yaml.SafeLoader):
+    """YAML's safe loader without base-60 integers, so ``ratio: 16:9`` stays "16:9"."""
+
+
+_INT = "tag:yaml.org,2002:int"
+_ShotsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ShotsLoader.add_implicit_resolver(
+    _INT,
+    re.compile(
+        r"""^(?:[-+]?0b[0-1_]+
+            |[-+]?0[0-7_]+
+            |[-+]?(?:0|[1-9][0-9_]*)
+            |[-+]?0x[0-9a-fA-F_]+)$""",
+        re.X,
+    ),
+    list("-+0123456789"),
+)

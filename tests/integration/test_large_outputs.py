@@ -1,0 +1,149 @@
+"""A 300 MiB output streams to local disk and to S3 without ever being held in memory.
+
+The file is a real MP4 (a short video followed by a 300 MiB ``free`` box), served from disk
+by a tiny HTTP server on 127.0.0.1; S3 is moto's server in a child process, so its buffers
+do not count towards this process. ``download_generation`` runs for real: streamed download
+to a temporary file while hashing, a GIF preview, then a rename (local) or a multipart upload
+from the file (S3), then the sidecar.
+
+Memory is measured on this process in two ways, and both must stay under 100 MB of growth:
+
+- **RSS high-water mark**: ``/proc/self/clear_refs`` is reset (``5``) before the download and
+  ``VmHWM`` read after it, minus ``VmRSS`` before; this counts every allocation (C libraries,
+  boto3 buffers, PyAV) and also tracemalloc's own bookkeeping, so it is conservative;
+- **tracemalloc peak**: the peak of Python allocations traced during the download.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from s3_helpers import (
+    aws_credentials,
+    moto_server_process,
+    new_bucket,
+    serve_directory,
+    write_padded_mp4,
+)
+
+from prefect_runway.models import Generation, GenerationResult, JobState, StoredOutput
+from prefect_runway.s3 import S3Storage
+from prefect_runway.storage import LocalStorage
+from prefect_runway.tasks.generation import download_generation
+
+SIZE = 300 * 1024 * 1024
+LIMIT = 100 * 1000 * 1000
+SECONDS = 60
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self"),
+    pytest.mark.timeout(240),
+]
+
+
+def _status_kb(field: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def big_video(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("served")
+    sha = write_padded_mp4(directory / "big.mp4", SIZE)
+    with serve_directory(directory) as url:
+        yield f"{url}/big.mp4", sha
+
+
+@flow(name="store-a-large-output")
+async def store(result, credentials, storage) -> list[StoredOutput]:
+    return await download_generation(result, credentials, storage, "big/{name}.{ext}", "big")
+
+
+def _result(url: str) -> GenerationResult:
+    now = datetime.now(timezone.utc)
+    generation = Generation(
+        provider="segmind", model="gen4_turbo", kind="video", job_id="big-job-1",
+        fingerprint="b" * 64, base_url="http://127.0.0.1:9", submitted_at=now,
+        request={"promptImage": "sha256:" + "c" * 64, "promptText": "a big one"},
+    )
+    return GenerationResult(generation=generation, state=JobState.SUCCEEDED, outputs=[url],
+                            metrics={"inference_time": 1.0}, cost=25.0, completed_at=now)
+
+
+async def _measured_download(result, credentials, storage) -> tuple[list[StoredOutput], dict]:
+    baseline_rss = _status_kb("VmRSS") * 1024
+    exact = _reset_peak_rss()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    started = time.monotonic()
+    try:
+        stored = await store(result, credentials, storage)
+    finally:
+        elapsed = time.monotonic() - started
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    peak_rss = _status_kb("VmHWM") * 1024
+    numbers = {
+        "seconds": round(elapsed, 1),
+        "rss_growth_mb": round((peak_rss - baseline_rss) / 1e6, 1),
+        "tracemalloc_peak_mb": round(traced_peak / 1e6, 1),
+        "rss_peak_was_reset": exact,
+    }
+    print(f"\n{type(storage).__name__}: {numbers}")
+    return stored, numbers
+
+
+async def test_300_mib_output_streams_to_local_disk(big_video, segmind_credentials, tmp_path):
+    url, sha = big_video
+    stored, numbers = await _measured_download(_result(url), segmind_credentials, LocalStorage(tmp_path))
+    video = stored[0]
+    assert video.size == SIZE and video.sha256 == sha
+    assert Path(video.location).stat().st_size == SIZE
+    assert video.preview_key and (tmp_path / video.preview_key).stat().st_size < 500_000
+    assert StoredOutput.model_validate_json(Path(video.sidecar).read_text()).sha256 == sha
+    assert not list(tmp_path.rglob(".part-*")), "a temporary file was left behind"
+    assert numbers["rss_peak_was_reset"], "could not reset the RSS high-water mark"
+    assert numbers["rss_growth_mb"] < LIMIT / 1e6, numbers
+    assert numbers["tracemalloc_peak_mb"] < LIMIT / 1e6, numbers
+    assert numbers["seconds"] < SECONDS, numbers
+
+
+async def test_300_mib_output_streams_to_s3_in_parts(big_video, segmind_credentials, tmp_path):
+    url, sha = big_video
+    with moto_server_process() as endpoint:
+        bucket = new_bucket(aws_credentials(endpoint), "big-outputs", "videos")
+        storage = S3Storage(bucket, staging_dir=tmp_path / "staging")
+        stored, numbers = await _measured_download(_result(url), segmind_credentials, storage)
+        video = stored[0]
+        assert video.location == "s3://big-outputs/videos/big/big.mp4"
+        head = storage.client().head_object(Bucket="big-outputs", Key="videos/big/big.mp4")
+        assert head["ContentLength"] == SIZE
+        assert head["Metadata"]["sha256"] == sha
+        parts = int(head["ETag"].strip('"').rpartition("-")[2])
+        assert parts == -(-SIZE // storage.transfer_config.multipart_chunksize)  # multipart
+        assert (await storage.read_sidecar("big/big.mp4")).sha256 == sha
+        assert await storage.read_bytes("big/big.mp4.preview.gif")
+        assert not list((tmp_path / "staging").iterdir()), "the staged download was not removed"
+        # Stored and verified: a second run finds it (HEAD + sidecar) and moves no bytes.
+        started = time.monotonic()
+        again = await store(_result(url), segmind_credentials, storage)
+        assert again[0].sha256 == sha and time.monotonic() - started < 5
+    assert numbers["rss_peak_was_reset"], "could not reset the RSS high-water mark"
+    assert numbers["rss_growth_mb"] < LIMIT / 1e6, numbers
+    assert numbers["tracemalloc_peak_mb"] < LIMIT / 1e6, numbers
+    assert numbers["seconds"] < SECONDS, numbers

@@ -1,0 +1,64 @@
+"""Video previews: small, deterministic GIFs and contact sheets made with PyAV and Pillow."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prefect_runway.emulator import media
+from prefect_runway.previews import make_preview, preview_key, sample_frames
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("previews") / "clip.mp4"
+    picture = media.render_still("preview clip", 5, 640, 360)
+    path.write_bytes(media.make_video(picture, 640, 360, 3.0, 8))  # 24 frames
+    return path
+
+
+def test_gif_is_small_animated_and_deterministic(video):
+    first = make_preview(video, "gif")
+    assert first.data == make_preview(video, "gif").data
+    assert first.media_type == "image/gif" and first.frames == 10
+    with Image.open(io.BytesIO(first.data)) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 10 and gif.size == (320, 180)
+        assert gif.info.get("loop") == 0
+    assert len(first.data) < 300_000
+
+
+def test_contact_sheet_is_a_grid_png_and_deterministic(video):
+    sheet = make_preview(video, "png", frames=8, width=160)
+    assert sheet.data == make_preview(video, "png", frames=8, width=160).data
+    with Image.open(io.BytesIO(sheet.data)) as image:
+        assert image.format == "PNG"
+        assert image.size == (4 * 160 + 5 * 4, 2 * 90 + 3 * 4) == sheet.size
+
+
+def test_first_sampled_frame_is_the_first_frame(video):
+    frames = sample_frames(video, 3, 640)
+    assert len(frames) == 3
+    original = media.fit(media.render_still("preview clip", 5, 640, 360), 640, 360)
+    diff = np.abs(np.asarray(frames[0], np.int16) - np.asarray(original, np.int16)).mean()
+    assert diff < 12
+
+
+def test_more_frames_than_the_video_has_gives_every_frame(video):
+    assert len(sample_frames(video, 100, 64)) == 24
+
+
+def test_not_a_video_or_unknown_format_is_a_value_error(tmp_path, video):
+    not_video = tmp_path / "x.mp4"
+    not_video.write_bytes(b"\x00" * 1000)
+    with pytest.raises(ValueError):  # PyAV's InvalidDataError is a ValueError
+        make_preview(not_video)
+    with pytest.raises(ValueError):
+        make_preview(video, "webm")  # type: ignore[arg-type]
+
+
+def test_preview_key_sits_beside_the_video():
+    assert preview_key("run/clip.mp4") == "run/clip.mp4.preview.gif"
+    assert preview_key("run/clip.mp4", "png") == "run/clip.mp4.preview.png"
