@@ -122,7 +122,8 @@ def output_rows(
 async def publish_outputs(
     outputs: Sequence[StoredOutput], title: str, links: Mapping[str, str] | None = None
 ) -> UUID:
-    """A table artifact listing every stored output with its link and provenance.
+    """A markdown artifact linking every stored output, and a table artifact listing each
+    with its link and provenance.
 
     Args:
         outputs: The flow run's stored outputs.
@@ -132,8 +133,19 @@ async def publish_outputs(
     Returns:
         The artifact's id.
     """
+    rows = output_rows(outputs, links)
+    lines = [f"# {title}", ""]
+    for row in rows:
+        lines.append(
+            f"- **{row['kind']}** [{row['output']}]({row['link']}) — {row['provider']} "
+            f"{row['model']}, job `{row['job']}`, {row['bytes']} bytes, sha256 `{row['sha256']}`"
+        )
+    await acreate_markdown_artifact(
+        markdown="\n".join(lines), key=_artifact_key(f"links-{title}"),
+        description=f"{title}: links to the outputs",
+    )
     return await acreate_table_artifact(
-        table=output_rows(outputs, links),
+        table=rows,
         key=_artifact_key(f"outputs-{title}"),
         description=f"{title}: {len(outputs)} output(s)",
     )

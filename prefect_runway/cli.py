@@ -89,12 +89,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def emulator(args: argparse.Namespace) -> int:
-    from prefect_runway.emulator import EmulatorConfig
-    from prefect_runway.emulator.server import run_forever
+    from prefect_runway.emulator.server import main as emulator_main
 
-    config = EmulatorConfig(latency=args.latency, fail_marker=args.fail_marker, video_fps=args.fps)
-    run_forever(config, host="127.0.0.1", port=args.port)
-    return 0
+    return emulator_main(args.emulator_args)
 
 
 DEFAULT_BLOCK_NAME = "default"
@@ -205,11 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--fps", type=int, default=24, help="emulator video frame rate")
     d.set_defaults(func=demo)
 
-    e = sub.add_parser("emulator", help="run the provider emulator on 127.0.0.1")
-    e.add_argument("--port", type=int, default=8765)
-    e.add_argument("--latency", type=float, default=2.0)
-    e.add_argument("--fail-marker", default="[fail]")
-    e.add_argument("--fps", type=int, default=24)
+    e = sub.add_parser(
+        "emulator", add_help=False,
+        help="run the provider emulator on 127.0.0.1 (see `prefect-runway emulator --help`)",
+    )
+    e.add_argument("emulator_args", nargs=argparse.REMAINDER)
     e.set_defaults(func=emulator)
 
     s = sub.add_parser("serve", help="serve a scheduled storyboard and an on-demand image_to_video "
@@ -246,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["emulator"]:  # its own parser, with its own --help
+        from prefect_runway.emulator.server import main as emulator_main
+
+        return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-
 _EPSILON = 1e-9
 
 

@@ -31,6 +31,8 @@ KEY_FIELDS = (
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 MAX_COMPONENT = 120
+#: Mode of stored files (mkstemp's default, 0600, would hide them from teammates).
+FILE_MODE = 0o644
 
 
 def render_key(template: str, **values: Any) -> str:
@@ -189,6 +191,7 @@ class LocalStorage(OutputStorage):
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes private files; outputs are shared like any file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)

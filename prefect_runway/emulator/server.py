@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import socket
 import sys
 import threading
@@ -83,9 +84,12 @@ class Emulator:
         port: int = 0,
         clock: Clock | None = None,
         log_level: str = "warning",
+        faults: FaultPlan | dict[str, Any] | None = None,
     ) -> None:
         self.backend = Backend(config or EmulatorConfig(), clock=clock)
         self.faults = FaultState(self.backend.clock)
+        if faults is not None:
+            self.set_faults(faults)
         self.app = build_app(self.backend, self.faults)
         self._requested_port = port
         self._log_level = log_level
@@ -197,6 +201,7 @@ def run_forever(
     host: str = HOST,
     log_level: str = "info",
     announce: Callable[[str], object] | None = None,
+    faults: FaultPlan | dict[str, Any] | None = None,
 ) -> None:
     """Serve the emulator on 127.0.0.1:`port` in the foreground until Ctrl-C / SIGTERM.
 
@@ -207,11 +212,14 @@ def run_forever(
         log_level: uvicorn's log level.
         announce: Called with one line saying where the emulator listens (default: print
             it to stdout, flushed).
+        faults: A fault plan in force from the start (see `faults.py`).
     """
     sock = _bind(port, host)
     backend = Backend(config or EmulatorConfig())
-    faults = FaultState(backend.clock)
-    app = build_app(backend, faults)
+    fault_state = FaultState(backend.clock)
+    if faults is not None:
+        fault_state.set(faults if isinstance(faults, FaultPlan) else FaultPlan.model_validate(faults))
+    app = build_app(backend, fault_state)
     url = f"http://{HOST}:{sock.getsockname()[1]}"
     (announce or _print_flushed)(
         f"prefect-runway emulator on {url}  (Segmind base_url {url}/v1, AIMLAPI {url}, "
@@ -249,8 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of random choices")
     parser.add_argument("--media-cache", action="store_true", default=None,
                         help="reuse media made for identical inputs")
+    parser.add_argument("--faults", type=json.loads, default=None, metavar="JSON",
+                        help='a fault plan from the start, e.g. \'{"random": {"429": 0.1, '
+                             '"502": 0.05}, "seed": 1}\' (see faults.py; change it at run time '
+                             'with POST /_emulator/faults)')
+    parser.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
+                        help="requests per second per API key before 429 (with Retry-After)")
     parser.add_argument("--log-level", default="info")
     return parser
+
+
+def faults_from_args(args: argparse.Namespace) -> FaultPlan | None:
+    """The fault plan given by `--faults` and `--rate-limit`, or None."""
+    plan = dict(args.faults or {})
+    if args.rate_limit is not None:
+        plan["rate_limit_per_key"] = args.rate_limit
+    return FaultPlan.model_validate(plan) if plan else None
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -274,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`prefect-runway emulator [--port N] [--latency S] [--fail-marker M] ...`; blocks."""
     args = build_parser().parse_args(argv)
     try:
-        run_forever(config_from_args(args), args.port, log_level=args.log_level)
+        run_forever(config_from_args(args), args.port, log_level=args.log_level,
+                    faults=faults_from_args(args))
     except KeyboardInterrupt:
         pass
     return 0

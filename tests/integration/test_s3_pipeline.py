@@ -133,7 +133,10 @@ async def test_artifacts_show_still_preview_and_a_table_with_links(chain, moto_u
     result, _, _ = chain
     artifacts = await artifacts_of(result.still.flow_run_id)
     kinds = sorted(a.type for a in artifacts)
-    assert kinds == ["image", "image", "table"]
+    assert kinds == ["image", "image", "markdown", "table"]
+    links = next(a for a in artifacts if a.type == "markdown").data
+    for output in (result.still, result.video):
+        assert f"]({moto_url}/runway-outputs/nightly/{output.key}?" in links
     images = {a.key: a.data for a in artifacts if a.type == "image"}
     still_url = images["still-light-house-------etc"]
     preview_url = images["preview-light-house-------etc"]
@@ -197,9 +200,11 @@ async def test_local_storage_preview_is_a_contact_sheet_linked_in_markdown(runwa
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.width < 1400
     artifacts = await artifacts_of(video.flow_run_id)
-    assert sorted(a.type for a in artifacts) == ["markdown", "table"]
-    markdown = next(a for a in artifacts if a.type == "markdown")
-    assert f"file://{sheet}" in markdown.data
+    assert sorted(a.type for a in artifacts) == ["markdown", "markdown", "table"]
+    preview = next(a for a in artifacts if a.type == "markdown" and a.key.startswith("preview"))
+    assert f"file://{sheet}" in preview.data
+    links = next(a for a in artifacts if a.type == "markdown" and a.key.startswith("links"))
+    assert f"](file://{video.location})" in links.data
     row = json.loads(next(a for a in artifacts if a.type == "table").data)[0]
     assert row["link"] == f"file://{video.location}" and row["provider"] == "runway"
 

@@ -75,6 +75,17 @@ async def test_image_to_video_makes_real_png_and_mp4(runway_emulator, segmind_cr
         assert StoredOutput.model_validate_json(sidecar).sha256 == out.sha256
         assert "emulator-test-key" not in sidecar
     assert json.loads(Path(result.video.sidecar).read_text())["request"]["promptImage"].startswith("sha256:")
+    # The still as an image artifact, and a markdown artifact linking both outputs.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[result.still.flow_run_id])))
+    assert "image" in {a.type for a in artifacts}
+    links = [a.data for a in artifacts if a.type == "markdown" and a.key.startswith("links")]
+    assert links and f"](file://{result.still.location})" in links[0]
+    assert f"](file://{result.video.location})" in links[0]
 
 
 async def test_running_twice_submits_each_job_once(runway_emulator, segmind_credentials, tmp_path):

@@ -256,3 +256,11 @@ def test_no_temp_files_left_in_root(tmp_path):
     storage = LocalStorage(tmp_path / "new")
     assert storage.staging_dir() == storage.root
     assert os.listdir(storage.root) == []
+
+
+async def test_stored_files_and_sidecars_are_readable_by_others(tmp_path):
+    from prefect_runway.storage import LocalStorage
+
+    store = LocalStorage(tmp_path)
+    await store.write_bytes("a/b.json", b"{}")
+    assert (tmp_path / "a" / "b.json").stat().st_mode & 0o777 == 0o644
