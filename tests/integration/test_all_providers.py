@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import av
 import numpy as np
@@ -202,22 +201,35 @@ async def test_expired_segmind_still_is_handed_over_as_data_uri(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_demo_command_runs_a_mixed_chain(tmp_path):
-    """The README's first command, with a mixed chain: a Runway still animated on AIMLAPI."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    for key in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY", "RUNWAYML_API_SECRET"):
-        env.pop(key, None)
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    proc = subprocess.run(
-        [sys.executable, "-m", "prefect_runway.cli", "demo", "--image-provider", "runway",
-         "--video-provider", "aimlapi", "--latency", "0.3", "--fps", "4",
-         "--output", str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "emulator" in proc.stdout
-    pngs = list(Path(tmp_path / "out").glob("*.png"))
-    mp4s = list(Path(tmp_path / "out").glob("*.mp4"))
-    assert len(pngs) == 1 and len(mp4s) == 1
-    assert "emulator-key" not in proc.stdout + proc.stderr
+def test_demo_command_runs_a_mixed_chain_into_s3(tmp_path):
+    """The README's first command with a mixed chain (a Runway still animated on AIMLAPI),
+    storing into S3 (moto on 127.0.0.1) named only by the environment, as a user would."""
+    import boto3
+    from s3_helpers import AWS_KEY_ID, AWS_SECRET, moto_server
+
+    with moto_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=AWS_KEY_ID, aws_secret_access_key=AWS_SECRET)
+        s3.create_bucket(Bucket="demo-bucket")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+        for key in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY", "RUNWAYML_API_SECRET"):
+            env.pop(key, None)
+        env.update(
+            PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=AWS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY=AWS_SECRET, AWS_DEFAULT_REGION="us-east-1",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "prefect_runway.cli", "demo", "--image-provider", "runway",
+             "--video-provider", "aimlapi", "--latency", "0.3", "--fps", "4",
+             "--storage", "s3://demo-bucket/renders"],
+            env=env, capture_output=True, text=True, timeout=240,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert "emulator" in proc.stdout
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo-bucket")["Contents"])
+    assert [k for k in keys if k.endswith((".png", ".mp4"))] and all(k.startswith("renders/") for k in keys)
+    assert sum(k.endswith(".png") for k in keys) == 1 and sum(k.endswith(".mp4") for k in keys) == 1
+    assert sum(k.endswith(".json") for k in keys) == 2  # a sidecar beside each
+    output = proc.stdout + proc.stderr
+    assert "emulator-key" not in output and AWS_SECRET not in output
