@@ -212,14 +212,20 @@ class S3Storage(OutputStorage):
     async def read_bytes(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._read, self.object_key(key))
 
+    def _get(self, object_key: str) -> Any:
+        """The object's GetObject answer, or None when it is absent."""
+        try:
+            return self.client().get_object(Bucket=self.bucket_name, Key=object_key)
+        except Exception as exc:
+            if _code(exc) in _ABSENT:
+                return None
+            raise
+
     def _read(self, object_key: str) -> bytes | None:
         with _s3_errors(self, object_key):
-            try:
-                response = self.client().get_object(Bucket=self.bucket_name, Key=object_key)
-            except Exception as exc:
-                if _code(exc) in _ABSENT:
-                    return None
-                raise
+            response = self._get(object_key)
+            if response is None:
+                return None
             body = response["Body"]
             try:
                 return body.read()
@@ -244,12 +250,9 @@ class S3Storage(OutputStorage):
 
     def _stream_sha256(self, object_key: str) -> str | None:
         with _s3_errors(self, object_key):
-            try:
-                response = self.client().get_object(Bucket=self.bucket_name, Key=object_key)
-            except Exception as exc:
-                if _code(exc) in _ABSENT:
-                    return None
-                raise
+            response = self._get(object_key)
+            if response is None:
+                return None
             digest = hashlib.sha256()
             body = response["Body"]
             try:
