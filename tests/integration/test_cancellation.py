@@ -73,7 +73,7 @@ async def test_cancelling_the_flow_run_cancels_the_runway_job(tmp_path):
             assert state is not None and state.is_cancelled()
             assert emu.stats()["runway"]["total_submissions"] == 1
         finally:
-            runner.stop()
+            await runner.astop()
             runner_task.cancel()
             try:
                 await asyncio.wait_for(runner_task, 30)
