@@ -10,7 +10,8 @@
     GET  /_emulator/config             the configuration; POST {field: value} to change it
     GET  /_emulator/faults             the fault plan and its counters; POST a plan to set
                                        it (see `faults.py`); DELETE to clear it
-    GET  /_emulator/jobs               live jobs per provider (debugging)
+    GET  /_emulator/jobs               live jobs per provider (debugging; benchmarks read
+                                       when each job is done, on the monotonic clock)
     GET  /_emulator/health             {"ok": true}
 """
 
@@ -156,6 +157,11 @@ class ControlRoutes:
                     "fingerprint": view.job.fingerprint,
                     "created_at": view.created_iso,
                     "latency": round(view.job.latency, 3),
+                    # On the emulator's monotonic clock (CLOCK_MONOTONIC: the same in every
+                    # process of this machine), for benchmarks: when the job started and
+                    # when it is done (None while not known).
+                    "started_at_monotonic": view.job.started_at,
+                    "done_at_monotonic": view.job.done_at(),
                 }
                 for view in self.backend.jobs(provider)
             ]

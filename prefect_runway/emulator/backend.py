@@ -131,8 +131,18 @@ class Job:
     started_at: float | None = None
     cancelled_at: float | None = None
     media_done: bool = False
+    media_done_at: float | None = None
     input_failure: Failure | None = None
     finished_event: threading.Event = field(default_factory=threading.Event)
+
+    def done_at(self) -> float | None:
+        """When the job ends (or ended), on the backend's monotonic clock; None while that
+        is not known yet (not started, or its media still being made). Benchmarks compare
+        it with when a client noticed."""
+        if self.started_at is None or not self.media_done:
+            return None
+        end = self.started_at + self.latency
+        return max(end, self.media_done_at) if self.media_done_at is not None else end
 
     def slot_end(self) -> float:
         end = (self.started_at if self.started_at is not None else math.inf) + self.latency
@@ -465,7 +475,9 @@ class Backend:
         data: bytes | None = None
         failure: Failure | None = None
         try:
-            if spec.kind == "still":
+            if config.stock_media:
+                data = self._stock(spec, config.video_fps)
+            elif spec.kind == "still":
                 key = ("still", spec.prompt, spec.seed, spec.width, spec.height)
                 make = lambda: media_mod.make_still(  # noqa: E731
                     spec.prompt, spec.seed, spec.width, spec.height
@@ -502,7 +514,8 @@ class Backend:
                     fps,
                     last.image if last else None,
                 )
-            data = self.cache.get_or_make(key, make) if config.media_cache else make()
+            if not config.stock_media:
+                data = self.cache.get_or_make(key, make) if config.media_cache else make()
         except InputError as exc:
             failure = Failure("input", str(exc))
         except Exception as exc:  # noqa: BLE001 - a job must never hang on a bug
@@ -518,6 +531,22 @@ class Backend:
                     if entry is not None:
                         entry.data = data
             job.media_done = True
+            job.media_done_at = self.clock.monotonic()
+
+    def _stock(self, spec: JobSpec, fps: int) -> bytes:
+        """The stock media for a job's kind and size (made once, then from the cache)."""
+        if spec.kind == "still":
+            return self.cache.get_or_make(
+                ("stock-still", spec.width, spec.height),
+                lambda: media_mod.make_still("stock media", 0, spec.width, spec.height),
+            )
+        return self.cache.get_or_make(
+            ("stock-video", spec.width, spec.height, spec.duration, fps),
+            lambda: media_mod.make_video(
+                media_mod.render_still("stock media", 0, spec.width, spec.height),
+                spec.width, spec.height, spec.duration, fps,
+            ),
+        )
 
     def _media_executor(self) -> ThreadPoolExecutor:
         if self._executor is None:

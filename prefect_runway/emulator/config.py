@@ -116,6 +116,14 @@ class EmulatorConfig(BaseModel):
         default=False,
         description="Reuse media already made for identical inputs (for benchmarks).",
     )
+    stock_media: bool = Field(
+        default=False,
+        description=(
+            "Serve one stock still and one stock video per size (and duration, frame rate) "
+            "to every job instead of making each from its prompt and input images, which are "
+            "then not fetched (for benchmarks: media making is then not what is measured)."
+        ),
+    )
     media_workers: int = Field(
         default=2,
         ge=1,
