@@ -22,9 +22,13 @@ import hashlib
 import logging
 import os
 import random
+import ssl
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -52,6 +56,14 @@ from prefect_runway.models import (
     Request,
     StatusUpdate,
     sniff_media_type,
+    utc_now,
+)
+from prefect_runway.polling import (
+    LATENCY,
+    LatencyBook,
+    LatencyTrack,
+    PollSchedule,
+    latency_key,
 )
 from prefect_runway.providers.base import (
     HttpCall,
@@ -60,6 +72,8 @@ from prefect_runway.providers.base import (
     json_or_text,
     redact_url,
 )
+
+__all__ = ["DownloadedFile", "PollSchedule", "RetryPolicy", "RunwayClient"]
 
 logger = logging.getLogger("prefect_runway.client")
 
@@ -112,33 +126,6 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
-@dataclass(frozen=True)
-class PollSchedule:
-    """When to poll a job: a first delay, then intervals growing to a cap, and a deadline.
-
-    Attributes:
-        first_delay: Seconds before the first poll (None: ``interval``).
-        interval: The first interval between polls, in seconds.
-        max_interval: The cap the intervals grow to, in seconds.
-        multiplier: How much each interval grows over the previous one.
-        timeout: The overall deadline of a wait, in seconds.
-    """
-
-    first_delay: float | None = None
-    interval: float = 2.0
-    max_interval: float = 15.0
-    multiplier: float = 1.3
-    timeout: float = 1800.0
-
-    def delays(self):
-        """Yield the successive waits before each poll."""
-        yield self.interval if self.first_delay is None else self.first_delay
-        delay = self.interval
-        while True:
-            yield delay
-            delay = min(self.max_interval, delay * self.multiplier)
-
-
 @dataclass
 class DownloadedFile:
     """A verified download in a temporary file, ready to be moved into storage."""
@@ -162,6 +149,8 @@ class RunwayClient:
         timeout: httpx timeouts for one request.
         limiter: An async context manager factory entered around every request, to share a
             rate budget (see :mod:`prefect_runway.ratelimit`), or None.
+        latency: Where :meth:`wait` learns and reads each model's latency (see
+            :mod:`prefect_runway.polling`); default the book shared by the whole process.
 
     Example:
         ```python
@@ -187,6 +176,7 @@ class RunwayClient:
         timeout: httpx.Timeout | None = None,
         limiter: Callable[[], Any] | None = None,
         http: httpx.AsyncClient | None = None,
+        latency: LatencyBook | None = None,
     ) -> None:
         self.provider = provider
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
@@ -197,6 +187,7 @@ class RunwayClient:
         self._limiter = limiter
         self._http = http
         self._owns_http = http is None
+        self.latency = latency if latency is not None else LATENCY
 
     def __repr__(self) -> str:
         return f"RunwayClient(provider={self.provider.name!r}, base_url={self.base_url!r})"
@@ -204,6 +195,7 @@ class RunwayClient:
     async def __aenter__(self) -> RunwayClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
+                verify=shared_ssl_context(),
                 timeout=self._timeout,
                 headers={"user-agent": USER_AGENT},
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
@@ -305,6 +297,10 @@ class RunwayClient:
     ) -> GenerationResult:
         """Poll until the job is terminal, within a deadline.
 
+        Polls follow :attr:`poll`: with ``adaptive`` on, spaced by what is known of the
+        model's latency at this API (a first poll near the expected minimum, then tighter
+        intervals as completion nears), and what each poll sees teaches the latency book.
+
         Args:
             generation: The submitted job.
             timeout: Overall deadline in seconds (None: the poll schedule's).
@@ -319,10 +315,51 @@ class RunwayClient:
             GenerationExpired: the provider no longer holds the job.
             GenerationTimedOut: the deadline passed; carries the job id to resume later.
         """
-        deadline = time.monotonic() + (timeout if timeout is not None else self.poll.timeout)
+        started = time.monotonic()
+        deadline = started + (timeout if timeout is not None else self.poll.timeout)
+        # The job's age: from its submission (which may be long ago, for a resumed wait).
+        try:
+            submitted_age = max(0.0, (utc_now() - generation.submitted_at).total_seconds())
+        except TypeError:  # a naive timestamp from elsewhere: count from now
+            submitted_age = 0.0
+        track = None
+        if self.poll.adaptive:
+            track = self.latency.track(
+                latency_key(generation.provider, generation.base_url, generation.model,
+                            generation.request),
+                public=generation.base_url.rstrip("/") == self.provider.default_base_url.rstrip("/"),
+            )
+        try:
+            return await self._poll_until_done(
+                generation, deadline, timeout, on_update, track,
+                lambda: submitted_age + time.monotonic() - started,
+            )
+        finally:
+            if track is not None:
+                track.close()
+
+    async def _poll_until_done(
+        self,
+        generation: Generation,
+        deadline: float,
+        timeout: float | None,
+        on_update: Callable[[StatusUpdate], Awaitable[None] | None] | None,
+        track: LatencyTrack | None,
+        age: Callable[[], float],
+    ) -> GenerationResult:
         last_state: JobState | None = None
         last_raw: str | None = None
-        for delay in self.poll.delays():
+        classic = self.poll.delays()
+        first = True
+        while True:
+            window = track.window() if track is not None else None
+            if first and self.poll.first_delay is not None:
+                delay = next(classic)
+            elif window is None:
+                delay = next(classic)
+            else:
+                delay = self.poll.next_delay(age(), window)
+            first = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GenerationTimedOut(
@@ -335,6 +372,12 @@ class RunwayClient:
                 )
             await asyncio.sleep(min(delay, remaining))
             update = await self.status(generation)
+            if track is not None:
+                if update.state.terminal:
+                    if update.state is JobState.SUCCEEDED:
+                        track.finished(age())
+                else:
+                    track.pending(age())
             if update.state is not last_state:
                 logger.info(
                     "%s job %s is %s", generation.provider, generation.job_id,
@@ -374,7 +417,6 @@ class RunwayClient:
                 metrics=update.metrics,
                 cost=update.cost,
             )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def result(self, generation: Generation, status: StatusUpdate | None = None) -> StatusUpdate:
         """Fetch the final result body, where the status answer does not carry the outputs."""
@@ -430,6 +472,7 @@ class RunwayClient:
             tmp.touch()
         else:
             fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=directory)
+            os.fchmod(fd, 0o644)
             os.close(fd)
             tmp = Path(tmp_name)
         try:
@@ -483,10 +526,15 @@ class RunwayClient:
                         media_type = response.headers.get("content-type", media_type).split(";")[0].strip()
                         mode = "ab" if received else "wb"
                         with tmp.open(mode) as out:
-                            async for chunk in response.aiter_bytes():
-                                out.write(chunk)
-                                digest.update(chunk)
-                                received += len(chunk)
+                            sink = _Sink(out, digest)
+                            try:
+                                async for chunk in response.aiter_bytes():
+                                    await sink.add(chunk)
+                                    received += len(chunk)
+                            finally:
+                                # Every byte counted is written and hashed before a retry
+                                # resumes from ``received`` (or an error propagates).
+                                await sink.finish()
             except httpx.TransportError as exc:
                 if self._may_retry(attempt, started):
                     logger.warning(
@@ -615,6 +663,98 @@ class RunwayClient:
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         return attempt < self.retry.max_attempts and time.monotonic() - started < self.retry.deadline
+
+
+class _Sink:
+    """Writes and hashes a download's chunks on a worker thread, in order, while the event
+    loop receives the next ones, so that receiving, hashing and writing overlap.
+
+    The first ``INLINE`` bytes are written and hashed as they come, on the event loop: most
+    outputs (stills, short clips) end there, holding no more than one chunk in memory
+    however many download at once. Past that, the event loop only collects chunks; per batch
+    of ``BATCH`` bytes the worker writes them with one ``os.writev`` and hashes them as one
+    block: both run without the GIL, which a call per small chunk would have to take back
+    each time. At most ``BACKLOG`` batches wait, so a large download holds at most
+    ``(BACKLOG + 1) * BATCH`` bytes. Writes go to the file's descriptor (opened for
+    appending or truncated).
+    """
+
+    INLINE = 8 << 20
+    BATCH = 2 << 20
+    BACKLOG = 4
+
+    def __init__(self, out: Any, digest: Any) -> None:
+        self._fd = out.fileno()
+        self._digest = digest
+        self._inline = 0
+        self._batch: list[bytes] = []
+        self._size = 0
+        self._pending: deque[asyncio.Future[None]] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _write(self, chunks: list[bytes]) -> None:
+        views = [memoryview(chunk) for chunk in chunks]
+        while views:
+            written = os.writev(self._fd, views[:1024])  # IOV_MAX
+            while views and written >= len(views[0]):
+                written -= len(views.pop(0))
+            if views and written:
+                views[0] = views[0][written:]
+        self._digest.update(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    async def add(self, chunk: bytes) -> None:
+        if self._executor is None and self._inline < self.INLINE:
+            self._inline += len(chunk)
+            self._write([chunk])
+            return
+        self._batch.append(chunk)
+        self._size += len(chunk)
+        if self._size >= self.BATCH:
+            await self._submit()
+
+    async def _submit(self) -> None:
+        chunks, self._batch, self._size = self._batch, [], 0
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="prefect-runway-download")
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.run_in_executor(self._executor, self._write, chunks))
+        while len(self._pending) > self.BACKLOG:
+            await self._pending.popleft()
+
+    async def finish(self) -> None:
+        """Write and hash what is left, and wait until every batch is done (also when the
+        download broke off: the caller resumes from the bytes it counted)."""
+        try:
+            if self._batch:
+                if self._executor is None:
+                    chunks, self._batch, self._size = self._batch, [], 0
+                    self._write(chunks)
+                else:
+                    await self._submit()
+            while self._pending:
+                await self._pending.popleft()
+        finally:
+            if self._executor is not None:
+                # After an error or a cancellation some batches may still be running: let
+                # them end (milliseconds) before the file is closed under them.
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The verifying TLS context every client of this process uses (httpx's default: the CA
+    bundle, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``). Building one reads the whole CA bundle
+    (~20 ms of CPU), and a client is made per task: with hundreds of tasks that was most of
+    a batch's CPU time. A context is safe to share between threads and event loops."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
 
 
 class _NullContext:

@@ -31,10 +31,26 @@ class RunwayProviderCredentials(CredentialsBlock, ABC):
         description="The API base URL; leave empty for the provider's public API.",
     )
     poll_interval_seconds: float = Field(
-        default=2.0, gt=0, description="Seconds between the first status polls of a job."
+        default=0.5,
+        gt=0,
+        description=(
+            "The shortest interval between two status polls of one job, in seconds: the "
+            "interval as completion nears, and the first one while nothing is known of the "
+            "model's latency."
+        ),
     )
     max_poll_interval_seconds: float = Field(
-        default=15.0, gt=0, description="Cap on the growing interval between status polls."
+        default=15.0,
+        gt=0,
+        description="The longest interval between two status polls of one job (the first included).",
+    )
+    adaptive_polling: bool = Field(
+        default=True,
+        description=(
+            "Space status polls by what is known of each model's latency (learned in this "
+            "process; priors for the public APIs): the first poll near the expected minimum, "
+            "tighter as completion nears. Off: intervals grow from the shortest to the longest."
+        ),
     )
     wait_timeout_seconds: float = Field(
         default=1800.0, gt=0, description="How long to wait for one job before giving up."
@@ -64,11 +80,17 @@ class RunwayProviderCredentials(CredentialsBlock, ABC):
         return (self.base_url or self.provider().default_base_url).rstrip("/")
 
     def poll_schedule(self) -> PollSchedule:
-        """The poll schedule from this block's settings."""
+        """The poll schedule from this block's settings.
+
+        Whatever the schedule learns of a model's latency, every interval between two polls
+        of a job stays within [``poll_interval_seconds``, ``max_poll_interval_seconds``] and
+        the wait within ``wait_timeout_seconds`` (see :mod:`prefect_runway.polling`).
+        """
         return PollSchedule(
             interval=self.poll_interval_seconds,
             max_interval=max(self.max_poll_interval_seconds, self.poll_interval_seconds),
             timeout=self.wait_timeout_seconds,
+            adaptive=self.adaptive_polling,
         )
 
     def get_client(self, retry: RetryPolicy | None = None) -> RunwayClient:
