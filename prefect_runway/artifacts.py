@@ -154,7 +154,7 @@ async def publish_outputs(
 class BatchProgress:
     """A progress artifact for a batch of jobs, advanced as each one finishes.
 
-    Safe to advance from concurrent tasks of one flow run (updates are serialised).
+    Safe to advance from concurrent tasks of one flow run (updates are coalesced).
 
     Args:
         total: How many jobs the batch has.
@@ -199,6 +199,8 @@ class BatchProgress:
         self.failed = 0
         self.artifact_id: UUID | None = None
         self._lock = asyncio.Lock()
+        self._publishing = False
+        self._stale = False
 
     @property
     def percent(self) -> float:
@@ -225,21 +227,37 @@ class BatchProgress:
     async def advance(self, count: int = 1, *, failed: bool = False) -> float:
         """Count ``count`` more jobs as finished (or failed) and update the artifact.
 
+        Updates are coalesced: while one is on its way to the API, further advances only
+        count, and the update in flight is followed by one more with the latest counts. A
+        batch of N jobs finishing together then costs a few API calls, not N in a row (each
+        waiting for the one before). Once every advance has returned, the artifact shows the
+        final counts.
+
         Returns:
             The new percentage.
         """
         if self.artifact_id is None:
             await self.start()
-        async with self._lock:
-            if failed:
-                self.failed += count
-            else:
-                self.done += count
-            assert self.artifact_id is not None
-            await aupdate_progress_artifact(
-                self.artifact_id, progress=self.percent, description=self.summary(),
-            )
-            return self.percent
+        if failed:
+            self.failed += count
+        else:
+            self.done += count
+        percent = self.percent
+        if self._publishing:
+            self._stale = True  # the update in flight is followed by one with these counts
+            return percent
+        self._publishing = True
+        try:
+            self._stale = True
+            while self._stale:
+                self._stale = False
+                assert self.artifact_id is not None
+                await aupdate_progress_artifact(
+                    self.artifact_id, progress=self.percent, description=self.summary(),
+                )
+        finally:
+            self._publishing = False
+        return percent
 
     async def __aenter__(self) -> BatchProgress:
         await self.start()

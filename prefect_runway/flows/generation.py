@@ -1,9 +1,10 @@
 """Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``.
 
 Each flow validates its request against the chosen provider before anything is sent, then
-runs submit -> wait -> download as Prefect tasks, and publishes artifacts: the still as an
-image artifact, each video's preview (GIF or contact sheet) as an image artifact, and a table
-of every output with its link, provider, seconds and cost.
+runs two Prefect tasks per job — submit (cached and persisted), then wait and download in
+one — and publishes artifacts: the still as an image artifact, each video's preview (GIF or
+contact sheet) as an image artifact, and a table of every output with its link, provider,
+seconds and cost.
 """
 
 
@@ -29,10 +30,9 @@ from prefect_runway.models import (
 )
 from prefect_runway.storage import resolve_storage
 from prefect_runway.tasks.generation import (
-    download_generation,
+    collect_generation,
     flow_run_id,
     submit_task_for,
-    wait_for_generation,
 )
 
 #: How old a provider output URL may be before it is refreshed from the provider.
@@ -77,7 +77,9 @@ async def run_generation(
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit once if the job expired.
 
-    Call it inside a flow. Validation runs first, so an invalid request costs nothing.
+    Call it inside a flow. Validation runs first, so an invalid request costs nothing. Two
+    task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
+    pays twice) and ``collect-generation`` (wait, then download).
     """
     logger = get_run_logger()
     credentials.provider().prepare(request, credentials.resolved_base_url())  # validate now
@@ -86,9 +88,8 @@ async def run_generation(
     for attempt in (1, 2):
         track(flow_run, credentials, generation)
         try:
-            result = await wait_for_generation(generation, credentials, timeout)
-            stored = await download_generation(
-                result, credentials, storage, key_template, name, preview
+            result, stored = await collect_generation(
+                generation, credentials, storage, key_template, name, preview, timeout
             )
             untrack(flow_run, generation)
             return result, stored

@@ -268,6 +268,7 @@ async def storyboard(
     provider_limit: str | None = DEFAULT_PROVIDER_LIMIT,
     timeout: float | None = None,
     force: bool = False,
+    preview: str | None = "gif",
 ) -> StoryboardSummary:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
@@ -292,6 +293,8 @@ async def storyboard(
             exists, so that every worker shares it. Empty to use none.
         timeout: Wait deadline per job, in seconds (default: the block's).
         force: Submit new jobs even where the same requests are cached.
+        preview: Each video's preview stored beside it: ``"gif"``, ``"png"`` (contact
+            sheet) or None (none: saves the CPU time of decoding every video).
 
     Returns:
         The per-shot summary. When any shot failed, the run ends Failed: calling the flow
@@ -388,6 +391,7 @@ async def storyboard(
                     _, stored = await run_generation(
                         video_request, plan.video_credentials, storage=storage,
                         key_template=key_template, name=plan.name, timeout=timeout, force=force,
+                        preview=preview,
                     )
                 video = stored[0]
             except Exception as exc:  # one shot's failure is reported, not raised
