@@ -1,0 +1,191 @@
+"""Downloads: one 500 MiB video to local disk and to S3, against a raw httpx stream.
+
+``python -m benchmarks.downloads`` writes a real, decodable MP4 of 500 MiB (a short video
+followed by a ``free`` box), serves it from a loopback "CDN" in its own process
+(``benchmarks._fileserver``: ``os.sendfile``, so the server is not what is measured), and
+times, each in a process of its own, the median of 3 transfers:
+
+* **raw**: ``httpx.AsyncClient.stream`` + ``aiter_bytes`` into ``/dev/null`` — the ceiling;
+* **ours, local**: the ``download_generation`` task in a flow (streamed to a temporary file
+  while hashing, checked for length and magic bytes, renamed into place, sidecar written;
+  previews off) into ``LocalStorage``;
+* **ours, S3**: the same task into ``S3Storage`` on moto's server (in its own process):
+  the verified file is uploaded in parts, then deleted;
+* **moto's ceiling**: ``boto3`` ``upload_file`` of the same file straight from disk, with the
+  same transfer settings — how fast moto takes 500 MiB at all.
+
+Then raw and local again from a server paced like a 250 MiB/s link (2 Gbit/s, a fast real
+one). Reported: throughput (MiB/s of the 500 MiB output, end to end), its ratio to raw, and the
+worker's RSS growth (peak during the transfers minus RSS before; the high-water mark is reset
+with ``/proc/self/clear_refs``).
+
+Target: at least 0.8x raw, RSS growth under 100 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    ROOT,
+    command_line,
+    machine,
+    machine_line,
+    run_worker,
+    table,
+    write_json,
+)
+
+MiB = 1024 * 1024
+COLUMNS = ["target", "MiB/s", "x raw", "median s", "runs s", "RSS before MB", "RSS peak MB", "RSS growth MB"]
+
+_CHILD_MOTO = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(f"http://127.0.0.1:{server.get_host_and_port()[1]}", flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+@contextlib.contextmanager
+def child(args: list[str]) -> Iterator[str]:
+    """A helper process that prints its URL, then runs until its stdin closes."""
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT.parent)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"helper did not start: {args}")
+        yield url
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def write_padded_mp4(path: Path, size: int) -> str:
+    """A decodable MP4 of exactly ``size`` bytes (video, then a ``free`` box); its sha256."""
+    from prefect_runway.emulator import media
+
+    picture = media.render_still("a very large output", 7, 640, 360)
+    video = media.make_video(picture, 640, 360, 2.0, 4)
+    padding = size - len(video)
+    digest = hashlib.sha256()
+    zeros = bytes(MiB)
+    with path.open("wb") as out:
+        for chunk in (video, padding.to_bytes(4, "big") + b"free"):
+            out.write(chunk)
+            digest.update(chunk)
+        left = padding - 8
+        while left:
+            chunk = zeros[: min(left, MiB)]
+            out.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def run(size: int, repeat: int, targets: list[str], timeout: float, capped: float = 0.0) -> dict[str, Any]:
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory(prefix="bench-cdn-") as served:
+        write_padded_mp4(Path(served) / "big.mp4", size)
+        with child([sys.executable, "-m", "benchmarks._fileserver", served]) as cdn, \
+                child([sys.executable, "-m", "benchmarks._fileserver", served, "--rate", str(capped or 1)]) as slow, \
+                child([sys.executable, "-c", _CHILD_MOTO]) as s3:
+            plan = [(target, f"{cdn}/big.mp4") for target in targets]
+            if capped:
+                plan += [(f"{t}@{capped:g}", f"{slow}/big.mp4") for t in ("raw", "local") if t in targets]
+            for target, url in plan:
+                with tempfile.TemporaryDirectory(prefix="bench-prefect-home-") as home:
+                    raw = run_worker(
+                        ["download", target.split("@")[0], "--url", url, "--size", str(size), "--repeat",
+                         str(repeat), "--s3-endpoint", s3, "--file", str(Path(served) / "big.mp4")],
+                        timeout=timeout,
+                        env={"PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+                    )
+                raw["mib_per_s"] = size / MiB / raw["median_seconds"]
+                results[target] = raw
+    labels = {"raw": "raw httpx stream -> /dev/null", "local": "ours -> local disk",
+              "s3": "ours -> S3 (moto)",
+              "s3-upload": "moto's ceiling: boto3 upload_file of the file, no download"}
+    for target, raw in results.items():
+        kind, _, cap = target.partition("@")
+        base = results.get("raw" + (f"@{cap}" if cap else ""), {}).get("mib_per_s")
+        raw["ratio"] = raw["mib_per_s"] / base if base else float("nan")
+        if cap:
+            labels[target] = f"{labels[kind]}, link capped at {cap} MiB/s"
+        raw["rss_growth_mb"] = raw["rss_peak_mb"] - raw["rss_before_mb"]
+        rows.append([labels[target], raw["mib_per_s"], raw["ratio"], raw["median_seconds"],
+                     " ".join(f"{x:.2f}" for x in raw["seconds"]), raw["rss_before_mb"],
+                     raw["rss_peak_mb"], raw["rss_growth_mb"]])
+    return {"rows": rows, "results": results,
+            "config": {"size": size, "repeat": repeat, "capped_mib_per_s": capped}}
+
+
+def verdict(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for target in ("local", "s3", *[t for t in results if t.startswith("local@")]):
+        if target in results and "raw" in results:
+            r = results[target]
+            ok = r["ratio"] >= 0.8 and r["rss_growth_mb"] < 100
+            lines.append(f"{target}: {r['ratio']:.2f}x raw, RSS growth {r['rss_growth_mb']:.0f} MB "
+                         f"({'met' if ok else 'NOT met'}: at least 0.8x, under 100 MB)")
+    if "s3" in results and "s3-upload" in results and "raw" in results:
+        down, up = results["raw"]["mib_per_s"], results["s3-upload"]["mib_per_s"]
+        sequential = 1 / (1 / down + 1 / up)
+        bound = ", so no client can reach 0.8x raw here" if up < 0.8 * down else ""
+        lines.append(
+            f"s3: moto takes at most {up:.0f} MiB/s ({up / down:.2f}x raw){bound}; download, then "
+            f"upload, each at full speed: {sequential:.0f} MiB/s; ours "
+            f"{results['s3']['mib_per_s']:.0f} MiB/s ({results['s3']['mib_per_s'] / sequential:.2f}x that)"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.downloads", description=__doc__.split("\n")[0])
+    parser.add_argument("--mib", type=int, default=500, help="size of the video, MiB")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--targets", nargs="+", choices=["raw", "local", "s3", "s3-upload"],
+                        default=["raw", "local", "s3", "s3-upload"])
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--capped", type=float, default=250.0,
+                        help="also measure raw and local on a link capped at this many MiB/s (0: not)")
+    parser.add_argument("--name", default="downloads")
+    args = parser.parse_args(argv)
+    info = machine()
+    outcome = run(args.mib * MiB, args.repeat, args.targets, args.timeout, args.capped)
+    info["load_average_after"] = machine()["load_average"]
+    text = table(COLUMNS, outcome["rows"])
+    checks = verdict(outcome["results"])
+    print(f"Downloads: one {args.mib} MiB MP4 from a loopback sendfile server (a CDN stand-in, "
+          f"its own process), median of {args.repeat}; S3 is moto's server in its own process\n")
+    print(text)
+    print()
+    for line in checks:
+        print(line)
+    print(f"\nmachine: {machine_line(info)}")
+    path = write_json(args.name, {"command": command_line(), "machine": info, "table": text,
+                                  "verdict": checks, **outcome})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Each benchmark end to end at tiny sizes: the machinery works, the clients complete.
+
+These check what was done (jobs completed, files stored, numbers present), never how fast:
+timings belong to ``python -m benchmarks.NAME`` runs on a quiet machine, not to a test.
+Workers that run flows use this session's Prefect test server, so no worker starts its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import _common, batch_overhead, downloads, polling, rate_limited
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_prefect_server(prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    _common.WORKER_ENV["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    yield
+    _common.WORKER_ENV.pop("PREFECT_API_URL", None)
+
+
+def test_polling_smoke():
+    outcome = polling.run(jobs=2, low=0.5, high=1.0, clients=["segmind-sdk", "ours-segmind"],
+                          priors=False)
+    sdk = outcome["results"]["segmind-sdk"]["batches"][0]
+    cold, warm = outcome["results"]["ours-segmind"]["batches"]
+    for summary in (sdk, cold, warm):
+        assert (summary["ok"], summary["failed"]) == (2, 0)
+        assert summary["status_per_job"] >= 1 and not math.isnan(summary["mean_delay"])
+    assert len(polling.verdict(outcome["results"])) == 2
+    assert len(outcome["rows"]) == 3
+
+
+def test_rate_limited_smoke():
+    outcome = rate_limited.run(jobs=6, rate=5.0, low=0.3, high=0.6, clients=["ours-segmind"],
+                               timeout=120, priors=False)
+    summary = outcome["results"]["ours-segmind"]["summary"]
+    assert (summary["completed"], summary["failed"]) == (6, 0)
+    assert rate_limited.verdict(outcome["results"], 6) == [
+        "ours, Segmind protocol (10 req/s default): 6 of 6 completed, 0 failed (met)"
+    ]
+
+
+def test_batch_overhead_smoke():
+    outcome = batch_overhead.run([3], latency=0.5, fps=2, warmup=1, timeout=180,
+                                 clients=["floor", "storyboard"], flows_max=0, big_fps=None)
+    rows = {r["client"]: r for r in outcome["results"]}
+    assert rows["floor"]["ok"] == rows["storyboard"]["ok"] == 3
+    assert rows["floor"]["stored_mb"] == rows["storyboard"]["stored_mb"] > 0
+    assert rows["storyboard"]["ratio"] > 0
+
+
+def test_downloads_smoke():
+    outcome = downloads.run(4 * downloads.MiB, repeat=1, targets=["raw", "local", "s3"], timeout=180)
+    results = outcome["results"]
+    assert set(results) == {"raw", "local", "s3"}
+    for result in results.values():
+        assert result["size"] == 4 * downloads.MiB and result["mib_per_s"] > 0
+    assert len(downloads.verdict(results)) == 2
