@@ -505,6 +505,11 @@ class RunwayClient:
                     async with self.http.stream(
                         "GET", url, headers=headers, follow_redirects=True
                     ) as response:
+                        if response.status_code == 416 and received and attempt < 3:
+                            # The partial is longer than the file (a stale one): start over.
+                            await response.aread()
+                            received, digest = 0, hashlib.sha256()
+                            continue
                         if response.status_code >= 400:
                             await response.aread()
                             if response.status_code in _RETRY_STATUS and self._may_retry(attempt, started):

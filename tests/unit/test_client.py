@@ -451,6 +451,28 @@ async def test_download_starts_over_when_the_server_ignores_range(tmp_path):
     assert got.sha256 == hashlib.sha256(MP4).hexdigest()
 
 
+async def test_download_starting_over_drops_a_longer_stale_partial(tmp_path):
+    # A partial left by a killed run, longer than the real file; the server ignores Range.
+    (tmp_path / "stale.part").write_bytes(b"\xff" * (len(MP4) + 10_000))
+    rec = Recorder(media(MP4))
+    got = await run(
+        make_client(rec), lambda c: c.download(OUTPUT_URL, tmp_path, partial_name="stale.part")
+    )
+    assert rec.requests[0].headers["range"] == f"bytes={len(MP4) + 10_000}-"
+    assert got.path.read_bytes() == MP4
+    assert got.size == len(MP4) and got.sha256 == hashlib.sha256(MP4).hexdigest()
+
+
+async def test_download_starts_over_when_a_stale_partial_is_past_the_end(tmp_path):
+    (tmp_path / "stale.part").write_bytes(b"\xff" * (len(MP4) + 10_000))
+    rec = Recorder(media(b"", code=416, **{"content-range": f"bytes */{len(MP4)}"}), media(MP4))
+    got = await run(
+        make_client(rec), lambda c: c.download(OUTPUT_URL, tmp_path, partial_name="stale.part")
+    )
+    assert [r.headers.get("range") for r in rec.requests] == [f"bytes={len(MP4) + 10_000}-", None]
+    assert got.path.read_bytes() == MP4 and got.sha256 == hashlib.sha256(MP4).hexdigest()
+
+
 async def test_download_retries_5xx(tmp_path):
     rec = Recorder(media(b"", code=503), media(MP4))
     got = await run(make_client(rec), lambda c: c.download(OUTPUT_URL, tmp_path))
