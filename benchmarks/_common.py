@@ -307,8 +307,9 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def command_line() -> str:
-    return "python -m " + " ".join([Path(sys.argv[0]).stem if sys.argv[0].endswith(".py") else sys.argv[0], *sys.argv[1:]])
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How the benchmark ``module`` was run: ``python -m benchmarks.NAME ARGS``."""
+    return " ".join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
 @contextlib.contextmanager
@@ -320,3 +321,22 @@ def stopwatch() -> Iterator[dict[str, float]]:
         yield result
     finally:
         result["seconds"] = time.monotonic() - start
+
+
+def report(module: str, argv: list[str] | None, name: str, title: str, columns: Sequence[str],
+           outcome: dict[str, Any], checks: list[str], info: dict[str, Any]) -> Path:
+    """Print a benchmark's title, table, verdict lines and machine; write them with
+    ``outcome`` to ``results/NAME.json``. ``info`` is :func:`machine` from before the run
+    (its load average after the run is added here)."""
+    info["load_average_after"] = machine()["load_average"]
+    text = table(columns, outcome["rows"])
+    print(title + "\n")
+    print(text)
+    print()
+    for line in checks:
+        print(line)
+    print(f"\nmachine: {machine_line(info)}")
+    path = write_json(name, {"command": command_line(module, argv), "machine": info, "table": text,
+                             "verdict": checks, **outcome})
+    print(f"wrote {path}")
+    return path

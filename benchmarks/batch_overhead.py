@@ -38,12 +38,9 @@ from typing import Any
 
 from benchmarks._common import (
     EmulatorProcess,
-    command_line,
     machine,
-    machine_line,
+    report,
     run_worker,
-    table,
-    write_json,
 )
 
 COLUMNS = ["N chains", "client", "ok", "wall s", "x floor", "client CPU s", "server CPU s",
@@ -148,20 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     outcome = run(args.sizes, args.latency, args.fps, args.warmup, args.timeout, args.clients,
                   args.flows_max, args.big_fps)
-    info["load_average_after"] = machine()["load_average"]
-    text = table(COLUMNS, outcome["rows"])
-    checks = verdict(outcome["results"])
-    print(f"Batch overhead: N image-to-video chains at once (Segmind protocol), emulator latency "
-          f"{args.latency:g} s per job, out of process, stock media (one 1280x720 still and one "
-          f"5 s {args.fps} fps video, made once)\n")
-    print(text)
-    print()
-    for line in checks:
-        print(line)
-    print(f"\nmachine: {machine_line(info)}")
-    path = write_json(args.name, {"command": command_line(), "machine": info, "table": text,
-                                  "verdict": checks, **outcome})
-    print(f"wrote {path}")
+    title = (
+        f"Batch overhead: N image-to-video chains at once (Segmind protocol), emulator latency "
+        f"{args.latency:g} s per job, out of process, stock media (one 1280x720 still and one "
+        f"5 s {args.fps} fps video, made once)"
+    )
+    report("benchmarks.batch_overhead", argv, args.name, title, COLUMNS, outcome, verdict(outcome["results"]), info)
     return 0
 
 

@@ -36,12 +36,9 @@ from typing import Any
 
 from benchmarks._common import (
     ROOT,
-    command_line,
     machine,
-    machine_line,
+    report,
     run_worker,
-    table,
-    write_json,
 )
 
 MiB = 1024 * 1024
@@ -171,19 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine()
     outcome = run(args.mib * MiB, args.repeat, args.targets, args.timeout, args.capped)
-    info["load_average_after"] = machine()["load_average"]
-    text = table(COLUMNS, outcome["rows"])
-    checks = verdict(outcome["results"])
-    print(f"Downloads: one {args.mib} MiB MP4 from a loopback sendfile server (a CDN stand-in, "
-          f"its own process), median of {args.repeat}; S3 is moto's server in its own process\n")
-    print(text)
-    print()
-    for line in checks:
-        print(line)
-    print(f"\nmachine: {machine_line(info)}")
-    path = write_json(args.name, {"command": command_line(), "machine": info, "table": text,
-                                  "verdict": checks, **outcome})
-    print(f"wrote {path}")
+    title = (
+        f"Downloads: one {args.mib} MiB MP4 from a loopback sendfile server (a CDN stand-in, "
+        f"its own process), median of {args.repeat}; S3 is moto's server in its own process"
+    )
+    report("benchmarks.downloads", argv, args.name, title, COLUMNS, outcome, verdict(outcome["results"]), info)
     return 0
 
 

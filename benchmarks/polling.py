@@ -32,16 +32,13 @@ from typing import Any
 
 from benchmarks._common import (
     EmulatorProcess,
-    command_line,
     fmt,
     machine,
-    machine_line,
     make_still,
     mean,
     percentile,
+    report,
     run_worker,
-    table,
-    write_json,
 )
 
 CLIENTS = {
@@ -136,8 +133,8 @@ def verdict(results: dict[str, Any]) -> list[str]:
         ok_delay = summary["mean_delay"] <= base["mean_delay"]
         share = summary["status_per_job"] / base["status_per_job"]
         lines.append(
-            f"ours ({tag}) vs segmind SDK: mean delay {fmt(summary['mean_delay'])} s vs "
-            f"{fmt(base['mean_delay'])} s ({'met' if ok_delay else 'NOT met'}); status requests "
+            f"ours ({tag}) vs segmind SDK: mean delay {fmt(summary['mean_delay'], 3)} s vs "
+            f"{fmt(base['mean_delay'], 3)} s ({'met' if ok_delay else 'NOT met'}); status requests "
             f"{share:.0%} of the SDK's ({'met' if share <= 0.6 else 'NOT met'}: at most 60%)"
         )
     return lines
@@ -156,22 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine()
     outcome = run(args.jobs, args.low, args.high, args.seed, args.clients, not args.no_priors)
-    info["load_average_after"] = machine()["load_average"]
-    text = table(COLUMNS, outcome["rows"])
-    checks = verdict(outcome["results"])
-    print(f"Polling: {args.jobs} video jobs at once per client, latencies uniform "
-          f"{args.low:g}-{args.high:g} s (seed {args.seed}); emulator out of process, one cached "
-          f"5-frame video for every job\n")
-    print(text)
-    print()
-    for line in checks:
-        print(line)
-    print(f"\nmachine: {machine_line(info)}")
     for result in outcome["results"].values():
         result["raw"] = {k: v for k, v in result["raw"].items() if k != "batches"}
-    path = write_json(args.name, {"command": command_line(), "machine": info, "table": text,
-                                  "verdict": checks, **outcome})
-    print(f"wrote {path}")
+    title = (
+        f"Polling: {args.jobs} video jobs at once per client, latencies uniform "
+        f"{args.low:g}-{args.high:g} s (seed {args.seed}); emulator out of process, one cached "
+        f"5-frame video for every job"
+    )
+    report("benchmarks.polling", argv, args.name, title, COLUMNS, outcome, verdict(outcome["results"]), info)
     return 0
 
 

@@ -63,3 +63,18 @@ def test_downloads_smoke():
     for result in results.values():
         assert result["size"] == 4 * downloads.MiB and result["mib_per_s"] > 0
     assert len(downloads.verdict(results)) == 2
+
+
+def test_a_benchmark_command_prints_its_table_and_writes_json(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    assert downloads.main(["--mib", "2", "--repeat", "1", "--targets", "raw", "local",
+                           "--capped", "0", "--name", "smoke"]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads((tmp_path / "smoke.json").read_text())
+    assert written["command"] == ("python -m benchmarks.downloads --mib 2 --repeat 1 --targets raw "
+                                  "local --capped 0 --name smoke")
+    assert written["table"] in printed and "ours -> local disk" in written["table"]
+    assert written["verdict"] and written["verdict"][0] in printed
+    assert written["machine"]["cores"] >= 1 and "load_average_after" in written["machine"]
