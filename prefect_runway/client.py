@@ -353,9 +353,7 @@ class RunwayClient:
         first = True
         while True:
             window = track.window() if track is not None else None
-            if first and self.poll.first_delay is not None:
-                delay = next(classic)
-            elif window is None:
+            if window is None or (first and self.poll.first_delay is not None):
                 delay = next(classic)
             else:
                 delay = self.poll.next_delay(age(), window)

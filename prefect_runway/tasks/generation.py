@@ -359,12 +359,7 @@ async def collect_generation(
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut,
         DownloadError.
     """
-    async with credentials.get_client() as client:
-        result = await client.wait(generation, timeout=timeout)
-    get_run_logger().info(
-        "%s job %s finished in %.1fs with %d output(s)",
-        generation.provider, generation.job_id, result.seconds, len(result.outputs),
-    )
+    result = await wait_for_generation.fn(generation, credentials, timeout)
     stored = await download_generation.fn(result, credentials, storage, key_template, name, preview)
     return result, stored
 
