@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -310,17 +310,6 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
 def command_line(module: str, argv: list[str] | None) -> str:
     """How the benchmark ``module`` was run: ``python -m benchmarks.NAME ARGS``."""
     return " ".join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
-
-
-@contextlib.contextmanager
-def stopwatch() -> Iterator[dict[str, float]]:
-    """``with stopwatch() as t: ...`` then ``t["seconds"]`` (monotonic wall time)."""
-    result: dict[str, float] = {}
-    start = time.monotonic()
-    try:
-        yield result
-    finally:
-        result["seconds"] = time.monotonic() - start
 
 
 def report(module: str, argv: list[str] | None, name: str, title: str, columns: Sequence[str],

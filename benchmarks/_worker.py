@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,18 @@ RATIO = "1280:720"
 
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:160]}"
+
+
+async def _recorded(work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Run one chain: its record is when it started and ended, and what ``work`` returned
+    (``ok``) or the error it raised."""
+    record: dict[str, Any] = {"start": time.monotonic()}
+    try:
+        record.update(ok=True, **await work)
+    except Exception as exc:  # noqa: BLE001 - a failed chain is counted, not raised
+        record.update(ok=False, error=_error(exc))
+    record["end"] = time.monotonic()
+    return record
 
 
 # ---- the SDKs, as shipped, a thread per job ------------------------------------------------------
@@ -242,25 +255,19 @@ async def _floor_chains(emulator: str, n: int, tag: str, out: Path, latency: flo
             return size
 
         async def chain(i: int) -> dict[str, Any]:
-            record: dict[str, Any] = {"start": time.monotonic()}
-            try:
-                still = await job("runway-gen4-image", {
-                    "promptText": f"{tag} still {i} @hero", "referenceImages": [REFERENCE],
-                    "ratio": RATIO, "seed": i + 1,
-                })
-                size = await download(still, out / f"{tag}-still-{i}.png")
-                video = await job("runway-gen4-turbo", {
-                    "promptImage": still, "promptText": f"{tag} motion {i}", "ratio": RATIO,
-                    "duration": 5, "seed": i + 1,
-                })
-                size += await download(video, out / f"{tag}-video-{i}.mp4")
-                record.update(ok=True, bytes=size)
-            except Exception as exc:  # noqa: BLE001
-                record.update(ok=False, error=_error(exc))
-            record["end"] = time.monotonic()
-            return record
+            still = await job("runway-gen4-image", {
+                "promptText": f"{tag} still {i} @hero", "referenceImages": [REFERENCE],
+                "ratio": RATIO, "seed": i + 1,
+            })
+            size = await download(still, out / f"{tag}-still-{i}.png")
+            video = await job("runway-gen4-turbo", {
+                "promptImage": still, "promptText": f"{tag} motion {i}", "ratio": RATIO,
+                "duration": 5, "seed": i + 1,
+            })
+            size += await download(video, out / f"{tag}-video-{i}.mp4")
+            return {"bytes": size}
 
-        return list(await asyncio.gather(*(chain(i) for i in range(n))))
+        return list(await asyncio.gather(*(_recorded(chain(i)) for i in range(n))))
 
 
 async def _flow_chains(emulator: str, n: int, tag: str, out: Path) -> list[dict[str, Any]]:
@@ -274,26 +281,18 @@ async def _flow_chains(emulator: str, n: int, tag: str, out: Path) -> list[dict[
                                      max_requests_per_second=None)
 
     async def chain(i: int) -> dict[str, Any]:
-        record: dict[str, Any] = {"start": time.monotonic()}
-        try:
-            result = await image_to_video(
-                still_prompt=f"{tag} still {i} @hero", motion_prompt=f"{tag} motion {i}",
-                credentials=credentials, reference_images=[REFERENCE], still_ratio=RATIO,
-                duration=5, seed=i + 1, storage=str(out), preview=None,
-            )
-            record.update(ok=True, bytes=result.still.size + result.video.size)
-        except Exception as exc:  # noqa: BLE001
-            record.update(ok=False, error=_error(exc))
-        record["end"] = time.monotonic()
-        return record
+        result = await image_to_video(
+            still_prompt=f"{tag} still {i} @hero", motion_prompt=f"{tag} motion {i}",
+            credentials=credentials, reference_images=[REFERENCE], still_ratio=RATIO,
+            duration=5, seed=i + 1, storage=str(out), preview=None,
+        )
+        return {"bytes": result.still.size + result.video.size}
 
-    return list(await asyncio.gather(*(chain(i) for i in range(n))))
+    return list(await asyncio.gather(*(_recorded(chain(i)) for i in range(n))))
 
 
 async def _storyboard_chains(emulator: str, n: int, tag: str, out: Path) -> list[dict[str, Any]]:
     """One ``storyboard`` flow run of ``n`` shots, all at once (``concurrency=n``)."""
-    import inspect
-
     from pydantic import SecretStr
 
     from prefect_runway.blocks import SegmindCredentials
@@ -308,13 +307,10 @@ async def _storyboard_chains(emulator: str, n: int, tag: str, out: Path) -> list
          "duration": 5, "seed": i + 1}
         for i in range(n)
     ]
-    options: dict[str, Any] = {}
-    if "preview" in inspect.signature(storyboard.fn).parameters:
-        options["preview"] = None
     start = time.monotonic()
     try:
         summary = await storyboard(shots=shots, credentials=credentials, storage=str(out),
-                                   concurrency=n, provider_limit=None, **options)
+                                   concurrency=n, provider_limit=None, preview=None)
     except StoryboardFailed as exc:
         summary = exc.summary
     end = time.monotonic()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from benchmarks._common import (
     report,
     run_worker,
 )
+from prefect_runway.emulator import media
 
 MiB = 1024 * 1024
 COLUMNS = ["target", "MiB/s", "x raw", "median s", "runs s", "RSS before MB", "RSS peak MB", "RSS growth MB"]
@@ -76,32 +76,10 @@ def child(args: list[str]) -> Iterator[str]:
             proc.wait(10)
 
 
-def write_padded_mp4(path: Path, size: int) -> str:
-    """A decodable MP4 of exactly ``size`` bytes (video, then a ``free`` box); its sha256."""
-    from prefect_runway.emulator import media
-
-    picture = media.render_still("a very large output", 7, 640, 360)
-    video = media.make_video(picture, 640, 360, 2.0, 4)
-    padding = size - len(video)
-    digest = hashlib.sha256()
-    zeros = bytes(MiB)
-    with path.open("wb") as out:
-        for chunk in (video, padding.to_bytes(4, "big") + b"free"):
-            out.write(chunk)
-            digest.update(chunk)
-        left = padding - 8
-        while left:
-            chunk = zeros[: min(left, MiB)]
-            out.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
-
-
 def run(size: int, repeat: int, targets: list[str], timeout: float, capped: float = 0.0) -> dict[str, Any]:
     rows, results = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-cdn-") as served:
-        write_padded_mp4(Path(served) / "big.mp4", size)
+        media.write_padded_video(Path(served) / "big.mp4", size)
         with child([sys.executable, "-m", "benchmarks._fileserver", served]) as cdn, \
                 child([sys.executable, "-m", "benchmarks._fileserver", served, "--rate", str(capped or 1)]) as slow, \
                 child([sys.executable, "-c", _CHILD_MOTO]) as s3:

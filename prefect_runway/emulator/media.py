@@ -193,6 +193,33 @@ def make_video(
             return handle.read()
 
 
+def write_padded_video(path: str | os.PathLike[str], size: int, fps: int = 4) -> str:
+    """Write a real, decodable MP4 of exactly ``size`` bytes to ``path``; return its sha256.
+
+    A large output for tests and benchmarks, without encoding hundreds of megabytes: a short
+    video (moov first) followed by one top-level ``free`` box that fills the file up to
+    ``size``; players and PyAV skip it. Written 1 MiB at a time.
+    """
+    picture = render_still("a very large output", 7, 640, 360)
+    video = make_video(picture, 640, 360, 2.0, fps)
+    padding = size - len(video)
+    if not 8 <= padding < 2**32:
+        raise ValueError(f"size must leave 8 bytes to 4 GiB of padding after {len(video)} bytes of video")
+    digest = hashlib.sha256()
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as out:
+        for chunk in (video, padding.to_bytes(4, "big") + b"free"):
+            out.write(chunk)
+            digest.update(chunk)
+        left = padding - 8
+        while left:
+            chunk = zeros[: min(left, len(zeros))]
+            out.write(chunk)
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
 def _zoomed(image: Image.Image, index: int, count: int) -> Image.Image:
     if index == 0 or count == 1:
         return image

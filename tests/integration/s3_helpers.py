@@ -6,7 +6,6 @@ loopback HTTP server for large files.
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import logging
 import subprocess
@@ -134,31 +133,6 @@ def serve_directory(directory: Path) -> Iterator[str]:
         thread.join(5)
 
 
-def write_padded_mp4(path: Path, size: int, fps: int = 4) -> str:
-    """A real, decodable MP4 of exactly ``size`` bytes; returns its sha256.
-
-    A short emulator video (moov first) followed by one top-level ``free`` box that fills
-    the file up to ``size``; players and PyAV skip it. Written 1 MiB at a time.
-    """
-    from prefect_runway.emulator import media
-
-    picture = media.render_still("a very large output", 7, 640, 360)
-    video = media.make_video(picture, 640, 360, 2.0, fps)
-    padding = size - len(video)
-    assert 8 <= padding < 2**32
-    digest = hashlib.sha256()
-    zeros = bytes(1 << 20)
-    with path.open("wb") as out:
-        for chunk in (video, padding.to_bytes(4, "big") + b"free"):
-            out.write(chunk)
-            digest.update(chunk)
-        left = padding - 8
-        while left:
-            chunk = zeros[: min(left, len(zeros))]
-            out.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
 
 
 def emulator_credentials(url: str):

@@ -16,7 +16,6 @@ Memory is measured on this process in two ways, and both must stay under 100 MB 
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 import tracemalloc
@@ -30,9 +29,10 @@ from s3_helpers import (
     moto_server_process,
     new_bucket,
     serve_directory,
-    write_padded_mp4,
 )
 
+from benchmarks._common import process_rss_mb, reset_peak_rss
+from prefect_runway.emulator.media import write_padded_video
 from prefect_runway.models import Generation, GenerationResult, JobState, StoredOutput
 from prefect_runway.s3 import S3Storage
 from prefect_runway.storage import LocalStorage
@@ -48,23 +48,10 @@ pytestmark = [
 ]
 
 
-def _status_kb(field: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def big_video(tmp_path_factory):
     directory = tmp_path_factory.mktemp("served")
-    sha = write_padded_mp4(directory / "big.mp4", SIZE)
+    sha = write_padded_video(directory / "big.mp4", SIZE)
     with serve_directory(directory) as url:
         yield f"{url}/big.mp4", sha
 
@@ -86,8 +73,8 @@ def _result(url: str) -> GenerationResult:
 
 
 async def _measured_download(result, credentials, storage) -> tuple[list[StoredOutput], dict]:
-    baseline_rss = _status_kb("VmRSS") * 1024
-    exact = _reset_peak_rss()
+    baseline_rss = process_rss_mb()[0]
+    exact = reset_peak_rss()
     tracemalloc.start()
     tracemalloc.reset_peak()
     started = time.monotonic()
@@ -97,10 +84,10 @@ async def _measured_download(result, credentials, storage) -> tuple[list[StoredO
         elapsed = time.monotonic() - started
         _, traced_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    peak_rss = _status_kb("VmHWM") * 1024
+    peak_rss = process_rss_mb()[1]
     numbers = {
         "seconds": round(elapsed, 1),
-        "rss_growth_mb": round((peak_rss - baseline_rss) / 1e6, 1),
+        "rss_growth_mb": round(peak_rss - baseline_rss, 1),
         "tracemalloc_peak_mb": round(traced_peak / 1e6, 1),
         "rss_peak_was_reset": exact,
     }
