@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from benchmarks import _common, batch_overhead, downloads, polling, rate_limited
+from benchmarks import _common, batch_overhead, downloads, polling, polling_sim, rate_limited
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -78,3 +78,11 @@ def test_a_benchmark_command_prints_its_table_and_writes_json(tmp_path, monkeypa
     assert written["table"] in printed and "ours -> local disk" in written["table"]
     assert written["verdict"] and written["verdict"][0] in printed
     assert written["machine"]["cores"] >= 1 and "load_average_after" in written["machine"]
+
+
+def test_polling_sim_smoke():
+    outcome = polling_sim.run(trials=1, jobs=10, low=20.0, high=40.0)
+    assert len(outcome["rows"]) == 1 + 2 * len(polling_sim.VARIANTS)
+    shipped = outcome["results"]["shipped (poll_cost 0.03)|warm"]
+    assert 0 <= shipped["mean_delay"] <= shipped["p95_delay"]
+    assert 1 <= shipped["polls_per_job"] < outcome["sdk"]["polls_per_job"]
