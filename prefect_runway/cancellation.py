@@ -20,17 +20,17 @@ import threading
 from typing import Any
 from uuid import UUID
 
-from prefect_runway.blocks.credentials import RunwayProviderCredentials
+from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.models import Generation
 
 logger = logging.getLogger("prefect_runway.cancellation")
 
 _CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials")
-_active: dict[str, dict[str, tuple[RunwayProviderCredentials, Generation]]] = {}
+_active: dict[str, dict[str, tuple[ProviderCredentials, Generation]]] = {}
 _lock = threading.Lock()
 
 
-def track(flow_run_id: str | None, credentials: RunwayProviderCredentials, generation: Generation) -> None:
+def track(flow_run_id: str | None, credentials: ProviderCredentials, generation: Generation) -> None:
     """Remember an unfinished job of a flow run (in this process)."""
     if flow_run_id:
         with _lock:
@@ -63,7 +63,7 @@ async def cancel_remote_jobs(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 async def _cancel_one(
-    credentials: RunwayProviderCredentials | None, generation: Generation, run_logger: Any
+    credentials: ProviderCredentials | None, generation: Generation, run_logger: Any
 ) -> None:
     if credentials is None:
         run_logger.warning(
@@ -129,16 +129,16 @@ async def _submitted_generations(flow_run_id: UUID) -> list[Generation]:
     return found
 
 
-async def _parameter_credentials(flow_run: Any) -> list[RunwayProviderCredentials]:
+async def _parameter_credentials(flow_run: Any) -> list[ProviderCredentials]:
     from prefect.blocks.core import Block
 
-    blocks: list[RunwayProviderCredentials] = []
+    blocks: list[ProviderCredentials] = []
     parameters = getattr(flow_run, "parameters", None) or {}
     for name in _CREDENTIAL_PARAMETERS:
         value = parameters.get(name)
         block: Any = None
         try:
-            if isinstance(value, RunwayProviderCredentials):
+            if isinstance(value, ProviderCredentials):
                 block = value
             elif isinstance(value, str) and "/" in value:
                 block = await Block.aload(value)
@@ -153,14 +153,14 @@ async def _parameter_credentials(flow_run: Any) -> list[RunwayProviderCredential
                     block = Block._from_block_document(document)
         except Exception:
             block = None
-        if isinstance(block, RunwayProviderCredentials):
+        if isinstance(block, ProviderCredentials):
             blocks.append(block)
     return blocks
 
 
 def _matching(
-    blocks: list[RunwayProviderCredentials], generation: Generation
-) -> RunwayProviderCredentials | None:
+    blocks: list[ProviderCredentials], generation: Generation
+) -> ProviderCredentials | None:
     for block in blocks:
         if block.provider_name == generation.provider and block.resolved_base_url() == generation.base_url:
             return block

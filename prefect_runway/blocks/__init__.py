@@ -2,14 +2,14 @@
 
 from prefect_runway.blocks.credentials import (
     AimlapiCredentials,
+    ProviderCredentials,
     RunwayCredentials,
-    RunwayProviderCredentials,
     SegmindCredentials,
 )
 
 __all__ = [
     "AimlapiCredentials",
     "RunwayCredentials",
-    "RunwayProviderCredentials",
+    "ProviderCredentials",
     "SegmindCredentials",
 ]

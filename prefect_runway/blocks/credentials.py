@@ -2,7 +2,7 @@
 
 Each block holds the API key as a ``SecretStr`` (read with ``get_secret_value()`` only where
 a request is authenticated), the API's base URL, and how to poll and pace calls. Its
-:meth:`get_client` returns a ready :class:`~prefect_runway.client.RunwayClient`.
+:meth:`get_client` returns a ready :class:`~prefect_runway.engine.GenerationClient`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ from typing import ClassVar, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from prefect_runway.client import PollSchedule, RetryPolicy, RunwayClient
+from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.providers import Provider, get_provider
 
 _DOCS = "https://github.com/prefect-runway/prefect-runway#readme"
 _LOGO = "https://avatars.githubusercontent.com/u/30443925?s=200"
 
 
-class RunwayProviderCredentials(CredentialsBlock, ABC):
-    """What every provider's credentials block has (an interface: not registered itself)."""
+class ProviderCredentials(CredentialsBlock, ABC):
+    """What every provider's credentials block has (an interface: not registered itself).
+
+    Generic over the three providers; :class:`RunwayCredentials` is Runway's own API.
+    """
 
     provider_name: ClassVar[str]
 
@@ -93,15 +96,15 @@ class RunwayProviderCredentials(CredentialsBlock, ABC):
             adaptive=self.adaptive_polling,
         )
 
-    def get_client(self, retry: RetryPolicy | None = None) -> RunwayClient:
+    def get_client(self, retry: RetryPolicy | None = None) -> GenerationClient:
         """A client for this provider and key; use it as ``async with``.
 
         Returns:
-            A :class:`~prefect_runway.client.RunwayClient`.
+            A :class:`~prefect_runway.engine.GenerationClient`.
         """
         from prefect_runway.ratelimit import limiter_for
 
-        return RunwayClient(
+        return GenerationClient(
             self.provider(),
             self.api_key,
             self.resolved_base_url(),
@@ -114,7 +117,7 @@ class RunwayProviderCredentials(CredentialsBlock, ABC):
         )
 
 
-class SegmindCredentials(RunwayProviderCredentials):
+class SegmindCredentials(ProviderCredentials):
     """Credentials for Runway's models on Segmind's serverless API.
 
     Attributes:
@@ -145,7 +148,7 @@ class SegmindCredentials(RunwayProviderCredentials):
     provider_name: ClassVar[str] = "segmind"
 
 
-class AimlapiCredentials(RunwayProviderCredentials):
+class AimlapiCredentials(ProviderCredentials):
     """Credentials for Runway's video models on AI/ML API (AIMLAPI).
 
     Attributes:
@@ -187,7 +190,7 @@ class AimlapiCredentials(RunwayProviderCredentials):
         return get_provider(self.provider_name, route=self.route)
 
 
-class RunwayCredentials(RunwayProviderCredentials):
+class RunwayCredentials(ProviderCredentials):
     """Credentials for Runway's own API (``api.dev.runwayml.com``).
 
     Attributes:

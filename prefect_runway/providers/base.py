@@ -8,7 +8,7 @@ and status vocabularies, and turns
 * a status answer into a :class:`~prefect_runway.models.StatusUpdate`,
 * an HTTP error into the right typed exception.
 
-It never opens a socket; the one HTTP engine is :mod:`prefect_runway.client`. (``prepare``
+It never opens a socket; the one HTTP engine is :mod:`prefect_runway.engine`. (``prepare``
 does read a local image file when a request names one: that is input, not network.)
 """
 

@@ -35,11 +35,10 @@ from prefect_runway import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
-    RunwayClient,
     SubmissionUncertain,
     VideoRequest,
 )
-from prefect_runway.client import PollSchedule, RetryPolicy
+from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.models import Generation
 from prefect_runway.providers import get_provider
 
@@ -106,8 +105,8 @@ def srv(scripted):
     return scripted
 
 
-def client_for(provider: str, url: str) -> RunwayClient:
-    return RunwayClient(
+def client_for(provider: str, url: str) -> GenerationClient:
+    return GenerationClient(
         get_provider(provider), SecretStr(KEY), url,
         retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01, deadline=5),
         poll=PollSchedule(interval=0.01, max_interval=0.02, timeout=0.5),

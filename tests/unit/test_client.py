@@ -15,7 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from prefect_runway.client import PollSchedule, RetryPolicy, RunwayClient, _retry_after
+from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
+from prefect_runway.engine.transport import retry_after as _retry_after
 from prefect_runway.errors import (
     AuthenticationError,
     DownloadError,
@@ -78,11 +79,11 @@ class Recorder:
         return [r for r in self.requests if r.method == method]
 
 
-def make_client(handler, **kw) -> RunwayClient:
+def make_client(handler, **kw) -> GenerationClient:
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     kw.setdefault("retry", FAST_RETRY)
     kw.setdefault("poll", FAST_POLL)
-    return RunwayClient(SegmindProvider(), SecretStr(KEY), http=http, **kw)
+    return GenerationClient(SegmindProvider(), SecretStr(KEY), http=http, **kw)
 
 
 def request() -> VideoRequest:
@@ -106,7 +107,7 @@ def no_secret(exc: BaseException) -> None:
     assert KEY not in repr(vars(exc))
 
 
-async def run(client: RunwayClient, coro_fn):
+async def run(client: GenerationClient, coro_fn):
     async with client:
         try:
             return await coro_fn(client)
@@ -594,14 +595,14 @@ def test_poll_schedule_delays_grow_to_the_cap():
 
 
 def test_client_needs_async_with_when_it_owns_http():
-    client = RunwayClient(SegmindProvider(), SecretStr(KEY))
+    client = GenerationClient(SegmindProvider(), SecretStr(KEY))
     with pytest.raises(RuntimeError):
         _ = client.http
 
 
 async def test_injected_http_client_is_not_closed_by_the_runway_client():
     http = httpx.AsyncClient(transport=httpx.MockTransport(Recorder(js(200, {}))))
-    async with RunwayClient(SegmindProvider(), SecretStr(KEY), http=http):
+    async with GenerationClient(SegmindProvider(), SecretStr(KEY), http=http):
         pass
     assert not http.is_closed
     await http.aclose()

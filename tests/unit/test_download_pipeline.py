@@ -11,8 +11,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import prefect_runway.client as client_module
-from prefect_runway.client import RunwayClient, _Sink
+import prefect_runway.engine.download as client_module
+from prefect_runway.engine import GenerationClient
+from prefect_runway.engine.download import _Sink
 from prefect_runway.providers.segmind import SegmindProvider
 
 URL = "https://cdn.example.com/out/big.mp4?X-Amz-Signature=sig"
@@ -54,7 +55,7 @@ def server(data: bytes, break_at: int | None = None):
 
 async def _download(handler, tmp_path):
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = RunwayClient(SegmindProvider(), SecretStr("k"), http=http,
+    client = GenerationClient(SegmindProvider(), SecretStr("k"), http=http,
                           retry=client_module.RetryPolicy(base_delay=0.001, max_delay=0.01))
     async with client:
         try:

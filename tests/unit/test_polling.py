@@ -1,4 +1,4 @@
-"""Latency-aware polling (prefect_runway.polling) and how ``RunwayClient.wait`` uses it.
+"""Latency-aware polling (prefect_runway.polling) and how ``GenerationClient.wait`` uses it.
 
 Nothing here reads a clock: schedules take ages as arguments, and the ``wait`` tests replace
 ``asyncio.sleep`` and ``time.monotonic`` inside the client with a fake clock that moves only
@@ -15,9 +15,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import prefect_runway.client as client_module
+import prefect_runway.engine.client as client_module
 from prefect_runway.blocks import SegmindCredentials
-from prefect_runway.client import RunwayClient
+from prefect_runway.engine import GenerationClient
 from prefect_runway.errors import GenerationFailed, GenerationTimedOut
 from prefect_runway.models import Generation
 from prefect_runway.polling import (
@@ -278,7 +278,7 @@ def _provider_finishing_at(clock: FakeClock, latency: float, state: str = "COMPL
 
 async def _wait(handler, book: LatencyBook, job: Generation, **kw):
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = RunwayClient(SegmindProvider(), SecretStr("k"), job.base_url, http=http,
+    client = GenerationClient(SegmindProvider(), SecretStr("k"), job.base_url, http=http,
                           poll=kw.pop("poll", SCHEDULE), latency=book)
     async with client:
         try:
