@@ -389,7 +389,7 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
         if args.target == "s3-upload":
             import boto3
 
-            from prefect_runway.s3 import default_transfer_config
+            from prefect_runway.storage.s3 import default_transfer_config
 
             s3 = boto3.client("s3", endpoint_url=args.s3_endpoint, region_name="us-east-1",
                               aws_access_key_id="AKIABENCHMARK0000000",
@@ -428,7 +428,7 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
                 from prefect_aws import AwsClientParameters, AwsCredentials
                 from prefect_aws.s3 import S3Bucket
 
-                from prefect_runway.s3 import S3Storage
+                from prefect_runway.storage.s3 import S3Storage
 
                 aws = AwsCredentials(
                     aws_access_key_id="AKIABENCHMARK0000000", aws_secret_access_key=SecretStr("bench-secret"),

@@ -20,6 +20,8 @@ from typing import Literal
 import av
 from PIL import Image
 
+from prefect_runway.storage.keys import preview_key  # noqa: F401 - where callers find it
+
 PreviewFormat = Literal["gif", "png"]
 PREVIEW_FORMATS: tuple[str, ...] = ("gif", "png")
 PREVIEW_MEDIA_TYPES = {"gif": "image/gif", "png": "image/png"}
@@ -35,11 +37,6 @@ class Preview:
     media_type: str
     frames: int
     size: tuple[int, int]
-
-
-def preview_key(video_key: str, fmt: PreviewFormat = "gif") -> str:
-    """Where a video's preview is stored: beside it, ``<video key>.preview.<fmt>``."""
-    return f"{video_key}.preview.{fmt}"
 
 
 def make_preview(

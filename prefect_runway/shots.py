@@ -117,7 +117,7 @@ async def _read_s3(uri: str) -> bytes:
     bucket_and_prefix, _, key = uri.rpartition("/")
     if not key or bucket_and_prefix in ("s3:/", "s3:"):
         raise InvalidRequest("shots", f"{uri!r} does not name an object", allowed="s3://bucket/key")
-    from prefect_runway.s3 import S3Storage
+    from prefect_runway.storage.s3 import S3Storage
 
     data = await S3Storage.from_uri(bucket_and_prefix).read_bytes(key)
     if data is None:

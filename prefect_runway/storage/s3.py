@@ -26,7 +26,8 @@ from boto3.s3.transfer import TransferConfig
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import StoredOutput
-from prefect_runway.storage import OutputStorage, safe_key
+from prefect_runway.storage.base import OutputStorage
+from prefect_runway.storage.keys import safe_key
 
 #: The longest a SigV4 presigned URL may live (7 days).
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
