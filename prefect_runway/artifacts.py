@@ -265,3 +265,16 @@ class BatchProgress:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+#: The key of the storyboard summary artifact (its history across runs shows in the UI).
+SUMMARY_ARTIFACT_KEY = "storyboard-summary"
+
+
+async def publish_summary(summary: Any) -> None:
+    """The summary as a markdown artifact, keyed so the UI shows its history across runs."""
+    await acreate_markdown_artifact(
+        markdown=summary.markdown(),
+        key=SUMMARY_ARTIFACT_KEY,
+        description=summary.describe(limit=3),
+    )

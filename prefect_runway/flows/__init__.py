@@ -1,13 +1,13 @@
 """Flows: generate_image, animate_image, the chain image_to_video, and the batch storyboard."""
 
 from prefect_runway.flows.generation import (
-    ImageToVideoResult,
     animate_image,
     generate_image,
     image_to_video,
     run_generation,
 )
-from prefect_runway.flows.storyboard import ShotResult, StoryboardSummary, storyboard
+from prefect_runway.flows.storyboard import storyboard
+from prefect_runway.results import ImageToVideoResult, ShotResult, StoryboardSummary
 
 __all__ = [
     "ImageToVideoResult", "ShotResult", "StoryboardSummary", "animate_image", "generate_image",

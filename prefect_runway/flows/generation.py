@@ -12,23 +12,23 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from prefect import flow
-from prefect.blocks.core import Block
 from prefect.logging import get_run_logger
-from pydantic import BaseModel
 
 from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
-from prefect_runway.blocks.credentials import RunwayProviderCredentials
+from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.errors import GenerationExpired, InvalidRequest
 from prefect_runway.models import (
     GenerationResult,
     ImageRequest,
     ReferenceImage,
-    Request,
     StoredOutput,
     VideoRequest,
+    bytes_to_data_uri,
 )
-from prefect_runway.storage import resolve_storage
+from prefect_runway.plan import PreparedRequest, check_run, load_credentials, plan_chain, prepare
+from prefect_runway.results import ImageToVideoResult
+from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
     flow_run_id,
@@ -43,32 +43,11 @@ HANDOFF_URL_SECONDS = 900
 ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 
 
-class ImageToVideoResult(BaseModel):
-    """The two outputs of the chain."""
-
-    still: StoredOutput
-    video: StoredOutput
-
-
-async def load_credentials(credentials: RunwayProviderCredentials | str | None) -> RunwayProviderCredentials:
-    """A credentials block, or the name of a saved one (``"segmind-credentials/nightly"``)."""
-    if isinstance(credentials, RunwayProviderCredentials):
-        return credentials
-    if isinstance(credentials, str) and "/" in credentials:
-        block = await Block.aload(credentials)
-        if isinstance(block, RunwayProviderCredentials):
-            return block
-    raise InvalidRequest(
-        "credentials", f"{type(credentials).__name__} is not a provider credentials block",
-        allowed="SegmindCredentials, AimlapiCredentials, RunwayCredentials, or 'block-type/name'",
-    )
-
-
 async def run_generation(
-    request: Request,
-    credentials: RunwayProviderCredentials,
+    prepared: PreparedRequest,
+    credentials: ProviderCredentials,
     *,
-    storage: Any = None,
+    storage: OutputStorage,
     key_template: str | None = None,
     name: str | None = None,
     timeout: float | None = None,
@@ -77,14 +56,14 @@ async def run_generation(
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit once if the job expired.
 
-    Call it inside a flow. Validation runs first, so an invalid request costs nothing. Two
+    Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
+    so an invalid request costs nothing) and the storage resolved once per flow run. Two
     task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
     pays twice) and ``collect-generation`` (wait, then download).
     """
     logger = get_run_logger()
-    credentials.provider().prepare(request, credentials.resolved_base_url())  # validate now
     flow_run = flow_run_id()
-    generation = await submit_task_for(credentials, refresh=force)(request, credentials)
+    generation = await submit_task_for(credentials, refresh=force)(prepared, credentials)
     for attempt in (1, 2):
         track(flow_run, credentials, generation)
         try:
@@ -102,14 +81,14 @@ async def run_generation(
                 "resubmitting it once (this is a new, billed job)",
                 generation.provider, generation.job_id,
             )
-            generation = await submit_task_for(credentials, refresh=True)(request, credentials)
+            generation = await submit_task_for(credentials, refresh=True)(prepared, credentials)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 @flow(name="generate-image", on_cancellation=[cancel_remote_jobs])
 async def generate_image(
     prompt: str,
-    credentials: RunwayProviderCredentials | str,
+    credentials: ProviderCredentials | str,
     reference_images: list[ReferenceImage | dict[str, Any]] | None = None,
     ratio: str | None = None,
     seed: int | None = None,
@@ -137,20 +116,23 @@ async def generate_image(
         The stored, verified still.
     """
     credentials = await load_credentials(credentials)
+    store = resolve_storage(storage)
     request = ImageRequest(prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed)
+    prepared = prepare(request, credentials)
+    await check_run(store, [(prepared, name)], key_template=key_template)
     result, stored = await run_generation(
-        request, credentials, storage=storage, key_template=key_template, name=name,
+        prepared, credentials, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force,
     )
-    await publish_still(stored[0], await _viewable_url(stored[0], result, storage), name)
-    await publish_outputs(stored, "gen4_image still", await _links(stored, storage))
+    await publish_still(stored[0], await _viewable_url(stored[0], result, store), name)
+    await publish_outputs(stored, "gen4_image still", await _links(stored, store))
     return stored[0]
 
 
 @flow(name="animate-image", on_cancellation=[cancel_remote_jobs])
 async def animate_image(
     image: str,
-    credentials: RunwayProviderCredentials | str,
+    credentials: ProviderCredentials | str,
     prompt: str = "",
     model: str = "gen4_turbo",
     ratio: str | None = None,
@@ -187,16 +169,19 @@ async def animate_image(
         The stored, verified video.
     """
     credentials = await load_credentials(credentials)
+    store = resolve_storage(storage)
     request = VideoRequest(
         image=image, prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
         last_image=last_image,
     )
+    prepared = prepare(request, credentials)
+    await check_run(store, [(prepared, name)], key_template=key_template, preview=preview)
     _, stored = await run_generation(
-        request, credentials, storage=storage, key_template=key_template, name=name,
+        prepared, credentials, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force, preview=preview,
     )
-    await publish_preview(stored[0], storage, name)
-    await publish_outputs(stored, f"{model} video", await _links(stored, storage))
+    await publish_preview(stored[0], store, name)
+    await publish_outputs(stored, f"{model} video", await _links(stored, store))
     return stored[0]
 
 
@@ -204,10 +189,10 @@ async def animate_image(
 async def image_to_video(
     still_prompt: str,
     motion_prompt: str,
-    credentials: RunwayProviderCredentials | str | None = None,
+    credentials: ProviderCredentials | str | None = None,
     reference_images: list[ReferenceImage | dict[str, Any]] | None = None,
-    image_credentials: RunwayProviderCredentials | str | None = None,
-    video_credentials: RunwayProviderCredentials | str | None = None,
+    image_credentials: ProviderCredentials | str | None = None,
+    video_credentials: ProviderCredentials | str | None = None,
     video_model: str = "gen4_turbo",
     still_ratio: str | None = None,
     video_ratio: str | None = None,
@@ -252,35 +237,36 @@ async def image_to_video(
     """
     image_creds = await load_credentials(image_credentials or credentials)
     video_creds = await load_credentials(video_credentials or credentials)
+    store = resolve_storage(storage)
     still_request = ImageRequest(
         prompt=still_prompt, reference_images=reference_images or [], ratio=still_ratio, seed=seed,
     )
-    # Validate both steps before spending anything on the first.
-    image_creds.provider().prepare(still_request, image_creds.resolved_base_url())
-    video_creds.provider().prepare(
-        VideoRequest(image="https://example.invalid/still.png", prompt=motion_prompt,
-                     model=video_model, ratio=video_ratio or still_ratio, duration=duration, seed=seed),
-        video_creds.resolved_base_url(),
-    )
+
+    def video_request(image: str, image_sha256: str | None) -> VideoRequest:
+        return VideoRequest(
+            image=image, image_sha256=image_sha256, prompt=motion_prompt, model=video_model,
+            ratio=video_ratio or still_ratio, duration=duration, seed=seed,
+        )
+
+    # Plan both steps (and check the run's settings) before spending anything on the first.
+    chain = plan_chain(still_request, video_request, image_creds, video_creds)
+    await check_run(store, [(chain.still, name), (chain.video_check, name)],
+                    key_template=key_template, preview=preview)
     still_result, still_stored = await run_generation(
-        still_request, image_creds, storage=storage, key_template=key_template, name=name,
+        chain.still, image_creds, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force,
     )
     still = still_stored[0]
-    viewable = await _viewable_url(still, still_result, storage)
+    viewable = await _viewable_url(still, still_result, store)
     await publish_still(still, viewable, name)
-    image = await still_reference(still, still_result, image_creds, video_creds, storage)
-    video_request = VideoRequest(
-        image=image, image_sha256=still.sha256, prompt=motion_prompt, model=video_model,
-        ratio=video_ratio or still_ratio, duration=duration, seed=seed,
-    )
+    image = await still_reference(still, still_result, image_creds, video_creds, store)
     _, video_stored = await run_generation(
-        video_request, video_creds, storage=storage, key_template=key_template, name=name,
-        timeout=timeout, force=force, preview=preview,
+        chain.video(image, still.sha256), video_creds, storage=store, key_template=key_template,
+        name=name, timeout=timeout, force=force, preview=preview,
     )
-    await publish_preview(video_stored[0], storage, name)
+    await publish_preview(video_stored[0], store, name)
     await publish_outputs(
-        [still, video_stored[0]], "image-to-video", await _links([still, video_stored[0]], storage)
+        [still, video_stored[0]], "image-to-video", await _links([still, video_stored[0]], store)
     )
     return ImageToVideoResult(still=still, video=video_stored[0])
 
@@ -288,9 +274,9 @@ async def image_to_video(
 async def still_reference(
     still: StoredOutput,
     result: GenerationResult,
-    image_credentials: RunwayProviderCredentials,
-    video_credentials: RunwayProviderCredentials,
-    storage: Any,
+    image_credentials: ProviderCredentials,
+    video_credentials: ProviderCredentials,
+    storage: OutputStorage | Any,
 ) -> str:
     """How the video provider should receive the still.
 
@@ -300,7 +286,7 @@ async def still_reference(
     :class:`InvalidRequest` that says to store outputs in S3.
     """
     logger = get_run_logger()
-    store = resolve_storage(storage)
+    store = resolve_storage(storage)  # the flow's resolved storage passes through as it is
     presigned = await store.presigned_url(still.key, HANDOFF_URL_SECONDS)
     if presigned:
         logger.info(
@@ -312,9 +298,7 @@ async def still_reference(
         return result.outputs[0]
     try:
         async with image_credentials.get_client() as client:
-            update = await client.status(result.generation)
-            if update.needs_result_call:
-                update = await client.result(result.generation, update)
+            update = await client.refresh_outputs(result.generation)
         if update.outputs:
             return update.outputs[0]
     except GenerationExpired:
@@ -322,8 +306,6 @@ async def still_reference(
     if video_credentials.provider().accepts_data_uri:
         data = await store.read_bytes(still.key)
         if data is not None:
-            from prefect_runway.models import bytes_to_data_uri
-
             return bytes_to_data_uri(data, still.media_type)
     raise InvalidRequest(
         "image", f"the still's provider URL has expired and {video_credentials.provider_name} "
@@ -332,14 +314,15 @@ async def still_reference(
     )
 
 
-async def _viewable_url(still: StoredOutput, result: GenerationResult, storage: Any) -> str | None:
-    presigned = await resolve_storage(storage).presigned_url(still.key, ARTIFACT_URL_SECONDS)
+async def _viewable_url(
+    still: StoredOutput, result: GenerationResult, store: OutputStorage
+) -> str | None:
+    presigned = await store.presigned_url(still.key, ARTIFACT_URL_SECONDS)
     return presigned or (result.outputs[0] if result.outputs else None)
 
 
-async def _links(outputs: list[StoredOutput], storage: Any) -> dict[str, str]:
+async def _links(outputs: list[StoredOutput], store: OutputStorage) -> dict[str, str]:
     """Output key -> a URL a person can open (presigned, where the storage makes them)."""
-    store = resolve_storage(storage)
     links = {}
     for output in outputs:
         url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
@@ -348,11 +331,10 @@ async def _links(outputs: list[StoredOutput], storage: Any) -> dict[str, str]:
     return links
 
 
-async def publish_preview(video: StoredOutput, storage: Any, name: str | None = None) -> None:
+async def publish_preview(video: StoredOutput, store: OutputStorage, name: str | None = None) -> None:
     """Publish a stored video's preview (named in its sidecar) as an artifact."""
     if not video.preview_key:
         return
-    store = resolve_storage(storage)
     url = await store.presigned_url(video.preview_key, ARTIFACT_URL_SECONDS)
     await publish_video_preview(
         video, url, name, preview_location=None if url else store.location(video.preview_key),

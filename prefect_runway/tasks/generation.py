@@ -9,7 +9,6 @@ what a retry can cure and nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from datetime import timedelta
 from typing import Any
@@ -18,19 +17,22 @@ from prefect import task
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
-from prefect_runway.blocks.credentials import RunwayProviderCredentials
-from prefect_runway.errors import DownloadError, InvalidRequest, ProviderError, RunwayError
+from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.delivery import deliver
+from prefect_runway.errors import PrefectRunwayError, ProviderError
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
-from prefect_runway.previews import PREVIEW_FORMATS, Preview, make_preview, preview_key
-from prefect_runway.providers.base import redact_url
-from prefect_runway.storage import DEFAULT_KEY_TEMPLATE, OutputStorage, render_key, resolve_storage
-
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4"}
+from prefect_runway.plan import PreparedRequest, check_preview, prepare
+from prefect_runway.storage import resolve_storage
 
 
-def submission_cache_key(credentials: RunwayProviderCredentials, request: Request) -> str:
-    """The cache key of a submission: its fingerprint and the API it goes to; no secret."""
-    prepared = credentials.provider().prepare(request, credentials.resolved_base_url())
+def submission_cache_key(
+    credentials: ProviderCredentials, request: PreparedRequest | Request
+) -> str:
+    """The cache key of a submission: its fingerprint and the API it goes to; no secret.
+
+    Takes the prepared request (what the flows pass); a plain request is prepared first.
+    """
+    prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
     scope = f"{prepared.fingerprint}|{prepared.base_url}"
     return "prefect-runway-submit-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
 
@@ -60,7 +62,7 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     exc = await _failure(state)
     if isinstance(exc, ProviderError):
         return exc.retryable
-    return not isinstance(exc, RunwayError)
+    return not isinstance(exc, PrefectRunwayError)
 
 
 @task(
@@ -73,7 +75,7 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     persist_result=True,
 )
 async def submit_generation(
-    request: Request, credentials: RunwayProviderCredentials
+    request: PreparedRequest | Request, credentials: ProviderCredentials
 ) -> Generation:
     """Submit one generation to the provider the credentials are for.
 
@@ -82,7 +84,8 @@ async def submit_generation(
     retention as its cache expiry.
 
     Args:
-        request: An ImageRequest or VideoRequest.
+        request: The request prepared by :func:`prefect_runway.plan.prepare` (what the
+            flows pass), or an ImageRequest / VideoRequest, prepared here.
         credentials: A SegmindCredentials, AimlapiCredentials or RunwayCredentials block.
 
     Returns:
@@ -107,8 +110,9 @@ async def submit_generation(
         ```
     """
     logger = get_run_logger()
+    prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
     async with credentials.get_client() as client:
-        generation = await client.submit(request)
+        generation = await client.submit(prepared)
     logger.info(
         "Submitted %s %s job %s (fingerprint %s)",
         generation.provider, generation.model, generation.job_id, generation.fingerprint[:12],
@@ -116,7 +120,7 @@ async def submit_generation(
     return generation
 
 
-def submit_task_for(credentials: RunwayProviderCredentials, *, refresh: bool = False) -> Any:
+def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) -> Any:
     """``submit_generation`` with the cache expiry set to the provider's retention window."""
     retention = credentials.provider().retention_seconds
     return submit_generation.with_options(
@@ -132,7 +136,7 @@ def submit_task_for(credentials: RunwayProviderCredentials, *, refresh: bool = F
 )
 async def wait_for_generation(
     generation: Generation,
-    credentials: RunwayProviderCredentials,
+    credentials: ProviderCredentials,
     timeout: float | None = None,
 ) -> GenerationResult:
     """Poll a submitted job until it finishes, within a deadline.
@@ -157,42 +161,6 @@ async def wait_for_generation(
     return result
 
 
-def partial_name(key: str, url: str) -> str:
-    """The partial file of one output: stable across processes for the same key and output
-    (a re-signed URL is the same output), different for a resubmitted job's new output."""
-    ident = hashlib.sha256(f"{key}|{redact_url(url)}".encode()).hexdigest()[:24]
-    return f".part-{ident}"
-
-
-def output_key(
-    template: str | None,
-    *,
-    kind: str,
-    model: str,
-    provider: str,
-    fingerprint: str,
-    seed: int | None,
-    name: str | None,
-    media_type: str,
-    index: int = 0,
-    count: int = 1,
-    job_id: str | None = None,
-    flow_run: str | None = None,
-    date: str | None = None,
-) -> str:
-    """The storage key of one output, from the key template."""
-    template = template or DEFAULT_KEY_TEMPLATE
-    ext = _EXTENSIONS.get(media_type, "bin")
-    if count > 1 and "{index" not in template:
-        stem, dot, suffix = template.rpartition(".")
-        template = f"{stem}-{{index}}.{suffix}" if dot else f"{template}-{{index}}"
-    return render_key(
-        template, kind=kind, model=model, provider=provider, fingerprint=fingerprint[:16],
-        seed=seed, name=name or kind, ext=ext, index=index, job_id=job_id, flow_run=flow_run,
-        date=date,
-    )
-
-
 @task(
     name="download-generation",
     retries=2,
@@ -201,7 +169,7 @@ def output_key(
 )
 async def download_generation(
     result: GenerationResult,
-    credentials: RunwayProviderCredentials,
+    credentials: ProviderCredentials,
     storage: Any = None,
     key_template: str | None = None,
     name: str | None = None,
@@ -220,8 +188,8 @@ async def download_generation(
     Args:
         result: The finished job from ``wait_for_generation``.
         credentials: The provider's credentials block (to re-fetch expired output URLs).
-        storage: A directory, ``s3://bucket/prefix``, or a Prefect filesystem block
-            (default ``./runway-outputs``).
+        storage: A resolved storage (what the flows pass), a directory,
+            ``s3://bucket/prefix``, or a Prefect filesystem block (default ``./runway-outputs``).
         key_template: e.g. ``"{flow_run}/{name}-{seed}.{ext}"``; default
             ``"{kind}-{fingerprint}.{ext}"``.
         name: A name for the ``{name}`` placeholder.
@@ -230,93 +198,13 @@ async def download_generation(
     Returns:
         One StoredOutput per output.
     """
-    logger = get_run_logger()
-    if preview is not None and preview not in PREVIEW_FORMATS:
-        raise InvalidRequest("preview", f"{preview!r} is not a preview format",
-                             allowed=(*PREVIEW_FORMATS, None))
-    store: OutputStorage = resolve_storage(storage)
-    generation = result.generation
-    flow_run = flow_run_id()
-    expected_media = ("image/",) if generation.kind == "image" else ("video/",)
-    default_media = "image/png" if generation.kind == "image" else "video/mp4"
-    stored: list[StoredOutput] = []
-    outputs = list(result.outputs)
+    store = resolve_storage(storage)
+    check_preview(preview)
     async with credentials.get_client() as client:
-        for index in range(len(outputs)):
-            key_args = dict(
-                kind=generation.kind, model=generation.model, provider=generation.provider,
-                fingerprint=generation.fingerprint, seed=generation.request.get("seed"),
-                name=name, index=index, count=len(outputs), job_id=generation.job_id,
-                flow_run=flow_run, date=result.completed_at.strftime("%Y-%m-%d"),
-            )
-            key = output_key(key_template, media_type=default_media, **key_args)
-            existing = await store.verified(key)
-            if existing is not None and existing.fingerprint == generation.fingerprint:
-                logger.info("Already stored and verified: %s", existing.location)
-                stored.append(existing)
-                continue
-            try:
-                downloaded = await client.download(
-                    outputs[index], store.staging_dir(), expected_media=expected_media,
-                    job_id=generation.job_id, partial_name=partial_name(key, outputs[index]),
-                )
-            except DownloadError as exc:
-                if exc.status_code not in (401, 403, 404, 410):
-                    raise
-                # A signed URL past its expiry: ask the provider for fresh ones, once.
-                logger.warning(
-                    "Output URL %s was refused (http %s); fetching fresh URLs",
-                    redact_url(outputs[index]), exc.status_code,
-                )
-                fresh = await client.status(generation)
-                if fresh.needs_result_call:
-                    fresh = await client.result(generation, fresh)
-                if len(fresh.outputs) <= index:
-                    raise
-                outputs = list(fresh.outputs)
-                downloaded = await client.download(
-                    outputs[index], store.staging_dir(), expected_media=expected_media,
-                    job_id=generation.job_id, partial_name=partial_name(key, outputs[index]),
-                )
-            if downloaded.media_type != default_media:
-                key = output_key(key_template, media_type=downloaded.media_type, **key_args)
-            made = None
-            if preview and downloaded.media_type.startswith("video/"):
-                made = await _make_preview(downloaded.path, preview, key)
-            location = await store.put(
-                downloaded.path, key, downloaded.media_type, sha256=downloaded.sha256
-            )
-            previewed = None
-            if made is not None:
-                previewed = preview_key(key, preview)  # type: ignore[arg-type]
-                await store.write_bytes(previewed, made.data)
-            output = StoredOutput(
-                location=location,
-                key=key,
-                size=downloaded.size,
-                sha256=downloaded.sha256,
-                media_type=downloaded.media_type,
-                provider=generation.provider,
-                model=generation.model,
-                kind=generation.kind,
-                job_id=generation.job_id,
-                fingerprint=generation.fingerprint,
-                source_url=redact_url(downloaded.source_url),
-                request=generation.request,
-                metrics=result.metrics,
-                cost=result.cost,
-                submitted_at=generation.submitted_at,
-                completed_at=result.completed_at,
-                flow_run_id=flow_run,
-                preview_key=previewed,
-            )
-            output.sidecar = await store.write_sidecar(output)
-            logger.info(
-                "Stored %s (%d bytes, sha256 %s) at %s",
-                output.media_type, output.size, output.sha256[:12], output.location,
-            )
-            stored.append(output)
-    return stored
+        return await deliver(
+            result, client, store, key_template=key_template, name=name, preview=preview,
+            flow_run=flow_run_id(), logger=get_run_logger(),
+        )
 
 
 @task(
@@ -327,7 +215,7 @@ async def download_generation(
 )
 async def collect_generation(
     generation: Generation,
-    credentials: RunwayProviderCredentials,
+    credentials: ProviderCredentials,
     storage: Any = None,
     key_template: str | None = None,
     name: str | None = None,
@@ -364,16 +252,8 @@ async def collect_generation(
     return result, stored
 
 
-async def _make_preview(path: Any, fmt: str, key: str) -> Preview | None:
-    """A preview of the downloaded video, made in a worker thread; None if it cannot be."""
-    try:
-        return await asyncio.to_thread(make_preview, path, fmt)  # type: ignore[arg-type]
-    except Exception as exc:  # a preview is a convenience: it never fails the download
-        get_run_logger().warning("Could not make a %s preview of %s: %s", fmt, key, exc)
-        return None
-
-
 def flow_run_id() -> str | None:
+    """The current flow run's id, or None outside a flow run."""
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials
 from prefect_runway.cli import build_parser, serve_deployments
-from prefect_runway.flows.storyboard import plan_storyboard
+from prefect_runway.plan import plan_storyboard
 from prefect_runway.shots import load_shots
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from prefect_runway import InvalidRequest, InvalidShot, Shot, StoryboardFailed
-from prefect_runway.flows.storyboard import ShotResult, StoryboardSummary
+from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.shots import format_of, load_shots, parse_shots
 
 REF = {"uri": "https://example.com/ref.png", "tag": "hero"}
@@ -153,7 +153,7 @@ def test_summary_text_and_markdown():
 
 async def test_planning_names_the_shots_field_for_provider_rules():
     from prefect_runway import AimlapiCredentials, SegmindCredentials
-    from prefect_runway.flows.storyboard import plan_storyboard
+    from prefect_runway.plan import plan_storyboard
 
     aimlapi = AimlapiCredentials(api_key="k")
     segmind = SegmindCredentials(api_key="k")

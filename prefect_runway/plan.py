@@ -1,0 +1,297 @@
+"""Planning: every request validated and prepared once, every setting checked before paying.
+
+What a flow sends is decided here, before its first submit:
+
+* :func:`prepare` is the one place a request is checked against its provider and turned into
+  a :class:`PreparedRequest` (the body, the fingerprint). The flows, the submit task and its
+  cache key all take the prepared request; nothing prepares it again.
+* :func:`plan_chain` is the one two-step planner (a still, then that still animated), used by
+  ``image_to_video`` and by every shot of a ``storyboard`` (:func:`plan_storyboard`). The
+  still is prepared; the video step is checked with a placeholder image, and prepared once
+  when the still's URL is known (:meth:`ChainPlan.video`).
+* :func:`check_run` checks every setting of a run before anything is sent: the storage is
+  writable, the key template renders with the run's real values, the preview format exists.
+  Further checks before paying belong here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from prefect.blocks.core import Block
+
+from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.errors import InvalidRequest, InvalidShot
+from prefect_runway.models import PLACEHOLDER_IMAGE, Request, Shot, VideoRequest
+from prefect_runway.previews import PREVIEW_FORMATS
+from prefect_runway.providers.base import PreparedRequest
+from prefect_runway.shots import message_of
+from prefect_runway.storage import OutputStorage, output_key
+
+__all__ = [
+    "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview", "check_run", "load_credentials", "plan_chain",
+    "plan_storyboard", "prepare",
+]
+
+
+def prepare(request: Request, credentials: ProviderCredentials) -> PreparedRequest:
+    """Check ``request`` against the credentials' provider and build what would be sent.
+
+    The one place a request is prepared; the result is what the submit task takes.
+
+    Raises:
+        InvalidRequest: naming the field and the allowed values; nothing was sent.
+    """
+    return credentials.provider().prepare(request, credentials.resolved_base_url())
+
+
+async def load_credentials(credentials: ProviderCredentials | str | None) -> ProviderCredentials:
+    """A credentials block, or the name of a saved one (``"segmind-credentials/nightly"``)."""
+    if isinstance(credentials, ProviderCredentials):
+        return credentials
+    if isinstance(credentials, str) and "/" in credentials:
+        block = await Block.aload(credentials)
+        if isinstance(block, ProviderCredentials):
+            return block
+    raise InvalidRequest(
+        "credentials", f"{type(credentials).__name__} is not a provider credentials block",
+        allowed="SegmindCredentials, AimlapiCredentials, RunwayCredentials, or 'block-type/name'",
+    )
+
+
+@dataclass
+class ChainPlan:
+    """A still, then that still animated: the still prepared, the video step checked.
+
+    Attributes:
+        still: The still's prepared request.
+        image_credentials: Where the still goes.
+        video_credentials: Where the video goes.
+        video_check: The video step prepared with a placeholder image (checked, never sent).
+        video_request: Builds the video request from the still's URL and sha256.
+    """
+
+    still: PreparedRequest
+    image_credentials: ProviderCredentials
+    video_credentials: ProviderCredentials
+    video_check: PreparedRequest
+    video_request: Callable[[str, str | None], VideoRequest]
+
+    @property
+    def still_key(self) -> str:
+        """What identifies the still's job: its fingerprint at its API."""
+        return f"{self.still.fingerprint}|{self.still.base_url}"
+
+    @property
+    def chain_key(self) -> str:
+        """What identifies the whole chain (identical chains are generated once)."""
+        return f"{self.still_key}|{self.video_check.fingerprint}|{self.video_check.base_url}"
+
+    def video(self, image: str, image_sha256: str | None = None) -> PreparedRequest:
+        """The video step, prepared once the still's URL (or data URI) is known."""
+        return prepare(self.video_request(image, image_sha256), self.video_credentials)
+
+
+def plan_chain(
+    still_request: Request,
+    video_request: Callable[[str, str | None], VideoRequest],
+    image_credentials: ProviderCredentials,
+    video_credentials: ProviderCredentials,
+    *,
+    on_invalid: Callable[[str, InvalidRequest], Exception] | None = None,
+) -> ChainPlan:
+    """Plan a chain: prepare the still, check the video step, before spending anything.
+
+    Args:
+        still_request: The still's request.
+        video_request: ``(image, image_sha256) -> VideoRequest`` for the video step.
+        image_credentials: The still's provider.
+        video_credentials: The video's provider.
+        on_invalid: ``(step, error) -> exception to raise`` (``step`` is ``"still"`` or
+            ``"video"``), to name the field as the caller knows it; default: the error.
+
+    Raises:
+        InvalidRequest: either step is invalid.
+    """
+    steps: dict[str, PreparedRequest] = {}
+    for step, credentials, build in (
+        ("still", image_credentials, lambda: still_request),
+        ("video", video_credentials, lambda: video_request(PLACEHOLDER_IMAGE, None)),
+    ):
+        try:
+            steps[step] = prepare(build(), credentials)
+        except InvalidRequest as e:
+            if on_invalid is None:
+                raise
+            raise on_invalid(step, e) from None
+    return ChainPlan(
+        still=steps["still"], image_credentials=image_credentials,
+        video_credentials=video_credentials, video_check=steps["video"],
+        video_request=video_request,
+    )
+
+
+def check_preview(preview: str | None) -> None:
+    """Raise :class:`InvalidRequest` unless ``preview`` is a preview format or None."""
+    if preview is not None and preview not in PREVIEW_FORMATS:
+        raise InvalidRequest("preview", f"{preview!r} is not a preview format",
+                             allowed=(*PREVIEW_FORMATS, None))
+
+
+async def check_run(
+    store: OutputStorage,
+    steps: Sequence[tuple[PreparedRequest, str | None]],
+    *,
+    key_template: str | None = None,
+    preview: str | None = None,
+) -> None:
+    """Check every setting a run needs, before its first submit.
+
+    * ``preview`` is a preview format (or None);
+    * ``key_template`` renders, for every step (a prepared request and its ``{name}``), with the run's real
+      values (kind, model, provider, fingerprint, seed, today's date) into a key inside the
+      storage root;
+    * the storage's staging directory is writable.
+
+    Raises:
+        InvalidRequest: naming the setting at fault; nothing was sent.
+    """
+    check_preview(preview)
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    for request, name in steps:
+        media = "image/png" if request.kind == "image" else "video/mp4"
+        key = output_key(
+            key_template, kind=request.kind, model=request.model, provider=request.provider,
+            fingerprint=request.fingerprint, seed=request.summary.get("seed"), name=name,
+            media_type=media, job_id="job", flow_run="run", date=today,
+        )
+        store.location(key)  # a local storage refuses a key that leaves its root
+    try:
+        staging = store.staging_dir()
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=staging)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidRequest(
+            "storage", f"{store!r} cannot be written ({exc.strerror or exc})",
+            allowed="a writable directory, s3://bucket/prefix or a filesystem block",
+        ) from None
+
+
+@dataclass
+class ShotPlan:
+    """One checked shot: its chain (still prepared, video checked) and where it runs."""
+
+    row: int
+    name: str
+    shot: Shot
+    chain: ChainPlan
+
+    @property
+    def image_credentials(self) -> ProviderCredentials:
+        return self.chain.image_credentials
+
+    @property
+    def video_credentials(self) -> ProviderCredentials:
+        return self.chain.video_credentials
+
+    @property
+    def still_key(self) -> str:
+        return self.chain.still_key
+
+    @property
+    def chain_key(self) -> str:
+        return self.chain.chain_key
+
+
+class _Credentials:
+    """Credentials blocks by name, each loaded once."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, ProviderCredentials] = {}
+
+    async def get(self, value: ProviderCredentials | str) -> ProviderCredentials:
+        if isinstance(value, ProviderCredentials):
+            return value
+        if value not in self._loaded:
+            try:
+                self._loaded[value] = await load_credentials(value)
+            except InvalidRequest:
+                raise
+            except ValueError as e:  # Block.aload: no such block document
+                raise InvalidRequest(
+                    "credentials", f"{value!r} is not a saved block ({e})",
+                    allowed="a saved credentials block, 'block-type/name'",
+                ) from None
+        return self._loaded[value]
+
+
+async def plan_storyboard(
+    shots: Sequence[Shot],
+    *,
+    credentials: ProviderCredentials | str | None = None,
+    image_credentials: ProviderCredentials | str | None = None,
+    video_credentials: ProviderCredentials | str | None = None,
+    source: str | None = None,
+) -> list[ShotPlan]:
+    """Check every shot against its provider, before anything is submitted.
+
+    Raises:
+        InvalidShot: naming the row and field of the first invalid shot.
+        InvalidRequest: a flow-level credentials parameter is not usable.
+    """
+    blocks = _Credentials()
+    defaults: dict[str, ProviderCredentials | None] = {}
+    for param, value in (("credentials", credentials), ("image_credentials", image_credentials),
+                         ("video_credentials", video_credentials)):
+        try:
+            defaults[param] = None if value is None else await blocks.get(value)
+        except InvalidRequest as e:
+            raise InvalidRequest(param, message_of(e), allowed=e.allowed) from None
+
+    plans: list[ShotPlan] = []
+    for row, shot in enumerate(shots, start=1):
+        name = shot.name or f"shot-{row:03d}"
+
+        async def pick(step: str, shot: Shot = shot, row: int = row, name: str = name) -> tuple[
+            ProviderCredentials, str
+        ]:
+            own = f"{step}_credentials"
+            for field, value in ((own, getattr(shot, own)), ("credentials", shot.credentials)):
+                if value:
+                    try:
+                        return await blocks.get(value), field
+                    except InvalidRequest as e:
+                        raise InvalidShot(row, field, message_of(e), source=source, shot=name,
+                                          allowed=e.allowed) from None
+            for field in (own, "credentials"):
+                if defaults[field] is not None:
+                    return defaults[field], field  # type: ignore[return-value]
+            raise InvalidShot(
+                row, "credentials", f"no credentials for the {step}", source=source, shot=name,
+                allowed="the flow's credentials, or the shot's credentials / "
+                        f"{own} ('block-type/name')",
+            )
+
+        image_creds, image_field = await pick("image")
+        video_creds, _ = await pick("video")
+        still_request = shot.still_request()
+
+        def invalid(step: str, e: InvalidRequest, shot: Shot = shot, row: int = row,
+                    name: str = name, image_field: str = image_field) -> InvalidShot:
+            if step == "still":
+                field = image_field if e.field == "model" else shot.shot_field("still", e.field)
+            else:
+                field = shot.shot_field("video", e.field)
+            return InvalidShot(row, field, message_of(e), source=source, shot=name,
+                               allowed=e.allowed, provider=e.provider, model=e.model)
+
+        chain = plan_chain(still_request, shot.video_request, image_creds, video_creds,
+                           on_invalid=invalid)
+        plans.append(ShotPlan(row=row, name=name, shot=shot, chain=chain))
+    return plans

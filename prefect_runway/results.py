@@ -1,0 +1,96 @@
+"""What the flows return: a chain's two outputs, a storyboard's per-shot summary.
+
+Plain pydantic models (no Prefect): a flow's return value, its markdown artifact's text,
+and what :class:`~prefect_runway.errors.StoryboardFailed` carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from prefect_runway.models import StoredOutput
+
+__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
+
+
+class ImageToVideoResult(BaseModel):
+    """The two outputs of the chain."""
+
+    still: StoredOutput
+    video: StoredOutput
+
+
+class ShotResult(BaseModel):
+    """What became of one shot: its stored outputs, or why it failed."""
+
+    row: int = Field(description="1-based position of the shot in the storyboard.")
+    name: str = Field(description="The shot's name (default shot-NNN).")
+    status: Literal["completed", "failed"] = Field(description="completed or failed.")
+    still: StoredOutput | None = Field(default=None, description="The stored still, if made.")
+    video: StoredOutput | None = Field(default=None, description="The stored video, if made.")
+    error: str | None = Field(default=None, description="Why the shot failed.")
+    same_as: str | None = Field(
+        default=None,
+        description="The shot this one is identical to: its outputs were generated once.",
+    )
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+class StoryboardSummary(BaseModel):
+    """Every shot's result, in storyboard order, and the counts."""
+
+    total: int = Field(description="Shots in the storyboard.")
+    completed: int = Field(description="Shots whose still and video are stored.")
+    failed: int = Field(description="Shots that failed.")
+    generated: int = Field(description="Distinct shots generated (identical shots count once).")
+    shots: list[ShotResult] = Field(description="One result per shot, in order.")
+
+    @classmethod
+    def of(cls, results: Sequence[ShotResult], generated: int) -> StoryboardSummary:
+        done = sum(1 for r in results if r.ok)
+        return cls(total=len(results), completed=done, failed=len(results) - done,
+                   generated=generated, shots=list(results))
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def describe(self, limit: int = 10) -> str:
+        """One paragraph: the counts, then each failed shot and its reason."""
+        text = f"{self.completed} of {self.total} shots completed"
+        if not self.failed:
+            return text + "."
+        failures = [r for r in self.shots if not r.ok]
+        shown = "; ".join(f"row {r.row} {r.name}: {r.error}" for r in failures[:limit])
+        more = f"; and {len(failures) - limit} more" if len(failures) > limit else ""
+        return f"{text}, {self.failed} failed: {shown}{more}"
+
+    def markdown(self) -> str:
+        """The summary as a markdown table, linking every stored output."""
+        title = f"# Storyboard: {self.completed} of {self.total} shots completed"
+        if self.failed:
+            title += f", {self.failed} failed"
+        lines = [title, "", "| # | shot | status | still | video | reason |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for r in self.shots:
+            reason = (r.error or "").replace("|", "\\|").replace("\n", " ")
+            if r.same_as:
+                reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
+            lines.append(
+                f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
+                f"| {reason} |"
+            )
+        return "\n".join(lines)
+
+
+def _link(output: StoredOutput | None) -> str:
+    if output is None:
+        return ""
+    target = output.location if "://" in output.location else f"file://{output.location}"
+    return f"[{output.key}]({target})"
