@@ -3,15 +3,19 @@
 gen4_image stills and gen4_turbo / gen3a_turbo animations on Segmind, AI/ML API or Runway's
 own API, with credentials in Prefect blocks, submit / wait / download as retried and cached
 tasks, and flows that chain a still into a video.
+
+The names here are the public API: blocks, flows, tasks, requests, results, errors and the
+storage types ``storage=`` accepts. The HTTP engine is :mod:`prefect_runway.engine`, the
+provider translations :mod:`prefect_runway.providers`; neither is exported here.
 """
 
+from prefect_runway._version import __version__
 from prefect_runway.blocks import (
     AimlapiCredentials,
+    ProviderCredentials,
     RunwayCredentials,
-    RunwayProviderCredentials,
     SegmindCredentials,
 )
-from prefect_runway.client import PollSchedule, RetryPolicy, RunwayClient
 from prefect_runway.errors import (
     AuthenticationError,
     BadResponse,
@@ -23,8 +27,12 @@ from prefect_runway.errors import (
     InsufficientCredits,
     InvalidRequest,
     InvalidShot,
+    LocalDecision,
+    OutputRejected,
+    PrefectRunwayError,
     ProviderError,
     ProviderRejected,
+    ProviderReported,
     ProviderUnavailable,
     RateLimited,
     RunwayError,
@@ -32,9 +40,6 @@ from prefect_runway.errors import (
     SubmissionUncertain,
 )
 from prefect_runway.flows import (
-    ImageToVideoResult,
-    ShotResult,
-    StoryboardSummary,
     animate_image,
     generate_image,
     image_to_video,
@@ -49,19 +54,39 @@ from prefect_runway.models import (
     StoredOutput,
     VideoRequest,
 )
-from prefect_runway.tasks import download_generation, submit_generation, wait_for_generation
-
-__version__ = "0.1.0"
+from prefect_runway.results import ImageToVideoResult, ShotResult, StoryboardSummary
+from prefect_runway.storage import (
+    FileSystemBlockStorage,
+    LocalStorage,
+    OutputStorage,
+    S3Storage,
+)
+from prefect_runway.tasks import (
+    collect_generation,
+    download_generation,
+    submit_generation,
+    wait_for_generation,
+)
 
 __all__ = [
-    "AimlapiCredentials", "AuthenticationError", "BadResponse", "DownloadError", "Generation",
-    "GenerationCancelled", "GenerationExpired", "GenerationFailed", "GenerationResult",
-    "GenerationTimedOut", "ImageRequest", "ImageToVideoResult", "InsufficientCredits",
-    "InvalidRequest", "PollSchedule", "ProviderError", "ProviderRejected", "ProviderUnavailable",
-    "RateLimited", "ReferenceImage", "RetryPolicy", "RunwayClient", "RunwayCredentials",
-    "RunwayError", "RunwayProviderCredentials", "SegmindCredentials", "StoredOutput",
-    "SubmissionUncertain", "VideoRequest", "animate_image", "download_generation",
-    "generate_image", "image_to_video", "submit_generation", "wait_for_generation",
-    # storyboards
-    "InvalidShot", "Shot", "ShotResult", "StoryboardFailed", "StoryboardSummary", "storyboard",
+    "__version__",
+    # blocks
+    "AimlapiCredentials", "ProviderCredentials", "RunwayCredentials", "SegmindCredentials",
+    # flows
+    "animate_image", "generate_image", "image_to_video", "storyboard",
+    # tasks
+    "collect_generation", "download_generation", "submit_generation", "wait_for_generation",
+    # requests
+    "ImageRequest", "ReferenceImage", "Shot", "VideoRequest",
+    # results
+    "Generation", "GenerationResult", "ImageToVideoResult", "ShotResult", "StoredOutput",
+    "StoryboardSummary",
+    # errors
+    "AuthenticationError", "BadResponse", "DownloadError", "GenerationCancelled",
+    "GenerationExpired", "GenerationFailed", "GenerationTimedOut", "InsufficientCredits",
+    "InvalidRequest", "InvalidShot", "LocalDecision", "OutputRejected", "PrefectRunwayError",
+    "ProviderError", "ProviderRejected", "ProviderReported", "ProviderUnavailable",
+    "RateLimited", "RunwayError", "StoryboardFailed", "SubmissionUncertain",
+    # storage
+    "FileSystemBlockStorage", "LocalStorage", "OutputStorage", "S3Storage",
 ]

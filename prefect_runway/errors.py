@@ -1,6 +1,6 @@
 """One exception hierarchy for everything a user of prefect-runway must tell apart.
 
-Every error raised by this package derives from :class:`RunwayError`. The tree separates
+Every error raised by this package derives from :class:`PrefectRunwayError`. The tree separates
 what was wrong with the *request* (caught locally, before any money is spent) from what the
 *provider* said, and separates terminal job outcomes (failed, cancelled, expired, timed out)
 from transport trouble that a retry may cure.
@@ -9,23 +9,27 @@ No exception message ever contains an API key: messages are built from provider 
 status codes, job ids, request fingerprints and the provider's own error text only.
 
 ```
-RunwayError
-├── InvalidRequest            bad input, caught before any request (also ValueError)
-│   └── InvalidShot           a storyboard shot is invalid (names its row and field)
-├── StoryboardFailed          some shots of a storyboard failed (carries the summary)
-└── ProviderError             something the provider answered (or did not)
-    ├── AuthenticationError   401 / 403 on the key
-    ├── InsufficientCredits   Segmind 406, AIMLAPI 403 "out of credits"
-    ├── RateLimited           429 after the retry budget was spent
-    ├── ProviderUnavailable   5xx / transport errors after the retry budget was spent
-    ├── ProviderRejected      4xx the provider gave for a request we thought valid
-    ├── BadResponse           a body we cannot read (HTML, malformed JSON, missing fields)
-    ├── SubmissionUncertain   a POST whose outcome is unknown: it may or may not be billed
-    ├── GenerationFailed      the job ended FAILED (content blocks included)
-    ├── GenerationCancelled   the job was cancelled
-    ├── GenerationExpired     the provider no longer holds the job (e.g. Segmind 404 after 1 h)
-    ├── GenerationTimedOut    our own deadline passed while the job was still pending
-    └── DownloadError         an output could not be fetched or failed verification
+PrefectRunwayError                  (RunwayError: the same class, its earlier name)
+├── InvalidRequest                  bad input, caught before any request (also ValueError)
+│   └── InvalidShot                 a storyboard shot is invalid (names its row and field)
+├── StoryboardFailed                some shots of a storyboard failed (carries the summary)
+└── ProviderError                   a job at a provider went wrong (provider, job id, http)
+    ├── ProviderReported            what the provider said, or that it could not be reached
+    │   ├── AuthenticationError     401 / 403 on the key
+    │   ├── InsufficientCredits     Segmind 406, AIMLAPI 403 "out of credits"
+    │   ├── RateLimited             429 after the retry budget was spent
+    │   ├── ProviderUnavailable     5xx / transport errors after the retry budget was spent
+    │   ├── ProviderRejected        4xx the provider gave for a request we thought valid
+    │   ├── BadResponse             a body we cannot read (HTML, malformed JSON, missing fields)
+    │   ├── GenerationFailed        the job ended FAILED (content blocks included)
+    │   ├── GenerationCancelled     the job was cancelled
+    │   ├── GenerationExpired       the provider no longer holds the job (e.g. Segmind 404 after 1 h)
+    │   └── DownloadError           an output could not be fetched
+    └── LocalDecision               what this package decided, not what the provider said
+        ├── SubmissionUncertain     doubt: a POST whose outcome is unknown (may be billed)
+        ├── GenerationTimedOut      our own deadline passed while the job was still pending
+        └── OutputRejected          an output failed verification (truncated, wrong media);
+                                    also a DownloadError
 ```
 """
 
@@ -35,11 +39,15 @@ from collections.abc import Iterable
 from typing import Any
 
 
-class RunwayError(Exception):
+class PrefectRunwayError(Exception):
     """Base class of every error raised by prefect-runway."""
 
 
-class InvalidRequest(RunwayError, ValueError):
+#: The earlier name of :class:`PrefectRunwayError` (the same class).
+RunwayError = PrefectRunwayError
+
+
+class InvalidRequest(PrefectRunwayError, ValueError):
     """A request is invalid for the chosen provider and model; nothing was sent.
 
     Attributes:
@@ -126,7 +134,7 @@ def _rebuild_invalid_shot(row: int, field: str, message: str, kwargs: dict[str, 
     return InvalidShot(row, field, message, **kwargs)
 
 
-class StoryboardFailed(RunwayError):
+class StoryboardFailed(PrefectRunwayError):
     """Some shots of a storyboard failed; the others were generated and stored.
 
     Attributes:
@@ -142,7 +150,7 @@ class StoryboardFailed(RunwayError):
         return (type(self), (self.args[0], self.summary))
 
 
-class ProviderError(RunwayError):
+class ProviderError(PrefectRunwayError):
     """The provider answered with an error, or could not be reached.
 
     Attributes:
@@ -180,15 +188,23 @@ class ProviderError(RunwayError):
     retryable: bool = False
 
 
-class AuthenticationError(ProviderError):
+class ProviderReported(ProviderError):
+    """What the provider answered (an error, a job's end), or that it could not be reached."""
+
+
+class LocalDecision(ProviderError):
+    """What this package decided about a job: a deadline, a doubt, a failed verification."""
+
+
+class AuthenticationError(ProviderReported):
     """The API key was missing, wrong, or not allowed to do this (401/403)."""
 
 
-class InsufficientCredits(ProviderError):
+class InsufficientCredits(ProviderReported):
     """The account has no credits left for this job (Segmind 406, AIMLAPI 403)."""
 
 
-class RateLimited(ProviderError):
+class RateLimited(ProviderReported):
     """The provider kept answering 429 until the retry budget was spent."""
 
     retryable = True
@@ -198,23 +214,23 @@ class RateLimited(ProviderError):
         super().__init__(message, **kwargs)
 
 
-class ProviderUnavailable(ProviderError):
+class ProviderUnavailable(ProviderReported):
     """5xx answers or transport errors persisted until the retry budget was spent."""
 
     retryable = True
 
 
-class ProviderRejected(ProviderError):
+class ProviderRejected(ProviderReported):
     """The provider refused a request with a 4xx that local validation did not foresee."""
 
 
-class BadResponse(ProviderError):
+class BadResponse(ProviderReported):
     """The provider's answer could not be understood (not JSON, missing fields, HTML page)."""
 
     retryable = True
 
 
-class SubmissionUncertain(ProviderError):
+class SubmissionUncertain(LocalDecision):
     """A submit was sent but its outcome is unknown; the job may exist and may be billed.
 
     It is not resent automatically, because that could pay for the same job twice. Check
@@ -229,7 +245,7 @@ class SubmissionUncertain(ProviderError):
         super().__init__(f"{message}; fingerprint={fingerprint}", **kwargs)
 
 
-class GenerationFailed(ProviderError):
+class GenerationFailed(ProviderReported):
     """The provider finished the job as FAILED (including content-moderation blocks).
 
     Attributes:
@@ -241,15 +257,15 @@ class GenerationFailed(ProviderError):
         super().__init__(message, **kwargs)
 
 
-class GenerationCancelled(ProviderError):
+class GenerationCancelled(ProviderReported):
     """The job was cancelled (by us, by a user in the provider's dashboard, or by the provider)."""
 
 
-class GenerationExpired(ProviderError):
+class GenerationExpired(ProviderReported):
     """The provider no longer holds this job or its outputs (retention window passed)."""
 
 
-class GenerationTimedOut(ProviderError):
+class GenerationTimedOut(LocalDecision):
     """Our deadline passed while the job was still pending; it may still finish remotely.
 
     The job id is carried so that a later run can resume waiting on it.
@@ -272,7 +288,16 @@ class GenerationTimedOut(ProviderError):
         super().__init__(message, **kwargs)
 
 
-class DownloadError(ProviderError):
+class DownloadError(ProviderReported):
     """An output could not be downloaded, or what arrived failed verification."""
+
+    retryable = True
+
+
+class OutputRejected(DownloadError, LocalDecision):
+    """What arrived failed verification: truncated, empty, or not the expected media.
+
+    Still a :class:`DownloadError` (a retry may fetch it whole).
+    """
 
     retryable = True
