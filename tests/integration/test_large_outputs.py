@@ -34,8 +34,8 @@ from s3_helpers import (
 from benchmarks._common import process_rss_mb, reset_peak_rss
 from prefect_runway.emulator.media import write_padded_video
 from prefect_runway.models import Generation, GenerationResult, JobState, StoredOutput
-from prefect_runway.storage.s3 import S3Storage
 from prefect_runway.storage import LocalStorage
+from prefect_runway.storage.s3 import S3Storage
 from prefect_runway.tasks.generation import download_generation
 
 SIZE = 300 * 1024 * 1024

@@ -21,8 +21,8 @@ from s3_helpers import (  # noqa: F401
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import ImageRequest, StoredOutput
-from prefect_runway.storage.s3 import S3Storage
 from prefect_runway.storage import LocalStorage, resolve_storage
+from prefect_runway.storage.s3 import S3Storage
 from prefect_runway.tasks.generation import download_generation
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 
