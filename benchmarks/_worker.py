@@ -5,7 +5,7 @@ Modes:
     jobs    N video jobs at once with one client — ``segmind-sdk`` (``submit_async(...).wait()``
             in a thread per job, as shipped: 1 s interval), ``runwayml-sdk``
             (``image_to_video.create(...).wait_for_task_output()`` in a thread per job, as
-            shipped), ``ours-segmind`` / ``ours-runway`` (``RunwayClient.submit`` + ``wait``,
+            shipped), ``ours-segmind`` / ``ours-runway`` (``GenerationClient.submit`` + ``wait``,
             all jobs on one event loop) — for one or more batches. Writes, per job, when it
             was submitted and when the client noticed it was done (``time.monotonic``, the
             same clock as the emulator's in every process of the machine), and per batch the

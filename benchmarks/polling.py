@@ -7,7 +7,7 @@ the same 50 latencies), and compares:
 * the ``segmind`` SDK 1.3.0: ``submit_async(...).wait()`` in a thread per job (1 s interval);
 * the ``runwayml`` SDK 5.24.0: ``image_to_video.create(...).wait_for_task_output()`` in a
   thread per job (polls every 4.5-7.5 s), as shipped;
-* ours: ``RunwayClient.submit`` + ``wait`` on one event loop, with a credentials block's
+* ours: ``GenerationClient.submit`` + ``wait`` on one event loop, with a credentials block's
   default poll settings (adaptive; 0.5 s shortest and 15 s longest interval) and no
   client-side rate cap (the SDKs have none either), on the Segmind and on the Runway
   protocol. Two batches in one process: *cold* (nothing learned yet; the built-in latency

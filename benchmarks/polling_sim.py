@@ -3,7 +3,7 @@
 ``python -m benchmarks.polling_sim`` replays what ``benchmarks.polling`` measures — 50 jobs
 submitted together, latencies uniform 20-40 s, a cold batch (a fresh latency book with the
 built-in priors) then a warm one — through :class:`prefect_runway.polling.PollSchedule` and
-:class:`~prefect_runway.polling.LatencyBook` exactly as ``RunwayClient.wait`` drives them,
+:class:`~prefect_runway.polling.LatencyBook` exactly as ``GenerationClient.wait`` drives them,
 over many seeded trials. A status poll costs no time here, so the delays are the schedule's
 own; the real benchmark adds request and queueing time on top.
 
@@ -41,7 +41,7 @@ def _delay_rule(schedule: PollSchedule, prior_cap: float | None) -> Callable[[fl
 
 def simulate_batch(book: LatencyBook, schedule: PollSchedule, latencies: list[float],
                    prior_cap: float | None = None) -> tuple[list[float], list[int]]:
-    """Every job of a batch waited for at once, as ``RunwayClient.wait`` polls: per job, the
+    """Every job of a batch waited for at once, as ``GenerationClient.wait`` polls: per job, the
     delay between completion and the poll that saw it, and its number of polls."""
     rule = _delay_rule(schedule, prior_cap)
     tracks = [book.track(KEY, public=True) for _ in latencies]

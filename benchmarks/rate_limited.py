@@ -9,7 +9,7 @@ to all) with each client:
 * the ``segmind`` SDK: ``submit_async(...).wait()`` in a thread per job, as shipped;
 * the ``runwayml`` SDK: ``image_to_video.create(...).wait_for_task_output()`` in a thread
   per job, as shipped (it retries 429 twice);
-* ours: ``RunwayClient.submit`` + ``wait`` from a credentials block with its defaults —
+* ours: ``GenerationClient.submit`` + ``wait`` from a credentials block with its defaults —
   adaptive polling and the shared per-key limiter at 10 requests per second — on the Segmind
   and on the Runway protocol; and on the Segmind protocol with the budget set just under
   the provider's limit (``max_requests_per_second=18``), as the README advises.

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
+from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.providers import Provider, get_provider
 
 _DOCS = "https://github.com/prefect-runway/prefect-runway#readme"
@@ -96,8 +96,14 @@ class ProviderCredentials(CredentialsBlock, ABC):
             adaptive=self.adaptive_polling,
         )
 
-    def get_client(self, retry: RetryPolicy | None = None) -> GenerationClient:
+    def get_client(
+        self, retry: RetryPolicy | None = None, config: EngineConfig | None = None
+    ) -> GenerationClient:
         """A client for this provider and key; use it as ``async with``.
+
+        Args:
+            retry: The retry policy (default: ``config``'s).
+            config: Retries, timeouts, connection limits (default: :class:`EngineConfig`).
 
         Returns:
             A :class:`~prefect_runway.engine.GenerationClient`.
@@ -109,6 +115,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
             self.api_key,
             self.resolved_base_url(),
             retry=retry,
+            config=config,
             poll=self.poll_schedule(),
             limiter=limiter_for(
                 self.provider_name, self.resolved_base_url(), self.api_key,

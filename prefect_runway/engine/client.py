@@ -52,7 +52,7 @@ from prefect_runway.providers.base import HttpCall, PreparedRequest, Provider
 
 __all__ = ["DownloadedFile", "GenerationClient", "PollSchedule", "RetryPolicy"]
 
-logger = logging.getLogger("prefect_runway.client")
+logger = logging.getLogger("prefect_runway.engine.client")
 
 
 class GenerationClient:

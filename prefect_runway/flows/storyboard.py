@@ -3,9 +3,10 @@
 How a storyboard runs:
 
 1. **Read and check every shot** (a list, or a JSON / CSV / YAML file, local or in S3), then
-   check each against the provider it will go to (``provider().prepare``). One bad shot stops
-   the storyboard with an :class:`~prefect_runway.errors.InvalidShot` naming its row and
-   field, *before anything is submitted*.
+   plan each as a chain (:func:`prefect_runway.plan.plan_storyboard`: the still prepared,
+   the video checked against the provider it will go to). One bad shot stops the storyboard
+   with an :class:`~prefect_runway.errors.InvalidShot` naming its row and field, *before
+   anything is submitted*; so does a bad run setting (:func:`prefect_runway.plan.check_run`).
 2. **Generate each distinct shot once.** Shots are keyed by their request fingerprints (still
    and video, provider and API); identical shots share one generation, and shots that share a
    still share its one job.

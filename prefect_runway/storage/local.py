@@ -74,7 +74,7 @@ class FileSystemBlockStorage(OutputStorage):
     """Any Prefect ``WritableFileSystem`` block, through its ``write_path``/``read_path``.
 
     Generic, so each file passes through memory once; prefer :class:`LocalStorage` or
-    :class:`~prefect_runway.s3.S3Storage` for large videos.
+    :class:`~prefect_runway.storage.s3.S3Storage` for large videos.
     """
 
     def __init__(self, block: Any) -> None:

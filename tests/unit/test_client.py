@@ -1,4 +1,4 @@
-"""The HTTP engine (prefect_runway.client) against httpx.MockTransport: no sockets at all.
+"""The HTTP engine (prefect_runway.engine) against httpx.MockTransport: no sockets at all.
 
 Each test scripts the provider's answers, then checks what the client sent (how many POSTs,
 which headers) and what it raised.

@@ -1,5 +1,5 @@
 """Large downloads hash and write on a worker thread while the next bytes arrive
-(``prefect_runway.client._Sink``): every byte lands once, in order, and hashed, also across a
+(``prefect_runway.engine.download._Sink``): every byte lands once, in order, and hashed, also across a
 broken connection that is resumed, and when the kernel writes only part of a batch."""
 
 from __future__ import annotations
