@@ -242,8 +242,12 @@ def test_seed_out_of_range_rejected(universal, seed):
 def test_duration(universal):
     assert universal.prepare(video(duration=10)).body["duration"] == 10
     with pytest.raises(InvalidRequest) as e:
-        video(duration=7)
-    assert e.value.field == "duration"
+        universal.prepare(video(duration=7))  # Runway's API takes 7 s; AIMLAPI does not
+    assert (e.value.field, e.value.allowed, e.value.provider) == ("duration", [5, 10], "aimlapi")
+    assert "runway 2-10" in str(e.value) and "aimlapi 5 or 10" in str(e.value)
+    with pytest.raises(InvalidRequest) as e:
+        video(model="gen3a_turbo", duration=7)
+    assert (e.value.field, e.value.allowed) == ("duration", [5, 10])
 
 
 def test_prompt_length_counts_utf16_units(universal):

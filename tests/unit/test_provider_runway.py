@@ -25,9 +25,11 @@ from prefect_runway.errors import (
     GenerationExpired,
     InsufficientCredits,
     InvalidRequest,
+    ModelRetired,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    UploadRequired,
 )
 from prefect_runway.models import (
     Generation,
@@ -44,6 +46,7 @@ from prefect_runway.providers.runway import (
     GEN4_TURBO_RATIOS,
     MAX_DATA_URI_BYTES,
     RunwayProvider,
+    data_uri_length,
 )
 
 BASE = "https://api.dev.runwayml.com"
@@ -150,30 +153,31 @@ def test_gen4_turbo_prompt_optional(runway):
     assert body["ratio"] == "1280:720"
 
 
-def test_gen3a_turbo_body(runway):
-    body = runway.prepare(video(model="gen3a_turbo", prompt="waves")).body
+def test_gen3a_turbo_is_retired_on_runway(runway):
+    # Runway retired Gen-3 Alpha Turbo on 2026-07-30; Segmind and AIMLAPI still serve it.
+    with pytest.raises(ModelRetired) as e:
+        runway.prepare(video(model="gen3a_turbo", prompt="waves", last_image=LAST))
+    err = e.value
+    assert isinstance(err, InvalidRequest)
+    assert (err.field, err.model, err.provider) == ("model", "gen3a_turbo", "runway")
+    assert (err.replacement, str(err.retired_on)) == ("gen4_turbo", "2026-07-30")
+    assert err.served_by == ["segmind", "aimlapi"]
+    assert "gen3a_turbo" not in err.allowed and "gen4_turbo" in err.allowed
+    assert "use 'gen4_turbo' instead" in str(err) and "segmind, aimlapi" in str(err)
+
+
+def test_gen4_5_body(runway):
+    body = runway.prepare(video(model="gen4.5", prompt="waves", duration=7, ratio="16:9", seed=2)).body
     assert body == {
-        "model": "gen3a_turbo",
-        "promptImage": IMG,
-        "promptText": "waves",
-        "ratio": "1280:768",
-        "duration": 5,
+        "model": "gen4.5", "promptImage": IMG, "promptText": "waves", "ratio": "1280:720",
+        "duration": 7, "seed": 2,
     }
 
 
-def test_gen3a_turbo_last_frame_is_a_position_list(runway):
-    body = runway.prepare(video(model="gen3a_turbo", prompt="waves", last_image=LAST)).body
-    assert body["promptImage"] == [
-        {"uri": IMG, "position": "first"},
-        {"uri": LAST, "position": "last"},
-    ]
-
-
-def test_gen3a_turbo_needs_a_prompt(runway):
+def test_gen4_5_needs_a_prompt(runway):
     with pytest.raises(InvalidRequest) as e:
-        runway.prepare(video(model="gen3a_turbo"))
-    assert e.value.field == "prompt"
-    assert e.value.model == "gen3a_turbo"
+        runway.prepare(video(model="gen4.5"))
+    assert (e.value.field, e.value.model) == ("prompt", "gen4.5")
 
 
 # ---- the SDK serialises the same bodies ----------------------------------------------------------
@@ -255,9 +259,9 @@ def test_gen4_turbo_ratio_mapping(runway, given, sent):
     assert runway.prepare(video(ratio=given)).body["ratio"] == sent
 
 
-@pytest.mark.parametrize(("given", "sent"), [("16:9", "1280:768"), ("9:16", "768:1280"), ("1280:720", "1280:768")])
-def test_gen3a_turbo_ratio_mapping(runway, given, sent):
-    assert runway.prepare(video(model="gen3a_turbo", prompt="x", ratio=given)).body["ratio"] == sent
+@pytest.mark.parametrize(("given", "sent"), [("16:9", "1280:720"), ("1:1", "960:960"), ("21:9", "1584:672")])
+def test_gen4_5_ratio_mapping(runway, given, sent):
+    assert runway.prepare(video(model="gen4.5", prompt="x", ratio=given)).body["ratio"] == sent
 
 
 @pytest.mark.parametrize(
@@ -271,11 +275,8 @@ def test_gen4_image_generic_ratios_map_to_the_720p_member(runway, given, sent):
 
 def test_unmappable_ratio_names_allowed(runway):
     with pytest.raises(InvalidRequest) as e:
-        runway.prepare(video(model="gen3a_turbo", prompt="x", ratio="1:1"))
-    assert e.value.field == "ratio"
-    assert e.value.allowed == ["1280:768", "768:1280"]
-    with pytest.raises(InvalidRequest) as e:
         runway.prepare(video(ratio="5:4"))
+    assert e.value.field == "ratio"
     assert e.value.allowed == list(GEN4_TURBO_RATIOS)
     with pytest.raises(InvalidRequest) as e:
         runway.prepare(still(ratio="2:1"))
@@ -297,17 +298,19 @@ def test_seed_range(runway, seed):
     assert (e.value.field, e.value.allowed, e.value.provider) == ("seed", "0-4294967295", "runway")
 
 
-def test_duration(runway):
-    assert runway.prepare(video(model="gen3a_turbo", prompt="x", duration=10)).body["duration"] == 10
+@pytest.mark.parametrize("model", ["gen4_turbo", "gen4.5"])
+def test_duration_2_to_10(runway, model):
+    for seconds in range(2, 11):
+        assert runway.prepare(video(model=model, prompt="x", duration=seconds)).body["duration"] == seconds
     with pytest.raises(InvalidRequest) as e:
-        video(duration=6)
-    assert e.value.field == "duration"
+        video(model=model, duration=11)
+    assert (e.value.field, e.value.allowed) == ("duration", list(range(2, 11)))
     with pytest.raises(InvalidRequest) as e:
         runway.prepare(VideoRequest.model_construct(
-            model="gen4_turbo", image=IMG, prompt="", ratio=None, seed=None, duration=6,
-            last_image=None, image_sha256=None,
+            model=model, image=IMG, prompt="x", ratio=None, seed=None, duration=1,
+            last_image=None, image_sha256=None, content_moderation=None,
         ))
-    assert (e.value.field, e.value.allowed) == ("duration", [5, 10])
+    assert (e.value.field, e.value.allowed, e.value.provider) == ("duration", list(range(2, 11)), "runway")
 
 
 def test_prompt_length_in_utf16_units(runway):
@@ -355,14 +358,25 @@ def test_http_only_for_loopback(runway):
     assert e.value.field == "reference_images.uri"
 
 
-def test_data_uri_limit_is_5_mb(runway):
-    at_limit = bytes_to_data_uri(png(64, 48, pad_to=MAX_DATA_URI_BYTES))
+def largest_inline_image() -> int:
+    """The most image bytes whose PNG data URI is at most 5 MiB long (Runway counts the URI)."""
+    n = (MAX_DATA_URI_BYTES - len("data:image/png;base64,")) // 4 * 3
+    assert data_uri_length(n, "image/png") <= MAX_DATA_URI_BYTES < data_uri_length(n + 1, "image/png")
+    return n
+
+
+def test_data_uri_limit_is_5_mb_of_encoded_uri(runway):
+    n = largest_inline_image()
+    at_limit = bytes_to_data_uri(png(64, 48, pad_to=n))
+    assert len(at_limit) <= MAX_DATA_URI_BYTES
     assert runway.prepare(video(image=at_limit)).body["promptImage"] == at_limit
-    over = bytes_to_data_uri(png(64, 48, pad_to=MAX_DATA_URI_BYTES + 1))
-    with pytest.raises(InvalidRequest) as e:
+    over = bytes_to_data_uri(png(64, 48, pad_to=n + 1))
+    with pytest.raises(UploadRequired) as e:
         runway.prepare(video(image=over))
     assert e.value.field == "image"
+    assert (e.value.size, e.value.limit) == (n + 1, MAX_DATA_URI_BYTES)
     assert e.value.allowed == f"at most {5 * 1024 * 1024} bytes"
+    assert "POST /v1/uploads" in str(e.value)
     # the same image is fine where the limit is 16 MB
     AimlapiProvider().prepare(video(image=over))
 
@@ -552,7 +566,7 @@ def test_fingerprint_stable_and_distinct(runway):
     request = video(prompt="p", ratio="16:9", seed=1)
     prints = {
         runway.prepare(request).fingerprint,
-        runway.prepare(video(model="gen3a_turbo", prompt="p", ratio="16:9", seed=1)).fingerprint,
+        runway.prepare(video(model="gen4.5", prompt="p", ratio="16:9", seed=1)).fingerprint,
         AimlapiProvider().prepare(request).fingerprint,
         runway.prepare(still(seed=1)).fingerprint,
     }
