@@ -235,6 +235,24 @@ class _Request(_Strict):
             )
         return v
 
+    @field_validator("content_moderation", mode="before")
+    @classmethod
+    def _content_moderation(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            try:
+                return ContentModeration(**v)
+            except InvalidRequest as e:
+                raise InvalidRequest(
+                    f"content_moderation.{e.field}", str(e).split(": ", 1)[-1].split("; allowed: ")[0],
+                    allowed="{'public_figure_threshold': 'auto' | 'low'}",
+                ) from None
+        if v is not None and not isinstance(v, ContentModeration):
+            raise InvalidRequest(
+                "content_moderation", f"{v!r} is not a mapping",
+                allowed="{'public_figure_threshold': 'auto' | 'low'}",
+            )
+        return v
+
     @field_validator("seed", mode="before")
     @classmethod
     def _seed_not_bool(cls, v: Any) -> Any:
