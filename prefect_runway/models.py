@@ -1,8 +1,9 @@
 """Typed requests and results.
 
 The request models (:class:`ImageRequest`, :class:`VideoRequest`) are provider-neutral and
-check what holds for every provider (prompt length, seed range, duration, image source
-shape). The rules of a particular provider and model (its ratio vocabulary, its seed range,
+check what holds for every provider (prompt length, seed range, image source shape), and the
+lengths some provider takes for the model (the catalogue's union:
+:mod:`prefect_runway.providers.catalogue`). The rules of a particular provider and model (its ratio vocabulary, its seed range,
 whether it takes data URIs) are checked by that provider's ``prepare`` step, which turns a
 request into the exact body it would send — still before any request goes out.
 
@@ -279,7 +280,9 @@ class _Request(_Strict):
 
 
 class ImageRequest(_Request):
-    """A gen4_image still: a prompt, optional tagged reference images, ratio and seed.
+    """A gen4_image (or gen4_image_turbo) still: a prompt, tagged reference images, ratio, seed.
+
+    gen4_image_turbo is served by Runway's API only and needs one to three reference images.
 
     Example:
         ```python
@@ -320,7 +323,7 @@ class ImageRequest(_Request):
 
 
 class VideoRequest(_Request):
-    """An image-to-video animation with gen4_turbo or gen3a_turbo.
+    """An image-to-video animation with gen4_turbo, gen4.5 or gen3a_turbo.
 
     Example:
         ```python
@@ -453,10 +456,17 @@ class Shot(_Strict):
     video_ratio: str | None = Field(
         default=None, description="The video's ratio; default: the still's ratio."
     )
-    duration: int = Field(default=5, description="The video's length in seconds: 5 or 10.")
+    duration: int = Field(
+        default=5,
+        description="The video's length in seconds: 5 or 10; 2-10 for gen4_turbo/gen4.5 on Runway.",
+    )
     seed: int | None = Field(default=None, description="Seed for both steps; random if empty.")
     video_model: VideoModel = Field(
-        default="gen4_turbo", description="The video model: gen4_turbo or gen3a_turbo."
+        default="gen4_turbo",
+        description=(
+            "The video model: gen4_turbo, gen4.5 (Runway only) or gen3a_turbo (Segmind and "
+            "AIMLAPI; retired on Runway's own API)."
+        ),
     )
     credentials: str | None = Field(
         default=None,
