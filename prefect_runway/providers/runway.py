@@ -202,7 +202,7 @@ class RunwayProvider(Provider):
         if local is not None:
             data, media_type = local
             self._check_upload_size(data, media_type, field_name)
-            encoded = data_uri_length(len(data), media_type)
+            encoded = _inline_length(value, data, media_type)
             if encoded > MAX_DATA_URI_BYTES:
                 raise UploadRequired(
                     field_name,
@@ -252,7 +252,7 @@ class RunwayProvider(Provider):
                 continue
             data, media_type = local
             self._check_upload_size(data, media_type, field_name)
-            if force or data_uri_length(len(data), media_type) > MAX_DATA_URI_BYTES:
+            if force or _inline_length(value, data, media_type) > MAX_DATA_URI_BYTES:
                 digest = hashlib.sha256(data).hexdigest()
                 pending.append(PendingUpload(
                     field=where, data=data, media_type=media_type, sha256=digest,
@@ -430,6 +430,11 @@ def _add_content_moderation(body: dict[str, Any], request: ImageRequest | VideoR
 def data_uri_length(size: int, media_type: str) -> int:
     """Characters of ``data:<media_type>;base64,<...>`` for ``size`` bytes of image."""
     return len(f"data:{media_type};base64,") + 4 * ((size + 2) // 3)
+
+
+def _inline_length(value: str, data: bytes, media_type: str) -> int:
+    """Characters the image takes as a data URI: the given URI's own, or the one we would build."""
+    return len(value) if value.startswith("data:") else data_uri_length(len(data), media_type)
 
 
 def sniff(data: bytes) -> str | None:
