@@ -11,25 +11,33 @@ status codes, job ids, request fingerprints and the provider's own error text on
 ```
 PrefectRunwayError                  (RunwayError: the same class, its earlier name)
 ├── InvalidRequest                  bad input, caught before any request (also ValueError)
-│   └── InvalidShot                 a storyboard shot is invalid (names its row and field)
+│   ├── InvalidShot                 a storyboard shot is invalid (names its row and field)
+│   ├── ModelRetired                the provider retired the model (names the replacement)
+│   ├── UnsupportedOption           an option the provider or model has no field for
+│   └── UploadRequired              a local image too large to send inline
 ├── StoryboardFailed                some shots of a storyboard failed (carries the summary)
 └── ProviderError                   a job at a provider went wrong (provider, job id, http)
     ├── ProviderReported            what the provider said, or that it could not be reached
     │   ├── AuthenticationError     401 / 403 on the key
     │   ├── InsufficientCredits     Segmind 406, AIMLAPI 403 "out of credits"
     │   ├── RateLimited             429 after the retry budget was spent
+    │   │   └── DailyQuotaExceeded  a rolling daily quota (not retried)
     │   ├── ProviderUnavailable     5xx / transport errors after the retry budget was spent
     │   ├── ProviderRejected        4xx the provider gave for a request we thought valid
     │   ├── BadResponse             a body we cannot read (HTML, malformed JSON, missing fields)
     │   ├── GenerationFailed        the job ended FAILED (content blocks included)
+    │   │   └── ClassifiedFailure   a failure code saying what next: ContentRejected (input
+    │   │                           moderation, final), OutputRejected (output moderation, a
+    │   │                           new seed may pass), GenerationInternalError (resubmit
+    │   │                           once), InvalidAsset (fix the input)
     │   ├── GenerationCancelled     the job was cancelled
     │   ├── GenerationExpired       the provider no longer holds the job (e.g. Segmind 404 after 1 h)
     │   └── DownloadError           an output could not be fetched
     └── LocalDecision               what this package decided, not what the provider said
         ├── SubmissionUncertain     doubt: a POST whose outcome is unknown (may be billed)
         ├── GenerationTimedOut      our own deadline passed while the job was still pending
-        └── OutputRejected          an output failed verification (truncated, wrong media);
-                                    also a DownloadError
+        └── DownloadVerificationFailed  an output failed verification (truncated, wrong
+                                        media); also a DownloadError
 ```
 """
 
@@ -294,10 +302,166 @@ class DownloadError(ProviderReported):
     retryable = True
 
 
-class OutputRejected(DownloadError, LocalDecision):
+class DownloadVerificationFailed(DownloadError, LocalDecision):
     """What arrived failed verification: truncated, empty, or not the expected media.
 
     Still a :class:`DownloadError` (a retry may fetch it whole).
     """
 
     retryable = True
+
+
+# ---- the catalogue, uploads and Runway's failure codes (issue 17) ------------------------------
+
+
+class ModelRetired(InvalidRequest):
+    """The provider retired this model; nothing was sent.
+
+    Attributes:
+        retired_on: The day the provider retired it, where known.
+        replacement: The model the provider offers instead, where there is one.
+        served_by: The providers that still serve this model.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        provider: str,
+        retired_on: Any = None,
+        replacement: str | None = None,
+        served_by: Iterable[str] = (),
+        allowed: Iterable[Any] | str | None = None,
+    ) -> None:
+        self.retired_on = retired_on
+        self.replacement = replacement
+        self.served_by = list(served_by)
+        message = f"{model!r} was retired by {provider}"
+        if retired_on is not None:
+            message += f" on {retired_on}"
+        if replacement:
+            message += f"; use {replacement!r} instead"
+        if self.served_by:
+            message += f"; still served by {', '.join(self.served_by)}"
+        super().__init__("model", message, allowed=allowed, provider=provider, model=model)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_model_retired, (self.model, {
+            "provider": self.provider, "retired_on": self.retired_on,
+            "replacement": self.replacement, "served_by": self.served_by, "allowed": self.allowed,
+        }))
+
+
+def _rebuild_model_retired(model: str, kwargs: dict[str, Any]) -> ModelRetired:
+    return ModelRetired(model, **kwargs)
+
+
+class UnsupportedOption(InvalidRequest):
+    """The request sets an option this provider or model has no field for; nothing was sent."""
+
+
+class UploadRequired(InvalidRequest):
+    """A local image is too large to send inline (as a data URI); it must be uploaded first.
+
+    The engine uploads it (Runway: ``POST /v1/uploads``) and sends the ``runway://`` URI;
+    see ``Provider.uploads_needed``. Nothing was sent.
+
+    Attributes:
+        size: The image's size in bytes.
+        limit: The provider's data-URI limit (characters of the encoded URI).
+    """
+
+    def __init__(self, field: str, message: str, *, size: int, limit: int, **kwargs: Any) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(field, message, **kwargs)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_upload_required, (self.field, str(self), {
+            "size": self.size, "limit": self.limit,
+        }))
+
+
+def _rebuild_upload_required(field: str, text: str, kwargs: dict[str, Any]) -> UploadRequired:
+    error = UploadRequired(field, "", **kwargs)
+    error.args = (text,)
+    return error
+
+
+class ClassifiedFailure(GenerationFailed):
+    """A FAILED job whose failure code says what to do next (base of the classes below).
+
+    Class attributes tell the engine the policy; ``charged`` says whether the provider
+    reported credits spent on this job (None where it did not say).
+
+    Attributes:
+        charged: True when the provider reported a cost above zero for the failed job.
+    """
+
+    #: The same request will fail again: never retry or resubmit.
+    final: bool = False
+    #: The same request with a new seed may pass (only when the user opted in).
+    retryable_with_new_seed: bool = False
+    #: The same request may be resubmitted once, unless ``charged``.
+    resubmittable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure_code: str | None = None,
+        charged: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.charged = charged
+        self._message = message
+        self._kwargs = dict(kwargs)
+        super().__init__(message, failure_code=failure_code, **kwargs)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_failure, (type(self), self._message, {
+            "failure_code": self.failure_code, "charged": self.charged, **self._kwargs,
+        }))
+
+
+def _rebuild_failure(cls: type[ClassifiedFailure], message: str, kwargs: dict[str, Any]) -> Any:
+    return cls(message, **kwargs)
+
+
+class ContentRejected(ClassifiedFailure):
+    """Content moderation rejected an input (Runway ``SAFETY.INPUT.*``). Final: do not retry.
+
+    Runway does not refund these.
+    """
+
+    final = True
+
+
+class OutputRejected(ClassifiedFailure):
+    """Content moderation rejected the output (Runway ``SAFETY.OUTPUT.*``).
+
+    The same request with a new seed may pass; retry only when the user opted in.
+    """
+
+    retryable_with_new_seed = True
+
+
+class GenerationInternalError(ClassifiedFailure):
+    """The provider failed internally (Runway ``INTERNAL``, ``INTERNAL.BAD_OUTPUT.*``).
+
+    May be resubmitted once, unless the provider says the job was charged.
+    """
+
+    resubmittable = True
+
+
+class InvalidAsset(ClassifiedFailure):
+    """The provider could not use an input asset (Runway ``ASSET.INVALID``): fix the input."""
+
+    final = True
+
+
+class DailyQuotaExceeded(RateLimited):
+    """The provider's rolling daily generation quota is spent (Runway: 429 on task creation)."""
+
+    retryable = False

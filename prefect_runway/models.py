@@ -1,8 +1,9 @@
 """Typed requests and results.
 
 The request models (:class:`ImageRequest`, :class:`VideoRequest`) are provider-neutral and
-check what holds for every provider (prompt length, seed range, duration, image source
-shape). The rules of a particular provider and model (its ratio vocabulary, its seed range,
+check what holds for every provider (prompt length, seed range, image source shape), and the
+lengths some provider takes for the model (the catalogue's union:
+:mod:`prefect_runway.providers.catalogue`). The rules of a particular provider and model (its ratio vocabulary, its seed range,
 whether it takes data URIs) are checked by that provider's ``prepare`` step, which turns a
 request into the exact body it would send — still before any request goes out.
 
@@ -32,17 +33,21 @@ from pydantic import (
 
 from prefect_runway.errors import InvalidRequest
 
-ImageModel = Literal["gen4_image"]
-VideoModel = Literal["gen4_turbo", "gen3a_turbo"]
+ImageModel = Literal["gen4_image", "gen4_image_turbo"]
+VideoModel = Literal["gen4_turbo", "gen4.5", "gen3a_turbo"]
 Kind = Literal["image", "video"]
+PublicFigureThreshold = Literal["auto", "low"]
 
-IMAGE_MODELS: tuple[str, ...] = ("gen4_image",)
-VIDEO_MODELS: tuple[str, ...] = ("gen4_turbo", "gen3a_turbo")
+IMAGE_MODELS: tuple[str, ...] = ("gen4_image", "gen4_image_turbo")
+VIDEO_MODELS: tuple[str, ...] = ("gen4_turbo", "gen4.5", "gen3a_turbo")
+#: The lengths every provider takes (5 or 10 s). Runway's own API takes more for some models;
+#: :func:`prefect_runway.providers.catalogue.durations` has the lengths by model and provider.
 DURATIONS: tuple[int, ...] = (5, 10)
 MAX_PROMPT_UTF16 = 1000
 SEED_MAX = 4_294_967_295
 
 _TAG_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,15}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def utc_now() -> datetime:
@@ -95,6 +100,16 @@ def _coerce_image(value: Any, field: str) -> Any:
     return value
 
 
+def model_durations(model: str) -> tuple[int, ...]:
+    """The lengths ``model`` takes on any provider that serves it (the catalogue's union).
+
+    Each provider's ``prepare`` then checks its own lengths (Segmind and AIMLAPI: 5 or 10).
+    """
+    from prefect_runway.providers import catalogue  # the catalogue imports no models
+
+    return catalogue.durations(model) or DURATIONS
+
+
 def as_invalid_request(error: ValidationError) -> InvalidRequest:
     """The first problem in a pydantic ValidationError, as the typed InvalidRequest."""
     first = error.errors()[0]
@@ -131,6 +146,13 @@ class ReferenceImage(_Strict):
     tag: str = Field(
         description="3-16 characters, a letter first, then letters, digits or underscores."
     )
+    sha256: str | None = Field(
+        default=None,
+        description=(
+            "sha256 of the image's bytes, when known (required with a runway:// upload URI). "
+            "The request fingerprint then uses it instead of the URI."
+        ),
+    )
 
     @field_validator("uri", mode="before")
     @classmethod
@@ -148,6 +170,40 @@ class ReferenceImage(_Strict):
             )
         return v
 
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, v: str | None) -> str | None:
+        return _check_sha256(v, "reference_images.sha256")
+
+
+def _check_sha256(v: str | None, field: str) -> str | None:
+    if v is None:
+        return v
+    v = v.strip().lower().removeprefix("sha256:")
+    if not _SHA256_RE.fullmatch(v):
+        raise InvalidRequest(field, "is not a sha256 hex digest", allowed="64 hex digits")
+    return v
+
+
+class ContentModeration(_Strict):
+    """Settings of the provider's content moderation (Runway's ``contentModeration``).
+
+    Only Runway's API has such a field (for gen4_image, gen4_image_turbo, gen4_turbo and
+    gen4.5); a request that sets it for another provider or model is refused.
+
+    Example:
+        ```python
+        VideoRequest(image=..., content_moderation={"public_figure_threshold": "low"})
+        ```
+    """
+
+    public_figure_threshold: PublicFigureThreshold = Field(
+        description=(
+            "'low' makes moderation less strict about recognizable public figures; 'auto' is "
+            "the provider's default."
+        ),
+    )
+
 
 class _Request(_Strict):
     prompt: str = Field(description="What to generate, at most 1000 UTF-16 code units.")
@@ -162,6 +218,13 @@ class _Request(_Strict):
         default=None,
         description="Seed for reproducible output; None lets the provider choose.",
     )
+    content_moderation: ContentModeration | None = Field(
+        default=None,
+        description=(
+            "Content moderation settings, e.g. {'public_figure_threshold': 'low'} "
+            "(Runway only). None sends nothing."
+        ),
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -170,6 +233,24 @@ class _Request(_Strict):
         if n > MAX_PROMPT_UTF16:
             raise InvalidRequest(
                 "prompt", f"is {n} UTF-16 code units long", allowed=f"at most {MAX_PROMPT_UTF16}"
+            )
+        return v
+
+    @field_validator("content_moderation", mode="before")
+    @classmethod
+    def _content_moderation(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            try:
+                return ContentModeration(**v)
+            except InvalidRequest as e:
+                raise InvalidRequest(
+                    f"content_moderation.{e.field}", str(e).split(": ", 1)[-1].split("; allowed: ")[0],
+                    allowed="{'public_figure_threshold': 'auto' | 'low'}",
+                ) from None
+        if v is not None and not isinstance(v, ContentModeration):
+            raise InvalidRequest(
+                "content_moderation", f"{v!r} is not a mapping",
+                allowed="{'public_figure_threshold': 'auto' | 'low'}",
             )
         return v
 
@@ -199,7 +280,9 @@ class _Request(_Strict):
 
 
 class ImageRequest(_Request):
-    """A gen4_image still: a prompt, optional tagged reference images, ratio and seed.
+    """A gen4_image (or gen4_image_turbo) still: a prompt, tagged reference images, ratio, seed.
+
+    gen4_image_turbo is served by Runway's API only and needs one to three reference images.
 
     Example:
         ```python
@@ -240,7 +323,7 @@ class ImageRequest(_Request):
 
 
 class VideoRequest(_Request):
-    """An image-to-video animation with gen4_turbo or gen3a_turbo.
+    """An image-to-video animation with gen4_turbo, gen4.5 or gen3a_turbo.
 
     Example:
         ```python
@@ -265,12 +348,19 @@ class VideoRequest(_Request):
         default=None,
         description="Optional last frame (gen3a_turbo on AIMLAPI and Runway).",
     )
-    duration: int = Field(default=5, description="Length in seconds: 5 or 10.")
+    duration: int = Field(
+        default=5,
+        description=(
+            "Length in seconds: 5 or 10 everywhere; Runway's API also takes 2-10 for gen4_turbo "
+            "and gen4.5."
+        ),
+    )
     image_sha256: str | None = Field(
         default=None,
         description=(
-            "sha256 of the first frame's bytes, when known. The request fingerprint then uses "
-            "it instead of the URL, so a re-signed URL for the same image is the same request."
+            "sha256 of the first frame's bytes, when known (required with a runway:// upload "
+            "URI). The request fingerprint then uses it instead of the URL, so a re-signed URL "
+            "or a new upload of the same image is the same request."
         ),
     )
 
@@ -288,15 +378,23 @@ class VideoRequest(_Request):
     def _last_image(cls, v: Any) -> Any:
         return _coerce_image(v, "last_image")
 
+    @field_validator("image_sha256")
+    @classmethod
+    def _image_sha256(cls, v: str | None) -> str | None:
+        return _check_sha256(v, "image_sha256")
+
     @field_validator("duration", mode="before")
     @classmethod
-    def _duration(cls, v: Any) -> int:
+    def _duration(cls, v: Any, info: Any) -> int:
+        allowed = model_durations(info.data.get("model", "gen4_turbo"))
+        if isinstance(v, bool):
+            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
         try:
             d = int(v)
         except (TypeError, ValueError):
-            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=DURATIONS) from None
-        if d not in DURATIONS or (isinstance(v, float) and v != d):
-            raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=DURATIONS)
+            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
+        if d not in allowed or (isinstance(v, float) and v != d):
+            raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
         return d
 
 
@@ -358,10 +456,17 @@ class Shot(_Strict):
     video_ratio: str | None = Field(
         default=None, description="The video's ratio; default: the still's ratio."
     )
-    duration: int = Field(default=5, description="The video's length in seconds: 5 or 10.")
+    duration: int = Field(
+        default=5,
+        description="The video's length in seconds: 5 or 10; 2-10 for gen4_turbo/gen4.5 on Runway.",
+    )
     seed: int | None = Field(default=None, description="Seed for both steps; random if empty.")
     video_model: VideoModel = Field(
-        default="gen4_turbo", description="The video model: gen4_turbo or gen3a_turbo."
+        default="gen4_turbo",
+        description=(
+            "The video model: gen4_turbo, gen4.5 (Runway only) or gen3a_turbo (Segmind and "
+            "AIMLAPI; retired on Runway's own API)."
+        ),
     )
     credentials: str | None = Field(
         default=None,
@@ -469,9 +574,16 @@ class Generation(BaseModel):
 
 
 class StatusUpdate(BaseModel):
-    """What one status answer says, in provider-neutral terms (the output of a parser)."""
+    """What one status answer says, in provider-neutral terms (the output of a parser).
+
+    ``throttled`` marks a pending job the provider is holding back (Runway ``THROTTLED``: the
+    account is at its concurrency limit for the model); the engine keeps that time off the
+    wait deadline and logs ``throttle_reason``.
+    """
 
     state: JobState
+    throttled: bool = False
+    throttle_reason: str | None = None
     raw_status: str | None = None
     outputs: list[str] = Field(default_factory=list)
     error: str | None = None
@@ -530,3 +642,49 @@ class StoredOutput(BaseModel):
     @property
     def extension(self) -> str:
         return (mimetypes.guess_extension(self.media_type) or ".bin").lstrip(".")
+
+
+class ModelLimits(BaseModel):
+    """An account's limits and usage for one model (Runway ``GET /v1/organization``)."""
+
+    max_concurrent_generations: int | None = Field(
+        default=None, description="Jobs that may run at once; None: no limit."
+    )
+    max_daily_generations: int | None = Field(
+        default=None, description="Jobs that may be created in a rolling day; None: no limit."
+    )
+    daily_generations: int | None = Field(
+        default=None, description="Jobs created in the past day, where reported."
+    )
+
+    @property
+    def daily_remaining(self) -> int | None:
+        """Jobs left in the rolling day, where both the limit and the usage are known."""
+        if self.max_daily_generations is None or self.daily_generations is None:
+            return None
+        return max(0, self.max_daily_generations - self.daily_generations)
+
+
+class Balance(BaseModel):
+    """What an account has left to spend, from a provider's balance endpoint.
+
+    ``credits`` is in the provider's own unit (``unit``): Runway credits, Segmind's
+    USD-denominated credits, AIMLAPI credits ($1 = 2,000,000). Holds no secret.
+    """
+
+    provider: str
+    credits: float | None = Field(default=None, description="The spendable balance.")
+    unit: str = Field(description="What one unit of `credits` is.")
+    free_credits: float | None = Field(default=None, description="Promotional credits (Segmind).")
+    max_monthly_credit_spend: int | None = Field(
+        default=None, description="Runway tier: credits that may be bought in a month."
+    )
+    low_balance: bool | None = Field(default=None, description="AIMLAPI: below its threshold.")
+    models: dict[str, ModelLimits] = Field(
+        default_factory=dict, description="Per-model limits and usage (Runway)."
+    )
+    checked_at: datetime = Field(default_factory=utc_now)
+
+    def limits(self, model: str) -> ModelLimits | None:
+        """The limits of ``model``, if the provider reports any."""
+        return self.models.get(model)

@@ -25,7 +25,7 @@ import httpx
 from prefect_runway.engine.config import RetryPolicy
 from prefect_runway.engine.retry import RETRY_STATUS, Retry, with_retries
 from prefect_runway.engine.transport import Transport, retry_after
-from prefect_runway.errors import DownloadError, OutputRejected
+from prefect_runway.errors import DownloadError, DownloadVerificationFailed
 from prefect_runway.models import sniff_media_type
 from prefect_runway.providers.base import redact_url
 
@@ -137,7 +137,7 @@ class Downloader:
                     logger.warning("Download of %s is short (%d of %d bytes); resuming",
                                    safe_url, progress.received, progress.total)
                     return Retry()
-                raise OutputRejected(
+                raise DownloadVerificationFailed(
                     f"download of {safe_url} is truncated ({progress.received} of "
                     f"{progress.total} bytes)", provider=provider, job_id=job_id,
                 )
@@ -155,13 +155,13 @@ class Downloader:
             head = f.read(64)
         sniffed = sniff_media_type(head)
         if sniffed is None or not sniffed.startswith(expected_media):
-            raise OutputRejected(
+            raise DownloadVerificationFailed(
                 f"{safe_url} is not the expected media (content-type "
                 f"{progress.media_type or 'none'}, magic bytes say {sniffed or 'unknown'})",
                 provider=provider, job_id=job_id,
             )
         if progress.received == 0:
-            raise OutputRejected(f"{safe_url} is empty", provider=provider, job_id=job_id)
+            raise DownloadVerificationFailed(f"{safe_url} is empty", provider=provider, job_id=job_id)
         return DownloadedFile(tmp, progress.received, progress.digest.hexdigest(), sniffed, url)
 
     async def _attempt(self, url: str, p: _Progress) -> Any:

@@ -6,8 +6,16 @@ vocabulary, and never opens a socket. :func:`get_provider` returns one by name.
 
 from __future__ import annotations
 
+from prefect_runway.providers import catalogue
 from prefect_runway.providers.aimlapi import AimlapiProvider
-from prefect_runway.providers.base import HttpCall, ModelSpec, PreparedRequest, Provider
+from prefect_runway.providers.base import (
+    HttpCall,
+    ModelSpec,
+    PendingUpload,
+    PreparedRequest,
+    Provider,
+    UploadForm,
+)
 from prefect_runway.providers.runway import RunwayProvider
 from prefect_runway.providers.segmind import SegmindProvider
 
@@ -29,4 +37,7 @@ def get_provider(name: str, **options: object) -> Provider:
     return cls(**options)  # type: ignore[arg-type]
 
 
-__all__ = ["HttpCall", "ModelSpec", "PreparedRequest", "Provider", "PROVIDERS", "get_provider"]
+__all__ = [
+    "HttpCall", "ModelSpec", "PendingUpload", "PreparedRequest", "Provider", "PROVIDERS", "UploadForm",
+    "catalogue", "get_provider",
+]

@@ -37,18 +37,21 @@ from prefect_runway.errors import (
     ProviderError,
 )
 from prefect_runway.models import (
+    Balance,
     Generation,
     ImageRequest,
     JobState,
     StatusUpdate,
     VideoRequest,
 )
+from prefect_runway.providers import catalogue
 from prefect_runway.providers.base import (
     HttpCall,
     ModelSpec,
     PreparedRequest,
     Provider,
     error_detail,
+    number,
 )
 
 Route = Literal["universal", "legacy"]
@@ -66,7 +69,7 @@ _LAST_IMAGE_KEY = {"universal": "tail_image_url", "legacy": "last_image_url"}
 
 # AIMLAPI's model ids. gen4_turbo carries the vendor prefix; gen3a_turbo does not: every
 # version of AIMLAPI's gen3a_turbo schema (Feb 2025 - Jan 2026) has `model: enum ["gen3a_turbo"]`.
-WIRE_NAMES = {"gen4_turbo": "runway/gen4_turbo", "gen3a_turbo": "gen3a_turbo"}
+WIRE_NAMES = {model: spec.wire_name for model, spec in catalogue.specs("aimlapi").items()}
 
 _STATES = {
     "queued": JobState.PENDING,
@@ -97,16 +100,8 @@ class AimlapiProvider(Provider):
     accepts_data_uri = True
     checks_aspect = True
     can_cancel = False
-    models = {
-        "gen4_turbo": ModelSpec(
-            "gen4_turbo", WIRE_NAMES["gen4_turbo"], "video",
-            ratios=("16:9", "9:16", "4:3", "3:4", "1:1", "21:9"), default_ratio="16:9",
-        ),
-        "gen3a_turbo": ModelSpec(
-            "gen3a_turbo", WIRE_NAMES["gen3a_turbo"], "video",
-            ratios=("16:9", "9:16"), default_ratio="16:9", last_image=True,
-        ),
-    }
+    limits = catalogue.LIMITS["aimlapi"]
+    models = catalogue.specs("aimlapi")
 
     def __init__(self, route: Route = "universal") -> None:
         if route not in ROUTES:
@@ -203,6 +198,27 @@ class AimlapiProvider(Provider):
                 return InsufficientCredits("the AIMLAPI account is out of credits", **kw)
             return AuthenticationError("the API key is not allowed to do this", **kw)
         return super().error_for(status_code, body, job_id=job_id, on_job=on_job)
+
+
+    def balance_call(self, base_url: str | None = None) -> HttpCall:
+        """``GET /v2/billing`` (docs.aimlapi.com, Account Balance)."""
+        return HttpCall("GET", f"{(base_url or self.default_base_url).rstrip('/')}/v2/billing")
+
+    def parse_balance(self, status_code: int, body: Any) -> Balance:
+        """``{balance, lowBalance, ...}`` (also under ``data``) -> Balance in AIMLAPI credits."""
+        if not 200 <= status_code < 300:
+            raise self.error_for(status_code, body)
+        found = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
+        if not isinstance(found, dict):
+            raise self.bad_response("billing", body)
+        credits = number(found.get("balance", found.get("credits")))
+        if credits is None:
+            raise self.bad_response("billing", body)
+        low = found.get("lowBalance")
+        return Balance(
+            provider=self.name, credits=credits, unit="aimlapi credits ($1 = 2,000,000)",
+            low_balance=low if isinstance(low, bool) else None,
+        )
 
 
 def poll_url(base_url: str, route: str, job_id: str) -> str:

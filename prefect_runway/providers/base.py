@@ -32,14 +32,17 @@ from prefect_runway.errors import (
     AuthenticationError,
     BadResponse,
     GenerationExpired,
+    GenerationFailed,
     InsufficientCredits,
     InvalidRequest,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    UnsupportedOption,
 )
 from prefect_runway.models import (
+    Balance,
     Generation,
     ImageRequest,
     Request,
@@ -48,6 +51,8 @@ from prefect_runway.models import (
     bytes_to_data_uri,
     sniff_media_type,
 )
+from prefect_runway.providers import catalogue
+from prefect_runway.providers.catalogue import InputLimits, ModelSpec
 
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp")
@@ -64,19 +69,40 @@ class HttpCall:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """One model as one provider sells it."""
+class PendingUpload:
+    """A local image that must go through the provider's upload route before the request.
 
-    model: str
-    wire_name: str
-    kind: Literal["image", "video"]
-    ratios: tuple[str, ...]
-    default_ratio: str
-    seed_range: tuple[int, int] = (0, 4_294_967_295)
-    durations: tuple[int, ...] = (5, 10)
-    min_reference_images: int = 0
-    max_reference_images: int = 3
-    last_image: bool = False
+    Attributes:
+        field: Where it is in the request: ``image`` or ``reference_images[i].uri``.
+        data: The image's bytes.
+        media_type: ``image/png``, ``image/jpeg`` or ``image/webp``.
+        sha256: sha256 of ``data`` (hex): the image's identity in the fingerprint.
+        filename: The name to announce to the upload route.
+    """
+
+    field: str
+    data: bytes = field(repr=False)
+    media_type: str
+    sha256: str
+    filename: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """A provider's answer to "I want to upload": where to POST the file, and the result URI.
+
+    The file goes as ``multipart/form-data`` to ``url`` with every entry of ``fields`` and the
+    file itself under ``file_field``, without the API key (the form is presigned).
+    """
+
+    url: str
+    fields: dict[str, str]
+    uri: str
+    file_field: str = "file"
 
 
 @dataclass(frozen=True)
@@ -185,17 +211,20 @@ class Provider(ABC):
     #: Whether the provider checks the first frame's width/height between 0.5 and 2.
     checks_aspect: ClassVar[bool] = False
     can_cancel: ClassVar[bool] = False
+    #: Whether the provider has an upload route (``uploads_needed`` / ``upload_call``).
+    can_upload: ClassVar[bool] = False
+    #: Input size limits, from the catalogue.
+    limits: ClassVar[InputLimits]
+    #: The models this provider still serves, from the catalogue.
     models: ClassVar[dict[str, ModelSpec]]
 
     # ---- request side --------------------------------------------------------------------
 
     def spec_for(self, model: str) -> ModelSpec:
-        try:
+        """The rules of ``model`` here; raises ModelRetired or InvalidRequest (see catalogue)."""
+        if model in self.models:
             return self.models[model]
-        except KeyError:
-            raise InvalidRequest(
-                "model", f"{model!r} is not offered", allowed=sorted(self.models), provider=self.name
-            ) from None
+        return catalogue.check_model(self.name, model)
 
     def prepare(self, request: Request, base_url: str | None = None) -> PreparedRequest:
         """Check ``request`` against this provider's rules and build the body to send.
@@ -206,6 +235,15 @@ class Provider(ABC):
         spec = self.spec_for(request.model)
         if spec.kind != request.kind:
             raise InvalidRequest("model", f"{request.model!r} is not a {request.kind} model")
+        if request.content_moderation is not None and not spec.content_moderation:
+            offered = [
+                f"{e.provider} {e.model}" for e in catalogue.entries(usable=True)
+                if e.spec.content_moderation
+            ]
+            raise UnsupportedOption(
+                "content_moderation", "has no field here", allowed=offered,
+                provider=self.name, model=spec.model,
+            )
         ratio = map_ratio(request.ratio, spec, self.name)
         lo, hi = spec.seed_range
         if request.seed is not None and not lo <= request.seed <= hi:
@@ -217,12 +255,21 @@ class Provider(ABC):
         if isinstance(request, VideoRequest):
             if request.duration not in spec.durations:
                 raise InvalidRequest(
-                    "duration", f"{request.duration} is not allowed", allowed=spec.durations,
+                    "duration",
+                    f"{request.duration} is not allowed "
+                    f"[{spec.model} lengths by provider: {catalogue.describe_durations(spec.model)}]",
+                    allowed=spec.durations, provider=self.name, model=spec.model,
+                )
+            if spec.requires_prompt and not request.prompt.strip():
+                raise InvalidRequest(
+                    "prompt", "is required", allowed="a non-empty motion prompt",
                     provider=self.name, model=spec.model,
                 )
             image = self.resolve_image(request.image, "image")
             if request.image_sha256:
                 image = ResolvedImage(image.wire, f"sha256:{request.image_sha256}", image.data)
+            elif self.is_upload_uri(image.wire):
+                raise _needs_sha256("image_sha256", self.name)
             last = None
             if request.last_image is not None:
                 if not spec.last_image:
@@ -250,6 +297,10 @@ class Provider(ABC):
             refs = []
             for ref in request.reference_images:
                 img = self.resolve_image(ref.uri, "reference_images.uri")
+                if ref.sha256:
+                    img = ResolvedImage(img.wire, f"sha256:{ref.sha256}", img.data)
+                elif self.is_upload_uri(img.wire):
+                    raise _needs_sha256("reference_images.sha256", self.name)
                 identities[img.wire] = img.identity
                 refs.append({"uri": img.wire, "tag": ref.tag})
             body = self.image_body(spec, request, ratio, refs)
@@ -277,8 +328,21 @@ class Provider(ABC):
             spec=spec,
         )
 
+    def is_upload_uri(self, value: str) -> bool:
+        """Whether ``value`` is one of this provider's upload URIs (``runway://...``)."""
+        scheme = self.limits.upload_scheme
+        return bool(scheme) and value.startswith(f"{scheme}://")
+
     def resolve_image(self, value: str, field_name: str) -> ResolvedImage:
         """Turn an image input into what this provider accepts on the wire."""
+        if value.startswith("runway://"):
+            if not self.is_upload_uri(value):
+                raise InvalidRequest(
+                    field_name, f"{self.name} cannot read a Runway upload URI (runway://)",
+                    allowed="https URL or data URI; runway:// URIs are for the runway provider",
+                    provider=self.name,
+                )
+            return ResolvedImage(value, value)
         if value.startswith("data:"):
             media_type, data = decode_data_uri(value, field_name)
             self._check_image_bytes(data, media_type, field_name)
@@ -388,6 +452,41 @@ class Provider(ABC):
         """The call that cancels the job, or None where the provider cannot cancel."""
         return None
 
+    def failure_error(self, generation: Generation, update: StatusUpdate) -> GenerationFailed:
+        """The typed error for a FAILED status (Runway classifies its failure codes)."""
+        return GenerationFailed(
+            "the generation failed", provider=generation.provider, job_id=generation.job_id,
+            detail=update.error, failure_code=update.failure_code,
+        )
+
+    # ---- uploads (providers with an upload route override these) --------------------------
+
+    def uploads_needed(self, request: Request, *, force: bool = False) -> list[PendingUpload]:
+        """The local images of ``request`` that must be uploaded before it is sent.
+
+        Empty where the provider has no upload route. ``force`` uploads every local image
+        (a file, bytes, a data URI), not only those over the data-URI limit.
+        """
+        return []
+
+    def upload_call(self, filename: str, base_url: str | None = None) -> HttpCall:
+        """The call that opens an upload of ``filename``."""
+        raise InvalidRequest("image", f"{self.name} has no upload route", provider=self.name)
+
+    def parse_upload(self, status_code: int, body: Any) -> UploadForm:
+        """The answer to ``upload_call`` -> the presigned form and the resulting URI."""
+        raise InvalidRequest("image", f"{self.name} has no upload route", provider=self.name)
+
+    # ---- balances ----------------------------------------------------------------------
+
+    @abstractmethod
+    def balance_call(self, base_url: str | None = None) -> HttpCall:
+        """The GET that reads the account's balance."""
+
+    @abstractmethod
+    def parse_balance(self, status_code: int, body: Any) -> Balance:
+        """A balance answer -> Balance; raises the typed error for error answers."""
+
     def error_for(
         self, status_code: int, body: Any, *, job_id: str | None = None, on_job: bool = False
     ) -> ProviderError:
@@ -423,6 +522,28 @@ class Provider(ABC):
             f"unreadable {what} answer", provider=self.name, job_id=job_id,
             detail=error_detail(body),
         )
+
+
+def _needs_sha256(field_name: str, provider: str) -> InvalidRequest:
+    return InvalidRequest(
+        field_name, "is required with a runway:// upload URI",
+        allowed="the sha256 of the uploaded image's bytes (64 hex digits): the fingerprint "
+                "identifies an image by its bytes, never by an upload URI",
+        provider=provider,
+    )
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a float if it is a JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def whole(value: Any) -> int | None:
+    """``value`` as an int if it is a whole JSON number (not a bool), else None."""
+    n = number(value)
+    return int(n) if n is not None and n == int(n) else None
 
 
 def error_detail(body: Any, limit: int = 300) -> str | None:

@@ -14,6 +14,15 @@
 The ``output`` URLs are signed and expire within 24-48 hours; fetching the task again gives
 fresh ones, so every status answer's URLs replace the previous ones.
 
+Since 2026-07-30 Runway's API no longer serves gen3a_turbo (nor gen4_aleph): a request for
+it is refused with :class:`~prefect_runway.errors.ModelRetired` before anything is sent.
+Today's API adds ``gen4_image_turbo`` (one to three reference images required),
+``gen4.5`` (image-to-video, 2-10 s, prompt required), gen4_turbo lengths of 2-10 s,
+``contentModeration: {publicFigureThreshold: auto | low}``, ephemeral uploads
+(``POST /v1/uploads`` -> a presigned form and a ``runway://`` URI valid 24 h), the account's
+balance and limits (``GET /v1/organization``) and ``failureCode`` on failed tasks. The rules
+live in :mod:`prefect_runway.providers.catalogue`; ``docs/providers.md`` has their sources.
+
 Sources: the ``runwayml`` SDK 5.24.0 (``types/text_to_image_create_params.py`` class
 ``Gen4Image``, ``types/image_to_video_create_params.py`` class ``Gen4Turbo``,
 ``types/task_retrieve_response.py``, ``resources/tasks.py``). gen3a_turbo left the SDK's
@@ -24,41 +33,68 @@ Sources: the ``runwayml`` SDK 5.24.0 (``types/text_to_image_create_params.py`` c
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
 import re
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from prefect_runway.errors import InsufficientCredits, InvalidRequest, ProviderError
+from prefect_runway.errors import (
+    ContentRejected,
+    DailyQuotaExceeded,
+    GenerationFailed,
+    GenerationInternalError,
+    InsufficientCredits,
+    InvalidAsset,
+    InvalidRequest,
+    OutputRejected,
+    ProviderError,
+    UploadRequired,
+)
 from prefect_runway.models import (
+    Balance,
     Generation,
     ImageRequest,
     JobState,
+    ModelLimits,
+    Request,
     StatusUpdate,
     VideoRequest,
 )
+from prefect_runway.providers import catalogue
 from prefect_runway.providers.base import (
+    IMAGE_MEDIA_TYPES,
     HttpCall,
     ModelSpec,
+    PendingUpload,
     PreparedRequest,
     Provider,
+    ResolvedImage,
+    UploadForm,
+    decode_data_uri,
     error_detail,
+    number,
+    whole,
+)
+from prefect_runway.providers.catalogue import (  # noqa: F401  (re-exported)
+    GEN3A_TURBO_RATIOS,
+    GEN4_IMAGE_RATIOS,
+    GEN4_TURBO_RATIOS,
 )
 
 API_VERSION = "2024-11-06"
-MAX_DATA_URI_BYTES = 5 * 1024 * 1024
-
-# gen4_image: the 16 resolutions of runwayml 5.24.0 `Gen4Image.ratio`. Ordered 720p tier first,
-# so that a generic ratio ("16:9", "4:3", "1:1", ...) maps to the cheaper 720p resolution of
-# its shape, like the default; 1080p-class resolutions are used when asked for by name.
-GEN4_IMAGE_RATIOS = (
-    "1280:720", "720:1280", "720:720", "960:720", "720:960", "1680:720",
-    "1920:1080", "1080:1920", "1080:1080", "1024:1024", "1360:768",
-    "1440:1080", "1080:1440", "1168:880", "1808:768", "2112:912",
-)
-# gen4_turbo: runwayml 5.24.0 `Gen4Turbo.ratio`.
-GEN4_TURBO_RATIOS = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
-# gen3a_turbo: runwayml 4.18.0 `Gen3aTurbo.ratio`.
-GEN3A_TURBO_RATIOS = ("1280:768", "768:1280")
+LIMITS = catalogue.LIMITS["runway"]
+#: Longest data URI Runway takes, in characters of the encoded URI (5 MiB).
+MAX_DATA_URI_BYTES: int = LIMITS.data_uri  # type: ignore[assignment]
+#: Largest image behind an https URL (16 MiB).
+MAX_URL_IMAGE_BYTES = LIMITS.url
+#: Largest image through ``POST /v1/uploads`` (200 MiB).
+MAX_UPLOAD_BYTES: int = LIMITS.upload  # type: ignore[assignment]
+#: How long a ``runway://`` upload URI stays valid.
+UPLOAD_TTL_SECONDS = 24 * 3600.0
 
 _STATES = {
     "PENDING": JobState.PENDING,
@@ -70,6 +106,47 @@ _STATES = {
 }
 
 _CREDITS_WORDS = re.compile(r"enough credits|out of credits|insufficient credits", re.IGNORECASE)
+_DAILY_WORDS = re.compile(r"daily|per day|24 ?h|quota", re.IGNORECASE)
+
+#: What a THROTTLED task is waiting for (Runway's task answer carries no reason of its own).
+THROTTLE_REASON = (
+    "Runway is holding the task until the organization is below its concurrency limit for "
+    "this model (tier.models[model].maxConcurrentGenerations)"
+)
+
+
+class FailureKind(str, Enum):
+    """What a Runway ``failureCode`` means for what to do next."""
+
+    INPUT_REJECTED = "input_rejected"  # SAFETY.INPUT.*, INPUT_PREPROCESSING.SAFETY.*: final
+    OUTPUT_REJECTED = "output_rejected"  # SAFETY.OUTPUT.*: a new seed may pass
+    INTERNAL = "internal"  # INTERNAL, INTERNAL.*, INPUT_PREPROCESSING.INTERNAL: resubmit once
+    ASSET_INVALID = "asset_invalid"  # ASSET.INVALID*: fix the input
+    UNKNOWN = "unknown"
+
+
+def classify_failure(code: str | None) -> FailureKind:
+    """The kind of a Runway ``failureCode`` (https://docs.dev.runwayml.com/api-details/task-failures)."""
+    c = (code or "").strip().upper()
+    if c.startswith("SAFETY.INPUT") or c.startswith("INPUT_PREPROCESSING.SAFETY"):
+        return FailureKind.INPUT_REJECTED
+    if c.startswith("SAFETY.OUTPUT"):
+        return FailureKind.OUTPUT_REJECTED
+    if c == "INTERNAL" or c.startswith("INTERNAL.") or c == "INPUT_PREPROCESSING.INTERNAL":
+        return FailureKind.INTERNAL
+    if c.startswith("ASSET.INVALID"):
+        return FailureKind.ASSET_INVALID
+    return FailureKind.UNKNOWN
+
+
+_FAILURE_ERRORS: dict[FailureKind, tuple[type[GenerationFailed], str]] = {
+    FailureKind.INPUT_REJECTED: (ContentRejected, "content moderation rejected an input; not retried"),
+    FailureKind.OUTPUT_REJECTED: (
+        OutputRejected, "content moderation rejected the output; a new seed may pass",
+    ),
+    FailureKind.INTERNAL: (GenerationInternalError, "Runway failed internally; it may be resubmitted"),
+    FailureKind.ASSET_INVALID: (InvalidAsset, "Runway could not use an input asset; fix the input"),
+}
 
 
 class RunwayProvider(Provider):
@@ -82,21 +159,9 @@ class RunwayProvider(Provider):
     max_data_uri_bytes = MAX_DATA_URI_BYTES
     checks_aspect = True
     can_cancel = True
-    models = {
-        "gen4_image": ModelSpec(
-            "gen4_image", "gen4_image", "image",
-            ratios=GEN4_IMAGE_RATIOS, default_ratio="1280:720",
-            min_reference_images=0, max_reference_images=3,
-        ),
-        "gen4_turbo": ModelSpec(
-            "gen4_turbo", "gen4_turbo", "video",
-            ratios=GEN4_TURBO_RATIOS, default_ratio="1280:720",
-        ),
-        "gen3a_turbo": ModelSpec(
-            "gen3a_turbo", "gen3a_turbo", "video",
-            ratios=GEN3A_TURBO_RATIOS, default_ratio="1280:768", last_image=True,
-        ),
-    }
+    can_upload = True
+    limits = LIMITS
+    models = catalogue.specs("runway")
 
     # ---- request side --------------------------------------------------------------------
 
@@ -108,17 +173,13 @@ class RunwayProvider(Provider):
             body["referenceImages"] = refs
         if request.seed is not None:
             body["seed"] = request.seed
+        _add_content_moderation(body, request)
         return body
 
     def video_body(
         self, spec: ModelSpec, request: VideoRequest, ratio: str, image: str, last_image: str | None
     ) -> dict[str, Any]:
         has_prompt = bool(request.prompt.strip())
-        if spec.model == "gen3a_turbo" and not has_prompt:
-            raise InvalidRequest(
-                "prompt", "is required", allowed="a non-empty motion prompt",
-                provider=self.name, model=spec.model,
-            )
         prompt_image: str | list[dict[str, str]] = image
         if last_image is not None:
             prompt_image = [
@@ -132,7 +193,99 @@ class RunwayProvider(Provider):
         body["duration"] = request.duration
         if request.seed is not None:
             body["seed"] = request.seed
+        _add_content_moderation(body, request)
         return body
+
+    def resolve_image(self, value: str, field_name: str) -> ResolvedImage:
+        """As the base, but a local image too long for a data URI raises UploadRequired."""
+        local = _local_image(value, field_name)
+        if local is not None:
+            data, media_type = local
+            self._check_upload_size(data, media_type, field_name)
+            encoded = _inline_length(value, data, media_type)
+            if encoded > MAX_DATA_URI_BYTES:
+                raise UploadRequired(
+                    field_name,
+                    f"image is {len(data)} bytes, {encoded} characters as a data URI: too long to "
+                    f"send inline; upload it first (POST /v1/uploads, up to {MAX_UPLOAD_BYTES} bytes)",
+                    size=len(data), limit=MAX_DATA_URI_BYTES,
+                    allowed=f"at most {MAX_DATA_URI_BYTES} bytes", provider=self.name,
+                )
+        return super().resolve_image(value, field_name)
+
+    def _check_upload_size(self, data: bytes, media_type: str, field_name: str) -> None:
+        if sniff(data) not in IMAGE_MEDIA_TYPES:
+            raise InvalidRequest(
+                field_name, f"is not a PNG, JPEG or WebP image (got {media_type})",
+                allowed=IMAGE_MEDIA_TYPES,
+            )
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise InvalidRequest(
+                field_name, f"image is {len(data)} bytes",
+                allowed=f"at most {MAX_UPLOAD_BYTES} bytes (Runway's upload limit)",
+                provider=self.name,
+            )
+
+    def _check_image_bytes(self, data: bytes, media_type: str, field_name: str) -> None:
+        # Reached only for images that fit a data URI (resolve_image checked the rest).
+        self._check_upload_size(data, media_type, field_name)
+
+    # ---- uploads ---------------------------------------------------------------------------
+
+    def uploads_needed(self, request: Request, *, force: bool = False) -> list[PendingUpload]:
+        """The local images of ``request`` to upload first: those too long for a data URI,
+        or every local image when ``force``. URLs and ``runway://`` URIs are never uploaded.
+
+        Raises:
+            InvalidRequest: an image is not a PNG/JPEG/WebP, or is over 200 MB.
+        """
+        spots: list[tuple[str, str]] = []
+        if isinstance(request, VideoRequest):
+            spots.append(("image", request.image))  # no Runway model served takes a last frame
+        else:
+            spots += [(f"reference_images[{i}].uri", r.uri) for i, r in enumerate(request.reference_images)]
+        pending = []
+        for where, value in spots:
+            field_name = where.split("[")[0] + (".uri" if "[" in where else "")
+            local = _local_image(value, field_name)
+            if local is None:
+                continue
+            data, media_type = local
+            self._check_upload_size(data, media_type, field_name)
+            if force or _inline_length(value, data, media_type) > MAX_DATA_URI_BYTES:
+                digest = hashlib.sha256(data).hexdigest()
+                pending.append(PendingUpload(
+                    field=where, data=data, media_type=media_type, sha256=digest,
+                    filename=_filename(value, media_type, digest),
+                ))
+        return pending
+
+    def apply_uploads(
+        self, request: Request, uploaded: Mapping[str, str], pending: list[PendingUpload]
+    ) -> Request:
+        """``request`` with the uploaded images as ``runway://`` URIs (see :func:`apply_uploads`)."""
+        return apply_uploads(request, uploaded, pending)
+
+    def upload_call(self, filename: str, base_url: str | None = None) -> HttpCall:
+        """``POST /v1/uploads {filename, type: "ephemeral"}`` (runwayml 5.24 ``uploads.create_ephemeral``)."""
+        base = (base_url or self.default_base_url).rstrip("/")
+        return HttpCall("POST", f"{base}/v1/uploads", json={"filename": filename, "type": "ephemeral"})
+
+    def parse_upload(self, status_code: int, body: Any) -> UploadForm:
+        """``{uploadUrl, fields, runwayUri}`` -> UploadForm; raises the typed error otherwise."""
+        if not 200 <= status_code < 300:
+            raise self.error_for(status_code, body)
+        if not isinstance(body, dict):
+            raise self.bad_response("upload", body)
+        url, fields, uri = body.get("uploadUrl"), body.get("fields"), body.get("runwayUri")
+        if (
+            not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")
+            or not isinstance(uri, str) or not uri.startswith("runway://")
+            or not isinstance(fields, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+        ):
+            raise self.bad_response("upload", body)
+        return UploadForm(url=url, fields=dict(fields), uri=uri)
 
     # ---- HTTP side -----------------------------------------------------------------------
 
@@ -180,6 +333,9 @@ class RunwayProvider(Provider):
         update = StatusUpdate(
             state=state, raw_status=raw, metrics=_metrics(body), cost=_credits(body.get("cost")),
         )
+        if raw == "THROTTLED":
+            update.throttled = True
+            update.throttle_reason = THROTTLE_REASON
         if state is JobState.RUNNING:
             progress = body.get("progress")
             if isinstance(progress, (int, float)) and not isinstance(progress, bool):
@@ -198,17 +354,140 @@ class RunwayProvider(Provider):
             update.needs_result_call = not update.outputs
         return update
 
+    def failure_error(self, generation: Generation, update: StatusUpdate) -> GenerationFailed:
+        """The typed error of a FAILED task, by its ``failureCode``.
+
+        ``ContentRejected`` (input moderation: final), ``OutputRejected`` (output moderation:
+        ``retryable_with_new_seed``), ``GenerationInternalError`` (``resubmittable`` once, not
+        when ``charged``), ``InvalidAsset`` (fix the input); other codes: ``GenerationFailed``.
+        """
+        cls, message = _FAILURE_ERRORS.get(
+            classify_failure(update.failure_code), (GenerationFailed, "the generation failed")
+        )
+        kw: dict[str, Any] = {
+            "provider": generation.provider, "job_id": generation.job_id,
+            "detail": update.error, "failure_code": update.failure_code,
+        }
+        if cls is GenerationFailed:
+            return GenerationFailed(message, **kw)
+        charged = None if update.cost is None else update.cost > 0
+        return cls(message, charged=charged, **kw)  # type: ignore[call-arg]
+
     def error_for(
         self, status_code: int, body: Any, *, job_id: str | None = None, on_job: bool = False
     ) -> ProviderError:
-        """Runway's errors: an empty balance is a 400 that says so."""
+        """Runway's errors: an empty balance is a 400 that says so; a spent daily quota is a
+        429 on task creation that says so."""
         detail = error_detail(body)
+        kw: dict[str, Any] = {
+            "provider": self.name, "status_code": status_code, "job_id": job_id, "detail": detail,
+        }
         if status_code == 402 or (status_code == 400 and _CREDITS_WORDS.search(detail or "")):
-            return InsufficientCredits(
-                "the Runway account does not have enough credits for this task",
-                provider=self.name, status_code=status_code, job_id=job_id, detail=detail,
-            )
+            return InsufficientCredits("the Runway account does not have enough credits for this task", **kw)
+        if status_code == 429 and not on_job and _DAILY_WORDS.search(detail or ""):
+            return DailyQuotaExceeded("the Runway organization's daily generation quota is spent", **kw)
         return super().error_for(status_code, body, job_id=job_id, on_job=on_job)
+
+    # ---- balance ---------------------------------------------------------------------------
+
+    def balance_call(self, base_url: str | None = None) -> HttpCall:
+        """``GET /v1/organization`` (runwayml 5.24 ``organization.retrieve``)."""
+        return HttpCall("GET", f"{(base_url or self.default_base_url).rstrip('/')}/v1/organization")
+
+    def parse_balance(self, status_code: int, body: Any) -> Balance:
+        """``{creditBalance, tier: {maxMonthlyCreditSpend, models}, usage: {models}}`` -> Balance."""
+        if not 200 <= status_code < 300:
+            raise self.error_for(status_code, body)
+        if not isinstance(body, dict) or number(body.get("creditBalance")) is None:
+            raise self.bad_response("organization", body)
+        tier = body.get("tier") if isinstance(body.get("tier"), dict) else {}
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        limits = tier.get("models") if isinstance(tier.get("models"), dict) else {}
+        used = usage.get("models") if isinstance(usage.get("models"), dict) else {}
+        models: dict[str, ModelLimits] = {}
+        for name in sorted(set(limits) | set(used)):
+            lim = limits.get(name) if isinstance(limits.get(name), dict) else {}
+            use = used.get(name) if isinstance(used.get(name), dict) else {}
+            models[name] = ModelLimits(
+                max_concurrent_generations=whole(lim.get("maxConcurrentGenerations")),
+                max_daily_generations=whole(lim.get("maxDailyGenerations")),
+                daily_generations=whole(use.get("dailyGenerations")),
+            )
+        return Balance(
+            provider=self.name, credits=number(body["creditBalance"]), unit="runway credits",
+            max_monthly_credit_spend=whole(tier.get("maxMonthlyCreditSpend")), models=models,
+        )
+
+
+def _add_content_moderation(body: dict[str, Any], request: ImageRequest | VideoRequest) -> None:
+    """``contentModeration: {publicFigureThreshold}``, only when the request sets it."""
+    if request.content_moderation is not None:
+        body["contentModeration"] = {
+            "publicFigureThreshold": request.content_moderation.public_figure_threshold,
+        }
+
+
+def data_uri_length(size: int, media_type: str) -> int:
+    """Characters of ``data:<media_type>;base64,<...>`` for ``size`` bytes of image."""
+    return len(f"data:{media_type};base64,") + 4 * ((size + 2) // 3)
+
+
+def _inline_length(value: str, data: bytes, media_type: str) -> int:
+    """Characters the image takes as a data URI: the given URI's own, or the one we would build."""
+    return len(value) if value.startswith("data:") else data_uri_length(len(data), media_type)
+
+
+def sniff(data: bytes) -> str | None:
+    from prefect_runway.models import sniff_media_type
+
+    return sniff_media_type(data)
+
+
+def _local_image(value: str, field_name: str) -> tuple[bytes, str] | None:
+    """(bytes, media type) of a data URI or a local file; None for URLs and upload URIs."""
+    if value.startswith("data:"):
+        return decode_data_uri(value, field_name)[::-1]
+    scheme = urlsplit(value).scheme
+    if scheme and len(scheme) > 1:  # a URL, an upload URI, or an unsupported scheme
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return None  # the base reports it
+    data = path.read_bytes()
+    return data, sniff(data) or "application/octet-stream"
+
+
+def _filename(value: str, media_type: str, digest: str) -> str:
+    """The name announced to the upload route: the file's own, or one from the digest."""
+    if not value.startswith("data:"):
+        name = Path(value).name
+        if name:
+            return name
+    return f"{digest[:16]}{mimetypes.guess_extension(media_type) or '.bin'}"
+
+
+def apply_uploads(request: Request, uploaded: Mapping[str, str], pending: list[PendingUpload]) -> Request:
+    """``request`` with each uploaded image replaced by its ``runway://`` URI and sha256.
+
+    Args:
+        request: The request ``uploads_needed`` was asked about.
+        uploaded: The ``runway://`` URI of each ``PendingUpload.field``.
+        pending: What ``uploads_needed`` returned.
+    """
+    by_field = {p.field: p for p in pending}
+    if isinstance(request, VideoRequest):
+        if "image" not in uploaded:
+            return request
+        return request.model_copy(
+            update={"image": uploaded["image"], "image_sha256": by_field["image"].sha256}
+        )
+    refs = []
+    for i, ref in enumerate(request.reference_images):
+        key = f"reference_images[{i}].uri"
+        if key in uploaded:
+            ref = ref.model_copy(update={"uri": uploaded[key], "sha256": by_field[key].sha256})
+        refs.append(ref)
+    return request.model_copy(update={"reference_images": refs})
 
 
 def task_url(base_url: str, job_id: str) -> str:

@@ -17,24 +17,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect_runway.errors import GenerationExpired, InvalidRequest
+from prefect_runway.errors import GenerationExpired
 from prefect_runway.models import (
+    Balance,
     Generation,
     ImageRequest,
     JobState,
     StatusUpdate,
     VideoRequest,
 )
-from prefect_runway.providers.base import HttpCall, ModelSpec, PreparedRequest, Provider
+from prefect_runway.providers import catalogue
+from prefect_runway.providers.base import HttpCall, ModelSpec, PreparedRequest, Provider, number
+from prefect_runway.providers.catalogue import GEN4_TURBO_RATIOS as GEN4_VIDEO_RATIOS  # noqa: F401
+from prefect_runway.providers.catalogue import SEGMIND_SEEDS  # noqa: F401  (re-exported)
 
-GEN4_VIDEO_RATIOS = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
-SEGMIND_SEEDS = (1, 99_999)
-
-SLUGS = {
-    "gen4_image": "runway-gen4-image",
-    "gen4_turbo": "runway-gen4-turbo",
-    "gen3a_turbo": "runway-gen3-alphaturbo",
-}
+SLUGS = {model: spec.wire_name for model, spec in catalogue.specs("segmind").items()}
 
 _STATES = {
     "QUEUED": JobState.PENDING,
@@ -51,22 +48,8 @@ class SegmindProvider(Provider):
     default_base_url = "https://api.segmind.com"
     retention_seconds = 3600.0
     accepts_data_uri = False
-    models = {
-        "gen4_image": ModelSpec(
-            "gen4_image", SLUGS["gen4_image"], "image",
-            ratios=(*GEN4_VIDEO_RATIOS, "1920:1080", "1080:1920"),
-            default_ratio="1280:720", seed_range=SEGMIND_SEEDS,
-            min_reference_images=1, max_reference_images=3,
-        ),
-        "gen4_turbo": ModelSpec(
-            "gen4_turbo", SLUGS["gen4_turbo"], "video",
-            ratios=GEN4_VIDEO_RATIOS, default_ratio="1280:720", seed_range=SEGMIND_SEEDS,
-        ),
-        "gen3a_turbo": ModelSpec(
-            "gen3a_turbo", SLUGS["gen3a_turbo"], "video",
-            ratios=("16:9", "9:16"), default_ratio="16:9", seed_range=SEGMIND_SEEDS,
-        ),
-    }
+    limits = catalogue.LIMITS["segmind"]
+    models = catalogue.specs("segmind")
 
     def image_body(
         self, spec: ModelSpec, request: ImageRequest, ratio: str, refs: list[dict[str, str]]
@@ -79,11 +62,6 @@ class SegmindProvider(Provider):
     def video_body(
         self, spec: ModelSpec, request: VideoRequest, ratio: str, image: str, last_image: str | None
     ) -> dict[str, Any]:
-        if not request.prompt.strip():
-            raise InvalidRequest(
-                "prompt", "is required", allowed="a non-empty motion prompt",
-                provider=self.name, model=spec.model,
-            )
         body: dict[str, Any] = {
             "promptImage": image,
             "promptText": request.prompt,
@@ -150,6 +128,23 @@ class SegmindProvider(Provider):
             update.outputs = _outputs(body.get("output"))
             update.needs_result_call = not update.outputs
         return update
+
+
+    def balance_call(self, base_url: str | None = None) -> HttpCall:
+        """``GET /v1/get-user-credits`` (docs.segmind.com, Account and Billing APIs)."""
+        return HttpCall("GET", f"{(base_url or self.default_base_url).rstrip('/')}/v1/get-user-credits")
+
+    def parse_balance(self, status_code: int, body: Any) -> Balance:
+        """``{credits, "free-credits"}`` (both USD-denominated) -> Balance."""
+        if not 200 <= status_code < 300:
+            raise self.error_for(status_code, body)
+        if not isinstance(body, dict) or number(body.get("credits")) is None:
+            raise self.bad_response("credits", body)
+        free = body.get("free-credits", body.get("free_credits"))
+        return Balance(
+            provider=self.name, credits=number(body["credits"]), unit="USD",
+            free_credits=number(free),
+        )
 
 
 def _outputs(value: Any) -> list[str]:

@@ -51,7 +51,7 @@ def _credentials(kind: str, request: pytest.FixtureRequest):
         ("segmind", "segmind", "gen4_turbo", "1280:720", (1280, 720)),
         ("segmind", "segmind", "gen3a_turbo", "16:9", (1280, 768)),
         ("runway", "runway", "gen4_turbo", "16:9", (1280, 720)),
-        ("runway", "runway", "gen3a_turbo", "1280:768", (1280, 768)),
+        ("runway", "segmind", "gen3a_turbo", "16:9", (1280, 768)),  # retired on Runway's own API
         ("runway", "aimlapi", "gen4_turbo", "16:9", None),
         ("segmind", "aimlapi", "gen3a_turbo", "16:9", None),
         ("runway", "aimlapi-legacy", "gen4_turbo", "16:9", None),

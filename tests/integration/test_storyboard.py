@@ -154,13 +154,13 @@ async def test_shots_may_use_other_providers_for_their_videos(own_emulator, tmp_
     runway = _fast(RunwayCredentials, own_emulator.url)
     await runway.save("storyboard-test-runway", overwrite=True)
     shots = [_shot(1), _shot(2, video_credentials="runway-credentials/storyboard-test-runway",
-                            video_model="gen3a_turbo", ratio="16:9")]
+                            video_model="gen4_turbo", ratio="16:9")]
 
     summary = await storyboard(shots=shots, credentials=segmind, storage=str(tmp_path))
 
     assert summary.completed == 2
     assert summary.shots[1].still.provider == "segmind"
-    assert (summary.shots[1].video.provider, summary.shots[1].video.model) == ("runway", "gen3a_turbo")
+    assert (summary.shots[1].video.provider, summary.shots[1].video.model) == ("runway", "gen4_turbo")
     assert own_emulator.stats()["runway"]["total_submissions"] == 1
 
 

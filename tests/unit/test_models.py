@@ -129,9 +129,23 @@ def test_duration_defaults_to_5():
     assert video().duration == 5
 
 
-@pytest.mark.parametrize("value", [7, 0, -5, 5.5, "x", "5.5", "", None, True])
+@pytest.mark.parametrize("value", [11, 1, 0, -5, 5.5, "x", "5.5", "", None, True])
 def test_duration_other_values_are_rejected(value):
+    # gen4_turbo (the default) takes 2-10 s on Runway's API, 5 or 10 elsewhere: the request
+    # allows the union; each provider's prepare checks its own lengths.
     err = invalid(lambda: video(duration=value), "duration")
+    assert err.allowed == list(range(2, 11))
+
+
+@pytest.mark.parametrize("value", [2, 3, 7, 9, "8"])
+def test_gen4_turbo_and_gen4_5_take_2_to_10(value):
+    assert video(duration=value).duration == int(value)
+    assert video(model="gen4.5", duration=value).duration == int(value)
+
+
+@pytest.mark.parametrize("value", [2, 7, 11])
+def test_gen3a_turbo_takes_5_or_10(value):
+    err = invalid(lambda: video(model="gen3a_turbo", duration=value), "duration")
     assert err.allowed == [5, 10]
 
 
@@ -264,7 +278,7 @@ def test_unknown_field_in_nested_reference_is_rejected():
 
 def test_model_validate_also_raises_invalid_request():
     with pytest.raises(InvalidRequest) as info:
-        VideoRequest.model_validate({"image": URL, "prompt": "x", "duration": 7})
+        VideoRequest.model_validate({"image": URL, "prompt": "x", "duration": 11})
     assert info.value.field == "duration"
 
 

@@ -23,6 +23,7 @@ from prefect_runway.errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    UnsupportedOption,
 )
 from prefect_runway.models import (
     Generation,
@@ -242,8 +243,12 @@ def test_seed_out_of_range_rejected(universal, seed):
 def test_duration(universal):
     assert universal.prepare(video(duration=10)).body["duration"] == 10
     with pytest.raises(InvalidRequest) as e:
-        video(duration=7)
-    assert e.value.field == "duration"
+        universal.prepare(video(duration=7))  # Runway's API takes 7 s; AIMLAPI does not
+    assert (e.value.field, e.value.allowed, e.value.provider) == ("duration", [5, 10], "aimlapi")
+    assert "runway 2-10" in str(e.value) and "aimlapi 5 or 10" in str(e.value)
+    with pytest.raises(InvalidRequest) as e:
+        video(model="gen3a_turbo", duration=7)
+    assert (e.value.field, e.value.allowed) == ("duration", [5, 10])
 
 
 def test_prompt_length_counts_utf16_units(universal):
@@ -534,3 +539,52 @@ def test_fingerprint_uses_image_bytes_not_data_uri_text(universal):
     assert a.fingerprint == b.fingerprint
     c = universal.prepare(video(image=bytes_to_data_uri(png(64, 65))))
     assert c.fingerprint != a.fingerprint
+
+
+# ---- issue 17: the catalogue, options AIMLAPI has no field for, balance ---------------------------
+
+
+
+def test_gen3a_turbo_is_still_served_here(universal):
+    assert universal.prepare(video(model="gen3a_turbo", prompt="x", duration=10)).body["model"] == "gen3a_turbo"
+
+
+def test_content_moderation_is_refused_naming_the_field(universal):
+    with pytest.raises(UnsupportedOption) as e:
+        universal.prepare(video(content_moderation={"public_figure_threshold": "low"}))
+    assert (e.value.field, e.value.provider, e.value.model) == ("content_moderation", "aimlapi", "gen4_turbo")
+
+
+def test_runway_upload_uris_are_refused(universal):
+    with pytest.raises(InvalidRequest) as e:
+        universal.prepare(video(image="runway://uploads/x", image_sha256="ab" * 32))
+    assert (e.value.field, e.value.provider) == ("image", "aimlapi")
+
+
+def test_gen4_5_is_not_offered_here(universal):
+    with pytest.raises(InvalidRequest) as e:
+        universal.prepare(video(model="gen4.5", prompt="x"))
+    assert e.value.field == "model" and "served by runway" in str(e.value)
+
+
+BILLING = {
+    "balance": 551564495, "lowBalance": False, "lowBalanceThreshold": 10000,
+    "lastUpdated": "2025-11-10T10:01:56.824Z", "autoDebitStatus": "disabled",
+    "status": "current", "statusExplanation": "Balance is current and up to date",
+}
+
+
+@pytest.mark.parametrize("body", [BILLING, {"data": BILLING}])
+def test_balance(universal, body):
+    call = universal.balance_call()
+    assert (call.method, call.url) == ("GET", f"{BASE}/v2/billing")
+    b = universal.parse_balance(200, body)
+    assert (b.provider, b.credits, b.low_balance) == ("aimlapi", 551564495.0, False)
+    assert "2,000,000" in b.unit
+
+
+def test_balance_errors(universal):
+    with pytest.raises(BadResponse):
+        universal.parse_balance(200, {"status": "current"})
+    with pytest.raises(InsufficientCredits):
+        universal.parse_balance(403, {"message": "You've run out of credits", "statusCode": 403})

@@ -16,9 +16,11 @@ from prefect_runway.errors import (
     GenerationExpired,
     InsufficientCredits,
     InvalidRequest,
+    ModelRetired,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    UnsupportedOption,
 )
 from prefect_runway.models import (
     Generation,
@@ -540,3 +542,60 @@ def test_summary_drops_url_signatures(segmind):
     assert "SECRETSIG" not in repr(prepared.summary)
     gen = segmind.parse_submit(prepared, SUBMIT_ANSWER)
     assert "SECRETSIG" not in gen.model_dump_json()
+
+
+# ---- issue 17: the catalogue, options Segmind has no field for, balance ---------------------------
+
+
+
+def test_gen3a_turbo_is_still_served_here(segmind):
+    # Runway's own API retired it on 2026-07-30; Segmind's runway-gen3-alphaturbo is still listed.
+    assert segmind.prepare(video(model="gen3a_turbo", ratio="16:9")).body["ratio"] == "16:9"
+
+
+@pytest.mark.parametrize("seconds", [2, 7, 9])
+def test_runway_only_lengths_are_refused_naming_who_takes_them(segmind, seconds):
+    with pytest.raises(InvalidRequest) as e:
+        segmind.prepare(video(duration=seconds))
+    err = e.value
+    assert (err.field, err.allowed, err.provider, err.model) == ("duration", [5, 10], "segmind", "gen4_turbo")
+    assert str(err).startswith(f"duration: {seconds} is not allowed")
+    assert "runway 2-10" in str(err) and "segmind 5 or 10" in str(err)
+
+
+def test_runway_only_models_are_not_offered_and_say_who_serves_them(segmind):
+    with pytest.raises(InvalidRequest) as e:
+        segmind.prepare(image(model="gen4_image_turbo"))
+    assert not isinstance(e.value, ModelRetired)
+    assert e.value.field == "model" and "served by runway" in str(e.value)
+    assert e.value.allowed == ["gen3a_turbo", "gen4_image", "gen4_turbo"]
+    with pytest.raises(InvalidRequest) as e:
+        segmind.prepare(video(model="gen4.5"))
+    assert "served by runway" in str(e.value)
+
+
+def test_content_moderation_is_refused_naming_the_field(segmind):
+    for request in (video(content_moderation={"public_figure_threshold": "low"}),
+                    image(content_moderation={"public_figure_threshold": "auto"})):
+        with pytest.raises(UnsupportedOption) as e:
+            segmind.prepare(request)
+        assert (e.value.field, e.value.provider) == ("content_moderation", "segmind")
+        assert "runway gen4_turbo" in e.value.allowed
+
+
+def test_runway_upload_uris_are_refused(segmind):
+    with pytest.raises(InvalidRequest) as e:
+        segmind.prepare(video(image="runway://uploads/x", image_sha256="ab" * 32))
+    assert (e.value.field, e.value.provider) == ("image", "segmind")
+    assert segmind.uploads_needed(video()) == [] and not segmind.can_upload
+
+
+def test_balance(segmind):
+    call = segmind.balance_call()
+    assert (call.method, call.url) == ("GET", f"{BASE}/v1/get-user-credits")
+    b = segmind.parse_balance(200, {"credits": 12.5, "free-credits": 0.0184921035})
+    assert (b.provider, b.credits, b.free_credits, b.unit) == ("segmind", 12.5, 0.0184921035, "USD")
+    with pytest.raises(BadResponse):
+        segmind.parse_balance(200, {"balance": 3})
+    with pytest.raises(AuthenticationError):
+        segmind.parse_balance(401, {"error": "bad key"})

@@ -54,7 +54,7 @@ def test_csv_cells_reference_images_and_empty_cells():
 @pytest.mark.parametrize(
     "text, row, line, field",
     [
-        ("still_prompt,duration\na,5\nb,7\n", 2, 3, "duration"),
+        ("still_prompt,duration\na,5\nb,11\n", 2, 3, "duration"),
         ("still_prompt,seed\na,1\nb,1\nc,-4\n", 3, 4, "seed"),
         ("still_prompt,seed\na,1\nb,1,3\n", 2, 3, "row"),
         ('still_prompt,motion_prompt\n"multi\nline",x\nb,\n,y\n', 3, 5, "still_prompt"),
