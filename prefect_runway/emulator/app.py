@@ -173,7 +173,7 @@ class ControlRoutes:
 
 def build_app(backend: Backend, faults: FaultState | None = None) -> FaultMiddleware:
     """The whole emulator as one ASGI app over `backend`."""
-    faults = faults or FaultState(backend.clock)
+    faults = faults or FaultState(backend.clock, backend)
     protocols = (
         runway.RunwayProtocol(backend),  # before Segmind: /v1/{slug} would shadow /v1/tasks
         aimlapi.AimlapiProtocol(backend),

@@ -87,7 +87,7 @@ class Emulator:
         faults: FaultPlan | dict[str, Any] | None = None,
     ) -> None:
         self.backend = Backend(config or EmulatorConfig(), clock=clock)
-        self.faults = FaultState(self.backend.clock)
+        self.faults = FaultState(self.backend.clock, self.backend)
         if faults is not None:
             self.set_faults(faults)
         self.app = build_app(self.backend, self.faults)
@@ -216,7 +216,7 @@ def run_forever(
     """
     sock = _bind(port, host)
     backend = Backend(config or EmulatorConfig())
-    fault_state = FaultState(backend.clock)
+    fault_state = FaultState(backend.clock, backend)
     if faults is not None:
         fault_state.set(faults if isinstance(faults, FaultPlan) else FaultPlan.model_validate(faults))
     app = build_app(backend, fault_state)

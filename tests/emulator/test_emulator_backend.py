@@ -151,15 +151,18 @@ def test_credits_run_out(backend):
     video = JobSpec(kind="video", prompt="p", seed=1, width=64, height=64, duration=5,
                     image="data:,")
     with pytest.raises(InsufficientCredits):
-        backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, video)  # 25 credits
-    backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, STILL)  # 5
-    backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, STILL)  # 10
+        backend.submit("runway", "gen4_turbo", "k", {}, video)  # 25 credits
+    backend.submit("runway", "gen4_image", "k", {}, STILL)  # 5
+    backend.submit("runway", "gen4_image", "k", {}, STILL)  # 10
     with pytest.raises(InsufficientCredits):
-        backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, STILL)
-    stats = backend.stats()["aimlapi"]
+        backend.submit("runway", "gen4_image", "k", {}, STILL)
+    stats = backend.stats()["runway"]
     assert stats["credits_used"] == 10
     assert stats["credits_remaining"] == 2
-    assert backend.stats()["runway"]["credits_remaining"] == 12  # accounts are per provider
+    assert stats["credit_refusals"] == 2
+    assert backend.stats()["segmind"]["credits_remaining"] == 12  # accounts are per provider
+    backend.submit("runway", "gen4_image", "other-key", {}, STILL)  # and per key
+    assert backend.balance("runway", "other-key") == 7
 
 
 def test_stats_count_billable_submissions_by_fingerprint(backend):
