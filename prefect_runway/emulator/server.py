@@ -168,6 +168,10 @@ class Emulator:
         """Per-provider counters (same as `GET /_emulator/stats`)."""
         return self.backend.stats()
 
+    def charges(self) -> list[dict[str, Any]]:
+        """Every accepted job's charge (as `GET /_emulator/charges`)."""
+        return self.backend.charges()
+
     def reset(self) -> None:
         """Forget all jobs, media, counters and faults (configuration stays)."""
         self.backend.reset()
