@@ -84,13 +84,13 @@ def test_runway_refuses_what_the_balance_cannot_pay(emu, client):
 
 
 def test_segmind_balance_header_and_credits_route(emu, client):
-    emu.configure(credits=1, latency=30)  # (the jobs stay running: not refunded yet)
+    emu.configure(credits=0.8, latency=30)  # (the jobs stay running: not refunded yet)
     response = client.post("/v2/runway-gen4-turbo", headers=SEGMIND_HEADERS, json={
         "promptText": "x", "promptImage": IMAGE, "duration": 10})
     assert response.status_code == 200
-    assert float(response.headers["x-remaining-credits"]) == pytest.approx(0.5)
+    assert float(response.headers["x-remaining-credits"]) == pytest.approx(0.3)
     credits = client.get("/v1/get-user-credits", headers=SEGMIND_HEADERS).json()
-    assert credits == {"credits": 0.5, "credits_used": 0.5, "currency": "USD"}
+    assert credits == {"credits": 0.3, "credits_used": 0.5, "currency": "USD"}
     refused = client.post("/v2/runway-gen4-turbo", headers=SEGMIND_HEADERS, json={
         "promptText": "x", "promptImage": IMAGE, "duration": 10, "ratio": "720:1280"})
     assert refused.status_code == 406
