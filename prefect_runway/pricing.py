@@ -158,6 +158,9 @@ DEFAULT_ENTRIES: tuple[PriceEntry, ...] = (
     PriceEntry("runway", "gen4_image", "credits", "job",
                tiers={"720p": 5, "1080p": 8}, source=RUNWAY_SOURCE),
     PriceEntry("runway", "gen4_image_turbo", "credits", "job", 2, source=RUNWAY_SOURCE),
+    PriceEntry("runway", "gen3a_turbo", "credits", "second", 5,
+               source="Runway's price until it retired the model on 2026-07-30 (no longer "
+                      "served by Runway's API)"),
     # Segmind (USD; Segmind's credits are dollars)
     PriceEntry("segmind", "gen4_turbo", "USD", "second", 0.05, source=_SEGMIND_SOURCE,
                estimate=True),

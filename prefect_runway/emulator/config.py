@@ -144,6 +144,13 @@ class EmulatorConfig(BaseModel):
             "a submission over it answers 429."
         ),
     )
+    runway_retired: frozenset[str] = Field(
+        default=frozenset({"gen3a_turbo", "gen4_aleph"}),
+        description=(
+            "Models Runway's route refuses as retired (400). Empty it to emulate Runway "
+            "before 2026-07-30, when gen3a_turbo was still served (its 4.18 rules)."
+        ),
+    )
     upload_ttl: float = Field(
         default=86_400.0, gt=0, description="Lifetime of a Runway ephemeral upload (runway://)."
     )
@@ -199,4 +206,5 @@ class EmulatorConfig(BaseModel):
         data = self.model_dump(mode="json")
         if data.get("api_keys") is not None:
             data["api_keys"] = sorted(data["api_keys"])
+        data["runway_retired"] = sorted(data["runway_retired"])
         return data

@@ -121,6 +121,7 @@ class VideoModel:
     positions: tuple[str, ...]
     prompt_required: bool
     duration_required: bool = False
+    durations: tuple[int, ...] = DURATIONS
 
 
 VIDEO_MODELS: dict[str, VideoModel] = {
@@ -130,6 +131,15 @@ VIDEO_MODELS: dict[str, VideoModel] = {
         default_ratio=None,
         positions=("first",),
         prompt_required=False,
+    ),
+    "gen3a_turbo": VideoModel(  # retired; served only when `runway_retired` omits it
+        ratios=("1280:768", "768:1280"),
+        ratio_required=False,
+        default_ratio="1280:768",
+        positions=("first", "last"),
+        prompt_required=True,
+        duration_required=False,
+        durations=(5, 10),
     ),
     "gen4.5": VideoModel(
         ratios=("1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"),
@@ -182,7 +192,7 @@ class RetiredModel(FieldError):
 
 def retired_message(model: str) -> str:
     """Runway's answer to a retired model."""
-    date, replacements = RETIRED[model]
+    date, replacements = RETIRED.get(model, ("an earlier date", ("gen4_turbo",)))
     return (
         f"Model {model} has been retired and is no longer available (since {date}). "
         f"Use {' or '.join(replacements)} instead."
@@ -212,11 +222,11 @@ def _check_uri(name: str, value: Any) -> str:
     return uri
 
 
-def _check_model(body: dict[str, Any], models) -> str:
+def _check_model(body: dict[str, Any], models, retired) -> str:
     model = body.get("model")
-    if isinstance(model, str) and model in RETIRED:
+    if isinstance(model, str) and model in retired:
         raise RetiredModel("model", retired_message(model))
-    return get_choice(body, "model", models, required=True)
+    return get_choice(body, "model", [m for m in models if m not in retired], required=True)
 
 
 def _check_moderation(body: dict[str, Any]) -> None:
@@ -251,13 +261,15 @@ def upload_uris(body: dict[str, Any]) -> list[tuple[str, str]]:
             if isinstance(uri, str) and uri.startswith(UPLOAD_SCHEME)]
 
 
-def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
+def validate_image_to_video(
+    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+) -> tuple[str, JobSpec]:
     """Check an image_to_video body; returns (model, spec).
 
     Raises:
         FieldError: naming the first bad field.
     """
-    model = _check_model(body, VIDEO_MODELS)
+    model = _check_model(body, VIDEO_MODELS, retired)
     rules = VIDEO_MODELS[model]
     prompt_image = body.get("promptImage")
     first: str | None = None
@@ -295,7 +307,7 @@ def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
     ratio = get_choice(
         body, "ratio", rules.ratios, default=rules.default_ratio, required=rules.ratio_required
     )
-    duration = get_choice(body, "duration", DURATIONS, default=DEFAULT_DURATION,
+    duration = get_choice(body, "duration", rules.durations, default=DEFAULT_DURATION,
                           required=rules.duration_required)
     _check_moderation(body)
     seed = get_int(body, "seed", low=0, high=MAX_SEED)
@@ -314,13 +326,15 @@ def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
     )
 
 
-def validate_text_to_image(body: dict[str, Any]) -> tuple[str, JobSpec]:
+def validate_text_to_image(
+    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+) -> tuple[str, JobSpec]:
     """Check a text_to_image body; returns (model, spec).
 
     Raises:
         FieldError: naming the first bad field.
     """
-    model = _check_model(body, IMAGE_MODELS)
+    model = _check_model(body, IMAGE_MODELS, retired)
     prompt = get_string(body, "promptText", required=True, max_utf16=MAX_PROMPT)
     ratio = get_choice(body, "ratio", IMAGE_MODELS[model], required=True)
     references = body.get("referenceImages")
@@ -404,7 +418,7 @@ class RunwayProtocol:
             return key
         try:
             body = await read_json_object(request)
-            model, spec = validate(body)
+            model, spec = validate(body, self.backend.config.runway_retired)
             for name, uri in upload_uris(body):
                 try:
                     self.backend.upload_bytes(uri, key)
@@ -537,7 +551,8 @@ class RunwayProtocol:
         if isinstance(key, Response):
             return key
         config = self.backend.config
-        models = list(VIDEO_MODELS) + list(IMAGE_MODELS)
+        retired = config.runway_retired
+        models = [m for m in list(VIDEO_MODELS) + list(IMAGE_MODELS) if m not in retired]
         usage = self.backend.daily_generations(PROVIDER, key)
         return JSONResponse({
             "creditBalance": int(self.backend.balance(PROVIDER, key)),

@@ -277,3 +277,21 @@ def test_credits(emu, client):
     assert create(client, "text_to_image", **body).status_code == 200
     response = create(client, "text_to_image", **body)
     assert response.status_code == 400 and "credits" in response.json()["error"]
+
+
+def test_gen3a_turbo_served_again_when_not_retired(emu, client):
+    """`runway_retired=frozenset()` emulates Runway before 2026-07-30 (gen3a's 4.18 rules)."""
+    emu.configure(runway_retired=frozenset())
+    first, last = picture(colour=(200, 0, 0)), picture(colour=(0, 0, 200))
+    response = create(client, "image_to_video", model="gen3a_turbo", duration=5,
+                      promptText="fade", promptImage=[
+        {"uri": data_uri(first), "position": "first"}, {"uri": data_uri(last), "position": "last"},
+    ])
+    assert response.status_code == 200, response.text
+    final, _ = finish(client, response.json()["id"])
+    info = probe_video(client.get(final.json()["output"][0]).content)
+    assert (info.width, info.height) == (1280, 768)  # gen3a_turbo's default ratio
+    assert mean_abs_difference(info.last_frame, fit(last, 1280, 768)) < 5
+    assert final.json()["cost"] == {"credits": 25}  # priced like gen4_turbo while served
+    assert create(client, "image_to_video", model="gen3a_turbo", duration=3, promptText="x",
+                  promptImage=IMAGE).status_code == 400  # 5 or 10 only

@@ -40,12 +40,15 @@ def test_estimates_are_labelled_and_runway_is_not():
 def test_unknown_and_missing_arguments():
     with pytest.raises(UnknownPrice, match="gen4_image_turbo.*aimlapi"):
         price("aimlapi", "gen4_image_turbo")
-    with pytest.raises(UnknownPrice, match="gen3a_turbo"):
-        price("runway", "gen3a_turbo", duration=5)  # retired on Runway: not priced
     with pytest.raises(ValueError, match="duration"):
         price("runway", "gen4_turbo")
     with pytest.raises(ValueError, match="ratio"):
         price("runway", "gen4_image")
+
+
+def test_retired_runway_model_keeps_its_last_price_and_says_so():
+    last = price("runway", "gen3a_turbo", duration=5)
+    assert last.amount == 25 and "retired" in last.source
 
 
 def test_resolution_tier():
