@@ -308,6 +308,7 @@ class Backend:
         self._recent: dict[tuple[str, str, str], deque[float]] = {}
         self._unsafe_seen: Counter[tuple[str, str, str]] = Counter()
         self._uploads: dict[str, Upload] = {}
+        self._pending_refunds: set[Job] = set()
         self._prices = self._price_table()
         self._media: dict[str, Media] = {}
         self._stats: dict[str, dict[str, Any]] = {p: _new_stats() for p in PROVIDERS}
@@ -379,11 +380,17 @@ class Backend:
         return getattr(self._config, f"{provider}_concurrency")
 
     def _settle(self, provider: str | None = None) -> None:
-        """Look at every live job so that finished ones are refunded (under the lock)."""
+        """Refund the jobs that failed or were cancelled since last looked at (under the
+        lock). Only jobs that may be refunded are tracked, so this stays cheap."""
         now = self.clock.monotonic()
-        for name in [provider] if provider else PROVIDERS:
-            for job in list(self._jobs[name].values()):
-                self._view(job, now)
+        for job in list(self._pending_refunds):
+            if provider is not None and job.provider != provider:
+                continue
+            if job.generation != self._generation:
+                self._pending_refunds.discard(job)
+                continue
+            if job.refunded or self._view(job, now).phase.terminal:
+                self._pending_refunds.discard(job)
 
     def _refund(self, job: Job, code: str | None) -> None:
         if job.refunded or job.cost == 0 or code in NOT_REFUNDED:
@@ -555,6 +562,8 @@ class Backend:
             )
             self._jobs[provider][job.id] = job
             self._charges.append(job)
+            if fail is not None and fail.code not in NOT_REFUNDED:
+                self._pending_refunds.add(job)
             self._spent[(provider, api_key)] += cost
             recent.append(now)
             self._lane(job).waiting.append(job)
@@ -616,6 +625,7 @@ class Backend:
                 return "deleted"
             now = self.clock.monotonic()
             job.cancelled_at = now
+            self._pending_refunds.add(job)
             lane = self._lane(job)
             if job in lane.waiting:
                 lane.waiting.remove(job)
@@ -764,6 +774,7 @@ class Backend:
                 return
             if failure is not None:
                 job.input_failure = failure
+                self._pending_refunds.add(job)
             elif data is not None:
                 for media_id in job.media_ids:
                     entry = self._media.get(media_id)
