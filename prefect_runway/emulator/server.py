@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runway-concurrency", type=int, default=None,
                         help="Runway tasks per key before THROTTLED (default 2)")
     parser.add_argument("--credits", type=float, default=None,
-                        help="credit balance per provider (default unlimited)")
+                        help="starting balance of every key on every provider, in the "
+                             "provider's unit (default: generous per-provider balances)")
     parser.add_argument("--seed", type=int, default=None, help="seed of random choices")
     parser.add_argument("--media-cache", action="store_true", default=None,
                         help="reuse media made for identical inputs")

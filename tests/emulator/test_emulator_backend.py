@@ -191,3 +191,40 @@ def test_latency_range_is_seeded(clock):
     assert latencies[0] == latencies[1]
     assert all(20 <= value <= 40 for value in latencies[0])
     assert len(set(latencies[0])) == 5
+
+
+def test_daily_quota_is_a_rolling_window(backend, clock):
+    from prefect_runway.emulator.backend import QuotaExceeded
+
+    backend.configure(daily_limits={"gen4_image": 2})
+    backend.submit("runway", "gen4_image", "k", {}, STILL)
+    clock.advance(3600)
+    backend.submit("runway", "gen4_image", "k", {}, STILL)
+    with pytest.raises(QuotaExceeded):
+        backend.submit("runway", "gen4_image", "k", {}, STILL)
+    backend.submit("runway", "gen4_image", "other", {}, STILL)  # per key
+    backend.submit("runway", "gen4_image_turbo", "k", {}, STILL)  # per model
+    clock.advance(86_400 - 3600 + 1)  # the first one left the window
+    backend.submit("runway", "gen4_image", "k", {}, STILL)
+    with pytest.raises(QuotaExceeded):
+        backend.submit("runway", "gen4_image", "k", {}, STILL)
+    assert backend.daily_generations("runway", "k") == {"gen4_image": 2, "gen4_image_turbo": 1}
+    assert backend.stats()["runway"]["quota_refusals"] == 2
+
+
+def test_refunds_on_failure_and_cancel_but_not_input_safety(backend, clock):
+    backend.configure(credits=100)
+    internal = backend.submit("runway", "gen4_image", "k", {}, JobSpec(
+        kind="still", prompt="[internal]", seed=1, width=1280, height=720))
+    unsafe = backend.submit("runway", "gen4_image", "k", {}, JobSpec(
+        kind="still", prompt="[unsafe-input]", seed=1, width=1280, height=720))
+    cancelled = backend.submit("runway", "gen4_image", "k", {}, JobSpec(
+        kind="still", prompt="ok", seed=1, width=1920, height=1080))
+    assert backend.balance("runway", "k") == 100 - 5 - 5 - 8
+    backend.cancel("runway", cancelled.id)
+    assert backend.balance("runway", "k") == 100 - 5 - 5
+    clock.advance(11)  # both failures are now terminal
+    assert backend.balance("runway", "k") == 100 - 5  # input safety stays charged
+    charges = {c["job_id"]: c for c in backend.charges()}
+    assert charges[internal.id]["refunded"] and charges[cancelled.id]["charged"] == 0
+    assert charges[unsafe.id]["charged"] == 5 and charges[unsafe.id]["phase"] == "failed"
