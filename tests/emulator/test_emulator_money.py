@@ -286,3 +286,34 @@ def test_provider_switch_from_the_start():
             assert org["creditBalance"] == 0
             assert http.post("/v2/runway-gen4-image", headers=SEGMIND_HEADERS, json={
                 "promptText": "x", "referenceImages": REFS}).status_code == 200
+
+
+def test_upload_is_byte_exact_and_takes_a_12_mb_image(emu, client):
+    import os
+
+    from PIL import Image
+
+    noise = Image.frombytes("RGB", (2048, 2048), os.urandom(2048 * 2048 * 3))
+    data = png_bytes(noise)
+    assert len(data) > 12 * 1024 * 1024  # over the 5 MB a data URI may carry
+    uri = _upload(client, data)
+    assert emu.backend.upload_bytes(uri) == data
+    response = runway_task(client, "image_to_video", model="gen4_turbo", ratio="960:960",
+                           duration=2, promptImage=[{"uri": uri, "position": "first"}])
+    assert response.status_code == 200, response.text
+    assert runway_finish(client, response.json()["id"])["status"] == "SUCCEEDED"
+    assert emu.stats()["runway"]["upload_bytes"] == len(data)
+
+
+def test_upload_expires_after_its_ttl():
+    from prefect_runway.emulator import Backend, ManualClock
+    from prefect_runway.emulator.backend import UploadError
+
+    clock = ManualClock()
+    backend = Backend(EmulatorConfig(upload_ttl=60), clock=clock)
+    upload = backend.create_upload("k", "a.png")
+    backend.complete_upload(upload.id, upload.token, b"bytes")
+    assert backend.upload_bytes(f"runway://uploads/{upload.id}", "k") == b"bytes"
+    clock.advance(61)
+    with pytest.raises(UploadError, match="expired"):
+        backend.upload_bytes(f"runway://uploads/{upload.id}", "k")
