@@ -148,7 +148,7 @@ _SEGMIND_SOURCE = (
 )
 _AIMLAPI_SOURCE = (
     "estimate: no AIMLAPI price in the seeds; 105 000 AIMLAPI credits per video second "
-    "(the emulator's long-standing figure: 525 000 for a 5 s video)"
+    "($1 = 2 000 000 AIMLAPI credits: $0.0525/s, Runway's $0.05/s plus 5%)"
 )
 
 DEFAULT_ENTRIES: tuple[PriceEntry, ...] = (

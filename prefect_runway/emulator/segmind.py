@@ -7,8 +7,9 @@ Routes (auth: `x-api-key`):
     GET  /v2/requests/{id}/status    -> {status, request_id, status_url, response_url, metrics}
     GET  /v2/requests/{id}           -> {status, request_id, metrics: {inference_time}, output}
     POST /v1/{slug}                  -> the media bytes (sync), `x-remaining-credits` header
-    GET  /v1/get-user-credits        -> {credits, credits_used, currency: "USD"} (the key's
-                                        account; Segmind's credits are dollars)
+    GET  /v1/get-user-credits        -> {credits, "free-credits", credits_used, currency:
+                                        "USD"} (the key's account; Segmind's credits are
+                                        dollars; free-credits always 0 here)
 
 Each accepted submission is charged its price (`prefect_runway.pricing`, USD) to the key's
 balance; the v2 submit answer and the sync answer carry `x-remaining-credits` (after the
@@ -284,7 +285,8 @@ class SegmindProtocol:
         balance = self.backend.balance(PROVIDER, key)
         spent = max(0.0, self.backend.initial_balance(PROVIDER) - balance)
         return JSONResponse(
-            {"credits": round(balance, 6), "credits_used": round(spent, 6), "currency": "USD"}
+            {"credits": round(balance, 6), "free-credits": 0.0,
+             "credits_used": round(spent, 6), "currency": "USD"}
         )
 
     async def status(self, request: Request) -> Response:

@@ -90,7 +90,8 @@ def test_segmind_balance_header_and_credits_route(emu, client):
     assert response.status_code == 200
     assert float(response.headers["x-remaining-credits"]) == pytest.approx(0.3)
     credits = client.get("/v1/get-user-credits", headers=SEGMIND_HEADERS).json()
-    assert credits == {"credits": 0.3, "credits_used": 0.5, "currency": "USD"}
+    assert credits == {"credits": 0.3, "free-credits": 0.0, "credits_used": 0.5,
+                       "currency": "USD"}
     refused = client.post("/v2/runway-gen4-turbo", headers=SEGMIND_HEADERS, json={
         "promptText": "x", "promptImage": IMAGE, "duration": 10, "ratio": "720:1280"})
     assert refused.status_code == 406
