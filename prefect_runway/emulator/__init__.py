@@ -18,6 +18,14 @@ Layout (moto-style: state apart from HTTP):
     app.py       the ASGI app: protocols + /_emulator/* routes
     server.py    Emulator (background thread), run_forever / main (foreground, CLI)
 
+Money and catalogue (see backend.py, runway.py, segmind.py, aimlapi.py): every API key has
+a balance per provider (`credits` / `balances`), each accepted job is charged per
+`prefect_runway.pricing` (`price_overrides`), failures other than input safety are
+refunded; `GET /_emulator/charges` lists the charges. Prompt markers `[unsafe-input]`,
+`[unsafe-output]` (`[unsafe-output:N]`), `[internal]` fail jobs with each provider's codes;
+`model_concurrency` and `daily_limits` throttle and refuse (429). A fault plan's
+`providers` switch makes one provider `unavailable`, `submits_unavailable` or `empty`.
+
 Example:
     ```python
     from prefect_runway.emulator import Emulator, EmulatorConfig
@@ -27,7 +35,7 @@ Example:
     ```
 """
 
-from .backend import Backend, Phase, request_fingerprint
+from .backend import Backend, Phase, key_id, request_fingerprint
 from .clock import Clock, ManualClock, SystemClock
 from .config import EmulatorConfig
 from .faults import FaultPlan, ScriptedFault
@@ -44,6 +52,7 @@ __all__ = [
     "ScriptedFault",
     "SystemClock",
     "main",
+    "key_id",
     "request_fingerprint",
     "run_forever",
 ]

@@ -18,6 +18,17 @@ Routes (auth: `Authorization: Bearer <key>`):
                                                    failed: {id, status: "error",
                                                             error: {name, message}}
 
+Account: `GET /v2/billing` -> {balance, lowBalance, lowBalanceThreshold, lastUpdated,
+autoDebitStatus, status, statusExplanation} - the shape of AIMLAPI's documented billing
+balance answer (`GET /v1/billing/balance` in its docs, as remembered; unverified here, no
+seed covers it), for the key's account in AIMLAPI credits. Each accepted generation is
+charged its price (`prefect_runway.pricing`); completed ones report it as
+`meta.usage.credits_used` (universal route), failed ones are refunded and report 0. Over the
+balance: 403 "You've run out of credits..."; over `daily_limits`: 429. Prompt markers fail
+the generation (`error: {name, message}`): `[fail]` / `[unsafe-input]` name
+"ContentModerationError" (input), `[unsafe-output]` "ContentModerationError" (output),
+`[internal]` "InternalError".
+
 Statuses: `waiting` (over the key's concurrency limit), `queued`, `generating`, then
 `completed` or `error` - the enum of AIMLAPI's published response schema
 (`Video.v2.PollVideoResponseDTO`); set `aimlapi_failure_status="failed"` to emit the other
@@ -61,7 +72,15 @@ from ._common import (
     get_string,
     read_json_object,
 )
-from .backend import Backend, InsufficientCredits, JobNotFound, JobSpec, JobView, Phase
+from .backend import (
+    Backend,
+    InsufficientCredits,
+    JobNotFound,
+    JobSpec,
+    JobView,
+    Phase,
+    QuotaExceeded,
+)
 from .inputs import InputError, decode_data_uri, decode_image, is_data_uri
 
 PROVIDER = "aimlapi"
@@ -116,9 +135,21 @@ STATUS_NAMES = {
 
 FAILURE_MESSAGES = {
     "fail_marker": "Your request was rejected by the provider's content moderation.",
+    "unsafe_input": "Your request was rejected by the provider's content moderation.",
+    "unsafe_output": "The generated video was rejected by the provider's content moderation.",
+    "internal_marker": "The provider failed to generate the video (internal error).",
 }
-
-CREDITS_PER_RUNWAY_CREDIT = 21_000  # "525 000 AI/ML tokens" for a 5 s gen3a_turbo video
+FAILURE_NAMES = {
+    "fail_marker": "ContentModerationError",
+    "unsafe_input": "ContentModerationError",
+    "unsafe_output": "ContentModerationError",
+    "internal_marker": "InternalError",
+}
+OUT_OF_CREDITS = (
+    "You've run out of credits. Please top up your balance or update your payment method "
+    "to continue."
+)
+LOW_BALANCE_THRESHOLD = 10_000
 
 
 def error_body(status: int, message: str, path: str, **extra: Any) -> dict[str, Any]:
@@ -215,7 +246,24 @@ class AimlapiProtocol:
             Route(LEGACY_PATH, self.status_legacy, methods=["GET"], name="aimlapi.status"),
             Route(UNIVERSAL_PATH, self.submit_universal, methods=["POST"], name="aimlapi.submit"),
             Route(UNIVERSAL_PATH, self.status_universal, methods=["GET"], name="aimlapi.status"),
+            Route("/v2/billing", self.billing, methods=["GET"], name="aimlapi.billing"),
         ]
+
+    async def billing(self, request: Request) -> Response:
+        key = self._authorize(request)
+        if isinstance(key, Response):
+            return key
+        balance = self.backend.balance(PROVIDER, key)
+        return JSONResponse({
+            "balance": int(balance),
+            "lowBalance": balance < LOW_BALANCE_THRESHOLD,
+            "lowBalanceThreshold": LOW_BALANCE_THRESHOLD,
+            "lastUpdated": datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "autoDebitStatus": "disabled",
+            "status": "current",
+            "statusExplanation": "Balance is current and up to date",
+        })
 
     def _error(self, request: Request, status: int, message: str, **extra: Any) -> Response:
         self.backend.record_error(PROVIDER, status)
@@ -252,7 +300,9 @@ class AimlapiProtocol:
                 PROVIDER, model, key, body, spec, route="legacy" if legacy else "universal"
             )
         except InsufficientCredits as exc:
-            return self._error(request, 403, f"Insufficient credits: {exc}")
+            return self._error(request, 403, OUT_OF_CREDITS, detail=str(exc))
+        except QuotaExceeded as exc:
+            return self._error(request, 429, f"Too many requests: {exc}")
         return JSONResponse({"id": job.id, "status": "queued"})
 
     async def submit_legacy(self, request: Request) -> Response:
@@ -311,9 +361,10 @@ class AimlapiProtocol:
         body: dict[str, Any] = {"id": view.id, "status": self._status(view)}
         if view.phase is Phase.SUCCEEDED:
             body["video"] = {"url": self._video_url(request, view)}
-            credits = int(view.job.spec.cost * CREDITS_PER_RUNWAY_CREDIT)
+            credits = int(self.backend.charged(view.job))
             body["meta"] = {"usage": {"credits_used": credits}}
         elif view.phase.terminal:
-            body["error"] = {"name": "GenerationError", "message": self._failure_message(view)}
-            body["meta"] = {"usage": {"credits_used": 0}}
+            name = FAILURE_NAMES.get(view.failure.code if view.failure else "", "GenerationError")
+            body["error"] = {"name": name, "message": self._failure_message(view)}
+            body["meta"] = {"usage": {"credits_used": int(self.backend.charged(view.job))}}
         return JSONResponse(body)

@@ -5,7 +5,18 @@
                                        Content-Range (416 if unsatisfiable; `If-Range`
                                        honoured). Signed URLs (`?exp=&n=&sig=`) are checked:
                                        403 when wrong or expired. Unknown/expired: 404.
-    GET  /_emulator/stats              per-provider counters
+    GET  /_emulator/stats              per-provider counters, among them `credits_used`
+                                       (net of refunds), `credits_remaining` (the only
+                                       account's balance; null when several keys were
+                                       used), `accounts: {key_id: {spent, balance}}`,
+                                       `charges`, `credit_refusals`, `quota_refusals`,
+                                       `uploads`, `upload_bytes`, `empty`
+    GET  /_emulator/charges            every accepted job's charge, in submission order:
+                                       [{provider, model, job_id, fingerprint, key_id,
+                                       amount, unit, charged, refunded, phase, created_at}]
+                                       (`key_id`: sha256(key)[:12], `backend.key_id`)
+    POST /_emulator/uploads/{id}       the target of Runway's presigned upload form (see
+                                       runway.py)
     POST /_emulator/reset              forget jobs, media, counters and faults
     GET  /_emulator/config             the configuration; POST {field: value} to change it
     GET  /_emulator/faults             the fault plan and its counters; POST a plan to set
@@ -68,6 +79,7 @@ class ControlRoutes:
             Route("/_emulator/media/{media_id}", self.media, methods=["GET", "HEAD"],
                   name="media.download"),
             Route("/_emulator/stats", self.stats, methods=["GET"], name="emulator.stats"),
+            Route("/_emulator/charges", self.charges, methods=["GET"], name="emulator.charges"),
             Route("/_emulator/reset", self.reset, methods=["POST"], name="emulator.reset"),
             Route("/_emulator/config", self.config, methods=["GET", "POST"],
                   name="emulator.config"),
@@ -118,6 +130,9 @@ class ControlRoutes:
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.backend.stats())
+
+    async def charges(self, request: Request) -> Response:
+        return JSONResponse(self.backend.charges())
 
     async def reset(self, request: Request) -> Response:
         self.backend.reset()
@@ -173,7 +188,7 @@ class ControlRoutes:
 
 def build_app(backend: Backend, faults: FaultState | None = None) -> FaultMiddleware:
     """The whole emulator as one ASGI app over `backend`."""
-    faults = faults or FaultState(backend.clock)
+    faults = faults or FaultState(backend.clock, backend)
     protocols = (
         runway.RunwayProtocol(backend),  # before Segmind: /v1/{slug} would shadow /v1/tasks
         aimlapi.AimlapiProtocol(backend),

@@ -23,6 +23,7 @@ import hmac
 import json
 import math
 import random
+import re
 import secrets
 import threading
 import uuid
@@ -34,6 +35,7 @@ from enum import Enum
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
+from ..pricing import PriceTable, UnknownPrice
 from . import media as media_mod
 from .clock import Clock, SystemClock
 from .config import PROVIDERS, EmulatorConfig
@@ -61,6 +63,38 @@ class JobNotFound(Exception):
 
 class InsufficientCredits(Exception):
     """The provider account's credit balance cannot pay for the job."""
+
+
+class QuotaExceeded(Exception):
+    """The key has used its rolling daily quota of generations for this model."""
+
+
+class UploadError(Exception):
+    """An upload is unknown, expired, incomplete, belongs to another key or is too big."""
+
+
+#: How long a Runway ephemeral upload (`runway://` URI) stays valid, seconds.
+UPLOAD_TTL = 86_400.0
+#: Largest file an ephemeral upload takes (Runway: images up to 200 MB this way).
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+#: Rolling window of the daily quotas, seconds.
+DAY = 86_400.0
+
+#: Prompt markers that make a job fail (in every provider's shape). `[unsafe-output]` fails
+#: the first submission of a prompt per (provider, key); `[unsafe-output:N]` the first N, so
+#: a resubmission (e.g. with a new seed) passes.
+UNSAFE_INPUT_MARKER = "[unsafe-input]"
+INTERNAL_MARKER = "[internal]"
+_UNSAFE_OUTPUT = re.compile(r"\[unsafe-output(?::(\d+))?\]")
+
+#: Failure codes that are refunded (the job's charge is returned). Runway does not refund
+#: input-safety failures; `fail_marker` is one of those.
+NOT_REFUNDED = frozenset({"fail_marker", "unsafe_input"})
+
+
+def key_id(api_key: str) -> str:
+    """A short, non-secret id of an API key (how stats and charges name accounts)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 class MediaNotFound(Exception):
@@ -100,11 +134,8 @@ class JobSpec:
         return media_mod.PNG if self.kind == "still" else media_mod.MP4
 
     @property
-    def cost(self) -> float:
-        """Credits, at Runway's prices: 5 per video second; 5 per 720p still, 8 per 1080p."""
-        if self.kind == "video":
-            return 5.0 * self.duration
-        return 8.0 if self.width * self.height > 1_000_000 else 5.0
+    def ratio(self) -> str:
+        return f"{self.width}:{self.height}"
 
 
 @dataclass(eq=False)
@@ -127,6 +158,9 @@ class Job:
     fail: Failure | None
     expire_outputs: bool
     generation: int
+    cost: float = 0.0
+    unit: str = "credits"
+    refunded: bool = False
     media_ids: list[str] = field(default_factory=list)
     started_at: float | None = None
     cancelled_at: float | None = None
@@ -218,7 +252,24 @@ def _new_stats() -> dict[str, Any]:
         "errors": Counter(),
         "faults": Counter(),
         "credits_used": 0.0,
+        "charges": 0,
+        "credit_refusals": 0,
+        "quota_refusals": 0,
+        "uploads": 0,
+        "upload_bytes": 0,
     }
+
+
+@dataclass
+class Upload:
+    """A Runway ephemeral upload: created by `POST /v1/uploads`, filled by the form POST."""
+
+    id: str
+    api_key: str
+    filename: str
+    token: str
+    expires_at: float
+    data: bytes | None = None
 
 
 @dataclass
@@ -226,6 +277,7 @@ class _Lane:
     """The jobs of one (provider, key): FIFO of not-yet-started ones, and started ones."""
 
     waiting: deque[Job] = field(default_factory=deque)
+    model: str | None = None
     active: list[Job] = field(default_factory=list)
     last_start: float = -math.inf
 
@@ -240,13 +292,24 @@ class Backend:
         self._secret = secrets.token_bytes(32)
         self._executor: ThreadPoolExecutor | None = None
         self.cache = media_mod.MediaCache()
-        self.loader = ImageLoader(self._read_own_media, timeout=self._config.fetch_timeout)
+        self.loader = ImageLoader(
+            self._read_own_media, timeout=self._config.fetch_timeout, read_upload=self._read_upload
+        )
         self._generation = 0
+        #: Providers whose accounts read as empty (the fault plan's `providers` switch).
+        self.empty_providers: frozenset[str] = frozenset()
         self._init_state()
 
     def _init_state(self) -> None:
         self._jobs: dict[str, dict[str, Job]] = {p: {} for p in PROVIDERS}
-        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._lanes: dict[tuple[str, str, str | None], _Lane] = {}
+        self._spent: Counter[tuple[str, str]] = Counter()
+        self._charges: list[Job] = []
+        self._recent: dict[tuple[str, str, str], deque[float]] = {}
+        self._unsafe_seen: Counter[tuple[str, str, str]] = Counter()
+        self._uploads: dict[str, Upload] = {}
+        self._pending_refunds: set[Job] = set()
+        self._prices = self._price_table()
         self._media: dict[str, Media] = {}
         self._stats: dict[str, dict[str, Any]] = {p: _new_stats() for p in PROVIDERS}
         self._rng = random.Random(self._config.seed)
@@ -262,7 +325,158 @@ class Backend:
         with self._lock:
             self._config = self._config.updated(**changes)
             self.loader.timeout = self._config.fetch_timeout
+            self._prices = self._price_table()
             return self._config
+
+    def _price_table(self) -> PriceTable:
+        table = PriceTable.default()
+        if self._config.price_overrides:
+            table = table.with_overrides(self._config.price_overrides)
+        return table
+
+    def price_of(self, provider: str, model: str, spec: JobSpec) -> tuple[float, str]:
+        """(amount, unit) one job costs, per `prefect_runway.pricing` (0 when unpriced)."""
+        try:
+            found = self._prices.price(
+                provider, model, ratio=spec.ratio,
+                duration=spec.duration if spec.kind == "video" else None,
+            )
+        except (UnknownPrice, ValueError):
+            return 0.0, "credits"
+        return found.amount, found.unit
+
+    # -- accounts ------------------------------------------------------------------
+
+    def initial_balance(self, provider: str) -> float:
+        """Each key's starting balance on `provider` (`credits`, else `balances`)."""
+        if self._config.credits is not None:
+            return self._config.credits
+        return self._config.balances.get(provider, 0.0)
+
+    def balance(self, provider: str, api_key: str) -> float:
+        """What the key's account has left (0 while the provider is switched `empty`)."""
+        with self._lock:
+            self._settle(provider)
+            if provider in self.empty_providers:
+                return 0.0
+            return max(0.0, self.initial_balance(provider) - self._spent[(provider, api_key)])
+
+    def daily_generations(self, provider: str, api_key: str) -> dict[str, int]:
+        """Generations per model the key created in the last 24 h."""
+        with self._lock:
+            now = self.clock.monotonic()
+            result = {}
+            for (p, key, model), times in self._recent.items():
+                if p == provider and key == api_key:
+                    while times and times[0] <= now - DAY:
+                        times.popleft()
+                    result[model] = len(times)
+            return result
+
+    def concurrency_limit(self, provider: str, model: str | None) -> int | None:
+        """Jobs one key may run at once (per model where `model_concurrency` names it)."""
+        if model is not None and model in self._config.model_concurrency:
+            return self._config.model_concurrency[model]
+        return getattr(self._config, f"{provider}_concurrency")
+
+    def _settle(self, provider: str | None = None) -> None:
+        """Refund the jobs that failed or were cancelled since last looked at (under the
+        lock). Only jobs that may be refunded are tracked, so this stays cheap."""
+        now = self.clock.monotonic()
+        for job in list(self._pending_refunds):
+            if provider is not None and job.provider != provider:
+                continue
+            if job.generation != self._generation:
+                self._pending_refunds.discard(job)
+                continue
+            if job.refunded or self._view(job, now).phase.terminal:
+                self._pending_refunds.discard(job)
+
+    def _refund(self, job: Job, code: str | None) -> None:
+        if job.refunded or job.cost == 0 or code in NOT_REFUNDED:
+            return
+        job.refunded = True
+        self._spent[(job.provider, job.api_key)] -= job.cost
+        self._stats[job.provider]["credits_used"] -= job.cost
+
+    def charged(self, job: Job) -> float:
+        """What a job costs its key now (0 once refunded)."""
+        return 0.0 if job.refunded else job.cost
+
+    def charges(self) -> list[dict[str, Any]]:
+        """Every accepted job's charge, in submission order (refunds applied)."""
+        with self._lock:
+            self._settle()
+            now = self.clock.monotonic()
+            result = []
+            for job in self._charges:
+                live = self._jobs[job.provider].get(job.id) is job
+                result.append({
+                    "provider": job.provider,
+                    "model": job.model,
+                    "job_id": job.id,
+                    "fingerprint": job.fingerprint,
+                    "key_id": key_id(job.api_key),
+                    "amount": job.cost,
+                    "unit": job.unit,
+                    "charged": self.charged(job),
+                    "refunded": job.refunded,
+                    "phase": self._view(job, now).phase.value if live else "forgotten",
+                    "created_at": datetime.fromtimestamp(job.created_wall, tz=timezone.utc)
+                    .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                })
+            return result
+
+    # -- uploads -------------------------------------------------------------------
+
+    def create_upload(self, api_key: str, filename: str) -> Upload:
+        """Reserve an ephemeral upload (its bytes come with the form POST)."""
+        with self._lock:
+            upload = Upload(
+                id=uuid.uuid4().hex,
+                api_key=api_key,
+                filename=filename,
+                token=secrets.token_urlsafe(24),
+                expires_at=self.clock.monotonic() + self._config.upload_ttl,
+            )
+            self._uploads[upload.id] = upload
+            self._stats["runway"]["uploads"] += 1
+            return upload
+
+    def complete_upload(self, upload_id: str, token: str, data: bytes) -> Upload:
+        """Store the bytes of a form POST.
+
+        Raises:
+            UploadError: unknown or expired upload, wrong token, too big.
+        """
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is None or self.clock.monotonic() >= upload.expires_at:
+                raise UploadError("upload not found or expired")
+            if not hmac.compare_digest(token.encode(), upload.token.encode()):
+                raise UploadError("upload signature does not match")
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise UploadError(f"file is over {MAX_UPLOAD_BYTES} bytes")
+            upload.data = data
+            self._stats["runway"]["upload_bytes"] += len(data)
+            return upload
+
+    def upload_bytes(self, uri: str, api_key: str | None = None) -> bytes:
+        """The bytes behind a `runway://` URI.
+
+        Raises:
+            UploadError: unknown, expired, not uploaded yet, or another key's.
+        """
+        upload_id = uri.removeprefix("runway://").rsplit("/", 1)[-1]
+        with self._lock:
+            upload = self._uploads.get(upload_id)
+            if upload is None or self.clock.monotonic() >= upload.expires_at:
+                raise UploadError(f"{uri} is unknown or has expired")
+            if api_key is not None and upload.api_key != api_key:
+                raise UploadError(f"{uri} belongs to another organization")
+            if upload.data is None:
+                raise UploadError(f"{uri} has no file yet (the upload form was not posted)")
+            return upload.data
 
     def key_allowed(self, key: str | None) -> bool:
         """Whether `key` is an accepted API key."""
@@ -286,25 +500,45 @@ class Backend:
         """Accept a validated submission: charge it, schedule it, start making its media.
 
         Raises:
-            InsufficientCredits: the account cannot pay for it (nothing is recorded).
+            InsufficientCredits: the key's account cannot pay for it (nothing is recorded).
+            QuotaExceeded: the key's rolling daily quota for the model is used up.
         """
         with self._lock:
             config = self._config
             stats = self._stats[provider]
-            cost = spec.cost
-            if config.credits is not None and stats["credits_used"] + cost > config.credits:
-                raise InsufficientCredits(
-                    f"job costs {cost:g} credits, {self.remaining_credits(provider):g} remain"
-                )
+            cost, unit = self.price_of(provider, model, spec)
             now = self.clock.monotonic()
+            limit = config.daily_limits.get(model)
+            recent = self._recent.setdefault((provider, api_key, model), deque())
+            while recent and recent[0] <= now - DAY:
+                recent.popleft()
+            if limit is not None and len(recent) >= limit:
+                stats["quota_refusals"] += 1
+                raise QuotaExceeded(
+                    f"daily limit of {limit} generations of {model} reached"
+                )
+            left = self.balance(provider, api_key)
+            if cost > left + 1e-9:
+                stats["credit_refusals"] += 1
+                raise InsufficientCredits(f"job costs {cost:g} {unit}, {left:g} remain")
             if config.latency_range is not None:
                 latency = self._rng.uniform(*config.latency_range)
             else:
                 latency = config.latency
             prompt = spec.prompt or ""
             fail = None
+            unsafe_output = _UNSAFE_OUTPUT.search(prompt)
             if config.fail_marker and config.fail_marker in prompt:
                 fail = Failure("fail_marker", "The prompt was rejected by content moderation.")
+            elif UNSAFE_INPUT_MARKER in prompt:
+                fail = Failure("unsafe_input", "The input text was rejected by content moderation.")
+            elif unsafe_output:
+                seen_key = (provider, api_key, prompt)
+                self._unsafe_seen[seen_key] += 1
+                if self._unsafe_seen[seen_key] <= int(unsafe_output.group(1) or 1):
+                    fail = Failure("unsafe_output", "The output was rejected by content moderation.")
+            elif INTERNAL_MARKER in prompt:
+                fail = Failure("internal_marker", "The model produced a bad output.")
             expire = bool(config.expire_marker and config.expire_marker in prompt)
             job = Job(
                 id=str(uuid.uuid4()),
@@ -323,12 +557,20 @@ class Backend:
                 fail=fail,
                 expire_outputs=expire,
                 generation=self._generation,
+                cost=cost,
+                unit=unit,
             )
             self._jobs[provider][job.id] = job
+            self._charges.append(job)
+            if fail is not None and fail.code not in NOT_REFUNDED:
+                self._pending_refunds.add(job)
+            self._spent[(provider, api_key)] += cost
+            recent.append(now)
             self._lane(job).waiting.append(job)
             stats["submissions"][model] += 1
             stats["billable"][job.fingerprint] += 1
             stats["credits_used"] += cost
+            stats["charges"] += 1
             if fail is None:
                 media_id = uuid.uuid4().hex
                 job.media_ids.append(media_id)
@@ -343,7 +585,7 @@ class Backend:
                 self._media_executor().submit(self._produce, job)
             else:
                 job.media_done = True
-            self._admit(job.provider, job.api_key, now)
+            self._admit(self._lane_key(job), now)
             return job
 
     def lookup(self, provider: str, job_id: str, *, count: str | None = None) -> JobView:
@@ -383,12 +625,13 @@ class Backend:
                 return "deleted"
             now = self.clock.monotonic()
             job.cancelled_at = now
+            self._pending_refunds.add(job)
             lane = self._lane(job)
             if job in lane.waiting:
                 lane.waiting.remove(job)
             self._stats[provider]["cancels"] += 1
             job.finished_event.set()
-            self._admit(job.provider, job.api_key, now)
+            self._admit(self._lane_key(job), now)
             return "cancelled"
 
     def jobs(self, provider: str) -> list[JobView]:
@@ -397,23 +640,27 @@ class Backend:
             now = self.clock.monotonic()
             return [self._view(job, now) for job in list(self._jobs[provider].values())]
 
+    def _lane_key(self, job: Job) -> tuple[str, str, str | None]:
+        model = job.model if job.model in self._config.model_concurrency else None
+        return (job.provider, job.api_key, model)
+
     def _lane(self, job: Job) -> _Lane:
-        key = (job.provider, job.api_key)
+        key = self._lane_key(job)
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane()
+            lane = self._lanes[key] = _Lane(model=key[2])
         return lane
 
-    def _admit(self, provider: str, api_key: str, now: float) -> None:
+    def _admit(self, lane_key: tuple[str, str, str | None], now: float) -> None:
         """Start, in FIFO order, the waiting jobs of a lane whose slot had freed by `now`.
 
         A start time is only ever committed once it is in the past, so later cancellations
         (which only shorten slots from `now` on) never invalidate it.
         """
-        lane = self._lanes.get((provider, api_key))
+        lane = self._lanes.get(lane_key)
         if lane is None:
             return
-        limit = getattr(self._config, f"{provider}_concurrency")
+        limit = self.concurrency_limit(lane_key[0], lane_key[2])
         while lane.waiting:
             job = lane.waiting[0]
             candidate = max(job.created_at, lane.last_start)
@@ -431,7 +678,7 @@ class Backend:
             lane.active.append(job)
 
     def _view(self, job: Job, now: float) -> JobView:
-        self._admit(job.provider, job.api_key, now)
+        self._admit(self._lane_key(job), now)
         failure = None
         progress = 0.0
         if job.cancelled_at is not None:
@@ -456,11 +703,13 @@ class Backend:
                 phase, progress = Phase.SUCCEEDED, 1.0
         if phase.terminal:
             job.finished_event.set()
+            if phase is not Phase.SUCCEEDED:
+                self._refund(job, failure.code if failure else None)
         return JobView(job=job, phase=phase, progress=round(progress, 3), failure=failure, now=now)
 
     def _forget(self, job: Job) -> None:
         self._jobs[job.provider].pop(job.id, None)
-        lane = self._lanes.get((job.provider, job.api_key))
+        lane = self._lanes.get(self._lane_key(job))
         if lane is not None and job in lane.waiting:
             lane.waiting.remove(job)
         for media_id in job.media_ids:
@@ -525,6 +774,7 @@ class Backend:
                 return
             if failure is not None:
                 job.input_failure = failure
+                self._pending_refunds.add(job)
             elif data is not None:
                 for media_id in job.media_ids:
                     entry = self._media.get(media_id)
@@ -554,6 +804,13 @@ class Backend:
                 max_workers=self._config.media_workers, thread_name_prefix="emulator-media"
             )
         return self._executor
+
+    def _read_upload(self, uri: str) -> bytes:
+        """For the image loader: the bytes of a `runway://` upload."""
+        try:
+            return self.upload_bytes(uri)
+        except UploadError as exc:
+            raise InputError(str(exc)) from exc
 
     def _read_own_media(self, media_id: str, query: str) -> bytes | None:
         """For the image loader: our own media by id (None if we do not hold it)."""
@@ -644,15 +901,22 @@ class Backend:
         with self._lock:
             self._stats[provider]["faults"][kind] += 1
 
-    def remaining_credits(self, provider: str) -> float | None:
+    def remaining_credits(self, provider: str, api_key: str | None = None) -> float | None:
+        """A key's balance; without a key, the only account's (None if several were used)."""
         with self._lock:
-            if self._config.credits is None:
+            if api_key is not None:
+                return self.balance(provider, api_key)
+            keys = [key for (p, key) in self._spent if p == provider]
+            if len(keys) > 1:
                 return None
-            return max(0.0, self._config.credits - self._stats[provider]["credits_used"])
+            if keys:
+                return self.balance(provider, keys[0])
+            return 0.0 if provider in self.empty_providers else self.initial_balance(provider)
 
     def stats(self) -> dict[str, Any]:
         """Per-provider counters as plain JSON values."""
         with self._lock:
+            self._settle()
             result: dict[str, Any] = {}
             for provider, stats in self._stats.items():
                 billable = dict(stats["billable"])
@@ -671,6 +935,19 @@ class Backend:
                     "faults": dict(stats["faults"]),
                     "credits_used": stats["credits_used"],
                     "credits_remaining": self.remaining_credits(provider),
+                    "charges": stats["charges"],
+                    "credit_refusals": stats["credit_refusals"],
+                    "quota_refusals": stats["quota_refusals"],
+                    "uploads": stats["uploads"],
+                    "upload_bytes": stats["upload_bytes"],
+                    "accounts": {
+                        key_id(key): {
+                            "spent": round(spent, 6),
+                            "balance": self.balance(provider, key),
+                        }
+                        for (p, key), spent in self._spent.items() if p == provider
+                    },
+                    "empty": provider in self.empty_providers,
                     "live_jobs": len(self._jobs[provider]),
                 }
             result["media_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}

@@ -7,7 +7,7 @@ Durations are seconds.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -108,9 +108,54 @@ class EmulatorConfig(BaseModel):
         default=None,
         ge=0,
         description=(
-            "Credit balance of each provider account (Runway's credit prices: 5 per second of "
-            "video, 5 per 720p still, 8 per 1080p still). None is unlimited."
+            "Starting balance of every API key on every provider, in that provider's unit "
+            "(Runway and AIMLAPI credits, Segmind USD; see `prefect_runway.pricing`). None: "
+            "`balances` decides."
         ),
+    )
+    balances: dict[str, float] = Field(
+        default_factory=lambda: {"runway": 1_000_000.0, "segmind": 100_000.0,
+                                 "aimlapi": 1_000_000_000_000.0},
+        description=(
+            "Starting balance of each API key per provider (generous by default), used when "
+            "`credits` is None. Each accepted job is charged its price; failed and cancelled "
+            "jobs are refunded, except input-safety failures (Runway does not refund those)."
+        ),
+    )
+    price_overrides: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "Overrides of the price table the emulator charges by "
+            "(`PriceTable.with_overrides` shape: {provider: {model: {amount, unit, per}}})."
+        ),
+    )
+    model_concurrency: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Per-model concurrency per key, by the provider's model id (e.g. {'gen4_turbo': "
+            "1}); overrides `<provider>_concurrency` for that model (Runway's "
+            "tier.models[m].maxConcurrentGenerations). Over it, Runway tasks are THROTTLED."
+        ),
+    )
+    daily_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Generations per model and key in a rolling 24 h (Runway's maxDailyGenerations); "
+            "a submission over it answers 429."
+        ),
+    )
+    runway_retired: frozenset[str] = Field(
+        default=frozenset({"gen3a_turbo", "gen4_aleph"}),
+        description=(
+            "Models Runway's route refuses as retired (400). Empty it to emulate Runway "
+            "before 2026-07-30, when gen3a_turbo was still served (its 4.18 rules)."
+        ),
+    )
+    upload_ttl: float = Field(
+        default=86_400.0, gt=0, description="Lifetime of a Runway ephemeral upload (runway://)."
+    )
+    runway_max_monthly_credit_spend: int = Field(
+        default=1_000_000, ge=0, description="`tier.maxMonthlyCreditSpend` of GET /v1/organization."
     )
     media_cache: bool = Field(
         default=False,
@@ -161,4 +206,5 @@ class EmulatorConfig(BaseModel):
         data = self.model_dump(mode="json")
         if data.get("api_keys") is not None:
             data["api_keys"] = sorted(data["api_keys"])
+        data["runway_retired"] = sorted(data["runway_retired"])
         return data

@@ -16,7 +16,21 @@ Fault kinds:
     "truncate"     the full headers (with the full Content-Length) and half the body are
                    sent, then the connection is dropped (a broken download).
 
-Three sources, consulted in this order:
+One switch per provider, consulted first:
+
+    providers           {"segmind": "unavailable", "aimlapi": "empty"}: per provider one of
+        "unavailable"          every API route of the provider answers 503 (provider's error
+                               shape, Retry-After) - an outage; media downloads still work;
+        "submits_unavailable"  only its job-creating routes (segmind.submit, segmind.sync,
+                               aimlapi.submit, runway.submit, runway.uploads) answer 503;
+        "empty"                its accounts read 0 and every submit answers the provider's
+                               insufficient-credits error (Segmind 406, AIMLAPI 403, Runway
+                               400), as the backend would when a balance cannot pay.
+                        Other providers serve normally. From the start:
+                        `Emulator(faults={"providers": {...}})` or `--faults '{"providers":
+                        {"segmind": "unavailable"}}'`; at run time: POST /_emulator/faults.
+
+Three more sources, consulted in this order:
 
     scripted            [{"route": "segmind.status", "nth": 2, "fault": "503"}, ...] - the
                         nth call (1-based, counted from when the plan was set) to a route,
@@ -30,7 +44,9 @@ Three sources, consulted in this order:
                         the routes matching `random_routes` (default all).
 
 Route names: segmind.submit, segmind.status, segmind.result, segmind.sync, aimlapi.submit,
-aimlapi.status, runway.submit, runway.status, runway.cancel, media.download.
+aimlapi.status, aimlapi.billing, runway.submit, runway.status, runway.cancel,
+runway.uploads, runway.upload (the presigned form target), runway.organization,
+segmind.credits, media.download.
 """
 
 from __future__ import annotations
@@ -45,7 +61,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
@@ -64,11 +80,20 @@ ROUTES = (
     "segmind.sync",
     "aimlapi.submit",
     "aimlapi.status",
+    "aimlapi.billing",
     "runway.submit",
     "runway.status",
     "runway.cancel",
+    "runway.uploads",
+    "runway.upload",
+    "runway.organization",
+    "segmind.credits",
     "media.download",
 )
+SUBMIT_ROUTES = frozenset(
+    {"segmind.submit", "segmind.sync", "aimlapi.submit", "runway.submit", "runway.uploads"}
+)
+ProviderMode = Literal["up", "unavailable", "submits_unavailable", "empty"]
 
 FAULT_MESSAGES = {
     429: "Too many requests",
@@ -109,6 +134,10 @@ class FaultPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    providers: dict[Literal["segmind", "aimlapi", "runway"], ProviderMode] = Field(
+        default_factory=dict,
+        description="One switch per provider (see the module docstring).",
+    )
     scripted: list[ScriptedFault] = Field(default_factory=list)
     rate_limit_per_key: float | None = Field(default=None, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
@@ -130,7 +159,10 @@ class FaultPlan(BaseModel):
 
     @property
     def empty(self) -> bool:
-        return not (self.scripted or self.rate_limit_per_key or any(self.random.values()))
+        return not (
+            self.scripted or self.rate_limit_per_key or any(self.random.values())
+            or any(mode != "up" for mode in self.providers.values())
+        )
 
 
 @dataclass(frozen=True)
@@ -150,12 +182,18 @@ class Fault:
 class FaultState:
     """The active plan and its counters (thread-safe)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, backend: Backend | None = None) -> None:
+        """`backend` (if given) learns which providers the plan switches `empty`."""
         self._clock = clock
+        self._backend = backend
         self._lock = threading.Lock()
         self.set(FaultPlan())
 
     def set(self, plan: FaultPlan) -> None:
+        if self._backend is not None:
+            self._backend.empty_providers = frozenset(
+                provider for provider, mode in plan.providers.items() if mode == "empty"
+            )
         with self._lock:
             self.plan = plan
             self._calls: Counter[str] = Counter()
@@ -180,7 +218,12 @@ class FaultState:
                 return None
             count = self._calls[route]
             fault = None
-            for scripted in plan.scripted:
+            mode = plan.providers.get(route.split(".")[0], "up")
+            if mode == "unavailable" or (
+                mode == "submits_unavailable" and route in SUBMIT_ROUTES
+            ):
+                fault = Fault("503", "provider", plan.retry_after)
+            for scripted in [] if fault else plan.scripted:
                 if fnmatch.fnmatchcase(route, scripted.route) and (
                     scripted.nth <= count < scripted.nth + scripted.times
                 ):

@@ -123,11 +123,12 @@ def decode_image(data: bytes, *, max_bytes: int | None = None) -> LoadedImage:
 class ImageLoader:
     """Fetches input images for jobs (runs on the media worker threads)."""
 
-    def __init__(self, read_own_media, timeout: float = 10.0) -> None:
+    def __init__(self, read_own_media, timeout: float = 10.0, read_upload=None) -> None:
         """`read_own_media(media_id, query) -> bytes | None` reads the emulator's own store;
         it raises `InputError` for an expired or badly signed URL and returns None for an id
-        it does not hold."""
+        it does not hold. `read_upload(uri) -> bytes` reads a `runway://` upload."""
         self._read_own_media = read_own_media
+        self._read_upload = read_upload
         self.timeout = timeout
 
     def load(self, reference: str, *, max_bytes: int | None = None) -> LoadedImage:
@@ -135,6 +136,9 @@ class ImageLoader:
         if is_data_uri(reference):
             _, data = decode_data_uri(reference)
             return decode_image(data, max_bytes=max_bytes)
+        if reference.startswith("runway://") and self._read_upload is not None:
+            # uploads have their own (200 MB) limit, checked when uploaded
+            return decode_image(self._read_upload(reference))
         return decode_image(self.fetch(reference), max_bytes=max_bytes)
 
     def fetch(self, url: str) -> bytes:

@@ -2,6 +2,16 @@
 
 Routes (auth: `Authorization: Bearer <key>` and `X-Runway-Version: 2024-11-06`):
 
+    POST   /v1/uploads         {filename, type: "ephemeral"} -> {runwayUri, uploadUrl, fields}
+                               (`uploads.create_ephemeral`): POST the file as multipart form
+                               field `file`, with `fields`, to `uploadUrl`
+                               (`/_emulator/uploads/{id}`, route name `runway.upload`; 204).
+                               The `runway://` URI is valid `upload_ttl` (24 h), takes images
+                               up to 200 MB, and only for the key that created it.
+    GET    /v1/organization    {creditBalance, tier: {maxMonthlyCreditSpend, models: {m:
+                               {maxConcurrentGenerations, maxDailyGenerations}}}, usage:
+                               {models: {m: {dailyGenerations}}}}  (the key's account)
+
     POST   /v1/image_to_video  {model, promptImage, promptText, ratio, duration, seed}
                                -> {id, estimatedCost: {credits}}
     POST   /v1/text_to_image   {model: gen4_image, promptText, ratio, referenceImages, seed}
@@ -12,7 +22,24 @@ Routes (auth: `Authorization: Bearer <key>` and `X-Runway-Version: 2024-11-06`):
     DELETE /v1/tasks/{id}      -> 204: cancels a PENDING/THROTTLED/RUNNING task (it then
                                    reads CANCELLED) or deletes a finished one (then 404)
 
-Statuses PENDING, THROTTLED (more than `runway_concurrency` tasks of the key in flight),
+Models: gen4_turbo (duration 2-10, default 10), gen4.5 (duration 2-10 and promptText
+required; the six gen4_turbo ratios), gen4_image, gen4_image_turbo (1-3 referenceImages
+required; gen4_image's 16 ratios); `contentModeration: {publicFigureThreshold: auto|low}` on
+all four. Retired on this route (400, `{"error": ..., "issues": [{path: ["model"]}]}`):
+gen3a_turbo (2026-07-30) and gen4_aleph. Image URIs: https (loopback http), data URIs up to
+5 MB, or `runway://` upload URIs.
+
+Failures (`failure`, `failureCode`; `cost.credits` is what stays charged):
+    [fail] / [unsafe-input]   SAFETY.INPUT.TEXT          charged (not refunded)
+    [unsafe-output]           SAFETY.OUTPUT.IMAGE|VIDEO  refunded (passes once resubmitted;
+                                                         `[unsafe-output:N]`: after N)
+    [internal]                INTERNAL.BAD_OUTPUT        refunded
+    unreadable input image    ASSET.INVALID              refunded
+    emulator media error      INTERNAL                   refunded
+429 `{"error": ...}` when the key used its `daily_limits` for the model (rolling 24 h).
+
+Statuses PENDING, THROTTLED (more than `runway_concurrency` / `model_concurrency` tasks of
+the key in flight),
 RUNNING, SUCCEEDED, FAILED, CANCELLED. Errors are `{"error": "..."}` (validation errors add
 `issues`): 400 bad body, missing/unknown `X-Runway-Version`, or not enough credits; 401
 bad key; 404 unknown task. Output URLs are signed; once `output_url_ttl` has passed they
@@ -22,19 +49,21 @@ Validation tables follow the SDK's type hints (`types/image_to_video_create_para
 `types/text_to_image_create_params.py`): gen4_turbo requires `ratio` (six literals) and takes
 only `position: "first"` in a promptImage list; gen4_image requires `ratio` (16 literals).
 SDK 5.24.0 no longer lists gen3a_turbo; its rules come from runwayml 4.18.0's `Gen3aTurbo`:
-`promptText` required, ratio 1280:768 or 768:1280 (optional; default 1280:768 here), duration
-5 or 10, promptImage positions first/last. Durations are 5 or 10 for both models (the
-gen4_turbo type says only `int`; 5/10 is Runway's documented set), default 10.
+`promptText` required, ratio 1280:768 or 768:1280; Runway retired it on 2026-07-30, so this
+route refuses it (Segmind and AIMLAPI still serve it).
 
 Development exception: `https://` is required, but `http://` is accepted for loopback hosts.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -51,7 +80,17 @@ from ._common import (
     read_json_object,
     size_of_ratio,
 )
-from .backend import Backend, InsufficientCredits, JobNotFound, JobSpec, JobView, Phase
+from .backend import (
+    MAX_UPLOAD_BYTES,
+    Backend,
+    InsufficientCredits,
+    JobNotFound,
+    JobSpec,
+    JobView,
+    Phase,
+    QuotaExceeded,
+    UploadError,
+)
 from .inputs import InputError, decode_data_uri, is_data_uri
 
 PROVIDER = "runway"
@@ -62,8 +101,16 @@ MAX_DATA_URI_BYTES = 5 * 1024 * 1024
 MAX_URL_IMAGE_BYTES = 16 * 1024 * 1024
 MAX_REFERENCE_IMAGES = 3
 TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,15}$")
-DURATIONS = (5, 10)
+DURATIONS = tuple(range(2, 11))
 DEFAULT_DURATION = 10
+UPLOAD_SCHEME = "runway://"
+MODERATION_THRESHOLDS = ("auto", "low")
+
+#: Models Runway no longer serves: model -> (retired on, replacements).
+RETIRED = {
+    "gen3a_turbo": ("2026-07-30", ("gen4_turbo", "gen4.5")),
+    "gen4_aleph": ("2026-07-30", ("gen4.5",)),
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +120,8 @@ class VideoModel:
     default_ratio: str | None
     positions: tuple[str, ...]
     prompt_required: bool
+    duration_required: bool = False
+    durations: tuple[int, ...] = DURATIONS
 
 
 VIDEO_MODELS: dict[str, VideoModel] = {
@@ -83,22 +132,36 @@ VIDEO_MODELS: dict[str, VideoModel] = {
         positions=("first",),
         prompt_required=False,
     ),
-    "gen3a_turbo": VideoModel(
+    "gen3a_turbo": VideoModel(  # retired; served only when `runway_retired` omits it
         ratios=("1280:768", "768:1280"),
         ratio_required=False,
         default_ratio="1280:768",
         positions=("first", "last"),
         prompt_required=True,
+        duration_required=False,
+        durations=(5, 10),
+    ),
+    "gen4.5": VideoModel(
+        ratios=("1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"),
+        ratio_required=True,
+        default_ratio=None,
+        positions=("first",),
+        prompt_required=True,
+        duration_required=True,
     ),
 }
 
+GEN4_IMAGE_RATIOS = (
+    "1024:1024", "1080:1080", "1168:880", "1360:768", "1440:1080", "1080:1440",
+    "1808:768", "1920:1080", "1080:1920", "2112:912", "1280:720", "720:1280",
+    "720:720", "960:720", "720:960", "1680:720",
+)
 IMAGE_MODELS: dict[str, tuple[str, ...]] = {
-    "gen4_image": (
-        "1024:1024", "1080:1080", "1168:880", "1360:768", "1440:1080", "1080:1440",
-        "1808:768", "1920:1080", "1080:1920", "2112:912", "1280:720", "720:1280",
-        "720:720", "960:720", "720:960", "1680:720",
-    ),
+    "gen4_image": GEN4_IMAGE_RATIOS,
+    "gen4_image_turbo": GEN4_IMAGE_RATIOS,
 }
+#: Image models whose referenceImages are required (1-3).
+REFERENCES_REQUIRED = frozenset({"gen4_image_turbo"})
 
 STATUS_NAMES = {
     Phase.WAITING: "THROTTLED",
@@ -109,12 +172,31 @@ STATUS_NAMES = {
     Phase.CANCELLED: "CANCELLED",
 }
 
-#: (failure, failureCode) by the backend's failure code.
+#: (failure, failureCode) by the backend's failure code ("{kind}": IMAGE or VIDEO).
 FAILURES = {
     "fail_marker": ("Your prompt did not pass content moderation.", "SAFETY.INPUT.TEXT"),
+    "unsafe_input": ("Your prompt did not pass content moderation.", "SAFETY.INPUT.TEXT"),
+    "unsafe_output": (
+        "The generated output did not pass content moderation.", "SAFETY.OUTPUT.{kind}"
+    ),
+    "internal_marker": ("An internal error occurred while generating the output.",
+                        "INTERNAL.BAD_OUTPUT"),
     "input": (None, "ASSET.INVALID"),
     "internal": (None, "INTERNAL"),
 }
+
+
+class RetiredModel(FieldError):
+    """A model Runway no longer serves (answered 400 with the message alone)."""
+
+
+def retired_message(model: str) -> str:
+    """Runway's answer to a retired model."""
+    date, replacements = RETIRED.get(model, ("an earlier date", ("gen4_turbo",)))
+    return (
+        f"Model {model} has been retired and is no longer available (since {date}). "
+        f"Use {' or '.join(replacements)} instead."
+    )
 
 
 def error_response(
@@ -125,6 +207,10 @@ def error_response(
 
 
 def _check_uri(name: str, value: Any) -> str:
+    if isinstance(value, str) and value.startswith(UPLOAD_SCHEME):
+        if len(value) <= len(UPLOAD_SCHEME):
+            raise FieldError(name, "is not a valid Runway upload URI")
+        return value
     uri = check_image_ref(name, value, allow_data=True)
     if is_data_uri(uri):
         try:
@@ -136,13 +222,54 @@ def _check_uri(name: str, value: Any) -> str:
     return uri
 
 
-def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
+def _check_model(body: dict[str, Any], models, retired) -> str:
+    model = body.get("model")
+    if isinstance(model, str) and model in retired:
+        raise RetiredModel("model", retired_message(model))
+    return get_choice(body, "model", [m for m in models if m not in retired], required=True)
+
+
+def _check_moderation(body: dict[str, Any]) -> None:
+    moderation = body.get("contentModeration")
+    if moderation is None:
+        return
+    if not isinstance(moderation, dict):
+        raise FieldError("contentModeration", "must be an object {publicFigureThreshold}")
+    unknown = set(moderation) - {"publicFigureThreshold"}
+    if unknown:
+        raise FieldError(f"contentModeration.{sorted(unknown)[0]}", "is not a known field")
+    try:
+        get_choice(moderation, "publicFigureThreshold", MODERATION_THRESHOLDS)
+    except FieldError as exc:
+        raise FieldError(f"contentModeration.{exc.field}", exc.message) from exc
+
+
+def upload_uris(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, runway:// URI) pairs of a body's image fields."""
+    found = []
+    prompt_image = body.get("promptImage")
+    if isinstance(prompt_image, str):
+        found.append(("promptImage", prompt_image))
+    elif isinstance(prompt_image, list):
+        found += [(f"promptImage[{i}].uri", item.get("uri")) for i, item in
+                  enumerate(prompt_image) if isinstance(item, dict)]
+    references = body.get("referenceImages")
+    if isinstance(references, list):
+        found += [(f"referenceImages[{i}].uri", item.get("uri")) for i, item in
+                  enumerate(references) if isinstance(item, dict)]
+    return [(name, uri) for name, uri in found
+            if isinstance(uri, str) and uri.startswith(UPLOAD_SCHEME)]
+
+
+def validate_image_to_video(
+    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+) -> tuple[str, JobSpec]:
     """Check an image_to_video body; returns (model, spec).
 
     Raises:
         FieldError: naming the first bad field.
     """
-    model = get_choice(body, "model", VIDEO_MODELS, required=True)
+    model = _check_model(body, VIDEO_MODELS, retired)
     rules = VIDEO_MODELS[model]
     prompt_image = body.get("promptImage")
     first: str | None = None
@@ -180,7 +307,9 @@ def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
     ratio = get_choice(
         body, "ratio", rules.ratios, default=rules.default_ratio, required=rules.ratio_required
     )
-    duration = get_choice(body, "duration", DURATIONS, default=DEFAULT_DURATION)
+    duration = get_choice(body, "duration", rules.durations, default=DEFAULT_DURATION,
+                          required=rules.duration_required)
+    _check_moderation(body)
     seed = get_int(body, "seed", low=0, high=MAX_SEED)
     width, height = size_of_ratio(ratio)
     return model, JobSpec(
@@ -197,19 +326,25 @@ def validate_image_to_video(body: dict[str, Any]) -> tuple[str, JobSpec]:
     )
 
 
-def validate_text_to_image(body: dict[str, Any]) -> tuple[str, JobSpec]:
+def validate_text_to_image(
+    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+) -> tuple[str, JobSpec]:
     """Check a text_to_image body; returns (model, spec).
 
     Raises:
         FieldError: naming the first bad field.
     """
-    model = get_choice(body, "model", IMAGE_MODELS, required=True)
+    model = _check_model(body, IMAGE_MODELS, retired)
     prompt = get_string(body, "promptText", required=True, max_utf16=MAX_PROMPT)
     ratio = get_choice(body, "ratio", IMAGE_MODELS[model], required=True)
     references = body.get("referenceImages")
+    if references is None and model in REFERENCES_REQUIRED:
+        raise FieldError("referenceImages", f"is required for {model} (1 to 3 images)")
     if references is not None:
         if not isinstance(references, list):
             raise FieldError("referenceImages", "must be a list of {uri, tag}")
+        if not references and model in REFERENCES_REQUIRED:
+            raise FieldError("referenceImages", f"needs 1 to 3 images for {model}")
         if len(references) > MAX_REFERENCE_IMAGES:
             raise FieldError("referenceImages", f"takes at most {MAX_REFERENCE_IMAGES} images")
         for index, item in enumerate(references):
@@ -223,6 +358,7 @@ def validate_text_to_image(body: dict[str, Any]) -> tuple[str, JobSpec]:
                     f"{name}.tag",
                     "must be 3-16 characters: a letter, then letters, digits or underscores",
                 )
+    _check_moderation(body)
     seed = get_int(body, "seed", low=0, high=MAX_SEED)
     width, height = size_of_ratio(ratio)
     return model, JobSpec(
@@ -252,6 +388,11 @@ class RunwayProtocol:
             Route("/v1/tasks/{task_id}", self.get_task, methods=["GET"], name="runway.status"),
             Route("/v1/tasks/{task_id}", self.delete_task, methods=["DELETE"],
                   name="runway.cancel"),
+            Route("/v1/uploads", self.create_upload, methods=["POST"], name="runway.uploads"),
+            Route("/_emulator/uploads/{upload_id}", self.receive_upload, methods=["POST"],
+                  name="runway.upload"),
+            Route("/v1/organization", self.organization, methods=["GET"],
+                  name="runway.organization"),
         ]
 
     def _error(self, status: int, message: str, **extra: Any) -> Response:
@@ -277,12 +418,18 @@ class RunwayProtocol:
             return key
         try:
             body = await read_json_object(request)
-            model, spec = validate(body)
+            model, spec = validate(body, self.backend.config.runway_retired)
+            for name, uri in upload_uris(body):
+                try:
+                    self.backend.upload_bytes(uri, key)
+                except UploadError as exc:
+                    raise FieldError(name, str(exc)) from exc
         except FieldError as exc:
             field = exc.field or "body"
             return self._error(
                 400,
-                f"Validation of body failed: {exc}",
+                exc.message if isinstance(exc, RetiredModel)
+                else f"Validation of body failed: {exc}",
                 issues=[{"path": field.replace("]", "").replace("[", ".").split("."),
                          "message": exc.message}],
             )
@@ -290,7 +437,11 @@ class RunwayProtocol:
             job = self.backend.submit(PROVIDER, model, key, body, spec)
         except InsufficientCredits:
             return self._error(400, "You do not have enough credits to run this task.")
-        return JSONResponse({"id": job.id, "estimatedCost": {"credits": spec.cost}})
+        except QuotaExceeded as exc:
+            return self._error(
+                429, f"You have exceeded the daily generation limit for {model}: {exc}."
+            )
+        return JSONResponse({"id": job.id, "estimatedCost": {"credits": job.cost}})
 
     async def image_to_video(self, request: Request) -> Response:
         return await self._submit(request, validate_image_to_video)
@@ -314,13 +465,14 @@ class RunwayProtocol:
             return view
         status = STATUS_NAMES[view.phase]
         body: dict[str, Any] = {"id": view.id, "status": status, "createdAt": view.created_iso}
-        cost = view.job.spec.cost
+        cost = view.job.cost
+        charged = int(self.backend.charged(view.job))
         if not view.phase.terminal:
             body["estimatedCost"] = {"credits": cost}
         if view.phase is Phase.RUNNING:
             body["progress"] = view.progress
         if view.phase is Phase.SUCCEEDED:
-            body["cost"] = {"credits": int(cost)}
+            body["cost"] = {"credits": charged}
             base = base_url(request)
             body["output"] = [
                 self.backend.media_url(
@@ -331,11 +483,12 @@ class RunwayProtocol:
         elif view.phase is Phase.FAILED:
             assert view.failure is not None
             message, code = FAILURES.get(view.failure.code, (None, "INTERNAL"))
-            body["cost"] = {"credits": 0}
+            body["cost"] = {"credits": charged}
             body["failure"] = message or view.failure.message
-            body["failureCode"] = code
+            body["failureCode"] = code.format(kind=view.job.spec.kind == "still" and "IMAGE"
+                                              or "VIDEO")
         elif view.phase is Phase.CANCELLED:
-            body["cost"] = {"credits": 0}
+            body["cost"] = {"credits": charged}
         return JSONResponse(body)
 
     async def delete_task(self, request: Request) -> Response:
@@ -348,3 +501,91 @@ class RunwayProtocol:
         except JobNotFound:
             return self._error(404, "Task not found")
         return Response(status_code=204)
+
+    # -- uploads and the organization --------------------------------------------------
+
+    async def create_upload(self, request: Request) -> Response:
+        key = self._authorize(request)
+        if isinstance(key, Response):
+            return key
+        try:
+            body = await read_json_object(request)
+            filename = get_string(body, "filename", required=True)
+            get_choice(body, "type", ("ephemeral",), required=True)
+        except FieldError as exc:
+            field = exc.field or "body"
+            return self._error(400, f"Validation of body failed: {exc}",
+                               issues=[{"path": [field], "message": exc.message}])
+        upload = self.backend.create_upload(key, filename or "")
+        return JSONResponse({
+            "runwayUri": f"{UPLOAD_SCHEME}uploads/{upload.id}",
+            "uploadUrl": f"{base_url(request)}/_emulator/uploads/{upload.id}",
+            "fields": {"key": f"uploads/{upload.id}/{filename}", "token": upload.token,
+                       "Content-Type": "application/octet-stream"},
+        })
+
+    async def receive_upload(self, request: Request) -> Response:
+        """The presigned form's target: a multipart POST with `token` and `file`."""
+        content_type = request.headers.get("content-type", "")
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_UPLOAD_BYTES + 1024 * 1024:
+            return Response("EntityTooLarge", status_code=400, media_type="text/plain")
+        if not content_type.startswith("multipart/form-data"):
+            return Response("expected multipart/form-data", status_code=400,
+                            media_type="text/plain")
+        raw = await request.body()
+        fields, file_data = await run_in_threadpool(parse_form, content_type, raw)
+        if file_data is None:
+            return Response("missing form field 'file'", status_code=400,
+                            media_type="text/plain")
+        try:
+            self.backend.complete_upload(
+                request.path_params["upload_id"], fields.get("token", ""), file_data
+            )
+        except UploadError as exc:
+            return Response(f"Forbidden: {exc}", status_code=403, media_type="text/plain")
+        return Response(status_code=204)
+
+    async def organization(self, request: Request) -> Response:
+        key = self._authorize(request)
+        if isinstance(key, Response):
+            return key
+        config = self.backend.config
+        retired = config.runway_retired
+        models = [m for m in list(VIDEO_MODELS) + list(IMAGE_MODELS) if m not in retired]
+        usage = self.backend.daily_generations(PROVIDER, key)
+        return JSONResponse({
+            "creditBalance": int(self.backend.balance(PROVIDER, key)),
+            "tier": {
+                "maxMonthlyCreditSpend": config.runway_max_monthly_credit_spend,
+                "models": {
+                    model: {
+                        "maxConcurrentGenerations":
+                            self.backend.concurrency_limit(PROVIDER, model),
+                        "maxDailyGenerations": config.daily_limits.get(model),
+                    }
+                    for model in models
+                },
+            },
+            "usage": {"models": {model: {"dailyGenerations": usage.get(model, 0)}
+                                 for model in models}},
+        })
+
+
+def parse_form(content_type: str, raw: bytes) -> tuple[dict[str, str], bytes | None]:
+    """A multipart/form-data body as (text fields, the `file` field's bytes)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, str] = {}
+    data: bytes | None = None
+    if not message.is_multipart():
+        return fields, None
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if name == "file":
+            data = payload
+        elif name:
+            fields[str(name)] = payload.decode("utf-8", "replace")
+    return fields, data

@@ -7,6 +7,18 @@ Routes (auth: `x-api-key`):
     GET  /v2/requests/{id}/status    -> {status, request_id, status_url, response_url, metrics}
     GET  /v2/requests/{id}           -> {status, request_id, metrics: {inference_time}, output}
     POST /v1/{slug}                  -> the media bytes (sync), `x-remaining-credits` header
+    GET  /v1/get-user-credits        -> {credits, "free-credits", credits_used, currency:
+                                        "USD"} (the key's account; Segmind's credits are
+                                        dollars; free-credits always 0 here)
+
+Each accepted submission is charged its price (`prefect_runway.pricing`, USD) to the key's
+balance; the v2 submit answer and the sync answer carry `x-remaining-credits` (after the
+charge). Failed requests are refunded, except input-safety ones (`[fail]`, `[unsafe-input]`). Over the balance: 406
+`{"error": "Insufficient credits: Not enough credits to process request (...)"}`. Over
+`daily_limits`: 429 `{"error": "Too many requests: ..."}`. Prompt markers fail the request
+(FAILED, HTTP 422, `error`): `[fail]` / `[unsafe-input]` "Request blocked by content
+moderation (RAI)...", `[unsafe-output]` "Output blocked by content moderation (RAI)...",
+`[internal]` "Internal server error while generating...".
 
 Statuses QUEUED, PROCESSING, COMPLETED, FAILED; FAILED is HTTP 422 on both GETs with the
 body still carrying `status` and `error`; an unknown or expired id is 404 (results are kept
@@ -40,7 +52,15 @@ from ._common import (
     read_json_object,
     size_of_ratio,
 )
-from .backend import Backend, InsufficientCredits, JobNotFound, JobSpec, JobView, Phase
+from .backend import (
+    Backend,
+    InsufficientCredits,
+    JobNotFound,
+    JobSpec,
+    JobView,
+    Phase,
+    QuotaExceeded,
+)
 
 PROVIDER = "segmind"
 
@@ -99,6 +119,9 @@ STATUS_NAMES = {
 
 FAILURE_MESSAGES = {
     "fail_marker": "Request blocked by content moderation (RAI): the prompt was flagged.",
+    "unsafe_input": "Request blocked by content moderation (RAI): the prompt was flagged.",
+    "unsafe_output": "Output blocked by content moderation (RAI): the result was flagged.",
+    "internal_marker": "Internal server error while generating the output.",
 }
 
 
@@ -170,6 +193,8 @@ class SegmindProtocol:
             Route("/v2/requests/{request_id}", self.result, methods=["GET"],
                   name="segmind.result"),
             Route("/v2/{slug}", self.submit, methods=["POST"], name="segmind.submit"),
+            Route("/v1/get-user-credits", self.user_credits, methods=["GET"],
+                  name="segmind.credits"),
             Route("/v1/{slug}", self.run_sync, methods=["POST"], name="segmind.sync"),
         ]
 
@@ -204,7 +229,11 @@ class SegmindProtocol:
         try:
             job = self.backend.submit(PROVIDER, slug, key, body, spec)
         except InsufficientCredits as exc:
-            return self._error(406, f"Insufficient credits: {exc}")
+            return self._error(
+                406, f"Insufficient credits: Not enough credits to process request ({exc})"
+            )
+        except QuotaExceeded as exc:
+            return self._error(429, f"Too many requests: {exc}", headers={"Retry-After": "60"})
         return slug, job
 
     def _urls(self, request: Request, request_id: str) -> dict[str, str]:
@@ -242,7 +271,22 @@ class SegmindProtocol:
                 "status": "QUEUED",
                 "poll_url": urls["status_url"],
                 **urls,
-            }
+            },
+            headers={"x-remaining-credits": self._remaining(job.api_key)},
+        )
+
+    def _remaining(self, api_key: str) -> str:
+        return f"{self.backend.balance(PROVIDER, api_key):g}"
+
+    async def user_credits(self, request: Request) -> Response:
+        key = self._authorize(request)
+        if isinstance(key, Response):
+            return key
+        balance = self.backend.balance(PROVIDER, key)
+        spent = max(0.0, self.backend.initial_balance(PROVIDER) - balance)
+        return JSONResponse(
+            {"credits": round(balance, 6), "free-credits": 0.0,
+             "credits_used": round(spent, 6), "currency": "USD"}
         )
 
     async def status(self, request: Request) -> Response:
@@ -300,12 +344,11 @@ class SegmindProtocol:
         assert entry.data is not None
         self.backend.record(PROVIDER, "downloads")
         self.backend.record(PROVIDER, "download_bytes", len(entry.data))
-        remaining = self.backend.remaining_credits(PROVIDER)
         return Response(
             entry.data,
             media_type=entry.content_type,
             headers={
-                "x-remaining-credits": f"{remaining:g}" if remaining is not None else "999999",
+                "x-remaining-credits": self._remaining(job.api_key),
                 "x-request-id": job.id,
             },
         )

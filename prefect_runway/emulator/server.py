@@ -87,7 +87,7 @@ class Emulator:
         faults: FaultPlan | dict[str, Any] | None = None,
     ) -> None:
         self.backend = Backend(config or EmulatorConfig(), clock=clock)
-        self.faults = FaultState(self.backend.clock)
+        self.faults = FaultState(self.backend.clock, self.backend)
         if faults is not None:
             self.set_faults(faults)
         self.app = build_app(self.backend, self.faults)
@@ -168,6 +168,10 @@ class Emulator:
         """Per-provider counters (same as `GET /_emulator/stats`)."""
         return self.backend.stats()
 
+    def charges(self) -> list[dict[str, Any]]:
+        """Every accepted job's charge (as `GET /_emulator/charges`)."""
+        return self.backend.charges()
+
     def reset(self) -> None:
         """Forget all jobs, media, counters and faults (configuration stays)."""
         self.backend.reset()
@@ -216,7 +220,7 @@ def run_forever(
     """
     sock = _bind(port, host)
     backend = Backend(config or EmulatorConfig())
-    fault_state = FaultState(backend.clock)
+    fault_state = FaultState(backend.clock, backend)
     if faults is not None:
         fault_state.set(faults if isinstance(faults, FaultPlan) else FaultPlan.model_validate(faults))
     app = build_app(backend, fault_state)
@@ -253,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runway-concurrency", type=int, default=None,
                         help="Runway tasks per key before THROTTLED (default 2)")
     parser.add_argument("--credits", type=float, default=None,
-                        help="credit balance per provider (default unlimited)")
+                        help="starting balance of every key on every provider, in the "
+                             "provider's unit (default: generous per-provider balances)")
     parser.add_argument("--seed", type=int, default=None, help="seed of random choices")
     parser.add_argument("--media-cache", action="store_true", default=None,
                         help="reuse media made for identical inputs")

@@ -165,3 +165,85 @@ async def test_async_client(emu):
         with pytest.raises(TaskFailedError):  # the async waiter treats CANCELLED as failed
             await cancelled.wait_for_task_output(timeout=30)
     assert Image.open(io.BytesIO(download(task.output[0]))).size == (960, 720)
+
+
+# -- today's catalogue (issue 17) -----------------------------------------------------------
+
+
+def _png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 360), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_upload_then_gen4_image_turbo_on_the_runway_uri(emu, client):
+    uploaded = client.uploads.create_ephemeral(file=("hero.png", _png((30, 160, 60))))
+    assert uploaded.uri.startswith("runway://")
+    task = client.text_to_image.create(
+        model="gen4_image_turbo",
+        prompt_text="@hero on a bridge",
+        ratio="1360:768",
+        reference_images=[{"uri": uploaded.uri, "tag": "hero"}],
+        content_moderation={"public_figure_threshold": "low"},
+    ).wait_for_task_output(timeout=30)
+    assert task.status == "SUCCEEDED" and task.cost.credits == 2
+    assert Image.open(io.BytesIO(download(task.output[0]))).size == (1360, 768)
+    # the upload also animates: its pixels are the video's first frame
+    video = client.image_to_video.create(
+        model="gen4_turbo", prompt_image=uploaded.uri, ratio="1280:720", duration=2,
+    ).wait_for_task_output(timeout=30)
+    info = probe_video(download(video.output[0]))
+    assert mean_abs_difference(info.first_frame, fit(Image.open(io.BytesIO(
+        _png((30, 160, 60)))), 1280, 720)) < 5
+    assert emu.stats()["runway"]["uploads"] == 1
+
+
+@pytest.mark.parametrize(("model", "seconds", "credits"),
+                         [("gen4_turbo", 3, 15), ("gen4_turbo", 8, 40), ("gen4.5", 7, 84)])
+def test_videos_last_the_asked_length(client, model, seconds, credits):
+    still = client.text_to_image.create(model="gen4_image", prompt_text="x", ratio="720:720")
+    still = still.wait_for_task_output(timeout=30)
+    created = client.image_to_video.create(
+        model=model, prompt_image=still.output[0], prompt_text="the camera orbits",
+        ratio="960:960", duration=seconds,
+        content_moderation={"public_figure_threshold": "auto"},
+    )
+    assert created.estimated_cost.credits == credits
+    task = created.wait_for_task_output(timeout=30)
+    assert task.cost.credits == credits
+    info = probe_video(download(task.output[0]))
+    assert (info.width, info.height) == (960, 960)
+    assert info.duration == pytest.approx(seconds)
+
+
+def test_organization_retrieve(emu, client):
+    emu.configure(credits=500, model_concurrency={"gen4.5": 1}, daily_limits={"gen4.5": 50})
+    client.text_to_image.create(model="gen4_image", prompt_text="x",
+                                ratio="1920:1080").wait_for_task_output(timeout=30)
+    org = client.organization.retrieve()
+    assert org.credit_balance == 500 - 8
+    assert org.tier.max_monthly_credit_spend == 1_000_000
+    assert org.tier.models["gen4.5"].max_concurrent_generations == 1
+    assert org.tier.models["gen4.5"].max_daily_generations == 50
+    assert org.tier.models["gen4_image"].max_daily_generations is None
+    assert org.usage.models["gen4_image"].daily_generations == 1
+
+
+def test_gen3a_turbo_is_refused_with_400(emu, client):
+    with pytest.raises(runwayml.BadRequestError) as caught:
+        client.image_to_video.create(
+            model="gen3a_turbo",  # no longer in the SDK's types; sent as given
+            prompt_image="https://example.com/a.png", prompt_text="x", duration=5,
+        )
+    assert caught.value.status_code == 400
+    assert "retired" in caught.value.body["error"]
+    assert emu.stats()["runway"]["total_submissions"] == 0
+
+
+def test_failure_codes_reach_the_sdk(client):
+    created = client.text_to_image.create(model="gen4_image", prompt_text="[internal]",
+                                          ratio="720:720")
+    with pytest.raises(TaskFailedError) as caught:
+        created.wait_for_task_output(timeout=30)
+    assert caught.value.task_details.failure_code == "INTERNAL.BAD_OUTPUT"
+    assert caught.value.task_details.cost.credits == 0

@@ -175,10 +175,11 @@ def test_auth_unknown_id_and_credits(emu, client):
     response = client.get(LEGACY, params={"generation_id": "nope"}, headers=AIMLAPI_HEADERS)
     assert response.status_code == 404 and response.json()["statusCode"] == 404
     assert client.get(LEGACY, headers=AIMLAPI_HEADERS).status_code == 400
-    emu.configure(credits=30)
-    assert client.post(LEGACY, headers=AIMLAPI_HEADERS, json=body).status_code == 200  # 25
+    emu.configure(credits=600_000)  # AIMLAPI credits; a 5 s gen4_turbo costs 525 000
+    assert client.post(LEGACY, headers=AIMLAPI_HEADERS, json=body).status_code == 200
     response = client.post(LEGACY, headers=AIMLAPI_HEADERS, json=body)
     assert response.status_code == 403 and response.json()["statusCode"] == 403
+    assert "run out of credits" in response.json()["message"]
 
 
 def test_waiting_while_over_the_concurrency_limit(emu, client):

@@ -151,15 +151,18 @@ def test_credits_run_out(backend):
     video = JobSpec(kind="video", prompt="p", seed=1, width=64, height=64, duration=5,
                     image="data:,")
     with pytest.raises(InsufficientCredits):
-        backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, video)  # 25 credits
-    backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, STILL)  # 5
-    backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, STILL)  # 10
+        backend.submit("runway", "gen4_turbo", "k", {}, video)  # 25 credits
+    backend.submit("runway", "gen4_image", "k", {}, STILL)  # 5
+    backend.submit("runway", "gen4_image", "k", {}, STILL)  # 10
     with pytest.raises(InsufficientCredits):
-        backend.submit("aimlapi", "runway/gen4_turbo", "k", {}, STILL)
-    stats = backend.stats()["aimlapi"]
+        backend.submit("runway", "gen4_image", "k", {}, STILL)
+    stats = backend.stats()["runway"]
     assert stats["credits_used"] == 10
     assert stats["credits_remaining"] == 2
-    assert backend.stats()["runway"]["credits_remaining"] == 12  # accounts are per provider
+    assert stats["credit_refusals"] == 2
+    assert backend.stats()["segmind"]["credits_remaining"] == 12  # accounts are per provider
+    backend.submit("runway", "gen4_image", "other-key", {}, STILL)  # and per key
+    assert backend.balance("runway", "other-key") == 7
 
 
 def test_stats_count_billable_submissions_by_fingerprint(backend):
@@ -188,3 +191,40 @@ def test_latency_range_is_seeded(clock):
     assert latencies[0] == latencies[1]
     assert all(20 <= value <= 40 for value in latencies[0])
     assert len(set(latencies[0])) == 5
+
+
+def test_daily_quota_is_a_rolling_window(backend, clock):
+    from prefect_runway.emulator.backend import QuotaExceeded
+
+    backend.configure(daily_limits={"gen4_image": 2})
+    backend.submit("runway", "gen4_image", "k", {}, STILL)
+    clock.advance(3600)
+    backend.submit("runway", "gen4_image", "k", {}, STILL)
+    with pytest.raises(QuotaExceeded):
+        backend.submit("runway", "gen4_image", "k", {}, STILL)
+    backend.submit("runway", "gen4_image", "other", {}, STILL)  # per key
+    backend.submit("runway", "gen4_image_turbo", "k", {}, STILL)  # per model
+    clock.advance(86_400 - 3600 + 1)  # the first one left the window
+    backend.submit("runway", "gen4_image", "k", {}, STILL)
+    with pytest.raises(QuotaExceeded):
+        backend.submit("runway", "gen4_image", "k", {}, STILL)
+    assert backend.daily_generations("runway", "k") == {"gen4_image": 2, "gen4_image_turbo": 1}
+    assert backend.stats()["runway"]["quota_refusals"] == 2
+
+
+def test_refunds_on_failure_and_cancel_but_not_input_safety(backend, clock):
+    backend.configure(credits=100)
+    internal = backend.submit("runway", "gen4_image", "k", {}, JobSpec(
+        kind="still", prompt="[internal]", seed=1, width=1280, height=720))
+    unsafe = backend.submit("runway", "gen4_image", "k", {}, JobSpec(
+        kind="still", prompt="[unsafe-input]", seed=1, width=1280, height=720))
+    cancelled = backend.submit("runway", "gen4_image", "k", {}, JobSpec(
+        kind="still", prompt="ok", seed=1, width=1920, height=1080))
+    assert backend.balance("runway", "k") == 100 - 5 - 5 - 8
+    backend.cancel("runway", cancelled.id)
+    assert backend.balance("runway", "k") == 100 - 5 - 5
+    clock.advance(11)  # both failures are now terminal
+    assert backend.balance("runway", "k") == 100 - 5  # input safety stays charged
+    charges = {c["job_id"]: c for c in backend.charges()}
+    assert charges[internal.id]["refunded"] and charges[cancelled.id]["charged"] == 0
+    assert charges[unsafe.id]["charged"] == 5 and charges[unsafe.id]["phase"] == "failed"

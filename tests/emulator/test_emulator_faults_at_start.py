@@ -26,3 +26,19 @@ def test_constructor_faults_apply_to_the_first_call():
                             json={"promptText": "p", "referenceImages": [{"uri": "https://e.com/a.png", "tag": "ref"}]})
         assert answer.status_code == 503
         assert emu.stats()["segmind"]["faults"] == {"503": 1}
+
+
+def test_command_line_provider_switch():
+    args = build_parser().parse_args(
+        ["--faults", '{"providers": {"segmind": "unavailable", "runway": "empty"}}']
+    )
+    plan = faults_from_args(args)
+    assert plan is not None and not plan.empty
+    assert plan.providers == {"segmind": "unavailable", "runway": "empty"}
+    with Emulator(EmulatorConfig(latency=0.1, video_fps=2), faults=plan) as emu:
+        answer = httpx.post(f"{emu.url}/v2/runway-gen4-image", headers={"x-api-key": "k"},
+                            json={"promptText": "p", "referenceImages": [
+                                {"uri": "https://e.com/a.png", "tag": "ref"}]})
+        assert answer.status_code == 503 and answer.json() == {
+            "error": "Service temporarily unavailable"}
+        assert emu.stats()["runway"]["empty"] and emu.stats()["runway"]["credits_remaining"] == 0

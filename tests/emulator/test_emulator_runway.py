@@ -60,17 +60,48 @@ def test_text_to_image_then_image_to_video(emu, client):
     assert stats["downloads"] == 2
 
 
-def test_prompt_image_list_and_gen3a(client):
-    first, last = picture(colour=(200, 0, 0)), picture(colour=(0, 0, 200))
-    response = create(client, "image_to_video", model="gen3a_turbo", duration=5,
-                      promptText="fade", promptImage=[
-        {"uri": data_uri(first), "position": "first"}, {"uri": data_uri(last), "position": "last"},
-    ])
+@pytest.mark.parametrize("model", ["gen3a_turbo", "gen4_aleph"])
+def test_retired_models_are_refused_with_the_replacement(emu, client, model):
+    first = picture(colour=(200, 0, 0))
+    response = create(client, "image_to_video", model=model, duration=5, ratio="1280:768",
+                      promptText="fade", promptImage=data_uri(first))
+    assert response.status_code == 400
+    body = response.json()
+    assert "retired" in body["error"] and "2026-07-30" in body["error"]
+    assert "gen4.5" in body["error"]
+    assert body["issues"][0]["path"] == ["model"]
+    assert emu.stats()["runway"]["total_submissions"] == 0
+
+
+def test_gen4_5_and_gen4_turbo_make_videos_of_the_asked_length(client):
+    still = data_uri(picture(640, 360))
+    ids = {
+        ("gen4.5", 7): create(client, "image_to_video", model="gen4.5", duration=7,
+                              ratio="960:960", promptText="orbit", promptImage=still,
+                              contentModeration={"publicFigureThreshold": "low"}),
+        ("gen4_turbo", 3): create(client, "image_to_video", model="gen4_turbo", duration=3,
+                                  ratio="1280:720", promptImage=[{"uri": still,
+                                                                  "position": "first"}]),
+    }
+    for (model, seconds), response in ids.items():
+        assert response.status_code == 200, response.text
+        credits = {"gen4.5": 12, "gen4_turbo": 5}[model] * seconds
+        assert response.json()["estimatedCost"] == {"credits": credits}
+        final, _ = finish(client, response.json()["id"])
+        assert final.json()["cost"] == {"credits": credits}
+        info = probe_video(client.get(final.json()["output"][0]).content)
+        assert info.duration == pytest.approx(seconds)
+
+
+def test_gen4_image_turbo_costs_2_credits(client):
+    response = create(client, "text_to_image", model="gen4_image_turbo", promptText="@hero",
+                      ratio="1920:1080", referenceImages=[{"uri": IMAGE, "tag": "hero"}],
+                      contentModeration={"publicFigureThreshold": "auto"})
     assert response.status_code == 200, response.text
     final, _ = finish(client, response.json()["id"])
-    info = probe_video(client.get(final.json()["output"][0]).content)
-    assert (info.width, info.height) == (1280, 768)  # gen3a_turbo's default ratio
-    assert mean_abs_difference(info.last_frame, fit(last, 1280, 768)) < 5
+    assert final.json()["cost"] == {"credits": 2}
+    assert Image.open(io.BytesIO(client.get(final.json()["output"][0]).content)).size == (
+        1920, 1080)
 
 
 def test_every_get_gives_fresh_signed_urls(client):
@@ -182,9 +213,25 @@ IMAGE = "https://example.com/a.png"
         ("image_to_video", {"model": "gen4_turbo", "promptImage": IMAGE}, "ratio"),
         ("image_to_video", {"model": "gen4_turbo", "promptImage": IMAGE, "ratio": "1280:768"},
          "ratio"),
-        ("image_to_video", {"model": "gen3a_turbo", "promptImage": IMAGE, "ratio": "1280:720",
-                            "promptText": "x"}, "ratio"),
-        ("image_to_video", {"model": "gen3a_turbo", "promptImage": IMAGE}, "promptText"),
+        ("image_to_video", {"model": "gen4.5", "promptImage": IMAGE, "ratio": "1280:720",
+                            "promptText": "x"}, "duration"),
+        ("image_to_video", {"model": "gen4.5", "promptImage": IMAGE, "ratio": "1280:720",
+                            "duration": 5}, "promptText"),
+        ("image_to_video", {"model": "gen4.5", "promptImage": IMAGE, "ratio": "1280:720",
+                            "duration": 11, "promptText": "x"}, "duration"),
+        ("image_to_video", {"model": "gen4_turbo", "promptImage": IMAGE, "ratio": "1280:720",
+                            "contentModeration": {"publicFigureThreshold": "high"}},
+         "contentModeration.publicFigureThreshold"),
+        ("image_to_video", {"model": "gen4_turbo", "promptImage": "runway://", "ratio":
+                            "1280:720"}, "promptImage"),
+        ("image_to_video", {"model": "gen4_turbo", "promptImage": "runway://uploads/nope",
+                            "ratio": "1280:720"}, "promptImage"),
+        ("text_to_image", {"model": "gen4_image_turbo", "promptText": "x", "ratio": "720:720"},
+         "referenceImages"),
+        ("text_to_image", {"model": "gen4_image_turbo", "promptText": "x", "ratio": "720:720",
+                           "referenceImages": []}, "referenceImages"),
+        ("text_to_image", {"model": "gen4_image_turbo", "promptText": "x", "ratio": "1280:768",
+                           "referenceImages": [{"uri": IMAGE}]}, "ratio"),
         ("image_to_video", {"model": "gen5", "promptImage": IMAGE}, "model"),
         ("image_to_video", {"model": "gen4_turbo", "ratio": "1280:720"}, "promptImage"),
         ("image_to_video", {"model": "gen4_turbo", "ratio": "1280:720",
@@ -193,7 +240,7 @@ IMAGE = "https://example.com/a.png"
                             "promptImage": [{"uri": IMAGE, "position": "last"}]},
          "promptImage[0].position"),
         ("image_to_video", {"model": "gen4_turbo", "ratio": "1280:720", "promptImage": IMAGE,
-                            "duration": 8}, "duration"),
+                            "duration": 1}, "duration"),
         ("image_to_video", {"model": "gen4_turbo", "ratio": "1280:720", "promptImage": IMAGE,
                             "seed": -1}, "seed"),
         ("image_to_video", {"model": "gen4_turbo", "ratio": "1280:720", "promptImage": IMAGE,
@@ -230,3 +277,21 @@ def test_credits(emu, client):
     assert create(client, "text_to_image", **body).status_code == 200
     response = create(client, "text_to_image", **body)
     assert response.status_code == 400 and "credits" in response.json()["error"]
+
+
+def test_gen3a_turbo_served_again_when_not_retired(emu, client):
+    """`runway_retired=frozenset()` emulates Runway before 2026-07-30 (gen3a's 4.18 rules)."""
+    emu.configure(runway_retired=frozenset())
+    first, last = picture(colour=(200, 0, 0)), picture(colour=(0, 0, 200))
+    response = create(client, "image_to_video", model="gen3a_turbo", duration=5,
+                      promptText="fade", promptImage=[
+        {"uri": data_uri(first), "position": "first"}, {"uri": data_uri(last), "position": "last"},
+    ])
+    assert response.status_code == 200, response.text
+    final, _ = finish(client, response.json()["id"])
+    info = probe_video(client.get(final.json()["output"][0]).content)
+    assert (info.width, info.height) == (1280, 768)  # gen3a_turbo's default ratio
+    assert mean_abs_difference(info.last_frame, fit(last, 1280, 768)) < 5
+    assert final.json()["cost"] == {"credits": 25}  # priced like gen4_turbo while served
+    assert create(client, "image_to_video", model="gen3a_turbo", duration=3, promptText="x",
+                  promptImage=IMAGE).status_code == 400  # 5 or 10 only

@@ -224,19 +224,20 @@ def test_expire_marker_vanishes_once_complete(client):
 
 
 def test_insufficient_credits_is_406(emu, client):
-    emu.configure(credits=10)
+    emu.configure(credits=0.1)  # USD; a 720p still costs 0.05
     body = {"promptText": "x", "referenceImages": REFS}
-    assert submit(client, "runway-gen4-image", **body).status_code == 200  # 5 credits
-    assert submit(client, "runway-gen4-image", **body).status_code == 200  # 10
+    first = submit(client, "runway-gen4-image", **body)
+    assert first.status_code == 200 and first.headers["x-remaining-credits"] == "0.05"
+    assert submit(client, "runway-gen4-image", **body).status_code == 200
     response = submit(client, "runway-gen4-image", **body)
     assert response.status_code == 406 and "credits" in response.json()["error"].lower()
 
 
 def test_sync_v1_returns_the_media_bytes(emu, client):
-    emu.configure(credits=100)
+    emu.configure(credits=1)
     response = client.post("/v1/runway-gen4-image", headers=SEGMIND_HEADERS,
                            json={"promptText": "x", "referenceImages": REFS, "ratio": "720:1280"})
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
-    assert float(response.headers["x-remaining-credits"]) == 95
+    assert float(response.headers["x-remaining-credits"]) == 0.95
     assert Image.open(io.BytesIO(response.content)).size == (720, 1280)
