@@ -562,6 +562,13 @@ def _current_run_ids() -> tuple[str | None, str | None]:
     return flow_run, task_run
 
 
+def _too_old(record: LedgerRecord, max_age: float | None) -> bool:
+    if max_age is None:
+        return False
+    since = record.job_recorded_at or record.created_at
+    return (_utc_now() - since).total_seconds() > max_age
+
+
 def _who() -> str:
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
     return f"{user}@{socket.gethostname()}"
@@ -610,7 +617,9 @@ class SubmissionLedger:
         """
         return await asyncio.to_thread(self._get, scope)
 
-    def _begin(self, scope: str, meta: IntentMeta, force: bool) -> LedgerRecord:
+    def _begin(
+        self, scope: str, meta: IntentMeta, force: bool, job_max_age: float | None = None
+    ) -> LedgerRecord:
         _check_scope(scope)
         flow_run, task_run = _current_run_ids()
         intent = Intent(
@@ -634,7 +643,7 @@ class SubmissionLedger:
                 if self.backend.create(scope, intent.to_json()):
                     return intent
                 continue  # another writer created it first: look at theirs
-            if isinstance(existing, JobRecord):
+            if isinstance(existing, JobRecord) and not _too_old(existing, job_max_age):
                 return existing
             if isinstance(existing, Intent):
                 raise SubmissionInDoubt(existing)
@@ -644,7 +653,8 @@ class SubmissionLedger:
         raise LedgerError(f"the ledger record {self.backend.location(scope)} keeps changing")
 
     async def begin(
-        self, scope: str, meta: IntentMeta, *, force: bool = False
+        self, scope: str, meta: IntentMeta, *, force: bool = False,
+        job_max_age: float | None = None,
     ) -> Intent | JobRecord:
         """Before a paid submit: reuse a recorded job, refuse a doubt, or write the intent.
 
@@ -652,6 +662,8 @@ class SubmissionLedger:
             scope: The submission scope (``submission_cache_key(...)``).
             meta: What the submit is.
             force: Write a new intent whatever is recorded (a deliberate resubmit).
+            job_max_age: Seconds after which a recorded job is no longer reused (the
+                provider forgot it: pass its retention); a new intent replaces it.
 
         Returns:
             The :class:`JobRecord` if this scope has a job (send nothing; reuse it), else the
@@ -662,7 +674,9 @@ class SubmissionLedger:
             LedgerRecordUnreadable: the record exists but cannot be read (and not ``force``).
             LedgerStorageError: the ledger cannot be written; nothing may be sent.
         """
-        return await asyncio.to_thread(self._begin, scope, meta, force)  # type: ignore[return-value]
+        return await asyncio.to_thread(  # type: ignore[return-value]
+            self._begin, scope, meta, force, job_max_age
+        )
 
     def _record_job(self, intent: LedgerRecord, generation: Generation) -> JobRecord:
         record = JobRecord(

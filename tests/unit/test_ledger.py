@@ -98,6 +98,15 @@ async def test_job_is_reused_and_round_trips_the_generation(ledger: SubmissionLe
     assert again.to_generation() == made
 
 
+async def test_a_job_older_than_job_max_age_is_not_reused(ledger: SubmissionLedger) -> None:
+    intent = await ledger.begin(SCOPE, meta())
+    job = await ledger.record_job(intent, generation())
+    assert isinstance(await ledger.begin(SCOPE, meta(), job_max_age=3600), JobRecord)
+    await asyncio.sleep(0.05)
+    fresh = await ledger.begin(SCOPE, meta(), job_max_age=0.01)  # the provider forgot it
+    assert isinstance(fresh, Intent) and fresh.supersedes == job.attempt_id
+
+
 async def test_force_replaces_a_doubt_and_a_job(ledger: SubmissionLedger) -> None:
     first = await ledger.begin(SCOPE, meta())
     forced = await ledger.begin(SCOPE, meta(), force=True)
