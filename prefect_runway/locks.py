@@ -1,0 +1,235 @@
+"""Locks around a paid submit, through Prefect's own transaction machinery.
+
+The submit task runs in a Prefect transaction with ``IsolationLevel.SERIALIZABLE`` keyed on
+the submission scope: of two runs of the same request at the same instant, one takes the
+lock and submits; the other waits on the lock, then finds the committed result record and
+reuses the job. Which lock manager holds the locks:
+
+* one machine (the default): :class:`RunwayFileSystemLockManager`, lock files under
+  ``PREFECT_RUNWAY_LOCK_DIR`` or ``<PREFECT_RESULTS_LOCAL_STORAGE_PATH>/prefect-runway-locks``;
+* several machines: prefect-redis's ``RedisLockManager`` (``pip install prefect-redis``),
+  chosen by ``PREFECT_RUNWAY_LOCK_REDIS_URL=redis://host:6379/0`` (or ``rediss://``,
+  ``redis+sentinel://``).
+
+Both hold a lock at most ``PREFECT_RUNWAY_LOCK_HOLD_SECONDS`` (default 900 s): Prefect asks
+for locks without a hold timeout, so a worker killed while holding one would otherwise
+block that request forever. The file-system manager also frees at once a lock whose holder
+process, on this host, is gone.
+
+Example:
+    ```python
+    from prefect import task
+    from prefect_runway.locks import submission_cache_policy
+
+    @task(cache_policy=submission_cache_policy(my_cache_key_fn), persist_result=True)
+    async def submit(...): ...
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
+from prefect.locking.filesystem import FileSystemLockManager
+from prefect.locking.protocol import LockManager
+from prefect.transactions import IsolationLevel
+
+from prefect_runway.errors import InvalidRequest
+
+__all__ = [
+    "LOCK_DIR_ENV",
+    "LOCK_HOLD_ENV",
+    "LOCK_REDIS_URL_ENV",
+    "RunwayFileSystemLockManager",
+    "default_lock_directory",
+    "lock_hold_seconds",
+    "lock_manager_from_settings",
+    "submission_cache_policy",
+]
+
+LOCK_REDIS_URL_ENV = "PREFECT_RUNWAY_LOCK_REDIS_URL"
+LOCK_DIR_ENV = "PREFECT_RUNWAY_LOCK_DIR"
+LOCK_HOLD_ENV = "PREFECT_RUNWAY_LOCK_HOLD_SECONDS"
+DEFAULT_HOLD_SECONDS = 900.0
+LOCK_FOLDER = "prefect-runway-locks"
+
+
+def lock_hold_seconds() -> float:
+    """The longest a submit lock is held: ``PREFECT_RUNWAY_LOCK_HOLD_SECONDS`` or 900."""
+    raw = os.environ.get(LOCK_HOLD_ENV)
+    if not raw:
+        return DEFAULT_HOLD_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 86400:
+        raise InvalidRequest(LOCK_HOLD_ENV, f"{raw!r} is not a number of seconds",
+                             allowed="1 to 86400")
+    return value
+
+
+def default_lock_directory() -> Path:
+    """``PREFECT_RUNWAY_LOCK_DIR``, else ``prefect-runway-locks`` beside Prefect's local
+    results."""
+    if os.environ.get(LOCK_DIR_ENV):
+        return Path(os.environ[LOCK_DIR_ENV]).expanduser()
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().results.local_storage_path).expanduser() / LOCK_FOLDER
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """Whether a lock holder (``host:pid:...``, Prefect's default) is a dead local process."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class RunwayFileSystemLockManager(FileSystemLockManager):
+    """Prefect's ``FileSystemLockManager`` for submit locks on one machine, made safe to crash.
+
+    Three changes, all about a holder that dies or is slow:
+
+    * a lock is held at most ``hold_seconds`` when the caller gives no hold timeout (Prefect's
+      transactions give none);
+    * a lock whose holder is a process of this host that no longer exists is free;
+    * a lock file that exists but is not written yet (its holder is between creating and
+      writing it) counts as locked, instead of failing to parse.
+
+    Args:
+        lock_files_directory: Where the lock files live.
+        hold_seconds: The default hold timeout (default :func:`lock_hold_seconds`).
+    """
+
+    def __init__(self, lock_files_directory: Path, hold_seconds: float | None = None) -> None:
+        super().__init__(Path(lock_files_directory))
+        self.hold_seconds = hold_seconds if hold_seconds is not None else lock_hold_seconds()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"lock_files_directory": self.lock_files_directory, "hold_seconds": self.hold_seconds}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["lock_files_directory"], state["hold_seconds"])  # type: ignore[misc]
+
+    def _get_lock_info(self, key: str, use_cache: bool = True) -> Any:
+        try:
+            info = super()._get_lock_info(key, use_cache=use_cache)
+        except ValueError:  # created, not yet written by its holder: locked
+            return {"holder": "", "expiration": None, "path": self._lock_path_for_key(key)}
+        if info is not None and info.get("holder") and _holder_is_gone(info["holder"]):
+            Path(info["path"]).unlink(missing_ok=True)
+            self._locks.pop(key, None)
+            return None
+        return info
+
+    async def _aget_lock_info(self, key: str, use_cache: bool = True) -> Any:
+        return self._get_lock_info(key, use_cache=use_cache)
+
+    def acquire_lock(
+        self, key: str, holder: str, acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        return super().acquire_lock(key, holder, acquire_timeout, hold_timeout or self.hold_seconds)
+
+    async def aacquire_lock(
+        self, key: str, holder: str, acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
+        return await super().aacquire_lock(
+            key, holder, acquire_timeout, hold_timeout or self.hold_seconds
+        )
+
+
+def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:
+    try:
+        from prefect_redis.locking import RedisLockManager
+    except ImportError:
+        raise InvalidRequest(
+            LOCK_REDIS_URL_ENV, "is set but prefect-redis is not installed",
+            allowed="`pip install prefect-redis`, or unset it for file-system locks",
+        ) from None
+
+    class _HeldRedisLockManager(RedisLockManager):  # type: ignore[misc,valid-type]
+        """RedisLockManager whose locks expire after ``hold_seconds`` unless told otherwise,
+        and whose async acquire takes a lock that Prefect's release can release.
+
+        Prefect 3.9.1's ``AsyncTransaction`` acquires with ``aacquire_lock`` but releases
+        with the synchronous ``release_lock``; prefect-redis 0.3.0 then calls ``release()``
+        of a redis.asyncio lock without awaiting it, so the lock is never released and the
+        next run of the same request waits for it to expire. Acquiring the synchronous lock
+        (in a worker thread) makes the release real.
+        """
+
+        def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                         hold_timeout: float | None = None) -> bool:
+            return super().acquire_lock(key, holder, acquire_timeout, hold_timeout or hold_seconds)
+
+        async def aacquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                                hold_timeout: float | None = None) -> bool:
+            return await asyncio.to_thread(
+                self.acquire_lock, key, holder, acquire_timeout, hold_timeout
+            )
+
+    return _HeldRedisLockManager(connection_url=url)
+
+
+def lock_manager_from_settings() -> LockManager:
+    """The lock manager for submit locks, from the environment.
+
+    ``PREFECT_RUNWAY_LOCK_REDIS_URL`` set: prefect-redis's ``RedisLockManager`` on that URL
+    (locks shared by every worker reaching that Redis). Otherwise a
+    :class:`RunwayFileSystemLockManager` in :func:`default_lock_directory` (locks shared by
+    the processes of one machine, or of machines sharing that directory on a filesystem
+    with atomic exclusive create).
+
+    Raises:
+        InvalidRequest: a setting is invalid (or prefect-redis is missing for a Redis URL).
+    """
+    hold = lock_hold_seconds()
+    url = os.environ.get(LOCK_REDIS_URL_ENV, "").strip()
+    if url:
+        if not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+            raise InvalidRequest(LOCK_REDIS_URL_ENV, "is not a Redis URL",
+                                 allowed="redis://host:port/db, rediss://..., redis+sentinel://...")
+        return _redis_lock_manager(url, hold)
+    return RunwayFileSystemLockManager(default_lock_directory(), hold_seconds=hold)
+
+
+def submission_cache_policy(
+    cache_key_fn: Callable[..., str | None],
+    *,
+    lock_manager: LockManager | None = None,
+) -> CachePolicy:
+    """A cache policy keyed by ``cache_key_fn``, locked SERIALIZABLE by ``lock_manager``.
+
+    Give it to the submit task (``@task(cache_policy=...)`` or ``.with_options``) instead of
+    ``cache_key_fn``: the task engine then opens the task's transaction with
+    ``IsolationLevel.SERIALIZABLE`` and takes the lock on the cache key before running it.
+
+    Args:
+        cache_key_fn: ``(TaskRunContext, parameters) -> key``, e.g. the submit's cache key.
+        lock_manager: default :func:`lock_manager_from_settings`.
+    """
+    return CacheKeyFnPolicy(cache_key_fn=cache_key_fn).configure(
+        lock_manager=lock_manager or lock_manager_from_settings(),
+        isolation_level=IsolationLevel.SERIALIZABLE,
+    )
+
+
+#: Re-exported for callers building an explicit transaction.
+SERIALIZABLE = IsolationLevel.SERIALIZABLE
