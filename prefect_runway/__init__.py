@@ -51,7 +51,7 @@ from prefect_runway.models import (
 )
 from prefect_runway.tasks import download_generation, submit_generation, wait_for_generation
 
-__version__ = "0.1.0"
+from prefect_runway._version import __version__
 
 __all__ = [
     "AimlapiCredentials", "AuthenticationError", "BadResponse", "DownloadError", "Generation",

@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from prefect_runway.errors import InvalidRequest
+
 _EPSILON = 1e-9
 
 
@@ -89,9 +91,20 @@ class GlobalRateLimit:
     async def __call__(self) -> Any:
         from prefect.concurrency.asyncio import rate_limit
 
+        from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+
         if self.local is not None:
             await self.local.acquire()
-        await rate_limit(self.name, occupy=1)
+        try:
+            # strict: a misspelled name is an error, not a silently absent limit.
+            await rate_limit(self.name, occupy=1, strict=True)
+        except ConcurrencySlotAcquisitionError as exc:
+            raise InvalidRequest(
+                "global_rate_limit",
+                f"there is no Prefect global concurrency limit named {self.name!r}",
+                allowed="the name of an existing limit (create one with `prefect gcl create "
+                f"{self.name} --limit N --slot-decay-per-second R`)",
+            ) from exc
         yield
 
 
