@@ -5,6 +5,7 @@ own API, with credentials in Prefect blocks, submit / wait / download as retried
 tasks, and flows that chain a still into a video.
 """
 
+from prefect_runway._version import __version__ as __version__
 from prefect_runway.blocks import (
     AimlapiCredentials,
     RunwayCredentials,
@@ -50,8 +51,6 @@ from prefect_runway.models import (
     VideoRequest,
 )
 from prefect_runway.tasks import download_generation, submit_generation, wait_for_generation
-
-from prefect_runway._version import __version__
 
 __all__ = [
     "AimlapiCredentials", "AuthenticationError", "BadResponse", "DownloadError", "Generation",

@@ -89,9 +89,7 @@ class GlobalRateLimit:
 
     @asynccontextmanager
     async def __call__(self) -> Any:
-        from prefect.concurrency.asyncio import rate_limit
-
-        from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+        from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit
 
         if self.local is not None:
             await self.local.acquire()

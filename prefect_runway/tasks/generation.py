@@ -23,7 +23,13 @@ from prefect_runway.errors import DownloadError, InvalidRequest, ProviderError, 
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.previews import PREVIEW_FORMATS, Preview, make_preview, preview_key
 from prefect_runway.providers.base import redact_url
-from prefect_runway.storage import DEFAULT_KEY_TEMPLATE, OutputStorage, render_key, resolve_storage
+from prefect_runway.storage import (
+    DEFAULT_KEY_TEMPLATE,
+    OutputStorage,
+    render_key,
+    resolve_storage,
+    sidecar_key,
+)
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4"}
 
@@ -253,7 +259,10 @@ async def download_generation(
             existing = await store.verified(key)
             if existing is not None and existing.fingerprint == generation.fingerprint:
                 logger.info("Already stored and verified: %s", existing.location)
-                stored.append(existing)
+                # Its sidecar was written before its own location was known.
+                stored.append(existing.model_copy(
+                    update={"sidecar": existing.sidecar or store.location(sidecar_key(key))}
+                ))
                 continue
             try:
                 downloaded = await client.download(

@@ -104,6 +104,9 @@ async def test_running_twice_submits_each_job_once(runway_emulator, segmind_cred
     # The second run found both outputs stored and verified: no new downloads.
     assert after["downloads"] - before["downloads"] == 2
     assert second.video.sha256 == first.video.sha256
+    # ...and says where their sidecars are (it printed "sidecars: None, None" before).
+    assert (second.still.sidecar, second.video.sidecar) == (first.still.sidecar, first.video.sidecar)
+    assert all(Path(s).is_file() for s in (second.still.sidecar, second.video.sidecar))
 
 
 @pytest.mark.parametrize(
