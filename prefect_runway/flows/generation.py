@@ -39,8 +39,6 @@ from prefect_runway.tasks.generation import (
 FRESH_URL_SECONDS = 600
 #: How long a presigned URL handing a stored still to the video provider stays valid.
 HANDOFF_URL_SECONDS = 900
-#: How long the presigned links in artifacts stay valid (the SigV4 maximum).
-ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 
 
 class ImageToVideoResult(BaseModel):
@@ -138,12 +136,13 @@ async def generate_image(
     """
     credentials = await load_credentials(credentials)
     request = ImageRequest(prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed)
-    result, stored = await run_generation(
+    _, stored = await run_generation(
         request, credentials, storage=storage, key_template=key_template, name=name,
         timeout=timeout, force=force,
     )
-    await publish_still(stored[0], await _viewable_url(stored[0], result, storage), name)
-    await publish_outputs(stored, "gen4_image still", await _links(stored, storage))
+    store = resolve_storage(storage)
+    await publish_still(stored[0], store, name)
+    await publish_outputs(stored, "gen4_image still", store, name)
     return stored[0]
 
 
@@ -195,8 +194,9 @@ async def animate_image(
         request, credentials, storage=storage, key_template=key_template, name=name,
         timeout=timeout, force=force, preview=preview,
     )
-    await publish_preview(stored[0], storage, name)
-    await publish_outputs(stored, f"{model} video", await _links(stored, storage))
+    store = resolve_storage(storage)
+    await publish_video_preview(stored[0], store, name)
+    await publish_outputs(stored, f"{model} video", store, name)
     return stored[0]
 
 
@@ -267,8 +267,8 @@ async def image_to_video(
         timeout=timeout, force=force,
     )
     still = still_stored[0]
-    viewable = await _viewable_url(still, still_result, storage)
-    await publish_still(still, viewable, name)
+    store = resolve_storage(storage)
+    await publish_still(still, store, name)
     image = await still_reference(still, still_result, image_creds, video_creds, storage)
     video_request = VideoRequest(
         image=image, image_sha256=still.sha256, prompt=motion_prompt, model=video_model,
@@ -278,10 +278,8 @@ async def image_to_video(
         video_request, video_creds, storage=storage, key_template=key_template, name=name,
         timeout=timeout, force=force, preview=preview,
     )
-    await publish_preview(video_stored[0], storage, name)
-    await publish_outputs(
-        [still, video_stored[0]], "image-to-video", await _links([still, video_stored[0]], storage)
-    )
+    await publish_video_preview(video_stored[0], store, name)
+    await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
     return ImageToVideoResult(still=still, video=video_stored[0])
 
 
@@ -329,33 +327,6 @@ async def still_reference(
         "image", f"the still's provider URL has expired and {video_credentials.provider_name} "
         "needs an https URL", allowed="store outputs in S3 (storage='s3://bucket/prefix') "
         "so a presigned URL can be passed on",
-    )
-
-
-async def _viewable_url(still: StoredOutput, result: GenerationResult, storage: Any) -> str | None:
-    presigned = await resolve_storage(storage).presigned_url(still.key, ARTIFACT_URL_SECONDS)
-    return presigned or (result.outputs[0] if result.outputs else None)
-
-
-async def _links(outputs: list[StoredOutput], storage: Any) -> dict[str, str]:
-    """Output key -> a URL a person can open (presigned, where the storage makes them)."""
-    store = resolve_storage(storage)
-    links = {}
-    for output in outputs:
-        url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
-        if url:
-            links[output.key] = url
-    return links
-
-
-async def publish_preview(video: StoredOutput, storage: Any, name: str | None = None) -> None:
-    """Publish a stored video's preview (named in its sidecar) as an artifact."""
-    if not video.preview_key:
-        return
-    store = resolve_storage(storage)
-    url = await store.presigned_url(video.preview_key, ARTIFACT_URL_SECONDS)
-    await publish_video_preview(
-        video, url, name, preview_location=None if url else store.location(video.preview_key),
     )
 
 
