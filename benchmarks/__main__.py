@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 
-ALL = ("polling", "rate_limited", "batch_overhead", "downloads", "polling_sim")
+ALL = ("polling", "rate_limited", "batch_overhead", "downloads", "polling_sim", "orchestrator")
 
 
 def main(argv: list[str] | None = None) -> int:

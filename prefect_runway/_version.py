@@ -1,3 +1,3 @@
-"""The package's one version number (the user agent and ``prefect_runway.__version__``)."""
+"""The package's version: the one place it is written (pyproject reads it from here)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

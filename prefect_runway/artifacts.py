@@ -1,22 +1,31 @@
 """What a flow run leaves for a person to look at in the Prefect UI.
 
-- each still as an **image** artifact (:func:`publish_still`);
-- each video's preview (GIF or contact sheet, stored beside it) as an **image** artifact, or a
-  markdown link where the storage cannot give the UI a URL (:func:`publish_video_preview`);
-- a **table** per flow run listing every output with its link, provider, seconds and cost
-  (:func:`publish_outputs`);
+- a **summary** per flow run, the artifact to look at first (:func:`publish_outputs`): the
+  still and the video's preview as pictures, and a table of every output (shot, kind,
+  provider/model, seconds, cost, size, link);
+- the same outputs as a **table** artifact, the columns a person reads first on the left;
+- each still (:func:`publish_still`) and each video's preview, a GIF or contact sheet stored
+  beside it (:func:`publish_video_preview`), keyed so the UI shows their history across runs;
 - for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`).
 
-Links to S3 objects are presigned ``GET`` URLs (7 days by default); nothing here holds a key.
+Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
+presigned ``GET``, 7 days, the SigV4 maximum) the artifact shows that; otherwise (a local
+directory, a filesystem block) the picture is **inlined** as a small ``data:`` URI inside a
+markdown artifact, which the Prefect UI renders, so it still shows after the run, with the
+emulator stopped or the provider's URL expired. Never a provider's temporary URL, never a
+``file://`` link (browsers do not open them from a web page). Nothing here holds a key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from PIL import Image
 from prefect.artifacts import (
     acreate_image_artifact,
     acreate_markdown_artifact,
@@ -27,6 +36,14 @@ from prefect.artifacts import (
 
 from prefect_runway.models import StoredOutput
 from prefect_runway.providers.base import redact_url
+from prefect_runway.storage import OutputStorage
+
+#: How long the presigned links in artifacts stay valid (the SigV4 maximum).
+ARTIFACT_URL_SECONDS = 7 * 24 * 3600
+#: A GIF preview up to this size is inlined as it is (animated); anything else becomes a JPEG
+#: thumbnail of at most THUMBNAIL_WIDTH pixels.
+INLINE_GIF_BYTES = 600_000
+THUMBNAIL_WIDTH = 480
 
 
 def _artifact_key(text: str) -> str:
@@ -34,64 +51,120 @@ def _artifact_key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
 
 
+def inline_image(data: bytes, media_type: str) -> str:
+    """A ``data:`` URI of a picture small enough to live inside an artifact.
+
+    A GIF of at most :data:`INLINE_GIF_BYTES` stays as it is (it keeps its animation); any
+    other picture becomes a JPEG thumbnail at most :data:`THUMBNAIL_WIDTH` pixels wide.
+    """
+    if media_type == "image/gif" and len(data) <= INLINE_GIF_BYTES:
+        return "data:image/gif;base64," + base64.b64encode(data).decode()
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        thumb = image.convert("RGB")
+        thumb.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
+        out = io.BytesIO()
+        thumb.save(out, "JPEG", quality=80, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+async def picture(store: OutputStorage, key: str, media_type: str) -> tuple[str, bool] | None:
+    """What an artifact shows for a stored picture: ``(presigned URL, True)`` where the
+    storage makes one, else ``(data URI, False)``; None when it cannot be read."""
+    url = await store.presigned_url(key, ARTIFACT_URL_SECONDS)
+    if url:
+        return url, True
+    data = await store.read_bytes(key)
+    if data is None:
+        return None
+    return await asyncio.to_thread(inline_image, data, media_type), False
+
+
+def _preview_media_type(preview_key: str) -> str:
+    return "image/gif" if preview_key.endswith(".gif") else "image/png"
+
+
 async def publish_still(
-    still: StoredOutput, image_url: str | None, name: str | None = None
+    still: StoredOutput, store: OutputStorage, name: str | None = None
 ) -> UUID | None:
-    """The still as an image artifact (where there is a URL the UI can show).
+    """The still as an artifact: an image artifact of its presigned URL, or, where the storage
+    has no URLs, a markdown artifact with the picture inlined.
 
     Returns:
-        The artifact's id, or None when there was no http(s) URL to show.
+        The artifact's id, or None when the stored still cannot be read.
     """
-    if image_url and image_url.startswith(("http://", "https://")):
-        return await acreate_image_artifact(
-            image_url=image_url,
-            key=_artifact_key(f"still-{name or still.fingerprint[:12]}"),
-            description=f"{still.provider} {still.model} still, job {still.job_id}",
-        )
-    return None
+    shown = await picture(store, still.key, still.media_type)
+    if shown is None:
+        return None
+    src, is_url = shown
+    key = _artifact_key(f"still-{name or still.fingerprint[:12]}")
+    description = f"{still.provider} {still.model} still, job {still.job_id}"
+    if is_url:
+        return await acreate_image_artifact(image_url=src, key=key, description=description)
+    return await acreate_markdown_artifact(
+        markdown=f"![{_md(still.key)}]({src})\n\n{_code(still.key)}\n", key=key,
+        description=description,
+    )
 
 
 async def publish_video_preview(
-    video: StoredOutput,
-    preview_url: str | None,
-    name: str | None = None,
-    preview_location: str | None = None,
+    video: StoredOutput, store: OutputStorage, name: str | None = None
 ) -> UUID | None:
-    """A video's preview (GIF or contact sheet) as an image artifact.
-
-    Args:
-        video: The stored video; its sidecar names the preview (``preview_key``).
-        preview_url: An http(s) URL of the preview (a presigned S3 URL), if there is one.
-        name: Used in the artifact key (default: the video's fingerprint).
-        preview_location: Where the preview is (a local path), linked in a markdown
-            artifact when there is no URL the UI could load.
+    """A video's preview (GIF or contact sheet, named in its sidecar) as an artifact: an image
+    artifact of its presigned URL, or a markdown artifact with the preview inlined.
 
     Returns:
         The artifact's id, or None when the video has no preview.
     """
+    if not video.preview_key:
+        return None
+    shown = await picture(store, video.preview_key, _preview_media_type(video.preview_key))
+    if shown is None:
+        return None
+    src, is_url = shown
     key = _artifact_key(f"preview-{name or video.fingerprint[:12]}")
     description = (
         f"{video.provider} {video.model} video, job {video.job_id}: "
-        f"{'animated GIF' if (video.preview_key or '').endswith('.gif') else 'contact sheet'}"
+        f"{'animated GIF' if video.preview_key.endswith('.gif') else 'contact sheet'}"
     )
-    if preview_url and preview_url.startswith(("http://", "https://")):
-        return await acreate_image_artifact(image_url=preview_url, key=key, description=description)
-    if preview_location:
-        link = preview_location if "://" in preview_location else f"file://{preview_location}"
-        return await acreate_markdown_artifact(
-            markdown=f"# Preview of `{video.key}`\n\n[{video.preview_key}]({link})\n",
-            key=key, description=description,
-        )
-    return None
+    if is_url:
+        return await acreate_image_artifact(image_url=src, key=key, description=description)
+    return await acreate_markdown_artifact(
+        markdown=f"# Preview of {_code(video.key)}\n\n![{_md(video.preview_key)}]({src})\n",
+        key=key, description=description,
+    )
+
+
+def _md(text: Any) -> str:
+    """A value safe inside a markdown table cell or link text."""
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("[", "\\[").replace("]", "\\]")
+
+
+def _code(text: Any) -> str:
+    """A value as inline code (backticks inside it become quotes)."""
+    return "`" + str(text).replace("`", "'") + "`"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
 
 
 def output_rows(
-    outputs: Sequence[StoredOutput], links: Mapping[str, str] | None = None
+    outputs: Sequence[StoredOutput],
+    links: Mapping[str, str] | None = None,
+    shot: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One table row per output: link, provider, model, job, seconds, cost, size, sha256.
+    """One table row per output, the columns a person reads first on the left: shot, kind,
+    provider/model, seconds, cost, size, link; then location, job, bytes, sha256, preview
+    and source.
 
-    ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); without
-    one the row links the output's location.
+    ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); the link
+    is then the short text ``[open](URL)``. Without one it is the output's key: a local path
+    is in ``location``, since a browser does not open ``file://`` links from a page.
     """
     links = links or {}
     rows = []
@@ -100,17 +173,20 @@ def output_rows(
             round((o.completed_at - o.submitted_at).total_seconds(), 1)
             if o.completed_at and o.submitted_at else None
         )
-        location = o.location if "://" in o.location else f"file://{o.location}"
+        url = links.get(o.key)
         rows.append({
+            "shot": shot or "",
             "kind": o.kind,
+            "provider/model": f"{o.provider}/{o.model}",
+            "seconds": seconds,
+            "cost": o.cost,
+            "size": _size(o.size),
+            "link": f"[open]({url})" if url else o.key,
             "output": o.key,
-            "link": links.get(o.key) or location,
             "location": o.location,
             "provider": o.provider,
             "model": o.model,
             "job": o.job_id,
-            "seconds": seconds,
-            "cost": o.cost,
             "bytes": o.size,
             "sha256": o.sha256[:16],
             "preview": o.preview_key or "",
@@ -119,30 +195,68 @@ def output_rows(
     return rows
 
 
+async def output_links(outputs: Sequence[StoredOutput], store: OutputStorage) -> dict[str, str]:
+    """Output key -> a URL a person can open (presigned, where the storage makes them)."""
+    links = {}
+    for output in outputs:
+        url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
+        if url:
+            links[output.key] = url
+    return links
+
+
+_SUMMARY_COLUMNS = ("shot", "kind", "provider/model", "seconds", "cost", "size", "link")
+
+
 async def publish_outputs(
-    outputs: Sequence[StoredOutput], title: str, links: Mapping[str, str] | None = None
+    outputs: Sequence[StoredOutput],
+    title: str,
+    store: OutputStorage,
+    shot: str | None = None,
 ) -> UUID:
-    """A markdown artifact linking every stored output, and a table artifact listing each
-    with its link and provenance.
+    """The run's summary (a markdown artifact with the pictures and a table of the outputs),
+    and the same outputs as a table artifact with every column.
 
     Args:
         outputs: The flow run's stored outputs.
-        title: Says what the run made (e.g. ``"image-to-video"``); also names the key.
-        links: Output key -> URL to open it (presigned S3 URLs), where there is one.
+        title: Says what the run made (e.g. ``"image-to-video"``); also names the keys.
+        store: Where the outputs are (links and pictures come from it).
+        shot: The shot's name, shown in the first column.
 
     Returns:
-        The artifact's id.
+        The table artifact's id.
     """
-    rows = output_rows(outputs, links)
-    lines = [f"# {title}", ""]
+    links = await output_links(outputs, store)
+    rows = output_rows(outputs, links, shot)
+    lines = [f"# {_md(title)}" + (f": {_md(shot)}" if shot else ""), ""]
+    pictures = []
+    for output in outputs:
+        if output.kind == "image":
+            shown = await picture(store, output.key, output.media_type)
+        elif output.preview_key:
+            shown = await picture(store, output.preview_key, _preview_media_type(output.preview_key))
+        else:
+            shown = None
+        if shown is not None:
+            pictures.append(f"![{_md(output.kind)} {_md(output.key)}]({shown[0]})")
+    if pictures:
+        lines += [" ".join(pictures), ""]
+    lines.append("| " + " | ".join(_SUMMARY_COLUMNS) + " |")
+    lines.append("|" + "---|" * len(_SUMMARY_COLUMNS))
     for row in rows:
-        lines.append(
-            f"- **{row['kind']}** [{row['output']}]({row['link']}) — {row['provider']} "
-            f"{row['model']}, job `{row['job']}`, {row['bytes']} bytes, sha256 `{row['sha256']}`"
-        )
+        cells = [
+            row["link"] if column == "link" and row["link"].startswith("[open](")
+            else _md("" if row[column] is None else row[column])
+            for column in _SUMMARY_COLUMNS
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for row in rows:
+        lines.append(f"- {_code(row['output'])}: {_code(row['location'])} "
+                     f"(sha256 {_code(row['sha256'])}, job {_code(row['job'])})")
     await acreate_markdown_artifact(
-        markdown="\n".join(lines), key=_artifact_key(f"links-{title}"),
-        description=f"{title}: links to the outputs",
+        markdown="\n".join(lines), key=_artifact_key(f"summary-{title}"),
+        description=f"{title}: {len(outputs)} output(s) — start here",
     )
     return await acreate_table_artifact(
         table=rows,

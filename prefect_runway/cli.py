@@ -1,4 +1,9 @@
-"""The ``prefect-runway`` command: ``demo``, ``emulator``, ``serve`` and ``blocks create``."""
+"""The ``prefect-runway`` command: demo, emulator, serve and blocks create.
+
+A mistake on the command line (a bad value, a missing file, a busy port, an unknown block) is
+one line on stderr naming the field and what is allowed, with exit status 2, before anything
+starts: no emulator, no Prefect server, no request.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 KEY_ENV = {"segmind": "SEGMIND_API_KEY", "aimlapi": "AIMLAPI_API_KEY", "runway": "RUNWAYML_API_SECRET"}
 PROVIDERS = tuple(KEY_ENV)
@@ -18,10 +25,79 @@ DEMO_REFERENCE = {
 }
 
 
+DESCRIPTION = (
+    "Runway's generative models as Prefect pipeline steps, on Segmind, AI/ML API or Runway's "
+    "own API. Start with `prefect-runway demo`: the image-to-video pipeline, on the built-in "
+    "emulator when no API key is set."
+)
+#: Seconds Prefect's temporary server may take to start (its default, 20 s, is short on a
+#: loaded 2-core machine).
+EPHEMERAL_STARTUP_TIMEOUT = "90"
+
+
+class UsageError(Exception):
+    """A mistake on the command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _quiet_prefect_env() -> None:
-    # The demo and the tests never phone home.
+    # The demo and the tests never phone home, and give the temporary server time to start.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY", "false")
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT
+    )
+
+
+def _writable_directory(path: Path, field: str) -> Path:
+    """Create ``path`` if needed and prove it writable with a temporary file."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".prefect-runway-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{field}: {str(path)!r} is not a writable directory ({exc.strerror or exc}); "
+            "allowed: a directory you can write to"
+        ) from None
+    return path
+
+
+def _demo_plan(args: argparse.Namespace) -> tuple[str, str]:
+    """The demo's two providers, with both requests checked against them (pure, no I/O)."""
+    from prefect_runway.errors import InvalidRequest
+    from prefect_runway.models import ImageRequest, VideoRequest
+
+    image_provider = args.image_provider or ("segmind" if args.provider == "aimlapi" else args.provider)
+    video_provider = args.video_provider or args.provider
+    if image_provider == "aimlapi":
+        raise UsageError(
+            "--image-provider: AIMLAPI does not offer gen4_image; allowed: segmind, runway"
+        )
+    try:
+        still = ImageRequest(prompt=args.still_prompt, reference_images=[DEMO_REFERENCE],
+                             seed=args.seed)
+    except InvalidRequest as exc:
+        raise UsageError(f"the still's {exc}") from None
+    try:
+        video = VideoRequest(image="https://example.invalid/still.png", prompt=args.motion_prompt,
+                             model=args.video_model, duration=args.duration, seed=args.seed)
+    except InvalidRequest as exc:
+        raise UsageError(f"the video's {exc}") from None
+    for role, provider, request in (("still", image_provider, still),
+                                    ("video", video_provider, video)):
+        credentials, _ = _credentials(provider, None)
+        try:
+            credentials.provider().prepare(request, credentials.resolved_base_url())
+        except InvalidRequest as exc:
+            raise UsageError(f"the {role}'s {exc}") from None
+    return image_provider, video_provider
 
 
 def _credentials(provider: str, emulator_url: str | None):
@@ -33,6 +109,8 @@ def _credentials(provider: str, emulator_url: str | None):
     key = os.environ.get(KEY_ENV[provider])
     if key:
         return cls(api_key=SecretStr(key)), False
+    if emulator_url is None:  # only checking requests: the public API's rules
+        return cls(api_key=SecretStr("emulator-key")), True
     return (
         cls(api_key=SecretStr("emulator-key"), base_url=emulator_url, poll_interval_seconds=0.5,
             max_poll_interval_seconds=2.0),
@@ -41,15 +119,13 @@ def _credentials(provider: str, emulator_url: str | None):
 
 
 def demo(args: argparse.Namespace) -> int:
+    # Everything the user typed is checked before anything starts.
+    image_provider, video_provider = _demo_plan(args)
+    storage = args.storage or str(_writable_directory(Path(args.output).resolve(), "--output"))
     _quiet_prefect_env()
     from prefect_runway.emulator import Emulator, EmulatorConfig
     from prefect_runway.flows import image_to_video
 
-    image_provider = args.image_provider or ("segmind" if args.provider == "aimlapi" else args.provider)
-    video_provider = args.video_provider or args.provider
-    if image_provider == "aimlapi":
-        print("AIMLAPI does not offer gen4_image; use --image-provider segmind|runway", file=sys.stderr)
-        return 2
     needs_emulator = any(not os.environ.get(KEY_ENV[p]) for p in (image_provider, video_provider))
     emulator = Emulator(EmulatorConfig(latency=args.latency, video_fps=args.fps)) if needs_emulator else None
     if emulator is not None:
@@ -61,7 +137,6 @@ def demo(args: argparse.Namespace) -> int:
         for role, provider, emulated in (("still", image_provider, emu_i), ("video", video_provider, emu_v)):
             where = f"the built-in emulator at {url}" if emulated else f"the real {provider} API"
             print(f"{role}: {provider} via {where}")
-        storage = args.storage or str(Path(args.output).resolve())
         result = asyncio.run(
             image_to_video(
                 still_prompt=args.still_prompt,
@@ -172,9 +247,38 @@ def serve_deployments(args: argparse.Namespace) -> list:
     ]
 
 
+async def _check_serve(args: argparse.Namespace) -> None:
+    """The shots file parses and the credentials block exists, before anything is served."""
+    from prefect.blocks.core import Block
+
+    from prefect_runway.blocks.credentials import ProviderCredentials
+    from prefect_runway.shots import load_shots
+
+    if args.shots and "://" not in args.shots:
+        await load_shots(str(Path(args.shots).expanduser()))
+    if "/" not in args.credentials:
+        raise UsageError(
+            f"--credentials: {args.credentials!r} is not a block name; allowed: 'block-type/name', "
+            f"e.g. segmind-credentials/{DEFAULT_BLOCK_NAME} (see `prefect-runway blocks create`)"
+        )
+    try:
+        block = await Block.aload(args.credentials)
+    except ValueError:
+        raise UsageError(
+            f"--credentials: no saved block {args.credentials!r}; allowed: a saved credentials "
+            "block (create one with `prefect-runway blocks create`)"
+        ) from None
+    if not isinstance(block, ProviderCredentials):
+        raise UsageError(
+            f"--credentials: {args.credentials!r} is a {type(block).__name__}; allowed: "
+            "segmind-credentials/NAME, aimlapi-credentials/NAME, runway-credentials/NAME"
+        )
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve the storyboard and image_to_video deployments from this process."""
     _quiet_prefect_env()
+    asyncio.run(_check_serve(args))
     from prefect import serve as prefect_serve
 
     prefect_serve(*serve_deployments(args), limit=args.limit)
@@ -182,8 +286,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefect-runway", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from prefect_runway._version import __version__
+
+    parser = _Parser(prog="prefect-runway", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"prefect-runway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="run the image-to-video pipeline (emulator unless a key is set)")
     d.add_argument("--provider", choices=PROVIDERS, default="segmind",
@@ -193,13 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--video-model", choices=("gen4_turbo", "gen3a_turbo"), default="gen4_turbo")
     d.add_argument("--still-prompt", default="a lighthouse on a cliff at dusk, @model on the path")
     d.add_argument("--motion-prompt", default="slow dolly in as waves roll against the cliff")
-    d.add_argument("--duration", type=int, choices=(5, 10), default=5)
+    d.add_argument("--duration", type=int, default=5,
+                   help="video seconds (5 or 10; Runway's gen4_turbo: 2-10)")
     d.add_argument("--seed", type=int, default=4242)
     d.add_argument("--output", default="runway-outputs", help="local output directory")
     d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
                    "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
-    d.add_argument("--latency", type=float, default=2.0, help="emulator job latency, seconds")
-    d.add_argument("--fps", type=int, default=24, help="emulator video frame rate")
+    d.add_argument("--latency", type=_positive(float), default=2.0,
+                   help="emulator job latency, seconds")
+    d.add_argument("--fps", type=_positive(int), default=24, help="emulator video frame rate")
     d.set_defaults(func=demo)
 
     e = sub.add_parser(
@@ -225,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=serve)
 
     b = sub.add_parser("blocks", help="manage the credentials blocks")
-    bsub = b.add_subparsers(dest="blocks_command", required=True)
+    bsub = b.add_subparsers(dest="blocks_command", required=True, parser_class=_Parser)
     bc = bsub.add_parser(
         "create", help="save a credentials block for each provider whose key is in the environment "
         "(SEGMIND_API_KEY, AIMLAPI_API_KEY, RUNWAYML_API_SECRET)",
@@ -242,6 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed: a number above 0")
+        return value
+
+    return parse
+
+
+def _fail(command: str, message: str, status: int) -> int:
+    print(f"prefect-runway {command}: error: {message}", file=sys.stderr)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["emulator"]:  # its own parser, with its own --help
@@ -249,7 +376,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return emulator_main(argv[1:])
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from prefect_runway.errors import InvalidRequest, RunwayError
+
+    try:
+        return args.func(args)
+    except (UsageError, InvalidRequest) as exc:
+        return _fail(args.command, str(exc), 2)
+    except RunwayError as exc:  # the run failed: say why in one line, no traceback
+        return _fail(args.command, f"{type(exc).__name__}: {exc}", 1)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

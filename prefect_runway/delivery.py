@@ -24,7 +24,13 @@ from prefect_runway.errors import DownloadError
 from prefect_runway.models import GenerationResult, StoredOutput
 from prefect_runway.previews import Preview, make_preview
 from prefect_runway.providers.base import redact_url
-from prefect_runway.storage import OutputStorage, output_key, partial_name, preview_key
+from prefect_runway.storage import (
+    OutputStorage,
+    output_key,
+    partial_name,
+    preview_key,
+    sidecar_key,
+)
 
 __all__ = ["deliver"]
 
@@ -76,7 +82,10 @@ async def deliver(
         existing = await store.verified(key)
         if existing is not None and existing.fingerprint == generation.fingerprint:
             log.info("Already stored and verified: %s", existing.location)
-            stored.append(existing)
+            # Its sidecar was written before its own location was known.
+            stored.append(existing.model_copy(
+                update={"sidecar": existing.sidecar or store.location(sidecar_key(key))}
+            ))
             continue
 
         async def fetch(url: str, key: str = key) -> DownloadedFile:

@@ -822,7 +822,7 @@ def ledger_for(storage: Any = None) -> SubmissionLedger:
     if isinstance(storage, SubmissionLedger):
         return storage
     if isinstance(storage, str) and storage.startswith("s3://"):
-        from prefect_runway.s3 import S3Storage
+        from prefect_runway.storage.s3 import S3Storage
 
         storage = S3Storage.from_uri(storage)
     if isinstance(storage, (str, os.PathLike)):

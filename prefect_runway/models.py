@@ -488,6 +488,12 @@ class Shot(_Strict):
                 raise InvalidRequest("name", "must not be empty when given")
         return v
 
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> int:
+        # The same rule and message as a VideoRequest's (not pydantic's "valid integer").
+        return VideoRequest._duration(v)
+
     @field_validator("credentials", "image_credentials", "video_credentials")
     @classmethod
     def _block_name(cls, v: str | None, info: Any) -> str | None:

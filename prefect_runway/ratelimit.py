@@ -16,10 +16,13 @@ import asyncio
 import hashlib
 import threading
 import time
+import weakref
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import SecretStr
+
+from prefect_runway.errors import InvalidRequest
 
 _EPSILON = 1e-9
 
@@ -73,25 +76,96 @@ _registry: dict[tuple[str, str, str], RateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
+#: Slots of a Prefect global rate limit taken per call to the Prefect API: each call takes a
+#: batch and the next requests of the process spend it, so the orchestrator sees one call per
+#: GLOBAL_SLOT_BATCH provider requests instead of one each.
+GLOBAL_SLOT_BATCH = 5
+#: Seconds a slot taken ahead stays spendable. A decaying limit counts a slot when it is
+#: taken; spent much later, it would let requests out above the shared rate.
+GLOBAL_SLOT_MAX_AGE = 1.0
+
+
+class _SlotReservoir:
+    """Slots of one global limit taken ahead by this process, spent one per request.
+
+    One fetch at a time per event loop (waiting requests share its batch); slots older than
+    ``max_age`` are dropped unspent, so the shared rate is never exceeded by more than one
+    batch per process.
+    """
+
+    def __init__(self, name: str, batch: int, max_age: float) -> None:
+        self.name, self.batch, self.max_age = name, batch, max_age
+        self._prepaid = 0
+        self._taken_at = 0.0
+        self._lock = threading.Lock()
+        self._fetching: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary())
+
+    def _spend(self) -> bool:
+        with self._lock:
+            if self._prepaid and time.monotonic() - self._taken_at <= self.max_age:
+                self._prepaid -= 1
+                return True
+            self._prepaid = 0
+            return False
+
+    async def take(self) -> None:
+        if self._spend():
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            fetching = self._fetching.setdefault(loop, asyncio.Lock())
+        async with fetching:
+            if self._spend():
+                return
+            await _take_global_slots(self.name, self.batch)
+            with self._lock:
+                self._prepaid, self._taken_at = self.batch - 1, time.monotonic()
+
+
+async def _take_global_slots(name: str, count: int) -> None:
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit
+
+    try:
+        # strict: a misspelled name is an error, not a silently absent limit.
+        await rate_limit(name, occupy=count, strict=True)
+    except ConcurrencySlotAcquisitionError as exc:
+        raise InvalidRequest(
+            "global_rate_limit",
+            f"there is no Prefect global concurrency limit named {name!r}",
+            allowed="the name of an existing limit (create one with `prefect gcl create "
+            f"{name} --limit N --slot-decay-per-second R`)",
+        ) from exc
+
+
+_reservoirs: dict[str, _SlotReservoir] = {}
+
+
 class GlobalRateLimit:
     """A Prefect global concurrency limit used as a rate limit, shared by every worker.
 
-    Each request takes one slot with ``prefect.concurrency.asyncio.rate_limit``; create the
-    limit with slot decay first, e.g.
-    ``prefect gcl create segmind-api --limit 20 --slot-decay-per-second 20``.
+    Each request spends one slot, taken with ``prefect.concurrency.asyncio.rate_limit`` in
+    batches of :data:`GLOBAL_SLOT_BATCH` per process (one Prefect API call per batch, not per
+    request; see :class:`_SlotReservoir`). Create the limit with slot decay first, e.g.
+    ``prefect gcl create segmind-api --limit 20 --slot-decay-per-second 20``. A name with no
+    such limit raises :class:`~prefect_runway.errors.InvalidRequest` before the request goes.
     """
 
     def __init__(self, name: str, local: RateLimiter | None = None) -> None:
         self.name = name
         self.local = local
+        with _registry_lock:
+            reservoir = _reservoirs.get(name)
+            if reservoir is None:
+                reservoir = _reservoirs[name] = _SlotReservoir(
+                    name, GLOBAL_SLOT_BATCH, GLOBAL_SLOT_MAX_AGE)
+        self.reservoir = reservoir
 
     @asynccontextmanager
     async def __call__(self) -> Any:
-        from prefect.concurrency.asyncio import rate_limit
-
         if self.local is not None:
             await self.local.acquire()
-        await rate_limit(self.name, occupy=1)
+        await self.reservoir.take()
         yield
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import socket
 import sys
@@ -225,10 +226,7 @@ def run_forever(
         fault_state.set(faults if isinstance(faults, FaultPlan) else FaultPlan.model_validate(faults))
     app = build_app(backend, fault_state)
     url = f"http://{HOST}:{sock.getsockname()[1]}"
-    (announce or _print_flushed)(
-        f"prefect-runway emulator on {url}  (Segmind base_url {url}/v1, AIMLAPI {url}, "
-        f"Runway {url}; stats {url}/_emulator/stats)"
-    )
+    (announce or _print_flushed)(banner(url))
     server = uvicorn.Server(_uvicorn_config(app, log_level))
     try:
         server.run(sockets=[sock])
@@ -237,13 +235,39 @@ def run_forever(
         backend.close()
 
 
+def banner(url: str) -> str:
+    """Where the emulator listens, and the exact ``base_url`` each credentials block takes."""
+    return "\n".join([
+        f"prefect-runway emulator on {url}",
+        f"  SegmindCredentials(base_url={url!r})   (the segmind SDK: base_url={url + '/v1'!r})",
+        f"  AimlapiCredentials(base_url={url!r})",
+        f"  RunwayCredentials(base_url={url!r})    (the runwayml SDK: base_url={url!r})",
+        f"  stats: {url}/_emulator/stats   faults: POST {url}/_emulator/faults",
+    ])
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: 0-65535 (0: any free port)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, not the whole usage
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The emulator's command-line options (reused by `prefect-runway emulator`)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="prefect-runway emulator",
         description="Serve Segmind, AI/ML API and Runway protocols on 127.0.0.1 with real media.",
     )
-    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any)")
+    parser.add_argument("--port", type=_port, default=8765, help="port on 127.0.0.1 (0: any)")
     parser.add_argument("--latency", type=float, default=None, help="seconds per job")
     parser.add_argument("--latency-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         default=None, help="draw each job's latency uniformly from LOW..HIGH")
@@ -299,12 +323,21 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`prefect-runway emulator [--port N] [--latency S] [--fail-marker M] ...`; blocks."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        run_forever(config_from_args(args), args.port, log_level=args.log_level,
-                    faults=faults_from_args(args))
+        config, faults = config_from_args(args), faults_from_args(args)
+    except ValueError as exc:  # pydantic's, on a bad --faults plan or option value
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+    try:
+        run_forever(config, args.port, log_level=args.log_level, faults=faults)
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        parser.exit(2, f"{parser.prog}: error: --port: {args.port} is in use on {HOST}; "
+                       "allowed: a free port, or 0 for any free port\n")
     return 0
 
 

@@ -39,8 +39,6 @@ from prefect_runway.tasks.generation import (
 FRESH_URL_SECONDS = 600
 #: How long a presigned URL handing a stored still to the video provider stays valid.
 HANDOFF_URL_SECONDS = 900
-#: How long the presigned links in artifacts stay valid (the SigV4 maximum).
-ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 
 
 async def run_generation(
@@ -124,8 +122,8 @@ async def generate_image(
         prepared, credentials, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force,
     )
-    await publish_still(stored[0], await _viewable_url(stored[0], result, store), name)
-    await publish_outputs(stored, "gen4_image still", await _links(stored, store))
+    await publish_still(stored[0], store, name)
+    await publish_outputs(stored, "gen4_image still", store, name)
     return stored[0]
 
 
@@ -180,8 +178,8 @@ async def animate_image(
         prepared, credentials, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force, preview=preview,
     )
-    await publish_preview(stored[0], store, name)
-    await publish_outputs(stored, f"{model} video", await _links(stored, store))
+    await publish_video_preview(stored[0], store, name)
+    await publish_outputs(stored, f"{model} video", store, name)
     return stored[0]
 
 
@@ -257,17 +255,14 @@ async def image_to_video(
         timeout=timeout, force=force,
     )
     still = still_stored[0]
-    viewable = await _viewable_url(still, still_result, store)
-    await publish_still(still, viewable, name)
+    await publish_still(still, store, name)
     image = await still_reference(still, still_result, image_creds, video_creds, store)
     _, video_stored = await run_generation(
         chain.video(image, still.sha256), video_creds, storage=store, key_template=key_template,
         name=name, timeout=timeout, force=force, preview=preview,
     )
-    await publish_preview(video_stored[0], store, name)
-    await publish_outputs(
-        [still, video_stored[0]], "image-to-video", await _links([still, video_stored[0]], store)
-    )
+    await publish_video_preview(video_stored[0], store, name)
+    await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
     return ImageToVideoResult(still=still, video=video_stored[0])
 
 
@@ -311,33 +306,6 @@ async def still_reference(
         "image", f"the still's provider URL has expired and {video_credentials.provider_name} "
         "needs an https URL", allowed="store outputs in S3 (storage='s3://bucket/prefix') "
         "so a presigned URL can be passed on",
-    )
-
-
-async def _viewable_url(
-    still: StoredOutput, result: GenerationResult, store: OutputStorage
-) -> str | None:
-    presigned = await store.presigned_url(still.key, ARTIFACT_URL_SECONDS)
-    return presigned or (result.outputs[0] if result.outputs else None)
-
-
-async def _links(outputs: list[StoredOutput], store: OutputStorage) -> dict[str, str]:
-    """Output key -> a URL a person can open (presigned, where the storage makes them)."""
-    links = {}
-    for output in outputs:
-        url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
-        if url:
-            links[output.key] = url
-    return links
-
-
-async def publish_preview(video: StoredOutput, store: OutputStorage, name: str | None = None) -> None:
-    """Publish a stored video's preview (named in its sidecar) as an artifact."""
-    if not video.preview_key:
-        return
-    url = await store.presigned_url(video.preview_key, ARTIFACT_URL_SECONDS)
-    await publish_video_preview(
-        video, url, name, preview_location=None if url else store.location(video.preview_key),
     )
 
 

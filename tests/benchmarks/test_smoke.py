@@ -11,7 +11,15 @@ import math
 
 import pytest
 
-from benchmarks import _common, batch_overhead, downloads, polling, polling_sim, rate_limited
+from benchmarks import (
+    _common,
+    batch_overhead,
+    downloads,
+    orchestrator,
+    polling,
+    polling_sim,
+    rate_limited,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -86,3 +94,13 @@ def test_polling_sim_smoke():
     shipped = outcome["results"]["shipped (poll_cost 0.03)|warm"]
     assert 0 <= shipped["mean_delay"] <= shipped["p95_delay"]
     assert 1 <= shipped["polls_per_job"] < outcome["sdk"]["polls_per_job"]
+
+
+def test_orchestrator_smoke():
+    """One configuration (a storyboard of 2 shots with a global rate limit), counted."""
+    with _common.EmulatorProcess(latency=0.3, stock_media=True, video_fps=2) as emulator:
+        result = orchestrator.run_one("storyboard", 2, True, emulator.url, timeout=200)
+    assert "error" not in result, result.get("error")
+    assert result["ok"] == 2 and result["requests"] > 0 and result["events"] > 0
+    assert result["by_kind"]["concurrency"] >= 1 and result["per_generation"] > 0
+    assert len(orchestrator.row(result)) == len(orchestrator.COLUMNS)

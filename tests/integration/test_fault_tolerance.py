@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from prefect_runway import (
     GenerationTimedOut,
     ImageRequest,
+    InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,
     SubmissionUncertain,
@@ -190,3 +191,16 @@ async def test_a_prefect_global_rate_limit_is_taken_for_every_request(emu, tmp_p
     async with get_client() as client:
         limit = await client.read_global_concurrency_limit_by_name(name)
     assert limit.slot_decay_per_second == 5.0
+
+
+async def test_a_misspelled_global_rate_limit_is_a_typed_error_before_anything_is_sent(emu, tmp_path):
+    creds = RunwayCredentials(api_key=SecretStr("gcl-typo-key"), base_url=emu.url,
+                              poll_interval_seconds=0.2,
+                              global_rate_limit=f"no-such-limit-{uuid.uuid4().hex[:8]}")
+    before = emu.stats()["runway"]["total_submissions"]
+    with pytest.raises(InvalidRequest) as caught:
+        await generate_image(prompt="a typo in the limit's name", credentials=creds,
+                             storage=str(tmp_path))
+    assert caught.value.field == "global_rate_limit"
+    assert "no-such-limit-" in str(caught.value)
+    assert emu.stats()["runway"]["total_submissions"] == before

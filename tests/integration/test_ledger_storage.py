@@ -37,7 +37,7 @@ from prefect_runway.ledger import (
     ledger_for,
 )
 from prefect_runway.models import Generation
-from prefect_runway.s3 import S3Storage
+from prefect_runway.storage.s3 import S3Storage
 
 SCOPE = "prefect-runway-submit-" + "5" * 40
 FP = "5e" * 32

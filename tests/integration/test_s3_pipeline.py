@@ -146,7 +146,7 @@ async def test_artifacts_show_still_preview_and_a_table_with_links(chain, moto_u
     rows = json.loads(table.data)
     assert [r["kind"] for r in rows] == ["image", "video"]
     for row, output in zip(rows, (result.still, result.video), strict=True):
-        assert row["link"].startswith(f"{moto_url}/runway-outputs/nightly/{output.key}?")
+        assert row["link"].startswith(f"[open]({moto_url}/runway-outputs/nightly/{output.key}?")
         assert row["location"] == output.location
         assert row["provider"] == "segmind" and row["model"] == output.model
         assert row["seconds"] is not None and row["seconds"] >= 0
@@ -201,12 +201,15 @@ async def test_local_storage_preview_is_a_contact_sheet_linked_in_markdown(runwa
         assert image.format == "PNG" and image.width < 1400
     artifacts = await artifacts_of(video.flow_run_id)
     assert sorted(a.type for a in artifacts) == ["markdown", "markdown", "table"]
+    # No file:// links (a browser does not open them from the UI): the sheet is inlined.
     preview = next(a for a in artifacts if a.type == "markdown" and a.key.startswith("preview"))
-    assert f"file://{sheet}" in preview.data
-    links = next(a for a in artifacts if a.type == "markdown" and a.key.startswith("links"))
-    assert f"](file://{video.location})" in links.data
+    assert "](data:image/jpeg;base64," in preview.data
+    summary = next(a for a in artifacts if a.type == "markdown" and a.key.startswith("summary"))
+    assert "](data:image/jpeg;base64," in summary.data and video.location in summary.data
     row = json.loads(next(a for a in artifacts if a.type == "table").data)[0]
-    assert row["link"] == f"file://{video.location}" and row["provider"] == "runway"
+    assert row["link"] == video.key and row["location"] == video.location
+    assert row["provider"] == "runway"
+    assert "file://" not in json.dumps([a.model_dump(mode="json") for a in artifacts])
 
 
 async def test_batch_progress_artifact_is_updated_as_jobs_finish():

@@ -82,10 +82,14 @@ async def test_image_to_video_makes_real_png_and_mp4(runway_emulator, segmind_cr
     async with get_client() as client:
         artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[result.still.flow_run_id])))
-    assert "image" in {a.type for a in artifacts}
-    links = [a.data for a in artifacts if a.type == "markdown" and a.key.startswith("links")]
-    assert links and f"](file://{result.still.location})" in links[0]
-    assert f"](file://{result.video.location})" in links[0]
+    # Local storage: the still and the preview inlined where the UI renders them, no file://.
+    still = next(a for a in artifacts if a.key and a.key.startswith("still-"))
+    assert still.type == "markdown" and "](data:image/jpeg;base64," in still.data
+    preview = next(a for a in artifacts if a.key and a.key.startswith("preview-"))
+    assert "](data:image/gif;base64," in preview.data
+    summary = [a.data for a in artifacts if a.type == "markdown" and a.key.startswith("summary")]
+    assert summary and result.still.location in summary[0] and result.video.location in summary[0]
+    assert "file://" not in json.dumps([a.model_dump(mode="json") for a in artifacts])
 
 
 async def test_running_twice_submits_each_job_once(runway_emulator, segmind_credentials, tmp_path):
@@ -104,6 +108,9 @@ async def test_running_twice_submits_each_job_once(runway_emulator, segmind_cred
     # The second run found both outputs stored and verified: no new downloads.
     assert after["downloads"] - before["downloads"] == 2
     assert second.video.sha256 == first.video.sha256
+    # ...and says where their sidecars are (it printed "sidecars: None, None" before).
+    assert (second.still.sidecar, second.video.sidecar) == (first.still.sidecar, first.video.sidecar)
+    assert all(Path(s).is_file() for s in (second.still.sidecar, second.video.sidecar))
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from itertools import pairwise
 
@@ -187,3 +188,30 @@ def test_secret_appears_in_no_repr(registry):
         assert KEY not in str(thing)
     # the registry does not even keep the key's text in its own keys
     assert all(KEY not in part for k in registry for part in k)
+
+
+async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(monkeypatch):
+    """One Prefect API call per GLOBAL_SLOT_BATCH requests, however many wait at once."""
+    from prefect_runway import ratelimit
+
+    fetched: list[int] = []
+
+    async def take(name: str, count: int) -> None:
+        fetched.append(count)
+        await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(ratelimit, "_take_global_slots", take)
+    reservoir = ratelimit._SlotReservoir("limit", batch=5, max_age=60.0)
+    await asyncio.gather(*(reservoir.take() for _ in range(12)))
+    assert fetched == [5, 5, 5]  # 12 requests: three batches, not twelve calls
+    await reservoir.take()
+    await reservoir.take()
+    await reservoir.take()
+    assert fetched == [5, 5, 5]  # the third batch's slots are spent first
+    await reservoir.take()
+    assert fetched == [5, 5, 5, 5]
+    stale = ratelimit._SlotReservoir("limit", batch=5, max_age=0.0)
+    await stale.take()
+    await asyncio.sleep(0.01)
+    await stale.take()
+    assert fetched == [5, 5, 5, 5, 5, 5]  # slots older than max_age are not spent

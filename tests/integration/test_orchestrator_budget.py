@@ -1,0 +1,39 @@
+"""A guard on what a storyboard costs the orchestrator: Prefect API messages per generation.
+
+On Prefect Cloud each REST request and event counts against the workspace's limits, so the
+number a generation sends is part of the product. This counts them (a count, not a timing:
+stable on a loaded machine) for a small storyboard on the test server and fails when a change
+pushes them past the budget documented in benchmarks/README.md by more than the margin.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from prefect_runway import SegmindCredentials
+from prefect_runway.flows import storyboard
+from prefect_runway.testing.api_calls import count_prefect_api_calls, flush_prefect_workers
+
+#: Prefect API messages (REST requests + events) per generation for a storyboard with
+#: default settings, as documented in benchmarks/README.md ("Orchestrator cost").
+BUDGET_PER_GENERATION = 12.0
+MARGIN = 1.25
+SHOTS = 4
+
+
+async def test_a_storyboard_stays_within_its_prefect_api_budget(runway_emulator, tmp_path):
+    credentials = SegmindCredentials(api_key=SecretStr("budget-key"), base_url=runway_emulator.url,
+                                     poll_interval_seconds=0.2)
+    shots = [{"name": f"budget-{i}", "still_prompt": f"budget still {i} @hero",
+              "motion_prompt": "slow pan", "seed": 500 + i,
+              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
+             for i in range(SHOTS)]
+    await flush_prefect_workers()
+    with count_prefect_api_calls() as calls:
+        summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path))
+        await flush_prefect_workers()
+    print(calls.table(2 * SHOTS))
+    assert summary.completed == SHOTS
+    generations = 2 * SHOTS
+    assert calls.requests > 0 and calls.events  # the counter sees both channels
+    assert calls.per_generation(generations) <= BUDGET_PER_GENERATION * MARGIN, calls.table(generations)
