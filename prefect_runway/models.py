@@ -490,9 +490,19 @@ class Shot(_Strict):
 
     @field_validator("duration", mode="before")
     @classmethod
-    def _duration(cls, v: Any) -> int:
-        # The same rule and message as a VideoRequest's (not pydantic's "valid integer").
-        return VideoRequest._duration(v)
+    def _duration(cls, v: Any, info: Any) -> Any:
+        # A typed error naming the allowed lengths, not pydantic's "valid integer"; the
+        # model's own lengths are checked with the video step (video_request).
+        allowed = model_durations(info.data.get("video_model", "gen4_turbo"))
+        if isinstance(v, bool):
+            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
+        try:
+            d = int(v)
+        except (TypeError, ValueError):
+            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
+        if isinstance(v, float) and v != d:
+            raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
+        return d
 
     @field_validator("credentials", "image_credentials", "video_credentials")
     @classmethod
