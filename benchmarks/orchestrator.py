@@ -6,6 +6,7 @@ its video: two generations each):
 * **storyboard**: one ``storyboard`` flow run of N shots (``concurrency=N``);
 * **separate**: N ``image_to_video`` flow runs at once (``asyncio.gather``) — only up to
   ``--separate-max`` (default 200): Prefect's temporary SQLite server refuses more;
+* **storyboard, no progress**: the storyboard with ``progress=False`` (no progress artifact);
 
 each with and without a Prefect global rate limit (``global_rate_limit`` on the credentials
 block: a limit of 50 slots decaying at 50 per second, so it never throttles here and only its
@@ -49,7 +50,7 @@ COLUMNS = ["N chains", "mode", "global limit", "ok", "requests", "events", "per 
 GCL_NAME = "bench-orchestrator-segmind"
 
 
-async def _one(mode: str, n: int, emulator: str, gcl: bool) -> dict[str, Any]:
+async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = True) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from pydantic import SecretStr
@@ -77,7 +78,8 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool) -> dict[str, Any]:
     async def batch(prefix: str, count: int, out: str) -> int:
         if mode == "storyboard":
             summary = await storyboard(shots=shots(prefix, count), credentials=creds, storage=out,
-                                       concurrency=max(count, 1), preview=None)
+                                       concurrency=max(count, 1), preview=None,
+                                       progress=progress)
             return summary.completed
         results = await asyncio.gather(*(
             image_to_video(still_prompt=s["still_prompt"], motion_prompt=s["motion_prompt"],
@@ -99,7 +101,8 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool) -> dict[str, Any]:
         _, rss_peak = process_rss_mb()
     generations = 2 * n
     return {
-        "mode": mode, "n": n, "global_limit": gcl, "ok": ok, "wall_s": wall,
+        "mode": mode if progress else f"{mode}, no progress", "n": n, "global_limit": gcl,
+        "ok": ok, "wall_s": wall,
         "requests": calls.requests, "events": sum(calls.events.values()),
         "per_generation": calls.per_generation(generations), "by_kind": calls.by_kind(),
         "paths": dict(calls.paths.most_common()),
@@ -108,7 +111,8 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool) -> dict[str, Any]:
     }
 
 
-def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float) -> dict[str, Any]:
+def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
+            progress: bool = True) -> dict[str, Any]:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -119,7 +123,8 @@ def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float) -> dict
             env["PREFECT_HOME"] = home
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.orchestrator", "--one", mode, str(n),
-             "--emulator", emulator] + (["--gcl"] if gcl else []),
+             "--emulator", emulator] + (["--gcl"] if gcl else [])
+            + ([] if progress else ["--no-progress"]),
             env=env, capture_output=True, text=True, timeout=timeout,
         )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -164,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--emulator", help=argparse.SUPPRESS)
     parser.add_argument("--gcl", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        result = asyncio.run(_one(args.one[0], int(args.one[1]), args.emulator, args.gcl))
+        result = asyncio.run(_one(args.one[0], int(args.one[1]), args.emulator, args.gcl,
+                                  progress=not args.no_progress))
         print(json.dumps(result))
         return 0
     info = machine()
@@ -179,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 for gcl in (False, True):
                     results.append(run_one(mode, n, gcl, emulator.url, args.timeout))
                     print(row(results[-1]), flush=True)
+            # the storyboard without its progress artifact: what the progress updates cost
+            results.append(run_one("storyboard", n, False, emulator.url, args.timeout,
+                                   progress=False))
+            print(row(results[-1]), flush=True)
     report("benchmarks.orchestrator", argv, args.name,
            "Orchestrator cost per generation (Prefect API requests + events, RSS per chain)",
            COLUMNS, {"rows": [row(r) for r in results], "raw": results}, verdict(results), info)

@@ -67,6 +67,7 @@ async def storyboard(
     timeout: float | None = None,
     force: bool = False,
     preview: str | None = "gif",
+    progress: bool = True,
 ) -> StoryboardSummary:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
@@ -93,6 +94,8 @@ async def storyboard(
         force: Submit new jobs even where the same requests are cached.
         preview: Each video's preview stored beside it: ``"gif"``, ``"png"`` (contact
             sheet) or None (none: saves the CPU time of decoding every video).
+        progress: Keep a ``storyboard-progress`` artifact up to date as shots finish (a
+            Prefect API call per update, coalesced); False for none.
 
     Returns:
         The per-shot summary. When any shot failed, the run ends Failed: calling the flow
@@ -157,8 +160,10 @@ async def storyboard(
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
     # Progress artifact (prefect_runway.artifacts.BatchProgress), advanced as shots finish.
-    progress = BatchProgress(len(plans), key="storyboard-progress", description="storyboard")
-    await progress.start()
+    tracker = (BatchProgress(len(plans), key="storyboard-progress", description="storyboard")
+               if progress else None)
+    if tracker is not None:
+        await tracker.start()
 
     async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
         async with slots.slot(plan.image_credentials.provider_name):
@@ -201,7 +206,8 @@ async def storyboard(
             for p in group
         ]
         try:
-            await progress.advance(len(group), failed=error is not None)
+            if tracker is not None:
+                await tracker.advance(len(group), failed=error is not None)
         except Exception as exc:  # progress is for people; never fail a shot over it
             logger.debug("Could not update the progress artifact: %s", exc)
         return results

@@ -37,3 +37,28 @@ async def test_a_storyboard_stays_within_its_prefect_api_budget(runway_emulator,
     generations = 2 * SHOTS
     assert calls.requests > 0 and calls.events  # the counter sees both channels
     assert calls.per_generation(generations) <= BUDGET_PER_GENERATION * MARGIN, calls.table(generations)
+
+
+async def test_a_storyboard_without_progress_sends_no_progress_updates(runway_emulator, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    credentials = SegmindCredentials(api_key=SecretStr("budget-key"), base_url=runway_emulator.url,
+                                     poll_interval_seconds=0.2)
+    shots = [{"name": f"quiet-{i}", "still_prompt": f"quiet still {i} @hero",
+              "motion_prompt": "slow pan", "seed": 700 + i,
+              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
+             for i in range(2)]
+    await flush_prefect_workers()
+    with count_prefect_api_calls() as calls:
+        summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path),
+                                   progress=False)
+        await flush_prefect_workers()
+    assert summary.completed == 2
+    assert not [p for p in calls.paths if p.startswith("PATCH /artifacts/")]  # no progress updates
+    flow_run_id = summary.shots[0].video.flow_run_id
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert "storyboard-progress" not in {a.key for a in artifacts}
+    assert "storyboard-summary" in {a.key for a in artifacts}
