@@ -20,6 +20,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.delivery import deliver
@@ -138,7 +139,9 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     cache_key_fn=_cache_key_fn,
     cache_expiration=timedelta(hours=1),
     persist_result=True,
-    task_run_name=_submit_run_name,
+    # Prefect's TaskRunNameCallbackWithParameters protocol declares a classmethod that no
+    # function has, so mypy refuses any callable taking `parameters`; Prefect calls it so.
+    task_run_name=_submit_run_name,  # type: ignore[arg-type]
 )
 @_logs_to_run
 async def submit_generation(
@@ -186,7 +189,8 @@ def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) 
     """``submit_generation`` with the cache expiry set to the provider's retention window."""
     retention = credentials.provider().retention_seconds
     return submit_generation.with_options(
-        cache_expiration=timedelta(seconds=retention * 0.95), refresh_cache=refresh or None,
+        cache_expiration=timedelta(seconds=retention * 0.95),
+        refresh_cache=True if refresh else NotSet,
     )
 
 
