@@ -116,7 +116,9 @@ async def _submitted_generations(flow_run_id: UUID) -> list[Generation]:
             run_ids += frontier
         task_runs = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
-            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="submit-generation")),
+            # "submit still 'harbour' on segmind" (and "submit-generation-86a" of older
+            # releases); what is not a Generation is skipped below.
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="submit")),
         )
         for task_run in task_runs:
             if task_run.state is None or not task_run.state.is_completed():
