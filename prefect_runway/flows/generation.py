@@ -58,7 +58,8 @@ async def run_generation(
     Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
     so an invalid request costs nothing) and the storage resolved once per flow run. Two
     task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
-    pays twice) and ``collect-generation`` (wait, then download).
+    pays twice) and ``collect-generation`` (wait, then download), their runs named for what
+    they do (``submit still 'harbour' on segmind``, ``collect still 'harbour' on segmind``).
     """
     logger = get_run_logger()
     flow_run = flow_run_id()
