@@ -47,19 +47,20 @@ def untrack(flow_run_id: str | None, generation: Generation) -> None:
 async def cancel_remote_jobs(flow: Any, flow_run: Any, state: Any) -> None:
     """A flow ``on_cancellation`` hook: cancel every unfinished remote job of the run."""
     run_logger = _hook_logger(flow_run)
-    jobs = dict(_active.pop(str(flow_run.id), {}))
+    jobs: dict[str, tuple[ProviderCredentials | None, Generation]] = dict(
+        _active.pop(str(flow_run.id), {})
+    )
     try:
         for generation in await _submitted_generations(flow_run.id):
-            jobs.setdefault(generation.job_id, (None, generation))  # type: ignore[arg-type]
+            jobs.setdefault(generation.job_id, (None, generation))
     except Exception as exc:  # the API may be unreachable; cancel what we know
         run_logger.warning("Could not list the run's submitted jobs: %s", type(exc).__name__)
     if not jobs:
         run_logger.info("No remote jobs to cancel")
         return
     blocks = await _parameter_credentials(flow_run)
-    for credentials, generation in jobs.values():
-        credentials = credentials or _matching(blocks, generation)
-        await _cancel_one(credentials, generation, run_logger)
+    for own, generation in jobs.values():
+        await _cancel_one(own or _matching(blocks, generation), generation, run_logger)
 
 
 async def _cancel_one(
@@ -115,7 +116,9 @@ async def _submitted_generations(flow_run_id: UUID) -> list[Generation]:
             run_ids += frontier
         task_runs = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
-            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="submit-generation")),
+            # "submit still 'harbour' on segmind" (and "submit-generation-86a" of older
+            # releases); what is not a Generation is skipped below.
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="submit")),
         )
         for task_run in task_runs:
             if task_run.state is None or not task_run.state.is_completed():
@@ -143,7 +146,7 @@ async def _parameter_credentials(flow_run: Any) -> list[ProviderCredentials]:
             elif isinstance(value, str) and "/" in value:
                 block = await Block.aload(value)
             elif isinstance(value, dict):
-                ref = value.get("$ref") if isinstance(value.get("$ref"), dict) else value
+                ref = value["$ref"] if isinstance(value.get("$ref"), dict) else value
                 doc_id = ref.get("block_document_id")
                 if doc_id:
                     from prefect.client.orchestration import get_client

@@ -178,8 +178,11 @@ def blocks_create(args: argparse.Namespace) -> int:
     from pydantic import SecretStr
 
     from prefect_runway.blocks import AimlapiCredentials, RunwayCredentials, SegmindCredentials
+    from prefect_runway.blocks.credentials import ProviderCredentials
 
-    classes = {"segmind": SegmindCredentials, "aimlapi": AimlapiCredentials, "runway": RunwayCredentials}
+    classes: dict[str, type[ProviderCredentials]] = {
+        "segmind": SegmindCredentials, "aimlapi": AimlapiCredentials, "runway": RunwayCredentials,
+    }
     providers = args.provider or [p for p in PROVIDERS if os.environ.get(KEY_ENV[p])]
     if not providers:
         print(

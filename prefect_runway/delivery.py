@@ -72,7 +72,7 @@ async def deliver(
     stored: list[StoredOutput] = []
     outputs = list(result.outputs)
     for index in range(len(outputs)):
-        key_args = dict(
+        key_args: dict[str, Any] = dict(
             kind=generation.kind, model=generation.model, provider=generation.provider,
             fingerprint=generation.fingerprint, seed=generation.request.get("seed"),
             name=name, index=index, count=len(outputs), job_id=generation.job_id,

@@ -77,6 +77,7 @@ class InvalidRequest(PrefectRunwayError, ValueError):
         self.field = field
         self.provider = provider
         self.model = model
+        self.allowed: list[Any] | str | None
         if allowed is None or isinstance(allowed, str):
             self.allowed = allowed
         else:

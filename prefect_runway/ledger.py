@@ -30,6 +30,7 @@ origin (scheme, host, port) is kept.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import os
@@ -619,7 +620,7 @@ class SubmissionLedger:
 
     def _begin(
         self, scope: str, meta: IntentMeta, force: bool, job_max_age: float | None = None
-    ) -> LedgerRecord:
+    ) -> Intent | JobRecord:
         _check_scope(scope)
         flow_run, task_run = _current_run_ids()
         intent = Intent(
@@ -674,9 +675,7 @@ class SubmissionLedger:
             LedgerRecordUnreadable: the record exists but cannot be read (and not ``force``).
             LedgerStorageError: the ledger cannot be written; nothing may be sent.
         """
-        return await asyncio.to_thread(  # type: ignore[return-value]
-            self._begin, scope, meta, force, job_max_age
-        )
+        return await asyncio.to_thread(self._begin, scope, meta, force, job_max_age)
 
     def _record_job(self, intent: LedgerRecord, generation: Generation) -> JobRecord:
         record = JobRecord(
@@ -742,7 +741,7 @@ class SubmissionLedger:
 
         return sorted(items, key=when, reverse=True)
 
-    def _resolve(self, prefix: str, by: str | None) -> list[ClearedRecord]:
+    def _resolve(self, prefix: str, by: str | None) -> builtins.list[ClearedRecord]:
         prefix = prefix.strip().lower()
         if len(prefix) < 4:
             raise InvalidRequest("fingerprint", f"{prefix!r} is too short to name a submission",
@@ -750,6 +749,7 @@ class SubmissionLedger:
         doubts = self._records(doubts_only=True)
         matches: list[LedgerRecord | LedgerRecordUnreadable] = []
         for item in doubts:
+            keys: tuple[str, ...]
             if isinstance(item, LedgerRecord):
                 keys = (item.fingerprint.lower(), item.scope.lower())
             else:
@@ -764,7 +764,7 @@ class SubmissionLedger:
                 f"{prefix!r} matches {len(fingerprints)} submissions in doubt; give more of the "
                 f"fingerprint", sorted(fingerprints),
             )
-        cleared: list[ClearedRecord] = []
+        cleared: builtins.list[ClearedRecord] = []
         for item in matches:
             if isinstance(item, LedgerRecord):
                 cleared.append(self._clear(item.scope, "resolved by the user", by, item))
@@ -781,7 +781,7 @@ class SubmissionLedger:
                 cleared.append(tomb)
         return cleared
 
-    async def resolve(self, fingerprint_prefix: str, *, by: str | None = None) -> list[ClearedRecord]:
+    async def resolve(self, fingerprint_prefix: str, *, by: str | None = None) -> builtins.list[ClearedRecord]:
         """Clear the doubt(s) of the submission whose fingerprint (or scope) starts so.
 
         One request sent to two APIs has two scopes with one fingerprint: both are cleared.

@@ -49,18 +49,40 @@ def prepare(request: Request, credentials: ProviderCredentials) -> PreparedReque
     return credentials.provider().prepare(request, credentials.resolved_base_url())
 
 
-async def load_credentials(credentials: ProviderCredentials | str | None) -> ProviderCredentials:
-    """A credentials block, or the name of a saved one (``"segmind-credentials/nightly"``)."""
+async def load_credentials(
+    credentials: ProviderCredentials | str | None, field: str = "credentials"
+) -> ProviderCredentials:
+    """A credentials block, or the name of a saved one (``"segmind-credentials/nightly"``).
+
+    Raises:
+        InvalidRequest: naming ``field``, for anything else: no value, a name that is not a
+            saved block's, a saved block that is not a provider's credentials.
+    """
+    allowed = "SegmindCredentials, AimlapiCredentials, RunwayCredentials, or 'block-type/name'"
     if isinstance(credentials, ProviderCredentials):
         return credentials
     if isinstance(credentials, str) and "/" in credentials:
-        block = await Block.aload(credentials)
+        try:
+            block = await Block.aload(credentials)
+        except (ValueError, KeyError) as e:  # Prefect: ValueError for a missing document
+            raise InvalidRequest(
+                field, f"{credentials!r} is not a saved block ({message_of_exception(e)})",
+                allowed="a saved credentials block, 'block-type/name'",
+            ) from None
         if isinstance(block, ProviderCredentials):
             return block
-    raise InvalidRequest(
-        "credentials", f"{type(credentials).__name__} is not a provider credentials block",
-        allowed="SegmindCredentials, AimlapiCredentials, RunwayCredentials, or 'block-type/name'",
-    )
+        raise InvalidRequest(
+            field, f"{credentials!r} is a {type(block).__name__}, not provider credentials",
+            allowed=allowed,
+        )
+    shown = repr(credentials) if isinstance(credentials, str) else type(credentials).__name__
+    raise InvalidRequest(field, f"{shown} is not a provider credentials block", allowed=allowed)
+
+
+def message_of_exception(error: BaseException) -> str:
+    """An exception's first line, without a trailing period."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.rstrip(".")
 
 
 @dataclass

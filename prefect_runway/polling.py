@@ -402,6 +402,10 @@ class LatencyTrack:
         self._ident = ident
         self._last_pending: float | None = None
         self._closed = False
+        #: Set by a wait that began long after the job's submission (a cached or resumed
+        #: job): its first poll came late not by choice, so a job it finds already done
+        #: bounds nothing useful and is not recorded.
+        self.resumed = False
 
     def window(self) -> LatencyWindow | None:
         """What is known of this job's latency now."""
@@ -420,13 +424,17 @@ class LatencyTrack:
         resumed wait) only bounds its latency from above, which is news only when that first
         poll came no later than the expected minimum: then jobs finish sooner than the book
         thought, and a shorter latency is recorded (half the bound when the poll came before
-        the minimum, 90% of the minimum when at it) so the next jobs are polled earlier.
+        the minimum, 90% of the minimum when at it) so the next jobs are polled earlier. A
+        resumed wait (:attr:`resumed`) records nothing for a job it never saw running.
         """
         if self._closed:
             return
         self._closed = True
         if self._last_pending is not None:
             self._book._finished(self.key, self._ident, (self._last_pending + age) / 2)
+            return
+        if self.resumed:
+            self._book._close(self.key, self._ident)
             return
         window = self._book.window(self.key)
         if window is None or age < window.low:

@@ -11,13 +11,13 @@ from abc import ABC
 from typing import ClassVar, Literal
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.providers import Provider, get_provider
 
-_DOCS = "https://github.com/prefect-runway/prefect-runway#readme"
-_LOGO = "https://avatars.githubusercontent.com/u/30443925?s=200"
+_DOCS = HttpUrl("https://github.com/prefect-runway/prefect-runway#readme")
+_LOGO = HttpUrl("https://avatars.githubusercontent.com/u/30443925?s=200")
 
 
 class ProviderCredentials(CredentialsBlock, ABC):

@@ -303,7 +303,7 @@ class Backend:
     def _init_state(self) -> None:
         self._jobs: dict[str, dict[str, Job]] = {p: {} for p in PROVIDERS}
         self._lanes: dict[tuple[str, str, str | None], _Lane] = {}
-        self._spent: Counter[tuple[str, str]] = Counter()
+        self._spent: dict[tuple[str, str], float] = {}
         self._charges: list[Job] = []
         self._recent: dict[tuple[str, str, str], deque[float]] = {}
         self._unsafe_seen: Counter[tuple[str, str, str]] = Counter()
@@ -359,7 +359,7 @@ class Backend:
             self._settle(provider)
             if provider in self.empty_providers:
                 return 0.0
-            return max(0.0, self.initial_balance(provider) - self._spent[(provider, api_key)])
+            return max(0.0, self.initial_balance(provider) - self._spent.get((provider, api_key), 0.0))
 
     def daily_generations(self, provider: str, api_key: str) -> dict[str, int]:
         """Generations per model the key created in the last 24 h."""
@@ -396,7 +396,8 @@ class Backend:
         if job.refunded or job.cost == 0 or code in NOT_REFUNDED:
             return
         job.refunded = True
-        self._spent[(job.provider, job.api_key)] -= job.cost
+        spent_key = (job.provider, job.api_key)
+        self._spent[spent_key] = self._spent.get(spent_key, 0.0) - job.cost
         self._stats[job.provider]["credits_used"] -= job.cost
 
     def charged(self, job: Job) -> float:
@@ -564,7 +565,7 @@ class Backend:
             self._charges.append(job)
             if fail is not None and fail.code not in NOT_REFUNDED:
                 self._pending_refunds.add(job)
-            self._spent[(provider, api_key)] += cost
+            self._spent[(provider, api_key)] = self._spent.get((provider, api_key), 0.0) + cost
             recent.append(now)
             self._lane(job).waiting.append(job)
             stats["submissions"][model] += 1
@@ -727,7 +728,7 @@ class Backend:
             if config.stock_media:
                 data = self._stock(spec, config.video_fps)
             elif spec.kind == "still":
-                key = ("still", spec.prompt, spec.seed, spec.width, spec.height)
+                key: tuple[Any, ...] = ("still", spec.prompt, spec.seed, spec.width, spec.height)
                 make = lambda: media_mod.make_still(  # noqa: E731
                     spec.prompt, spec.seed, spec.width, spec.height
                 )

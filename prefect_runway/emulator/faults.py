@@ -218,7 +218,8 @@ class FaultState:
                 return None
             count = self._calls[route]
             fault = None
-            mode = plan.providers.get(route.split(".")[0], "up")
+            modes: dict[str, str] = {str(k): v for k, v in plan.providers.items()}
+            mode = modes.get(route.split(".")[0], "up")
             if mode == "unavailable" or (
                 mode == "submits_unavailable" and route in SUBMIT_ROUTES
             ):

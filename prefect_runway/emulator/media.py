@@ -182,7 +182,7 @@ def make_video(
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for index in range(count):
                 frame_image = _zoomed(start, index, count)
-                if fade_frames and index >= count - fade_frames:
+                if end is not None and fade_frames and index >= count - fade_frames:
                     alpha = (index - (count - fade_frames) + 1) / fade_frames
                     frame_image = Image.blend(frame_image, end, alpha)
                 frame = av.VideoFrame.from_image(frame_image)
@@ -256,7 +256,7 @@ class VideoInfo:
 
 def probe_video(data: bytes) -> VideoInfo:
     """Decode an MP4 fully (for tests and checks): size, frame count, duration, frames."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         first = last = None
         count = 0
@@ -269,14 +269,14 @@ def probe_video(data: bytes) -> VideoInfo:
             raise ValueError("video has no frames")
         duration = (
             float(stream.duration * stream.time_base)
-            if stream.duration is not None
+            if stream.duration is not None and stream.time_base is not None
             else (container.duration or 0) / av.time_base
         )
         return VideoInfo(
             codec=stream.codec_context.name,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
-            pix_fmt=stream.codec_context.pix_fmt,
+            pix_fmt=stream.codec_context.pix_fmt or "unknown",
             fps=float(stream.average_rate or 0),
             frames=count,
             duration=duration,

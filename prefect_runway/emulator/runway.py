@@ -246,7 +246,7 @@ def _check_moderation(body: dict[str, Any]) -> None:
 
 def upload_uris(body: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, runway:// URI) pairs of a body's image fields."""
-    found = []
+    found: list[tuple[str, Any]] = []
     prompt_image = body.get("promptImage")
     if isinstance(prompt_image, str):
         found.append(("promptImage", prompt_image))
@@ -583,7 +583,8 @@ def parse_form(content_type: str, raw: bytes) -> tuple[dict[str, str], bytes | N
         return fields, None
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
+        raw_payload = part.get_payload(decode=True)  # decode=True: bytes or None
+        payload = raw_payload if isinstance(raw_payload, bytes) else b""
         if name == "file":
             data = payload
         elif name:

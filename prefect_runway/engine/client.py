@@ -13,7 +13,6 @@ knows neither Prefect nor any provider's field names.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,8 @@ from pydantic import SecretStr
 
 from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.download import DownloadedFile, Downloader
+from prefect_runway.engine.events import EngineLogger
+from prefect_runway.engine.progress import ProgressLine
 from prefect_runway.engine.retry import read_classifier, submit_classifier, with_retries
 from prefect_runway.engine.transport import Transport
 from prefect_runway.errors import (
@@ -48,11 +49,15 @@ from prefect_runway.polling import (
     PollSchedule,
     latency_key,
 )
-from prefect_runway.providers.base import HttpCall, PreparedRequest, Provider
+from prefect_runway.providers.base import HttpCall, PreparedRequest, Provider, redact_url
 
 __all__ = ["DownloadedFile", "GenerationClient", "PollSchedule", "RetryPolicy"]
 
-logger = logging.getLogger("prefect_runway.engine.client")
+logger = EngineLogger("prefect_runway.engine.client")
+
+#: A wait that starts later than this after the job's submission is a resumed one (a job
+#: found in the submit cache, or waited for again after a crash or a timeout).
+RESUMED_WAIT_SECONDS = 10.0
 
 
 class GenerationClient:
@@ -153,6 +158,7 @@ class GenerationClient:
         response = await with_retries(
             self.retry, lambda: self.transport.send(call),
             submit_classifier(self.transport, prepared.fingerprint),
+            what=f"{self.provider.name} submit of {prepared.model} (fingerprint {prepared.fingerprint[:12]})",
         )
         try:
             generation = self.provider.parse_submit(prepared, self.transport.body(response))
@@ -225,6 +231,9 @@ class GenerationClient:
                             generation.request),
                 public=generation.base_url.rstrip("/") == self.provider.default_base_url.rstrip("/"),
             )
+            # A wait on an older job (found in the cache, resumed after a crash) polls late
+            # not by choice: a job it never sees running tells nothing of its latency.
+            track.resumed = submitted_age > RESUMED_WAIT_SECONDS
         try:
             return await self._poll_until_done(
                 generation, deadline, timeout, on_update, track,
@@ -247,6 +256,7 @@ class GenerationClient:
         last_raw: str | None = None
         classic = self.poll.delays()
         first = True
+        progress = ProgressLine(generation)
         while True:
             window = track.window() if track is not None else None
             if window is None or (first and self.poll.first_delay is not None):
@@ -266,6 +276,7 @@ class GenerationClient:
                 )
             await asyncio.sleep(min(delay, remaining))
             update = await self.status(generation)
+            progress.seen(update, age(), window)
             if track is not None:
                 if update.state.terminal:
                     if update.state is JobState.SUCCEEDED:
@@ -356,4 +367,5 @@ class GenerationClient:
         return await with_retries(
             self.retry, lambda: self.transport.send(call),
             read_classifier(self.transport, call, job_id, ok),
+            what=f"{self.provider.name} {call.method} {redact_url(call.url)}",
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import tempfile
 from collections import deque
@@ -23,7 +22,8 @@ from typing import Any
 import httpx
 
 from prefect_runway.engine.config import RetryPolicy
-from prefect_runway.engine.retry import RETRY_STATUS, Retry, with_retries
+from prefect_runway.engine.events import EngineLogger
+from prefect_runway.engine.retry import RETRY_STATUS, Retry, retry_reason, with_retries
 from prefect_runway.engine.transport import Transport, retry_after
 from prefect_runway.errors import DownloadError, DownloadVerificationFailed
 from prefect_runway.models import sniff_media_type
@@ -31,7 +31,7 @@ from prefect_runway.providers.base import redact_url
 
 __all__ = ["DownloadedFile", "Downloader"]
 
-logger = logging.getLogger("prefect_runway.engine.download")
+logger = EngineLogger("prefect_runway.engine.download")
 
 
 @dataclass
@@ -120,8 +120,9 @@ class Downloader:
             if isinstance(outcome, httpx.TransportError):
                 if may_retry:
                     logger.warning(
-                        "Download of %s broke after %d bytes (%s); resuming",
-                        safe_url, progress.received, type(outcome).__name__,
+                        "Download of %s broke after %d bytes (%s); resuming with HTTP Range "
+                        "from byte %d", safe_url, progress.received, type(outcome).__name__,
+                        progress.received,
                     )
                     return Retry()
                 raise DownloadError(
@@ -143,6 +144,8 @@ class Downloader:
                 )
             if isinstance(outcome, httpx.Response):
                 if outcome.status_code in RETRY_STATUS and may_retry:
+                    logger.warning("Download of %s answered %s; retrying",
+                                   safe_url, retry_reason(outcome))
                     return Retry(retry_after(outcome))
                 raise DownloadError(
                     f"could not download {safe_url}", provider=provider,

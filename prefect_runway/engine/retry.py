@@ -30,12 +30,13 @@ from typing import Any, TypeVar
 import httpx
 
 from prefect_runway.engine.config import RetryPolicy
+from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.transport import Transport, retry_after
 from prefect_runway.errors import BadResponse, ProviderUnavailable, SubmissionUncertain
 from prefect_runway.providers.base import HttpCall, redact_url
 
-__all__ = ["RETRY_STATUS", "SUBMIT_SAFE_STATUS", "Retry", "read_classifier", "submit_classifier",
-           "with_retries"]
+__all__ = ["RETRY_STATUS", "SUBMIT_SAFE_STATUS", "Retry", "read_classifier", "retry_reason",
+           "submit_classifier", "with_retries"]
 
 #: Answers a read (and a download) retries.
 RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
@@ -43,6 +44,8 @@ RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
 SUBMIT_SAFE_STATUS = (429, 503)
 
 T = TypeVar("T")
+
+logger = EngineLogger("prefect_runway.engine.retry")
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,21 @@ Classifier = Callable[[Any, bool], Any]
 
 
 async def with_retries(
-    policy: RetryPolicy, attempt: Callable[[], Awaitable[Any]], classify: Classifier
+    policy: RetryPolicy,
+    attempt: Callable[[], Awaitable[Any]],
+    classify: Classifier,
+    *,
+    what: str | None = None,
 ) -> Any:
-    """Run ``attempt`` until ``classify`` accepts its outcome, within ``policy``."""
+    """Run ``attempt`` until ``classify`` accepts its outcome, within ``policy``.
+
+    Args:
+        policy: Attempts, deadline and backoff.
+        attempt: One try.
+        classify: Decides on each outcome (see :data:`Classifier`).
+        what: What is being tried (``"GET https://.../tasks/abc"``); when given, every retry
+            is logged at WARNING with its reason and delay. None: the classifier logs its own.
+    """
     started = time.monotonic()
     count = 0
     while True:
@@ -73,9 +88,26 @@ async def with_retries(
         may_retry = count < policy.max_attempts and time.monotonic() - started < policy.deadline
         verdict = classify(outcome, may_retry)
         if isinstance(verdict, Retry):
-            await asyncio.sleep(policy.backoff(count, verdict.retry_after))
+            delay = policy.backoff(count, verdict.retry_after)
+            if what is not None:
+                logger.warning(
+                    "%s: %s; retrying in %.1f s (attempt %d of at most %d)",
+                    what, retry_reason(outcome), delay, count + 1, policy.max_attempts,
+                )
+            await asyncio.sleep(delay)
             continue
         return verdict
+
+
+def retry_reason(outcome: Any) -> str:
+    """Why an attempt is retried, in a few words: ``http 429 (Retry-After 2)``, ``ReadTimeout``."""
+    if isinstance(outcome, httpx.Response):
+        reason = f"http {outcome.status_code}"
+        after = outcome.headers.get("retry-after")
+        return f"{reason} (Retry-After {after})" if after else reason
+    if isinstance(outcome, BaseException):
+        return type(outcome).__name__
+    return str(outcome)
 
 
 def submit_classifier(transport: Transport, fingerprint: str) -> Classifier:

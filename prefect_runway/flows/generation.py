@@ -11,13 +11,13 @@ seconds and cost.
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from prefect import flow
 from prefect.logging import get_run_logger
 
 from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.errors import GenerationExpired, InvalidRequest
+from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.models import (
     GenerationResult,
     ImageRequest,
@@ -31,6 +31,7 @@ from prefect_runway.results import ImageToVideoResult
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
+    describe_job,
     flow_run_id,
     submit_task_for,
 )
@@ -57,11 +58,15 @@ async def run_generation(
     Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
     so an invalid request costs nothing) and the storage resolved once per flow run. Two
     task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
-    pays twice) and ``collect-generation`` (wait, then download).
+    pays twice) and ``collect-generation`` (wait, then download), their runs named for what
+    they do (``submit still 'harbour' on segmind``, ``collect still 'harbour' on segmind``).
     """
     logger = get_run_logger()
     flow_run = flow_run_id()
-    generation = await submit_task_for(credentials, refresh=force)(prepared, credentials)
+    run_name = "submit " + describe_job(prepared.kind, name, credentials.provider_name)
+    generation = await submit_task_for(credentials, refresh=force).with_options(
+        task_run_name=lambda: run_name,
+    )(prepared, credentials)
     for attempt in (1, 2):
         track(flow_run, credentials, generation)
         try:
@@ -79,11 +84,13 @@ async def run_generation(
                 "resubmitting it once (this is a new, billed job)",
                 generation.provider, generation.job_id,
             )
-            generation = await submit_task_for(credentials, refresh=True)(prepared, credentials)
+            generation = await submit_task_for(credentials, refresh=True).with_options(
+                task_run_name=lambda: run_name,
+            )(prepared, credentials)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-@flow(name="generate-image", on_cancellation=[cancel_remote_jobs])
+@runway_flow(name="generate-image", on_cancellation=[cancel_remote_jobs])
 async def generate_image(
     prompt: str,
     credentials: ProviderCredentials | str,
@@ -127,7 +134,7 @@ async def generate_image(
     return stored[0]
 
 
-@flow(name="animate-image", on_cancellation=[cancel_remote_jobs])
+@runway_flow(name="animate-image", on_cancellation=[cancel_remote_jobs])
 async def animate_image(
     image: str,
     credentials: ProviderCredentials | str,
@@ -183,7 +190,7 @@ async def animate_image(
     return stored[0]
 
 
-@flow(name="image-to-video", on_cancellation=[cancel_remote_jobs])
+@runway_flow(name="image-to-video", on_cancellation=[cancel_remote_jobs])
 async def image_to_video(
     still_prompt: str,
     motion_prompt: str,
@@ -233,8 +240,12 @@ async def image_to_video(
     Returns:
         The stored still and video.
     """
-    image_creds = await load_credentials(image_credentials or credentials)
-    video_creds = await load_credentials(video_credentials or credentials)
+    image_creds = await load_credentials(
+        image_credentials or credentials, "image_credentials" if image_credentials else "credentials",
+    )
+    video_creds = await load_credentials(
+        video_credentials or credentials, "video_credentials" if video_credentials else "credentials",
+    )
     store = resolve_storage(storage)
     still_request = ImageRequest(
         prompt=still_prompt, reference_images=reference_images or [], ratio=still_ratio, seed=seed,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.states import Failed
 
@@ -40,6 +39,7 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs
 from prefect_runway.errors import InvalidRequest, StoryboardFailed
 from prefect_runway.flows.generation import run_generation, still_reference
+from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
@@ -52,7 +52,7 @@ from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
 DEFAULT_CONCURRENCY = 4
 
 
-@flow(name="storyboard", on_cancellation=[cancel_remote_jobs])
+@runway_flow(name="storyboard", on_cancellation=[cancel_remote_jobs])
 async def storyboard(
     # Mappings are accepted as they are and checked by load_shots, whose errors name the
     # row and field (1-based), where Prefect's parameter validation would not.
@@ -107,8 +107,7 @@ async def storyboard(
 
     Example:
         ```python
-        from prefect import flow
-        from prefect_runway import SegmindCredentials, storyboard
+                from prefect_runway import SegmindCredentials, storyboard
 
         @flow
         async def nightly():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import html
 import io
@@ -81,7 +82,7 @@ class PendingUpload:
     """
 
     field: str
-    data: bytes = field(repr=False)
+    data: bytes = dataclasses.field(repr=False)
     media_type: str
     sha256: str
     filename: str
@@ -310,6 +311,8 @@ class Provider(ABC):
         self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str
     ) -> PreparedRequest:
         identified = _replace_strings(body, identities)
+        # Catalogue-only kinds (video_to_video) have no request type, so never reach here.
+        kind: Literal["image", "video"] = "image" if spec.kind == "image" else "video"
         canonical = json.dumps(
             {"provider": self.name, "model": spec.model, "body": identified},
             sort_keys=True,
@@ -320,7 +323,7 @@ class Provider(ABC):
         return PreparedRequest(
             provider=self.name,
             model=spec.model,
-            kind=spec.kind,
+            kind=kind,
             body=body,
             fingerprint=fingerprint,
             summary=_redact_urls(identified),

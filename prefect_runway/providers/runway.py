@@ -400,14 +400,14 @@ class RunwayProvider(Provider):
             raise self.error_for(status_code, body)
         if not isinstance(body, dict) or number(body.get("creditBalance")) is None:
             raise self.bad_response("organization", body)
-        tier = body.get("tier") if isinstance(body.get("tier"), dict) else {}
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-        limits = tier.get("models") if isinstance(tier.get("models"), dict) else {}
-        used = usage.get("models") if isinstance(usage.get("models"), dict) else {}
+        tier = _mapping(body.get("tier"))
+        usage = _mapping(body.get("usage"))
+        limits = _mapping(tier.get("models"))
+        used = _mapping(usage.get("models"))
         models: dict[str, ModelLimits] = {}
         for name in sorted(set(limits) | set(used)):
-            lim = limits.get(name) if isinstance(limits.get(name), dict) else {}
-            use = used.get(name) if isinstance(used.get(name), dict) else {}
+            lim = _mapping(limits.get(name))
+            use = _mapping(used.get(name))
             models[name] = ModelLimits(
                 max_concurrent_generations=whole(lim.get("maxConcurrentGenerations")),
                 max_daily_generations=whole(lim.get("maxDailyGenerations")),
@@ -511,3 +511,8 @@ def _metrics(body: dict[str, Any]) -> dict[str, Any]:
     if estimated is not None:
         metrics["estimated_credits"] = estimated
     return metrics
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}

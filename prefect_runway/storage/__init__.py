@@ -61,9 +61,10 @@ def resolve_storage(value: Any = None) -> OutputStorage:
     try:
         from prefect_aws.s3 import S3Bucket
     except ImportError:  # pragma: no cover - prefect-aws is a dependency
-        S3Bucket = None  # type: ignore[assignment]  # noqa: N806
-    if S3Bucket is not None and isinstance(value, S3Bucket):
-        return S3Storage(value)
+        pass
+    else:
+        if isinstance(value, S3Bucket):
+            return S3Storage(value)
     if hasattr(value, "write_path") and hasattr(value, "read_path"):
         return FileSystemBlockStorage(value)
     raise InvalidRequest(

@@ -9,20 +9,30 @@ what a retry can cure and nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import task
 from prefect.context import TaskRunContext
+from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.delivery import deliver
+from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
+from prefect_runway.engine.events import log_to
 from prefect_runway.errors import PrefectRunwayError, ProviderError
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
 from prefect_runway.storage import resolve_storage
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def submission_cache_key(
@@ -39,6 +49,62 @@ def submission_cache_key(
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return submission_cache_key(parameters["credentials"], parameters["request"])
+
+
+def _kind_label(kind: str | None) -> str:
+    return {"image": "still", "video": "video"}.get(kind or "", kind or "job")
+
+
+def describe_job(kind: str | None, name: str | None, provider: str | None) -> str:
+    """What a job is, for a task run's name: ``still 'harbour' on segmind``."""
+    label = _kind_label(kind)
+    if name:
+        label += f" {name!r}"
+    return f"{label} on {provider}" if provider else label
+
+
+def _provider_of(credentials: Any) -> str | None:
+    return getattr(credentials, "provider_name", None)
+
+
+def _submit_run_name(parameters: dict[str, Any]) -> str:
+    request = parameters.get("request")
+    return "submit " + describe_job(
+        getattr(request, "kind", None), None, _provider_of(parameters.get("credentials"))
+    )
+
+
+def _generation_run_name(verb: str, key: str) -> Callable[..., str]:
+    def name(parameters: dict[str, Any]) -> str:
+        generation = parameters.get(key)
+        if isinstance(generation, GenerationResult):
+            generation = generation.generation
+        return f"{verb} " + describe_job(
+            getattr(generation, "kind", None), parameters.get("name"),
+            getattr(generation, "provider", None) or _provider_of(parameters.get("credentials")),
+        )
+
+    return name
+
+
+def _logs_to_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Run ``fn`` with the engine's messages (state changes, retries, resumed downloads,
+    progress) going to the task run's logger (see :mod:`prefect_runway.engine.events`)."""
+
+    @functools.wraps(fn)
+    async def logged(*args: P.args, **kwargs: P.kwargs) -> R:
+        with log_to(_run_logger()):
+            return await fn(*args, **kwargs)
+
+    return logged
+
+
+def _run_logger() -> Any:
+    """The current run's logger, or None outside a run (the engine keeps its own loggers)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return None
 
 
 async def _failure(state: Any) -> BaseException | None:
@@ -73,7 +139,11 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     cache_key_fn=_cache_key_fn,
     cache_expiration=timedelta(hours=1),
     persist_result=True,
+    # Prefect's TaskRunNameCallbackWithParameters protocol declares a classmethod that no
+    # function has, so mypy refuses any callable taking `parameters`; Prefect calls it so.
+    task_run_name=_submit_run_name,  # type: ignore[arg-type]
 )
+@_logs_to_run
 async def submit_generation(
     request: PreparedRequest | Request, credentials: ProviderCredentials
 ) -> Generation:
@@ -109,14 +179,9 @@ async def submit_generation(
             return await submit_generation(request, credentials)
         ```
     """
-    logger = get_run_logger()
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
     async with credentials.get_client() as client:
-        generation = await client.submit(prepared)
-    logger.info(
-        "Submitted %s %s job %s (fingerprint %s)",
-        generation.provider, generation.model, generation.job_id, generation.fingerprint[:12],
-    )
+        generation = await client.submit(prepared)  # logs "Submitted ...", once
     return generation
 
 
@@ -124,7 +189,8 @@ def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) 
     """``submit_generation`` with the cache expiry set to the provider's retention window."""
     retention = credentials.provider().retention_seconds
     return submit_generation.with_options(
-        cache_expiration=timedelta(seconds=retention * 0.95), refresh_cache=refresh or None,
+        cache_expiration=timedelta(seconds=retention * 0.95),
+        refresh_cache=True if refresh else NotSet,
     )
 
 
@@ -133,7 +199,9 @@ def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) 
     retries=2,
     retry_delay_seconds=[1, 10],
     retry_condition_fn=_retry_read,
+    task_run_name=_generation_run_name("wait for", "generation"),
 )
+@_logs_to_run
 async def wait_for_generation(
     generation: Generation,
     credentials: ProviderCredentials,
@@ -152,13 +220,24 @@ async def wait_for_generation(
     Raises:
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut.
     """
+    began = time.monotonic()
     async with credentials.get_client() as client:
         result = await client.wait(generation, timeout=timeout)
+    waited = time.monotonic() - began
     get_run_logger().info(
-        "%s job %s finished in %.1fs with %d output(s)",
-        generation.provider, generation.job_id, result.seconds, len(result.outputs),
+        "%s job %s finished with %d output(s) after a %.1f s wait%s",
+        generation.provider, generation.job_id, len(result.outputs), waited,
+        _resumed_note(result, waited),
     )
     return result
+
+
+def _resumed_note(result: GenerationResult, waited: float) -> str:
+    """For a job older than this wait (found in the cache, resumed): how old it was."""
+    age = result.seconds
+    if age - waited > RESUMED_WAIT_SECONDS:
+        return f" (a job submitted {age:.0f} s ago, found in the cache or resumed)"
+    return ""
 
 
 @task(
@@ -166,7 +245,9 @@ async def wait_for_generation(
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_read,
+    task_run_name=_generation_run_name("download", "result"),
 )
+@_logs_to_run
 async def download_generation(
     result: GenerationResult,
     credentials: ProviderCredentials,
@@ -212,7 +293,9 @@ async def download_generation(
     retries=2,
     retry_delay_seconds=[1, 10],
     retry_condition_fn=_retry_read,
+    task_run_name=_generation_run_name("collect", "generation"),
 )
+@_logs_to_run
 async def collect_generation(
     generation: Generation,
     credentials: ProviderCredentials,

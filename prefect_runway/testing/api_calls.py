@@ -16,6 +16,7 @@ worker, one per event sent. Counting changes nothing that is sent.
 
 from __future__ import annotations
 
+import inspect
 import re
 import threading
 from collections import Counter
@@ -133,7 +134,7 @@ async def flush_prefect_workers(timeout: float = 60) -> None:
 
     for worker in (EventsWorker, APILogWorker):
         pending = worker.drain_all(timeout=timeout)
-        if pending is not None and hasattr(pending, "__await__"):
+        if inspect.isawaitable(pending):  # drain_all is awaitable when called on a loop
             await pending
 
 

@@ -162,8 +162,11 @@ async def test_storyboard_deployment_runs_on_a_worker(prefect_server: PrefectSer
             # What the API says the storyboard run did.
             runs = FlowRunFilter(id=FlowRunFilterId(any_=[storyboard_run.id]))
             task_runs = await client.read_task_runs(flow_run_filter=runs)
-            submits = [t for t in task_runs if t.name.startswith("submit-generation")]
+            submits = [t for t in task_runs if t.name.startswith("submit ")]
             assert len(submits) == 6 and all(t.state.is_completed() for t in submits)
+            # Named for what they do: a still and a video per shot, on its provider.
+            assert "submit still 'harbour' on segmind" in {t.name for t in submits}
+            assert "submit video 'market' on runway" in {t.name for t in submits}
             artifacts = {a.key: a for a in await client.read_artifacts(flow_run_filter=runs) if a.key}
             summary = artifacts["storyboard-summary"].data
             assert "3 of 3 shots completed" in summary

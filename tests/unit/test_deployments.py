@@ -24,7 +24,8 @@ def _flow_name(entrypoint: str) -> str:
     for node in tree.body:
         if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name == function:
             for decorator in node.decorator_list:
-                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "flow":
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") in (
+                        "flow", "runway_flow"):
                     return next(k.value.value for k in decorator.keywords if k.arg == "name")
     raise AssertionError(f"no @flow {function} in {path}")
 

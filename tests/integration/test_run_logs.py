@@ -1,0 +1,184 @@
+"""What a person sees of a run: the engine's events in the run's logs, read back through the
+Prefect API; task run names that say what each task does; one error shape per mistake."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.logging.handlers import APILogHandler
+from pydantic import SecretStr
+
+from prefect_runway import (
+    InvalidRequest,
+    InvalidShot,
+    RunwayCredentials,
+    SegmindCredentials,
+    image_to_video,
+    storyboard,
+)
+from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.engine import GenerationClient
+from prefect_runway.models import ImageRequest, utc_now
+from prefect_runway.polling import LatencyBook, latency_key
+from prefect_runway.providers import get_provider
+
+REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+
+
+@pytest.fixture()
+def emu():
+    with Emulator(EmulatorConfig(latency=0.3, video_fps=4, runway_concurrency=8)) as emulator:
+        yield emulator
+
+
+def _creds(cls: type, emu: Emulator) -> object:
+    return cls(api_key=SecretStr("logs-key"), base_url=emu.url, poll_interval_seconds=0.1,
+               max_poll_interval_seconds=0.3, wait_timeout_seconds=60)
+
+
+async def _logs(flow_run_id: uuid.UUID) -> list[tuple[int, str]]:
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+        )
+    return [(log.level, log.message) for log in logs]
+
+
+async def test_engine_events_reach_the_run_logs_once_each(emu, tmp_path):
+    # The still's download is cut off half-way (full Content-Length, half the body), and the
+    # video's first status poll answers 503: a resumed download and a retried read.
+    emu.set_faults(scripted=[
+        {"route": "media.download", "nth": 1, "fault": "truncate"},
+        {"route": "runway.status", "nth": 1, "fault": "503"},
+    ])
+    state = await image_to_video(
+        still_prompt=f"logs {uuid.uuid4().hex[:6]} @hero", motion_prompt="drift",
+        reference_images=REF, image_credentials=_creds(SegmindCredentials, emu),
+        video_credentials=_creds(RunwayCredentials, emu), storage=str(tmp_path),
+        name="harbour", return_state=True,
+    )
+    assert state.is_completed()
+    result = await state.aresult()
+    flow_run_id = state.state_details.flow_run_id
+    logs = await _logs(flow_run_id)
+    messages = [m for _, m in logs]
+    text = "\n".join(messages)
+
+    # The resume, at WARNING, with its reason, once.
+    resumes = [(lvl, m) for lvl, m in logs if "resuming with HTTP Range" in m]
+    assert len(resumes) == 1, text
+    assert resumes[0][0] == 30
+    assert "RemoteProtocolError" in resumes[0][1]
+    # The retried 503, at WARNING, with its reason, once.
+    retries = [(lvl, m) for lvl, m in logs if "retrying in" in m]
+    assert len(retries) == 1, text
+    assert retries[0][0] == 30 and "http 503" in retries[0][1] and "runway GET" in retries[0][1]
+
+    still_job, video_job = result.still.job_id, result.video.job_id
+    # "Submitted ..." once per job (it was logged twice: engine and task).
+    submitted = Counter(m for m in messages if m.startswith("Submitted "))
+    assert len(submitted) == 2 and set(submitted.values()) == {1}, submitted
+    assert any(still_job in m for m in submitted) and any(video_job in m for m in submitted)
+    # Every state change once, and each job's last one is its success.
+    changes = [m for m in messages if re.match(r"(segmind|runway) job \S+ is \S+$", m)]
+    assert changes and len(changes) == len(set(changes)), changes
+    for provider, job in (("segmind", still_job), ("runway", video_job)):
+        own = [m for m in changes if m.startswith(f"{provider} job {job} is ")]
+        assert own, changes
+        assert own[-1].rsplit(" ", 1)[1].lower() in ("succeeded", "completed"), own
+    # The wait's summary speaks of this wait, not of the job's age.
+    assert sum("finished with 1 output(s) after a" in m for m in messages) == 2
+
+    # Task runs named for what they do, read back through the API.
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+    names = sorted(run.name for run in runs)
+    assert names == sorted([
+        "submit still 'harbour' on segmind", "collect still 'harbour' on segmind",
+        "submit video 'harbour' on runway", "collect video 'harbour' on runway",
+    ]), names
+
+
+async def test_a_cached_job_is_no_latency_and_no_long_wait(emu):
+    # A job submitted long ago (found in the submit cache, or resumed after a crash) and done
+    # by now: the wait finds it at its first poll. That bounds nothing of the model's latency.
+    book = LatencyBook()
+    async with GenerationClient(get_provider("segmind"), SecretStr("k"), emu.url,
+                                latency=book) as client:
+        generation = await client.submit(ImageRequest(prompt="old @hero", reference_images=REF))
+        await client.wait(generation)  # done; the book learns this one
+        key = latency_key(generation.provider, generation.base_url, generation.model,
+                          generation.request)
+        learned = book.snapshot()["|".join(key)]["events"]
+        old = generation.model_copy(update={"submitted_at": utc_now() - timedelta(seconds=108)})
+        result = await client.wait(old)
+    assert result.outputs
+    assert book.snapshot()["|".join(key)]["events"] == learned  # nothing learned from it
+    assert book.snapshot()["|".join(key)]["in_flight"] == 0
+
+
+async def test_an_unsaved_block_name_is_one_error_shape(emu, tmp_path):
+    missing = f"segmind-credentials/never-saved-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(InvalidRequest) as chain:
+        await image_to_video(still_prompt="x @hero", motion_prompt="y", reference_images=REF,
+                             credentials=missing, storage=str(tmp_path))
+    assert type(chain.value) is InvalidRequest
+    assert chain.value.field == "credentials" and "not a saved block" in str(chain.value)
+
+    with pytest.raises(InvalidRequest) as board:
+        await storyboard(shots=[{"still_prompt": "x @hero", "reference_images": REF}],
+                         credentials=missing, storage=str(tmp_path))
+    assert type(board.value) is InvalidRequest
+    assert board.value.field == "credentials" and "not a saved block" in str(board.value)
+
+    # A shot's own block name: the same error, located (InvalidShot is an InvalidRequest).
+    with pytest.raises(InvalidShot) as shot:
+        await storyboard(shots=[{"still_prompt": "x @hero", "reference_images": REF,
+                                 "credentials": missing}], storage=str(tmp_path))
+    assert shot.value.field == "credentials" and "not a saved block" in str(shot.value)
+    assert emu.stats()["segmind"]["total_submissions"] == 0
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field", "allowed"),
+    [
+        ({"duration": "5s"}, "duration", "5"),
+        ({"duration": 7}, "duration", "10"),
+        ({"timeout": "soon"}, "timeout", "seconds"),
+        ({"force": "maybe"}, "force", "True"),
+        ({"preview": "webm"}, "preview", "gif"),
+        ({"seed": "lucky"}, "seed", "4294967295"),
+        ({"name": 5}, "name", "string"),
+    ],
+)
+async def test_a_bad_flow_parameter_is_our_typed_error(emu, tmp_path, parameters, field, allowed):
+    with pytest.raises(InvalidRequest) as info:
+        await image_to_video(
+            still_prompt="x @hero", motion_prompt="y", reference_images=REF,
+            credentials=_creds(SegmindCredentials, emu), storage=str(tmp_path), **parameters,
+        )
+    assert info.value.field == field
+    assert allowed in str(info.value.allowed), info.value
+    assert emu.stats()["segmind"]["total_submissions"] == 0
+
+
+async def test_storyboard_concurrency_is_checked_first(emu, tmp_path):
+    with pytest.raises(InvalidRequest) as info:
+        await storyboard(shots=[{"still_prompt": "x @hero", "reference_images": REF}],
+                         credentials=_creds(SegmindCredentials, emu), storage=str(tmp_path),
+                         concurrency="many")
+    assert info.value.field == "concurrency"
