@@ -173,7 +173,7 @@ class S3Storage(OutputStorage):
             credentials = self.bucket.credentials
             params = credentials.aws_client_parameters.get_params_override()
             config = params.pop("config", None) or Config()
-            if config.signature_version is None:
+            if getattr(config, "signature_version", None) is None:
                 config = config.merge(Config(signature_version="s3v4"))
             region = getattr(credentials, "region_name", None)
             if region:
