@@ -15,6 +15,7 @@ import os
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 from pydantic import SecretStr
@@ -64,10 +65,24 @@ def _prompt(marker: str = "") -> str:
     return f"a lighthouse at dusk {uuid.uuid4().hex[:8]} {marker}".strip()
 
 
+@pytest.fixture()
+def sent(monkeypatch) -> list[httpx.Request]:
+    """Every request our httpx clients send (observed on the way out; sent unchanged)."""
+    requests: list[httpx.Request] = []
+    send = httpx.AsyncClient.send
+
+    async def recording_send(self, request, **kwargs):
+        requests.append(request)
+        return await send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording_send)
+    return requests
+
+
 # ---- uploads -----------------------------------------------------------------------------
 
 async def test_a_12mb_local_still_is_animated_on_runway_via_an_upload(
-    runway_credentials, runway_emulator, tmp_path
+    runway_credentials, runway_emulator, tmp_path, sent
 ):
     data = _png(2048, 2048, noise=True)
     assert len(data) > 12_000_000  # too long for a 5 MB data URI
@@ -94,6 +109,14 @@ async def test_a_12mb_local_still_is_animated_on_runway_via_an_upload(
         duration=3,
     ), runway_credentials)
     assert video.fingerprint == elsewhere.fingerprint
+    # The file went to the presigned form without the API key; the API calls carried it.
+    opened = [r for r in sent if r.url.path == "/v1/uploads"]
+    posted = [r for r in sent if r.url.path.startswith("/_emulator/uploads/")]
+    assert len(opened) == 1 and len(posted) == 1
+    assert opened[0].headers["authorization"] == f"Bearer {EMULATOR_KEY}"
+    assert "authorization" not in posted[0].headers
+    assert EMULATOR_KEY not in str(posted[0].headers) and EMULATOR_KEY not in str(posted[0].url)
+    assert posted[0].headers["content-type"].startswith("multipart/form-data")
 
 
 async def test_upload_true_uploads_an_image_that_would_fit_a_data_uri(
