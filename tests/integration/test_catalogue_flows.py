@@ -345,3 +345,23 @@ async def test_a_job_throttled_past_queue_timeout_times_out(one_slot, tmp_path):
 
     assert "THROTTLED" in str(caught.value)
     assert caught.value.job_id == job.job_id
+
+
+async def test_a_data_uri_too_long_for_runway_is_uploaded_automatically(
+    runway_credentials, runway_emulator
+):
+    """What ``image_to_video`` hands Runway when a locally stored still must go inline."""
+    from prefect_runway.plan import upload_images
+
+    data = _png(1400, 1400, noise=True)  # ~5.9 MB: over the 5 MB data-URI limit
+    request = VideoRequest(image=bytes_to_data_uri(data, "image/png"), prompt="p", duration=2)
+    before = _runway(runway_emulator)
+
+    uploaded = await upload_images(request, runway_credentials)
+
+    assert _runway(runway_emulator)["uploads"] - before["uploads"] == 1
+    assert uploaded.image.startswith("runway://")
+    assert uploaded.image_sha256 == hashlib.sha256(data).hexdigest()
+    # Nothing to upload for a URL, and nothing for a provider without an upload route.
+    url = VideoRequest(image="https://example.com/a.png", prompt="p", duration=2)
+    assert await upload_images(url, runway_credentials, upload=True) == url
