@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from prefect.blocks.core import Block
 
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.errors import InvalidRequest, InvalidShot, UploadRequired
+from prefect_runway.errors import InvalidRequest, InvalidShot
 from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
@@ -85,14 +85,8 @@ async def upload_images(
         InvalidRequest: naming the field and the allowed values; nothing was sent.
         ProviderError: the upload was refused.
     """
-    provider = credentials.provider()
-    if not upload:
-        try:
-            prepare(request, credentials)
-            return request
-        except UploadRequired:
-            pass
-    pending = provider.uploads_needed(request, force=upload)
+    # The images ``prepare`` would refuse with UploadRequired (or every local one, asked to).
+    pending = credentials.provider().uploads_needed(request, force=upload)
     if not pending:
         return request
     # Everything but the images to upload is checked first: an invalid request costs nothing.
