@@ -26,7 +26,7 @@ from prefect.blocks.core import Block
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest, InvalidShot
-from prefect_runway.models import PLACEHOLDER_IMAGE, Request, Shot, VideoRequest
+from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.shots import message_of
@@ -34,7 +34,7 @@ from prefect_runway.storage import OutputStorage, output_key
 
 __all__ = [
     "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview", "check_run", "load_credentials", "plan_chain",
-    "plan_storyboard", "prepare",
+    "plan_storyboard", "prepare", "prepare_uploading", "upload_images",
 ]
 
 
@@ -47,6 +47,69 @@ def prepare(request: Request, credentials: ProviderCredentials) -> PreparedReque
         InvalidRequest: naming the field and the allowed values; nothing was sent.
     """
     return credentials.provider().prepare(request, credentials.resolved_base_url())
+
+
+async def prepare_uploading(
+    request: Request, credentials: ProviderCredentials, *, upload: bool = False
+) -> PreparedRequest:
+    """:func:`prepare`, uploading local images first where the provider needs (or is asked) to.
+
+    See :func:`upload_images`.
+
+    Raises:
+        InvalidRequest: naming the field and the allowed values; nothing was sent.
+        ProviderError: the upload was refused.
+    """
+    return prepare(await upload_images(request, credentials, upload=upload), credentials)
+
+
+async def upload_images(
+    request: Request, credentials: ProviderCredentials, *, upload: bool = False
+) -> Request:
+    """``request`` with its local images uploaded where the provider needs (or is asked) to.
+
+    A local image (a file, bytes as a data URI, a stored still) too long for a data URI
+    (``UploadRequired``), or any local image when ``upload`` is True, goes to the provider as
+    an upload (Runway: an ephemeral ``runway://`` upload, valid 24 h) and the request names
+    its URI. The rest of the request is checked before anything is uploaded; the fingerprint
+    knows the image by its sha256, never by the URI, so the same image uploaded again makes
+    the same request. Unchanged where nothing needs uploading (or the provider has no
+    upload route).
+
+    Args:
+        request: The request.
+        credentials: The provider's credentials block.
+        upload: Upload every local image, not only those too long to send inline.
+
+    Raises:
+        InvalidRequest: naming the field and the allowed values; nothing was sent.
+        ProviderError: the upload was refused.
+    """
+    # The images ``prepare`` would refuse with UploadRequired (or every local one, asked to).
+    pending = credentials.provider().uploads_needed(request, force=upload)
+    if not pending:
+        return request
+    # Everything but the images to upload is checked first: an invalid request costs nothing.
+    stand_in = {p.field: PLACEHOLDER_IMAGE for p in pending}
+    prepare(_with_images(request, stand_in, {p.field: p.sha256 for p in pending}), credentials)
+    async with credentials.get_client() as client:
+        return await client.upload_images(request, force=upload)
+
+
+def _with_images(request: Request, images: dict[str, str], digests: dict[str, str]) -> Request:
+    """``request`` with the images at ``images``' fields replaced (and their sha256 set)."""
+    if isinstance(request, VideoRequest):
+        if "image" not in images:
+            return request
+        return request.model_copy(update={"image": images["image"], "image_sha256": digests["image"]})
+    assert isinstance(request, ImageRequest)
+    refs = []
+    for i, ref in enumerate(request.reference_images):
+        key = f"reference_images[{i}].uri"
+        if key in images:
+            ref = ref.model_copy(update={"uri": images[key], "sha256": digests[key]})
+        refs.append(ref)
+    return request.model_copy(update={"reference_images": refs})
 
 
 async def load_credentials(
@@ -116,6 +179,16 @@ class ChainPlan:
     def video(self, image: str, image_sha256: str | None = None) -> PreparedRequest:
         """The video step, prepared once the still's URL (or data URI) is known."""
         return prepare(self.video_request(image, image_sha256), self.video_credentials)
+
+    async def video_request_uploading(
+        self, image: str, image_sha256: str | None = None, *, upload: bool = False
+    ) -> VideoRequest:
+        """The video step's request, its still uploaded where needed (see :func:`upload_images`)."""
+        request = await upload_images(
+            self.video_request(image, image_sha256), self.video_credentials, upload=upload,
+        )
+        assert isinstance(request, VideoRequest)
+        return request
 
 
 def plan_chain(

@@ -58,6 +58,15 @@ class ProviderCredentials(CredentialsBlock, ABC):
     wait_timeout_seconds: float = Field(
         default=1800.0, gt=0, description="How long to wait for one job before giving up."
     )
+    queue_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "How long one job may sit THROTTLED (held back by the provider's concurrency "
+            "limit, Runway) before giving up; that time does not count against "
+            "wait_timeout_seconds."
+        ),
+    )
     max_requests_per_second: float | None = Field(
         default=10.0,
         gt=0,
@@ -117,6 +126,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
             retry=retry,
             config=config,
             poll=self.poll_schedule(),
+            queue_timeout=self.queue_timeout_seconds,
             limiter=limiter_for(
                 self.provider_name, self.resolved_base_url(), self.api_key,
                 self.max_requests_per_second, self.global_rate_limit,

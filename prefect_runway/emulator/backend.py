@@ -82,9 +82,11 @@ DAY = 86_400.0
 
 #: Prompt markers that make a job fail (in every provider's shape). `[unsafe-output]` fails
 #: the first submission of a prompt per (provider, key); `[unsafe-output:N]` the first N, so
-#: a resubmission (e.g. with a new seed) passes.
+#: a resubmission (e.g. with a new seed) passes. `[internal]` fails every submission;
+#: `[internal:N]` the first N of a prompt per (provider, key), so a resubmission passes.
 UNSAFE_INPUT_MARKER = "[unsafe-input]"
 INTERNAL_MARKER = "[internal]"
+_INTERNAL_FIRST = re.compile(r"\[internal:(\d+)\]")
 _UNSAFE_OUTPUT = re.compile(r"\[unsafe-output(?::(\d+))?\]")
 
 #: Failure codes that are refunded (the job's charge is returned). Runway does not refund
@@ -540,6 +542,11 @@ class Backend:
                     fail = Failure("unsafe_output", "The output was rejected by content moderation.")
             elif INTERNAL_MARKER in prompt:
                 fail = Failure("internal_marker", "The model produced a bad output.")
+            elif internal_first := _INTERNAL_FIRST.search(prompt):
+                seen_key = (f"{provider}#internal", api_key, prompt)
+                self._unsafe_seen[seen_key] += 1
+                if self._unsafe_seen[seen_key] <= int(internal_first.group(1)):
+                    fail = Failure("internal_marker", "The model produced a bad output.")
             expire = bool(config.expire_marker and config.expire_marker in prompt)
             job = Job(
                 id=str(uuid.uuid4()),

@@ -25,13 +25,20 @@ from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.download import DownloadedFile, Downloader
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.progress import ProgressLine
-from prefect_runway.engine.retry import read_classifier, submit_classifier, with_retries
+from prefect_runway.engine.retry import (
+    RETRY_STATUS,
+    Retry,
+    read_classifier,
+    submit_classifier,
+    with_retries,
+)
 from prefect_runway.engine.transport import Transport
 from prefect_runway.errors import (
     BadResponse,
     GenerationCancelled,
-    GenerationFailed,
     GenerationTimedOut,
+    ProviderRejected,
+    ProviderUnavailable,
     SubmissionUncertain,
 )
 from prefect_runway.models import (
@@ -49,7 +56,17 @@ from prefect_runway.polling import (
     PollSchedule,
     latency_key,
 )
-from prefect_runway.providers.base import HttpCall, PreparedRequest, Provider, redact_url
+from prefect_runway.providers.base import (
+    HttpCall,
+    PendingUpload,
+    PreparedRequest,
+    Provider,
+    redact_url,
+)
+
+#: How long a job may sit THROTTLED (held back by the provider's concurrency limit) by default,
+#: in seconds; this time does not count against the wait's deadline.
+DEFAULT_QUEUE_TIMEOUT = 3600.0
 
 __all__ = ["DownloadedFile", "GenerationClient", "PollSchedule", "RetryPolicy"]
 
@@ -76,6 +93,8 @@ class GenerationClient:
         latency: Where :meth:`wait` learns and reads each model's latency (see
             :mod:`prefect_runway.polling`); default the book shared by the whole process.
         config: Retries, timeouts, connection limits and user agent, as one value.
+        queue_timeout: How long :meth:`wait` lets a job sit THROTTLED, in seconds (that time
+            does not count against the wait's deadline).
 
     Example:
         ```python
@@ -103,8 +122,10 @@ class GenerationClient:
         http: httpx.AsyncClient | None = None,
         latency: LatencyBook | None = None,
         config: EngineConfig | None = None,
+        queue_timeout: float | None = None,
     ) -> None:
         config = config or EngineConfig()
+        self.queue_timeout = DEFAULT_QUEUE_TIMEOUT if queue_timeout is None else queue_timeout
         if retry is not None:
             config = EngineConfig(retry, config.timeouts, config.limits, config.user_agent)
         if isinstance(timeout, Timeouts):
@@ -196,6 +217,7 @@ class GenerationClient:
         *,
         timeout: float | None = None,
         on_update: Callable[[StatusUpdate], Awaitable[None] | None] | None = None,
+        queue_timeout: float | None = None,
     ) -> GenerationResult:
         """Poll until the job is terminal, within a deadline.
 
@@ -207,15 +229,22 @@ class GenerationClient:
             generation: The submitted job.
             timeout: Overall deadline in seconds (None: the poll schedule's).
             on_update: Called with each status whose state differs from the last one.
+            queue_timeout: How long the job may sit THROTTLED, in seconds (None: the
+                client's :attr:`queue_timeout`). Time spent THROTTLED (held back by the
+                provider's concurrency limit) does not count against ``timeout``.
 
         Returns:
             The finished job's outputs, metrics and cost.
 
         Raises:
-            GenerationFailed: the job ended FAILED (with the provider's message).
+            GenerationFailed: the job ended FAILED (with the provider's message); the
+                provider's typed subclass where its failure code says more
+                (``Provider.failure_error``: ContentRejected, OutputRejected,
+                GenerationInternalError, InvalidAsset).
             GenerationCancelled: the job was cancelled.
             GenerationExpired: the provider no longer holds the job.
-            GenerationTimedOut: the deadline passed; carries the job id to resume later.
+            GenerationTimedOut: the deadline passed, or the job sat THROTTLED longer than
+                ``queue_timeout``; carries the job id to resume later.
         """
         started = time.monotonic()
         deadline = started + (timeout if timeout is not None else self.poll.timeout)
@@ -238,6 +267,7 @@ class GenerationClient:
             return await self._poll_until_done(
                 generation, deadline, timeout, on_update, track,
                 lambda: submitted_age + time.monotonic() - started,
+                self.queue_timeout if queue_timeout is None else queue_timeout,
             )
         finally:
             if track is not None:
@@ -251,12 +281,14 @@ class GenerationClient:
         on_update: Callable[[StatusUpdate], Awaitable[None] | None] | None,
         track: LatencyTrack | None,
         age: Callable[[], float],
+        queue_timeout: float,
     ) -> GenerationResult:
         last_state: JobState | None = None
         last_raw: str | None = None
         classic = self.poll.delays()
         first = True
         progress = ProgressLine(generation)
+        queue = _QueueClock(queue_timeout, time.monotonic())
         while True:
             window = track.window() if track is not None else None
             if window is None or (first and self.poll.first_delay is not None):
@@ -264,7 +296,19 @@ class GenerationClient:
             else:
                 delay = self.poll.next_delay(age(), window)
             first = False
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if queue.over(now):
+                raise GenerationTimedOut(
+                    f"the job sat THROTTLED (held back by {generation.provider}'s concurrency "
+                    f"limit) for more than queue_timeout ({queue_timeout:g} s); it may still run "
+                    "remotely — wait again with this job id",
+                    timeout=queue_timeout,
+                    last_status=last_raw,
+                    provider=generation.provider,
+                    job_id=generation.job_id,
+                )
+            # Time spent THROTTLED moves the deadline out; ``queue_timeout`` bounds it instead.
+            remaining = min(deadline + queue.spent(now) - now, queue.remaining(now))
             if remaining <= 0:
                 raise GenerationTimedOut(
                     "the job did not finish before the deadline; it may still finish remotely — "
@@ -277,6 +321,7 @@ class GenerationClient:
             await asyncio.sleep(min(delay, remaining))
             update = await self.status(generation)
             progress.seen(update, age(), window)
+            self._note_throttle(generation, update, queue, time.monotonic())
             if track is not None:
                 if update.state.terminal:
                     if update.state is JobState.SUCCEEDED:
@@ -297,13 +342,7 @@ class GenerationClient:
             if not update.state.terminal:
                 continue
             if update.state is JobState.FAILED:
-                raise GenerationFailed(
-                    "the generation failed",
-                    provider=generation.provider,
-                    job_id=generation.job_id,
-                    detail=update.error,
-                    failure_code=update.failure_code,
-                )
+                raise self.provider.failure_error(generation, update)
             if update.state is JobState.CANCELLED:
                 raise GenerationCancelled(
                     "the generation was cancelled", provider=generation.provider, job_id=generation.job_id,
@@ -322,6 +361,93 @@ class GenerationClient:
                 metrics=update.metrics,
                 cost=update.cost,
             )
+
+    def _note_throttle(
+        self, generation: Generation, update: StatusUpdate, queue: _QueueClock, now: float
+    ) -> None:
+        """Count THROTTLED time and log once when the job enters and leaves that state."""
+        if update.throttled and queue.since is None:
+            queue.enter(now)
+            logger.warning(
+                "%s job %s is THROTTLED: %s; queued time does not count against the wait's "
+                "deadline (queue_timeout %g s)",
+                generation.provider, generation.job_id,
+                update.throttle_reason or "the provider is holding it back", queue.limit,
+            )
+        elif not update.throttled and queue.since is not None:
+            queue.leave(now)
+            logger.info(
+                "%s job %s left THROTTLED after %.1f s queued; it is %s",
+                generation.provider, generation.job_id, queue.total,
+                update.raw_status or update.state.value,
+            )
+        queue.seen(now)
+
+    # ---- uploads -----------------------------------------------------------------------
+
+    async def upload(self, pending: PendingUpload) -> str:
+        """Upload one local image (Runway: an ephemeral upload) and return its URI.
+
+        Two steps: open the upload at the API (``provider.upload_call``, authenticated),
+        then POST the file as ``multipart/form-data`` with the presigned form's fields to
+        the form's URL, without the API key.
+
+        Returns:
+            The uploaded image's URI (``runway://...``).
+
+        Raises:
+            InvalidRequest: the provider has no upload route.
+            ProviderError: the upload was refused or the form could not be posted.
+        """
+        call = self.provider.upload_call(pending.filename, self.base_url)
+        response, body = await self._read(call, None)
+        form = self.provider.parse_upload(response.status_code, body)
+        name = self.provider.name
+
+        async def post() -> httpx.Response:
+            files = {form.file_field: (pending.filename, pending.data, pending.media_type)}
+            async with self.transport.limit():
+                # A fresh request: no default auth, no provider headers (the form is presigned).
+                return await self.http.post(form.url, data=form.fields, files=files)
+
+        def classify(outcome: Any, may_retry: bool) -> Any:
+            if isinstance(outcome, httpx.TransportError) or (
+                isinstance(outcome, httpx.Response) and outcome.status_code in RETRY_STATUS
+            ):
+                if may_retry:
+                    return Retry()
+                raise ProviderUnavailable(
+                    f"the upload of {pending.filename} kept failing", provider=name,
+                ) from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if not 200 <= outcome.status_code < 300:
+                raise ProviderRejected(
+                    f"the upload form refused {pending.filename}", provider=name,
+                    status_code=outcome.status_code, detail=outcome.text[:500],
+                )
+            return outcome
+
+        await with_retries(self.retry, post, classify)
+        logger.info(
+            "Uploaded %s (%d bytes, sha256 %s) to %s as %s",
+            pending.filename, pending.size, pending.sha256[:12], name, form.uri,
+        )
+        return form.uri
+
+    async def upload_images(self, request: Request, *, force: bool = False) -> Request:
+        """``request`` with its local images uploaded where the provider needs it.
+
+        Uploads each image ``provider.uploads_needed`` names (those too long for a data URI,
+        or every local image when ``force``) and returns the request with their URIs (and
+        sha256, which stays what the fingerprint knows them by). Unchanged where nothing
+        needs uploading.
+        """
+        pending = self.provider.uploads_needed(request, force=force)
+        if not pending:
+            return request
+        uploaded = {p.field: await self.upload(p) for p in pending}
+        return self.provider.apply_uploads(request, uploaded, pending)  # type: ignore[attr-defined]
 
     async def result(self, generation: Generation, status: StatusUpdate | None = None) -> StatusUpdate:
         """Fetch the final result body, where the status answer does not carry the outputs."""
@@ -369,3 +495,37 @@ class GenerationClient:
             read_classifier(self.transport, call, job_id, ok),
             what=f"{self.provider.name} {call.method} {redact_url(call.url)}",
         )
+
+
+class _QueueClock:
+    """Time a job spent THROTTLED during one wait, against its ``queue_timeout``."""
+
+    def __init__(self, limit: float, now: float) -> None:
+        self.limit = limit
+        self.total = 0.0
+        self.since: float | None = None
+        self._last_seen = now
+
+    def seen(self, now: float) -> None:
+        self._last_seen = now
+
+    def enter(self, now: float) -> None:
+        # Counted from the previous observation: a task over the limit is THROTTLED from
+        # its creation, not from the poll that first saw it.
+        self.since = self._last_seen
+
+    def leave(self, now: float) -> None:
+        if self.since is not None:
+            self.total += now - self.since
+        self.since = None
+
+    def spent(self, now: float) -> float:
+        return self.total + (now - self.since if self.since is not None else 0.0)
+
+    def over(self, now: float) -> bool:
+        return self.since is not None and self.spent(now) > self.limit
+
+    def remaining(self, now: float) -> float:
+        if self.since is None:
+            return float("inf")
+        return self.limit - self.spent(now)

@@ -8,6 +8,8 @@ seconds and cost.
 """
 
 
+import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,17 +18,26 @@ from prefect.logging import get_run_logger
 from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
-from prefect_runway.errors import GenerationExpired, InvalidRequest
+from prefect_runway.errors import ClassifiedFailure, GenerationExpired, InvalidRequest
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.models import (
+    Generation,
     GenerationResult,
     ImageRequest,
     ReferenceImage,
+    Request,
     StoredOutput,
     VideoRequest,
     bytes_to_data_uri,
 )
-from prefect_runway.plan import PreparedRequest, check_run, load_credentials, plan_chain, prepare
+from prefect_runway.plan import (
+    PreparedRequest,
+    check_run,
+    load_credentials,
+    plan_chain,
+    prepare,
+    upload_images,
+)
 from prefect_runway.results import ImageToVideoResult
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
@@ -52,42 +63,110 @@ async def run_generation(
     timeout: float | None = None,
     force: bool = False,
     preview: str | None = "gif",
+    queue_timeout: float | None = None,
+    retry_unsafe_output: int = 0,
+    resubmit_internal: bool = True,
+    reseed: Callable[[int], PreparedRequest] | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
-    """Submit (cached), wait and download one request; resubmit once if the job expired.
+    """Submit (cached), wait and download one request; resubmit where the failure allows.
 
     Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
     so an invalid request costs nothing) and the storage resolved once per flow run. Two
     task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
     pays twice) and ``collect-generation`` (wait, then download), their runs named for what
     they do (``submit still 'harbour' on segmind``, ``collect still 'harbour' on segmind``).
+
+    What is resubmitted (each a new, billed job, logged at WARNING):
+
+    * a job the provider no longer holds, whose output was never stored: once;
+    * an output rejected by moderation (``OutputRejected``): up to ``retry_unsafe_output``
+      times, each with a new random seed (so a new fingerprint), only where ``reseed`` is
+      given;
+    * an internal failure (``GenerationInternalError``): once, unless ``resubmit_internal``
+      is False or the provider says the failed job was charged.
+
+    An input rejected by moderation (``ContentRejected``) and every other failure are final.
+
+    Args:
+        prepared: The prepared request.
+        credentials: The provider's credentials block.
+        storage: The resolved storage.
+        key_template: Storage key template.
+        name: Value of ``{name}`` in the key template.
+        timeout: The wait's deadline per job, in seconds.
+        force: Submit a new job even if the same request is cached.
+        preview: The video's preview format, or None.
+        queue_timeout: How long a job may sit THROTTLED, in seconds (None: the block's).
+        retry_unsafe_output: How many times to retry an output moderation failure with a new
+            seed (0: never).
+        resubmit_internal: Resubmit an internal failure once.
+        reseed: ``seed -> PreparedRequest``: the same request with another seed.
     """
+    if retry_unsafe_output < 0:
+        raise InvalidRequest("retry_unsafe_output", f"{retry_unsafe_output} is negative",
+                             allowed="0 (never) or more")
     logger = get_run_logger()
     flow_run = flow_run_id()
-    run_name = "submit " + describe_job(prepared.kind, name, credentials.provider_name)
-    generation = await submit_task_for(credentials, refresh=force).with_options(
-        task_run_name=lambda: run_name,
-    )(prepared, credentials)
-    for attempt in (1, 2):
+
+    async def submit(request: PreparedRequest, refresh: bool) -> Generation:
+        run_name = "submit " + describe_job(request.kind, name, credentials.provider_name)
+        task = submit_task_for(credentials, refresh=refresh).with_options(
+            task_run_name=lambda: run_name,
+        )
+        return await task(request, credentials)
+
+    generation = await submit(prepared, force)
+    expired = unsafe = internal = 0
+    while True:
         track(flow_run, credentials, generation)
         try:
             result, stored = await collect_generation(
-                generation, credentials, storage, key_template, name, preview, timeout
+                generation, credentials, storage, key_template, name, preview, timeout,
+                queue_timeout,
             )
             untrack(flow_run, generation)
             return result, stored
         except GenerationExpired:
             untrack(flow_run, generation)
-            if attempt == 2:
+            if expired:
                 raise
+            expired += 1
             logger.warning(
                 "%s no longer holds job %s and its output was never stored; "
                 "resubmitting it once (this is a new, billed job)",
                 generation.provider, generation.job_id,
             )
-            generation = await submit_task_for(credentials, refresh=True).with_options(
-                task_run_name=lambda: run_name,
-            )(prepared, credentials)
-    raise AssertionError("unreachable")  # pragma: no cover
+            generation = await submit(prepared, True)
+        except ClassifiedFailure as exc:
+            untrack(flow_run, generation)
+            if exc.retryable_with_new_seed and unsafe < retry_unsafe_output and reseed is not None:
+                unsafe += 1
+                lo, hi = prepared.spec.seed_range
+                seed = lo + secrets.randbelow(hi - lo + 1)
+                prepared = reseed(seed)
+                logger.warning(
+                    "%s job %s: the output was rejected by content moderation (%s); retrying "
+                    "with a new seed %d, attempt %d of %d (a new, billed job, fingerprint %s)",
+                    generation.provider, generation.job_id, exc.failure_code, seed, unsafe,
+                    retry_unsafe_output, prepared.fingerprint[:12],
+                )
+                generation = await submit(prepared, force)
+                continue
+            if exc.resubmittable and resubmit_internal and not internal and exc.charged is not True:
+                internal += 1
+                logger.warning(
+                    "%s job %s failed internally (%s); resubmitting it once "
+                    "(a new job; the failed one was not charged)",
+                    generation.provider, generation.job_id, exc.failure_code,
+                )
+                generation = await submit(prepared, True)
+                continue
+            raise
+
+
+def _reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[int], PreparedRequest]:
+    """``seed -> PreparedRequest``: ``request`` with another seed, prepared."""
+    return lambda seed: prepare(request.model_copy(update={"seed": seed}), credentials)
 
 
 @runway_flow(name="generate-image", on_cancellation=[cancel_remote_jobs])
@@ -102,6 +181,10 @@ async def generate_image(
     name: str | None = None,
     timeout: float | None = None,
     force: bool = False,
+    upload: bool = False,
+    queue_timeout: float | None = None,
+    retry_unsafe_output: int = 0,
+    resubmit_internal: bool = True,
 ) -> StoredOutput:
     """Generate one gen4_image still and store it.
 
@@ -116,18 +199,32 @@ async def generate_image(
         name: Value of ``{name}`` in the key template.
         timeout: Wait deadline in seconds.
         force: Submit a new job even if the same request is cached.
+        upload: Send local images as uploads (Runway: ephemeral ``runway://`` uploads) even
+            when they would fit a data URI; those too long for one are uploaded anyway.
+        queue_timeout: How long a job may sit THROTTLED (held back by the provider's
+            concurrency limit), in seconds; that time does not count against ``timeout``
+            (default: the block's ``queue_timeout_seconds``).
+        retry_unsafe_output: How many times an output rejected by content moderation is
+            retried with a new random seed (each a new, billed job); 0: never.
+        resubmit_internal: Resubmit a job that failed internally once (not when the
+            provider says it was charged).
 
     Returns:
         The stored, verified still.
     """
     credentials = await load_credentials(credentials)
     store = resolve_storage(storage)
-    request = ImageRequest(prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed)
+    request: Request = ImageRequest(
+        prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed,
+    )
+    request = await upload_images(request, credentials, upload=upload)
     prepared = prepare(request, credentials)
     await check_run(store, [(prepared, name)], key_template=key_template)
     result, stored = await run_generation(
         prepared, credentials, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force,
+        timeout=timeout, force=force, queue_timeout=queue_timeout,
+        retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
+        reseed=_reseeder(request, credentials),
     )
     await publish_still(stored[0], store, name)
     await publish_outputs(stored, "gen4_image still", store, name)
@@ -150,6 +247,10 @@ async def animate_image(
     timeout: float | None = None,
     force: bool = False,
     preview: str | None = "gif",
+    upload: bool = False,
+    queue_timeout: float | None = None,
+    retry_unsafe_output: int = 0,
+    resubmit_internal: bool = True,
 ) -> StoredOutput:
     """Animate one image with gen4_turbo or gen3a_turbo and store the video.
 
@@ -169,21 +270,33 @@ async def animate_image(
         force: Submit a new job even if the same request is cached.
         preview: The video's preview stored beside it: ``"gif"``, ``"png"`` (contact sheet)
             or None.
+        upload: Send local images as uploads (Runway: ephemeral ``runway://`` uploads) even
+            when they would fit a data URI; those too long for one are uploaded anyway.
+        queue_timeout: How long a job may sit THROTTLED (held back by the provider's
+            concurrency limit), in seconds; that time does not count against ``timeout``
+            (default: the block's ``queue_timeout_seconds``).
+        retry_unsafe_output: How many times an output rejected by content moderation is
+            retried with a new random seed (each a new, billed job); 0: never.
+        resubmit_internal: Resubmit a job that failed internally once (not when the
+            provider says it was charged).
 
     Returns:
         The stored, verified video.
     """
     credentials = await load_credentials(credentials)
     store = resolve_storage(storage)
-    request = VideoRequest(
+    request: Request = VideoRequest(
         image=image, prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
         last_image=last_image,
     )
+    request = await upload_images(request, credentials, upload=upload)
     prepared = prepare(request, credentials)
     await check_run(store, [(prepared, name)], key_template=key_template, preview=preview)
     _, stored = await run_generation(
         prepared, credentials, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force, preview=preview,
+        timeout=timeout, force=force, preview=preview, queue_timeout=queue_timeout,
+        retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
+        reseed=_reseeder(request, credentials),
     )
     await publish_video_preview(stored[0], store, name)
     await publish_outputs(stored, f"{model} video", store, name)
@@ -209,13 +322,18 @@ async def image_to_video(
     timeout: float | None = None,
     force: bool = False,
     preview: str | None = "gif",
+    upload: bool = False,
+    queue_timeout: float | None = None,
+    retry_unsafe_output: int = 0,
+    resubmit_internal: bool = True,
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
     The still reaches the video provider as a short-lived presigned URL of the stored copy
     when outputs are in S3; otherwise by its fresh provider URL (refreshed from the provider
     when stale) or, once the provider has forgotten it, as a data URI where the video provider
-    accepts one.
+    accepts one. A stored still too long for a data URI (or any, with ``upload``) goes to
+    Runway as an ephemeral upload.
 
     Args:
         still_prompt: The still's prompt.
@@ -236,6 +354,15 @@ async def image_to_video(
         force: Submit new jobs even if the same requests are cached.
         preview: The video's preview stored beside it: ``"gif"``, ``"png"`` (contact sheet)
             or None.
+        upload: Send local images as uploads (Runway: ephemeral ``runway://`` uploads) even
+            when they would fit a data URI; those too long for one are uploaded anyway.
+        queue_timeout: How long a job may sit THROTTLED (held back by the provider's
+            concurrency limit), in seconds; that time does not count against ``timeout``
+            (default: the block's ``queue_timeout_seconds``).
+        retry_unsafe_output: How many times an output rejected by content moderation is
+            retried with a new random seed (each a new, billed job); 0: never.
+        resubmit_internal: Resubmit a job that failed internally once (not when the
+            provider says it was charged).
 
     Returns:
         The stored still and video.
@@ -263,14 +390,20 @@ async def image_to_video(
                     key_template=key_template, preview=preview)
     still_result, still_stored = await run_generation(
         chain.still, image_creds, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force,
+        timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
+        queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
+        resubmit_internal=resubmit_internal,
     )
     still = still_stored[0]
     await publish_still(still, store, name)
-    image = await still_reference(still, still_result, image_creds, video_creds, store)
+    image = await still_reference(still, still_result, image_creds, video_creds, store,
+                                  upload=upload)
+    video_step = await chain.video_request_uploading(image, still.sha256, upload=upload)
     _, video_stored = await run_generation(
-        chain.video(image, still.sha256), video_creds, storage=store, key_template=key_template,
+        prepare(video_step, video_creds), video_creds, storage=store, key_template=key_template,
         name=name, timeout=timeout, force=force, preview=preview,
+        reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
+        retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
     )
     await publish_video_preview(video_stored[0], store, name)
     await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
@@ -283,16 +416,26 @@ async def still_reference(
     image_credentials: ProviderCredentials,
     video_credentials: ProviderCredentials,
     storage: OutputStorage | Any,
+    *,
+    upload: bool = False,
 ) -> str:
     """How the video provider should receive the still.
 
-    In order: a presigned URL of the stored copy (S3 storage; valid
-    :data:`HANDOFF_URL_SECONDS`), the provider's own URL while fresh, a refreshed provider
-    URL, a data URI of the stored copy (where the video provider accepts one); else an
-    :class:`InvalidRequest` that says to store outputs in S3.
+    In order: with ``upload`` and a video provider that takes uploads, the stored copy as a
+    data URI (the video step uploads it); a presigned URL of the stored copy (S3 storage;
+    valid :data:`HANDOFF_URL_SECONDS`), the provider's own URL while fresh, a refreshed
+    provider URL, a data URI of the stored copy (where the video provider accepts one; one
+    too long for a data URI is uploaded by the video step, where the provider takes
+    uploads); else an :class:`InvalidRequest` that says to store outputs in S3.
     """
     logger = get_run_logger()
     store = resolve_storage(storage)  # the flow's resolved storage passes through as it is
+    if upload and _takes_uploads(video_credentials):
+        data = await store.read_bytes(still.key)
+        if data is not None:
+            logger.info("Handing the stored still %s to %s as an upload",
+                        store.location(still.key), video_credentials.provider_name)
+            return bytes_to_data_uri(data, still.media_type)
     presigned = await store.presigned_url(still.key, HANDOFF_URL_SECONDS)
     if presigned:
         logger.info(
@@ -318,6 +461,13 @@ async def still_reference(
         "needs an https URL", allowed="store outputs in S3 (storage='s3://bucket/prefix') "
         "so a presigned URL can be passed on",
     )
+
+
+def _takes_uploads(credentials: ProviderCredentials) -> bool:
+    """Whether the provider has an upload route (overrides ``Provider.upload_call``)."""
+    from prefect_runway.providers.base import Provider
+
+    return type(credentials.provider()).upload_call is not Provider.upload_call
 
 
 def _age(result: GenerationResult) -> timedelta:

@@ -206,13 +206,20 @@ async def wait_for_generation(
     generation: Generation,
     credentials: ProviderCredentials,
     timeout: float | None = None,
+    queue_timeout: float | None = None,
 ) -> GenerationResult:
     """Poll a submitted job until it finishes, within a deadline.
+
+    A failed job raises its typed error (Runway: ``ContentRejected``, ``OutputRejected``,
+    ``GenerationInternalError``, ``InvalidAsset`` by failure code); none is retried by this
+    task (a failed job fails again when polled again): the flows decide about resubmitting.
 
     Args:
         generation: The job from ``submit_generation``.
         credentials: The same provider's credentials block.
         timeout: Overall deadline in seconds (None: the block's ``wait_timeout_seconds``).
+        queue_timeout: How long the job may sit THROTTLED, in seconds (None: the block's
+            ``queue_timeout_seconds``); that time does not count against ``timeout``.
 
     Returns:
         The finished job's output URLs, metrics and cost.
@@ -222,7 +229,7 @@ async def wait_for_generation(
     """
     began = time.monotonic()
     async with credentials.get_client() as client:
-        result = await client.wait(generation, timeout=timeout)
+        result = await client.wait(generation, timeout=timeout, queue_timeout=queue_timeout)
     waited = time.monotonic() - began
     get_run_logger().info(
         "%s job %s finished with %d output(s) after a %.1f s wait%s",
@@ -304,6 +311,7 @@ async def collect_generation(
     name: str | None = None,
     preview: str | None = "gif",
     timeout: float | None = None,
+    queue_timeout: float | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Wait for a submitted job, then download its outputs into storage: one task run.
 
@@ -322,6 +330,8 @@ async def collect_generation(
         name: A name for the ``{name}`` placeholder.
         preview: For videos: ``"gif"``, ``"png"`` or None.
         timeout: The wait's deadline in seconds (None: the block's ``wait_timeout_seconds``).
+        queue_timeout: How long the job may sit THROTTLED (None: the block's
+            ``queue_timeout_seconds``).
 
     Returns:
         The finished job and one StoredOutput per output.
@@ -330,7 +340,7 @@ async def collect_generation(
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut,
         DownloadError.
     """
-    result = await wait_for_generation.fn(generation, credentials, timeout)
+    result = await wait_for_generation.fn(generation, credentials, timeout, queue_timeout)
     stored = await download_generation.fn(result, credentials, storage, key_template, name, preview)
     return result, stored
 

@@ -145,6 +145,15 @@ def test_unsafe_output_passes_when_resubmitted(emu, client):
     assert twice == ["FAILED", "FAILED", "SUCCEEDED"]
 
 
+def test_internal_first_n_fails_then_passes(emu, client):
+    runs = [runway_finish(client, still(client, "[internal:1] y").json()["id"]) for _ in range(2)]
+    assert [(r["status"], r.get("failureCode")) for r in runs] == [
+        ("FAILED", "INTERNAL.BAD_OUTPUT"), ("SUCCEEDED", None)]
+    always = [runway_finish(client, still(client, "[internal] z").json()["id"])["status"]
+              for _ in range(2)]
+    assert always == ["FAILED", "FAILED"]
+
+
 def test_video_unsafe_output_code(emu, client):
     response = runway_task(client, "image_to_video", model="gen4.5", ratio="1280:720",
                            duration=2, promptText="[unsafe-output]", promptImage=IMAGE)
