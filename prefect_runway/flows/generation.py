@@ -17,6 +17,15 @@ from prefect.logging import get_run_logger
 from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
+from prefect_runway.costs import (
+    Budget,
+    charged_cost,
+    check_balances,
+    emit_charged,
+    output_cost,
+    plan_costs,
+    publish_cost_plan,
+)
 from prefect_runway.errors import GenerationExpired, InvalidRequest
 from prefect_runway.models import (
     GenerationResult,
@@ -69,6 +78,7 @@ async def run_generation(
                 generation, credentials, storage, key_template, name, preview, timeout
             )
             untrack(flow_run, generation)
+            await emit_charged(result, output_cost(stored[0]) if stored else charged_cost(result))
             return result, stored
         except GenerationExpired:
             untrack(flow_run, generation)
@@ -202,6 +212,8 @@ async def image_to_video(
     timeout: float | None = None,
     force: bool = False,
     preview: str | None = "gif",
+    budget: float | str | None = None,
+    check_balance: bool = True,
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
@@ -229,10 +241,19 @@ async def image_to_video(
         force: Submit new jobs even if the same requests are cached.
         preview: The video's preview stored beside it: ``"gif"``, ``"png"`` (contact sheet)
             or None.
+        budget: This run's cap: a number in the provider's unit or a currency
+            (``"USD 5.00"``); a plan over it is refused before anything is sent.
+        check_balance: Before the run, read each provider's balance (where it has an
+            endpoint) and refuse a plan it cannot pay.
 
     Returns:
         The stored still and video.
+
+    Raises:
+        BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
+        InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
     """
+    cap = Budget.parse(budget)
     image_creds = await load_credentials(image_credentials or credentials)
     video_creds = await load_credentials(video_credentials or credentials)
     store = resolve_storage(storage)
@@ -250,6 +271,12 @@ async def image_to_video(
     chain = plan_chain(still_request, video_request, image_creds, video_creds)
     await check_run(store, [(chain.still, name), (chain.video_check, name)],
                     key_template=key_template, preview=preview)
+    cost_plan = plan_costs([chain])
+    await publish_cost_plan(cost_plan)
+    if cap is not None:
+        cap.check(cost_plan)
+    if check_balance:
+        await _check_balances(cost_plan, [image_creds, video_creds])
     still_result, still_stored = await run_generation(
         chain.still, image_creds, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force,
@@ -307,6 +334,18 @@ async def still_reference(
         "needs an https URL", allowed="store outputs in S3 (storage='s3://bucket/prefix') "
         "so a presigned URL can be passed on",
     )
+
+
+async def _check_balances(cost_plan: Any, credentials: list[ProviderCredentials]) -> None:
+    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+    from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
+
+    try:
+        await check_balances(cost_plan, credentials)
+    except InsufficientCredits:
+        raise
+    except (PrefectRunwayError, OSError) as exc:
+        get_run_logger().warning("Could not read a provider's balance; not checked: %s", exc)
 
 
 def _age(result: GenerationResult) -> timedelta:
