@@ -33,6 +33,7 @@ from prefect_runway import (
     SegmindCredentials,
     storyboard,
 )
+from prefect_runway.artifacts import output_rows
 from prefect_runway.cli import main
 from prefect_runway.costs import CHARGED_EVENT, Budget, CostPlan
 from prefect_runway.emulator import Emulator, EmulatorConfig
@@ -235,6 +236,11 @@ async def test_sidecars_and_tables_carry_the_cost_and_the_charged_event_is_emitt
     assert {(r["provider"], r["model"], r["spent"], r["planned"]) for r in summary.costs} == {
         ("segmind", "gen4_image", 0.05, 0.05), ("runway", "gen4_turbo", 25, 25)}
     assert "## Costs: spent vs plan" in summary.markdown()
+    rows = {r["job"]: r for r in output_rows([still, video])}
+    assert (rows[still.job_id]["cost"], rows[still.job_id]["cost_unit"],
+            rows[still.job_id]["cost_estimated"]) == (0.05, "USD", True)
+    assert (rows[video.job_id]["cost"], rows[video.job_id]["cost_unit"],
+            rows[video.job_id]["cost_estimated"]) == (25, "credits", False)
 
     # The event, read back through the API (the server persists events asynchronously).
     wanted = {f"prefect-runway.generation.{still.job_id}", f"prefect-runway.generation.{video.job_id}"}
