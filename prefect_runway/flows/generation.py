@@ -19,14 +19,16 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.costs import (
     Budget,
+    BudgetGuard,
     charged_cost,
     check_balances,
     emit_charged,
+    estimate_step,
     output_cost,
     plan_costs,
     publish_cost_plan,
 )
-from prefect_runway.errors import GenerationExpired, InvalidRequest
+from prefect_runway.errors import BudgetExceeded, GenerationExpired, InvalidRequest
 from prefect_runway.models import (
     GenerationResult,
     ImageRequest,
@@ -283,6 +285,15 @@ async def image_to_video(
     )
     still = still_stored[0]
     await publish_still(still, store, name)
+    if cap is not None:  # the still may have cost more than its estimate
+        guard = BudgetGuard(cap)
+        await guard.settle(image_creds.provider_name, 0.0, output_cost(still))
+        if await guard.reserve(video_creds.provider_name, estimate_step(chain.video_check)) is None:
+            raise BudgetExceeded(
+                f"the video was not started: the still cost {still.cost:g} {still.cost_unit} and "
+                f"the video would pass the budget of {cap.describe()}; the still is stored at "
+                f"{still.location}", budget=cap.amount,
+            )
     image = await still_reference(still, still_result, image_creds, video_creds, store)
     _, video_stored = await run_generation(
         chain.video(image, still.sha256), video_creds, storage=store, key_template=key_template,

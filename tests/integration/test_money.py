@@ -31,6 +31,7 @@ from prefect_runway import (
     InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,
+    image_to_video,
     storyboard,
 )
 from prefect_runway.artifacts import output_rows
@@ -275,3 +276,20 @@ def test_budget_parsing_names_the_field():
         with pytest.raises(InvalidRequest) as info:
             Budget.parse(bad)  # type: ignore[arg-type]
         assert info.value.field == "budget"
+
+
+async def test_image_to_video_refuses_over_budget_and_stops_before_a_video_past_it(tmp_path):
+    config = EmulatorConfig(latency=0.3, video_fps=4,
+                            price_overrides={"runway": {"gen4_image": {"amount": 30}}})
+    with Emulator(config) as emulator:
+        credentials = _fast(RunwayCredentials, emulator.url)
+        args = dict(still_prompt="a harbour, @hero", motion_prompt="pan", credentials=credentials,
+                    reference_images=REF, still_ratio="1280:720", storage=str(tmp_path),
+                    preview=None)
+        with pytest.raises(BudgetExceeded, match="the plan costs 30, over the budget of 29"):
+            await image_to_video(**args, budget=29)  # 5 (still) + 25 (video), by the table
+        assert _submissions(emulator) == 0
+        # The plan fits 40, but the still is charged 30: the video would pass the budget.
+        with pytest.raises(BudgetExceeded, match="the video was not started: the still cost 30"):
+            await image_to_video(**args, budget=40)
+        assert [(c["model"], c["charged"]) for c in emulator.charges()] == [("gen4_image", 30)]
