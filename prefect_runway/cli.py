@@ -292,7 +292,7 @@ def plan(args: argparse.Namespace) -> int:
 
 
 async def _plan(args: argparse.Namespace) -> int:
-    from prefect_runway.costs import Budget, check_balances, plan_costs
+    from prefect_runway.costs import Budget, cached_steps, check_balances, plan_costs
     from prefect_runway.plan import plan_storyboard
     from prefect_runway.shots import load_shots
 
@@ -304,7 +304,7 @@ async def _plan(args: argparse.Namespace) -> int:
         shots, credentials=args.credentials, image_credentials=args.image_credentials,
         video_credentials=args.video_credentials, source=args.shots,
     )
-    cost_plan = plan_costs(plans)
+    cost_plan = plan_costs(plans, cached=await cached_steps(plans))
     print(cost_plan.table())
     if budget is not None:
         within = budget.check(cost_plan)

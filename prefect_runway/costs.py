@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,7 @@ class CostRow:
     requests: int = 0
     amount: float = 0.0
     unpriced: int = 0
+    cached: int = 0
 
     @property
     def usd(self) -> float | None:
@@ -155,6 +156,11 @@ class CostPlan:
     def requests(self) -> int:
         return sum(r.requests for r in self.rows)
 
+    @property
+    def cached(self) -> int:
+        """Distinct requests already submitted (in the task cache): not paid again."""
+        return sum(r.cached for r in self.rows)
+
     def totals(self) -> dict[tuple[str, str], float]:
         """Total per (provider, unit)."""
         out: dict[tuple[str, str], float] = {}
@@ -170,13 +176,14 @@ class CostPlan:
 
     def table(self) -> str:
         """A plain-text table (what ``prefect-runway plan`` prints)."""
-        head = ("provider", "model", "steps", "requests to pay", "estimated cost", "unit", "USD")
+        head = ("provider", "model", "steps", "cached", "requests to pay", "estimated cost",
+                "unit", "USD")
         lines = [head]
         for r in self.rows:
-            lines.append((r.provider, r.model, str(r.steps), str(r.requests), _num(r.amount),
-                          r.unit, "" if r.usd is None else f"{r.usd:.2f}"))
+            lines.append((r.provider, r.model, str(r.steps), str(r.cached), str(r.requests),
+                          _num(r.amount), r.unit, "" if r.usd is None else f"{r.usd:.2f}"))
         usd = self.total_usd
-        lines.append(("total", "", str(self.steps), str(self.requests), "", "",
+        lines.append(("total", "", str(self.steps), str(self.cached), str(self.requests), "", "",
                       "" if usd is None else f"{usd:.2f}"))
         widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
         text = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines]
@@ -189,13 +196,14 @@ class CostPlan:
     def markdown(self) -> str:
         """The plan as a markdown table (the flow's ``cost-plan`` artifact)."""
         lines = [f"# Cost plan: {self.requests} request(s) to pay for {self.shots} shot(s)", "",
-                 "| provider | model | steps | requests to pay | estimated cost | unit | USD |",
-                 "| --- | --- | --- | --- | --- | --- | --- |"]
+                 "| provider | model | steps | cached | requests to pay | estimated cost | unit "
+                 "| USD |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
-            lines.append(f"| {r.provider} | {r.model} | {r.steps} | {r.requests} | "
+            lines.append(f"| {r.provider} | {r.model} | {r.steps} | {r.cached} | {r.requests} | "
                          f"{_num(r.amount)} | {r.unit} | {'' if r.usd is None else f'{r.usd:.2f}'} |")
         usd = self.total_usd
-        lines.append(f"| **total** | | {self.steps} | {self.requests} | | | "
+        lines.append(f"| **total** | | {self.steps} | {self.cached} | {self.requests} | | | "
                      f"{'' if usd is None else f'{usd:.2f}'} |")
         return "\n".join(lines)
 
@@ -204,13 +212,17 @@ def _num(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
 
 
-def plan_costs(plans: Sequence[Any], *, table: PriceTable | None = None) -> CostPlan:
+def plan_costs(
+    plans: Sequence[Any], *, table: PriceTable | None = None, cached: Collection[str] = (),
+) -> CostPlan:
     """Price a run's planned steps, identical requests and shared stills once.
 
     Args:
         plans: Shot plans (:class:`~prefect_runway.plan.ShotPlan`) or chain plans
             (:class:`~prefect_runway.plan.ChainPlan`).
         table: The prices (default: :mod:`prefect_runway.pricing`'s built-in table).
+        cached: Step keys (a chain's ``still_key`` / ``chain_key``) already submitted, not
+            paid again (see :func:`cached_steps`).
 
     Returns:
         The rows per provider and model and the totals.
@@ -232,6 +244,9 @@ def plan_costs(plans: Sequence[Any], *, table: PriceTable | None = None) -> Cost
             if key in seen:
                 continue
             seen.add(key)
+            if key in cached:
+                row.cached += 1
+                continue
             row.requests += 1
             if cost is None:
                 row.unpriced += 1
@@ -488,3 +503,34 @@ async def publish_cost_plan(plan: CostPlan, key: str = "cost-plan") -> None:
 def estimate_step(prepared: Any, table: PriceTable | None = None) -> Cost | None:
     """The estimate of one prepared request (a :class:`PreparedRequest`)."""
     return estimate(prepared.provider, prepared.model, prepared.kind, prepared.body, table)
+
+
+async def cached_steps(plans: Sequence[Any]) -> set[str]:
+    """The steps of ``plans`` the submit task's cache already holds: not paid again.
+
+    Looks up each distinct still's submission cache key in the current result store (the
+    flow's, inside a flow run). A video's request names its still's bytes, unknown until the
+    still is stored, so videos are not looked up here: a cached video still counts as a
+    request to pay (the plan errs on the side of paying).
+    """
+    from prefect.results import get_result_store
+
+    from prefect_runway.tasks.generation import submission_cache_key, submit_generation
+
+    try:  # the submit task's own store: where its cache records are
+        store = await get_result_store().aupdate_for_task(submit_generation)
+    except Exception:
+        return set()
+    found: set[str] = set()
+    looked: set[str] = set()
+    for plan in plans:
+        chain = getattr(plan, "chain", plan)
+        if chain.still_key in looked:
+            continue
+        looked.add(chain.still_key)
+        try:
+            if await store.aexists(submission_cache_key(chain.image_credentials, chain.still)):
+                found.add(chain.still_key)
+        except Exception:  # an unreadable cache only makes the plan pay more
+            continue
+    return found

@@ -43,6 +43,7 @@ from prefect_runway.costs import (
     BudgetGuard,
     CostPlan,
     NotStarted,
+    cached_steps,
     check_balances,
     estimate_step,
     output_cost,
@@ -170,7 +171,7 @@ async def storyboard(
     )
 
     # Money before the first submit: the plan priced (an artifact), the budget, the balances.
-    cost_plan = plan_costs(plans)
+    cost_plan = plan_costs(plans, cached=() if force else await cached_steps(plans))
     await publish_cost_plan(cost_plan)
     logger.info("Cost plan:\n%s", cost_plan.table())
     if cap is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -41,6 +42,9 @@ from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.testing.fixtures import _fast
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+#: In every prompt: the submit task's cache (and so a job) must not carry over from an
+#: earlier session whose emulator had the same port.
+SESSION = uuid.uuid4().hex[:8]
 
 
 def _submissions(emulator: Emulator) -> int:
@@ -48,7 +52,7 @@ def _submissions(emulator: Emulator) -> int:
 
 
 def _shot(i: int, **extra: object) -> dict[str, object]:
-    return {"name": f"shot-{i:02d}", "still_prompt": f"scene {i}: a harbour at dawn, @hero",
+    return {"name": f"shot-{i:02d}", "still_prompt": f"scene {i}: a harbour at dawn, @hero {SESSION}",
             "reference_images": REF, "motion_prompt": f"move {i}: slow pan", "seed": 100 + i,
             "ratio": "1280:720", "duration": 5, **extra}
 
@@ -60,29 +64,52 @@ def own_emulator():
 
 
 def _mixed_shots(runway: str, aimlapi: str) -> list[dict[str, object]]:
-    """Five shots on three providers: one duplicate, one shared still."""
-    return [
+    """Five shots on three providers: one duplicate, one shared still.
+
+    The prompts are the test's own (a fresh token): the submit task's cache outlives a session.
+    """
+    token = uuid.uuid4().hex[:8]
+    shots = [
         _shot(1),                                                  # segmind still + video
         _shot(1, name="shot-02"),                                  # identical to shot-01
         _shot(1, name="shot-03", motion_prompt="another move"),    # shares shot-01's still
         _shot(4, video_credentials=runway, duration=10),           # video on Runway, 10 s
         _shot(5, video_credentials=aimlapi),                       # video on AIMLAPI
     ]
+    for shot in shots:
+        shot["still_prompt"] = f"{shot['still_prompt']} ({token})"
+    return shots
 
 
 EXPECTED_TABLE = """\
-provider  model       steps  requests to pay  estimated cost  unit     USD
---------  ----------  -----  ---------------  --------------  -------  ----
-aimlapi   gen4_turbo  1      1                525000          credits  0.26
-runway    gen4_turbo  1      1                50              credits  0.50
-segmind   gen4_image  5      3                0.15            USD      0.15
-segmind   gen4_turbo  3      2                0.5             USD      0.50
-total                 10     7                                         1.41
+provider  model       steps  cached  requests to pay  estimated cost  unit     USD
+--------  ----------  -----  ------  ---------------  --------------  -------  ----
+aimlapi   gen4_turbo  1      0       1                525000          credits  0.26
+runway    gen4_turbo  1      0       1                50              credits  0.50
+segmind   gen4_image  5      0       3                0.15            USD      0.15
+segmind   gen4_turbo  3      0       2                0.5             USD      0.50
+total                 10     0       7                                         1.41
 
 5 shot(s), 10 step(s), 7 request(s) to pay
 total aimlapi: 525000 credits
 total runway: 50 credits
 total segmind: 0.65 USD"""
+
+# After shot-01 ran: its still is in the submit task's cache, not paid again (its video's
+# request names the still's bytes, unknown before the run: counted as a request to pay).
+EXPECTED_CACHED_TABLE = """\
+provider  model       steps  cached  requests to pay  estimated cost  unit     USD
+--------  ----------  -----  ------  ---------------  --------------  -------  ----
+aimlapi   gen4_turbo  1      0       1                525000          credits  0.26
+runway    gen4_turbo  1      0       1                50              credits  0.50
+segmind   gen4_image  5      1       2                0.1             USD      0.10
+segmind   gen4_turbo  3      0       2                0.5             USD      0.50
+total                 10     1       6                                         1.36
+
+5 shot(s), 10 step(s), 6 request(s) to pay
+total aimlapi: 525000 credits
+total runway: 50 credits
+total segmind: 0.6 USD"""
 
 
 async def _save_blocks(url: str, tag: str) -> dict[str, str]:
@@ -121,18 +148,27 @@ def test_plan_prints_exact_figures_for_a_mixed_storyboard_with_duplicates(
 
 async def test_dry_run_returns_the_plan_publishes_it_and_submits_nothing(own_emulator, tmp_path):
     names = await _save_blocks(own_emulator.url, "dry")
-    state = await storyboard(
-        shots=_mixed_shots(names["runway"], names["aimlapi"]), credentials=names["segmind"],
-        storage=str(tmp_path), dry_run=True, return_state=True,
-    )
+    shots = _mixed_shots(names["runway"], names["aimlapi"])
+    state = await storyboard(shots=shots, credentials=names["segmind"], storage=str(tmp_path),
+                             dry_run=True, return_state=True)
     plan = await state.aresult()
     assert isinstance(plan, CostPlan)
     assert plan.table() == EXPECTED_TABLE
     assert _submissions(own_emulator) == 0
+
+    # shot-01 runs (a still and a video); the plan then finds its still in the cache.
+    await storyboard(shots=shots[:1], credentials=names["segmind"], storage=str(tmp_path),
+                     preview=None)
+    assert _submissions(own_emulator) == 2
+    state = await storyboard(shots=shots, credentials=names["segmind"], storage=str(tmp_path),
+                             dry_run=True, return_state=True)
+    plan = await state.aresult()
+    assert plan.table() == EXPECTED_CACHED_TABLE
+    assert _submissions(own_emulator) == 2
     async with get_client() as client:
         artifacts = await client.read_artifacts()
     mine = [a for a in artifacts if a.key == "cost-plan" and a.flow_run_id == state.state_details.flow_run_id]
-    assert mine and "| segmind | gen4_image | 5 | 3 | 0.15 | USD | 0.15 |" in mine[0].data
+    assert mine and "| segmind | gen4_image | 5 | 1 | 2 | 0.1 | USD | 0.10 |" in mine[0].data
 
 
 async def test_a_plan_over_the_budget_is_refused_and_nothing_is_sent(own_emulator, tmp_path):
@@ -283,7 +319,7 @@ async def test_image_to_video_refuses_over_budget_and_stops_before_a_video_past_
                             price_overrides={"runway": {"gen4_image": {"amount": 30}}})
     with Emulator(config) as emulator:
         credentials = _fast(RunwayCredentials, emulator.url)
-        args = dict(still_prompt="a harbour, @hero", motion_prompt="pan", credentials=credentials,
+        args = dict(still_prompt=f"a harbour, @hero {SESSION}", motion_prompt="pan", credentials=credentials,
                     reference_images=REF, still_ratio="1280:720", storage=str(tmp_path),
                     preview=None)
         with pytest.raises(BudgetExceeded, match="the plan costs 30, over the budget of 29"):
