@@ -304,7 +304,10 @@ async def _plan(args: argparse.Namespace) -> int:
         shots, credentials=args.credentials, image_credentials=args.image_credentials,
         video_credentials=args.video_credentials, source=args.shots,
     )
-    cost_plan = plan_costs(plans, cached=await cached_steps(plans))
+    from prefect_runway.tasks.generation import submission_cache_key, submit_generation
+
+    cost_plan = plan_costs(plans, cached=await cached_steps(plans, submission_cache_key,
+                                                            submit_generation))
     print(cost_plan.table())
     if budget is not None:
         within = budget.check(cost_plan)

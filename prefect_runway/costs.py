@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -505,8 +505,16 @@ def estimate_step(prepared: Any, table: PriceTable | None = None) -> Cost | None
     return estimate(prepared.provider, prepared.model, prepared.kind, prepared.body, table)
 
 
-async def cached_steps(plans: Sequence[Any]) -> set[str]:
+async def cached_steps(
+    plans: Sequence[Any], cache_key: Callable[[Any, Any], str], task: Any,
+) -> set[str]:
     """The steps of ``plans`` the submit task's cache already holds: not paid again.
+
+    Args:
+        plans: Shot plans or chain plans.
+        cache_key: The submit task's cache key of (credentials, prepared request)
+            (:func:`prefect_runway.tasks.generation.submission_cache_key`).
+        task: The submit task (``submit_generation``), whose result store holds the records.
 
     Looks up each distinct still's submission cache key in the current result store (the
     flow's, inside a flow run). A video's request names its still's bytes, unknown until the
@@ -515,10 +523,8 @@ async def cached_steps(plans: Sequence[Any]) -> set[str]:
     """
     from prefect.results import get_result_store
 
-    from prefect_runway.tasks.generation import submission_cache_key, submit_generation
-
     try:  # the submit task's own store: where its cache records are
-        store = await get_result_store().aupdate_for_task(submit_generation)
+        store = await get_result_store().aupdate_for_task(task)
     except Exception:
         return set()
     found: set[str] = set()
@@ -529,7 +535,7 @@ async def cached_steps(plans: Sequence[Any]) -> set[str]:
             continue
         looked.add(chain.still_key)
         try:
-            if await store.aexists(submission_cache_key(chain.image_credentials, chain.still)):
+            if await store.aexists(cache_key(chain.image_credentials, chain.still)):
                 found.add(chain.still_key)
         except Exception:  # an unreadable cache only makes the plan pay more
             continue

@@ -59,6 +59,7 @@ from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.shots import load_shots
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
+from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
@@ -171,7 +172,8 @@ async def storyboard(
     )
 
     # Money before the first submit: the plan priced (an artifact), the budget, the balances.
-    cost_plan = plan_costs(plans, cached=() if force else await cached_steps(plans))
+    cost_plan = plan_costs(plans, cached=() if force else await cached_steps(
+        plans, submission_cache_key, submit_generation))
     await publish_cost_plan(cost_plan)
     logger.info("Cost plan:\n%s", cost_plan.table())
     if cap is not None:
