@@ -26,7 +26,6 @@ from prefect_runway.costs import (
     estimate_step,
     output_cost,
     plan_costs,
-    publish_cost_plan,
 )
 from prefect_runway.errors import BudgetExceeded, GenerationExpired, InvalidRequest
 from prefect_runway.models import (
@@ -273,8 +272,7 @@ async def image_to_video(
     chain = plan_chain(still_request, video_request, image_creds, video_creds)
     await check_run(store, [(chain.still, name), (chain.video_check, name)],
                     key_template=key_template, preview=preview)
-    cost_plan = plan_costs([chain])
-    await publish_cost_plan(cost_plan)
+    cost_plan = plan_costs([chain])  # priced, not published: two steps need no artifact
     if cap is not None:
         cap.check(cost_plan)
     if check_balance:
