@@ -19,6 +19,7 @@ from prefect_runway.blocks import (
 from prefect_runway.errors import (
     AuthenticationError,
     BadResponse,
+    BudgetExceeded,
     ClassifiedFailure,
     ContentRejected,
     DailyQuotaExceeded,
@@ -91,7 +92,7 @@ __all__ = [
     "Generation", "GenerationResult", "ImageToVideoResult", "ShotResult", "StoredOutput",
     "StoryboardSummary",
     # errors
-    "AuthenticationError", "BadResponse", "ClassifiedFailure", "ContentRejected",
+    "AuthenticationError", "BadResponse", "BudgetExceeded", "ClassifiedFailure", "ContentRejected",
     "DailyQuotaExceeded", "DownloadError", "DownloadVerificationFailed", "GenerationCancelled",
     "GenerationExpired", "GenerationFailed", "GenerationInternalError", "GenerationTimedOut",
     "InsufficientCredits", "InvalidAsset", "InvalidRequest", "InvalidShot", "LocalDecision",

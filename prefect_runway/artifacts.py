@@ -159,8 +159,9 @@ def output_rows(
     shot: str | None = None,
 ) -> list[dict[str, Any]]:
     """One table row per output, the columns a person reads first on the left: shot, kind,
-    provider/model, seconds, cost, size, link; then location, job, bytes, sha256, preview
-    and source.
+    provider/model, seconds, cost, size, link; then location, job, bytes, sha256, preview,
+    source, and the cost's unit and whether it is an estimate (see
+    :func:`prefect_runway.costs.charged_cost`).
 
     ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); the link
     is then the short text ``[open](URL)``. Without one it is the output's key: a local path
@@ -191,6 +192,8 @@ def output_rows(
             "sha256": o.sha256[:16],
             "preview": o.preview_key or "",
             "source": redact_url(o.source_url),
+            "cost_unit": o.cost_unit or "",
+            "cost_estimated": "" if o.cost_estimated is None else o.cost_estimated,
         })
     return rows
 

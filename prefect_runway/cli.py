@@ -288,6 +288,41 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan(args: argparse.Namespace) -> int:
+    """Check and price a storyboard without submitting anything; print the table."""
+    _quiet_prefect_env()
+    return asyncio.run(_plan(args))
+
+
+async def _plan(args: argparse.Namespace) -> int:
+    from prefect_runway.costs import Budget, cached_steps, check_balances, plan_costs
+    from prefect_runway.plan import plan_storyboard
+    from prefect_runway.shots import load_shots
+
+    budget = Budget.parse(args.budget) if args.budget is not None else None
+    if "://" not in args.shots and not Path(args.shots).is_file():
+        raise UsageError(f"{args.shots}: no such shots file")
+    shots = await load_shots(args.shots)
+    plans = await plan_storyboard(
+        shots, credentials=args.credentials, image_credentials=args.image_credentials,
+        video_credentials=args.video_credentials, source=args.shots,
+    )
+    from prefect_runway.tasks.generation import submission_cache_key, submit_generation
+
+    cost_plan = plan_costs(plans, cached=await cached_steps(plans, submission_cache_key,
+                                                            submit_generation))
+    print(cost_plan.table())
+    if budget is not None:
+        within = budget.check(cost_plan)
+        print(f"within the budget of {budget.describe()} ({within:g})")
+    if args.balance:
+        credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
+        balances = await check_balances(cost_plan, credentials)
+        for provider, balance in sorted(balances.items()):
+            print(f"{provider} balance: {balance.credits:g} {balance.unit} (enough)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from prefect_runway._version import __version__
 
@@ -335,6 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concurrency", type=int, default=4, help="shots at once (default %(default)s)")
     s.add_argument("--limit", type=int, default=None, help="flow runs at once in this process")
     s.set_defaults(func=serve)
+
+    p = sub.add_parser("plan", help="check and price a storyboard: requests to pay per provider "
+                       "and model, estimated cost and total; submits nothing")
+    p.add_argument("shots", help="shots file (JSON, CSV, YAML; local or s3://)")
+    p.add_argument("--credentials", help="saved credentials block for both steps, 'block-type/name'")
+    p.add_argument("--image-credentials", help="saved credentials block for the stills")
+    p.add_argument("--video-credentials", help="saved credentials block for the videos")
+    p.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
+                   "or a currency, e.g. 'USD 5.00' (exit 1)")
+    p.add_argument("--balance", action="store_true",
+                   help="also read each provider's balance and refuse a plan it cannot pay")
+    p.set_defaults(func=plan)
 
     b = sub.add_parser("blocks", help="manage the credentials blocks")
     bsub = b.add_subparsers(dest="blocks_command", required=True, parser_class=_Parser)

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
+from prefect_runway.costs import charged_cost
 from prefect_runway.engine.client import GenerationClient
 from prefect_runway.engine.download import DownloadedFile
 from prefect_runway.errors import DownloadError
@@ -67,6 +68,7 @@ async def deliver(
     """
     log = logger or logging.getLogger("prefect_runway.delivery")
     generation = result.generation
+    charged = charged_cost(result)  # the cost ledger: charged where reported, else estimated
     expected_media = ("image/",) if generation.kind == "image" else ("video/",)
     default_media = "image/png" if generation.kind == "image" else "video/mp4"
     stored: list[StoredOutput] = []
@@ -133,7 +135,9 @@ async def deliver(
             source_url=redact_url(downloaded.source_url),
             request=generation.request,
             metrics=result.metrics,
-            cost=result.cost,
+            cost=None if charged is None else charged.amount,
+            cost_unit=None if charged is None else charged.unit,
+            cost_estimated=None if charged is None else charged.estimated,
             submitted_at=generation.submitted_at,
             completed_at=result.completed_at,
             flow_run_id=flow_run,

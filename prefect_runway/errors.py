@@ -159,6 +159,29 @@ class StoryboardFailed(PrefectRunwayError):
         return (type(self), (self.args[0], self.summary))
 
 
+class BudgetExceeded(PrefectRunwayError):
+    """A run's plan costs more than its budget; nothing was sent.
+
+    Attributes:
+        planned: What the plan costs, in the budget's terms.
+        budget: The budget.
+    """
+
+    def __init__(self, message: str, *, planned: float | None = None,
+                 budget: float | None = None) -> None:
+        self.planned = planned
+        self.budget = budget
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_budget_exceeded, (self.args[0], self.planned, self.budget))
+
+
+def _rebuild_budget_exceeded(message: str, planned: float | None,
+                             budget: float | None) -> BudgetExceeded:
+    return BudgetExceeded(message, planned=planned, budget=budget)
+
+
 class ProviderError(PrefectRunwayError):
     """The provider answered with an error, or could not be reached.
 

@@ -641,7 +641,16 @@ class StoredOutput(BaseModel):
     source_url: str = Field(description="The provider URL it came from, without query string.")
     request: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
-    cost: float | None = None
+    cost: float | None = Field(
+        default=None, description="What the job cost: charged where reported, else estimated."
+    )
+    cost_unit: str | None = Field(
+        default=None, description="The cost's unit: 'credits' (the provider's own) or 'USD'."
+    )
+    cost_estimated: bool | None = Field(
+        default=None,
+        description="True: the provider did not report it; the price table's estimate.",
+    )
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     stored_at: datetime = Field(default_factory=utc_now)

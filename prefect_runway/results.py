@@ -7,7 +7,7 @@ and what :class:`~prefect_runway.errors.StoryboardFailed` carries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,7 +28,9 @@ class ShotResult(BaseModel):
 
     row: int = Field(description="1-based position of the shot in the storyboard.")
     name: str = Field(description="The shot's name (default shot-NNN).")
-    status: Literal["completed", "failed"] = Field(description="completed or failed.")
+    status: Literal["completed", "failed", "not_started"] = Field(
+        description="completed, failed, or not_started (a step would have passed the budget)."
+    )
     still: StoredOutput | None = Field(default=None, description="The stored still, if made.")
     video: StoredOutput | None = Field(default=None, description="The stored video, if made.")
     error: str | None = Field(default=None, description="Why the shot failed.")
@@ -50,6 +52,12 @@ class StoryboardSummary(BaseModel):
     failed: int = Field(description="Shots that failed.")
     generated: int = Field(description="Distinct shots generated (identical shots count once).")
     shots: list[ShotResult] = Field(description="One result per shot, in order.")
+    not_started: int = Field(default=0, description="Shots not started: over the budget.")
+    costs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Spent per provider and model (each job once) beside the plan's estimate "
+                    "(see prefect_runway.costs.spending).",
+    )
 
     @classmethod
     def of(cls, results: Sequence[ShotResult], generated: int) -> StoryboardSummary:
@@ -76,6 +84,8 @@ class StoryboardSummary(BaseModel):
         title = f"# Storyboard: {self.completed} of {self.total} shots completed"
         if self.failed:
             title += f", {self.failed} failed"
+        if self.not_started:
+            title += f" ({self.not_started} not started: over the budget)"
         lines = [title, "", "| # | shot | status | still | video | reason |",
                  "| --- | --- | --- | --- | --- | --- |"]
         for r in self.shots:
@@ -86,6 +96,10 @@ class StoryboardSummary(BaseModel):
                 f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
                 f"| {reason} |"
             )
+        if self.costs:
+            from prefect_runway.costs import spending_markdown
+
+            lines += ["", "## Costs: spent vs plan", "", spending_markdown(self.costs)]
         return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ from prefect_runway.errors import (
     SubmissionUncertain,
 )
 from prefect_runway.models import (
+    Balance,
     Generation,
     GenerationResult,
     JobState,
@@ -485,6 +486,16 @@ class GenerationClient:
         return await self.downloader.download(
             url, directory, expected_media=expected_media, job_id=job_id, partial_name=partial_name,
         )
+
+    async def balance(self) -> Balance:
+        """Read the account's balance (and, on Runway, its per-model limits).
+
+        Raises:
+            AuthenticationError: the key is not allowed to read it.
+        """
+        call = self.provider.balance_call(self.base_url)
+        response, body = await self._read(call, None)
+        return self.provider.parse_balance(response.status_code, body)
 
     async def _read(
         self, call: HttpCall, job_id: str | None, ok: tuple[int, ...] = ()

@@ -18,7 +18,22 @@ from prefect.logging import get_run_logger
 from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
-from prefect_runway.errors import ClassifiedFailure, GenerationExpired, InvalidRequest
+from prefect_runway.costs import (
+    Budget,
+    BudgetGuard,
+    charged_cost,
+    check_balances,
+    emit_charged,
+    estimate_step,
+    output_cost,
+    plan_costs,
+)
+from prefect_runway.errors import (
+    BudgetExceeded,
+    ClassifiedFailure,
+    GenerationExpired,
+    InvalidRequest,
+)
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.models import (
     Generation,
@@ -125,6 +140,7 @@ async def run_generation(
                 queue_timeout,
             )
             untrack(flow_run, generation)
+            await emit_charged(result, output_cost(stored[0]) if stored else charged_cost(result))
             return result, stored
         except GenerationExpired:
             untrack(flow_run, generation)
@@ -326,6 +342,8 @@ async def image_to_video(
     queue_timeout: float | None = None,
     retry_unsafe_output: int = 0,
     resubmit_internal: bool = True,
+    budget: float | str | None = None,
+    check_balance: bool = True,
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
@@ -363,10 +381,19 @@ async def image_to_video(
             retried with a new random seed (each a new, billed job); 0: never.
         resubmit_internal: Resubmit a job that failed internally once (not when the
             provider says it was charged).
+        budget: This run's cap: a number in the provider's unit or a currency
+            (``"USD 5.00"``); a plan over it is refused before anything is sent.
+        check_balance: Before the run, read each provider's balance (where it has an
+            endpoint) and refuse a plan it cannot pay.
 
     Returns:
         The stored still and video.
+
+    Raises:
+        BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
+        InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
     """
+    cap = Budget.parse(budget)
     image_creds = await load_credentials(
         image_credentials or credentials, "image_credentials" if image_credentials else "credentials",
     )
@@ -388,6 +415,11 @@ async def image_to_video(
     chain = plan_chain(still_request, video_request, image_creds, video_creds)
     await check_run(store, [(chain.still, name), (chain.video_check, name)],
                     key_template=key_template, preview=preview)
+    cost_plan = plan_costs([chain])  # priced, not published: two steps need no artifact
+    if cap is not None:
+        cap.check(cost_plan)
+    if check_balance:
+        await _check_balances(cost_plan, [image_creds, video_creds])
     still_result, still_stored = await run_generation(
         chain.still, image_creds, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
@@ -396,6 +428,15 @@ async def image_to_video(
     )
     still = still_stored[0]
     await publish_still(still, store, name)
+    if cap is not None:  # the still may have cost more than its estimate
+        guard = BudgetGuard(cap)
+        await guard.settle(image_creds.provider_name, 0.0, output_cost(still))
+        if await guard.reserve(video_creds.provider_name, estimate_step(chain.video_check)) is None:
+            raise BudgetExceeded(
+                f"the video was not started: the still cost {still.cost:g} {still.cost_unit} and "
+                f"the video would pass the budget of {cap.describe()}; the still is stored at "
+                f"{still.location}", budget=cap.amount,
+            )
     image = await still_reference(still, still_result, image_creds, video_creds, store,
                                   upload=upload)
     video_step = await chain.video_request_uploading(image, still.sha256, upload=upload)
@@ -468,6 +509,16 @@ def _takes_uploads(credentials: ProviderCredentials) -> bool:
     from prefect_runway.providers.base import Provider
 
     return type(credentials.provider()).upload_call is not Provider.upload_call
+async def _check_balances(cost_plan: Any, credentials: list[ProviderCredentials]) -> None:
+    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+    from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
+
+    try:
+        await check_balances(cost_plan, credentials)
+    except InsufficientCredits:
+        raise
+    except (PrefectRunwayError, OSError) as exc:
+        get_run_logger().warning("Could not read a provider's balance; not checked: %s", exc)
 
 
 def _age(result: GenerationResult) -> timedelta:

@@ -37,6 +37,19 @@ from prefect.states import Failed
 from prefect_runway.artifacts import BatchProgress, publish_summary
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs
+from prefect_runway.costs import (
+    Budget,
+    BudgetGuard,
+    CostPlan,
+    NotStarted,
+    cached_steps,
+    check_balances,
+    estimate_step,
+    output_cost,
+    plan_costs,
+    publish_cost_plan,
+    spending,
+)
 from prefect_runway.errors import InvalidRequest, StoryboardFailed
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
@@ -46,6 +59,7 @@ from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.shots import load_shots
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
+from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
@@ -68,7 +82,10 @@ async def storyboard(
     force: bool = False,
     preview: str | None = "gif",
     progress: bool = True,
-) -> StoryboardSummary:
+    budget: float | str | None = None,
+    dry_run: bool = False,
+    check_balance: bool = True,
+) -> StoryboardSummary | CostPlan:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
     Every shot is checked against its provider before anything is submitted; identical shots
@@ -96,6 +113,14 @@ async def storyboard(
             sheet) or None (none: saves the CPU time of decoding every video).
         progress: Keep a ``storyboard-progress`` artifact up to date as shots finish (a
             Prefect API call per update, coalesced); False for none.
+        budget: This run's cap: a number in the provider's unit (``300`` Runway credits) or
+            a currency (``"USD 5.00"``). A plan over it is refused before anything is sent;
+            during the run no new job starts once spent + in flight would pass it (running
+            jobs finish; the summary names the shots not started).
+        dry_run: Plan and price the run (the ``cost-plan`` artifact), submit nothing, and
+            return the :class:`~prefect_runway.costs.CostPlan`.
+        check_balance: Before the run, read each provider's balance (where it has an
+            endpoint) and refuse a plan it cannot pay.
 
     Returns:
         The per-shot summary. When any shot failed, the run ends Failed: calling the flow
@@ -104,6 +129,8 @@ async def storyboard(
     Raises:
         InvalidShot: a shot is invalid (names the row and field); nothing was submitted.
         StoryboardFailed: some shots failed (the others were stored).
+        BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
+        InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
 
     Example:
         ```python
@@ -125,6 +152,7 @@ async def storyboard(
         raise InvalidRequest("concurrency", f"{concurrency} is too small", allowed="1 or more")
     if isinstance(storage, str) and not storage.strip():
         raise InvalidRequest("storage", "is empty", allowed="a directory, s3://bucket/prefix or a block")
+    cap = Budget.parse(budget)
     source = shots if isinstance(shots, str) else None
     shot_list = await load_shots(shots)
     plans = await plan_storyboard(
@@ -144,6 +172,20 @@ async def storyboard(
         store, [(step, p.name) for p in plans for step in (p.chain.still, p.chain.video_check)],
         key_template=key_template, preview=preview,
     )
+
+    # Money before the first submit: the plan priced (an artifact), the budget, the balances.
+    cost_plan = plan_costs(plans, cached=() if force else await cached_steps(
+        plans, submission_cache_key, submit_generation))
+    await publish_cost_plan(cost_plan)
+    logger.info("Cost plan:\n%s", cost_plan.table())
+    if cap is not None:
+        cap.check(cost_plan)
+    if dry_run:
+        logger.info("Dry run: nothing submitted")
+        return cost_plan
+    if check_balance:
+        await _check_balances(cost_plan, plans, logger)
+    guard = BudgetGuard(cap)
 
     providers = {p.image_credentials.provider_name for p in plans}
     providers |= {p.video_credentials.provider_name for p in plans}
@@ -165,11 +207,20 @@ async def storyboard(
         await tracker.start()
 
     async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
-        async with slots.slot(plan.image_credentials.provider_name):
-            result, stored = await run_generation(
-                plan.chain.still, plan.image_credentials, storage=store,
-                key_template=key_template, name=plan.name, timeout=timeout, force=force,
-            )
+        provider = plan.image_credentials.provider_name
+        reserved = await guard.reserve(provider, estimate_step(plan.chain.still))
+        if reserved is None:
+            raise NotStarted(f"not started: its still would pass the budget of {cap.describe()}")  # type: ignore[union-attr]
+        charged = None
+        try:
+            async with slots.slot(provider):
+                result, stored = await run_generation(
+                    plan.chain.still, plan.image_credentials, storage=store,
+                    key_template=key_template, name=plan.name, timeout=timeout, force=force,
+                )
+            charged = output_cost(stored[0])
+        finally:
+            await guard.settle(provider, reserved, charged)
         return result, stored[0]
 
     async def run_chain(group: list[ShotPlan]) -> list[ShotResult]:
@@ -177,6 +228,7 @@ async def storyboard(
         still: StoredOutput | None = None
         video: StoredOutput | None = None
         error: str | None = None
+        skipped = False
         async with semaphore:
             try:
                 if plan.still_key not in stills:
@@ -186,19 +238,34 @@ async def storyboard(
                     still, still_result, plan.image_credentials, plan.video_credentials, store,
                 )
                 video_step = plan.chain.video(image, still.sha256)
-                async with slots.slot(plan.video_credentials.provider_name):
-                    _, stored = await run_generation(
-                        video_step, plan.video_credentials, storage=store,
-                        key_template=key_template, name=plan.name, timeout=timeout, force=force,
-                        preview=preview,
+                provider = plan.video_credentials.provider_name
+                reserved = await guard.reserve(provider, estimate_step(plan.chain.video_check))
+                if reserved is None:
+                    raise NotStarted(
+                        f"not started: its video would pass the budget of {cap.describe()}"  # type: ignore[union-attr]
                     )
+                charged = None
+                try:
+                    async with slots.slot(provider):
+                        _, stored = await run_generation(
+                            video_step, plan.video_credentials, storage=store,
+                            key_template=key_template, name=plan.name, timeout=timeout,
+                            force=force, preview=preview,
+                        )
+                    charged = output_cost(stored[0])
+                finally:
+                    await guard.settle(provider, reserved, charged)
                 video = stored[0]
+            except NotStarted as exc:
+                error, skipped = str(exc), True
+                logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
             except Exception as exc:  # one shot's failure is reported, not raised
                 error = f"{type(exc).__name__}: {exc}"
                 logger.warning("Shot %s (row %d) failed: %s", plan.name, plan.row, error)
         results = [
             ShotResult(
-                row=p.row, name=p.name, status="failed" if error else "completed",
+                row=p.row, name=p.name,
+                status="not_started" if skipped else "failed" if error else "completed",
                 still=still, video=video, error=error,
                 same_as=None if p is plan else plan.name,
             )
@@ -214,6 +281,10 @@ async def storyboard(
     chained = await asyncio.gather(*(run_chain(group) for group in groups.values()))
     results = sorted((r for group in chained for r in group), key=lambda r: r.row)
     summary = StoryboardSummary.of(results, generated=len(groups))
+    summary.not_started = sum(1 for r in results if r.status == "not_started")
+    summary.costs = spending(
+        [o for r in results for o in (r.still, r.video)], cost_plan,
+    )
     await publish_summary(summary)
     if summary.ok:
         logger.info("Storyboard done: %s", summary.describe())
@@ -221,6 +292,22 @@ async def storyboard(
     message = f"Storyboard failed: {summary.describe()}"
     logger.error("%s", message)
     return Failed(message=message, data=StoryboardFailed(message, summary))  # type: ignore[return-value]
+
+
+async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any) -> None:
+    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+    from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
+
+    credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
+    try:
+        balances = await check_balances(cost_plan, credentials)
+    except InsufficientCredits:
+        raise
+    except (PrefectRunwayError, OSError) as exc:
+        logger.warning("Could not read a provider's balance; not checked: %s", exc)
+        return
+    for provider, balance in sorted(balances.items()):
+        logger.info("%s balance: %s %s", provider, balance.credits, balance.unit)
 
 
 __all__ = ["DEFAULT_CONCURRENCY", "storyboard"]
