@@ -43,6 +43,7 @@ from prefect_runway.errors import (
     ProviderUnavailable,
     RateLimited,
     RunwayError,
+    StorageError,
     StoryboardFailed,
     SubmissionUncertain,
     UnsupportedOption,
@@ -95,7 +96,8 @@ __all__ = [
     "DailyQuotaExceeded", "DownloadError", "DownloadVerificationFailed", "GenerationCancelled",
     "GenerationExpired", "GenerationFailed", "GenerationInternalError", "GenerationTimedOut",
     "InsufficientCredits", "InvalidAsset", "InvalidRequest", "InvalidShot", "LocalDecision",
-    "ModelRetired", "OutputRejected", "PrefectRunwayError", "ProviderError", "ProviderRejected",
+    "ModelRetired", "OutputRejected", "PrefectRunwayError", "ProviderError",
+    "StorageError", "ProviderRejected",
     "ProviderReported", "ProviderUnavailable", "RateLimited", "RunwayError", "StoryboardFailed",
     "SubmissionUncertain", "UnsupportedOption", "UploadRequired",
     # storage

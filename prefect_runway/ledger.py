@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
 
-from prefect_runway.errors import InvalidRequest, RunwayError, SubmissionUncertain
+from prefect_runway.errors import InvalidRequest, RunwayError, StorageError, SubmissionUncertain
 from prefect_runway.models import Generation
 
 __all__ = [
@@ -85,7 +85,7 @@ class LedgerError(RunwayError):
     """Something about the submission ledger itself (not the provider) went wrong."""
 
 
-class LedgerStorageError(LedgerError):
+class LedgerStorageError(LedgerError, StorageError):
     """The ledger's storage could not be read or written (permissions, no bucket, a file
     where a directory should be). Nothing was sent; no retry cures it."""
 

@@ -61,7 +61,9 @@ async def run_generation(
     """
     logger = get_run_logger()
     flow_run = flow_run_id()
-    generation = await submit_task_for(credentials, refresh=force)(prepared, credentials)
+    generation = await submit_task_for(credentials, refresh=force)(
+        prepared, credentials, storage, force
+    )
     for attempt in (1, 2):
         track(flow_run, credentials, generation)
         try:
@@ -79,7 +81,9 @@ async def run_generation(
                 "resubmitting it once (this is a new, billed job)",
                 generation.provider, generation.job_id,
             )
-            generation = await submit_task_for(credentials, refresh=True)(prepared, credentials)
+            generation = await submit_task_for(credentials, refresh=True)(
+                prepared, credentials, storage, True
+            )
     raise AssertionError("unreachable")  # pragma: no cover
 
 

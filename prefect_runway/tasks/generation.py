@@ -14,15 +14,25 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.delivery import deliver
-from prefect_runway.errors import PrefectRunwayError, ProviderError
+from prefect_runway.errors import (
+    InvalidRequest,
+    PrefectRunwayError,
+    ProviderError,
+    ProviderUnavailable,
+    StorageError,
+    SubmissionUncertain,
+)
+from prefect_runway.ledger import IntentMeta, JobRecord, SubmissionLedger, ledger_for
+from prefect_runway.locks import submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
-from prefect_runway.storage import resolve_storage
+from prefect_runway.storage import OutputStorage, resolve_storage
 
 
 def submission_cache_key(
@@ -39,6 +49,34 @@ def submission_cache_key(
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return submission_cache_key(parameters["credentials"], parameters["request"])
+
+
+def ledger_of(storage: Any = None) -> SubmissionLedger:
+    """The submission ledger that lives with ``storage`` (see :func:`prefect_runway.ledger.ledger_for`).
+
+    A local directory keeps it in ``<dir>/prefect-runway-ledger``, S3 in the bucket under
+    ``<prefix>/prefect-runway-ledger``; a storage the ledger cannot live in (a generic
+    filesystem block) and None keep it beside Prefect's local results.
+    """
+    if isinstance(storage, SubmissionLedger):
+        return storage
+    try:
+        return ledger_for(storage)
+    except InvalidRequest:
+        if isinstance(storage, OutputStorage):
+            return ledger_for(None)
+        raise
+
+
+def made_no_job(exc: BaseException) -> bool:
+    """Whether a failed submit provably created no job: a 4xx answer (429 included), a 503,
+    or a connection that was never made. Anything else may have been billed."""
+    if not isinstance(exc, ProviderError) or isinstance(exc, SubmissionUncertain):
+        return False
+    status = exc.status_code or 0
+    return 400 <= status < 500 or (
+        isinstance(exc, ProviderUnavailable) and exc.status_code in (None, 503)
+    )
 
 
 async def _failure(state: Any) -> BaseException | None:
@@ -70,30 +108,45 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_submit,
-    cache_key_fn=_cache_key_fn,
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key_fn),
     cache_expiration=timedelta(hours=1),
     persist_result=True,
 )
 async def submit_generation(
-    request: PreparedRequest | Request, credentials: ProviderCredentials
+    request: PreparedRequest | Request,
+    credentials: ProviderCredentials,
+    storage: Any = None,
+    force: bool = False,
 ) -> Generation:
-    """Submit one generation to the provider the credentials are for.
+    """Submit one generation to the provider the credentials are for, at most once.
 
     Cached on the request fingerprint, so the same request is not submitted twice while the
     provider holds the job. Use :func:`submit_task_for` to get the task with the provider's
-    retention as its cache expiry.
+    retention as its cache expiry and the submit lock (two runs of the same request at once:
+    one submits, the other reuses its job).
+
+    Before the POST leaves, an intent is written to the submission ledger that lives with
+    ``storage``; after the answer, the job. A job already recorded is returned without a
+    POST; an intent without a job (an earlier submit whose outcome is unknown) refuses with
+    :class:`~prefect_runway.ledger.SubmissionInDoubt` until ``force=True`` or
+    ``prefect-runway ledger resolve``.
 
     Args:
         request: The request prepared by :func:`prefect_runway.plan.prepare` (what the
             flows pass), or an ImageRequest / VideoRequest, prepared here.
         credentials: A SegmindCredentials, AimlapiCredentials or RunwayCredentials block.
+        storage: Where the run's outputs go (the ledger lives with them); None: beside
+            Prefect's local results.
+        force: Submit a new job whatever the ledger holds (a deliberate, billed resubmit).
 
     Returns:
-        The submitted job.
+        The submitted (or already recorded) job.
 
     Raises:
         InvalidRequest: before anything is sent.
-        SubmissionUncertain: the outcome is unknown; not retried.
+        SubmissionUncertain: the outcome is unknown (also ``SubmissionInDoubt``: an earlier
+            one's is); not retried.
+        StorageError: the ledger cannot be written; nothing was sent.
 
     Example:
         ```python
@@ -111,8 +164,27 @@ async def submit_generation(
     """
     logger = get_run_logger()
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
-    async with credentials.get_client() as client:
-        generation = await client.submit(prepared)
+    ledger = ledger_of(storage)
+    scope = submission_cache_key(credentials, prepared)
+    retention = credentials.provider().retention_seconds
+    began = await ledger.begin(
+        scope, IntentMeta.from_prepared(prepared), force=force, job_max_age=retention * 0.95
+    )
+    if isinstance(began, JobRecord):
+        generation = began.to_generation()
+        logger.info(
+            "Reusing %s job %s recorded in the submission ledger (fingerprint %s); nothing sent",
+            generation.provider, generation.job_id, generation.fingerprint[:12],
+        )
+        return generation
+    try:
+        async with credentials.get_client() as client:
+            generation = await client.submit(prepared)
+    except ProviderError as exc:
+        if made_no_job(exc):
+            await ledger.clear(began, f"{type(exc).__name__} (http {exc.status_code}): provably no job")
+        raise
+    await ledger.record_job(began, generation)
     logger.info(
         "Submitted %s %s job %s (fingerprint %s)",
         generation.provider, generation.model, generation.job_id, generation.fingerprint[:12],
@@ -121,9 +193,12 @@ async def submit_generation(
 
 
 def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) -> Any:
-    """``submit_generation`` with the cache expiry set to the provider's retention window."""
+    """``submit_generation`` with the cache expiry set to the provider's retention window,
+    and the submit lock (:func:`prefect_runway.locks.submission_cache_policy`, read from the
+    settings now) around it."""
     retention = credentials.provider().retention_seconds
     return submit_generation.with_options(
+        cache_policy=submission_cache_policy(_cache_key_fn),
         cache_expiration=timedelta(seconds=retention * 0.95), refresh_cache=refresh or None,
     )
 
@@ -200,11 +275,19 @@ async def download_generation(
     """
     store = resolve_storage(storage)
     check_preview(preview)
-    async with credentials.get_client() as client:
-        return await deliver(
-            result, client, store, key_template=key_template, name=name, preview=preview,
-            flow_run=flow_run_id(), logger=get_run_logger(),
-        )
+    try:
+        async with credentials.get_client() as client:
+            return await deliver(
+                result, client, store, key_template=key_template, name=name, preview=preview,
+                flow_run=flow_run_id(), logger=get_run_logger(),
+            )
+    except OSError as exc:
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            raise
+        raise StorageError(
+            f"outputs cannot be written to {store!r} ({type(exc).__name__}: "
+            f"{exc.strerror or exc})"
+        ) from None
 
 
 @task(
