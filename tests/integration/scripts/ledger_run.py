@@ -26,7 +26,7 @@ async def main() -> int:
         if os.environ.get("LEDGER_MODE") == "storyboard":
             shots = [
                 {"name": f"shot-{i}", "still_prompt": f"{prompt} shot {i} @hero",
-                 "motion_prompt": "slow push in", "seed": i,
+                 "motion_prompt": "slow push in", "seed": i + 1,
                  "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
                 for i in range(int(os.environ.get("LEDGER_SHOTS", "3")))
             ]
