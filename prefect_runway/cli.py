@@ -365,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ledger(args: argparse.Namespace) -> Any:
+    from prefect_runway.ledger import ledger_of
     from prefect_runway.storage import resolve_storage
-    from prefect_runway.tasks.generation import ledger_of
 
     return ledger_of(resolve_storage(args.storage))
 

@@ -235,8 +235,8 @@ async def check_storage(store: OutputStorage) -> None:
     Raises:
         StorageError: naming the storage at fault; nothing was sent.
     """
+    from prefect_runway.ledger import ledger_of
     from prefect_runway.storage.s3 import S3Storage
-    from prefect_runway.tasks.generation import ledger_of
 
     try:
         staging = store.staging_dir()

@@ -21,18 +21,17 @@ from prefect.logging import get_run_logger
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.delivery import deliver
 from prefect_runway.errors import (
-    InvalidRequest,
     PrefectRunwayError,
     ProviderError,
     ProviderUnavailable,
     StorageError,
     SubmissionUncertain,
 )
-from prefect_runway.ledger import IntentMeta, JobRecord, SubmissionLedger, ledger_for
+from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of
 from prefect_runway.locks import submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
-from prefect_runway.storage import OutputStorage, resolve_storage
+from prefect_runway.storage import resolve_storage
 
 
 def submission_cache_key(
@@ -49,23 +48,6 @@ def submission_cache_key(
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return submission_cache_key(parameters["credentials"], parameters["request"])
-
-
-def ledger_of(storage: Any = None) -> SubmissionLedger:
-    """The submission ledger that lives with ``storage`` (see :func:`prefect_runway.ledger.ledger_for`).
-
-    A local directory keeps it in ``<dir>/prefect-runway-ledger``, S3 in the bucket under
-    ``<prefix>/prefect-runway-ledger``; a storage the ledger cannot live in (a generic
-    filesystem block) and None keep it beside Prefect's local results.
-    """
-    if isinstance(storage, SubmissionLedger):
-        return storage
-    try:
-        return ledger_for(storage)
-    except InvalidRequest:
-        if isinstance(storage, OutputStorage):
-            return ledger_for(None)
-        raise
 
 
 def made_no_job(exc: BaseException) -> bool:
