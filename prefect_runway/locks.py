@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ LOCK_DIR_ENV = "PREFECT_RUNWAY_LOCK_DIR"
 LOCK_HOLD_ENV = "PREFECT_RUNWAY_LOCK_HOLD_SECONDS"
 DEFAULT_HOLD_SECONDS = 900.0
 LOCK_FOLDER = "prefect-runway-locks"
+#: A lock file still empty after this many seconds was left by a holder killed while
+#: creating it: it is free.
+UNWRITTEN_LOCK_SECONDS = 10.0
 
 
 def lock_hold_seconds() -> float:
@@ -129,8 +133,17 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
     def _get_lock_info(self, key: str, use_cache: bool = True) -> Any:
         try:
             info = super()._get_lock_info(key, use_cache=use_cache)
-        except ValueError:  # created, not yet written by its holder: locked
-            return {"holder": "", "expiration": None, "path": self._lock_path_for_key(key)}
+        except ValueError:  # created, not yet written by its holder: locked, for a moment
+            path = Path(self._lock_path_for_key(key))
+            try:
+                age = time.time() - path.stat().st_mtime
+            except OSError:
+                return None
+            if age > UNWRITTEN_LOCK_SECONDS:  # its holder died between create and write
+                path.unlink(missing_ok=True)
+                self._locks.pop(key, None)
+                return None
+            return {"holder": "", "expiration": None, "path": path}
         if info is not None and info.get("holder") and _holder_is_gone(info["holder"]):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)

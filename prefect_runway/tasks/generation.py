@@ -264,8 +264,8 @@ async def download_generation(
                 flow_run=flow_run_id(), logger=get_run_logger(),
             )
     except OSError as exc:
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            raise
+        if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
+            raise  # the network, or another process of the same run moving a file: retried
         raise StorageError(
             f"outputs cannot be written to {store!r} ({type(exc).__name__}: "
             f"{exc.strerror or exc})"
