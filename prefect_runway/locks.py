@@ -144,11 +144,31 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
                 self._locks.pop(key, None)
                 return None
             return {"holder": "", "expiration": None, "path": path}
-        if info is not None and info.get("holder") and _holder_is_gone(info["holder"]):
+        if info is not None and info.get("holder") and _holder_is_gone(
+            self._owner_of(key, info["holder"]) or info["holder"]
+        ):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return None
         return info
+
+    def _owner_path(self, key: str) -> Path:
+        return Path(f"{self._lock_path_for_key(key)}.owner")
+
+    def _owner_of(self, key: str, holder: str) -> str | None:
+        """``host:pid`` of the process that took the lock for ``holder`` (Prefect's holders
+        are uuids), from the owner file written beside the lock; None if unknown."""
+        try:
+            recorded, _, owner = self._owner_path(key).read_text().partition("\n")
+        except OSError:
+            return None
+        return owner.strip() if recorded == holder and owner.strip() else None
+
+    def _write_owner(self, key: str, holder: str) -> None:
+        try:
+            self._owner_path(key).write_text(f"{holder}\n{socket.gethostname()}:{os.getpid()}")
+        except OSError:
+            pass  # without it the lock is freed by its hold timeout only
 
     async def _aget_lock_info(self, key: str, use_cache: bool = True) -> Any:
         return self._get_lock_info(key, use_cache=use_cache)
@@ -157,15 +177,21 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
         self, key: str, holder: str, acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        return super().acquire_lock(key, holder, acquire_timeout, hold_timeout or self.hold_seconds)
+        ok = super().acquire_lock(key, holder, acquire_timeout, hold_timeout or self.hold_seconds)
+        if ok:
+            self._write_owner(key, holder)
+        return ok
 
     async def aacquire_lock(
         self, key: str, holder: str, acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        return await super().aacquire_lock(
+        ok = await super().aacquire_lock(
             key, holder, acquire_timeout, hold_timeout or self.hold_seconds
         )
+        if ok:
+            self._write_owner(key, holder)
+        return ok
 
 
 def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:
