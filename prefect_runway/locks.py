@@ -144,9 +144,8 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
                 self._locks.pop(key, None)
                 return None
             return {"holder": "", "expiration": None, "path": path}
-        if info is not None and info.get("holder") and _holder_is_gone(
-            self._owner_of(key, info["holder"]) or info["holder"]
-        ):
+        holder = (info or {}).get("holder")
+        if holder and (_holder_is_gone(holder) or _holder_is_gone(self._owner_of(key, holder) or "")):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return None
