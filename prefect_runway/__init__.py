@@ -44,6 +44,7 @@ from prefect_runway.errors import (
     ProviderUnavailable,
     RateLimited,
     RunwayError,
+    StorageError,
     StoryboardFailed,
     SubmissionUncertain,
     UnsupportedOption,
@@ -96,7 +97,8 @@ __all__ = [
     "DailyQuotaExceeded", "DownloadError", "DownloadVerificationFailed", "GenerationCancelled",
     "GenerationExpired", "GenerationFailed", "GenerationInternalError", "GenerationTimedOut",
     "InsufficientCredits", "InvalidAsset", "InvalidRequest", "InvalidShot", "LocalDecision",
-    "ModelRetired", "OutputRejected", "PrefectRunwayError", "ProviderError", "ProviderRejected",
+    "ModelRetired", "OutputRejected", "PrefectRunwayError", "ProviderError",
+    "StorageError", "ProviderRejected",
     "ProviderReported", "ProviderUnavailable", "RateLimited", "RunwayError", "StoryboardFailed",
     "SubmissionUncertain", "UnsupportedOption", "UploadRequired",
     # storage

@@ -1,4 +1,4 @@
-"""The ``prefect-runway`` command: demo, emulator, serve and blocks create.
+"""The ``prefect-runway`` command: demo, emulator, serve, blocks create and ledger.
 
 A mistake on the command line (a bad value, a missing file, a busy port, an unknown block) is
 one line on stderr naming the field and what is allowed, with exit status 2, before anything
@@ -398,7 +398,61 @@ def build_parser() -> argparse.ArgumentParser:
                     "decay) every request takes a slot of, shared by all workers")
     bc.add_argument("--overwrite", action="store_true", help="replace blocks of the same name")
     bc.set_defaults(func=blocks_create)
+
+    led = sub.add_parser("ledger", help="the submission ledger: what was paid for, what is in doubt")
+    lsub = led.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
+    storage_help = ("the storage the runs wrote to: a directory or s3://bucket/prefix "
+                    "(default %(default)s, the flows' default)")
+    ll = lsub.add_parser("ls", help="list recorded submissions (jobs, doubts, cleared)")
+    ll.add_argument("--doubts", action="store_true", help="only submissions whose outcome is unknown")
+    ll.add_argument("--storage", default="runway-outputs", help=storage_help)
+    ll.set_defaults(func=ledger_ls)
+    lr = lsub.add_parser("resolve", help="clear a doubt after checking the provider's dashboard")
+    lr.add_argument("fingerprint", help="the fingerprint (or its first characters) from `ledger ls`")
+    lr.add_argument("--storage", default="runway-outputs", help=storage_help)
+    lr.set_defaults(func=ledger_resolve)
     return parser
+
+
+def _ledger(args: argparse.Namespace) -> Any:
+    from prefect_runway.ledger import ledger_of
+    from prefect_runway.storage import resolve_storage
+
+    return ledger_of(resolve_storage(args.storage))
+
+
+def ledger_ls(args: argparse.Namespace) -> int:
+    """``prefect-runway ledger ls``: the submissions recorded with a storage (or its doubts)."""
+    from prefect_runway.errors import StorageError
+    from prefect_runway.ledger import LedgerError, format_ledger
+
+    try:
+        records = asyncio.run(_ledger(args).list(doubts_only=args.doubts))
+    except (LedgerError, StorageError) as exc:
+        raise UsageError(f"--storage: {exc}") from None
+    if args.doubts and not records:
+        print("No submissions in doubt.")
+        return 0
+    print(format_ledger(records))
+    return 0
+
+
+def ledger_resolve(args: argparse.Namespace) -> int:
+    """``prefect-runway ledger resolve FINGERPRINT``: clear a doubt once the provider's
+    dashboard was checked (the next run submits again, or reuses nothing)."""
+    from prefect_runway.errors import StorageError
+    from prefect_runway.ledger import LedgerAmbiguous, LedgerError
+
+    try:
+        cleared = asyncio.run(_ledger(args).resolve(args.fingerprint))
+    except LedgerAmbiguous as exc:
+        raise UsageError(f"fingerprint: {exc}; allowed: {', '.join(m[:16] for m in exc.matches)}") from None
+    except (LedgerError, StorageError) as exc:
+        raise UsageError(f"fingerprint: {exc}") from None
+    for record in cleared:
+        print(f"Resolved {record.fingerprint[:16]} ({record.provider} {record.model}, sent "
+              f"{record.created_at:%Y-%m-%d %H:%M:%SZ}): the next run submits it again")
+    return 0
 
 
 def _positive(kind: type) -> Any:

@@ -16,6 +16,7 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
 │   ├── UnsupportedOption           an option the provider or model has no field for
 │   └── UploadRequired              a local image too large to send inline
 ├── StoryboardFailed                some shots of a storyboard failed (carries the summary)
+├── StorageError                    outputs or the ledger cannot be stored there (not retried)
 └── ProviderError                   a job at a provider went wrong (provider, job id, http)
     ├── ProviderReported            what the provider said, or that it could not be reached
     │   ├── AuthenticationError     401 / 403 on the key
@@ -180,6 +181,23 @@ class BudgetExceeded(PrefectRunwayError):
 def _rebuild_budget_exceeded(message: str, planned: float | None,
                              budget: float | None) -> BudgetExceeded:
     return BudgetExceeded(message, planned=planned, budget=budget)
+
+
+class StorageError(PrefectRunwayError):
+    """Outputs (or the submission ledger) cannot be written where the run was told to put
+    them: a path that is not a writable directory, a bucket that cannot be reached or has no
+    credentials. Raised before anything is sent where it can be known; never retried.
+
+    Attributes:
+        location: The storage at fault (a path or ``s3://`` URI), when known.
+    """
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        self.location = location
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.args[0], self.location))
 
 
 class ProviderError(PrefectRunwayError):

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
 
-from prefect_runway.errors import InvalidRequest, RunwayError, SubmissionUncertain
+from prefect_runway.errors import InvalidRequest, RunwayError, StorageError, SubmissionUncertain
 from prefect_runway.models import Generation
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "default_ledger_directory",
     "format_ledger",
     "ledger_for",
+    "ledger_of",
 ]
 
 #: The folder of the ledger beside the results (locally and in S3).
@@ -86,7 +87,7 @@ class LedgerError(RunwayError):
     """Something about the submission ledger itself (not the provider) went wrong."""
 
 
-class LedgerStorageError(LedgerError):
+class LedgerStorageError(LedgerError, StorageError):
     """The ledger's storage could not be read or written (permissions, no bucket, a file
     where a directory should be). Nothing was sent; no retry cures it."""
 
@@ -841,6 +842,26 @@ def ledger_for(storage: Any = None) -> SubmissionLedger:
         "storage", f"the submission ledger cannot live in {type(storage).__name__}",
         allowed="a local directory, s3://bucket/prefix, an S3Storage or an S3Bucket block",
     )
+
+
+def ledger_of(storage: Any = None) -> SubmissionLedger:
+    """The submission ledger that lives with a run's ``storage`` (see :func:`ledger_for`).
+
+    A local directory keeps it in ``<dir>/prefect-runway-ledger``, S3 in the bucket under
+    ``<prefix>/prefect-runway-ledger``; a storage the ledger cannot live in (a generic
+    filesystem block) and None keep it beside Prefect's local results.
+    """
+    if isinstance(storage, SubmissionLedger):
+        return storage
+    try:
+        return ledger_for(storage)
+    except InvalidRequest:
+        from prefect_runway.storage.base import OutputStorage
+
+        if isinstance(storage, OutputStorage):
+            return ledger_for(None)
+        raise
+
 
 
 # ---- for the CLI -----------------------------------------------------------------------------

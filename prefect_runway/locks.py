@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ LOCK_DIR_ENV = "PREFECT_RUNWAY_LOCK_DIR"
 LOCK_HOLD_ENV = "PREFECT_RUNWAY_LOCK_HOLD_SECONDS"
 DEFAULT_HOLD_SECONDS = 900.0
 LOCK_FOLDER = "prefect-runway-locks"
+#: A lock file still empty after this many seconds was left by a holder killed while
+#: creating it: it is free.
+UNWRITTEN_LOCK_SECONDS = 10.0
 
 
 def lock_hold_seconds() -> float:
@@ -129,13 +133,43 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
     def _get_lock_info(self, key: str, use_cache: bool = True) -> Any:
         try:
             info = super()._get_lock_info(key, use_cache=use_cache)
-        except ValueError:  # created, not yet written by its holder: locked
-            return {"holder": "", "expiration": None, "path": self._lock_path_for_key(key)}
-        if info is not None and info.get("holder") and _holder_is_gone(info["holder"]):
+        except ValueError:  # created, not yet written by its holder: locked, for a moment
+            path = Path(self._lock_path_for_key(key))
+            try:
+                age = time.time() - path.stat().st_mtime
+            except OSError:
+                return None
+            if age > UNWRITTEN_LOCK_SECONDS:  # its holder died between create and write
+                path.unlink(missing_ok=True)
+                self._locks.pop(key, None)
+                return None
+            return {"holder": "", "expiration": None, "path": path}
+        holder = info.get("holder") if info else None
+        if info and holder and (
+            _holder_is_gone(holder) or _holder_is_gone(self._owner_of(key, holder) or "")
+        ):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return None
         return info
+
+    def _owner_path(self, key: str) -> Path:
+        return Path(f"{self._lock_path_for_key(key)}.owner")
+
+    def _owner_of(self, key: str, holder: str) -> str | None:
+        """``host:pid`` of the process that took the lock for ``holder`` (Prefect's holders
+        are uuids), from the owner file written beside the lock; None if unknown."""
+        try:
+            recorded, _, owner = self._owner_path(key).read_text().partition("\n")
+        except OSError:
+            return None
+        return owner.strip() if recorded == holder and owner.strip() else None
+
+    def _write_owner(self, key: str, holder: str) -> None:
+        try:
+            self._owner_path(key).write_text(f"{holder}\n{socket.gethostname()}:{os.getpid()}")
+        except OSError:
+            pass  # without it the lock is freed by its hold timeout only
 
     async def _aget_lock_info(self, key: str, use_cache: bool = True) -> Any:
         return self._get_lock_info(key, use_cache=use_cache)
@@ -144,15 +178,21 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
         self, key: str, holder: str, acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        return super().acquire_lock(key, holder, acquire_timeout, hold_timeout or self.hold_seconds)
+        ok = super().acquire_lock(key, holder, acquire_timeout, hold_timeout or self.hold_seconds)
+        if ok:
+            self._write_owner(key, holder)
+        return ok
 
     async def aacquire_lock(
         self, key: str, holder: str, acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        return await super().aacquire_lock(
+        ok = await super().aacquire_lock(
             key, holder, acquire_timeout, hold_timeout or self.hold_seconds
         )
+        if ok:
+            self._write_owner(key, holder)
+        return ok
 
 
 def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:

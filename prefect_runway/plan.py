@@ -16,16 +16,19 @@ What a flow sends is decided here, before its first submit:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from prefect.blocks.core import Block
 
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.errors import InvalidRequest, InvalidShot
+from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
@@ -33,8 +36,9 @@ from prefect_runway.shots import message_of
 from prefect_runway.storage import OutputStorage, output_key
 
 __all__ = [
-    "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview", "check_run", "load_credentials", "plan_chain",
-    "plan_storyboard", "prepare", "prepare_uploading", "upload_images",
+    "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview", "check_run", "check_storage",
+    "load_credentials", "plan_chain", "plan_storyboard", "prepare", "prepare_uploading",
+    "upload_images",
 ]
 
 
@@ -127,6 +131,8 @@ async def load_credentials(
     if isinstance(credentials, str) and "/" in credentials:
         try:
             block = await Block.aload(credentials)
+        except InvalidRequest:
+            raise
         except (ValueError, KeyError) as e:  # Prefect: ValueError for a missing document
             raise InvalidRequest(
                 field, f"{credentials!r} is not a saved block ({message_of_exception(e)})",
@@ -254,6 +260,7 @@ async def check_run(
 
     Raises:
         InvalidRequest: naming the setting at fault; nothing was sent.
+        StorageError: the storage (or the ledger beside it) cannot be written or reached.
     """
     check_preview(preview)
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -265,17 +272,76 @@ async def check_run(
             media_type=media, job_id="job", flow_run="run", date=today,
         )
         store.location(key)  # a local storage refuses a key that leaves its root
+    await check_storage(store)
+
+
+def _probe_directory(directory: Path, what: str) -> None:
+    """Create ``directory`` if needed and write (then remove) a temporary file in it."""
     try:
-        staging = store.staging_dir()
-        staging.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=staging)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InvalidRequest(
-            "storage", f"{store!r} cannot be written ({exc.strerror or exc})",
-            allowed="a writable directory, s3://bucket/prefix or a filesystem block",
+        raise StorageError(
+            f"storage: {what} {str(directory)!r} cannot be written ({type(exc).__name__}: "
+            f"{exc.strerror or exc}); allowed: a writable directory, s3://bucket/prefix or a "
+            f"filesystem block", location=str(directory),
         ) from None
+
+
+def _probe_bucket(store: Any) -> None:
+    """A cheap LIST of the storage's prefix: the bucket exists, is reachable, and the
+    credentials may read it."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    where = f"s3://{store.bucket_name}/{store.prefix}"
+    try:
+        store.client().list_objects_v2(Bucket=store.bucket_name, Prefix=store.prefix, MaxKeys=1)
+    except NoCredentialsError:
+        raise StorageError(
+            f"storage: no AWS credentials to reach {where}; allowed: AWS_ACCESS_KEY_ID/"
+            f"AWS_SECRET_ACCESS_KEY, a profile, or an AwsCredentials block", location=where,
+        ) from None
+    except ClientError as exc:
+        code = (exc.response.get("Error") or {}).get("Code") or "error"
+        raise StorageError(
+            f"storage: S3 refused {where} ({code}); allowed: an existing bucket these "
+            f"credentials may read and write", location=where,
+        ) from None
+    except (BotoCoreError, OSError) as exc:
+        raise StorageError(
+            f"storage: {where} cannot be reached ({type(exc).__name__})", location=where,
+        ) from None
+
+
+async def check_storage(store: OutputStorage) -> None:
+    """Check that a run's outputs and its submission ledger can be written, before paying.
+
+    A local directory (and its ledger folder) is created if needed and probed with a
+    temporary file; an S3 bucket is listed once (reachable, credentials accepted); a
+    filesystem block's staging directory is probed.
+
+    Raises:
+        StorageError: naming the storage at fault; nothing was sent.
+    """
+    from prefect_runway.ledger import ledger_of
+    from prefect_runway.storage.s3 import S3Storage
+
+    try:
+        staging = store.staging_dir()
+    except OSError as exc:
+        raise StorageError(
+            f"storage: {store!r} cannot be written ({type(exc).__name__}: "
+            f"{exc.strerror or exc})", location=repr(store),
+        ) from None
+    await asyncio.to_thread(_probe_directory, staging, "the directory")
+    if isinstance(store, S3Storage):
+        await asyncio.to_thread(_probe_bucket, store)
+    backend = ledger_of(store).backend
+    directory = getattr(backend, "directory", None)
+    if directory is not None:
+        await asyncio.to_thread(_probe_directory, Path(directory), "the ledger directory")
 
 
 @dataclass

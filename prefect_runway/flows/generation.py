@@ -128,7 +128,7 @@ async def run_generation(
         task = submit_task_for(credentials, refresh=refresh).with_options(
             task_run_name=lambda: run_name,
         )
-        return await task(request, credentials)
+        return await task(request, credentials, storage, refresh)
 
     generation = await submit(prepared, force)
     expired = unsafe = internal = 0

@@ -43,7 +43,10 @@ __all__ = [
 def resolve_storage(value: Any = None) -> OutputStorage:
     """An :class:`OutputStorage` from a path, an ``s3://`` URI, or a Prefect filesystem block.
 
-    ``None`` means ``./runway-outputs``.
+    ``None`` means ``./runway-outputs``; an empty string is refused.
+
+    Raises:
+        InvalidRequest: ``value`` is empty or not a storage.
     """
     if isinstance(value, OutputStorage):
         return value
@@ -51,6 +54,11 @@ def resolve_storage(value: Any = None) -> OutputStorage:
         return LocalStorage("runway-outputs")
     if isinstance(value, (str, os.PathLike)):
         text = os.fspath(value)
+        if not text.strip():
+            raise InvalidRequest(
+                "storage", "is empty (it would write into the current directory)",
+                allowed="a directory, s3://bucket/prefix or a filesystem block; None for ./runway-outputs",
+            )
         if text.startswith("s3://"):
             return S3Storage.from_uri(text)
         return LocalStorage(text)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import task
+from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -26,7 +27,15 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.delivery import deliver
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import log_to
-from prefect_runway.errors import PrefectRunwayError, ProviderError
+from prefect_runway.errors import (
+    PrefectRunwayError,
+    ProviderError,
+    ProviderUnavailable,
+    StorageError,
+    SubmissionUncertain,
+)
+from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of
+from prefect_runway.locks import submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
 from prefect_runway.storage import resolve_storage
@@ -107,6 +116,17 @@ def _run_logger() -> Any:
         return None
 
 
+def made_no_job(exc: BaseException) -> bool:
+    """Whether a failed submit provably created no job: a 4xx answer (429 included), a 503,
+    or a connection that was never made. Anything else may have been billed."""
+    if not isinstance(exc, ProviderError) or isinstance(exc, SubmissionUncertain):
+        return False
+    status = exc.status_code or 0
+    return 400 <= status < 500 or (
+        isinstance(exc, ProviderUnavailable) and exc.status_code in (None, 503)
+    )
+
+
 async def _failure(state: Any) -> BaseException | None:
     if isinstance(state.data, BaseException):
         return state.data
@@ -136,7 +156,7 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_submit,
-    cache_key_fn=_cache_key_fn,
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key_fn),
     cache_expiration=timedelta(hours=1),
     persist_result=True,
     # Prefect's TaskRunNameCallbackWithParameters protocol declares a classmethod that no
@@ -145,25 +165,40 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
 )
 @_logs_to_run
 async def submit_generation(
-    request: PreparedRequest | Request, credentials: ProviderCredentials
+    request: PreparedRequest | Request,
+    credentials: ProviderCredentials,
+    storage: Any = None,
+    force: bool = False,
 ) -> Generation:
-    """Submit one generation to the provider the credentials are for.
+    """Submit one generation to the provider the credentials are for, at most once.
 
     Cached on the request fingerprint, so the same request is not submitted twice while the
     provider holds the job. Use :func:`submit_task_for` to get the task with the provider's
-    retention as its cache expiry.
+    retention as its cache expiry and the submit lock (two runs of the same request at once:
+    one submits, the other reuses its job).
+
+    Before the POST leaves, an intent is written to the submission ledger that lives with
+    ``storage``; after the answer, the job. A job already recorded is returned without a
+    POST; an intent without a job (an earlier submit whose outcome is unknown) refuses with
+    :class:`~prefect_runway.ledger.SubmissionInDoubt` until ``force=True`` or
+    ``prefect-runway ledger resolve``.
 
     Args:
         request: The request prepared by :func:`prefect_runway.plan.prepare` (what the
             flows pass), or an ImageRequest / VideoRequest, prepared here.
         credentials: A SegmindCredentials, AimlapiCredentials or RunwayCredentials block.
+        storage: Where the run's outputs go (the ledger lives with them); None: beside
+            Prefect's local results.
+        force: Submit a new job whatever the ledger holds (a deliberate, billed resubmit).
 
     Returns:
-        The submitted job.
+        The submitted (or already recorded) job.
 
     Raises:
         InvalidRequest: before anything is sent.
-        SubmissionUncertain: the outcome is unknown; not retried.
+        SubmissionUncertain: the outcome is unknown (also ``SubmissionInDoubt``: an earlier
+            one's is); not retried.
+        StorageError: the ledger cannot be written; nothing was sent.
 
     Example:
         ```python
@@ -180,15 +215,37 @@ async def submit_generation(
         ```
     """
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
-    async with credentials.get_client() as client:
-        generation = await client.submit(prepared)  # logs "Submitted ...", once
+    ledger = ledger_of(storage)
+    scope = submission_cache_key(credentials, prepared)
+    retention = credentials.provider().retention_seconds
+    began = await ledger.begin(
+        scope, IntentMeta.from_prepared(prepared), force=force, job_max_age=retention * 0.95
+    )
+    if isinstance(began, JobRecord):
+        generation = began.to_generation()
+        get_run_logger().info(
+            "Reusing %s job %s recorded in the submission ledger (fingerprint %s); nothing sent",
+            generation.provider, generation.job_id, generation.fingerprint[:12],
+        )
+        return generation
+    try:
+        async with credentials.get_client() as client:
+            generation = await client.submit(prepared)
+    except ProviderError as exc:
+        if made_no_job(exc):
+            await ledger.clear(began, f"{type(exc).__name__} (http {exc.status_code}): provably no job")
+        raise
+    await ledger.record_job(began, generation)  # the engine logged "Submitted ...", once
     return generation
 
 
 def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) -> Any:
-    """``submit_generation`` with the cache expiry set to the provider's retention window."""
+    """``submit_generation`` with the cache expiry set to the provider's retention window,
+    and the submit lock (:func:`prefect_runway.locks.submission_cache_policy`, read from the
+    settings now) around it."""
     retention = credentials.provider().retention_seconds
     return submit_generation.with_options(
+        cache_policy=submission_cache_policy(_cache_key_fn),
         cache_expiration=timedelta(seconds=retention * 0.95),
         refresh_cache=True if refresh else NotSet,
     )
@@ -288,11 +345,19 @@ async def download_generation(
     """
     store = resolve_storage(storage)
     check_preview(preview)
-    async with credentials.get_client() as client:
-        return await deliver(
-            result, client, store, key_template=key_template, name=name, preview=preview,
-            flow_run=flow_run_id(), logger=get_run_logger(),
-        )
+    try:
+        async with credentials.get_client() as client:
+            return await deliver(
+                result, client, store, key_template=key_template, name=name, preview=preview,
+                flow_run=flow_run_id(), logger=get_run_logger(),
+            )
+    except OSError as exc:
+        if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
+            raise  # the network, or another process of the same run moving a file: retried
+        raise StorageError(
+            f"outputs cannot be written to {store!r} ({type(exc).__name__}: "
+            f"{exc.strerror or exc})"
+        ) from None
 
 
 @task(

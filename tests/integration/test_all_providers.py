@@ -230,6 +230,8 @@ def test_demo_command_runs_a_mixed_chain_into_s3(tmp_path):
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo-bucket")["Contents"])
     assert [k for k in keys if k.endswith((".png", ".mp4"))] and all(k.startswith("renders/") for k in keys)
     assert sum(k.endswith(".png") for k in keys) == 1 and sum(k.endswith(".mp4") for k in keys) == 1
-    assert sum(k.endswith(".json") for k in keys) == 2  # a sidecar beside each
+    ledger = [k for k in keys if k.startswith("renders/prefect-runway-ledger/")]
+    assert len(ledger) == 2  # the submission ledger lives with the outputs: one record per job
+    assert sum(k.endswith(".json") for k in keys) == 2 + len(ledger)  # a sidecar beside each
     output = proc.stdout + proc.stderr
     assert "emulator-key" not in output and AWS_SECRET not in output

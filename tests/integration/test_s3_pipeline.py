@@ -253,6 +253,9 @@ def test_demo_writes_to_s3_from_the_environment(moto_url, monkeypatch, capsys): 
     assert code == 0, out
     assert "s3://demo-bucket/runs/today/" in out
     keys = list_keys(bucket, "runs/today/")
+    ledger = [k for k in keys if k.startswith("runs/today/prefect-runway-ledger/")]
+    assert len(ledger) == 2  # the submission ledger lives with the outputs: one record per job
+    keys = [k for k in keys if k not in ledger]
     assert [k.rsplit(".", 1)[-1] for k in keys].count("json") == 2
     assert any(k.endswith(".png") for k in keys) and any(k.endswith(".mp4") for k in keys)
     assert any(k.endswith(".mp4.preview.gif") for k in keys)
