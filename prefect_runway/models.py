@@ -386,16 +386,20 @@ class VideoRequest(_Request):
     @field_validator("duration", mode="before")
     @classmethod
     def _duration(cls, v: Any, info: Any) -> int:
-        allowed = model_durations(info.data.get("model", "gen4_turbo"))
-        if isinstance(v, bool):
-            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
-        try:
-            d = int(v)
-        except (TypeError, ValueError):
-            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
-        if d not in allowed or (isinstance(v, float) and v != d):
-            raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
-        return d
+        return _duration_seconds(v, model_durations(info.data.get("model", "gen4_turbo")))
+
+
+def _duration_seconds(v: Any, allowed: Any, *, check_allowed: bool = True) -> int:
+    """A duration in whole seconds, or a typed error naming the allowed lengths."""
+    if isinstance(v, bool):
+        raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
+    try:
+        d = int(v)
+    except (TypeError, ValueError):
+        raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
+    if (check_allowed and d not in allowed) or (isinstance(v, float) and v != d):
+        raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
+    return d
 
 
 Request = ImageRequest | VideoRequest
@@ -494,15 +498,7 @@ class Shot(_Strict):
         # A typed error naming the allowed lengths, not pydantic's "valid integer"; the
         # model's own lengths are checked with the video step (video_request).
         allowed = model_durations(info.data.get("video_model", "gen4_turbo"))
-        if isinstance(v, bool):
-            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
-        try:
-            d = int(v)
-        except (TypeError, ValueError):
-            raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
-        if isinstance(v, float) and v != d:
-            raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
-        return d
+        return _duration_seconds(v, allowed, check_allowed=False)
 
     @field_validator("credentials", "image_credentials", "video_credentials")
     @classmethod
