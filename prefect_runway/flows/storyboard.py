@@ -240,7 +240,7 @@ async def storyboard(
                     fallback=routes[plan.row].still.runtime(
                         same_request(plan.shot.still_request()), plan.name),
                 )
-            charged = output_cost(stored[0])
+            provider, charged = stored[0].provider, output_cost(stored[0])  # after a fallback too
         finally:
             await guard.settle(provider, reserved, charged)
         return result, stored[0]
@@ -281,7 +281,7 @@ async def storyboard(
                             force=force, preview=preview,
                             fallback=routes[plan.row].video.runtime(video_for, plan.name),
                         )
-                    charged = output_cost(stored[0])
+                    provider, charged = stored[0].provider, output_cost(stored[0])
                 finally:
                     await guard.settle(provider, reserved, charged)
                 video = stored[0]

@@ -79,7 +79,7 @@ async def _no_open_intent(storage: Path) -> None:
 async def _chain_on_segmind_with_fallback(emu: Emulator, tmp_path: Path, prompt: str, **extra):
     """Still on Runway, video on Segmind with AIMLAPI as the fallback."""
     return await image_to_video(
-        still_prompt=f"{prompt} {uuid.uuid4().hex[:6]} @hero", motion_prompt="waves roll in",
+        still_prompt=f"{prompt} @hero", motion_prompt="waves roll in",
         reference_images=REF, image_credentials=_creds(RunwayCredentials, emu),
         video_credentials=_creds(SegmindCredentials, emu),
         video_fallback=[_creds(AimlapiCredentials, emu)], still_ratio="1280:720", duration=5,
@@ -89,7 +89,8 @@ async def _chain_on_segmind_with_fallback(emu: Emulator, tmp_path: Path, prompt:
 
 async def test_segmind_down_past_its_retries_aimlapi_serves_the_video(emu, tmp_path):
     _switch(emu, providers={"segmind": "unavailable"})
-    state = await _chain_on_segmind_with_fallback(emu, tmp_path, "outage", check_balance=False)
+    state = await _chain_on_segmind_with_fallback(emu, tmp_path, f"outage {uuid.uuid4().hex[:6]}",
+                                                  check_balance=False)
     assert state.is_completed(), state.message
     result = await state.aresult()
 
@@ -118,7 +119,8 @@ async def test_segmind_down_past_its_retries_aimlapi_serves_the_video(emu, tmp_p
 
 async def test_segmind_out_of_credits_aimlapi_serves_the_video(emu, tmp_path):
     _switch(emu, providers={"segmind": "empty"})
-    state = await _chain_on_segmind_with_fallback(emu, tmp_path, "empty account")
+    prompt = f"empty account {uuid.uuid4().hex[:6]}"
+    state = await _chain_on_segmind_with_fallback(emu, tmp_path, prompt)
     assert state.is_completed(), state.message
     result = await state.aresult()
 
@@ -141,11 +143,35 @@ async def test_segmind_out_of_credits_aimlapi_serves_the_video(emu, tmp_path):
                for level, m in logs), text
     await _no_open_intent(tmp_path)
 
+    # A re-run: Segmind refuses again (no intent of the first run blocks it), and the
+    # fallback's submit is an ordinary one: cached, so AIMLAPI's job is reused, not paid again.
+    again = await _chain_on_segmind_with_fallback(emu, tmp_path, prompt)
+    assert again.is_completed(), again.message
+    rerun = await again.aresult()
+    assert rerun.video.job_id == result.video.job_id
+    stats = _stats(emu)
+    assert _video_jobs(stats, "aimlapi") == 1 and stats["segmind"]["errors"].get("406") == 2
+
+
+async def test_a_reason_left_out_of_fallback_on_is_no_fallback(emu, tmp_path):
+    from prefect_runway import InsufficientCredits
+
+    _switch(emu, providers={"segmind": "empty"})
+    state = await _chain_on_segmind_with_fallback(emu, tmp_path, f"strict {uuid.uuid4().hex[:6]}",
+                                                  fallback_on=["unavailable"])
+    with pytest.raises(InsufficientCredits) as info:
+        await state.aresult()
+    assert info.value.provider == "segmind"
+    # Refused by the balance check, before anything was sent; AIMLAPI never asked.
+    stats = _stats(emu)
+    assert stats["runway"]["total_submissions"] == 0
+    assert stats["segmind"]["errors"] == {} and stats["aimlapi"]["total_submissions"] == 0
+
 
 async def test_a_lost_answer_on_segmind_never_falls_back(emu, tmp_path):
     # Segmind takes the job, then the connection drops before its answer.
     _switch(emu, scripted=[{"route": "segmind.submit", "nth": 1, "fault": "reset_after"}])
-    state = await _chain_on_segmind_with_fallback(emu, tmp_path, "lost answer")
+    state = await _chain_on_segmind_with_fallback(emu, tmp_path, f"lost {uuid.uuid4().hex[:6]}")
     assert state.is_failed()
     with pytest.raises(SubmissionUncertain):
         await state.aresult()
