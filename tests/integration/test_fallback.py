@@ -265,3 +265,24 @@ async def test_a_fallback_that_cannot_take_a_shot_names_its_row_before_anything_
     assert info.value.row == 1 and info.value.field == "duration"
     assert info.value.provider == "aimlapi" and "video_fallback[0]" in str(info.value)
     assert httpx.get(f"{emu.url}/_emulator/faults", timeout=10).json()["calls"] == {}
+
+
+async def test_a_model_the_provider_retired_starts_on_the_fallback(emu, tmp_path):
+    # gen3a_turbo is retired on Runway's own API; Segmind still serves it. Known from the
+    # catalogue: Runway is never asked for the video.
+    state = await image_to_video(
+        still_prompt=f"retired {uuid.uuid4().hex[:6]} @hero", motion_prompt="drift",
+        reference_images=REF, credentials=_creds(RunwayCredentials, emu),
+        video_fallback=[_creds(SegmindCredentials, emu)], video_model="gen3a_turbo",
+        video_ratio="16:9", storage=str(tmp_path), return_state=True,
+    )
+    assert state.is_completed(), state.message
+    result = await state.aresult()
+    assert result.video.provider == "segmind" and result.video.model == "gen3a_turbo"
+    assert [(s["provider"], s["reason"], s["stage"]) for s in result.video.fallback] == [
+        ("runway", "model_unsupported", "plan")]
+    sidecar = json.loads(Path(result.video.sidecar).read_text())
+    assert sidecar["fallback"] == result.video.fallback
+    stats = _stats(emu)
+    assert _video_jobs(stats, "runway") == 0 and stats["runway"]["errors"] == {}
+    assert _video_jobs(stats, "segmind") == 1

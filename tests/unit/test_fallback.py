@@ -224,3 +224,19 @@ async def test_the_last_refusal_is_raised_with_every_skip_noted():
     assert info.value.provider == "runway"
     assert any("segmind skipped (unavailable" in n and "aimlapi skipped" in n
                for n in info.value.__notes__)
+
+
+def test_a_shot_names_its_own_fallbacks_as_a_list_or_a_csv_cell():
+    from prefect_runway import Shot
+    from prefect_runway.shots import parse_shots
+
+    shot = Shot(still_prompt="s", video_fallback="aimlapi-credentials/a | runway-credentials/b")
+    assert shot.video_fallback == ["aimlapi-credentials/a", "runway-credentials/b"]
+    assert Shot(still_prompt="s", image_fallback=["runway-credentials/b"]).image_fallback == [
+        "runway-credentials/b"]
+    rows = parse_shots("name,still_prompt,video_fallback\nh,s,aimlapi-credentials/a|runway-credentials/b\n",
+                       "csv")
+    assert rows[0].video_fallback == ["aimlapi-credentials/a", "runway-credentials/b"]
+    with pytest.raises(InvalidRequest) as info:
+        Shot(still_prompt="s", video_fallback=[3])
+    assert info.value.field == "video_fallback" or info.value.field.startswith("video_fallback")
