@@ -47,7 +47,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Check the flow parameters this package knows, where Prefect would coerce or refuse them.
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
-    ``seed``, ``timeout``, ``force``, ``preview``, ``concurrency``, and that ``name``,
+    ``seed``, ``timeout``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, and that ``name``,
     ``key_template`` and the prompts are text.
 
     Raises:
@@ -80,6 +80,10 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
             raise InvalidRequest("force", f"{force!r} is not a yes or no", allowed=(True, False))
     if "preview" in parameters:
         check_preview(parameters["preview"])
+    if "fallback_on" in parameters:
+        from prefect_runway.fallback import check_fallback_on
+
+        check_fallback_on(parameters["fallback_on"])
     if "concurrency" in parameters:
         _whole_number("concurrency", parameters["concurrency"], "1 or more", minimum=1)
     for field in ("name", "key_template", "prompt", "still_prompt", "motion_prompt",

@@ -51,6 +51,13 @@ from prefect_runway.costs import (
     spending,
 )
 from prefect_runway.errors import InvalidRequest, StoryboardFailed
+from prefect_runway.fallback import (
+    FallbackPolicy,
+    ShotRoutes,
+    balance_covered,
+    plan_shot_routes,
+    same_request,
+)
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ProviderSlots
@@ -85,6 +92,9 @@ async def storyboard(
     budget: float | str | None = None,
     dry_run: bool = False,
     check_balance: bool = True,
+    image_fallback: list[ProviderCredentials | str] | None = None,
+    video_fallback: list[ProviderCredentials | str] | None = None,
+    fallback_on: list[str] | str | None = None,
 ) -> StoryboardSummary | CostPlan:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
@@ -120,7 +130,13 @@ async def storyboard(
         dry_run: Plan and price the run (the ``cost-plan`` artifact), submit nothing, and
             return the :class:`~prefect_runway.costs.CostPlan`.
         check_balance: Before the run, read each provider's balance (where it has an
-            endpoint) and refuse a plan it cannot pay.
+            endpoint) and refuse a plan it cannot pay (unless its steps have a fallback).
+        image_fallback: Where every still goes, in order, when its provider provably does
+            not take the job (see :mod:`prefect_runway.fallback`); a shot's own
+            ``image_fallback`` replaces it.
+        video_fallback: The same for every video (a shot's ``video_fallback`` replaces it).
+        fallback_on: The reasons that allow a fallback (default: all); never after
+            ``SubmissionUncertain``.
 
     Returns:
         The per-shot summary. When any shot failed, the run ends Failed: calling the flow
@@ -159,6 +175,10 @@ async def storyboard(
         shot_list, credentials=credentials, image_credentials=image_credentials,
         video_credentials=video_credentials, source=source,
     )
+    routes = await plan_shot_routes(  # every shot's fallback providers checked, too
+        plans, image_fallback=image_fallback, video_fallback=video_fallback,
+        policy=FallbackPolicy.parse(fallback_on), source=source,
+    )
     groups: dict[str, list[ShotPlan]] = {}
     for plan in plans:
         groups.setdefault(plan.chain_key, []).append(plan)
@@ -184,7 +204,7 @@ async def storyboard(
         logger.info("Dry run: nothing submitted")
         return cost_plan
     if check_balance:
-        await _check_balances(cost_plan, plans, logger)
+        await _check_balances(cost_plan, plans, logger, routes)
     guard = BudgetGuard(cap)
 
     providers = {p.image_credentials.provider_name for p in plans}
@@ -217,8 +237,10 @@ async def storyboard(
                 result, stored = await run_generation(
                     plan.chain.still, plan.image_credentials, storage=store,
                     key_template=key_template, name=plan.name, timeout=timeout, force=force,
+                    fallback=routes[plan.row].still.runtime(
+                        same_request(plan.shot.still_request()), plan.name),
                 )
-            charged = output_cost(stored[0])
+            provider, charged = stored[0].provider, output_cost(stored[0])  # after a fallback too
         finally:
             await guard.settle(provider, reserved, charged)
         return result, stored[0]
@@ -234,9 +256,15 @@ async def storyboard(
                 if plan.still_key not in stills:
                     stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
                 still_result, still = await stills[plan.still_key]
+                made_on = routes[plan.row].still.credentials_for(still.provider)
                 image = await still_reference(
-                    still, still_result, plan.image_credentials, plan.video_credentials, store,
+                    still, still_result, made_on, plan.video_credentials, store,
                 )
+
+                async def video_for(creds: ProviderCredentials) -> Any:  # a fallback's request
+                    handed = await still_reference(still, still_result, made_on, creds, store)
+                    return plan.chain.video_request(handed, still.sha256)
+
                 video_step = plan.chain.video(image, still.sha256)
                 provider = plan.video_credentials.provider_name
                 reserved = await guard.reserve(provider, estimate_step(plan.chain.video_check))
@@ -251,8 +279,9 @@ async def storyboard(
                             video_step, plan.video_credentials, storage=store,
                             key_template=key_template, name=plan.name, timeout=timeout,
                             force=force, preview=preview,
+                            fallback=routes[plan.row].video.runtime(video_for, plan.name),
                         )
-                    charged = output_cost(stored[0])
+                    provider, charged = stored[0].provider, output_cost(stored[0])
                 finally:
                     await guard.settle(provider, reserved, charged)
                 video = stored[0]
@@ -294,14 +323,19 @@ async def storyboard(
     return Failed(message=message, data=StoryboardFailed(message, summary))  # type: ignore[return-value]
 
 
-async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any) -> None:
-    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any,
+                          routes: dict[int, ShotRoutes] | None = None) -> None:
+    """Refuse a plan a provider's balance cannot pay (unless its steps have a fallback); a
+    balance that cannot be read is skipped."""
     from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
 
     credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
     try:
         balances = await check_balances(cost_plan, credentials)
-    except InsufficientCredits:
+    except InsufficientCredits as exc:
+        steps = [r for shot in (routes or {}).values() for r in (shot.still, shot.video)]
+        if balance_covered(exc, steps, logger):
+            return
         raise
     except (PrefectRunwayError, OSError) as exc:
         logger.warning("Could not read a provider's balance; not checked: %s", exc)
