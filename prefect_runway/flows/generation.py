@@ -15,7 +15,13 @@ from typing import Any
 
 from prefect.logging import get_run_logger
 
-from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
+from prefect_runway.artifacts import (
+    BatchProgress,
+    advance_quietly,
+    publish_outputs,
+    publish_still,
+    publish_video_preview,
+)
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.costs import (
@@ -28,6 +34,7 @@ from prefect_runway.costs import (
     output_cost,
     plan_costs,
 )
+from prefect_runway.engine.events import emit_job
 from prefect_runway.errors import (
     BudgetExceeded,
     ClassifiedFailure,
@@ -61,6 +68,7 @@ from prefect_runway.tasks.generation import (
     flow_run_id,
     submit_task_for,
 )
+from prefect_runway.watch import announce, watched_generation
 
 #: How old a provider output URL may be before it is refreshed from the provider.
 FRESH_URL_SECONDS = 600
@@ -68,6 +76,7 @@ FRESH_URL_SECONDS = 600
 HANDOFF_URL_SECONDS = 900
 
 
+@watched_generation
 async def run_generation(
     prepared: PreparedRequest,
     credentials: ProviderCredentials,
@@ -128,7 +137,9 @@ async def run_generation(
         task = submit_task_for(credentials, refresh=refresh).with_options(
             task_run_name=lambda: run_name,
         )
-        return await task(request, credentials, storage, refresh)
+        submitted = await task(request, credentials, storage, refresh)
+        emit_job("submitted", submitted)  # also a job found in the cache
+        return submitted
 
     generation = await submit(prepared, force)
     expired = unsafe = internal = 0
@@ -344,6 +355,7 @@ async def image_to_video(
     resubmit_internal: bool = True,
     budget: float | str | None = None,
     check_balance: bool = True,
+    progress: bool = True,
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
@@ -385,6 +397,9 @@ async def image_to_video(
             (``"USD 5.00"``); a plan over it is refused before anything is sent.
         check_balance: Before the run, read each provider's balance (where it has an
             endpoint) and refuse a plan it cannot pay.
+        progress: Keep an ``image-to-video-progress`` artifact (still, then video) up to
+            date: created once, updated as each step ends (a Prefect API call each);
+            False for none.
 
     Returns:
         The stored still and video.
@@ -420,12 +435,18 @@ async def image_to_video(
         cap.check(cost_plan)
     if check_balance:
         await _check_balances(cost_plan, [image_creds, video_creds])
-    still_result, still_stored = await run_generation(
+    announce(name, "image", image_creds.provider_name, chain.still.model)
+    announce(name, "video", video_creds.provider_name, chain.video_check.model)
+    tracker = await BatchProgress.begin(
+        2, key="image-to-video-progress", description=f"image-to-video{f' {name!r}' if name else ''}",
+        steps=("still", "video"),
+    ) if progress else None
+    still_result, still_stored = await advance_quietly(tracker, run_generation(
         chain.still, image_creds, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
         queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
         resubmit_internal=resubmit_internal,
-    )
+    ))
     still = still_stored[0]
     await publish_still(still, store, name)
     if cap is not None:  # the still may have cost more than its estimate
@@ -440,12 +461,12 @@ async def image_to_video(
     image = await still_reference(still, still_result, image_creds, video_creds, store,
                                   upload=upload)
     video_step = await chain.video_request_uploading(image, still.sha256, upload=upload)
-    _, video_stored = await run_generation(
+    _, video_stored = await advance_quietly(tracker, run_generation(
         prepare(video_step, video_creds), video_creds, storage=store, key_template=key_template,
         name=name, timeout=timeout, force=force, preview=preview,
         reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
         retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
-    )
+    ))
     await publish_video_preview(video_stored[0], store, name)
     await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
     return ImageToVideoResult(still=still, video=video_stored[0])
