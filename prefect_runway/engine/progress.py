@@ -37,8 +37,8 @@ def watch_poll(
     """Tell the job's watchers (:func:`prefect_runway.engine.events.subscribe`) what a poll saw.
 
     A pending job is ``submitted`` (or ``throttled``, held back by the provider), a running
-    one ``running``, a failed or cancelled one ``failed``; a finished one is left to the
-    download that follows.
+    one ``running``; how a job ends (stored, or failed after any resubmit) is the flows' to
+    say (:mod:`prefect_runway.watch`).
     """
     if update.throttled:
         state = "throttled"
@@ -46,8 +46,6 @@ def watch_poll(
         state = "submitted"
     elif update.state is JobState.RUNNING:
         state = "running"
-    elif update.state in (JobState.FAILED, JobState.CANCELLED):
-        state = "failed"
     else:
         return
     emit_job(
