@@ -234,18 +234,23 @@ async def publish_outputs(
     links = await output_links(outputs, store)
     rows = output_rows(outputs, links, shot)
     lines = [f"# {_md(title)}" + (f": {_md(shot)}" if shot else ""), ""]
-    pictures = []
+    captions, pictures = [], []
     for output in outputs:
         if output.kind == "image":
             shown = await picture(store, output.key, output.media_type)
+            caption = "still"
         elif output.preview_key:
             shown = await picture(store, output.preview_key, _preview_media_type(output.preview_key))
+            caption = "video (preview: " + (
+                "animated GIF)" if output.preview_key.endswith(".gif") else "contact sheet)")
         else:
             shown = None
         if shown is not None:
+            captions.append(caption)
             pictures.append(f"![{_md(output.kind)} {_md(output.key)}]({shown[0]})")
-    if pictures:
-        lines += [" ".join(pictures), ""]
+    if pictures:  # side by side, each under its caption
+        lines += ["| " + " | ".join(captions) + " |", "|" + "---|" * len(captions),
+                  "| " + " | ".join(pictures) + " |", ""]
     lines.append("| " + " | ".join(_SUMMARY_COLUMNS) + " |")
     lines.append("|" + "---|" * len(_SUMMARY_COLUMNS))
     for row in rows:

@@ -150,6 +150,7 @@ def demo(args: argparse.Namespace) -> int:
                 duration=args.duration,
                 seed=args.seed,
                 storage=storage,
+                name=args.name,
                 key_template="{kind}-{provider}-{fingerprint}.{ext}",
             ), title="image-to-video")
     finally:
@@ -411,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=int, default=5,
                    help="video seconds (5 or 10; Runway's gen4_turbo: 2-10)")
     d.add_argument("--seed", type=int, default=4242)
+    d.add_argument("--name", default="lighthouse",
+                   help="the shot's name: in task run names and artifact keys (default %(default)s)")
     d.add_argument("--output", default="runway-outputs", help="local output directory")
     d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
                    "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
