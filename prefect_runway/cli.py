@@ -198,11 +198,15 @@ def storyboard_run(args: argparse.Namespace) -> int:
         from prefect_runway.costs import Budget
 
         Budget.parse(budget)  # a bad budget is one line, before anything starts
-    storage = args.storage if "://" in args.storage else str(
-        _writable_directory(Path(args.storage).resolve(), "--storage"))
+    if not args.emulator and not (
+            args.credentials or (args.image_credentials and args.video_credentials)):
+        raise UsageError("--credentials: none given; allowed: a saved credentials block "
+                         "'block-type/name' (see `prefect-runway blocks create`), or --emulator")
     from prefect_runway.shots import load_shots
 
     asyncio.run(load_shots(args.shots))  # an invalid shot: one line, before anything starts
+    storage = args.storage if "://" in args.storage else str(
+        _writable_directory(Path(args.storage).resolve(), "--storage"))
     credentials: Any = args.credentials
     emulator = None
     if args.emulator:
@@ -212,9 +216,6 @@ def storyboard_run(args: argparse.Namespace) -> int:
         emulator.__enter__()
         credentials, _ = _credentials(args.provider, emulator.url)
         print(f"storyboard: {args.provider} via the built-in emulator at {emulator.url}")
-    elif not (args.credentials or (args.image_credentials and args.video_credentials)):
-        raise UsageError("--credentials: none given; allowed: a saved credentials block "
-                         "'block-type/name' (see `prefect-runway blocks create`), or --emulator")
     _quiet_prefect_env()
     from prefect_runway.flows import storyboard
 

@@ -99,7 +99,7 @@ async def test_without_a_terminal_the_lines_are_plain(emu, tmp_path):
     assert not display.live
     assert ESCAPE not in text
     lines = text.splitlines()
-    video = f"video 'pier' on runway (gen4_turbo)"
+    video = "video 'pier' on runway (gen4_turbo)"
     states = [line.split(": ", 1)[1].split(",")[0] for line in lines if line.startswith(video)]
     # each state change once, in order (a fast job may be seen running at its first poll)
     assert states[0] == "queued" and states[-2:] == ["downloading", "stored"]
