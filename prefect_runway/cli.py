@@ -202,9 +202,13 @@ def storyboard_run(args: argparse.Namespace) -> int:
             args.credentials or (args.image_credentials and args.video_credentials)):
         raise UsageError("--credentials: none given; allowed: a saved credentials block "
                          "'block-type/name' (see `prefect-runway blocks create`), or --emulator")
+    from prefect_runway.plan import plan_storyboard
     from prefect_runway.shots import load_shots
 
-    asyncio.run(load_shots(args.shots))  # an invalid shot: one line, before anything starts
+    shots = asyncio.run(load_shots(args.shots))  # an invalid shot: one line, nothing started
+    if args.emulator:  # every shot checked against the provider's rules (pure: no request)
+        asyncio.run(plan_storyboard(shots, credentials=_credentials(args.provider, None)[0],
+                                    source=args.shots))
     storage = args.storage if "://" in args.storage else str(
         _writable_directory(Path(args.storage).resolve(), "--storage"))
     credentials: Any = args.credentials
