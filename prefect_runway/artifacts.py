@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from PIL import Image
@@ -37,6 +37,8 @@ from prefect.artifacts import (
 from prefect_runway.models import StoredOutput
 from prefect_runway.providers.base import redact_url
 from prefect_runway.storage import OutputStorage
+
+R = TypeVar("R")
 
 #: How long the presigned links in artifacts stay valid (the SigV4 maximum).
 ARTIFACT_URL_SECONDS = 7 * 24 * 3600
@@ -233,18 +235,23 @@ async def publish_outputs(
     links = await output_links(outputs, store)
     rows = output_rows(outputs, links, shot)
     lines = [f"# {_md(title)}" + (f": {_md(shot)}" if shot else ""), ""]
-    pictures = []
+    captions, pictures = [], []
     for output in outputs:
         if output.kind == "image":
             shown = await picture(store, output.key, output.media_type)
+            caption = "still"
         elif output.preview_key:
             shown = await picture(store, output.preview_key, _preview_media_type(output.preview_key))
+            caption = "video (preview: " + (
+                "animated GIF)" if output.preview_key.endswith(".gif") else "contact sheet)")
         else:
             shown = None
         if shown is not None:
+            captions.append(caption)
             pictures.append(f"![{_md(output.kind)} {_md(output.key)}]({shown[0]})")
-    if pictures:
-        lines += [" ".join(pictures), ""]
+    if pictures:  # side by side, each under its caption
+        lines += ["| " + " | ".join(captions) + " |", "|" + "---|" * len(captions),
+                  "| " + " | ".join(pictures) + " |", ""]
     lines.append("| " + " | ".join(_SUMMARY_COLUMNS) + " |")
     lines.append("|" + "---|" * len(_SUMMARY_COLUMNS))
     for row in rows:
@@ -307,10 +314,13 @@ class BatchProgress:
     """
 
     def __init__(self, total: int, *, key: str | None = "batch-progress",
-                 description: str | None = None) -> None:
+                 description: str | None = None, steps: Sequence[str] | None = None) -> None:
         if total < 0:
             raise ValueError("total must be >= 0")
+        if steps is not None and len(steps) != total:
+            raise ValueError("steps must name each of the total jobs")
         self.total = total
+        self.steps = tuple(steps) if steps is not None else None
         self.key = _artifact_key(key) if key else None
         self.description = description
         self.done = 0
@@ -328,10 +338,30 @@ class BatchProgress:
         return min(100.0, 100.0 * (self.done + self.failed) / self.total)
 
     def summary(self) -> str:
+        """The description and the counts; with ``steps``, which step is where."""
         counts = f"{self.done + self.failed} of {self.total} finished"
         if self.failed:
             counts += f" ({self.failed} failed)"
+        if self.steps is not None:
+            finished = self.done + self.failed
+            said = [f"{step} {'failed' if self.failed and i == finished - 1 else 'done'}"
+                    for i, step in enumerate(self.steps[:finished])]
+            if finished < self.total:
+                said.append(f"{self.steps[finished]} {'not started' if self.failed else 'next'}")
+            counts += ": " + ", ".join(said)
         return f"{self.description}: {counts}" if self.description else counts
+
+    @classmethod
+    async def begin(cls, total: int, **options: Any) -> BatchProgress | None:
+        """A started progress artifact, or None when it could not be created (logged at
+        DEBUG: progress is for people, and never fails a run)."""
+        tracker = cls(total, **options)
+        try:
+            await tracker.start()
+        except Exception as exc:  # noqa: BLE001 - never fail a run over progress
+            _log_progress_failure(exc)
+            return None
+        return tracker
 
     async def start(self) -> UUID:
         """Create the artifact at its current progress (once); returns its id."""
@@ -383,6 +413,32 @@ class BatchProgress:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def _log_progress_failure(exc: BaseException) -> None:
+    import logging
+
+    logging.getLogger(__name__).debug("Could not update a progress artifact: %s", exc)
+
+
+async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> R:
+    """Await one step of a batch, then advance ``tracker`` (failed, when the step raised, and
+    the error goes on). A progress update that fails is logged at DEBUG, never raised."""
+    try:
+        result = await step
+    except Exception:
+        if tracker is not None:
+            try:
+                await tracker.advance(failed=True)
+            except Exception as exc:  # noqa: BLE001 - never fail a run over progress
+                _log_progress_failure(exc)
+        raise
+    if tracker is not None:
+        try:
+            await tracker.advance()
+        except Exception as exc:  # noqa: BLE001 - never fail a run over progress
+            _log_progress_failure(exc)
+    return result
 
 
 #: The key of the storyboard summary artifact (its history across runs shows in the UI).

@@ -12,8 +12,11 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 KEY_ENV = {"segmind": "SEGMIND_API_KEY", "aimlapi": "AIMLAPI_API_KEY", "runway": "RUNWAYML_API_SECRET"}
 PROVIDERS = tuple(KEY_ENV)
@@ -137,8 +140,7 @@ def demo(args: argparse.Namespace) -> int:
         for role, provider, emulated in (("still", image_provider, emu_i), ("video", video_provider, emu_v)):
             where = f"the built-in emulator at {url}" if emulated else f"the real {provider} API"
             print(f"{role}: {provider} via {where}")
-        result = asyncio.run(
-            image_to_video(
+        result = _watched(lambda: image_to_video(
                 still_prompt=args.still_prompt,
                 motion_prompt=args.motion_prompt,
                 image_credentials=image_creds,
@@ -148,9 +150,9 @@ def demo(args: argparse.Namespace) -> int:
                 duration=args.duration,
                 seed=args.seed,
                 storage=storage,
+                name=args.name,
                 key_template="{kind}-{provider}-{fingerprint}.{ext}",
-            )
-        )
+            ), title="image-to-video")
     finally:
         if emulator is not None:
             emulator.__exit__(None, None, None)
@@ -160,6 +162,77 @@ def demo(args: argparse.Namespace) -> int:
     print(f"sidecars: {result.still.sidecar}, {result.video.sidecar}")
     if result.video.preview_key:
         print(f"preview: {result.video.preview_key} (beside the video)")
+    return 0
+
+
+def _watched(run: Callable[[], Coroutine[Any, Any, R]], title: str | None = None) -> R:
+    """Run a flow in this process with its jobs on show: a live table on a terminal, plain
+    lines in a pipe or CI log (:mod:`prefect_runway.live`)."""
+    from prefect_runway.live import LiveDisplay
+
+    with _server_settings(), LiveDisplay(title=title):
+        return asyncio.run(run())
+
+
+def _server_settings() -> Any:
+    """Prefect's settings with time for the temporary server to start: Prefect reads its
+    environment when imported (before ``_quiet_prefect_env`` runs), so it is set here too."""
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    current = get_current_settings().server.ephemeral.startup_timeout_seconds
+    return temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: max(
+        current, int(EPHEMERAL_STARTUP_TIMEOUT))})
+
+
+def storyboard_run(args: argparse.Namespace) -> int:
+    """``prefect-runway storyboard SHOTS``: run a storyboard in this process, jobs on show."""
+    if "://" not in args.shots and not Path(args.shots).is_file():
+        raise UsageError(f"shots: {args.shots!r} is not a file; allowed: a JSON, CSV or YAML "
+                         "shots file, or s3://bucket/key")
+    budget = args.budget
+    if budget is not None:
+        from prefect_runway.costs import Budget
+
+        Budget.parse(budget)  # a bad budget is one line, before anything starts
+    if not args.emulator and not (
+            args.credentials or (args.image_credentials and args.video_credentials)):
+        raise UsageError("--credentials: none given; allowed: a saved credentials block "
+                         "'block-type/name' (see `prefect-runway blocks create`), or --emulator")
+    from prefect_runway.plan import plan_storyboard
+    from prefect_runway.shots import load_shots
+
+    shots = asyncio.run(load_shots(args.shots))  # an invalid shot: one line, nothing started
+    if args.emulator:  # every shot checked against the provider's rules (pure: no request)
+        asyncio.run(plan_storyboard(shots, credentials=_credentials(args.provider, None)[0],
+                                    source=args.shots))
+    storage = args.storage if "://" in args.storage else str(
+        _writable_directory(Path(args.storage).resolve(), "--storage"))
+    credentials: Any = args.credentials
+    emulator = None
+    if args.emulator:
+        from prefect_runway.emulator import Emulator, EmulatorConfig
+
+        emulator = Emulator(EmulatorConfig(latency=args.latency, video_fps=args.fps))
+        emulator.__enter__()
+        credentials, _ = _credentials(args.provider, emulator.url)
+        print(f"storyboard: {args.provider} via the built-in emulator at {emulator.url}")
+    _quiet_prefect_env()
+    from prefect_runway.flows import storyboard
+
+    try:
+        summary = _watched(lambda: storyboard(
+            shots=args.shots, credentials=credentials, image_credentials=args.image_credentials,
+            video_credentials=args.video_credentials, storage=storage,
+            concurrency=args.concurrency, budget=budget,
+        ), title="storyboard")
+    finally:
+        if emulator is not None:
+            emulator.__exit__(None, None, None)
+    print(summary.describe())  # type: ignore[union-attr]  # not a dry run: a summary
     return 0
 
 
@@ -291,7 +364,8 @@ def serve(args: argparse.Namespace) -> int:
 def plan(args: argparse.Namespace) -> int:
     """Check and price a storyboard without submitting anything; print the table."""
     _quiet_prefect_env()
-    return asyncio.run(_plan(args))
+    with _server_settings():
+        return asyncio.run(_plan(args))
 
 
 async def _plan(args: argparse.Namespace) -> int:
@@ -311,7 +385,9 @@ async def _plan(args: argparse.Namespace) -> int:
 
     cost_plan = plan_costs(plans, cached=await cached_steps(plans, submission_cache_key,
                                                             submit_generation))
-    print(cost_plan.table())
+    from prefect_runway.live import print_cost_plan
+
+    print_cost_plan(cost_plan)
     if budget is not None:
         within = budget.check(cost_plan)
         print(f"within the budget of {budget.describe()} ({within:g})")
@@ -341,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=int, default=5,
                    help="video seconds (5 or 10; Runway's gen4_turbo: 2-10)")
     d.add_argument("--seed", type=int, default=4242)
+    d.add_argument("--name", default="lighthouse",
+                   help="the shot's name: in task run names and artifact keys (default %(default)s)")
     d.add_argument("--output", default="runway-outputs", help="local output directory")
     d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
                    "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
@@ -382,6 +460,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", action="store_true",
                    help="also read each provider's balance and refuse a plan it cannot pay")
     p.set_defaults(func=plan)
+
+    sb = sub.add_parser("storyboard", help="run a storyboard in this process, its jobs shown "
+                        "live: a still, then a video, per shot")
+    sb.add_argument("shots", help="shots file (JSON, CSV, YAML; local or s3://)")
+    sb.add_argument("--credentials", help="saved credentials block for both steps, 'block-type/name'")
+    sb.add_argument("--image-credentials", help="saved credentials block for the stills")
+    sb.add_argument("--video-credentials", help="saved credentials block for the videos")
+    sb.add_argument("--emulator", action="store_true",
+                    help="run every shot on the built-in emulator (no key, no cost)")
+    sb.add_argument("--provider", choices=PROVIDERS, default="segmind",
+                    help="with --emulator: the provider it plays (default segmind)")
+    sb.add_argument("--storage", default="runway-outputs",
+                    help="output directory or s3://bucket/prefix (default %(default)s)")
+    sb.add_argument("--concurrency", type=_positive(int), default=4,
+                    help="shots at once (default %(default)s)")
+    sb.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
+                    "or a currency, e.g. 'USD 5.00'")
+    sb.add_argument("--latency", type=_positive(float), default=2.0,
+                    help="with --emulator: job latency, seconds")
+    sb.add_argument("--fps", type=_positive(int), default=24,
+                    help="with --emulator: video frame rate")
+    sb.set_defaults(func=storyboard_run)
 
     b = sub.add_parser("blocks", help="manage the credentials blocks")
     bsub = b.add_subparsers(dest="blocks_command", required=True, parser_class=_Parser)

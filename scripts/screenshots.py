@@ -3,7 +3,10 @@
 Starts ``prefect server start`` on a free loopback port (its own PREFECT_HOME, analytics off),
 runs ``prefect-runway demo`` against it (the emulator, unless API keys are set), optionally
 stops nothing else, then takes screenshots with headless Chromium (Debian's ``chromium``) of:
-the flow run page, its logs, its artifacts, each artifact's page, and the artifacts list.
+the flow run page, its logs, its artifacts tab, each artifact's page, and the artifacts list.
+Chromium is driven over its DevTools protocol (``websockets``, installed with Prefect), so a
+tab can be clicked (the UI ignores ``?tab=`` until the run has loaded) and the logs page is
+taken tall enough to read the whole run.
 
 Not run in CI (it needs Chromium and takes about a minute). Usage::
 
@@ -16,6 +19,9 @@ Prints the path of every PNG it wrote.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import itertools
 import json
 import os
 import shutil
@@ -63,15 +69,84 @@ def wait_healthy(base: str, deadline_s: float = 120) -> None:
     raise SystemExit(f"the Prefect server at {base} did not become healthy")
 
 
-def screenshot(chromium: str, url: str, out: Path, *, width: int, height: int) -> Path:
+class Shot:
+    """One screenshot: a page, optionally a tab to click, and the viewport's height."""
+
+    def __init__(self, name: str, url: str, *, click: str | None = None,
+                 height: int | None = None) -> None:
+        self.name, self.url, self.click, self.height = name, url, click, height
+
+
+#: Clicks the first button, tab or link whose text is exactly the given label.
+CLICK_JS = """(() => {{
+  const label = {label};
+  const hit = [...document.querySelectorAll('button, [role=tab], a, li')]
+    .find(e => e.textContent.trim() === label);
+  if (hit) hit.click();
+  return Boolean(hit);
+}})()"""
+
+
+async def _take(chromium: str, shots: list[Shot], out: Path, width: int, height: int,
+                settle: float) -> list[Path]:
+    import websockets  # installed with Prefect
+
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        subprocess.run(
+        browser = subprocess.Popen(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             f"--window-size={width},{height}", "--virtual-time-budget=15000",
-             f"--screenshot={out}", url],
-            check=True, capture_output=True, timeout=120,
+             f"--window-size={width},{height}", "--remote-debugging-address=127.0.0.1",
+             f"--remote-debugging-port={port}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-    return out
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    targets = api(f"http://127.0.0.1:{port}", "/json/list")
+                    page = next(t for t in targets if t.get("type") == "page")  # type: ignore[union-attr]
+                    break
+                except (OSError, StopIteration):
+                    if time.monotonic() > deadline:
+                        raise SystemExit("headless Chromium did not open its DevTools port") from None
+                    time.sleep(0.5)
+            ids = itertools.count(1)
+            async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+
+                async def cdp(method: str, **params: object) -> dict:
+                    n = next(ids)
+                    await ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                    while True:
+                        message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                        if message.get("id") == n:
+                            if "error" in message:
+                                raise RuntimeError(f"{method}: {message['error']}")
+                            return message.get("result", {})
+
+                await cdp("Page.enable")
+                written = []
+                for shot in shots:
+                    await cdp("Emulation.setDeviceMetricsOverride", width=width,
+                              height=shot.height or height, deviceScaleFactor=1, mobile=False)
+                    await cdp("Page.navigate", url=shot.url)
+                    await asyncio.sleep(settle)
+                    if shot.click:
+                        clicked = await cdp("Runtime.evaluate", returnByValue=True,
+                                            expression=CLICK_JS.format(label=json.dumps(shot.click)))
+                        if not clicked.get("result", {}).get("value"):
+                            print(f"{shot.name}: no {shot.click!r} to click", file=sys.stderr)
+                        await asyncio.sleep(settle)
+                    data = await cdp("Page.captureScreenshot", format="png")
+                    path = out / f"{shot.name}.png"
+                    path.write_bytes(base64.b64decode(data["data"]))
+                    written.append(path)
+                return written
+        finally:
+            os.killpg(browser.pid, signal.SIGTERM)
+            try:
+                browser.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(browser.pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--width", type=int, default=1600)
     parser.add_argument("--height", type=int, default=1200)
+    parser.add_argument("--settle", type=float, default=6.0,
+                        help="seconds a page gets to load (and again after a click)")
     parser.add_argument("demo_args", nargs="*", help="extra arguments for prefect-runway demo")
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
@@ -112,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(runs, list) and runs, "no flow run was recorded"
         run = next((r for r in runs if r.get("parent_task_run_id") is None), runs[0])
         run_id = run["id"]
+        page = f"{ui}/runs/flow-run/{run_id}"
         shots = [
-            ("run", f"{ui}/runs/flow-run/{run_id}"),
-            ("run-logs", f"{ui}/runs/flow-run/{run_id}?tab=Logs"),
-            ("run-artifacts", f"{ui}/runs/flow-run/{run_id}?tab=Artifacts"),
-            ("artifacts", f"{ui}/artifacts"),
+            Shot("run", page),
+            Shot("run-logs", page, click="Logs", height=2 * args.height),
+            Shot("run-task-runs", page, click="Task Runs"),
+            Shot("run-artifacts", page, click="Artifacts", height=2 * args.height),
+            Shot("artifacts", f"{ui}/artifacts"),
         ]
         artifacts = api(base, "/artifacts/filter", {
             "artifacts": {"flow_run_id": {"any_": [run_id]}}, "sort": "CREATED_DESC",
@@ -124,10 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(artifacts, list)
         for artifact in artifacts:
             label = artifact.get("key") or artifact["type"]
-            shots.append((f"artifact-{label}", f"{ui}/artifacts/artifact/{artifact['id']}"))
-        for name, url in shots:
-            path = screenshot(args.chromium, url, out / f"{name}.png",
-                              width=args.width, height=args.height)
+            shots.append(Shot(f"artifact-{label}", f"{ui}/artifacts/artifact/{artifact['id']}"))
+        for path in asyncio.run(_take(args.chromium, shots, out, args.width, args.height,
+                                      args.settle)):
             print(path)
     finally:
         os.killpg(server.pid, signal.SIGTERM)

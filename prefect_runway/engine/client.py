@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.download import DownloadedFile, Downloader
 from prefect_runway.engine.events import EngineLogger
-from prefect_runway.engine.progress import ProgressLine
+from prefect_runway.engine.progress import ProgressLine, watch_poll
 from prefect_runway.engine.retry import (
     RETRY_STATUS,
     Retry,
@@ -322,6 +322,7 @@ class GenerationClient:
             await asyncio.sleep(min(delay, remaining))
             update = await self.status(generation)
             progress.seen(update, age(), window)
+            watch_poll(generation, update, age(), window)
             self._note_throttle(generation, update, queue, time.monotonic())
             if track is not None:
                 if update.state.terminal:

@@ -11,16 +11,48 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from prefect_runway.engine.events import EngineLogger
-from prefect_runway.models import Generation, StatusUpdate
+from prefect_runway.engine.events import EngineLogger, emit_job
+from prefect_runway.models import Generation, JobState, StatusUpdate
 from prefect_runway.polling import LatencyWindow
 
-__all__ = ["PROGRESS_EVERY", "ProgressLine", "describe_progress"]
+__all__ = ["PROGRESS_EVERY", "ProgressLine", "describe_progress", "watch_poll"]
 
 #: Seconds between two progress lines of one job.
 PROGRESS_EVERY = 30.0
 
 logger = EngineLogger("prefect_runway.engine.progress")
+
+
+def provider_share(update: StatusUpdate) -> float | None:
+    """The provider's own progress as a share, 0-1 (Runway reports 0-1; some report 0-100)."""
+    if update.progress is None:
+        return None
+    share = update.progress if update.progress <= 1 else update.progress / 100
+    return max(0.0, min(1.0, share))
+
+
+def watch_poll(
+    generation: Generation, update: StatusUpdate, age: float, window: LatencyWindow | None
+) -> None:
+    """Tell the job's watchers (:func:`prefect_runway.engine.events.subscribe`) what a poll saw.
+
+    A pending job is ``submitted`` (or ``throttled``, held back by the provider), a running
+    one ``running``; how a job ends (stored, or failed after any resubmit) is the flows' to
+    say (:mod:`prefect_runway.watch`).
+    """
+    if update.throttled:
+        state = "throttled"
+    elif update.state is JobState.PENDING:
+        state = "submitted"
+    elif update.state is JobState.RUNNING:
+        state = "running"
+    else:
+        return
+    emit_job(
+        state, generation, progress=provider_share(update), age=age,
+        expected=(window.low, window.high) if window is not None else None,
+        detail=update.error or update.raw_status or update.state.value,
+    )
 
 
 def describe_progress(update: StatusUpdate, age: float, window: LatencyWindow | None) -> str:
@@ -32,8 +64,8 @@ def describe_progress(update: StatusUpdate, age: float, window: LatencyWindow | 
     parts = [update.raw_status or update.state.value]
     if update.throttled:
         parts.append("held back by the provider (throttled)")
-    if update.progress is not None:
-        share = update.progress if update.progress <= 1 else update.progress / 100
+    share = provider_share(update)
+    if share is not None:
         parts.append(f"{share:.0%} done (provider)")
     parts.append(f"{age:.0f} s since submit")
     if window is not None:

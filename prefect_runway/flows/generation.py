@@ -15,7 +15,13 @@ from typing import Any
 
 from prefect.logging import get_run_logger
 
-from prefect_runway.artifacts import publish_outputs, publish_still, publish_video_preview
+from prefect_runway.artifacts import (
+    BatchProgress,
+    advance_quietly,
+    publish_outputs,
+    publish_still,
+    publish_video_preview,
+)
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.costs import (
@@ -28,6 +34,7 @@ from prefect_runway.costs import (
     output_cost,
     plan_costs,
 )
+from prefect_runway.engine.events import emit_job
 from prefect_runway.errors import (
     BudgetExceeded,
     ClassifiedFailure,
@@ -70,6 +77,7 @@ from prefect_runway.tasks.generation import (
     flow_run_id,
     submit_task_for,
 )
+from prefect_runway.watch import announce, watched_generation
 
 #: How old a provider output URL may be before it is refreshed from the provider.
 FRESH_URL_SECONDS = 600
@@ -77,6 +85,7 @@ FRESH_URL_SECONDS = 600
 HANDOFF_URL_SECONDS = 900
 
 
+@watched_generation
 async def run_generation(
     prepared: PreparedRequest,
     credentials: ProviderCredentials,
@@ -142,7 +151,9 @@ async def run_generation(
         task = submit_task_for(on, refresh=refresh).with_options(
             task_run_name=lambda: run_name, **({} if last else {"retries": 0}),
         )
-        return await task(request, on, storage, refresh)
+        submitted = await task(request, on, storage, refresh)
+        emit_job("submitted", submitted)  # also a job found in the cache
+        return submitted
 
     if fallback is None:
         generation = await submit(prepared, force)
@@ -369,6 +380,7 @@ async def image_to_video(
     image_fallback: list[ProviderCredentials | str] | None = None,
     video_fallback: list[ProviderCredentials | str] | None = None,
     fallback_on: list[str] | str | None = None,
+    progress: bool = True,
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
@@ -416,6 +428,9 @@ async def image_to_video(
         fallback_on: The reasons that allow a fallback (default: all of
             ``unavailable``, ``rate_limited``, ``daily_quota``, ``insufficient_credits``,
             ``model_unsupported``); never after ``SubmissionUncertain``.
+        progress: Keep an ``image-to-video-progress`` artifact (still, then video) up to
+            date: created once, updated as each step ends (a Prefect API call each);
+            False for none.
 
     Returns:
         The stored still and video.
@@ -458,13 +473,19 @@ async def image_to_video(
         cap.check(cost_plan)
     if check_balance:
         await _check_balances(cost_plan, [image_creds, video_creds], [image_route, video_route])
-    still_result, still_stored = await run_generation(
+    announce(name, "image", image_creds.provider_name, chain.still.model)
+    announce(name, "video", video_creds.provider_name, chain.video_check.model)
+    tracker = await BatchProgress.begin(
+        2, key="image-to-video-progress", description=f"image-to-video{f' {name!r}' if name else ''}",
+        steps=("still", "video"),
+    ) if progress else None
+    still_result, still_stored = await advance_quietly(tracker, run_generation(
         chain.still, image_creds, storage=store, key_template=key_template, name=name,
         timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
         queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
         resubmit_internal=resubmit_internal,
         fallback=image_route.runtime(same_request(still_request), name),
-    )
+    ))
     still = still_stored[0]
     image_creds = image_route.credentials_for(still.provider)  # where the still was made
 
@@ -484,13 +505,13 @@ async def image_to_video(
     image = await still_reference(still, still_result, image_creds, video_creds, store,
                                   upload=upload)
     video_step = await chain.video_request_uploading(image, still.sha256, upload=upload)
-    _, video_stored = await run_generation(
+    _, video_stored = await advance_quietly(tracker, run_generation(
         prepare(video_step, video_creds), video_creds, storage=store, key_template=key_template,
         name=name, timeout=timeout, force=force, preview=preview,
         reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
         retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
         fallback=video_route.runtime(video_for, name),
-    )
+    ))
     await publish_video_preview(video_stored[0], store, name)
     await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
     return ImageToVideoResult(still=still, video=video_stored[0])

@@ -67,6 +67,7 @@ from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.shots import load_shots
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
 from prefect_runway.tasks.generation import submission_cache_key, submit_generation
+from prefect_runway.watch import announce_chains
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
@@ -225,6 +226,7 @@ async def storyboard(
                if progress else None)
     if tracker is not None:
         await tracker.start()
+    announce_chains(groups.values())  # to a watcher in this process (the CLI's live display)
 
     async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
         provider = plan.image_credentials.provider_name

@@ -26,7 +26,7 @@ from prefect.utilities.annotations import NotSet
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.delivery import deliver
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
-from prefect_runway.engine.events import log_to
+from prefect_runway.engine.events import emit_job, log_to
 from prefect_runway.errors import (
     PrefectRunwayError,
     ProviderError,
@@ -354,6 +354,7 @@ async def download_generation(
     """
     store = resolve_storage(storage)
     check_preview(preview)
+    emit_job("downloading", result.generation, name=name)
     try:
         async with credentials.get_client() as client:
             return await deliver(

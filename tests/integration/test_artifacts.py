@@ -66,7 +66,8 @@ async def test_local_storage_artifacts_render_after_the_emulator_is_gone(tmp_pat
     assert "file://" not in everything
     keys = {a.key: a for a in artifacts}
     assert {"still-harbour", "preview-harbour", "summary-image-to-video",
-            "outputs-image-to-video"} <= set(keys)
+            "outputs-image-to-video", "image-to-video-progress"} == set(keys)
+    assert float(keys["image-to-video-progress"].data) == 100.0
     refs = [src for a in artifacts for src in image_references(a)]
     # the still, the preview, and both again in the summary
     assert len(refs) == 4

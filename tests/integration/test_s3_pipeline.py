@@ -133,7 +133,8 @@ async def test_artifacts_show_still_preview_and_a_table_with_links(chain, moto_u
     result, _, _ = chain
     artifacts = await artifacts_of(result.still.flow_run_id)
     kinds = sorted(a.type for a in artifacts)
-    assert kinds == ["image", "image", "markdown", "table"]
+    # the still, the preview, the summary, the image-to-video-progress, the outputs table
+    assert kinds == ["image", "image", "markdown", "progress", "table"]
     links = next(a for a in artifacts if a.type == "markdown").data
     for output in (result.still, result.video):
         assert f"]({moto_url}/runway-outputs/nightly/{output.key}?" in links

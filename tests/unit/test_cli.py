@@ -7,6 +7,7 @@ directory is created.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -54,6 +55,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
         (["serve", "--credentials", "justaname"], ["--credentials", "block-type/name"]),
         (["emulator", "--port", "99999"], ["--port", "0-65535"]),
         (["bogus-command"], ["invalid choice"]),
+        (["storyboard", "no-such-shots.yaml", "--emulator"], ["shots", "is not a file"]),
+        (["storyboard", "no-such-shots.yaml", "--concurrency", "0"], ["--concurrency", "above 0"]),
     ],
 )
 def test_a_mistake_is_one_line_exit_2_and_nothing_starts(tmp_path, args, needles):
@@ -96,3 +99,17 @@ def test_the_emulator_banner_gives_each_block_its_base_url(tmp_path):
     assert "AimlapiCredentials(base_url='http://127.0.0.1:8765')" in text
     assert "RunwayCredentials(base_url='http://127.0.0.1:8765')" in text
     assert text.splitlines()[0] == "prefect-runway emulator on http://127.0.0.1:8765"
+
+
+def test_storyboard_mistakes_in_the_file_or_the_credentials_are_one_line(tmp_path):
+    shot = {"name": "dock", "still_prompt": "a dock @hero", "motion_prompt": "pan",
+            "reference_images": [{"uri": "https://example.com/r.png", "tag": "hero"}]}
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([shot]))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{**shot, "seed": 100000}]))
+    assert_one_line_error(run_cli(tmp_path, "storyboard", str(good)), "--credentials", "--emulator")
+    assert_one_line_error(run_cli(tmp_path, "storyboard", str(bad), "--emulator"), "seed",
+                          "1-99999")
+    assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"
+    assert not (tmp_path / "runway-outputs").exists()
