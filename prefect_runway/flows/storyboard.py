@@ -53,7 +53,7 @@ from prefect_runway.costs import (
 from prefect_runway.errors import InvalidRequest, StoryboardFailed
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ProviderSlots
+from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
@@ -183,8 +183,7 @@ async def storyboard(
     if dry_run:
         logger.info("Dry run: nothing submitted")
         return cost_plan
-    if check_balance:
-        await _check_balances(cost_plan, plans, logger)
+    balances = await _check_balances(cost_plan, plans, logger) if check_balance else {}
     guard = BudgetGuard(cap)
 
     providers = {p.image_credentials.provider_name for p in plans}
@@ -197,6 +196,12 @@ async def storyboard(
         else:
             logger.info("No active global concurrency limit %r: %s jobs are bounded by this "
                         "run's concurrency only", name, provider)
+    # Without the user's own limit, the account's per-model limit (Runway's
+    # maxConcurrentGenerations, read with the balance) bounds this run's jobs of that model.
+    model_slots = ModelSlots.from_balances(balances, slots)
+    for (provider, model), bound in sorted(model_slots.bounds.items()):
+        logger.info("At most %d %s %s job(s) at once in this run: the account's "
+                    "maxConcurrentGenerations", bound, provider, model)
 
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
@@ -213,7 +218,7 @@ async def storyboard(
             raise NotStarted(f"not started: its still would pass the budget of {cap.describe()}")  # type: ignore[union-attr]
         charged = None
         try:
-            async with slots.slot(provider):
+            async with slots.slot(provider), model_slots.slot(provider, plan.chain.still.model):
                 result, stored = await run_generation(
                     plan.chain.still, plan.image_credentials, storage=store,
                     key_template=key_template, name=plan.name, timeout=timeout, force=force,
@@ -246,7 +251,8 @@ async def storyboard(
                     )
                 charged = None
                 try:
-                    async with slots.slot(provider):
+                    async with slots.slot(provider), model_slots.slot(
+                            provider, video_step.model):
                         _, stored = await run_generation(
                             video_step, plan.video_credentials, storage=store,
                             key_template=key_template, name=plan.name, timeout=timeout,
@@ -294,8 +300,11 @@ async def storyboard(
     return Failed(message=message, data=StoryboardFailed(message, summary))  # type: ignore[return-value]
 
 
-async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any) -> None:
-    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any) -> dict[str, Any]:
+    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped.
+
+    Returns the balances read, per provider (their per-model limits bound the run's jobs).
+    """
     from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
 
     credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
@@ -305,9 +314,10 @@ async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: An
         raise
     except (PrefectRunwayError, OSError) as exc:
         logger.warning("Could not read a provider's balance; not checked: %s", exc)
-        return
+        return {}
     for provider, balance in sorted(balances.items()):
         logger.info("%s balance: %s %s", provider, balance.credits, balance.unit)
+    return dict(balances)
 
 
 __all__ = ["DEFAULT_CONCURRENCY", "storyboard"]
