@@ -10,7 +10,8 @@
   nothing sent); :class:`BudgetGuard` stops new submits during a run once what was spent plus
   what is in flight would pass it.
 * :func:`charged_cost` is the cost ledger's rule: what the provider reported it charged
-  (Runway's task ``cost``, AIMLAPI's ``meta.usage.credits_used``), else the estimate from
+  (Runway's task ``cost``, AIMLAPI's ``meta.usage.credits_used``, Segmind's
+  ``x-remaining-credits`` difference where provable), else the estimate from
   :mod:`prefect_runway.pricing`, marked ``estimated``. :func:`emit_charged` emits the Prefect
   event ``prefect-runway.generation.charged`` per generation.
 * :func:`check_balances` reads each provider's balance (where it has an endpoint) and refuses a
@@ -90,14 +91,19 @@ def charged_cost(result: GenerationResult, table: PriceTable | None = None) -> C
     """The cost ledger's entry for a finished job: reported where the provider reports it.
 
     Runway's task ``cost.credits`` and AIMLAPI's ``credits_used`` arrive as
-    ``result.cost`` (parsed by the providers); otherwise (Segmind) the estimate from the price
-    table, marked ``estimated``. None when neither is known.
+    ``result.cost`` (parsed by the providers); Segmind's charge is the balance difference
+    around the submit (``generation.charged``, where the engine could prove it: see
+    :mod:`prefect_runway.engine.credits`); otherwise the estimate from the price table,
+    marked ``estimated``. None when neither is known.
     """
     g = result.generation
     guess = estimate(g.provider, g.model, g.kind, g.request, table)
+    unit = guess.unit if guess else PROVIDER_UNITS.get(g.provider, "credits")
     if result.cost is not None:
-        unit = guess.unit if guess else PROVIDER_UNITS.get(g.provider, "credits")
         return Cost(float(result.cost), unit, False, "provider")
+    if g.charged is not None:
+        return Cost(float(g.charged), PROVIDER_UNITS.get(g.provider, unit), False,
+                    "remaining-credits")
     return guess
 
 
