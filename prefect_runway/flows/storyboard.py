@@ -58,6 +58,7 @@ from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.shots import load_shots
+from prefect_runway.spend import DailyBudgets
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
 from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 
@@ -129,7 +130,8 @@ async def storyboard(
     Raises:
         InvalidShot: a shot is invalid (names the row and field); nothing was submitted.
         StoryboardFailed: some shots failed (the others were stored).
-        BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
+        BudgetExceeded: the plan costs more than ``budget``, or than what a credentials
+            block's ``daily_budget`` has left today (UTC); nothing was sent.
         InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
 
     Example:
@@ -180,11 +182,15 @@ async def storyboard(
     logger.info("Cost plan:\n%s", cost_plan.table())
     if cap is not None:
         cap.check(cost_plan)
+    daily = DailyBudgets.of({id(c): c for p in plans  # each block's cap per UTC day
+                             for c in (p.image_credentials, p.video_credentials)}.values(), store)
+    if daily:
+        await daily.check(cost_plan, plans)
     if dry_run:
         logger.info("Dry run: nothing submitted")
         return cost_plan
     balances = await _check_balances(cost_plan, plans, logger) if check_balance else {}
-    guard = BudgetGuard(cap)
+    guard = BudgetGuard(cap, daily)
 
     providers = {p.image_credentials.provider_name for p in plans}
     providers |= {p.video_credentials.provider_name for p in plans}
@@ -213,9 +219,8 @@ async def storyboard(
 
     async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
         provider = plan.image_credentials.provider_name
-        reserved = await guard.reserve(provider, estimate_step(plan.chain.still))
-        if reserved is None:
-            raise NotStarted(f"not started: its still would pass the budget of {cap.describe()}")  # type: ignore[union-attr]
+        reserved = await guard.admit(provider, estimate_step(plan.chain.still),
+                                     plan.image_credentials, "its still")
         charged = None
         try:
             async with slots.slot(provider), model_slots.slot(provider, plan.chain.still.model):
@@ -244,11 +249,8 @@ async def storyboard(
                 )
                 video_step = plan.chain.video(image, still.sha256)
                 provider = plan.video_credentials.provider_name
-                reserved = await guard.reserve(provider, estimate_step(plan.chain.video_check))
-                if reserved is None:
-                    raise NotStarted(
-                        f"not started: its video would pass the budget of {cap.describe()}"  # type: ignore[union-attr]
-                    )
+                reserved = await guard.admit(provider, estimate_step(plan.chain.video_check),
+                                             plan.video_credentials, "its video")
                 charged = None
                 try:
                     async with slots.slot(provider), model_slots.slot(

@@ -1,0 +1,100 @@
+"""A credentials block's daily budget, across flow runs of one (UTC) day.
+
+The spend of each day is recorded beside the submission ledger in the run's storage; a
+second run the same day whose plan would pass the block's daily budget is refused before
+anything is sent, and a run that crosses it mid-run stops submitting.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from prefect_runway import BudgetExceeded, RunwayCredentials, storyboard
+from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.spend import SPEND_FOLDER, block_identity, utc_day
+from prefect_runway.testing.fixtures import _fast
+
+REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+
+
+def _shots(token: str, *indices: int) -> list[dict[str, object]]:
+    return [{"name": f"shot-{i}", "still_prompt": f"scene {i}, @hero {token}",
+             "reference_images": REF, "motion_prompt": f"move {i}", "seed": i,
+             "ratio": "1280:720", "duration": 5} for i in indices]
+
+
+def _submissions(emulator: Emulator) -> int:
+    return sum(emulator.stats()[p]["total_submissions"] for p in ("segmind", "aimlapi", "runway"))
+
+
+def _recorded(tmp_path, credentials) -> dict[str, float]:
+    folder = tmp_path / SPEND_FOLDER / utc_day() / block_identity(credentials)[0]
+    records = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    return {r["job_id"]: r["amount"] for r in records}
+
+
+async def test_a_second_run_the_same_day_over_the_daily_budget_is_refused(tmp_path):
+    token = uuid.uuid4().hex[:8]
+    with Emulator(EmulatorConfig(latency=0.3, video_fps=4, runway_concurrency=8)) as emulator:
+        # Each shot: a 720p still (5 credits) and 5 s of gen4_turbo (25 credits).
+        credentials = _fast(RunwayCredentials, emulator.url, daily_budget=70)
+        first = await storyboard(shots=_shots(token, 1, 2), credentials=credentials,
+                                 storage=str(tmp_path), preview=None, progress=False)
+        assert first.completed == 2
+        charged = {c["job_id"]: c["charged"] for c in emulator.charges()}
+        assert _recorded(tmp_path, credentials) == charged
+        assert sum(charged.values()) == 60
+        before = _submissions(emulator)
+
+        # Another flow run, the same day, on the same block: 60 spent + 30 planned > 70.
+        with pytest.raises(BudgetExceeded, match=r"the plan costs 30 on runway at .*which "
+                           r"spent 60 today .*over the daily budget of 70"):
+            await storyboard(shots=_shots(token, 3), credentials=credentials,
+                             storage=str(tmp_path), preview=None, progress=False)
+        assert _submissions(emulator) == before == 4
+        assert len(emulator.charges()) == 4
+
+        # The cap is the block's: another block with its own budget still runs.
+        other = _fast(RunwayCredentials, emulator.url.replace("127.0.0.1", "localhost"),
+                      daily_budget=70)
+        done = await storyboard(shots=_shots(token, 3), credentials=other,
+                                storage=str(tmp_path), preview=None, progress=False)
+        assert done.completed == 1
+
+
+async def test_a_run_crossing_the_daily_budget_stops_submitting(tmp_path):
+    # The emulator charges gen4_turbo 10 credits/s where the client's table says 5: the plan
+    # fits what is left of the day, the actual charges do not.
+    token = uuid.uuid4().hex[:8]
+    config = EmulatorConfig(latency=0.3, video_fps=4, runway_concurrency=8,
+                            price_overrides={"runway": {"gen4_turbo": {"amount": 10}}})
+    with Emulator(config) as emulator:
+        credentials = _fast(RunwayCredentials, emulator.url, daily_budget=130)
+        await storyboard(shots=_shots(token, 1), credentials=credentials,
+                         storage=str(tmp_path), preview=None, progress=False)
+        assert sum(_recorded(tmp_path, credentials).values()) == 55  # 5 + 50
+
+        # 55 spent + 2 x 30 planned = 115 fits 130. Run one chain at a time: still 1 (60),
+        # video 1 charged 50 (110), still 2 (115); video 2's 25 would pass 130.
+        state = await storyboard(shots=_shots(token, 2, 3), credentials=credentials,
+                                 storage=str(tmp_path), preview=None, progress=False,
+                                 concurrency=1, return_state=True)
+        assert state.is_failed()
+        with pytest.raises(Exception) as info:
+            await state.aresult()
+        summary = info.value.summary
+        charges = emulator.charges()
+
+    assert summary.completed == 1 and summary.not_started == 1
+    skipped = next(s for s in summary.shots if s.status == "not_started")
+    assert skipped.error.startswith("not started: its video would pass the daily budget of "
+                                    "130 (provider's unit) of runway at ")
+    assert skipped.still is not None and skipped.video is None
+    assert [c["model"] for c in charges] == ["gen4_image", "gen4_turbo", "gen4_image",
+                                             "gen4_turbo", "gen4_image"]
+    recorded = _recorded(tmp_path, credentials)
+    assert recorded == {c["job_id"]: c["charged"] for c in charges}
+    assert sum(recorded.values()) == 115
