@@ -12,7 +12,7 @@ unit, or a currency like ``"USD 50"``) caps what all flow runs spend with that b
   (re-read, so other runs' charges count) plus this run's estimates in flight plus the new
   job's estimate must fit; otherwise the job is not started (running jobs finish).
 * **After each job** (:func:`record_spend`): its charged cost (or the estimate, marked) is
-  recorded under the block and the day.
+  recorded under the block and the day it was submitted (when the providers charge).
 
 Where: beside the submission ledger (:func:`prefect_runway.ledger.ledger_of`), in the run's
 result storage — locally ``<dir>/prefect-runway-spend/<YYYY-MM-DD>/<block>/``, in S3
@@ -178,8 +178,8 @@ def _record(storage: Any, credentials: Any, result: Any, cost: Cost, day: str) -
 
 async def record_spend(credentials: Any, storage: Any, result: Any, cost: Cost | None,
                        logger: Any = None) -> bool:
-    """Record a finished job's cost under its block and today (UTC), where the block has a
-    daily budget. A job already recorded is not counted again. Never raises: a record that
+    """Record a finished job's cost under its block and the (UTC) day it was submitted, where
+    the block has a daily budget. A job already recorded is not counted again. Never raises: a record that
     cannot be written is logged (the job is paid and stored either way).
 
     Returns:
@@ -188,7 +188,8 @@ async def record_spend(credentials: Any, storage: Any, result: Any, cost: Cost |
     if getattr(credentials, "daily_budget", None) is None or cost is None:
         return False
     try:
-        return await asyncio.to_thread(_record, storage, credentials, result, cost, utc_day())
+        day = utc_day(result.generation.submitted_at)
+        return await asyncio.to_thread(_record, storage, credentials, result, cost, day)
     except Exception as exc:  # the job is paid and stored: never fail it over the record
         if logger is not None:
             logger.warning("Could not record the cost of %s job %s for the daily budget: %s",

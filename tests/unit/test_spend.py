@@ -70,6 +70,12 @@ def test_records_are_per_day_and_block_counted_once_and_summed(tmp_path):
         assert not await record_spend(_creds(), tmp_path, _result("c"), Cost(5, "credits", False, "x"))
         assert await entry.spent() == 55
         assert await entry.spent("2000-01-01") == 0
+        # A job submitted yesterday (reused today) counts for the day it was paid.
+        old = _result("d")
+        old.generation.submitted_at = datetime.now(timezone.utc) - timedelta(days=1)
+        assert await record_spend(creds, tmp_path, old, Cost(7, "credits", False, "x"))
+        assert await entry.spent() == 55
+        assert await entry.spent(utc_day(old.generation.submitted_at)) == 7
         # The guard: 55 + 40 fits 100, then 10 more does not (in flight counts).
         guard = BudgetGuard(None, daily)
         first = await guard.admit("runway", Cost(40, "credits", True, "t"), creds, "its video")
