@@ -11,10 +11,14 @@ import json
 import uuid
 
 import pytest
+from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
 from prefect_runway import BudgetExceeded, RunwayCredentials, storyboard
+from prefect_runway.costs import Cost
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.spend import SPEND_FOLDER, block_identity, utc_day
+from prefect_runway.models import Generation, GenerationResult, JobState
+from prefect_runway.spend import SPEND_FOLDER, DailyBudgets, block_identity, record_spend, utc_day
+from prefect_runway.storage.s3 import S3Storage
 from prefect_runway.testing.fixtures import _fast
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -98,3 +102,20 @@ async def test_a_run_crossing_the_daily_budget_stops_submitting(tmp_path):
     recorded = _recorded(tmp_path, credentials)
     assert recorded == {c["job_id"]: c["charged"] for c in charges}
     assert sum(recorded.values()) == 115
+
+
+async def test_the_days_spend_lives_in_s3_beside_the_ledger(moto_url):  # noqa: F811
+    bucket = new_bucket(aws_credentials(moto_url), "spend-records", folder="outputs")
+    storage = S3Storage(bucket)
+    credentials = _fast(RunwayCredentials, "http://127.0.0.1:9", daily_budget="USD 1")
+    entry = DailyBudgets.of([credentials], storage).entry(credentials)
+    for job_id, amount in (("t-1", 25), ("t-2", 50), ("t-1", 25)):  # t-1 twice: once
+        generation = Generation(provider="runway", model="gen4_turbo", kind="video",
+                                job_id=job_id, fingerprint="f" * 64, base_url="http://127.0.0.1:9")
+        result = GenerationResult(generation=generation, state=JobState.SUCCEEDED, outputs=["u"])
+        await record_spend(credentials, storage, result, Cost(amount, "credits", False, "p"))
+    assert await entry.spent() == pytest.approx(0.75)  # 75 credits in dollars
+    prefix = f"outputs/{SPEND_FOLDER}/{utc_day()}/{block_identity(credentials)[0]}/"
+    keys = list_keys(bucket)
+    assert len(keys) == 2 and all(k.startswith(prefix) and k.endswith(".json") for k in keys)
+    assert {json.loads(get_object(bucket, k))["job_id"] for k in keys} == {"t-1", "t-2"}
