@@ -104,7 +104,10 @@ async def storyboard(
         storage: Directory, ``s3://bucket/prefix`` or filesystem block for the outputs
             (default ``./runway-outputs``; on a worker, give an absolute directory or S3).
         key_template: Storage key template; ``{name}`` is the shot's name.
-        concurrency: How many shots run at once in this flow run.
+        concurrency: How many shots run at once in this flow run. Where a provider has no
+            active global concurrency limit, its jobs of each model are also bounded by what
+            the account allows at once (Runway's ``maxConcurrentGenerations``, read with the
+            balance when ``check_balance``).
         provider_limit: Name of the Prefect global concurrency limit each job holds a slot
             of while it runs, ``{provider}`` replaced by the provider's name; used where it
             exists, so that every worker shares it. Empty to use none.
@@ -122,6 +125,11 @@ async def storyboard(
             return the :class:`~prefect_runway.costs.CostPlan`.
         check_balance: Before the run, read each provider's balance (where it has an
             endpoint) and refuse a plan it cannot pay.
+
+    A credentials block's ``daily_budget`` is enforced too (see :mod:`prefect_runway.spend`):
+    a plan over what the block has left today (UTC) is refused before anything is sent, and
+    no new job starts once the block's spend today plus this run's jobs in flight would
+    pass it.
 
     Returns:
         The per-shot summary. When any shot failed, the run ends Failed: calling the flow
