@@ -119,3 +119,35 @@ async def test_the_days_spend_lives_in_s3_beside_the_ledger(moto_url):  # noqa: 
     keys = list_keys(bucket)
     assert len(keys) == 2 and all(k.startswith(prefix) and k.endswith(".json") for k in keys)
     assert {json.loads(get_object(bucket, k))["job_id"] for k in keys} == {"t-1", "t-2"}
+
+
+def test_plan_checks_a_blocks_daily_budget_against_todays_spend(tmp_path, capsys):
+    import asyncio
+
+    import yaml
+
+    from prefect_runway.cli import main
+
+    token = uuid.uuid4().hex[:8]
+    with Emulator(EmulatorConfig(latency=0.3, video_fps=4)) as emulator:
+        name = f"daily-{token}"
+        block = _fast(RunwayCredentials, emulator.url, daily_budget=70)
+        block.save(name, overwrite=True)  # sync here: Prefect runs it
+        path = tmp_path / "shots.yaml"
+        path.write_text(yaml.safe_dump(_shots(token, 1)))  # 5 + 25 credits
+        args = ["plan", str(path), "--credentials", f"runway-credentials/{name}",
+                "--storage", str(tmp_path)]
+
+        assert main(args) == 0
+        assert (f"runway-credentials/{name}: 0 spent today ({utc_day()} UTC), within the "
+                f"daily budget of 70 (provider's unit)") in capsys.readouterr().out
+        generation = Generation(provider="runway", model="gen4_turbo", kind="video",
+                                job_id="earlier", fingerprint="f" * 64, base_url=emulator.url)
+        earlier = GenerationResult(generation=generation, state=JobState.SUCCEEDED, outputs=["u"])
+        assert asyncio.run(record_spend(block, str(tmp_path), earlier,
+                                        Cost(45, "credits", False, "provider")))
+        assert main(args) == 1  # 45 + 30 > 70
+        err = capsys.readouterr().err
+        assert "BudgetExceeded: the plan costs 30 on runway-credentials/" in err
+        assert "which spent 45 today" in err
+        assert _submissions(emulator) == 0
