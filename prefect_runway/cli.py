@@ -372,6 +372,8 @@ async def _plan(args: argparse.Namespace) -> int:
     from prefect_runway.costs import Budget, cached_steps, check_balances, plan_costs
     from prefect_runway.plan import plan_storyboard
     from prefect_runway.shots import load_shots
+    from prefect_runway.spend import DailyBudgets, utc_day
+    from prefect_runway.storage import resolve_storage
 
     budget = Budget.parse(args.budget) if args.budget is not None else None
     if "://" not in args.shots and not Path(args.shots).is_file():
@@ -391,8 +393,14 @@ async def _plan(args: argparse.Namespace) -> int:
     if budget is not None:
         within = budget.check(cost_plan)
         print(f"within the budget of {budget.describe()} ({within:g})")
+    credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
+    daily = DailyBudgets.of({id(c): c for c in credentials}.values(), resolve_storage(args.storage))
+    if daily:  # each block's daily budget, with what was spent today beside --storage
+        spent = await daily.check(cost_plan, plans)
+        for folder, entry in sorted(daily.entries.items()):
+            print(f"{entry.label}: {spent[folder]:g} spent today ({utc_day()} UTC), "
+                  f"within {entry.describe()}")
     if args.balance:
-        credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
         balances = await check_balances(cost_plan, credentials)
         for provider, balance in sorted(balances.items()):
             print(f"{provider} balance: {balance.credits:g} {balance.unit} (enough)")
@@ -459,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a currency, e.g. 'USD 5.00' (exit 1)")
     p.add_argument("--balance", action="store_true",
                    help="also read each provider's balance and refuse a plan it cannot pay")
+    p.add_argument("--storage", default="runway-outputs",
+                   help="the runs' storage: a block's daily_budget is checked against the spend "
+                   "recorded there today (UTC) (default ./runway-outputs)")
     p.set_defaults(func=plan)
 
     sb = sub.add_parser("storyboard", help="run a storyboard in this process, its jobs shown "

@@ -10,7 +10,8 @@
   nothing sent); :class:`BudgetGuard` stops new submits during a run once what was spent plus
   what is in flight would pass it.
 * :func:`charged_cost` is the cost ledger's rule: what the provider reported it charged
-  (Runway's task ``cost``, AIMLAPI's ``meta.usage.credits_used``), else the estimate from
+  (Runway's task ``cost``, AIMLAPI's ``meta.usage.credits_used``, Segmind's
+  ``x-remaining-credits`` difference where provable), else the estimate from
   :mod:`prefect_runway.pricing`, marked ``estimated``. :func:`emit_charged` emits the Prefect
   event ``prefect-runway.generation.charged`` per generation.
 * :func:`check_balances` reads each provider's balance (where it has an endpoint) and refuses a
@@ -31,6 +32,7 @@ from prefect_runway.pricing import PriceTable, UnknownPrice, price
 
 __all__ = [
     "CHARGED_EVENT", "Budget", "BudgetGuard", "Cost", "CostPlan", "CostRow", "PlannedStep",
+    "Reservation",
     "charged_cost", "check_balances", "emit_charged", "estimate", "plan_costs",
 ]
 
@@ -90,14 +92,19 @@ def charged_cost(result: GenerationResult, table: PriceTable | None = None) -> C
     """The cost ledger's entry for a finished job: reported where the provider reports it.
 
     Runway's task ``cost.credits`` and AIMLAPI's ``credits_used`` arrive as
-    ``result.cost`` (parsed by the providers); otherwise (Segmind) the estimate from the price
-    table, marked ``estimated``. None when neither is known.
+    ``result.cost`` (parsed by the providers); Segmind's charge is the balance difference
+    around the submit (``generation.charged``, where the engine could prove it: see
+    :mod:`prefect_runway.engine.credits`); otherwise the estimate from the price table,
+    marked ``estimated``. None when neither is known.
     """
     g = result.generation
     guess = estimate(g.provider, g.model, g.kind, g.request, table)
+    unit = guess.unit if guess else PROVIDER_UNITS.get(g.provider, "credits")
     if result.cost is not None:
-        unit = guess.unit if guess else PROVIDER_UNITS.get(g.provider, "credits")
         return Cost(float(result.cost), unit, False, "provider")
+    if g.charged is not None:
+        return Cost(float(g.charged), PROVIDER_UNITS.get(g.provider, unit), False,
+                    "remaining-credits")
     return guess
 
 
@@ -270,20 +277,26 @@ class Budget:
     usd: bool
 
     @classmethod
-    def parse(cls, value: Budget | float | int | str | None) -> Budget | None:
+    def parse(
+        cls, value: Budget | float | int | str | None, field: str = "budget",
+    ) -> Budget | None:
         """``30`` (the provider's unit), ``"USD 5.00"`` / ``"$5"`` / ``"5 USD"`` (dollars).
 
+        Args:
+            value: The budget.
+            field: The parameter or block field it came from (named in errors).
+
         Raises:
-            InvalidRequest: naming ``budget`` and the allowed forms.
+            InvalidRequest: naming ``field`` and the allowed forms.
         """
         allowed = "a number >= 0 in the provider's unit, or a currency like 'USD 5.00'"
         if value is None or isinstance(value, Budget):
             return value
         if isinstance(value, bool):
-            raise InvalidRequest("budget", f"{value!r} is not a budget", allowed=allowed)
+            raise InvalidRequest(field, f"{value!r} is not a budget", allowed=allowed)
         if isinstance(value, (int, float)):
-            if value < 0:
-                raise InvalidRequest("budget", f"{value} is negative", allowed=allowed)
+            if value < 0 or value != value or value == float("inf"):
+                raise InvalidRequest(field, f"{value} is not a budget", allowed=allowed)
             return cls(float(value), usd=False)
         if isinstance(value, str):
             text = value.strip()
@@ -292,11 +305,11 @@ class Budget:
             except ValueError:
                 match = _MONEY.match(text)
                 if not match:
-                    raise InvalidRequest("budget", f"{value!r} is not a budget",
+                    raise InvalidRequest(field, f"{value!r} is not a budget",
                                          allowed=allowed) from None
                 return cls(float(match.group(2) or match.group(3)), usd=True)
-            return cls.parse(number)
-        raise InvalidRequest("budget", f"{type(value).__name__} is not a budget", allowed=allowed)
+            return cls.parse(number, field)
+        raise InvalidRequest(field, f"{type(value).__name__} is not a budget", allowed=allowed)
 
     def value_of(self, provider: str, amount: float, unit: str) -> float:
         """``amount`` of ``unit`` on ``provider`` in this budget's terms."""
@@ -336,15 +349,27 @@ class Budget:
         return total
 
 
-class BudgetGuard:
-    """Stops new submits once spent + in flight would pass the budget (one flow run).
+@dataclass
+class Reservation:
+    """What :meth:`BudgetGuard.admit` reserved for one job: in the run's budget, and in its
+    block's daily budget (a :class:`prefect_runway.spend.DailySpend`) where it has one."""
 
-    ``reserve`` before a submit (False: do not start it); ``settle`` when it ends, with what
-    it was charged (the reservation is released).
+    run: float = 0.0
+    daily: Any = None
+    daily_amount: float = 0.0
+
+
+class BudgetGuard:
+    """Stops new submits once spent + in flight would pass the budget (one flow run), or a
+    block's daily budget (``daily``: :class:`prefect_runway.spend.DailyBudgets`).
+
+    ``admit`` (or ``reserve``) before a submit; ``settle`` when it ends, with what it was
+    charged (the reservation is released).
     """
 
-    def __init__(self, budget: Budget | None) -> None:
+    def __init__(self, budget: Budget | None, daily: Any = None) -> None:
         self.budget = budget
+        self.daily = daily
         self.spent = 0.0
         self.in_flight = 0.0
         self._lock = asyncio.Lock()
@@ -360,8 +385,34 @@ class BudgetGuard:
             self.in_flight += amount
             return amount
 
-    async def settle(self, provider: str, reserved: float, cost: Cost | None) -> None:
+    async def admit(
+        self, provider: str, cost: Cost | None, credentials: Any = None, what: str = "it",
+    ) -> Reservation:
+        """Reserve a job's estimate in the run's budget and its block's daily budget.
+
+        Raises:
+            NotStarted: it would pass one of them (the message names which).
+        """
+        run = await self.reserve(provider, cost)
+        if run is None:
+            raise NotStarted(
+                f"not started: {what} would pass the budget of {self.budget.describe()}"  # type: ignore[union-attr]
+            )
+        entry = self.daily.entry(credentials) if self.daily and credentials is not None else None
+        if entry is None:
+            return Reservation(run)
+        amount = await entry.reserve(cost)
+        if amount is None:
+            await self.settle(provider, run, None)
+            raise NotStarted(f"not started: {what} would pass {entry.describe()}")
+        return Reservation(run, entry, amount)
+
+    async def settle(self, provider: str, reserved: float | Reservation, cost: Cost | None) -> None:
         """Release a reservation and count what was charged (None: nothing known)."""
+        if isinstance(reserved, Reservation):
+            if reserved.daily is not None:
+                await reserved.daily.release(reserved.daily_amount)
+            reserved = reserved.run
         if self.budget is None:
             return
         async with self._lock:

@@ -3,18 +3,25 @@
 A storyboard's jobs each hold a slot of the limit named for their provider
 (``segmind-jobs``, ...) where it exists, so that several workers share a provider's
 concurrency. The lookup runs once per flow run.
+
+Where a provider has no such limit, :class:`ModelSlots` bounds its jobs per model in this
+flow run by what the account itself allows at once (Runway's ``GET /v1/organization``:
+``tier.models[m].maxConcurrentGenerations``, read with the balance before the run), so that
+no job waits THROTTLED at the provider.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency as global_concurrency
 from prefect.exceptions import ObjectNotFound
 
-__all__ = ["DEFAULT_PROVIDER_LIMIT", "ProviderSlots", "existing_limits"]
+__all__ = ["DEFAULT_PROVIDER_LIMIT", "ModelSlots", "ProviderSlots", "existing_limits"]
 
 #: The Prefect global concurrency limit each job takes a slot of, when it exists.
 DEFAULT_PROVIDER_LIMIT = "{provider}-jobs"
@@ -63,4 +70,52 @@ class ProviderSlots:
             async with global_concurrency(name, occupy=1):
                 yield
         else:
+            yield
+
+
+class ModelSlots:
+    """This flow run's bound on each provider model's jobs at once, from the account's limits.
+
+    Runway's organization reports, per model, how many generations may run at once
+    (``maxConcurrentGenerations``); more wait THROTTLED at Runway. Where the user set no
+    provider limit (no active Prefect global concurrency limit for the provider, see
+    :class:`ProviderSlots`), that number bounds this run's jobs of the model, so none waits
+    THROTTLED because of this run. Other flow runs with the same key are not counted.
+
+    Args:
+        bounds: Jobs at once per ``(provider, model)``.
+    """
+
+    def __init__(self, bounds: Mapping[tuple[str, str], int] | None = None) -> None:
+        self.bounds = dict(bounds or {})
+        self._semaphores = {key: asyncio.Semaphore(n) for key, n in self.bounds.items()}
+
+    @classmethod
+    def from_balances(cls, balances: Mapping[str, Any], slots: ProviderSlots) -> ModelSlots:
+        """The bounds from balances read before the run (``costs.check_balances``).
+
+        A provider whose global concurrency limit is active keeps that limit only.
+        """
+        bounds: dict[tuple[str, str], int] = {}
+        for provider, balance in balances.items():
+            if slots.active(provider):
+                continue
+            for model, limits in (getattr(balance, "models", None) or {}).items():
+                n = getattr(limits, "max_concurrent_generations", None)
+                if isinstance(n, int) and n >= 1:
+                    bounds[(provider, model)] = n
+        return cls(bounds)
+
+    def bound(self, provider: str, model: str) -> int | None:
+        """Jobs of ``model`` on ``provider`` at once in this run, or None (unbounded here)."""
+        return self.bounds.get((provider, model))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, provider: str, model: str) -> AsyncIterator[None]:
+        """Hold one of the model's places (nothing where it has no bound)."""
+        semaphore = self._semaphores.get((provider, model))
+        if semaphore is None:
+            yield
+            return
+        async with semaphore:
             yield

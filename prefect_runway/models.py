@@ -600,6 +600,14 @@ class Generation(BaseModel):
         default_factory=dict,
         description="The request as sent, with data URIs shortened to their sha256.",
     )
+    charged: float | None = Field(
+        default=None,
+        description=(
+            "What the account was charged for this submit, where provable from the submit "
+            "answer (Segmind: the balance before it minus x-remaining-credits, see "
+            "prefect_runway.engine.credits); None: not known."
+        ),
+    )
 
 
 class StatusUpdate(BaseModel):

@@ -11,7 +11,7 @@ from abc import ABC
 from typing import ClassVar, Literal
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.providers import Provider, get_provider
@@ -82,6 +82,25 @@ class ProviderCredentials(CredentialsBlock, ABC):
             "with this key also takes a slot of, so that many workers share one budget."
         ),
     )
+    daily_budget: float | str | None = Field(
+        default=None,
+        description=(
+            "What all flow runs may spend with this block in one day (the UTC calendar day): "
+            "a number in the provider's unit (Runway credits, AIMLAPI credits, Segmind USD) "
+            "or a currency like 'USD 50'. A storyboard or image_to_video whose plan would "
+            "pass it with today's spend is refused before anything is sent; during a "
+            "storyboard no new job starts past it. Spend is recorded beside the submission "
+            "ledger in the run's storage (prefect_runway.spend). Empty: no daily cap."
+        ),
+    )
+
+    @field_validator("daily_budget")
+    @classmethod
+    def _check_daily_budget(cls, value: float | str | None) -> float | str | None:
+        from prefect_runway.costs import Budget
+
+        Budget.parse(value, field="daily_budget")  # InvalidRequest (a ValueError) if not
+        return value
 
     def provider(self) -> Provider:
         """The provider translation these credentials are for."""

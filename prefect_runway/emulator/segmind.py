@@ -276,7 +276,7 @@ class SegmindProtocol:
         )
 
     def _remaining(self, api_key: str) -> str:
-        return f"{self.backend.balance(PROVIDER, api_key):g}"
+        return repr(round(self.backend.balance(PROVIDER, api_key), 6))  # not %g: 6 digits only
 
     async def user_credits(self, request: Request) -> Response:
         key = self._authorize(request)

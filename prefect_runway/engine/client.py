@@ -22,6 +22,7 @@ import httpx
 from pydantic import SecretStr
 
 from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
+from prefect_runway.engine.credits import CreditBook, credit_book_for
 from prefect_runway.engine.download import DownloadedFile, Downloader
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.progress import ProgressLine, watch_poll
@@ -36,6 +37,8 @@ from prefect_runway.engine.transport import Transport
 from prefect_runway.errors import (
     BadResponse,
     GenerationCancelled,
+    GenerationExpired,
+    GenerationFailed,
     GenerationTimedOut,
     ProviderRejected,
     ProviderUnavailable,
@@ -143,6 +146,10 @@ class GenerationClient:
         if isinstance(timeout, httpx.Timeout):
             self.transport.httpx_timeout = timeout
         self.downloader = Downloader(self.transport, self.retry)
+        # Where submit answers report the balance after them (Segmind), what each was charged.
+        self.credits: CreditBook | None = None
+        if type(provider).remaining_credits is not Provider.remaining_credits:
+            self.credits = credit_book_for(provider.name, self.base_url, self._api_key)
 
     def __repr__(self) -> str:
         return f"GenerationClient(provider={self.provider.name!r}, base_url={self.base_url!r})"
@@ -177,22 +184,32 @@ class GenerationClient:
         """
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
         call = self.provider.submit_call(prepared)
-        response = await with_retries(
-            self.retry, lambda: self.transport.send(call),
-            submit_classifier(self.transport, prepared.fingerprint),
-            what=f"{self.provider.name} submit of {prepared.model} (fingerprint {prepared.fingerprint[:12]})",
-        )
+        ticket = self.credits.begin() if self.credits is not None else None
         try:
-            generation = self.provider.parse_submit(prepared, self.transport.body(response))
-        except BadResponse as exc:
-            # 2xx but unreadable: the job was most likely created.
-            raise SubmissionUncertain(
-                "the submit was accepted but its answer could not be read",
-                fingerprint=prepared.fingerprint,
-                provider=self.provider.name,
-                status_code=response.status_code,
-                detail=exc.detail,
-            ) from None
+            response = await with_retries(
+                self.retry, lambda: self.transport.send(call),
+                submit_classifier(self.transport, prepared.fingerprint),
+                what=f"{self.provider.name} submit of {prepared.model} (fingerprint {prepared.fingerprint[:12]})",
+            )
+            try:
+                generation = self.provider.parse_submit(prepared, self.transport.body(response))
+            except BadResponse as exc:
+                # 2xx but unreadable: the job was most likely created.
+                raise SubmissionUncertain(
+                    "the submit was accepted but its answer could not be read",
+                    fingerprint=prepared.fingerprint,
+                    provider=self.provider.name,
+                    status_code=response.status_code,
+                    detail=exc.detail,
+                ) from None
+        except BaseException:
+            if self.credits is not None and ticket is not None:
+                self.credits.failed(ticket)  # a job may exist: the balance is unknown
+            raise
+        if self.credits is not None and ticket is not None:
+            generation.charged = self.credits.answered(
+                ticket, generation.job_id, self.provider.remaining_credits(response.headers),
+            )
         logger.info(
             "Submitted %s %s job %s (fingerprint %s)",
             generation.provider, generation.model, generation.job_id, generation.fingerprint[:12],
@@ -265,11 +282,19 @@ class GenerationClient:
             # not by choice: a job it never sees running tells nothing of its latency.
             track.resumed = submitted_age > RESUMED_WAIT_SECONDS
         try:
-            return await self._poll_until_done(
+            result = await self._poll_until_done(
                 generation, deadline, timeout, on_update, track,
                 lambda: submitted_age + time.monotonic() - started,
                 self.queue_timeout if queue_timeout is None else queue_timeout,
             )
+        except (GenerationFailed, GenerationCancelled, GenerationExpired):
+            if self.credits is not None:  # it may be refunded: the balance moves
+                self.credits.finished(generation.job_id, succeeded=False)
+            raise
+        else:
+            if self.credits is not None:
+                self.credits.finished(generation.job_id, succeeded=True)
+            return result
         finally:
             if track is not None:
                 track.close()
@@ -496,7 +521,10 @@ class GenerationClient:
         """
         call = self.provider.balance_call(self.base_url)
         response, body = await self._read(call, None)
-        return self.provider.parse_balance(response.status_code, body)
+        balance = self.provider.parse_balance(response.status_code, body)
+        if self.credits is not None:
+            self.credits.reading(balance.credits)
+        return balance
 
     async def _read(
         self, call: HttpCall, job_id: str | None, ok: tuple[int, ...] = ()

@@ -70,6 +70,7 @@ from prefect_runway.plan import (
     upload_images,
 )
 from prefect_runway.results import ImageToVideoResult
+from prefect_runway.spend import DailyBudgets, record_spend
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
@@ -173,7 +174,9 @@ async def run_generation(
             untrack(flow_run, generation)
             if fallback is not None:
                 stored = await fallback.annotate(stored, storage)
-            await emit_charged(result, output_cost(stored[0]) if stored else charged_cost(result))
+            cost = output_cost(stored[0]) if stored else charged_cost(result)
+            await emit_charged(result, cost)
+            await record_spend(credentials, storage, result, cost, logger)  # daily budgets
             return result, stored
         except GenerationExpired:
             untrack(flow_run, generation)
@@ -471,6 +474,9 @@ async def image_to_video(
     cost_plan = plan_costs([chain])  # priced, not published: two steps need no artifact
     if cap is not None:
         cap.check(cost_plan)
+    daily = DailyBudgets.of([image_creds, video_creds], store)
+    if daily:  # each block's cap per UTC day, with what was spent today
+        await daily.check(cost_plan, [chain])
     if check_balance:
         await _check_balances(cost_plan, [image_creds, video_creds], [image_route, video_route])
     announce(name, "image", image_creds.provider_name, chain.still.model)

@@ -60,11 +60,12 @@ from prefect_runway.fallback import (
 )
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ProviderSlots
+from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.shots import load_shots
+from prefect_runway.spend import DailyBudgets
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
 from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 from prefect_runway.watch import announce_chains
@@ -114,7 +115,10 @@ async def storyboard(
         storage: Directory, ``s3://bucket/prefix`` or filesystem block for the outputs
             (default ``./runway-outputs``; on a worker, give an absolute directory or S3).
         key_template: Storage key template; ``{name}`` is the shot's name.
-        concurrency: How many shots run at once in this flow run.
+        concurrency: How many shots run at once in this flow run. Where a provider has no
+            active global concurrency limit, its jobs of each model are also bounded by what
+            the account allows at once (Runway's ``maxConcurrentGenerations``, read with the
+            balance when ``check_balance``).
         provider_limit: Name of the Prefect global concurrency limit each job holds a slot
             of while it runs, ``{provider}`` replaced by the provider's name; used where it
             exists, so that every worker shares it. Empty to use none.
@@ -139,6 +143,11 @@ async def storyboard(
         fallback_on: The reasons that allow a fallback (default: all); never after
             ``SubmissionUncertain``.
 
+    A credentials block's ``daily_budget`` is enforced too (see :mod:`prefect_runway.spend`):
+    a plan over what the block has left today (UTC) is refused before anything is sent, and
+    no new job starts once the block's spend today plus this run's jobs in flight would
+    pass it.
+
     Returns:
         The per-shot summary. When any shot failed, the run ends Failed: calling the flow
         raises :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
@@ -146,7 +155,8 @@ async def storyboard(
     Raises:
         InvalidShot: a shot is invalid (names the row and field); nothing was submitted.
         StoryboardFailed: some shots failed (the others were stored).
-        BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
+        BudgetExceeded: the plan costs more than ``budget``, or than what a credentials
+            block's ``daily_budget`` has left today (UTC); nothing was sent.
         InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
 
     Example:
@@ -201,12 +211,16 @@ async def storyboard(
     logger.info("Cost plan:\n%s", cost_plan.table())
     if cap is not None:
         cap.check(cost_plan)
+    daily = DailyBudgets.of({id(c): c for p in plans  # each block's cap per UTC day
+                             for c in (p.image_credentials, p.video_credentials)}.values(), store)
+    if daily:
+        await daily.check(cost_plan, plans)
     if dry_run:
         logger.info("Dry run: nothing submitted")
         return cost_plan
-    if check_balance:
-        await _check_balances(cost_plan, plans, logger, routes)
-    guard = BudgetGuard(cap)
+    balances = (await _check_balances(cost_plan, plans, logger, routes)
+                if check_balance else {})
+    guard = BudgetGuard(cap, daily)
 
     providers = {p.image_credentials.provider_name for p in plans}
     providers |= {p.video_credentials.provider_name for p in plans}
@@ -218,6 +232,12 @@ async def storyboard(
         else:
             logger.info("No active global concurrency limit %r: %s jobs are bounded by this "
                         "run's concurrency only", name, provider)
+    # Without the user's own limit, the account's per-model limit (Runway's
+    # maxConcurrentGenerations, read with the balance) bounds this run's jobs of that model.
+    model_slots = ModelSlots.from_balances(balances, slots)
+    for (provider, model), bound in sorted(model_slots.bounds.items()):
+        logger.info("At most %d %s %s job(s) at once in this run: the account's "
+                    "maxConcurrentGenerations", bound, provider, model)
 
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
@@ -230,12 +250,11 @@ async def storyboard(
 
     async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
         provider = plan.image_credentials.provider_name
-        reserved = await guard.reserve(provider, estimate_step(plan.chain.still))
-        if reserved is None:
-            raise NotStarted(f"not started: its still would pass the budget of {cap.describe()}")  # type: ignore[union-attr]
+        reserved = await guard.admit(provider, estimate_step(plan.chain.still),
+                                     plan.image_credentials, "its still")
         charged = None
         try:
-            async with slots.slot(provider):
+            async with slots.slot(provider), model_slots.slot(provider, plan.chain.still.model):
                 result, stored = await run_generation(
                     plan.chain.still, plan.image_credentials, storage=store,
                     key_template=key_template, name=plan.name, timeout=timeout, force=force,
@@ -269,14 +288,12 @@ async def storyboard(
 
                 video_step = plan.chain.video(image, still.sha256)
                 provider = plan.video_credentials.provider_name
-                reserved = await guard.reserve(provider, estimate_step(plan.chain.video_check))
-                if reserved is None:
-                    raise NotStarted(
-                        f"not started: its video would pass the budget of {cap.describe()}"  # type: ignore[union-attr]
-                    )
+                reserved = await guard.admit(provider, estimate_step(plan.chain.video_check),
+                                             plan.video_credentials, "its video")
                 charged = None
                 try:
-                    async with slots.slot(provider):
+                    async with slots.slot(provider), model_slots.slot(
+                            provider, video_step.model):
                         _, stored = await run_generation(
                             video_step, plan.video_credentials, storage=store,
                             key_template=key_template, name=plan.name, timeout=timeout,
@@ -326,9 +343,12 @@ async def storyboard(
 
 
 async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any,
-                          routes: dict[int, ShotRoutes] | None = None) -> None:
+                          routes: dict[int, ShotRoutes] | None = None) -> dict[str, Any]:
     """Refuse a plan a provider's balance cannot pay (unless its steps have a fallback); a
-    balance that cannot be read is skipped."""
+    balance that cannot be read is skipped.
+
+    Returns the balances read, per provider (their per-model limits bound the run's jobs).
+    """
     from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
 
     credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
@@ -337,13 +357,14 @@ async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: An
     except InsufficientCredits as exc:
         steps = [r for shot in (routes or {}).values() for r in (shot.still, shot.video)]
         if balance_covered(exc, steps, logger):
-            return
+            return {}
         raise
     except (PrefectRunwayError, OSError) as exc:
         logger.warning("Could not read a provider's balance; not checked: %s", exc)
-        return
+        return {}
     for provider, balance in sorted(balances.items()):
         logger.info("%s balance: %s %s", provider, balance.credits, balance.unit)
+    return dict(balances)
 
 
 __all__ = ["DEFAULT_CONCURRENCY", "storyboard"]

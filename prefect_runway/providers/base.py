@@ -24,6 +24,7 @@ import ipaddress
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -489,6 +490,11 @@ class Provider(ABC):
     @abstractmethod
     def parse_balance(self, status_code: int, body: Any) -> Balance:
         """A balance answer -> Balance; raises the typed error for error answers."""
+
+    def remaining_credits(self, headers: Mapping[str, str]) -> float | None:
+        """The account's balance after a submit, where the submit answer's headers carry
+        it (Segmind's ``x-remaining-credits``); None where they do not."""
+        return None
 
     def error_for(
         self, status_code: int, body: Any, *, job_id: str | None = None, on_job: bool = False

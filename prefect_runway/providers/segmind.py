@@ -6,7 +6,8 @@
 * ``QUEUED | PROCESSING | COMPLETED | FAILED``; FAILED is served as HTTP 422 with the body
   still carrying ``status`` and ``error``; an unknown or expired id is 404 (results are kept
   for one hour).
-* Auth: ``x-api-key``. 406 means insufficient credits.
+* Auth: ``x-api-key``. 406 means insufficient credits. The submit answer's
+  ``x-remaining-credits`` header is the account's balance after the submit (USD).
 
 What is retried on submit: only answers that prove Segmind did not take the job (429, 503,
 and connection failures before the request was sent). Segmind offers no way to look a job up
@@ -15,6 +16,8 @@ by its inputs, so a submit whose outcome is unknown raises ``SubmissionUncertain
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from prefect_runway.errors import GenerationExpired
@@ -129,6 +132,15 @@ class SegmindProvider(Provider):
             update.needs_result_call = not update.outputs
         return update
 
+
+    def remaining_credits(self, headers: Mapping[str, str]) -> float | None:
+        """``x-remaining-credits`` of a submit answer: the balance after the submit (USD)."""
+        text = headers.get("x-remaining-credits")
+        try:
+            value = float(text) if text is not None else None
+        except ValueError:
+            return None
+        return value if value is not None and math.isfinite(value) and value >= 0 else None
 
     def balance_call(self, base_url: str | None = None) -> HttpCall:
         """``GET /v1/get-user-credits`` (docs.segmind.com, Account and Billing APIs)."""

@@ -261,10 +261,11 @@ async def test_sidecars_and_tables_carry_the_cost_and_the_charged_event_is_emitt
     still, video = summary.shots[0].still, summary.shots[0].video
     charged = {c["job_id"]: c["charged"] for c in own_emulator.charges()}
 
-    # Segmind reports no cost: the estimate, marked; Runway reports the task's cost.
+    # Segmind: the balance read before the run minus x-remaining-credits after the still's
+    # submit (nothing else in flight), charged; Runway reports the task's cost.
     still_sidecar = json.loads(Path(still.sidecar).read_text())
     assert (still_sidecar["cost"], still_sidecar["cost_unit"], still_sidecar["cost_estimated"]) == (
-        0.05, "USD", True)
+        0.05, "USD", False)
     assert charged[still.job_id] == 0.05
     video_sidecar = json.loads(Path(video.sidecar).read_text())
     assert (video_sidecar["cost"], video_sidecar["cost_unit"], video_sidecar["cost_estimated"]) == (
@@ -275,7 +276,7 @@ async def test_sidecars_and_tables_carry_the_cost_and_the_charged_event_is_emitt
     assert "## Costs: spent vs plan" in summary.markdown()
     rows = {r["job"]: r for r in output_rows([still, video])}
     assert (rows[still.job_id]["cost"], rows[still.job_id]["cost_unit"],
-            rows[still.job_id]["cost_estimated"]) == (0.05, "USD", True)
+            rows[still.job_id]["cost_estimated"]) == (0.05, "USD", False)
     assert (rows[video.job_id]["cost"], rows[video.job_id]["cost_unit"],
             rows[video.job_id]["cost_estimated"]) == (25, "credits", False)
 
@@ -300,7 +301,7 @@ async def test_sidecars_and_tables_carry_the_cost_and_the_charged_event_is_emitt
         "model": "gen4_turbo", "kind": "video", "job_id": video.job_id,
         "fingerprint": video.fingerprint,
     }
-    assert found[f"prefect-runway.generation.{still.job_id}"]["estimated"] is True
+    assert found[f"prefect-runway.generation.{still.job_id}"]["estimated"] is False
 
 
 def test_budget_parsing_names_the_field():
