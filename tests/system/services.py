@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,19 +63,29 @@ class Postgres:
 
     port: int
     proc: Proc
+    root: Path
 
     @property
     def url(self) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/prefect"
 
+    def remove(self) -> None:
+        """Delete the cluster's directory (after ``proc`` was stopped)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
-def start_postgres(root: Path, logs: Path) -> Postgres:
-    """initdb a new cluster under ``root`` and start postgres on 127.0.0.1:<free port>.
 
-    Creates the ``prefect`` database. The caller stops ``.proc`` (see system_helpers.stop).
+def start_postgres(logs: Path) -> Postgres:
+    """initdb a new cluster and start postgres on 127.0.0.1:<free port>.
+
+    The cluster lives in a new private directory directly under the system's temp directory,
+    not below pytest's: pytest makes its ``pytest-of-<user>`` root 0700 again at the start of
+    every session, which would lock out a postgres running as another user mid-test. Creates
+    the ``prefect`` database. The caller stops ``.proc`` (see system_helpers.stop), then
+    calls ``.remove()``.
     """
     bin_dir = _pg_bin()
     account = _pg_account()
+    root = Path(tempfile.mkdtemp(prefix="prefect-runway-pg-"))
     pgdata = root / "pgdata"
     sockets = root / "sock"
     pgdata.mkdir(parents=True)
@@ -123,7 +135,7 @@ def start_postgres(root: Path, logs: Path) -> Postgres:
         time.sleep(0.3)
     subprocess.run([*psql, "-d", "postgres", "-c", "CREATE DATABASE prefect"], check=True,
                    capture_output=True, env=env, timeout=60)
-    return Postgres(port=port, proc=proc)
+    return Postgres(port=port, proc=proc, root=root)
 
 
 def _start_as(args: list[str], env: dict[str, str], logs: Path, cwd: Path,
