@@ -54,6 +54,7 @@ from prefect_runway.plan import (
     upload_images,
 )
 from prefect_runway.results import ImageToVideoResult
+from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
@@ -344,6 +345,10 @@ async def image_to_video(
     resubmit_internal: bool = True,
     budget: float | str | None = None,
     check_balance: bool = True,
+    review: bool = False,
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
+    on_timeout: str = "fail",
+    review_mode: str = "auto",
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
@@ -385,15 +390,23 @@ async def image_to_video(
             (``"USD 5.00"``); a plan over it is refused before anything is sent.
         check_balance: Before the run, read each provider's balance (where it has an
             endpoint) and refuse a plan it cannot pay.
+        review: Wait for a person to approve, reject or regenerate the still before the
+            video is paid for (see :mod:`prefect_runway.review`).
+        review_timeout: How long the review waits, in seconds.
+        on_timeout: When nobody answers in time: ``"fail"``, ``"reject"`` or ``"approve"``.
+        review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the
+            worker; deployments only).
 
     Returns:
-        The stored still and video.
+        The stored still and video (with ``review``: ``status="rejected"`` and no video
+        when the still was rejected).
 
     Raises:
         BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
         InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
     """
     cap = Budget.parse(budget)
+    settings = review_settings(review_timeout, on_timeout, review_mode)
     image_creds = await load_credentials(
         image_credentials or credentials, "image_credentials" if image_credentials else "credentials",
     )
@@ -420,13 +433,25 @@ async def image_to_video(
         cap.check(cost_plan)
     if check_balance:
         await _check_balances(cost_plan, [image_creds, video_creds])
-    still_result, still_stored = await run_generation(
-        chain.still, image_creds, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
-        queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
-        resubmit_internal=resubmit_internal,
-    )
-    still = still_stored[0]
+    async def make_still(shot: str | None, prepared: PreparedRequest) -> tuple[GenerationResult, StoredOutput]:
+        result, stored = await run_generation(
+            prepared, image_creds, storage=store, key_template=key_template, name=name,
+            timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
+            queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
+            resubmit_internal=resubmit_internal,
+        )
+        return result, stored[0]
+
+    if review:  # the still is made, shown, and animated only once a person says so
+        try:
+            still_result, still = await review_one(
+                name or "still", still_request, image_creds, make_still, store, settings,
+            )
+        except ShotRejected as rejected:
+            assert rejected.still is not None  # a rejected shot had its still shown
+            return ImageToVideoResult(still=rejected.still, video=None, status="rejected")
+    else:
+        still_result, still = await make_still(name, chain.still)
     await publish_still(still, store, name)
     if cap is not None:  # the still may have cost more than its estimate
         guard = BudgetGuard(cap)

@@ -57,6 +57,14 @@ from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
+from prefect_runway.review import (
+    DEFAULT_REVIEW_TIMEOUT,
+    ReviewOutcome,
+    ShotRejected,
+    review_settings,
+    review_storyboard,
+    reviewed_still,
+)
 from prefect_runway.shots import load_shots
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
 from prefect_runway.tasks.generation import submission_cache_key, submit_generation
@@ -85,6 +93,11 @@ async def storyboard(
     budget: float | str | None = None,
     dry_run: bool = False,
     check_balance: bool = True,
+    review: bool = False,
+    variants: int = 1,
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
+    on_timeout: str = "fail",
+    review_mode: str = "auto",
 ) -> StoryboardSummary | CostPlan:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
@@ -121,9 +134,17 @@ async def storyboard(
             return the :class:`~prefect_runway.costs.CostPlan`.
         check_balance: Before the run, read each provider's balance (where it has an
             endpoint) and refuse a plan it cannot pay.
+        review: Make every still, then wait for a person to approve, reject or regenerate
+            each shot before any video is paid for (see :mod:`prefect_runway.review`);
+            identical shots are reviewed once, under the first one's name.
+        variants: With ``review``: stills per shot, each with its own seed (1-8).
+        review_timeout: How long the review waits, in seconds.
+        on_timeout: When nobody answers in time: ``"fail"``, ``"reject"`` or ``"approve"``.
+        review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the
+            worker; deployments only).
 
     Returns:
-        The per-shot summary. When any shot failed, the run ends Failed: calling the flow
+        The per-shot summary (shots rejected at review: ``rejected``, not failed). When any shot failed, the run ends Failed: calling the flow
         raises :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
 
     Raises:
@@ -153,6 +174,7 @@ async def storyboard(
     if isinstance(storage, str) and not storage.strip():
         raise InvalidRequest("storage", "is empty", allowed="a directory, s3://bucket/prefix or a block")
     cap = Budget.parse(budget)
+    settings = review_settings(review_timeout, on_timeout, review_mode, variants)
     source = shots if isinstance(shots, str) else None
     shot_list = await load_shots(shots)
     plans = await plan_storyboard(
@@ -206,16 +228,17 @@ async def storyboard(
     if tracker is not None:
         await tracker.start()
 
-    async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
+    async def make_still(plan: ShotPlan, request: Any = None) -> tuple[Any, StoredOutput]:
+        request = request or plan.chain.still
         provider = plan.image_credentials.provider_name
-        reserved = await guard.reserve(provider, estimate_step(plan.chain.still))
+        reserved = await guard.reserve(provider, estimate_step(request))
         if reserved is None:
             raise NotStarted(f"not started: its still would pass the budget of {cap.describe()}")  # type: ignore[union-attr]
         charged = None
         try:
             async with slots.slot(provider):
                 result, stored = await run_generation(
-                    plan.chain.still, plan.image_credentials, storage=store,
+                    request, plan.image_credentials, storage=store,
                     key_template=key_template, name=plan.name, timeout=timeout, force=force,
                 )
             charged = output_cost(stored[0])
@@ -228,12 +251,15 @@ async def storyboard(
         still: StoredOutput | None = None
         video: StoredOutput | None = None
         error: str | None = None
-        skipped = False
+        skipped = rejected = False
         async with semaphore:
             try:
-                if plan.still_key not in stills:
-                    stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
-                still_result, still = await stills[plan.still_key]
+                if plan.chain_key in reviewed:  # the still a person approved (or asked for)
+                    still_result, still = reviewed_still(reviewed[plan.chain_key])
+                else:
+                    if plan.still_key not in stills:
+                        stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
+                    still_result, still = await stills[plan.still_key]
                 image = await still_reference(
                     still, still_result, plan.image_credentials, plan.video_credentials, store,
                 )
@@ -259,13 +285,17 @@ async def storyboard(
             except NotStarted as exc:
                 error, skipped = str(exc), True
                 logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
+            except ShotRejected as exc:
+                still, rejected = exc.still, True
+                logger.info("Shot %s (row %d) was rejected at review", plan.name, plan.row)
             except Exception as exc:  # one shot's failure is reported, not raised
                 error = f"{type(exc).__name__}: {exc}"
                 logger.warning("Shot %s (row %d) failed: %s", plan.name, plan.row, error)
         results = [
             ShotResult(
                 row=p.row, name=p.name,
-                status="not_started" if skipped else "failed" if error else "completed",
+                status="not_started" if skipped else "rejected" if rejected
+                else "failed" if error else "completed",
                 still=still, video=video, error=error,
                 same_as=None if p is plan else plan.name,
             )
@@ -278,6 +308,9 @@ async def storyboard(
             logger.debug("Could not update the progress artifact: %s", exc)
         return results
 
+    reviewed: dict[str, ReviewOutcome] = {}
+    if review:  # every still first, then a person's decision, then only the chosen videos
+        reviewed = await review_storyboard(list(groups.values()), make_still, store, settings)
     chained = await asyncio.gather(*(run_chain(group) for group in groups.values()))
     results = sorted((r for group in chained for r in group), key=lambda r: r.row)
     summary = StoryboardSummary.of(results, generated=len(groups))
