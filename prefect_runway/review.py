@@ -353,7 +353,8 @@ def _flow_run_context() -> FlowRunContext:
 
 
 async def _made_stills(
-    items: Sequence[ReviewItem], make_still: MakeStill, variants: int
+    items: Sequence[ReviewItem], make_still: MakeStill, variants: int,
+    reused: Callable[[str, StoredOutput], Awaitable[None]] | None = None,
 ) -> list[_Made]:
     """The stills of every item: read back after a suspend, else made now (concurrently)."""
     logger = get_run_logger()
@@ -365,6 +366,10 @@ async def _made_stills(
             "Resumed review: %d still(s) made before the wait are reused from this flow run's "
             "input %r; nothing is submitted again", len(made), STILLS_INPUT_KEY,
         )
+        if reused is not None:  # e.g. count what they cost against this run's budget
+            for m in made:
+                if m.still is not None:
+                    await reused(m.name, m.still)
         return made
 
     async def one(item: ReviewItem, variant: int, request: PreparedRequest) -> _Made:
@@ -461,6 +466,11 @@ async def wait_for_review(
     logger = get_run_logger()
     mode = wait_mode(settings)
     seconds = int(math.ceil(settings.timeout))
+    if mode == "pause" and settings.mode == "auto" and getattr(
+        _flow_run_context().flow_run, "deployment_id", None
+    ):
+        logger.info("This run holds its worker while it waits: on_timeout=%r needs a live "
+                    "process (on_timeout='fail' would suspend instead)", settings.on_timeout)
     if mode == "suspend":
         logger.info("Suspending for review: nothing runs (no worker is held) until the run is "
                     "resumed with a decision, for at most %d s", seconds)
@@ -501,6 +511,7 @@ async def review_stills(
     *,
     title: str,
     raise_errors: bool = False,
+    reused: Callable[[str, StoredOutput], Awaitable[None]] | None = None,
 ) -> dict[str, ReviewOutcome]:
     """Make the stills, publish them, wait for a decision, then regenerate what was asked.
 
@@ -515,6 +526,8 @@ async def review_stills(
         title: What is reviewed, for the artifact.
         raise_errors: Raise a still's failure (one chain) instead of reporting the shot
             as failed (a storyboard).
+        reused: Called with ``(shot name, still)`` for each still made before a suspension
+            and reused after it (not made again, so ``make_still`` does not see it).
 
     Returns:
         Shot name -> its outcome.
@@ -523,7 +536,7 @@ async def review_stills(
         ReviewTimedOut: nobody answered in time and ``on_timeout="fail"``.
     """
     logger = get_run_logger()
-    made = await _made_stills(items, make_still, settings.variants)
+    made = await _made_stills(items, make_still, settings.variants, reused)
     failure = next((m._exc for m in made if m._exc is not None), None)
     if raise_errors and failure is not None:
         raise failure
@@ -658,6 +671,7 @@ async def review_storyboard(
     make_still: Callable[[Any, PreparedRequest], Awaitable[tuple[GenerationResult, StoredOutput]]],
     store: OutputStorage,
     settings: ReviewSettings,
+    reused: Callable[[Any, StoredOutput], Awaitable[None]] | None = None,
 ) -> dict[str, ReviewOutcome]:
     """A storyboard's review: one item per distinct shot (identical shots are reviewed once,
     under the first one's name; a name two different shots share gets ``#row``).
@@ -667,6 +681,7 @@ async def review_storyboard(
         make_still: ``(plan, prepared still) -> (job, stored still)``.
         store: The run's storage.
         settings: From :func:`review_settings`.
+        reused: ``(plan, still)`` for each still reused after a suspension.
 
     Returns:
         Chain key -> the outcome of its shot.
@@ -685,5 +700,10 @@ async def review_storyboard(
     async def make(name: str, request: PreparedRequest) -> tuple[GenerationResult, StoredOutput]:
         return await make_still(by_name[name], request)
 
-    outcomes = await review_stills(items, make, store, settings, title="storyboard")
+    async def on_reused(name: str, still: StoredOutput) -> None:
+        if reused is not None:
+            await reused(by_name[name], still)
+
+    outcomes = await review_stills(items, make, store, settings, title="storyboard",
+                                   reused=on_reused)
     return {by_name[name].chain_key: outcome for name, outcome in outcomes.items()}

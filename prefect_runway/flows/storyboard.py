@@ -310,7 +310,11 @@ async def storyboard(
 
     reviewed: dict[str, ReviewOutcome] = {}
     if review:  # every still first, then a person's decision, then only the chosen videos
-        reviewed = await review_storyboard(list(groups.values()), make_still, store, settings)
+        async def reused(plan: ShotPlan, still: StoredOutput) -> None:  # made before a suspend
+            await guard.settle(plan.image_credentials.provider_name, 0.0, output_cost(still))
+
+        reviewed = await review_storyboard(list(groups.values()), make_still, store, settings,
+                                           reused)
     chained = await asyncio.gather(*(run_chain(group) for group in groups.values()))
     results = sorted((r for group in chained for r in group), key=lambda r: r.row)
     summary = StoryboardSummary.of(results, generated=len(groups))

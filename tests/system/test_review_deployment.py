@@ -1,14 +1,15 @@
 """The review gate in a deployment: the run suspends (no worker held), a decision resumes it.
 
 Against a ``prefect server start`` of its own (see conftest), with a process work pool and a
-worker, the on-demand ``image-to-video`` deployment runs one chain with ``review=True``. In a
+worker, the on-demand ``image-to-video`` deployment runs one chain and the storyboard
+deployment one shot (with a budget), both with ``review=True``. In a
 deployment ``review_mode="auto"`` suspends: the flow-run process exits, the worker keeps no
 process for it, and the run stays Suspended. ``resume_flow_run(flow_run_id, run_input=...)``
 reschedules it; the worker runs the flow again from the start, which takes the still made
 before the wait from the run's saved input (nothing resubmitted: the emulator's counters)
 and animates it.
 
-Lean on purpose (one chain, one still, one video): the machine running it is small.
+Lean on purpose (two runs, one still and one video each): the machine running it is small.
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ SEGMIND_KEY = "sys-review-segmind-key-7d3a"
 
 
 def flow_run_processes(worker_pid: int) -> list[str]:
-    """The command lines of the worker's descendants that run a flow (``prefect.engine``)."""
+    """The command lines of the worker's descendants that run a flow (``python -m
+    prefect.engine``, what Prefect's process worker starts per flow run)."""
     found = []
     for pid in descendants(worker_pid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "prefect.engine" in cmdline or "flow_run" in cmdline:
+        if "prefect.engine" in cmdline:
             found.append(cmdline)
     return found
 
@@ -76,8 +78,7 @@ async def test_review_in_a_deployment_suspends_and_resumes_without_resubmitting(
         source = tmp_path / "source"
         repository = snapshot_repository(source)
         server.run(
-            [prefect, "--no-prompt", "deploy", "--name", "image-to-video",
-             "--prefect-file", "deployments/prefect.yaml"],
+            [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
             cwd=source, PREFECT_RUNWAY_REPOSITORY=repository, PREFECT_RUNWAY_STORAGE=str(out),
         )
         worker = server.start(
@@ -86,60 +87,72 @@ async def test_review_in_a_deployment_suspends_and_resumes_without_resubmitting(
         )
 
         async with PrefectClient(api=server.api_url) as client:
-            deployment = await client.read_deployment_by_name("image-to-video/image-to-video")
-            run = await client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters={"still_prompt": "a quiet bay, @hero", "motion_prompt": "drift",
-                            "reference_images": REF, "credentials": "segmind-credentials/emulator",
-                            "seed": 41, "name": "bay", "review": True, "review_timeout": 300},
-            )
+            # One chain (image_to_video) and a one-shot storyboard with a budget, both
+            # reviewed; auto mode suspends both (they come from deployments).
+            chain = await client.read_deployment_by_name("image-to-video/image-to-video")
+            board = await client.read_deployment_by_name("storyboard/nightly-storyboard")
+            runs = {
+                "bay": await client.create_flow_run_from_deployment(chain.id, parameters={
+                    "still_prompt": "a quiet bay, @hero", "motion_prompt": "drift",
+                    "reference_images": REF, "credentials": "segmind-credentials/emulator",
+                    "seed": 41, "name": "bay", "review": True, "review_timeout": 300}),
+                "harbour": await client.create_flow_run_from_deployment(board.id, parameters={
+                    "shots": [{"name": "harbour", "still_prompt": "a harbour, @hero",
+                               "reference_images": REF, "motion_prompt": "pan", "seed": 42}],
+                    "credentials": "segmind-credentials/emulator", "budget": "USD 5.00",
+                    "review": True, "review_timeout": 300}),
+            }
 
-            seen: list[str] = []  # flow-run processes seen while it ran: the check can see them
+            seen: list[str] = []  # flow-run processes seen while they ran: the check sees them
 
             async def suspended():
                 seen.extend(flow_run_processes(worker.popen.pid))
-                flow_run = await client.read_flow_run(run.id)
-                if flow_run.state and flow_run.state.is_final():
-                    raise AssertionError(f"ended before its review: {flow_run.state}\n"
-                                         f"{worker.output()[-6000:]}")
-                return flow_run if flow_run.state and flow_run.state.is_paused() else None
+                found = []
+                for run in runs.values():
+                    flow_run = await client.read_flow_run(run.id)
+                    if flow_run.state and flow_run.state.is_final():
+                        raise AssertionError(f"ended before its review: {flow_run.state}\n"
+                                             f"{worker.output()[-6000:]}")
+                    if flow_run.state and flow_run.state.is_paused():
+                        found.append(flow_run)
+                return found if len(found) == len(runs) else None
 
-            flow_run = await wait_until(suspended, "a suspended run", server)
-            assert flow_run.state.name == "Suspended"
-            assert flow_run.state.state_details.pause_reschedule  # suspended, not paused
+            for flow_run in await wait_until(suspended, "both runs suspended", server):
+                assert flow_run.state.name == "Suspended"
+                assert flow_run.state.state_details.pause_reschedule  # suspended, not paused
 
-            # The flow-run process has exited: the worker holds nothing while a person decides.
+            # The flow-run processes have exited: the worker holds nothing while people decide.
             async def no_process():
                 return not flow_run_processes(worker.popen.pid)
 
-            await wait_until(no_process, "the flow-run process to exit", server, timeout=60)
+            await wait_until(no_process, "the flow-run processes to exit", server, timeout=60)
             assert seen, "no flow-run process was ever seen under the worker"
             assert worker.popen.poll() is None  # the worker itself is still serving
-            assert emulator.stats()["segmind"]["total_submissions"] == 1  # the still only
+            assert emulator.stats()["segmind"]["total_submissions"] == 2  # the two stills only
             with temporary_settings({PREFECT_API_URL: server.api_url}):
-                assert await aread_flow_run_input(STILLS_INPUT_KEY, flow_run_id=run.id)
+                for run in runs.values():
+                    assert await aread_flow_run_input(STILLS_INPUT_KEY, flow_run_id=run.id)
 
-            # A person approves, from code (what the UI's Resume form sends).
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
-                await asyncio.to_thread(
-                    resume_flow_run, run.id,
-                    run_input={"shots": [{"shot": "bay", "decision": "approve"}]},
-                )
-            flow_run = await wait_final(client, run.id, server)
-            logs = worker.output()
-            assert flow_run.state.is_completed(), (flow_run.state, logs[-6000:])
-            # The second run took the still from the run's saved input: nothing re-submitted.
-            messages = [log.message for log in await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
-            assert any(m.startswith("Resumed review: 1 still(s)") for m in messages), messages
-            assert any(m.startswith("Suspending for review") for m in messages)
+                # A person approves, from code (what the UI's Resume form sends).
+                for name, run in runs.items():
+                    await asyncio.to_thread(
+                        resume_flow_run, run.id,
+                        run_input={"shots": [{"shot": name, "decision": "approve"}]},
+                    )
+            for run in runs.values():
+                flow_run = await wait_final(client, run.id, server)
+                assert flow_run.state.is_completed(), (flow_run.state, worker.output()[-6000:])
+                # The second run took the still from the run's saved input.
+                messages = [log.message for log in await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+                assert any(m.startswith("Suspending for review") for m in messages), messages
+                assert any(m.startswith("Resumed review: 1 still(s)") for m in messages), messages
 
-        stills = list(out.glob("bay-image-*.png")) or list(out.glob("*.png"))
         videos = list(out.glob("*.mp4"))
-        assert len(videos) == 1
-        check_stored(videos[0], "video/mp4")
-        assert stills
-        # The still was submitted once, before the wait; after the resume only the video.
+        assert len(videos) == 2
+        for video in videos:
+            check_stored(video, "video/mp4")
+        # Each still was submitted once, before the wait; after the resume only the videos.
         stats = emulator.stats()["segmind"]
-        assert stats["total_submissions"] == 2
+        assert stats["total_submissions"] == 4
         assert stats["duplicate_submissions"] == 0
