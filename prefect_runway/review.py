@@ -127,8 +127,12 @@ def review_settings(
     on_timeout: Any = "fail",
     review_mode: Any = "auto",
     variants: Any = 1,
+    *,
+    review: Any = True,
 ) -> ReviewSettings:
     """Check a review's settings, before anything is sent.
+
+    ``review`` says whether the run reviews at all: ``variants`` other than 1 need it.
 
     Raises:
         InvalidRequest: naming the field and the allowed values.
@@ -164,6 +168,9 @@ def review_settings(
     count = int(variants)
     if not 1 <= count <= MAX_VARIANTS:
         raise InvalidRequest("variants", f"{count} is out of range", allowed=f"1-{MAX_VARIANTS}")
+    if count != 1 and review is False:
+        raise InvalidRequest("variants", f"{count} stills per shot are only made for a review",
+                             allowed=f"1 without review; 1-{MAX_VARIANTS} with review=True")
     return ReviewSettings(timeout=seconds, on_timeout=on_timeout, mode=review_mode,
                           variants=count)
 
@@ -171,7 +178,7 @@ def review_settings(
 def check_review_parameters(parameters: Mapping[str, Any]) -> None:
     """:func:`review_settings` on a flow's parameters, where present (see
     :func:`prefect_runway.flows.parameters.check_parameters`)."""
-    names = ("review_timeout", "on_timeout", "review_mode", "variants")
+    names = ("review_timeout", "on_timeout", "review_mode", "variants", "review")
     if any(name in parameters for name in names):
         review_settings(**{name: parameters[name] for name in names if name in parameters})
 

@@ -433,6 +433,7 @@ async def image_to_video(
         cap.check(cost_plan)
     if check_balance:
         await _check_balances(cost_plan, [image_creds, video_creds])
+
     async def make_still(shot: str | None, prepared: PreparedRequest) -> tuple[GenerationResult, StoredOutput]:
         result, stored = await run_generation(
             prepared, image_creds, storage=store, key_template=key_template, name=name,

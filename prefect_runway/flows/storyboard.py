@@ -144,8 +144,9 @@ async def storyboard(
             worker; deployments only).
 
     Returns:
-        The per-shot summary (shots rejected at review: ``rejected``, not failed). When any shot failed, the run ends Failed: calling the flow
-        raises :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
+        The per-shot summary (shots rejected at review: ``rejected``, not failed). When
+        any shot failed, the run ends Failed: calling the flow raises
+        :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
 
     Raises:
         InvalidShot: a shot is invalid (names the row and field); nothing was submitted.
@@ -174,7 +175,7 @@ async def storyboard(
     if isinstance(storage, str) and not storage.strip():
         raise InvalidRequest("storage", "is empty", allowed="a directory, s3://bucket/prefix or a block")
     cap = Budget.parse(budget)
-    settings = review_settings(review_timeout, on_timeout, review_mode, variants)
+    settings = review_settings(review_timeout, on_timeout, review_mode, variants, review=review)
     source = shots if isinstance(shots, str) else None
     shot_list = await load_shots(shots)
     plans = await plan_storyboard(

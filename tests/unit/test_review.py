@@ -38,6 +38,7 @@ def test_settings_defaults_and_values():
         ({"review_timeout": -1}, "review_timeout", "a number of seconds > 0"),
         ({"review_timeout": True}, "review_timeout", "a number of seconds > 0"),
         ({"variants": 2.5}, "variants", "1-8"),
+        ({"variants": 2, "review": False}, "variants", "1 without review; 1-8 with review=True"),
     ],
 )
 def test_bad_settings_name_the_field_and_the_allowed_values(kwargs, field, allowed):
