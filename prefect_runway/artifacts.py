@@ -194,6 +194,7 @@ def output_rows(
             "source": redact_url(o.source_url),
             "cost_unit": o.cost_unit or "",
             "cost_estimated": "" if o.cost_estimated is None else o.cost_estimated,
+            "fallback": "; ".join(f"{s['provider']} {s['reason']}" for s in o.fallback or ()),
         })
     return rows
 

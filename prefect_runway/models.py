@@ -482,6 +482,23 @@ class Shot(_Strict):
     video_credentials: str | None = Field(
         default=None, description="A saved credentials block for the video only."
     )
+    image_fallback: list[str] | None = Field(
+        default=None,
+        description="Saved credentials blocks the still falls back to, in order, when its "
+                    "provider provably does not take the job (see prefect_runway.fallback).",
+    )
+    video_fallback: list[str] | None = Field(
+        default=None,
+        description="Saved credentials blocks the video falls back to, in order.",
+    )
+
+    @field_validator("image_fallback", "video_fallback", mode="before")
+    @classmethod
+    def _fallback(cls, v: Any) -> Any:
+        # A CSV cell (or a YAML scalar): block names separated by "|" or ",".
+        if isinstance(v, str):
+            return [part.strip() for part in v.replace(",", "|").split("|") if part.strip()]
+        return v
 
     @field_validator("name")
     @classmethod
@@ -657,6 +674,13 @@ class StoredOutput(BaseModel):
         description=(
             "For a video: the key of its small preview (an animated GIF or a contact-sheet "
             "PNG) stored beside it, e.g. '<video key>.preview.gif'."
+        ),
+    )
+    fallback: list[dict[str, str]] | None = Field(
+        default=None,
+        description=(
+            "The providers this step did not run on, in order, each {provider, reason, error, "
+            "stage}: the step fell back (see prefect_runway.fallback). None: it did not."
         ),
     )
 

@@ -47,6 +47,13 @@ class ShotResult(BaseModel):
     def ok(self) -> bool:
         return self.status in ("completed", "rejected")
 
+    def fallbacks(self) -> list[str]:
+        """How this shot's steps fell back to another provider (empty when none did)."""
+        from prefect_runway.fallback import describe_fallback
+
+        return [note for note in (describe_fallback(self.still), describe_fallback(self.video))
+                if note]
+
 
 class StoryboardSummary(BaseModel):
     """Every shot's result, in storyboard order, and the counts."""
@@ -78,6 +85,9 @@ class StoryboardSummary(BaseModel):
     def describe(self, limit: int = 10) -> str:
         """One paragraph: the counts, then each failed shot and its reason."""
         text = f"{self.completed} of {self.total} shots completed"
+        fell = sum(1 for r in self.shots if r.fallbacks())
+        if fell:
+            text += f" ({fell} on a fallback provider)"
         if self.rejected:
             text += f" ({self.rejected} rejected at review)"
         if not self.failed:
@@ -102,6 +112,8 @@ class StoryboardSummary(BaseModel):
             reason = (r.error or "").replace("|", "\\|").replace("\n", " ")
             if r.same_as:
                 reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
+            for note in r.fallbacks():
+                reason = (reason + "; " if reason else "") + note.replace("|", "\\|")
             lines.append(
                 f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
                 f"| {reason} |"

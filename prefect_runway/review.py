@@ -272,12 +272,16 @@ class ReviewItem:
     credentials: ProviderCredentials
 
     def variant_requests(self, variants: int) -> list[PreparedRequest]:
-        """The still's variants, prepared: the request itself when ``variants`` is 1; else
+        """The still's variants, prepared (see :meth:`variant_images`)."""
+        return [prepare(image, self.credentials) for image in self.variant_images(variants)]
+
+    def variant_images(self, variants: int) -> list[ImageRequest]:
+        """The still's variants: the request itself when ``variants`` is 1; else
         ``variants`` distinct seeds (the shot's seed, then the next ones; without a seed,
         seeds derived from the request's fingerprint, so a re-run makes the same ones)."""
-        base = prepare(self.request, self.credentials)
         if variants == 1:
-            return [base]
+            return [self.request]
+        base = prepare(self.request, self.credentials)
         lo, hi = base.spec.seed_range
         span = hi - lo + 1
         out = []
@@ -287,21 +291,29 @@ class ReviewItem:
             else:
                 digest = hashlib.sha256(f"{base.fingerprint}|{i}".encode()).hexdigest()
                 seed = lo + int(digest, 16) % span
-            out.append(self.rebuild(seed=seed))
+            out.append(self.rebuilt(seed=seed))
         return out
 
-    def rebuild(self, seed: int | None = None, still_prompt: str | None = None) -> PreparedRequest:
-        """The still with another seed and/or prompt, checked and prepared.
+    def rebuilt(self, seed: int | None = None, still_prompt: str | None = None) -> ImageRequest:
+        """The still's request with another seed and/or prompt, checked.
 
         Raises:
-            InvalidRequest: the edited request is invalid for the provider; nothing was sent.
+            InvalidRequest: the edited request is invalid; nothing was sent.
         """
         fields = self.request.model_dump()
         if seed is not None:
             fields["seed"] = seed
         if still_prompt:
             fields["prompt"] = still_prompt
-        return prepare(ImageRequest(**fields), self.credentials)
+        return ImageRequest(**fields)
+
+    def rebuild(self, seed: int | None = None, still_prompt: str | None = None) -> PreparedRequest:
+        """:meth:`rebuilt`, prepared for the still's provider.
+
+        Raises:
+            InvalidRequest: the edited request is invalid for the provider; nothing was sent.
+        """
+        return prepare(self.rebuilt(seed, still_prompt), self.credentials)
 
     def random_seed(self) -> int:
         lo, hi = prepare(self.request, self.credentials).spec.seed_range
@@ -337,8 +349,11 @@ class ReviewOutcome:
         return self.status in ("approved", "regenerated")
 
 
-#: ``(shot name, prepared still) -> (its job, its stored still)``: how the flow makes a still.
-MakeStill = Callable[[str, PreparedRequest], Awaitable[tuple[GenerationResult, StoredOutput]]]
+#: ``(shot name, prepared still, its request) -> (its job, its stored still)``: how the flow
+#: makes a still (the request is what a provider fallback prepares again).
+MakeStill = Callable[
+    [str, PreparedRequest, ImageRequest], Awaitable[tuple[GenerationResult, StoredOutput]]
+]
 
 
 class _Made(BaseModel):
@@ -379,9 +394,10 @@ async def _made_stills(
                     await reused(m.name, m.still)
         return made
 
-    async def one(item: ReviewItem, variant: int, request: PreparedRequest) -> _Made:
+    async def one(item: ReviewItem, variant: int, image: ImageRequest) -> _Made:
         try:
-            result, still = await make_still(item.name, request)
+            result, still = await make_still(
+                item.name, prepare(image, item.credentials), image)
         except Exception as exc:  # one shot's failure is reported, not raised
             logger.warning("Shot %s: its still (variant %d) failed: %s", item.name, variant, exc)
             failed = _Made(name=item.name, variant=variant, error=f"{type(exc).__name__}: {exc}")
@@ -390,9 +406,9 @@ async def _made_stills(
         return _Made(name=item.name, variant=variant, result=result, still=still)
 
     jobs = [
-        one(item, i, request)
+        one(item, i, image)
         for item in items
-        for i, request in enumerate(item.variant_requests(variants), start=1)
+        for i, image in enumerate(item.variant_images(variants), start=1)
     ]
     made = list(await asyncio.gather(*jobs))
     await acreate_flow_run_input(
@@ -582,8 +598,9 @@ async def review_stills(
         outcome = outcomes[item.name]
         seed = decision.seed if decision.seed is not None else item.random_seed()
         try:
-            request = item.rebuild(seed=seed, still_prompt=decision.still_prompt)
-            result, still = await make_still(item.name, request)
+            image = item.rebuilt(seed=seed, still_prompt=decision.still_prompt)
+            result, still = await make_still(item.name, item.rebuild(seed, decision.still_prompt),
+                                             image)
         except Exception as exc:  # this shot fails; the others go on
             if raise_errors:
                 raise
@@ -675,7 +692,9 @@ async def review_one(
 
 async def review_storyboard(
     groups: Sequence[Sequence[Any]],
-    make_still: Callable[[Any, PreparedRequest], Awaitable[tuple[GenerationResult, StoredOutput]]],
+    make_still: Callable[
+        [Any, PreparedRequest, ImageRequest], Awaitable[tuple[GenerationResult, StoredOutput]]
+    ],
     store: OutputStorage,
     settings: ReviewSettings,
     reused: Callable[[Any, StoredOutput], Awaitable[None]] | None = None,
@@ -685,7 +704,7 @@ async def review_storyboard(
 
     Args:
         groups: The storyboard's groups of identical :class:`~prefect_runway.plan.ShotPlan`.
-        make_still: ``(plan, prepared still) -> (job, stored still)``.
+        make_still: ``(plan, prepared still, its request) -> (job, stored still)``.
         store: The run's storage.
         settings: From :func:`review_settings`.
         reused: ``(plan, still)`` for each still reused after a suspension.
@@ -704,8 +723,10 @@ async def review_storyboard(
         by_name[name] = plan
         items.append(ReviewItem(name, plan.shot.still_request(), plan.image_credentials))
 
-    async def make(name: str, request: PreparedRequest) -> tuple[GenerationResult, StoredOutput]:
-        return await make_still(by_name[name], request)
+    async def make(
+        name: str, request: PreparedRequest, image: ImageRequest
+    ) -> tuple[GenerationResult, StoredOutput]:
+        return await make_still(by_name[name], request, image)
 
     async def on_reused(name: str, still: StoredOutput) -> None:
         if reused is not None:

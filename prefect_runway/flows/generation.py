@@ -34,8 +34,17 @@ from prefect_runway.errors import (
     GenerationExpired,
     InvalidRequest,
 )
+from prefect_runway.fallback import (
+    FallbackPolicy,
+    Route,
+    StepFallback,
+    balance_covered,
+    load_route,
+    same_request,
+)
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.models import (
+    PLACEHOLDER_IMAGE,
     Generation,
     GenerationResult,
     ImageRequest,
@@ -83,6 +92,7 @@ async def run_generation(
     retry_unsafe_output: int = 0,
     resubmit_internal: bool = True,
     reseed: Callable[[int], PreparedRequest] | None = None,
+    fallback: StepFallback | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
@@ -117,6 +127,8 @@ async def run_generation(
             seed (0: never).
         resubmit_internal: Resubmit an internal failure once.
         reseed: ``seed -> PreparedRequest``: the same request with another seed.
+        fallback: Where the first submit goes when ``credentials`` provably refuses it
+            (:class:`prefect_runway.fallback.StepFallback`); the outputs' sidecars record it.
     """
     if retry_unsafe_output < 0:
         raise InvalidRequest("retry_unsafe_output", f"{retry_unsafe_output} is negative",
@@ -124,14 +136,22 @@ async def run_generation(
     logger = get_run_logger()
     flow_run = flow_run_id()
 
-    async def submit(request: PreparedRequest, refresh: bool) -> Generation:
-        run_name = "submit " + describe_job(request.kind, name, credentials.provider_name)
-        task = submit_task_for(credentials, refresh=refresh).with_options(
-            task_run_name=lambda: run_name,
+    async def submit(request: PreparedRequest, refresh: bool,
+                     on: ProviderCredentials | None = None, last: bool = True) -> Generation:
+        on = on or credentials
+        run_name = "submit " + describe_job(request.kind, name, on.provider_name)
+        task = submit_task_for(on, refresh=refresh).with_options(
+            task_run_name=lambda: run_name, **({} if last else {"retries": 0}),
         )
-        return await task(request, credentials, storage, refresh)
+        return await task(request, on, storage, refresh)
 
-    generation = await submit(prepared, force)
+    if fallback is None:
+        generation = await submit(prepared, force)
+    else:  # the route's next provider where this one provably refuses (prefect_runway.fallback)
+        served = await fallback.submit(prepared, credentials, reseed,
+                                       lambda p, c, last: submit(p, force, c, last))
+        credentials, prepared, reseed = served.credentials, served.prepared, served.reseed
+        generation = served.generation
     expired = unsafe = internal = 0
     while True:
         track(flow_run, credentials, generation)
@@ -141,6 +161,8 @@ async def run_generation(
                 queue_timeout,
             )
             untrack(flow_run, generation)
+            if fallback is not None:
+                stored = await fallback.annotate(stored, storage)
             await emit_charged(result, output_cost(stored[0]) if stored else charged_cost(result))
             return result, stored
         except GenerationExpired:
@@ -345,6 +367,9 @@ async def image_to_video(
     resubmit_internal: bool = True,
     budget: float | str | None = None,
     check_balance: bool = True,
+    image_fallback: list[ProviderCredentials | str] | None = None,
+    video_fallback: list[ProviderCredentials | str] | None = None,
+    fallback_on: list[str] | str | None = None,
     review: bool = False,
     review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
     on_timeout: str = "fail",
@@ -389,7 +414,13 @@ async def image_to_video(
         budget: This run's cap: a number in the provider's unit or a currency
             (``"USD 5.00"``); a plan over it is refused before anything is sent.
         check_balance: Before the run, read each provider's balance (where it has an
-            endpoint) and refuse a plan it cannot pay.
+            endpoint) and refuse a plan it cannot pay (unless the step has a fallback).
+        image_fallback: Where the still goes, in order, when its provider provably does not
+            take the job (see :mod:`prefect_runway.fallback`): blocks or saved blocks' names.
+        video_fallback: The same for the video (e.g. ``["aimlapi-credentials/prod"]``).
+        fallback_on: The reasons that allow a fallback (default: all of
+            ``unavailable``, ``rate_limited``, ``daily_quota``, ``insufficient_credits``,
+            ``model_unsupported``); never after ``SubmissionUncertain``.
         review: Wait for a person to approve, reject or regenerate the still before the
             video is paid for (see :mod:`prefect_runway.review`).
         review_timeout: How long the review waits, in seconds.
@@ -413,6 +444,9 @@ async def image_to_video(
     video_creds = await load_credentials(
         video_credentials or credentials, "video_credentials" if video_credentials else "credentials",
     )
+    policy = FallbackPolicy.parse(fallback_on)
+    image_route = await load_route("still", image_creds, image_fallback, "image_fallback", policy)
+    video_route = await load_route("video", video_creds, video_fallback, "video_fallback", policy)
     store = resolve_storage(storage)
     still_request = ImageRequest(
         prompt=still_prompt, reference_images=reference_images or [], ratio=still_ratio, seed=seed,
@@ -424,6 +458,10 @@ async def image_to_video(
             ratio=video_ratio or still_ratio, duration=duration, seed=seed,
         )
 
+    # Every provider of each step's route takes its request, before anything is sent.
+    image_creds = image_route.check(still_request).primary
+    video_creds = video_route.check(video_request(PLACEHOLDER_IMAGE, None)).primary
+
     # Plan both steps (and check the run's settings) before spending anything on the first.
     chain = plan_chain(still_request, video_request, image_creds, video_creds)
     await check_run(store, [(chain.still, name), (chain.video_check, name)],
@@ -432,14 +470,17 @@ async def image_to_video(
     if cap is not None:
         cap.check(cost_plan)
     if check_balance:
-        await _check_balances(cost_plan, [image_creds, video_creds])
+        await _check_balances(cost_plan, [image_creds, video_creds], [image_route, video_route])
 
-    async def make_still(shot: str | None, prepared: PreparedRequest) -> tuple[GenerationResult, StoredOutput]:
+    async def make_still(
+        shot: str | None, prepared: PreparedRequest, request: ImageRequest
+    ) -> tuple[GenerationResult, StoredOutput]:
         result, stored = await run_generation(
             prepared, image_creds, storage=store, key_template=key_template, name=name,
-            timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
+            timeout=timeout, force=force, reseed=_reseeder(request, image_creds),
             queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
             resubmit_internal=resubmit_internal,
+            fallback=image_route.runtime(same_request(request), name),
         )
         return result, stored[0]
 
@@ -452,7 +493,12 @@ async def image_to_video(
             assert rejected.still is not None  # a rejected shot had its still shown
             return ImageToVideoResult(still=rejected.still, video=None, status="rejected")
     else:
-        still_result, still = await make_still(name, chain.still)
+        still_result, still = await make_still(name, chain.still, still_request)
+    image_creds = image_route.credentials_for(still.provider)  # where the still was made
+
+    async def video_for(creds: ProviderCredentials) -> Request:  # a fallback's video request
+        handed = await still_reference(still, still_result, image_creds, creds, store, upload=upload)
+        return await upload_images(video_request(handed, still.sha256), creds, upload=upload)
     await publish_still(still, store, name)
     if cap is not None:  # the still may have cost more than its estimate
         guard = BudgetGuard(cap)
@@ -471,6 +517,7 @@ async def image_to_video(
         name=name, timeout=timeout, force=force, preview=preview,
         reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
         retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
+        fallback=video_route.runtime(video_for, name),
     )
     await publish_video_preview(video_stored[0], store, name)
     await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
@@ -535,13 +582,17 @@ def _takes_uploads(credentials: ProviderCredentials) -> bool:
     from prefect_runway.providers.base import Provider
 
     return type(credentials.provider()).upload_call is not Provider.upload_call
-async def _check_balances(cost_plan: Any, credentials: list[ProviderCredentials]) -> None:
-    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+async def _check_balances(cost_plan: Any, credentials: list[ProviderCredentials],
+                          routes: list[Route] | None = None) -> None:
+    """Refuse a plan a provider's balance cannot pay (unless its steps have a fallback); a
+    balance that cannot be read is skipped."""
     from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
 
     try:
         await check_balances(cost_plan, credentials)
-    except InsufficientCredits:
+    except InsufficientCredits as exc:
+        if balance_covered(exc, routes or []):
+            return
         raise
     except (PrefectRunwayError, OSError) as exc:
         get_run_logger().warning("Could not read a provider's balance; not checked: %s", exc)

@@ -48,8 +48,8 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Check the flow parameters this package knows, where Prefect would coerce or refuse them.
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
-    ``seed``, ``timeout``, ``force``, ``preview``, ``concurrency``, the review's settings
-    (:func:`prefect_runway.review.review_settings`), and that ``name``,
+    ``seed``, ``timeout``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
+    review's settings (:func:`prefect_runway.review.review_settings`), and that ``name``,
     ``key_template`` and the prompts are text.
 
     Raises:
@@ -82,6 +82,10 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
             raise InvalidRequest("force", f"{force!r} is not a yes or no", allowed=(True, False))
     if "preview" in parameters:
         check_preview(parameters["preview"])
+    if "fallback_on" in parameters:
+        from prefect_runway.fallback import check_fallback_on
+
+        check_fallback_on(parameters["fallback_on"])
     if "concurrency" in parameters:
         _whole_number("concurrency", parameters["concurrency"], "1 or more", minimum=1)
     check_review_parameters(parameters)

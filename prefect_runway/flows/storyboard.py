@@ -51,6 +51,13 @@ from prefect_runway.costs import (
     spending,
 )
 from prefect_runway.errors import InvalidRequest, StoryboardFailed
+from prefect_runway.fallback import (
+    FallbackPolicy,
+    ShotRoutes,
+    balance_covered,
+    plan_shot_routes,
+    same_request,
+)
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ProviderSlots
@@ -93,6 +100,9 @@ async def storyboard(
     budget: float | str | None = None,
     dry_run: bool = False,
     check_balance: bool = True,
+    image_fallback: list[ProviderCredentials | str] | None = None,
+    video_fallback: list[ProviderCredentials | str] | None = None,
+    fallback_on: list[str] | str | None = None,
     review: bool = False,
     variants: int = 1,
     review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
@@ -133,7 +143,13 @@ async def storyboard(
         dry_run: Plan and price the run (the ``cost-plan`` artifact), submit nothing, and
             return the :class:`~prefect_runway.costs.CostPlan`.
         check_balance: Before the run, read each provider's balance (where it has an
-            endpoint) and refuse a plan it cannot pay.
+            endpoint) and refuse a plan it cannot pay (unless its steps have a fallback).
+        image_fallback: Where every still goes, in order, when its provider provably does
+            not take the job (see :mod:`prefect_runway.fallback`); a shot's own
+            ``image_fallback`` replaces it.
+        video_fallback: The same for every video (a shot's ``video_fallback`` replaces it).
+        fallback_on: The reasons that allow a fallback (default: all); never after
+            ``SubmissionUncertain``.
         review: Make every still, then wait for a person to approve, reject or regenerate
             each shot before any video is paid for (see :mod:`prefect_runway.review`);
             identical shots are reviewed once, under the first one's name.
@@ -182,6 +198,10 @@ async def storyboard(
         shot_list, credentials=credentials, image_credentials=image_credentials,
         video_credentials=video_credentials, source=source,
     )
+    routes = await plan_shot_routes(  # every shot's fallback providers checked, too
+        plans, image_fallback=image_fallback, video_fallback=video_fallback,
+        policy=FallbackPolicy.parse(fallback_on), source=source,
+    )
     groups: dict[str, list[ShotPlan]] = {}
     for plan in plans:
         groups.setdefault(plan.chain_key, []).append(plan)
@@ -207,7 +227,7 @@ async def storyboard(
         logger.info("Dry run: nothing submitted")
         return cost_plan
     if check_balance:
-        await _check_balances(cost_plan, plans, logger)
+        await _check_balances(cost_plan, plans, logger, routes)
     guard = BudgetGuard(cap)
 
     providers = {p.image_credentials.provider_name for p in plans}
@@ -229,7 +249,9 @@ async def storyboard(
     if tracker is not None:
         await tracker.start()
 
-    async def make_still(plan: ShotPlan, request: Any = None) -> tuple[Any, StoredOutput]:
+    async def make_still(
+        plan: ShotPlan, request: Any = None, image: Any = None
+    ) -> tuple[Any, StoredOutput]:
         request = request or plan.chain.still
         provider = plan.image_credentials.provider_name
         reserved = await guard.reserve(provider, estimate_step(request))
@@ -241,8 +263,10 @@ async def storyboard(
                 result, stored = await run_generation(
                     request, plan.image_credentials, storage=store,
                     key_template=key_template, name=plan.name, timeout=timeout, force=force,
+                    fallback=routes[plan.row].still.runtime(
+                        same_request(image or plan.shot.still_request()), plan.name),
                 )
-            charged = output_cost(stored[0])
+            provider, charged = stored[0].provider, output_cost(stored[0])  # after a fallback too
         finally:
             await guard.settle(provider, reserved, charged)
         return result, stored[0]
@@ -252,7 +276,8 @@ async def storyboard(
         still: StoredOutput | None = None
         video: StoredOutput | None = None
         error: str | None = None
-        skipped = rejected = False
+        skipped = False
+        rejected: ShotRejected | None = None  # at review: carries the still that was shown
         async with semaphore:
             try:
                 if plan.chain_key in reviewed:  # the still a person approved (or asked for)
@@ -261,9 +286,15 @@ async def storyboard(
                     if plan.still_key not in stills:
                         stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
                     still_result, still = await stills[plan.still_key]
+                made_on = routes[plan.row].still.credentials_for(still.provider)
                 image = await still_reference(
-                    still, still_result, plan.image_credentials, plan.video_credentials, store,
+                    still, still_result, made_on, plan.video_credentials, store,
                 )
+
+                async def video_for(creds: ProviderCredentials) -> Any:  # a fallback's request
+                    handed = await still_reference(still, still_result, made_on, creds, store)
+                    return plan.chain.video_request(handed, still.sha256)
+
                 video_step = plan.chain.video(image, still.sha256)
                 provider = plan.video_credentials.provider_name
                 reserved = await guard.reserve(provider, estimate_step(plan.chain.video_check))
@@ -278,8 +309,9 @@ async def storyboard(
                             video_step, plan.video_credentials, storage=store,
                             key_template=key_template, name=plan.name, timeout=timeout,
                             force=force, preview=preview,
+                            fallback=routes[plan.row].video.runtime(video_for, plan.name),
                         )
-                    charged = output_cost(stored[0])
+                    provider, charged = stored[0].provider, output_cost(stored[0])
                 finally:
                     await guard.settle(provider, reserved, charged)
                 video = stored[0]
@@ -287,7 +319,7 @@ async def storyboard(
                 error, skipped = str(exc), True
                 logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
             except ShotRejected as exc:
-                still, rejected = exc.still, True
+                rejected = exc
                 logger.info("Shot %s (row %d) was rejected at review", plan.name, plan.row)
             except Exception as exc:  # one shot's failure is reported, not raised
                 error = f"{type(exc).__name__}: {exc}"
@@ -297,7 +329,7 @@ async def storyboard(
                 row=p.row, name=p.name,
                 status="not_started" if skipped else "rejected" if rejected
                 else "failed" if error else "completed",
-                still=still, video=video, error=error,
+                still=rejected.still if rejected else still, video=video, error=error,
                 same_as=None if p is plan else plan.name,
             )
             for p in group
@@ -312,7 +344,7 @@ async def storyboard(
     reviewed: dict[str, ReviewOutcome] = {}
     if review:  # every still first, then a person's decision, then only the chosen videos
         async def reused(plan: ShotPlan, still: StoredOutput) -> None:  # made before a suspend
-            await guard.settle(plan.image_credentials.provider_name, 0.0, output_cost(still))
+            await guard.settle(still.provider, 0.0, output_cost(still))
 
         reviewed = await review_storyboard(list(groups.values()), make_still, store, settings,
                                            reused)
@@ -332,14 +364,19 @@ async def storyboard(
     return Failed(message=message, data=StoryboardFailed(message, summary))  # type: ignore[return-value]
 
 
-async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any) -> None:
-    """Refuse a plan a provider's balance cannot pay; a balance that cannot be read is skipped."""
+async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any,
+                          routes: dict[int, ShotRoutes] | None = None) -> None:
+    """Refuse a plan a provider's balance cannot pay (unless its steps have a fallback); a
+    balance that cannot be read is skipped."""
     from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
 
     credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
     try:
         balances = await check_balances(cost_plan, credentials)
-    except InsufficientCredits:
+    except InsufficientCredits as exc:
+        steps = [r for shot in (routes or {}).values() for r in (shot.still, shot.video)]
+        if balance_covered(exc, steps, logger):
+            return
         raise
     except (PrefectRunwayError, OSError) as exc:
         logger.warning("Could not read a provider's balance; not checked: %s", exc)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import task
-from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -151,6 +151,13 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(exc, PrefectRunwayError)
 
 
+#: The reading tasks (wait, download, collect): a job's state changes over time, so they are
+#: never cached by their inputs and have nothing worth persisting. (Under
+#: ``PREFECT_RESULTS_PERSIST_BY_DEFAULT`` Prefect would otherwise hash their storage argument,
+#: fail, and log a traceback per task run.)
+_UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
 @task(
     name="submit-generation",
     retries=2,
@@ -253,6 +260,7 @@ def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) 
 
 @task(
     name="wait-for-generation",
+    **_UNCACHED,
     retries=2,
     retry_delay_seconds=[1, 10],
     retry_condition_fn=_retry_read,
@@ -306,6 +314,7 @@ def _resumed_note(result: GenerationResult, waited: float) -> str:
 
 @task(
     name="download-generation",
+    **_UNCACHED,
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_read,
@@ -362,6 +371,7 @@ async def download_generation(
 
 @task(
     name="collect-generation",
+    **_UNCACHED,
     retries=2,
     retry_delay_seconds=[1, 10],
     retry_condition_fn=_retry_read,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from emu_helpers import RUNWAY_HEADERS, SEGMIND_HEADERS, wait_until
+from emu_helpers import AIMLAPI_HEADERS, RUNWAY_HEADERS, SEGMIND_HEADERS, wait_until
 
 from prefect_runway.emulator import FaultPlan
 
@@ -127,3 +127,85 @@ def test_faults_over_http_and_validation(emu, client):
     # control routes are never faulted
     emu.set_faults(scripted=[{"route": "*", "fault": "500", "times": 100}])
     assert client.get("/_emulator/stats").status_code == 200
+
+
+# -- one switch per provider (issue 15: fallback is tested end to end against these) -------
+
+IMAGE = "https://example.com/a.png"
+#: provider -> (submit, a status read, the balance read), each (method, path, json or params).
+PROVIDER_ROUTES = {
+    "segmind": (
+        ("POST", "/v2/runway-gen4-turbo", {"promptText": "x", "promptImage": IMAGE}),
+        ("GET", "/v2/requests/abc/status", None),
+        ("GET", "/v1/get-user-credits", None),
+    ),
+    "aimlapi": (
+        ("POST", "/v2/video/generations", {"model": "runway/gen4_turbo", "image_url": IMAGE}),
+        ("GET", "/v2/video/generations?generation_id=abc", None),
+        ("GET", "/v2/billing", None),
+    ),
+    "runway": (
+        ("POST", "/v1/image_to_video", {"model": "gen4_turbo", "ratio": "1280:720",
+                                         "promptImage": IMAGE, "promptText": "x"}),
+        ("GET", "/v1/tasks/abc", None),
+        ("GET", "/v1/organization", None),
+    ),
+}
+HEADERS = {"segmind": SEGMIND_HEADERS, "aimlapi": AIMLAPI_HEADERS, "runway": RUNWAY_HEADERS}
+
+
+def _call(client, provider, index):
+    method, path, body = PROVIDER_ROUTES[provider][index]
+    return client.request(method, path, headers=HEADERS[provider], json=body)
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDER_ROUTES))
+def test_one_switch_takes_one_provider_down_on_every_route(emu, client, provider):
+    response = client.post("/_emulator/faults", json={"providers": {provider: "unavailable"}})
+    assert response.status_code == 200
+    for index in range(3):
+        down = _call(client, provider, index)
+        assert down.status_code == 503 and down.headers["retry-after"] == "1", (index, down.text)
+    assert emu.stats()[provider]["total_submissions"] == 0
+    for other in sorted(set(PROVIDER_ROUTES) - {provider}):  # the others serve
+        assert _call(client, other, 0).status_code == 200, other
+        assert _call(client, other, 2).status_code == 200, other
+
+
+@pytest.mark.parametrize("provider, status, words", [
+    ("segmind", 406, "Insufficient credits"),  # Segmind's 406 {"error": ...}
+    ("aimlapi", 403, "run out of credits"),     # AIMLAPI's 403 {message, statusCode, ...}
+    ("runway", 400, "enough credits"),         # Runway's 400 {"error": ...}
+])
+def test_one_switch_empties_one_account_with_its_providers_own_answer(
+    emu, client, provider, status, words
+):
+    client.post("/_emulator/faults", json={"providers": {provider: "empty"}}).raise_for_status()
+    refused = _call(client, provider, 0)
+    assert refused.status_code == status and words in refused.text
+    assert emu.stats()[provider]["total_submissions"] == 0
+    assert emu.stats()[provider]["credit_refusals"] == 1
+    assert emu.stats()[provider]["credits_remaining"] == 0 and emu.stats()[provider]["empty"]
+    for other in sorted(set(PROVIDER_ROUTES) - {provider}):
+        assert _call(client, other, 0).status_code == 200, other
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDER_ROUTES))
+async def test_the_client_reads_each_empty_answer_as_insufficient_credits(emu, provider):
+    """The engine (the flows' one client) maps each provider's answer to the typed error the
+    fallback policy moves on from."""
+    from pydantic import SecretStr
+
+    from prefect_runway import VideoRequest
+    from prefect_runway.engine import GenerationClient
+    from prefect_runway.errors import InsufficientCredits
+    from prefect_runway.providers import get_provider
+
+    emu.set_faults(providers={provider: "empty"})
+    api = get_provider(provider)
+    request = VideoRequest(image=IMAGE, prompt="x", model="gen4_turbo", duration=5)
+    async with GenerationClient(api, SecretStr("k"), emu.url) as engine:
+        with pytest.raises(InsufficientCredits) as info:
+            await engine.submit(api.prepare(request, emu.url))
+    assert info.value.provider == provider and info.value.status_code == {
+        "segmind": 406, "aimlapi": 403, "runway": 400}[provider]
