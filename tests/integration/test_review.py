@@ -276,3 +276,27 @@ async def test_bad_review_settings_are_refused_before_anything_is_sent(
     assert info.value.field == field
     assert info.value.allowed
     assert stats(own_emulator)["segmind"]["total_submissions"] == 0
+
+
+async def test_review_stills_fall_back_to_another_provider(own_emulator, tmp_path):
+    # Segmind refuses every submit (503): each still variant goes to Runway, its fallback;
+    # the approved variant is animated on Runway.
+    httpx.post(f"{own_emulator.url}/_emulator/faults",
+               json={"providers": {"segmind": "submits_unavailable"}}, timeout=10).raise_for_status()
+    runway = _fast(RunwayCredentials, own_emulator.url)
+    state = await storyboard(
+        shots=[_shot(1, ratio="1280:720")], image_credentials=_fast(SegmindCredentials, own_emulator.url),
+        image_fallback=[runway], video_credentials=runway, storage=str(tmp_path), review=True,
+        variants=2, review_timeout=2, on_timeout="approve", check_balance=False,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    summary: StoryboardSummary = await state.result()
+    shot = summary.shots[0]
+    assert shot.status == "completed" and shot.still.provider == "runway"
+    assert shot.still.request["seed"] == 101  # variant 1, the timeout's choice
+    assert shot.video.provider == "runway"
+    s = stats(own_emulator)
+    assert sum(s["segmind"]["billable"].values()) == 0  # refused: nothing was taken there
+    assert s["runway"]["total_submissions"] == 2 + 1  # two variants, one video
+    assert s["runway"]["duplicate_submissions"] == 0
