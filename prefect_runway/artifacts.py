@@ -421,23 +421,26 @@ def _log_progress_failure(exc: BaseException) -> None:
     logging.getLogger(__name__).debug("Could not update a progress artifact: %s", exc)
 
 
+async def note_progress(tracker: BatchProgress | None, failed: bool = False) -> None:
+    """Advance ``tracker`` by one step (if any); a failed update is logged at DEBUG, never
+    raised."""
+    if tracker is None:
+        return
+    try:
+        await tracker.advance(failed=failed)
+    except Exception as exc:  # noqa: BLE001 - never fail a run over progress
+        _log_progress_failure(exc)
+
+
 async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> R:
     """Await one step of a batch, then advance ``tracker`` (failed, when the step raised, and
     the error goes on). A progress update that fails is logged at DEBUG, never raised."""
     try:
         result = await step
     except Exception:
-        if tracker is not None:
-            try:
-                await tracker.advance(failed=True)
-            except Exception as exc:  # noqa: BLE001 - never fail a run over progress
-                _log_progress_failure(exc)
+        await note_progress(tracker, failed=True)
         raise
-    if tracker is not None:
-        try:
-            await tracker.advance()
-        except Exception as exc:  # noqa: BLE001 - never fail a run over progress
-            _log_progress_failure(exc)
+    await note_progress(tracker)
     return result
 
 

@@ -156,6 +156,7 @@ def demo(args: argparse.Namespace) -> int:
     finally:
         if emulator is not None:
             emulator.__exit__(None, None, None)
+    assert result.video is not None  # no review here: the chain always has its video
     print()
     print(f"still: {result.still.location}  ({result.still.size} bytes, sha256 {result.still.sha256[:16]})")
     print(f"video: {result.video.location}  ({result.video.size} bytes, sha256 {result.video.sha256[:16]})")

@@ -17,10 +17,13 @@ __all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
 
 
 class ImageToVideoResult(BaseModel):
-    """The two outputs of the chain."""
+    """The two outputs of the chain (no video when the still was rejected at review)."""
 
     still: StoredOutput
-    video: StoredOutput
+    video: StoredOutput | None = None
+    status: Literal["completed", "rejected"] = Field(
+        default="completed", description="completed, or rejected at review (no video)."
+    )
 
 
 class ShotResult(BaseModel):
@@ -28,8 +31,9 @@ class ShotResult(BaseModel):
 
     row: int = Field(description="1-based position of the shot in the storyboard.")
     name: str = Field(description="The shot's name (default shot-NNN).")
-    status: Literal["completed", "failed", "not_started"] = Field(
-        description="completed, failed, or not_started (a step would have passed the budget)."
+    status: Literal["completed", "failed", "not_started", "rejected"] = Field(
+        description="completed, failed, not_started (a step would have passed the budget), "
+                    "or rejected at review (its still was not animated, as asked)."
     )
     still: StoredOutput | None = Field(default=None, description="The stored still, if made.")
     video: StoredOutput | None = Field(default=None, description="The stored video, if made.")
@@ -41,7 +45,7 @@ class ShotResult(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return self.status == "completed"
+        return self.status in ("completed", "rejected")
 
     def fallbacks(self) -> list[str]:
         """How this shot's steps fell back to another provider (empty when none did)."""
@@ -60,6 +64,7 @@ class StoryboardSummary(BaseModel):
     generated: int = Field(description="Distinct shots generated (identical shots count once).")
     shots: list[ShotResult] = Field(description="One result per shot, in order.")
     not_started: int = Field(default=0, description="Shots not started: over the budget.")
+    rejected: int = Field(default=0, description="Shots rejected at review (not animated).")
     costs: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Spent per provider and model (each job once) beside the plan's estimate "
@@ -68,9 +73,10 @@ class StoryboardSummary(BaseModel):
 
     @classmethod
     def of(cls, results: Sequence[ShotResult], generated: int) -> StoryboardSummary:
-        done = sum(1 for r in results if r.ok)
-        return cls(total=len(results), completed=done, failed=len(results) - done,
-                   generated=generated, shots=list(results))
+        done = sum(1 for r in results if r.status == "completed")
+        rejected = sum(1 for r in results if r.status == "rejected")
+        return cls(total=len(results), completed=done, failed=len(results) - done - rejected,
+                   generated=generated, shots=list(results), rejected=rejected)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +88,8 @@ class StoryboardSummary(BaseModel):
         fell = sum(1 for r in self.shots if r.fallbacks())
         if fell:
             text += f" ({fell} on a fallback provider)"
+        if self.rejected:
+            text += f" ({self.rejected} rejected at review)"
         if not self.failed:
             return text + "."
         failures = [r for r in self.shots if not r.ok]
@@ -96,6 +104,8 @@ class StoryboardSummary(BaseModel):
             title += f", {self.failed} failed"
         if self.not_started:
             title += f" ({self.not_started} not started: over the budget)"
+        if self.rejected:
+            title += f", {self.rejected} rejected at review"
         lines = [title, "", "| # | shot | status | still | video | reason |",
                  "| --- | --- | --- | --- | --- | --- |"]
         for r in self.shots:

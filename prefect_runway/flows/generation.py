@@ -18,6 +18,7 @@ from prefect.logging import get_run_logger
 from prefect_runway.artifacts import (
     BatchProgress,
     advance_quietly,
+    note_progress,
     publish_outputs,
     publish_still,
     publish_video_preview,
@@ -70,6 +71,7 @@ from prefect_runway.plan import (
     upload_images,
 )
 from prefect_runway.results import ImageToVideoResult
+from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
 from prefect_runway.spend import DailyBudgets, record_spend
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
@@ -384,6 +386,10 @@ async def image_to_video(
     video_fallback: list[ProviderCredentials | str] | None = None,
     fallback_on: list[str] | str | None = None,
     progress: bool = True,
+    review: bool = False,
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
+    on_timeout: str = "fail",
+    review_mode: str = "auto",
 ) -> ImageToVideoResult:
     """A gen4_image still, then that still animated: the chain, across providers if you like.
 
@@ -434,15 +440,23 @@ async def image_to_video(
         progress: Keep an ``image-to-video-progress`` artifact (still, then video) up to
             date: created once, updated as each step ends (a Prefect API call each);
             False for none.
+        review: Wait for a person to approve, reject or regenerate the still before the
+            video is paid for (see :mod:`prefect_runway.review`).
+        review_timeout: How long the review waits, in seconds.
+        on_timeout: When nobody answers in time: ``"fail"``, ``"reject"`` or ``"approve"``.
+        review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the
+            worker; deployments only).
 
     Returns:
-        The stored still and video.
+        The stored still and video (with ``review``: ``status="rejected"`` and no video
+        when the still was rejected).
 
     Raises:
         BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
         InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
     """
     cap = Budget.parse(budget)
+    settings = review_settings(review_timeout, on_timeout, review_mode)
     image_creds = await load_credentials(
         image_credentials or credentials, "image_credentials" if image_credentials else "credentials",
     )
@@ -485,14 +499,32 @@ async def image_to_video(
         2, key="image-to-video-progress", description=f"image-to-video{f' {name!r}' if name else ''}",
         steps=("still", "video"),
     ) if progress else None
-    still_result, still_stored = await advance_quietly(tracker, run_generation(
-        chain.still, image_creds, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force, reseed=_reseeder(still_request, image_creds),
-        queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
-        resubmit_internal=resubmit_internal,
-        fallback=image_route.runtime(same_request(still_request), name),
-    ))
-    still = still_stored[0]
+
+    async def make_still(
+        shot: str | None, prepared: PreparedRequest, request: ImageRequest
+    ) -> tuple[GenerationResult, StoredOutput]:
+        result, stored = await run_generation(
+            prepared, image_creds, storage=store, key_template=key_template, name=name,
+            timeout=timeout, force=force, reseed=_reseeder(request, image_creds),
+            queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
+            resubmit_internal=resubmit_internal,
+            fallback=image_route.runtime(same_request(request), name),
+        )
+        return result, stored[0]
+
+    if review:  # the still is made, shown, and animated only once a person says so
+        try:
+            still_result, still = await review_one(
+                name or "still", still_request, image_creds, make_still, store, settings,
+            )
+        except ShotRejected as rejected:
+            assert rejected.still is not None  # a rejected shot had its still shown
+            await note_progress(tracker)  # the still is done; its video will not start
+            return ImageToVideoResult(still=rejected.still, video=None, status="rejected")
+        await note_progress(tracker)
+    else:
+        still_result, still = await advance_quietly(
+            tracker, make_still(name, chain.still, still_request))
     image_creds = image_route.credentials_for(still.provider)  # where the still was made
 
     async def video_for(creds: ProviderCredentials) -> Request:  # a fallback's video request

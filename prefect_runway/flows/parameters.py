@@ -21,6 +21,7 @@ from prefect import Flow
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import SEED_MAX, model_durations
 from prefect_runway.plan import check_preview
+from prefect_runway.review import check_review_parameters
 
 __all__ = ["RunwayFlow", "check_parameters", "runway_flow"]
 
@@ -47,7 +48,8 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Check the flow parameters this package knows, where Prefect would coerce or refuse them.
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
-    ``seed``, ``timeout``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, and that ``name``,
+    ``seed``, ``timeout``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
+    review's settings (:func:`prefect_runway.review.review_settings`), and that ``name``,
     ``key_template`` and the prompts are text.
 
     Raises:
@@ -86,6 +88,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
         check_fallback_on(parameters["fallback_on"])
     if "concurrency" in parameters:
         _whole_number("concurrency", parameters["concurrency"], "1 or more", minimum=1)
+    check_review_parameters(parameters)
     for field in ("name", "key_template", "prompt", "still_prompt", "motion_prompt",
                   "provider_limit"):
         value = parameters.get(field)

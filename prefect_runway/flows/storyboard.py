@@ -64,6 +64,14 @@ from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSl
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
+from prefect_runway.review import (
+    DEFAULT_REVIEW_TIMEOUT,
+    ReviewOutcome,
+    ShotRejected,
+    review_settings,
+    review_storyboard,
+    reviewed_still,
+)
 from prefect_runway.shots import load_shots
 from prefect_runway.spend import DailyBudgets
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
@@ -97,6 +105,11 @@ async def storyboard(
     image_fallback: list[ProviderCredentials | str] | None = None,
     video_fallback: list[ProviderCredentials | str] | None = None,
     fallback_on: list[str] | str | None = None,
+    review: bool = False,
+    variants: int = 1,
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
+    on_timeout: str = "fail",
+    review_mode: str = "auto",
 ) -> StoryboardSummary | CostPlan:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
@@ -142,6 +155,14 @@ async def storyboard(
         video_fallback: The same for every video (a shot's ``video_fallback`` replaces it).
         fallback_on: The reasons that allow a fallback (default: all); never after
             ``SubmissionUncertain``.
+        review: Make every still, then wait for a person to approve, reject or regenerate
+            each shot before any video is paid for (see :mod:`prefect_runway.review`);
+            identical shots are reviewed once, under the first one's name.
+        variants: With ``review``: stills per shot, each with its own seed (1-8).
+        review_timeout: How long the review waits, in seconds.
+        on_timeout: When nobody answers in time: ``"fail"``, ``"reject"`` or ``"approve"``.
+        review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the
+            worker; deployments only).
 
     A credentials block's ``daily_budget`` is enforced too (see :mod:`prefect_runway.spend`):
     a plan over what the block has left today (UTC) is refused before anything is sent, and
@@ -149,8 +170,9 @@ async def storyboard(
     pass it.
 
     Returns:
-        The per-shot summary. When any shot failed, the run ends Failed: calling the flow
-        raises :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
+        The per-shot summary (shots rejected at review: ``rejected``, not failed). When
+        any shot failed, the run ends Failed: calling the flow raises
+        :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
 
     Raises:
         InvalidShot: a shot is invalid (names the row and field); nothing was submitted.
@@ -180,6 +202,7 @@ async def storyboard(
     if isinstance(storage, str) and not storage.strip():
         raise InvalidRequest("storage", "is empty", allowed="a directory, s3://bucket/prefix or a block")
     cap = Budget.parse(budget)
+    settings = review_settings(review_timeout, on_timeout, review_mode, variants, review=review)
     source = shots if isinstance(shots, str) else None
     shot_list = await load_shots(shots)
     plans = await plan_storyboard(
@@ -248,18 +271,21 @@ async def storyboard(
         await tracker.start()
     announce_chains(groups.values())  # to a watcher in this process (the CLI's live display)
 
-    async def make_still(plan: ShotPlan) -> tuple[Any, StoredOutput]:
+    async def make_still(
+        plan: ShotPlan, request: Any = None, image: Any = None
+    ) -> tuple[Any, StoredOutput]:
+        request = request or plan.chain.still
         provider = plan.image_credentials.provider_name
-        reserved = await guard.admit(provider, estimate_step(plan.chain.still),
+        reserved = await guard.admit(provider, estimate_step(request),
                                      plan.image_credentials, "its still")
         charged = None
         try:
-            async with slots.slot(provider), model_slots.slot(provider, plan.chain.still.model):
+            async with slots.slot(provider), model_slots.slot(provider, request.model):
                 result, stored = await run_generation(
-                    plan.chain.still, plan.image_credentials, storage=store,
+                    request, plan.image_credentials, storage=store,
                     key_template=key_template, name=plan.name, timeout=timeout, force=force,
                     fallback=routes[plan.row].still.runtime(
-                        same_request(plan.shot.still_request()), plan.name),
+                        same_request(image or plan.shot.still_request()), plan.name),
                 )
             provider, charged = stored[0].provider, output_cost(stored[0])  # after a fallback too
         finally:
@@ -272,11 +298,15 @@ async def storyboard(
         video: StoredOutput | None = None
         error: str | None = None
         skipped = False
+        rejected: ShotRejected | None = None  # at review: carries the still that was shown
         async with semaphore:
             try:
-                if plan.still_key not in stills:
-                    stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
-                still_result, still = await stills[plan.still_key]
+                if plan.chain_key in reviewed:  # the still a person approved (or asked for)
+                    still_result, still = reviewed_still(reviewed[plan.chain_key])
+                else:
+                    if plan.still_key not in stills:
+                        stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
+                    still_result, still = await stills[plan.still_key]
                 made_on = routes[plan.row].still.credentials_for(still.provider)
                 image = await still_reference(
                     still, still_result, made_on, plan.video_credentials, store,
@@ -307,14 +337,18 @@ async def storyboard(
             except NotStarted as exc:
                 error, skipped = str(exc), True
                 logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
+            except ShotRejected as exc:
+                rejected = exc
+                logger.info("Shot %s (row %d) was rejected at review", plan.name, plan.row)
             except Exception as exc:  # one shot's failure is reported, not raised
                 error = f"{type(exc).__name__}: {exc}"
                 logger.warning("Shot %s (row %d) failed: %s", plan.name, plan.row, error)
         results = [
             ShotResult(
                 row=p.row, name=p.name,
-                status="not_started" if skipped else "failed" if error else "completed",
-                still=still, video=video, error=error,
+                status="not_started" if skipped else "rejected" if rejected
+                else "failed" if error else "completed",
+                still=rejected.still if rejected else still, video=video, error=error,
                 same_as=None if p is plan else plan.name,
             )
             for p in group
@@ -326,6 +360,13 @@ async def storyboard(
             logger.debug("Could not update the progress artifact: %s", exc)
         return results
 
+    reviewed: dict[str, ReviewOutcome] = {}
+    if review:  # every still first, then a person's decision, then only the chosen videos
+        async def reused(plan: ShotPlan, still: StoredOutput) -> None:  # made before a suspend
+            await guard.settle(still.provider, 0.0, output_cost(still))
+
+        reviewed = await review_storyboard(list(groups.values()), make_still, store, settings,
+                                           reused)
     chained = await asyncio.gather(*(run_chain(group) for group in groups.values()))
     results = sorted((r for group in chained for r in group), key=lambda r: r.row)
     summary = StoryboardSummary.of(results, generated=len(groups))
