@@ -191,7 +191,9 @@ def _setup(stack: Stack, emulator: str) -> None:
 
 
 def _params(i: int, storage: str) -> dict[str, Any]:
-    return {"still_prompt": f"run still {i} @hero", "motion_prompt": f"run motion {i}",
+    # Prompts of their own: the storyboard's shots ("run still {i}") share this PREFECT_HOME,
+    # and a cached submit of theirs would be reused (and found expired after the reset).
+    return {"still_prompt": f"separate still {i} @hero", "motion_prompt": f"separate motion {i}",
             "credentials": f"segmind-credentials/{BLOCK}", "reference_images": REF,
             "still_ratio": RATIO, "duration": 5, "seed": i + 1, "storage": storage,
             "name": f"run-{i}", "preview": None}
@@ -224,6 +226,7 @@ async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[
     end = None
     async with PrefectClient(api=f"{stack.server_url}/api") as client:
         deadline = started + timeout
+        last_note = started
         while True:
             runs = []
             for chunk in range(0, len(ids), 200):
@@ -233,6 +236,10 @@ async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[
             done = [r for r in runs if r.state is not None and r.state.is_final()]
             if len(done) == len(ids) or time.monotonic() > deadline:
                 break
+            if time.monotonic() - last_note > 30:
+                last_note = time.monotonic()
+                print(f"  separate: {len(done)}/{len(ids)} final after "
+                      f"{last_note - started:.0f} s", file=sys.stderr, flush=True)
             await asyncio.sleep(1.0)
         for r in runs:
             name = r.state.name if r.state else "?"
