@@ -97,10 +97,11 @@ def _wait_http(url: str, proc: Any, timeout: float) -> None:
 class Stack:
     """PostgreSQL, ``prefect server start`` on it, and the counting proxy in front."""
 
-    def __init__(self, root: Path, log_to_api: bool) -> None:
+    def __init__(self, root: Path, log_to_api: bool, server_url: str | None = None) -> None:
         self.root = root
         self.log_to_api = log_to_api
         self.procs: list[Any] = []
+        self.given_server = server_url
         self.server_url = self.proxy_url = ""
         self.env: dict[str, str] = {}
 
@@ -108,13 +109,17 @@ class Stack:
         services, helpers = _system()
         logs = self.root / "logs"
         try:
-            pg = services.start_postgres(self.root / "pg", logs)
-            self.procs.append(pg.proc)
             home = self.root / "home"
             home.mkdir()
-            port, proxy_port = helpers.free_port(), helpers.free_port()
-            self.server_url = f"http://127.0.0.1:{port}"
+            proxy_port = helpers.free_port()
             self.proxy_url = f"http://127.0.0.1:{proxy_port}"
+            if self.given_server:  # a running server (the smoke test's): only the proxy
+                self.server_url = self.given_server.rstrip("/").removesuffix("/api")
+                return self._proxy(home, logs, proxy_port)
+            pg = services.start_postgres(self.root / "pg", logs)
+            self.procs.append(pg.proc)
+            port = helpers.free_port()
+            self.server_url = f"http://127.0.0.1:{port}"
             server_env = helpers.clean_env(
                 home, f"{self.server_url}/api",
                 PREFECT_API_DATABASE_CONNECTION_URL=pg.url,
@@ -127,6 +132,14 @@ class Stack:
                                    server_env, logs)
             self.procs.append(server)
             _wait_http(f"{self.server_url}/api/health", server, helpers.SERVER_START_TIMEOUT)
+            return self._proxy(home, logs, proxy_port)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _proxy(self, home: Path, logs: Path, proxy_port: int) -> Stack:
+        _, helpers = _system()
+        try:
             proxy = helpers.start("proxy", [sys.executable, "-m", "benchmarks._apiproxy",
                                             "--upstream", self.server_url, "--port", str(proxy_port)],
                                   dict(os.environ), logs, cwd=REPO)
@@ -268,7 +281,8 @@ def _refusals(counts: dict[str, Any]) -> int:
 
 def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limit: int,
         timeout: float, clients: list[str], log_to_api: bool,
-        query_seconds: float) -> dict[str, Any]:
+        query_seconds: float, server_url: str | None = None) -> dict[str, Any]:
+    """Run the clients; ``server_url``: use that Prefect server (not PostgreSQL's)."""
     config = dict(latency=latency, stock_media=True, media_cache=True, video_fps=fps,
                   segmind_concurrency=None, runway_concurrency=None, aimlapi_concurrency=None)
     results: list[dict[str, Any]] = []
@@ -285,7 +299,7 @@ def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limi
             return {"results": results, "config": {"n": n, "warmup": warmup, **config}}
         root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
         try:
-            with Stack(root, log_to_api) as stack:
+            with Stack(root, log_to_api, server_url) as stack:
                 if "storyboard" in clients:
                     emu.reset()
                     stack.counts(reset=True)
