@@ -20,8 +20,15 @@ server and the emulator out of process (fixed latency, stock media), with local 
 previews off (CPU work, not orchestration). Reported: requests, events, their sum per
 generation, the largest kinds, wall seconds, and RSS growth per chain.
 
+``--floor`` also times the plain asyncio + httpx script of ``benchmarks.batch_overhead`` (the
+floor) per size on the same emulator, and ``--no-rate-cap`` gives the credentials block no
+client-side request cap (``max_requests_per_second=None``), as the floor has none: the
+storyboard's wall time against the floor's is measured that way (``--sizes 1000 --floor
+--no-rate-cap --modes storyboard no-progress``).
+
 Targets (issue "Cheap on the orchestrator"): at most 15 Prefect API messages per generation
-for a storyboard with default settings; RSS per in-flight chain under 100 KB at N = 1000.
+for a storyboard with default settings; RSS per in-flight chain under 100 KB at N = 1000; the
+storyboard at N = 1000 at most 1.1x the floor's wall time.
 """
 
 from __future__ import annotations
