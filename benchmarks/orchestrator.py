@@ -20,8 +20,15 @@ server and the emulator out of process (fixed latency, stock media), with local 
 previews off (CPU work, not orchestration). Reported: requests, events, their sum per
 generation, the largest kinds, wall seconds, and RSS growth per chain.
 
+``--floor`` also times the plain asyncio + httpx script of ``benchmarks.batch_overhead`` (the
+floor) per size on the same emulator, and ``--no-rate-cap`` gives the credentials block no
+client-side request cap (``max_requests_per_second=None``), as the floor has none: the
+storyboard's wall time against the floor's is measured that way (``--sizes 1000 --floor
+--no-rate-cap --modes storyboard no-progress``).
+
 Targets (issue "Cheap on the orchestrator"): at most 15 Prefect API messages per generation
-for a storyboard with default settings; RSS per in-flight chain under 100 KB at N = 1000.
+for a storyboard with default settings; RSS per in-flight chain under 100 KB at N = 1000; the
+storyboard at N = 1000 at most 1.1x the floor's wall time.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from benchmarks._common import (
     process_rss_mb,
     report,
     reset_peak_rss,
+    run_worker,
 )
 
 COLUMNS = ["N chains", "mode", "global limit", "ok", "requests", "events", "per generation",
@@ -50,7 +58,8 @@ COLUMNS = ["N chains", "mode", "global limit", "ok", "requests", "events", "per 
 GCL_NAME = "bench-orchestrator-segmind"
 
 
-async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = True) -> dict[str, Any]:
+async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = True,
+               rate_cap: bool = True) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from pydantic import SecretStr
@@ -66,8 +75,10 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
                     GlobalConcurrencyLimitCreate(name=GCL_NAME, limit=50, slot_decay_per_second=50.0))
             except Exception:  # noqa: BLE001 - already there from the warm-up
                 pass
+    # rate_cap=False: no client-side request cap (max_requests_per_second=None), as the floor.
+    cap: dict[str, Any] = {} if rate_cap else {"max_requests_per_second": None}
     creds = SegmindCredentials(api_key=SecretStr("benchmark-key"), base_url=emulator,
-                               global_rate_limit=GCL_NAME if gcl else None)
+                               global_rate_limit=GCL_NAME if gcl else None, **cap)
     ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 
     def shots(prefix: str, count: int) -> list[dict[str, Any]]:
@@ -102,6 +113,7 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
     generations = 2 * n
     return {
         "mode": mode if progress else f"{mode}, no progress", "n": n, "global_limit": gcl,
+        "rate_cap": rate_cap,
         "ok": ok, "wall_s": wall,
         "requests": calls.requests, "events": sum(calls.events.values()),
         "per_generation": calls.per_generation(generations), "by_kind": calls.by_kind(),
@@ -112,7 +124,7 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
 
 
 def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, rate_cap: bool = True) -> dict[str, Any]:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -124,7 +136,7 @@ def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.orchestrator", "--one", mode, str(n),
              "--emulator", emulator] + (["--gcl"] if gcl else [])
-            + ([] if progress else ["--no-progress"]),
+            + ([] if progress else ["--no-progress"]) + ([] if rate_cap else ["--no-rate-cap"]),
             env=env, capture_output=True, text=True, timeout=timeout,
         )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -134,7 +146,20 @@ def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
     return json.loads(lines[-1])
 
 
+def run_floor(n: int, emulator: str, latency: float, timeout: float) -> dict[str, Any]:
+    """The plain asyncio + httpx script of ``benchmarks.batch_overhead`` on the same emulator:
+    the wall-time floor for N chains (two generations each)."""
+    raw = run_worker(["chains", "floor", "--emulator", emulator, "--chains", str(n),
+                      "--warmup", "2", "--latency", str(latency)], timeout=timeout)
+    return {"mode": "floor", "n": n, "global_limit": False,
+            "ok": sum(1 for r in raw["records"] if r["ok"]), "wall_s": raw["wall_seconds"],
+            "cpu_s": raw["cpu_seconds"]}
+
+
 def row(r: dict[str, Any]) -> list[Any]:
+    if r["mode"] == "floor":
+        return [r["n"], "floor (asyncio + httpx)", "-", f"{r['ok']}/{r['n']}", "-", "-", "-",
+                "-", round(r["wall_s"], 1), "-"]
     if "error" in r:
         return [r["n"], r["mode"], "yes" if r["global_limit"] else "no", 0, "-", "-", "-",
                 "error: " + r["error"].strip().splitlines()[-1][:60], "-", "-"]
@@ -147,6 +172,15 @@ def row(r: dict[str, Any]) -> list[Any]:
 
 def verdict(results: list[dict[str, Any]]) -> list[str]:
     lines = []
+    floors = {r["n"]: r["wall_s"] for r in results if r["mode"] == "floor"}
+    for r in results:
+        if r["mode"] != "floor" and "error" not in r and r["n"] in floors:
+            ratio = r["wall_s"] / floors[r["n"]]
+            target = (f" (target <= 1.1x: {'met' if ratio <= 1.1 else 'NOT met'})"
+                      if r["mode"] == "storyboard" and not r["global_limit"] else "")
+            lines.append(f"{r['mode']} N={r['n']}{', global limit' if r['global_limit'] else ''}: "
+                         f"{r['wall_s']:.1f} s = {ratio:.2f}x the floor's {floors[r['n']]:.1f} s"
+                         f"{target}")
     for r in results:
         if "error" in r or r["mode"] != "storyboard" or r["global_limit"]:
             continue
@@ -170,26 +204,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--emulator", help=argparse.SUPPRESS)
     parser.add_argument("--gcl", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the plain asyncio + httpx script (the floor) per size")
+    parser.add_argument("--no-rate-cap", action="store_true",
+                        help="credentials without the client-side request cap "
+                             "(max_requests_per_second=None), as the floor: for wall times")
+    parser.add_argument("--modes", nargs="+", default=["storyboard", "separate", "no-progress"],
+                        choices=["storyboard", "separate", "no-progress"])
+    parser.add_argument("--gcl-modes", nargs="+", default=["off", "on"], choices=["off", "on"],
+                        help="without and/or with the global rate limit")
     args = parser.parse_args(argv)
     if args.one:
         result = asyncio.run(_one(args.one[0], int(args.one[1]), args.emulator, args.gcl,
-                                  progress=not args.no_progress))
+                                  progress=not args.no_progress, rate_cap=not args.no_rate_cap))
         print(json.dumps(result))
         return 0
     info = machine()
     results = []
     with EmulatorProcess(latency=args.latency, stock_media=True, video_fps=4) as emulator:
+        cap = not args.no_rate_cap
         for n in args.sizes:
+            if args.floor:
+                results.append(run_floor(n, emulator.url, args.latency, args.timeout))
+                print(row(results[-1]), flush=True)
             for mode in ("storyboard", "separate"):
-                if mode == "separate" and n > args.separate_max:
+                if mode not in args.modes or (mode == "separate" and n > args.separate_max):
                     continue
                 for gcl in (False, True):
-                    results.append(run_one(mode, n, gcl, emulator.url, args.timeout))
+                    if ("on" if gcl else "off") not in args.gcl_modes:
+                        continue
+                    results.append(run_one(mode, n, gcl, emulator.url, args.timeout,
+                                           rate_cap=cap))
                     print(row(results[-1]), flush=True)
-            # the storyboard without its progress artifact: what the progress updates cost
-            results.append(run_one("storyboard", n, False, emulator.url, args.timeout,
-                                   progress=False))
-            print(row(results[-1]), flush=True)
+            if "no-progress" in args.modes:
+                # the storyboard without its progress artifact: what the progress updates cost
+                results.append(run_one("storyboard", n, False, emulator.url, args.timeout,
+                                       progress=False, rate_cap=cap))
+                print(row(results[-1]), flush=True)
     report("benchmarks.orchestrator", argv, args.name,
            "Orchestrator cost per generation (Prefect API requests + events, RSS per chain)",
            COLUMNS, {"rows": [row(r) for r in results], "raw": results}, verdict(results), info)
