@@ -104,6 +104,7 @@ class Stack:
         self.given_server = server_url
         self.server_url = self.proxy_url = ""
         self.env: dict[str, str] = {}
+        self.pg: Any = None
 
     def __enter__(self) -> Stack:
         services, helpers = _system()
@@ -116,7 +117,7 @@ class Stack:
             if self.given_server:  # a running server (the smoke test's): only the proxy
                 self.server_url = self.given_server.rstrip("/").removesuffix("/api")
                 return self._proxy(home, logs, proxy_port)
-            pg = services.start_postgres(self.root / "pg", logs)
+            pg = self.pg = services.start_postgres(logs)
             self.procs.append(pg.proc)
             port = helpers.free_port()
             self.server_url = f"http://127.0.0.1:{port}"
@@ -164,6 +165,9 @@ class Stack:
         for proc in reversed(self.procs):
             helpers.stop(proc)
         self.procs.clear()
+        if self.pg is not None:  # the cluster's directory (see services.start_postgres)
+            self.pg.remove()
+            self.pg = None
 
     def start(self, name: str, args: list[str], **env: str) -> Any:
         _, helpers = _system()
