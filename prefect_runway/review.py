@@ -186,6 +186,21 @@ def check_review_parameters(parameters: Mapping[str, Any]) -> None:
 # --- the form -------------------------------------------------------------------------
 
 
+def _plain_optional(schema: dict[str, Any]) -> None:
+    """Show an optional field in Prefect's form as a plain input, left empty to leave it out.
+
+    Pydantic describes ``int | None`` as ``anyOf: [integer, null]`` with ``default: null``,
+    which the UI renders as a type switch (``int`` / ``None``) reading *Property is type
+    "None"*. Dropping the ``null`` branch and the null default gives a plain input; an empty
+    input is not sent, and the model still reads a missing value as None.
+    """
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    if "default" in schema and schema["default"] is None:
+        del schema["default"]
+
+
 class ShotDecision(BaseModel):
     """One shot's decision."""
 
@@ -199,9 +214,11 @@ class ShotDecision(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, le=SEED_MAX,
         description="regenerate: the new still's seed (empty: a new random seed).",
+        json_schema_extra=_plain_optional,
     )
     still_prompt: str | None = Field(
         default=None, description="regenerate: the new still's prompt (empty: the shot's own).",
+        json_schema_extra=_plain_optional,
     )
 
 
@@ -440,8 +457,10 @@ async def review_markdown(
             shown = await picture(store, m.still.key, m.still.media_type) if inline else None
             if shown is not None:
                 lines.append(f"**{label}**\n\n![{_md(name)} {label}]({shown[0]})\n")
+            # A blank line after the item: the next variant's label is not read as its
+            # continuation (indented under it).
             lines.append(f"- {label}: {_code(m.still.key)} ({m.still.provider} job "
-                         f"{_code(m.still.job_id)})")
+                         f"{_code(m.still.job_id)})\n")
         lines.append("")
     return "\n".join(lines)
 
@@ -454,7 +473,7 @@ async def publish_review(made: Sequence[_Made], store: OutputStorage, title: str
     shots = len({m.name for m in made})
     await acreate_markdown_artifact(
         markdown=text, key=REVIEW_ARTIFACT_KEY,
-        description=f"{title}: {len(made)} still(s) of {shots} shot(s) waiting for review",
+        description=f"{title}: {len(made)} still(s) of {shots} shot(s) for review",
     )
     return text
 
