@@ -76,9 +76,9 @@ _registry: dict[tuple[str, str, str], RateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
-#: Slots of a Prefect global rate limit taken per call to the Prefect API: each call takes a
-#: batch and the next requests of the process spend it, so the orchestrator sees one call per
-#: GLOBAL_SLOT_BATCH provider requests instead of one each.
+#: Slots of a Prefect global rate limit taken at least per call to the Prefect API (more when
+#: more requests are waiting): each call takes a batch and the next requests of the process
+#: spend it, so the orchestrator sees one call per batch of provider requests, not one each.
 GLOBAL_SLOT_BATCH = 5
 #: Seconds a slot taken ahead stays spendable. A decaying limit counts a slot when it is
 #: taken; spent much later, it would let requests out above the shared rate.
@@ -88,15 +88,20 @@ GLOBAL_SLOT_MAX_AGE = 1.0
 class _SlotReservoir:
     """Slots of one global limit taken ahead by this process, spent one per request.
 
-    One fetch at a time per event loop (waiting requests share its batch); slots older than
-    ``max_age`` are dropped unspent, so the shared rate is never exceeded by more than one
-    batch per process.
+    One fetch at a time per event loop; each fetch takes as many slots as requests are waiting
+    for one (at least ``batch``, at most the limit's own size, read once), so a thousand
+    chains polling at once cost one Prefect API call per round of waiters, not one per
+    ``batch`` requests: the shared rate, not the round trips to the orchestrator, sets the
+    pace. Slots older than ``max_age`` are dropped unspent, so the shared rate is never
+    exceeded by more than one fetch per process.
     """
 
     def __init__(self, name: str, batch: int, max_age: float) -> None:
         self.name, self.batch, self.max_age = name, batch, max_age
         self._prepaid = 0
         self._taken_at = 0.0
+        self._waiting = 0
+        self._cap: int | None = None  # the limit's size, read at the first fetch
         self._lock = threading.Lock()
         self._fetching: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary())
@@ -115,12 +120,33 @@ class _SlotReservoir:
         loop = asyncio.get_running_loop()
         with self._lock:
             fetching = self._fetching.setdefault(loop, asyncio.Lock())
-        async with fetching:
-            if self._spend():
-                return
-            await _take_global_slots(self.name, self.batch)
+            self._waiting += 1
+        try:
+            async with fetching:
+                if self._spend():
+                    return
+                if self._cap is None:
+                    self._cap = max(self.batch, await _limit_size(self.name) or self.batch)
+                with self._lock:
+                    count = min(max(self.batch, self._waiting), self._cap)
+                await _take_global_slots(self.name, count)
+                with self._lock:
+                    self._prepaid, self._taken_at = count - 1, time.monotonic()
+        finally:
             with self._lock:
-                self._prepaid, self._taken_at = self.batch - 1, time.monotonic()
+                self._waiting -= 1
+
+
+async def _limit_size(name: str) -> int | None:
+    """The global concurrency limit's size (slots), or None when it cannot be read."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(name)
+        return int(limit.limit)
+    except Exception:  # noqa: BLE001 - unknown: fetch fixed batches; a missing name fails below
+        return None
 
 
 async def _take_global_slots(name: str, count: int) -> None:
@@ -145,8 +171,9 @@ class GlobalRateLimit:
     """A Prefect global concurrency limit used as a rate limit, shared by every worker.
 
     Each request spends one slot, taken with ``prefect.concurrency.asyncio.rate_limit`` in
-    batches of :data:`GLOBAL_SLOT_BATCH` per process (one Prefect API call per batch, not per
-    request; see :class:`_SlotReservoir`). Create the limit with slot decay first, e.g.
+    batches per process: at least :data:`GLOBAL_SLOT_BATCH`, as many as requests are waiting
+    up to the limit's size (one Prefect API call per batch, not per request; see
+    :class:`_SlotReservoir`). Create the limit with slot decay first, e.g.
     ``prefect gcl create segmind-api --limit 20 --slot-decay-per-second 20``. A name with no
     such limit raises :class:`~prefect_runway.errors.InvalidRequest` before the request goes.
     """

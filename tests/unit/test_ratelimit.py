@@ -191,16 +191,22 @@ def test_secret_appears_in_no_repr(registry):
 
 
 async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(monkeypatch):
-    """One Prefect API call per GLOBAL_SLOT_BATCH requests, however many wait at once."""
+    """One Prefect API call per batch: GLOBAL_SLOT_BATCH, or as many as wait (up to the limit)."""
     from prefect_runway import ratelimit
 
     fetched: list[int] = []
+    sizes: list[str] = []
 
     async def take(name: str, count: int) -> None:
         fetched.append(count)
         await asyncio.sleep(0.01)
 
+    async def size(name: str) -> int | None:
+        sizes.append(name)
+        return None  # unknown: fixed batches
+
     monkeypatch.setattr(ratelimit, "_take_global_slots", take)
+    monkeypatch.setattr(ratelimit, "_limit_size", size)
     reservoir = ratelimit._SlotReservoir("limit", batch=5, max_age=60.0)
     await asyncio.gather(*(reservoir.take() for _ in range(12)))
     assert fetched == [5, 5, 5]  # 12 requests: three batches, not twelve calls
@@ -210,8 +216,32 @@ async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(mo
     assert fetched == [5, 5, 5]  # the third batch's slots are spent first
     await reservoir.take()
     assert fetched == [5, 5, 5, 5]
+    assert sizes == ["limit"]  # the limit's size is read once
     stale = ratelimit._SlotReservoir("limit", batch=5, max_age=0.0)
     await stale.take()
     await asyncio.sleep(0.01)
     await stale.take()
     assert fetched == [5, 5, 5, 5, 5, 5]  # slots older than max_age are not spent
+
+
+async def test_a_global_limit_takes_as_many_slots_as_wait_up_to_its_size(monkeypatch):
+    """Many waiters: one call takes a slot for each of them, never more than the limit holds."""
+    from prefect_runway import ratelimit
+
+    fetched: list[int] = []
+
+    async def take(name: str, count: int) -> None:
+        fetched.append(count)
+        await asyncio.sleep(0.01)
+
+    async def size(name: str) -> int | None:
+        return 30
+
+    monkeypatch.setattr(ratelimit, "_take_global_slots", take)
+    monkeypatch.setattr(ratelimit, "_limit_size", size)
+    reservoir = ratelimit._SlotReservoir("limit", batch=5, max_age=60.0)
+    await asyncio.gather(*(reservoir.take() for _ in range(100)))
+    # The first request goes alone (nobody else waits yet); then the limit's 30 at a time.
+    assert fetched == [5, 30, 30, 30, 5]  # 5 calls, where fixed batches of 5 would make 20
+    await asyncio.gather(*(reservoir.take() for _ in range(3)))
+    assert fetched[-1] == 5  # few waiting: the minimum batch
