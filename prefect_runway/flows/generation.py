@@ -28,6 +28,7 @@ from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.costs import (
     Budget,
     BudgetGuard,
+    NotStarted,
     charged_cost,
     check_balances,
     emit_charged,
@@ -531,15 +532,19 @@ async def image_to_video(
         handed = await still_reference(still, still_result, image_creds, creds, store, upload=upload)
         return await upload_images(video_request(handed, still.sha256), creds, upload=upload)
     await publish_still(still, store, name)
-    if cap is not None:  # the still may have cost more than its estimate
-        guard = BudgetGuard(cap)
+    if cap is not None or daily:  # the still may have cost more than its estimate
+        guard = BudgetGuard(cap, daily)  # (the still's spend today is already recorded)
         await guard.settle(image_creds.provider_name, 0.0, output_cost(still))
-        if await guard.reserve(video_creds.provider_name, estimate_step(chain.video_check)) is None:
+        try:
+            await guard.admit(video_creds.provider_name, estimate_step(chain.video_check),
+                              video_creds, "the video")
+        except NotStarted as exc:
+            passed = str(exc).removeprefix("not started: the video would pass ")
             raise BudgetExceeded(
                 f"the video was not started: the still cost {still.cost:g} {still.cost_unit} and "
-                f"the video would pass the budget of {cap.describe()}; the still is stored at "
-                f"{still.location}", budget=cap.amount,
-            )
+                f"the video would pass {passed}; the still is stored at {still.location}",
+                budget=cap.amount if cap is not None else None,
+            ) from None
     image = await still_reference(still, still_result, image_creds, video_creds, store,
                                   upload=upload)
     video_step = await chain.video_request_uploading(image, still.sha256, upload=upload)

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
-from prefect_runway import BudgetExceeded, RunwayCredentials, storyboard
+from prefect_runway import BudgetExceeded, RunwayCredentials, image_to_video, storyboard
 from prefect_runway.costs import Cost
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.models import Generation, GenerationResult, JobState
@@ -102,6 +102,23 @@ async def test_a_run_crossing_the_daily_budget_stops_submitting(tmp_path):
     recorded = _recorded(tmp_path, credentials)
     assert recorded == {c["job_id"]: c["charged"] for c in charges}
     assert sum(recorded.values()) == 115
+
+
+async def test_image_to_video_stops_before_a_video_past_the_daily_budget(tmp_path):
+    token = uuid.uuid4().hex[:8]
+    config = EmulatorConfig(latency=0.3, video_fps=4,
+                            price_overrides={"runway": {"gen4_image": {"amount": 30}}})
+    with Emulator(config) as emulator:
+        # The plan (5 + 25 by the price table) fits 40 a day; the still is charged 30.
+        credentials = _fast(RunwayCredentials, emulator.url, daily_budget=40)
+        with pytest.raises(BudgetExceeded, match=r"the video was not started: the still cost 30 "
+                           r".*would pass .*daily budget"):
+            await image_to_video(still_prompt=f"a harbour, @hero {token}", motion_prompt="pan",
+                                 credentials=credentials, reference_images=REF,
+                                 still_ratio="1280:720", storage=str(tmp_path), preview=None,
+                                 progress=False)
+        assert [(c["model"], c["charged"]) for c in emulator.charges()] == [("gen4_image", 30)]
+        assert list(_recorded(tmp_path, credentials).values()) == [30]
 
 
 async def test_the_days_spend_lives_in_s3_beside_the_ledger(moto_url):  # noqa: F811
