@@ -224,6 +224,30 @@ def _reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[i
     return lambda seed: prepare(request.model_copy(update={"seed": seed}), credentials)
 
 
+async def _one_request(
+    request: Request,
+    credentials: ProviderCredentials,
+    store: OutputStorage,
+    *,
+    key_template: str | None,
+    name: str | None,
+    preview: str | None,
+    upload: bool,
+    **run: Any,
+) -> list[StoredOutput]:
+    """One request of a single-step flow: its local images uploaded, the request prepared and
+    every setting checked before anything is paid, then :func:`run_generation` (``run``: its
+    timeout, force, queue_timeout, retry_unsafe_output and resubmit_internal)."""
+    request = await upload_images(request, credentials, upload=upload)
+    prepared = prepare(request, credentials)
+    await check_run(store, [(prepared, name)], key_template=key_template, preview=preview)
+    _, stored = await run_generation(
+        prepared, credentials, storage=store, key_template=key_template, name=name,
+        preview=preview, reseed=_reseeder(request, credentials), **run,
+    )
+    return stored
+
+
 @runway_flow(name="generate-image", on_cancellation=[cancel_remote_jobs])
 async def generate_image(
     prompt: str,
@@ -272,14 +296,10 @@ async def generate_image(
     request: Request = ImageRequest(
         prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed,
     )
-    request = await upload_images(request, credentials, upload=upload)
-    prepared = prepare(request, credentials)
-    await check_run(store, [(prepared, name)], key_template=key_template)
-    result, stored = await run_generation(
-        prepared, credentials, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force, queue_timeout=queue_timeout,
+    stored = await _one_request(
+        request, credentials, store, key_template=key_template, name=name, preview=None,
+        upload=upload, timeout=timeout, force=force, queue_timeout=queue_timeout,
         retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
-        reseed=_reseeder(request, credentials),
     )
     await publish_still(stored[0], store, name)
     await publish_outputs(stored, "gen4_image still", store, name)
@@ -344,14 +364,10 @@ async def animate_image(
         image=image, prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
         last_image=last_image,
     )
-    request = await upload_images(request, credentials, upload=upload)
-    prepared = prepare(request, credentials)
-    await check_run(store, [(prepared, name)], key_template=key_template, preview=preview)
-    _, stored = await run_generation(
-        prepared, credentials, storage=store, key_template=key_template, name=name,
-        timeout=timeout, force=force, preview=preview, queue_timeout=queue_timeout,
+    stored = await _one_request(
+        request, credentials, store, key_template=key_template, name=name, preview=preview,
+        upload=upload, timeout=timeout, force=force, queue_timeout=queue_timeout,
         retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
-        reseed=_reseeder(request, credentials),
     )
     await publish_video_preview(stored[0], store, name)
     await publish_outputs(stored, f"{model} video", store, name)
