@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import av
 import numpy as np
@@ -210,7 +211,8 @@ def test_demo_command_runs_a_mixed_chain_into_s3(tmp_path):
     with moto_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id=AWS_KEY_ID, aws_secret_access_key=AWS_SECRET)
-        s3.create_bucket(Bucket="demo-bucket")
+        bucket = f"demo-{uuid.uuid4().hex[:8]}"  # its own: the moto server is shared
+        s3.create_bucket(Bucket=bucket)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
         for key in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY", "RUNWAYML_API_SECRET"):
             env.pop(key, None)
@@ -222,12 +224,12 @@ def test_demo_command_runs_a_mixed_chain_into_s3(tmp_path):
         proc = subprocess.run(
             [sys.executable, "-m", "prefect_runway.cli", "demo", "--image-provider", "runway",
              "--video-provider", "aimlapi", "--latency", "0.3", "--fps", "4",
-             "--storage", "s3://demo-bucket/renders"],
+             "--storage", f"s3://{bucket}/renders"],
             env=env, capture_output=True, text=True, timeout=240,
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert "emulator" in proc.stdout
-        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo-bucket")["Contents"])
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
     assert [k for k in keys if k.endswith((".png", ".mp4"))] and all(k.startswith("renders/") for k in keys)
     assert sum(k.endswith(".png") for k in keys) == 1 and sum(k.endswith(".mp4") for k in keys) == 1
     ledger = [k for k in keys if k.startswith("renders/prefect-runway-ledger/")]
