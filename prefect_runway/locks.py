@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -242,12 +243,23 @@ def lock_manager_from_settings() -> LockManager:
     """
     hold = lock_hold_seconds()
     url = os.environ.get(LOCK_REDIS_URL_ENV, "").strip()
-    if url:
-        if not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
-            raise InvalidRequest(LOCK_REDIS_URL_ENV, "is not a Redis URL",
-                                 allowed="redis://host:port/db, rediss://..., redis+sentinel://...")
-        return _redis_lock_manager(url, hold)
-    return RunwayFileSystemLockManager(default_lock_directory(), hold_seconds=hold)
+    if url and not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        raise InvalidRequest(LOCK_REDIS_URL_ENV, "is not a Redis URL",
+                             allowed="redis://host:port/db, rediss://..., redis+sentinel://...")
+    settings = (url, hold, "" if url else str(default_lock_directory()))
+    # One manager per setting, as Prefect keeps one per task: a manager per submit cost a
+    # Redis connection pool (or a resolved lock directory) for every job.
+    with _managers_lock:
+        manager = _managers.get(settings)
+        if manager is None:
+            manager = (_redis_lock_manager(url, hold) if url
+                       else RunwayFileSystemLockManager(Path(settings[2]), hold_seconds=hold))
+            _managers[settings] = manager
+        return manager
+
+
+_managers: dict[tuple[str, float, str], LockManager] = {}
+_managers_lock = threading.Lock()
 
 
 def submission_cache_policy(

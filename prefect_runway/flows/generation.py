@@ -77,7 +77,6 @@ from prefect_runway.spend import DailyBudgets, record_spend
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
-    describe_job,
     flow_run_id,
     submit_task_for,
 )
@@ -151,11 +150,8 @@ async def run_generation(
     async def submit(request: PreparedRequest, refresh: bool,
                      on: ProviderCredentials | None = None, last: bool = True) -> Generation:
         on = on or credentials
-        run_name = "submit " + describe_job(request.kind, name, on.provider_name)
-        task = submit_task_for(on, refresh=refresh).with_options(
-            task_run_name=lambda: run_name, **({} if last else {"retries": 0}),
-        )
-        submitted = await task(request, on, storage, refresh)
+        task = submit_task_for(on, refresh=refresh, retries=last)
+        submitted = await task(request, on, storage, refresh, name)
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
 

@@ -79,7 +79,8 @@ def _provider_of(credentials: Any) -> str | None:
 def _submit_run_name(parameters: dict[str, Any]) -> str:
     request = parameters.get("request")
     return "submit " + describe_job(
-        getattr(request, "kind", None), None, _provider_of(parameters.get("credentials"))
+        getattr(request, "kind", None), parameters.get("name"),
+        _provider_of(parameters.get("credentials")),
     )
 
 
@@ -176,6 +177,7 @@ async def submit_generation(
     credentials: ProviderCredentials,
     storage: Any = None,
     force: bool = False,
+    name: str | None = None,
 ) -> Generation:
     """Submit one generation to the provider the credentials are for, at most once.
 
@@ -197,6 +199,8 @@ async def submit_generation(
         storage: Where the run's outputs go (the ledger lives with them); None: beside
             Prefect's local results.
         force: Submit a new job whatever the ledger holds (a deliberate, billed resubmit).
+        name: What the job is for (a shot's name): only in the task run's name
+            (``submit still 'harbour' on segmind``), not in the cache key.
 
     Returns:
         The submitted (or already recorded) job.
@@ -246,16 +250,35 @@ async def submit_generation(
     return generation
 
 
-def submit_task_for(credentials: ProviderCredentials, *, refresh: bool = False) -> Any:
+def submit_task_for(
+    credentials: ProviderCredentials, *, refresh: bool = False, retries: bool = True
+) -> Any:
     """``submit_generation`` with the cache expiry set to the provider's retention window,
     and the submit lock (:func:`prefect_runway.locks.submission_cache_policy`, read from the
-    settings now) around it."""
+    settings now) around it; ``retries=False``: without the task's retries (a submit with a
+    fallback after it).
+
+    Made once per setting and kept: ``with_options`` builds a new Prefect task, which reads
+    the function's source, and a storyboard submits thousands of jobs. Name each run with
+    the task's ``name`` argument.
+    """
     retention = credentials.provider().retention_seconds
-    return submit_generation.with_options(
-        cache_policy=submission_cache_policy(_cache_key_fn),
-        cache_expiration=timedelta(seconds=retention * 0.95),
-        refresh_cache=True if refresh else NotSet,
-    )
+    policy = submission_cache_policy(_cache_key_fn)  # the lock manager, from the settings now
+    key = (retention, refresh, retries, id(policy.lock_manager))
+    task = _submit_tasks.get(key)
+    if task is None:
+        task = submit_generation.with_options(
+            cache_policy=policy,
+            cache_expiration=timedelta(seconds=retention * 0.95),
+            refresh_cache=True if refresh else NotSet,
+            retries=NotSet if retries else 0,
+        )
+        _submit_tasks[key] = task
+    return task
+
+
+#: submit_task_for's tasks, by (retention, refresh, retries, lock manager); a few at most.
+_submit_tasks: dict[tuple[Any, ...], Any] = {}
 
 
 @task(
