@@ -35,7 +35,7 @@ from prefect_runway.errors import (
     SubmissionUncertain,
 )
 from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of
-from prefect_runway.locks import submission_cache_policy
+from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
 from prefect_runway.storage import resolve_storage
@@ -263,12 +263,12 @@ def submit_task_for(
     the task's ``name`` argument.
     """
     retention = credentials.provider().retention_seconds
-    policy = submission_cache_policy(_cache_key_fn)  # the lock manager, from the settings now
-    key = (retention, refresh, retries, id(policy.lock_manager))
+    manager = lock_manager_from_settings()  # from the settings now; one per setting
+    key = (retention, refresh, retries, id(manager))
     task = _submit_tasks.get(key)
     if task is None:
         task = submit_generation.with_options(
-            cache_policy=policy,
+            cache_policy=submission_cache_policy(_cache_key_fn, lock_manager=manager),
             cache_expiration=timedelta(seconds=retention * 0.95),
             refresh_cache=True if refresh else NotSet,
             retries=NotSet if retries else 0,
