@@ -142,11 +142,21 @@ async def test_review_in_a_deployment_suspends_and_resumes_without_resubmitting(
             for run in runs.values():
                 flow_run = await wait_final(client, run.id, server)
                 assert flow_run.state.is_completed(), (flow_run.state, worker.output()[-6000:])
-                # The second run took the still from the run's saved input.
-                messages = [log.message for log in await client.read_logs(
-                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
-                assert any(m.startswith("Suspending for review") for m in messages), messages
-                assert any(m.startswith("Resumed review: 1 still(s)") for m in messages), messages
+                # The second run took the still from the run's saved input. A run's logs reach
+                # the server in batches, the last at its process's exit, which may come after
+                # the final state: wait for them (bounded) rather than read once.
+                wanted = ("Suspending for review", "Resumed review: 1 still(s)")
+                messages: list[str] = []
+
+                async def logged(run_id=run.id, messages=messages, wanted=wanted):
+                    messages[:] = [log.message for log in await client.read_logs(
+                        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+                    return all(any(m.startswith(w) for m in messages) for w in wanted)
+
+                try:
+                    await wait_until(logged, "the run's review logs", server, timeout=60)
+                except AssertionError as exc:
+                    raise AssertionError(f"{messages}") from exc
 
         videos = list(out.glob("*.mp4"))
         assert len(videos) == 2
