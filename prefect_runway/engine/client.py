@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.credits import CreditBook, credit_book_for
-from prefect_runway.engine.download import DownloadedFile, Downloader
+from prefect_runway.engine.download import DownloadedFile, Downloader, max_downloads
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.progress import ProgressLine, watch_poll
 from prefect_runway.engine.retry import (
@@ -129,6 +129,7 @@ class GenerationClient:
         queue_timeout: float | None = None,
     ) -> None:
         config = config or EngineConfig()
+        max_downloads()  # a bad PREFECT_RUNWAY_MAX_DOWNLOADS fails here, before any request
         self.queue_timeout = DEFAULT_QUEUE_TIMEOUT if queue_timeout is None else queue_timeout
         if retry is not None:
             config = EngineConfig(retry, config.timeouts, config.limits, config.user_agent)

@@ -5,6 +5,12 @@ allows it, and starts over where it does not; the retries are
 :func:`~prefect_runway.engine.retry.with_retries` with a download classifier. What arrives
 is checked against Content-Length, the expected media type and the file's magic bytes; a
 truncated or mismatched body is never returned.
+
+At most ``PREFECT_RUNWAY_MAX_DOWNLOADS`` (default 32) bodies stream at once per event loop
+(a flow run's), whichever client they come from: each holds read buffers (and a large one up
+to ``(BACKLOG + 1) * BATCH`` bytes of batches), so a storyboard whose thousand videos finish
+together would otherwise hold them all at once. A download waits for a slot before its
+request is sent and gives it back when the body is on disk (not during a retry's backoff).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import threading
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,13 +33,52 @@ from prefect_runway.engine.config import RetryPolicy
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.retry import RETRY_STATUS, Retry, retry_reason, with_retries
 from prefect_runway.engine.transport import Transport, retry_after
-from prefect_runway.errors import DownloadError, DownloadVerificationFailed
+from prefect_runway.errors import DownloadError, DownloadVerificationFailed, InvalidRequest
 from prefect_runway.models import sniff_media_type
 from prefect_runway.providers.base import redact_url
 
-__all__ = ["DownloadedFile", "Downloader"]
+__all__ = ["DownloadedFile", "Downloader", "MAX_DOWNLOADS_ENV", "max_downloads"]
 
 logger = EngineLogger("prefect_runway.engine.download")
+
+#: Bodies streamed at once per event loop (see the module's docstring).
+MAX_DOWNLOADS_ENV = "PREFECT_RUNWAY_MAX_DOWNLOADS"
+DEFAULT_MAX_DOWNLOADS = 32
+
+
+def max_downloads() -> int:
+    """``PREFECT_RUNWAY_MAX_DOWNLOADS`` (1 to 10000), or 32.
+
+    Raises:
+        InvalidRequest: the variable is set to something else (checked when a client is
+            made, before it sends anything).
+    """
+    raw = os.environ.get(MAX_DOWNLOADS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_DOWNLOADS
+    value = int(raw) if raw.isdigit() else 0
+    if not 1 <= value <= 10_000:
+        raise InvalidRequest(MAX_DOWNLOADS_ENV, f"{raw!r} is not a number of downloads",
+                             allowed="1 to 10000")
+    return value
+
+
+_slots_lock = threading.Lock()
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _download_slots() -> asyncio.Semaphore:
+    """The running event loop's download slots, :func:`max_downloads` of them (new ones when
+    the setting changed: downloads under the old ones finish under them)."""
+    loop = asyncio.get_running_loop()
+    limit = max_downloads()
+    with _slots_lock:
+        held = _slots.get(loop)
+        if held is None or held[0] != limit:
+            held = _slots[loop] = (limit, asyncio.Semaphore(limit))
+        return held[1]
 
 
 @dataclass
@@ -171,7 +218,7 @@ class Downloader:
         """One GET from ``p.received`` on: ``_DONE``, ``_RESTART``, ``_SHORT``, or the error
         answer (a Response) for the classifier."""
         headers = {"range": f"bytes={p.received}-"} if p.received else {}
-        async with self.transport.limit():
+        async with _download_slots(), self.transport.limit():
             async with self.transport.http.stream(
                 "GET", url, headers=headers, follow_redirects=True
             ) as response:
