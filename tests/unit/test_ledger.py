@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -304,3 +305,40 @@ def test_file_lock_of_a_dead_holder_is_free_and_locks_expire(tmp_path: Path) -> 
     (tmp_path / "k2.lock").write_bytes(b"")  # created, not written yet by its holder
     assert other.is_locked("k2")
     assert not other.acquire_lock("k2", "me", acquire_timeout=0.3)
+
+
+async def test_async_file_lock_is_exclusive_renewable_and_waits_without_worker_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import anyio.to_thread
+
+    async def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a lock took a trip to a worker thread")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    first = RunwayFileSystemLockManager(tmp_path / "locks", hold_seconds=60)
+    second = RunwayFileSystemLockManager(tmp_path / "locks", hold_seconds=60)  # another process
+
+    assert await first.aacquire_lock("k", "one")
+    info = json.loads((tmp_path / "locks" / "k.lock").read_bytes())
+    assert info["holder"] == "one" and info["expiration"] is not None  # held at most 60 s
+    assert (tmp_path / "locks" / "k.lock.owner").read_text().startswith("one\n")
+    assert await first.aacquire_lock("k", "one")  # its holder may take it again
+    assert not await second.aacquire_lock("k", "two", acquire_timeout=0.3)
+
+    # A waiter gets the lock once its holder releases it (Prefect releases synchronously).
+    waiter = asyncio.create_task(second.aacquire_lock("k", "two", acquire_timeout=10))
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    first.release_lock("k", "one")
+    assert await asyncio.wait_for(waiter, 5)
+    assert json.loads((tmp_path / "locks" / "k.lock").read_bytes())["holder"] == "two"
+    assert (tmp_path / "locks" / "k.lock.owner").read_text().startswith("two\n")
+    second.release_lock("k", "two")
+    assert not list((tmp_path / "locks").iterdir())  # no lock or owner file left behind
+
+    # Many racing for a free key: exactly one wins.
+    managers = [RunwayFileSystemLockManager(tmp_path / "locks", hold_seconds=60) for _ in range(8)]
+    won = await asyncio.gather(*(m.aacquire_lock("race", f"h{i}", acquire_timeout=0.3)
+                                 for i, m in enumerate(managers)))
+    assert sum(won) == 1
