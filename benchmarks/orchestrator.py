@@ -26,6 +26,13 @@ client-side request cap (``max_requests_per_second=None``), as the floor has non
 storyboard's wall time against the floor's is measured that way (``--sizes 1000 --floor
 --no-rate-cap --modes storyboard no-progress``).
 
+Where the memory and the time go: ``--trace-memory K`` traces Python allocations
+(``tracemalloc``) in each configuration's process and prints, at the traced peak, the growth
+per chain by package and the K source lines that grew most (``BENCH_TRACE_FRAMES=12`` for
+call stacks instead of lines); the RSS column then includes tracemalloc's own cost.
+``--profile K`` prints a cProfile of each batch (``BENCH_PROFILE_OUT=file``
+keeps it for ``pstats``).
+
 Targets (issue "Cheap on the orchestrator"): at most 15 Prefect API messages per generation
 for a storyboard with default settings; RSS per in-flight chain under 100 KB at N = 1000; the
 storyboard at N = 1000 at most 1.1x the floor's wall time.
@@ -35,12 +42,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
@@ -58,8 +69,66 @@ COLUMNS = ["N chains", "mode", "global limit", "ok", "requests", "events", "per 
 GCL_NAME = "bench-orchestrator-segmind"
 
 
+def _package(filename: str) -> str:
+    """A source file's package, for grouping allocations: ``prefect``, ``pydantic``,
+    ``prefect_runway.engine``, ``asyncio``, ..."""
+    parts = Path(filename).parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    if "prefect_runway" in parts:
+        i = parts.index("prefect_runway")
+        return ".".join(p.removesuffix(".py") for p in parts[i:i + 2])
+    if "python3.11" in parts or "lib" in parts:
+        rest = parts[parts.index("python3.11") + 1:] if "python3.11" in parts else parts[-1:]
+        return rest[0].removesuffix(".py") if rest else filename
+    return filename
+
+
+class _PeakSnapshot:
+    """Samples ``tracemalloc`` each ``every`` seconds and keeps a snapshot at the largest
+    traced size (a new one once it has grown 5 % past the last)."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.best = 0
+        self.snapshot: tracemalloc.Snapshot | None = None
+
+    async def run(self) -> None:
+        while True:
+            current, _ = tracemalloc.get_traced_memory()
+            if current > self.best * 1.05:
+                self.best = current
+                self.snapshot = tracemalloc.take_snapshot()
+            await asyncio.sleep(self.every)
+
+
+def _memory_sites(baseline: tracemalloc.Snapshot, peak: tracemalloc.Snapshot, n: int,
+                  top: int) -> dict[str, Any]:
+    """Growth from ``baseline`` to ``peak`` per chain: the ``top`` sites (a source line, or
+    with more than one traced frame the call stack to it, innermost first) and every
+    package (of the innermost frame), in KB and allocations per chain."""
+    frames = tracemalloc.get_traceback_limit()
+    diff = [d for d in peak.compare_to(baseline, "traceback" if frames > 1 else "lineno")
+            if d.size_diff > 0]
+    packages: dict[str, list[float]] = {}
+    for d in diff:
+        name = _package(d.traceback[-1].filename)
+        size, count = packages.setdefault(name, [0.0, 0.0])
+        packages[name] = [size + d.size_diff, count + d.count_diff]
+    return {
+        "traced_growth_kb_per_chain": sum(d.size_diff for d in diff) / 1024 / n,
+        "sites": [{"site": " <- ".join(f"{f.filename}:{f.lineno}"
+                                        for f in reversed(d.traceback)),
+                   "kb_per_chain": d.size_diff / 1024 / n, "blocks_per_chain": d.count_diff / n}
+                  for d in diff[:top]],
+        "packages": [{"package": k, "kb_per_chain": v[0] / 1024 / n, "blocks_per_chain": v[1] / n}
+                     for k, v in sorted(packages.items(), key=lambda kv: -kv[1][0])],
+    }
+
+
 async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = True,
-               rate_cap: bool = True) -> dict[str, Any]:
+               rate_cap: bool = True, trace: int = 0, profile: int = 0) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from pydantic import SecretStr
@@ -102,14 +171,37 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
     with tempfile.TemporaryDirectory(prefix="bench-orchestrator-") as out:
         await batch("warmup", 2, out)  # imports, the temporary server, flow registration
         await flush_prefect_workers()
+        sampler = None
+        if trace:
+            tracemalloc.start(int(os.environ.get("BENCH_TRACE_FRAMES", "1")))
+            baseline = tracemalloc.take_snapshot()
+            peak = _PeakSnapshot()
+            sampler = asyncio.create_task(peak.run())
         reset_peak_rss()
         rss_before, _ = process_rss_mb()
+        profiler = cProfile.Profile() if profile else None
         with count_prefect_api_calls() as calls:
             started = time.monotonic()
+            if profiler is not None:
+                profiler.enable()
             ok = await batch("run", n, out)
+            if profiler is not None:
+                profiler.disable()
             wall = time.monotonic() - started
             await flush_prefect_workers()
         _, rss_peak = process_rss_mb()
+        if profiler is not None:  # the event loop's thread only; to stderr, as a table
+            stats = pstats.Stats(profiler, stream=sys.stderr)
+            stats.sort_stats("tottime").print_stats(profile)
+            stats.sort_stats("cumulative").print_stats(profile)
+            if os.environ.get("BENCH_PROFILE_OUT"):  # for pstats' callers and callees
+                profiler.dump_stats(os.environ["BENCH_PROFILE_OUT"])
+        memory: dict[str, Any] = {}
+        if sampler is not None:
+            sampler.cancel()
+            if peak.snapshot is not None:
+                memory = _memory_sites(baseline, peak.snapshot, n, trace)
+            tracemalloc.stop()
     generations = 2 * n
     return {
         "mode": mode if progress else f"{mode}, no progress", "n": n, "global_limit": gcl,
@@ -120,11 +212,13 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
         "paths": dict(calls.paths.most_common()),
         "rss_before_mb": rss_before, "rss_peak_mb": rss_peak,
         "rss_kb_per_chain": (rss_peak - rss_before) * 1024 / max(n, 1),
+        **({"memory": memory} if memory else {}),
     }
 
 
 def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
-            progress: bool = True, rate_cap: bool = True) -> dict[str, Any]:
+            progress: bool = True, rate_cap: bool = True, trace: int = 0,
+            profile: int = 0) -> dict[str, Any]:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -136,9 +230,14 @@ def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.orchestrator", "--one", mode, str(n),
              "--emulator", emulator] + (["--gcl"] if gcl else [])
-            + ([] if progress else ["--no-progress"]) + ([] if rate_cap else ["--no-rate-cap"]),
+            + ([] if progress else ["--no-progress"]) + ([] if rate_cap else ["--no-rate-cap"])
+            + (["--trace-memory", str(trace)] if trace else [])
+            + (["--profile", str(profile)] if profile else []),
             env=env, capture_output=True, text=True, timeout=timeout,
         )
+    if profile:
+        start = proc.stderr.find("   Ordered by")
+        sys.stderr.write(proc.stderr[max(start - 200, 0):])
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
         return {"mode": mode, "n": n, "global_limit": gcl, "ok": 0,
@@ -154,6 +253,21 @@ def run_floor(n: int, emulator: str, latency: float, timeout: float) -> dict[str
     return {"mode": "floor", "n": n, "global_limit": False,
             "ok": sum(1 for r in raw["records"] if r["ok"]), "wall_s": raw["wall_seconds"],
             "cpu_s": raw["cpu_seconds"]}
+
+
+def print_memory(r: dict[str, Any]) -> None:
+    """The traced allocations of one configuration (``--trace-memory``), if any."""
+    memory = r.get("memory")
+    if not memory:
+        return
+    print(f"traced Python growth at the peak: {memory['traced_growth_kb_per_chain']:.1f} KB per "
+          f"chain ({r['mode']}, N={r['n']})")
+    print(f"  {'KB/chain':>9} {'blocks':>8}  package")
+    for p in memory["packages"][:15]:
+        print(f"  {p['kb_per_chain']:9.1f} {p['blocks_per_chain']:8.1f}  {p['package']}")
+    print(f"  {'KB/chain':>9} {'blocks':>8}  source line")
+    for s in memory["sites"]:
+        print(f"  {s['kb_per_chain']:9.1f} {s['blocks_per_chain']:8.1f}  {s['site']}")
 
 
 def row(r: dict[str, Any]) -> list[Any]:
@@ -211,12 +325,21 @@ def main(argv: list[str] | None = None) -> int:
                              "(max_requests_per_second=None), as the floor: for wall times")
     parser.add_argument("--modes", nargs="+", default=["storyboard", "separate", "no-progress"],
                         choices=["storyboard", "separate", "no-progress"])
+    parser.add_argument("--trace-memory", type=int, default=0, metavar="K",
+                        help="also trace Python allocations (tracemalloc: slower, and the RSS "
+                             "figure then includes its own cost) and print the K source lines "
+                             "and the packages that grew most per chain, at the traced peak")
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="profile each storyboard or separate batch (cProfile, the event "
+                             "loop's thread) and print the K functions with the most own and "
+                             "cumulative time to stderr")
     parser.add_argument("--gcl-modes", nargs="+", default=["off", "on"], choices=["off", "on"],
                         help="without and/or with the global rate limit")
     args = parser.parse_args(argv)
     if args.one:
         result = asyncio.run(_one(args.one[0], int(args.one[1]), args.emulator, args.gcl,
-                                  progress=not args.no_progress, rate_cap=not args.no_rate_cap))
+                                  progress=not args.no_progress, rate_cap=not args.no_rate_cap,
+                                  trace=args.trace_memory, profile=args.profile))
         print(json.dumps(result))
         return 0
     info = machine()
@@ -234,13 +357,17 @@ def main(argv: list[str] | None = None) -> int:
                     if ("on" if gcl else "off") not in args.gcl_modes:
                         continue
                     results.append(run_one(mode, n, gcl, emulator.url, args.timeout,
-                                           rate_cap=cap))
+                                           rate_cap=cap, trace=args.trace_memory,
+                                           profile=args.profile))
                     print(row(results[-1]), flush=True)
+                    print_memory(results[-1])
             if "no-progress" in args.modes:
                 # the storyboard without its progress artifact: what the progress updates cost
                 results.append(run_one("storyboard", n, False, emulator.url, args.timeout,
-                                       progress=False, rate_cap=cap))
+                                       progress=False, rate_cap=cap, trace=args.trace_memory,
+                                       profile=args.profile))
                 print(row(results[-1]), flush=True)
+                print_memory(results[-1])
     report("benchmarks.orchestrator", argv, args.name,
            "Orchestrator cost per generation (Prefect API requests + events, RSS per chain)",
            COLUMNS, {"rows": [row(r) for r in results], "raw": results}, verdict(results), info)

@@ -97,10 +97,15 @@ def test_polling_sim_smoke():
 
 
 def test_orchestrator_smoke():
-    """One configuration (a storyboard of 2 shots with a global rate limit), counted."""
+    """One configuration (a storyboard of 2 shots with a global rate limit), counted, with
+    its allocations traced."""
     with _common.EmulatorProcess(latency=0.3, stock_media=True, video_fps=2) as emulator:
-        result = orchestrator.run_one("storyboard", 2, True, emulator.url, timeout=200)
+        result = orchestrator.run_one("storyboard", 2, True, emulator.url, timeout=200, trace=5)
     assert "error" not in result, result.get("error")
     assert result["ok"] == 2 and result["requests"] > 0 and result["events"] > 0
     assert result["by_kind"]["concurrency"] >= 1 and result["per_generation"] > 0
     assert len(orchestrator.row(result)) == len(orchestrator.COLUMNS)
+    memory = result["memory"]
+    assert memory["traced_growth_kb_per_chain"] > 0
+    assert 1 <= len(memory["sites"]) <= 5 and all(":" in s["site"] for s in memory["sites"])
+    assert {p["package"] for p in memory["packages"]} & {"prefect", "pydantic", "httpx"}
