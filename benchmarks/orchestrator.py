@@ -48,6 +48,7 @@ import os
 import pstats
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import tracemalloc
@@ -79,9 +80,9 @@ def _package(filename: str) -> str:
     if "prefect_runway" in parts:
         i = parts.index("prefect_runway")
         return ".".join(p.removesuffix(".py") for p in parts[i:i + 2])
-    if "python3.11" in parts or "lib" in parts:
-        rest = parts[parts.index("python3.11") + 1:] if "python3.11" in parts else parts[-1:]
-        return rest[0].removesuffix(".py") if rest else filename
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    if Path(filename).is_relative_to(stdlib):
+        return Path(filename).relative_to(stdlib).parts[0].removesuffix(".py")
     return filename
 
 
