@@ -19,8 +19,6 @@ import asyncio
 import hashlib
 import os
 import tempfile
-import threading
-import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,8 +30,9 @@ import httpx
 from prefect_runway.engine.config import RetryPolicy
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.retry import RETRY_STATUS, Retry, retry_reason, with_retries
+from prefect_runway.engine.slots import LoopSlots
 from prefect_runway.engine.transport import Transport, retry_after
-from prefect_runway.errors import DownloadError, DownloadVerificationFailed, InvalidRequest
+from prefect_runway.errors import DownloadError, DownloadVerificationFailed
 from prefect_runway.models import sniff_media_type
 from prefect_runway.providers.base import redact_url
 
@@ -46,6 +45,9 @@ MAX_DOWNLOADS_ENV = "PREFECT_RUNWAY_MAX_DOWNLOADS"
 DEFAULT_MAX_DOWNLOADS = 32
 
 
+_DOWNLOAD_SLOTS = LoopSlots(MAX_DOWNLOADS_ENV, DEFAULT_MAX_DOWNLOADS, "downloads")
+
+
 def max_downloads() -> int:
     """``PREFECT_RUNWAY_MAX_DOWNLOADS`` (1 to 10000), or 32.
 
@@ -53,32 +55,13 @@ def max_downloads() -> int:
         InvalidRequest: the variable is set to something else (checked when a client is
             made, before it sends anything).
     """
-    raw = os.environ.get(MAX_DOWNLOADS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_DOWNLOADS
-    value = int(raw) if raw.isdigit() else 0
-    if not 1 <= value <= 10_000:
-        raise InvalidRequest(MAX_DOWNLOADS_ENV, f"{raw!r} is not a number of downloads",
-                             allowed="1 to 10000")
-    return value
-
-
-_slots_lock = threading.Lock()
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
+    return _DOWNLOAD_SLOTS.limit()
 
 
 def _download_slots() -> asyncio.Semaphore:
     """The running event loop's download slots, :func:`max_downloads` of them (new ones when
     the setting changed: downloads under the old ones finish under them)."""
-    loop = asyncio.get_running_loop()
-    limit = max_downloads()
-    with _slots_lock:
-        held = _slots.get(loop)
-        if held is None or held[0] != limit:
-            held = _slots[loop] = (limit, asyncio.Semaphore(limit))
-        return held[1]
+    return _DOWNLOAD_SLOTS.semaphore()
 
 
 @dataclass
