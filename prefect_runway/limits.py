@@ -8,6 +8,11 @@ Where a provider has no such limit, :class:`ModelSlots` bounds its jobs per mode
 flow run by what the account itself allows at once (Runway's ``GET /v1/organization``:
 ``tier.models[m].maxConcurrentGenerations``, read with the balance before the run), so that
 no job waits THROTTLED at the provider.
+
+:func:`task_run_slot` bounds this package's Prefect task runs open at once in one event loop
+(``PREFECT_RUNWAY_MAX_TASK_RUNS``, default 64): each holds Prefect's objects for a running
+task (its TaskRun, states, contexts, engine), so the chains of a large batch wait for a place
+in the flow, where waiting costs a coroutine.
 """
 
 from __future__ import annotations
@@ -21,10 +26,39 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency as global_concurrency
 from prefect.exceptions import ObjectNotFound
 
-__all__ = ["DEFAULT_PROVIDER_LIMIT", "ModelSlots", "ProviderSlots", "existing_limits"]
+from prefect_runway.engine.slots import LoopSlots
+
+__all__ = [
+    "DEFAULT_MAX_TASK_RUNS", "DEFAULT_PROVIDER_LIMIT", "MAX_TASK_RUNS_ENV", "ModelSlots",
+    "ProviderSlots", "existing_limits", "max_task_runs", "task_run_slot",
+]
 
 #: The Prefect global concurrency limit each job takes a slot of, when it exists.
 DEFAULT_PROVIDER_LIMIT = "{provider}-jobs"
+
+#: This package's task runs open at once per event loop (see the module's docstring).
+MAX_TASK_RUNS_ENV = "PREFECT_RUNWAY_MAX_TASK_RUNS"
+DEFAULT_MAX_TASK_RUNS = 64
+_TASK_RUN_SLOTS = LoopSlots(MAX_TASK_RUNS_ENV, DEFAULT_MAX_TASK_RUNS, "task runs")
+
+
+def max_task_runs() -> int:
+    """``PREFECT_RUNWAY_MAX_TASK_RUNS`` (1 to 10000), or 64.
+
+    Raises:
+        InvalidRequest: the variable is set to something else (the flows check it before
+            anything is sent).
+    """
+    return _TASK_RUN_SLOTS.limit()
+
+
+@contextlib.asynccontextmanager
+async def task_run_slot() -> AsyncIterator[None]:
+    """Hold one of this event loop's places for a task run (submit or collect), for as long
+    as the task run lasts. Nothing held may wait for another place: the task runs do not
+    start task runs."""
+    async with _TASK_RUN_SLOTS.semaphore():
+        yield
 
 
 async def existing_limits(names: set[str]) -> dict[str, bool]:

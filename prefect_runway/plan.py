@@ -29,6 +29,7 @@ from prefect.blocks.core import Block
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
+from prefect_runway.limits import max_task_runs
 from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
@@ -256,13 +257,16 @@ async def check_run(
     * ``key_template`` renders, for every step (a prepared request and its ``{name}``), with the run's real
       values (kind, model, provider, fingerprint, seed, today's date) into a key inside the
       storage root;
-    * the storage's staging directory is writable.
+    * the storage's staging directory is writable;
+    * ``PREFECT_RUNWAY_MAX_TASK_RUNS``, if set, is a number of task runs
+      (:func:`prefect_runway.limits.max_task_runs`).
 
     Raises:
         InvalidRequest: naming the setting at fault; nothing was sent.
         StorageError: the storage (or the ledger beside it) cannot be written or reached.
     """
     check_preview(preview)
+    max_task_runs()
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     for request, name in steps:
         media = "image/png" if request.kind == "image" else "video/mp4"

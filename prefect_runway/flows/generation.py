@@ -1,8 +1,8 @@
 """Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``.
 
 Each flow validates its request against the chosen provider before anything is sent, then
-runs two Prefect tasks per job — submit (cached and persisted), then wait and download in
-one — and publishes artifacts: the still as an image artifact, each video's preview (GIF or
+runs two Prefect tasks per job — submit (cached and persisted), then download — with the
+wait for the job between them in the flow run itself, and publishes artifacts: the still as an image artifact, each video's preview (GIF or
 contact sheet) as an image artifact, and a table of every output with its link, provider,
 seconds and cost.
 """
@@ -52,6 +52,7 @@ from prefect_runway.fallback import (
     same_request,
 )
 from prefect_runway.flows.parameters import runway_flow
+from prefect_runway.limits import task_run_slot
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
     Generation,
@@ -78,7 +79,9 @@ from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
     flow_run_id,
+    read_retryable,
     submit_task_for,
+    wait_for_job,
 )
 from prefect_runway.watch import announce, watched_generation
 
@@ -110,8 +113,15 @@ async def run_generation(
     Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
     so an invalid request costs nothing) and the storage resolved once per flow run. Two
     task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
-    pays twice) and ``collect-generation`` (wait, then download), their runs named for what
-    they do (``submit still 'harbour' on segmind``, ``collect still 'harbour' on segmind``).
+    pays twice) and ``collect-generation`` (the download), their runs named for what they do
+    (``submit still 'harbour' on segmind``, ``collect still 'harbour' on segmind``). The
+    wait between them runs in the flow run itself, its messages in the flow run's log: no
+    task run is open while the provider works. At most ``PREFECT_RUNWAY_MAX_TASK_RUNS``
+    (default 64) of these task runs are open at once in the flow run's process
+    (:func:`prefect_runway.limits.task_run_slot`); the rest wait for a place, in the flow.
+    A failed, cancelled or expired job, or the wait's deadline, fails the flow's call here
+    (no task run is failed for it); the task's retries still cover a transient error of the
+    wait (the job goes to ``collect-generation``, which waits again) and of the download.
 
     What is resubmitted (each a new, billed job, logged at WARNING):
 
@@ -151,7 +161,8 @@ async def run_generation(
                      on: ProviderCredentials | None = None, last: bool = True) -> Generation:
         on = on or credentials
         task = submit_task_for(on, refresh=refresh, retries=last)
-        submitted = await task(request, on, storage, refresh, name)
+        async with task_run_slot():
+            submitted = await task(request, on, storage, refresh, name)
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
 
@@ -166,10 +177,12 @@ async def run_generation(
     while True:
         track(flow_run, credentials, generation)
         try:
-            result, stored = await collect_generation(
-                generation, credentials, storage, key_template, name, preview, timeout,
-                queue_timeout,
-            )
+            waited = await _wait_in_flow(generation, credentials, timeout, queue_timeout)
+            async with task_run_slot():
+                result, stored = await collect_generation(
+                    waited, credentials, storage, key_template, name, preview, timeout,
+                    queue_timeout,
+                )
             untrack(flow_run, generation)
             if fallback is not None:
                 stored = await fallback.annotate(stored, storage)
@@ -213,6 +226,35 @@ async def run_generation(
                 generation = await submit(prepared, True)
                 continue
             raise
+
+
+async def _wait_in_flow(
+    generation: Generation,
+    credentials: ProviderCredentials,
+    timeout: float | None,
+    queue_timeout: float | None,
+) -> Generation | GenerationResult:
+    """Wait for the job here, in the flow run, not in a task run: the finished job, for
+    ``collect-generation`` to download only.
+
+    A task run open for the whole wait holds Prefect's objects for a running task (its
+    TaskRun, states, contexts, engine), a thousand sets of them for a storyboard of a
+    thousand shots (benchmarks/README §5); the wait needs none of them: it is not cached,
+    not persisted, and a re-run polls the job again anyway. Its errors are what the task's
+    would have been: a final one (the job failed, was cancelled or expired, our deadline
+    passed) is raised here, as the task raised it without a retry; one the task would have
+    retried hands it the job, and it waits again with its retries.
+    """
+    try:
+        return await wait_for_job(generation, credentials, timeout, queue_timeout)
+    except Exception as exc:
+        if not read_retryable(exc):
+            raise
+        get_run_logger().warning(
+            "Waiting for %s job %s stopped (%s: %s); collect-generation waits for it again",
+            generation.provider, generation.job_id, type(exc).__name__, exc,
+        )
+        return generation
 
 
 def _reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[int], PreparedRequest]:

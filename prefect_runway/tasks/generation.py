@@ -146,7 +146,13 @@ async def _retry_submit(task: Any, task_run: Any, state: Any) -> bool:
 
 async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a read unless the error is final (a failed job, a bad request, bad credentials)."""
-    exc = await _failure(state)
+    return read_retryable(await _failure(state))
+
+
+def read_retryable(exc: BaseException | None) -> bool:
+    """Whether a wait or download that raised ``exc`` is worth trying again: not when the
+    error is final (a failed, cancelled or expired job, our deadline, a bad request, bad
+    credentials); yes for a transient provider error and for anything unexpected."""
     if isinstance(exc, ProviderError):
         return exc.retryable
     return not isinstance(exc, PrefectRunwayError)
@@ -315,15 +321,30 @@ async def wait_for_generation(
     Raises:
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut.
     """
+    return await wait_for_job(generation, credentials, timeout, queue_timeout)
+
+
+@_logs_to_run
+async def wait_for_job(
+    generation: Generation,
+    credentials: ProviderCredentials,
+    timeout: float | None = None,
+    queue_timeout: float | None = None,
+) -> GenerationResult:
+    """What :func:`wait_for_generation` does, without a task run of its own: in a flow run
+    (the flows wait so, see :func:`collect_generation`), its messages go to the flow run's
+    log; outside any run, to the engine's loggers. Same arguments, result and errors."""
     began = time.monotonic()
     async with credentials.get_client() as client:
         result = await client.wait(generation, timeout=timeout, queue_timeout=queue_timeout)
     waited = time.monotonic() - began
-    get_run_logger().info(
-        "%s job %s finished with %d output(s) after a %.1f s wait%s",
-        generation.provider, generation.job_id, len(result.outputs), waited,
-        _resumed_note(result, waited),
-    )
+    logger = _run_logger()
+    if logger is not None:
+        logger.info(
+            "%s job %s finished with %d output(s) after a %.1f s wait%s",
+            generation.provider, generation.job_id, len(result.outputs), waited,
+            _resumed_note(result, waited),
+        )
     return result
 
 
@@ -403,7 +424,7 @@ async def download_generation(
 )
 @_logs_to_run
 async def collect_generation(
-    generation: Generation,
+    generation: Generation | GenerationResult,
     credentials: ProviderCredentials,
     storage: Any = None,
     key_template: str | None = None,
@@ -419,10 +440,18 @@ async def collect_generation(
     task runs (and their state events and log lines). Nothing is lost by it: neither step is
     cached (the submit is, and stays its own task, persisted as soon as the provider returns
     the job id), a retry of this task waits again (a finished job answers at once) and finds
-    outputs already stored and verified, and the flows call this task.
+    outputs already stored and verified.
+
+    Given a finished job (a :class:`GenerationResult`) it only downloads. That is how the
+    flows call it: they wait for the job in the flow run itself (:func:`wait_for_job`), so
+    that no task run (with its Prefect state, context and engine objects)
+    stays open for each job of a large batch while the provider works; a wait that does not
+    end in outputs hands this task the job instead, which waits (and fails, or retries) as
+    it always did (see :func:`prefect_runway.flows.generation.run_generation`).
 
     Args:
-        generation: The job from ``submit_generation``.
+        generation: The job from ``submit_generation``, or the finished job (then nothing
+            is polled and ``timeout`` and ``queue_timeout`` do not apply).
         credentials: The same provider's credentials block.
         storage: A directory, ``s3://bucket/prefix``, or a Prefect filesystem block.
         key_template: Storage key template (see :func:`download_generation`).
@@ -439,7 +468,10 @@ async def collect_generation(
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut,
         DownloadError.
     """
-    result = await wait_for_generation.fn(generation, credentials, timeout, queue_timeout)
+    if isinstance(generation, GenerationResult):
+        result = generation  # finished: the flow waited for it
+    else:
+        result = await wait_for_generation.fn(generation, credentials, timeout, queue_timeout)
     stored = await download_generation.fn(result, credentials, storage, key_template, name, preview)
     return result, stored
 
