@@ -2,9 +2,9 @@
 
 Each flow validates its request against the chosen provider before anything is sent, then
 runs two Prefect tasks per job — submit (cached and persisted), then download — with the
-wait for the job between them in the flow run itself, and publishes artifacts: the still as an image artifact, each video's preview (GIF or
-contact sheet) as an image artifact, and a table of every output with its link, provider,
-seconds and cost.
+wait for the job between them in the flow run itself, and publishes artifacts: the still as
+an image artifact, each video's preview (GIF or contact sheet) as an image artifact, and a
+table of every output with its link, provider, seconds and cost.
 """
 
 
