@@ -442,12 +442,14 @@ async def collect_generation(
     the job id), a retry of this task waits again (a finished job answers at once) and finds
     outputs already stored and verified.
 
-    Given a finished job (a :class:`GenerationResult`) it only downloads. That is how the
-    flows call it: they wait for the job in the flow run itself (:func:`wait_for_job`), so
-    that no task run (with its Prefect state, context and engine objects)
-    stays open for each job of a large batch while the provider works; a wait that does not
-    end in outputs hands this task the job instead, which waits (and fails, or retries) as
-    it always did (see :func:`prefect_runway.flows.generation.run_generation`).
+    Given a finished job (a :class:`GenerationResult`) it only downloads (a retry downloads
+    again, refreshing expired output URLs). That is how the flows call it: they wait for the
+    job in the flow run itself (:func:`wait_for_job`), so that no task run (with its Prefect
+    state, context and engine objects) stays open for each job of a large batch while the
+    provider works. A wait that stops on an error a retry could cure hands this task the
+    job instead, which waits again with its retries; a final error (the job failed, was
+    cancelled or expired, the deadline passed) is raised by the flow (see
+    :func:`prefect_runway.flows.generation.run_generation`).
 
     Args:
         generation: The job from ``submit_generation``, or the finished job (then nothing
