@@ -43,8 +43,8 @@ logger = EngineLogger("prefect_runway.engine.download")
 #: Bodies streamed at once per event loop (see the module's docstring).
 MAX_DOWNLOADS_ENV = "PREFECT_RUNWAY_MAX_DOWNLOADS"
 DEFAULT_MAX_DOWNLOADS = 32
-
-
+#: The running event loop's download slots (new ones when the setting changed: downloads
+#: under the old ones finish under them).
 _DOWNLOAD_SLOTS = LoopSlots(MAX_DOWNLOADS_ENV, DEFAULT_MAX_DOWNLOADS, "downloads")
 
 
@@ -56,12 +56,6 @@ def max_downloads() -> int:
             made, before it sends anything).
     """
     return _DOWNLOAD_SLOTS.limit()
-
-
-def _download_slots() -> asyncio.Semaphore:
-    """The running event loop's download slots, :func:`max_downloads` of them (new ones when
-    the setting changed: downloads under the old ones finish under them)."""
-    return _DOWNLOAD_SLOTS.semaphore()
 
 
 @dataclass
@@ -201,7 +195,7 @@ class Downloader:
         """One GET from ``p.received`` on: ``_DONE``, ``_RESTART``, ``_SHORT``, or the error
         answer (a Response) for the classifier."""
         headers = {"range": f"bytes={p.received}-"} if p.received else {}
-        async with _download_slots(), self.transport.limit():
+        async with _DOWNLOAD_SLOTS.semaphore(), self.transport.limit():
             async with self.transport.http.stream(
                 "GET", url, headers=headers, follow_redirects=True
             ) as response:
