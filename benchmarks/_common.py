@@ -216,6 +216,26 @@ def process_rss_mb(pid: int | str | None = "self") -> tuple[float, float]:
     )
 
 
+def process_cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds a process has used so far, from /proc; nan if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int | str = "self") -> list[str]:
+    """The direct children of a process (all its threads'), from /proc."""
+    pids: list[str] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            pids += (task / "children").read_text().split()
+        except OSError:
+            continue
+    return pids
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's RSS high-water mark (Linux ``clear_refs``); False if not allowed."""
     try:

@@ -18,7 +18,10 @@ the batch and at its peak (``VmHWM``).
 Each configuration runs in a process of its own (``--one``), against Prefect's temporary
 server and the emulator out of process (fixed latency, stock media), with local storage and
 previews off (CPU work, not orchestration). Reported: requests, events, their sum per
-generation, the largest kinds, wall seconds, and RSS growth per chain.
+generation, the largest kinds, wall seconds, RSS growth per chain, the CPU seconds of the
+client process, of Prefect's server (its child) and of the emulator during the batch, and the
+provider requests the emulator answered per generation (submits, status polls, result reads,
+downloads; the 2-chain warm-up included).
 
 ``--floor`` also times the plain asyncio + httpx script of ``benchmarks.batch_overhead`` (the
 floor) per size on the same emulator, and ``--no-rate-cap`` gives the credentials block no
@@ -52,13 +55,16 @@ import sysconfig
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
     WORKER_ENV,
     EmulatorProcess,
+    child_pids,
     machine,
+    process_cpu_seconds,
     process_rss_mb,
     report,
     reset_peak_rss,
@@ -66,7 +72,10 @@ from benchmarks._common import (
 )
 
 COLUMNS = ["N chains", "mode", "global limit", "ok", "requests", "events", "per generation",
-           "top kinds (per generation)", "wall s", "RSS growth KB / chain"]
+           "top kinds (per generation)", "wall s", "RSS growth KB / chain",
+           "CPU s: client / Prefect server / emulator",
+           "provider requests / generation (submit, status, result, download)"]
+PROVIDER_COUNTS = ("total_submissions", "status_calls", "result_calls", "downloads")
 GCL_NAME = "bench-orchestrator-segmind"
 
 
@@ -153,7 +162,9 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
 
     def shots(prefix: str, count: int) -> list[dict[str, Any]]:
         return [{"name": f"{prefix}-{i}", "still_prompt": f"{prefix} still {i} @hero",
-                 "motion_prompt": "slow pan", "reference_images": ref, "seed": 1 + i}
+                 # the prefix in the motion prompt too: with stock media every still has the
+                 # same URL, so a warm-up video would otherwise be the same request (a cache hit)
+                 "motion_prompt": f"{prefix} slow pan", "reference_images": ref, "seed": 1 + i}
                 for i in range(count)]
 
     async def batch(prefix: str, count: int, out: str) -> int:
@@ -181,6 +192,7 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
         reset_peak_rss()
         rss_before, _ = process_rss_mb()
         profiler = cProfile.Profile() if profile else None
+        cpu_before = _cpu_split()
         with count_prefect_api_calls() as calls:
             started = time.monotonic()
             if profiler is not None:
@@ -190,6 +202,7 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
                 profiler.disable()
             wall = time.monotonic() - started
             await flush_prefect_workers()
+        cpu = {k: v - cpu_before[k] for k, v in _cpu_split().items()}
         _, rss_peak = process_rss_mb()
         if profiler is not None:  # the event loop's thread only; to stderr, as a table
             stats = pstats.Stats(profiler, stream=sys.stderr)
@@ -213,18 +226,30 @@ async def _one(mode: str, n: int, emulator: str, gcl: bool, progress: bool = Tru
         "paths": dict(calls.paths.most_common()),
         "rss_before_mb": rss_before, "rss_peak_mb": rss_peak,
         "rss_kb_per_chain": (rss_peak - rss_before) * 1024 / max(n, 1),
+        "cpu_s": cpu,
         **({"memory": memory} if memory else {}),
     }
 
 
+def _cpu_split() -> dict[str, float]:
+    """CPU seconds so far of this process (all its threads), of its children (Prefect's
+    temporary server) and of the emulator (``BENCH_EMULATOR_PID``)."""
+    emulator = os.environ.get("BENCH_EMULATOR_PID")
+    return {"client": process_cpu_seconds(),
+            "server": sum(process_cpu_seconds(pid) for pid in child_pids()),
+            "emulator": process_cpu_seconds(emulator) if emulator else float("nan")}
+
+
 def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
             progress: bool = True, rate_cap: bool = True, trace: int = 0,
-            profile: int = 0) -> dict[str, Any]:
+            profile: int = 0, emulator_pid: int | None = None) -> dict[str, Any]:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
     env.pop("PREFECT_API_URL", None)
     env.update(WORKER_ENV)  # the smoke test's shared server, if any
+    if emulator_pid is not None:
+        env["BENCH_EMULATOR_PID"] = str(emulator_pid)
     with tempfile.TemporaryDirectory(prefix="bench-orchestrator-home-") as home:
         if "PREFECT_API_URL" not in WORKER_ENV:
             env["PREFECT_HOME"] = home
@@ -246,14 +271,18 @@ def run_one(mode: str, n: int, gcl: bool, emulator: str, timeout: float,
     return json.loads(lines[-1])
 
 
-def run_floor(n: int, emulator: str, latency: float, timeout: float) -> dict[str, Any]:
+def run_floor(n: int, emulator: str, latency: float, timeout: float,
+              emulator_pid: int | None = None) -> dict[str, Any]:
     """The plain asyncio + httpx script of ``benchmarks.batch_overhead`` on the same emulator:
     the wall-time floor for N chains (two generations each)."""
+    emulator_before = process_cpu_seconds(emulator_pid) if emulator_pid else float("nan")
     raw = run_worker(["chains", "floor", "--emulator", emulator, "--chains", str(n),
                       "--warmup", "2", "--latency", str(latency)], timeout=timeout)
+    emulator_cpu = (process_cpu_seconds(emulator_pid) if emulator_pid else float("nan")) - emulator_before
     return {"mode": "floor", "n": n, "global_limit": False,
             "ok": sum(1 for r in raw["records"] if r["ok"]), "wall_s": raw["wall_seconds"],
-            "cpu_s": raw["cpu_seconds"]}
+            # the emulator's figure includes the 2-chain warm-up (the script times only its batch)
+            "cpu_s": {"client": raw["cpu_seconds"], "server": 0.0, "emulator": emulator_cpu}}
 
 
 def print_memory(r: dict[str, Any]) -> None:
@@ -271,18 +300,45 @@ def print_memory(r: dict[str, Any]) -> None:
         print(f"  {s['kb_per_chain']:9.1f} {s['blocks_per_chain']:8.1f}  {s['site']}")
 
 
+def _cpu_cell(r: dict[str, Any]) -> str:
+    cpu = r.get("cpu_s")
+    if not isinstance(cpu, dict):
+        return "-"
+    return " / ".join("-" if cpu[k] != cpu[k] else f"{cpu[k]:.1f}"  # nan: not measured
+                      for k in ("client", "server", "emulator"))
+
+
+def _provider_cell(r: dict[str, Any]) -> str:
+    counts = r.get("provider_requests")
+    if not counts:
+        return "-"
+    gens = 2 * r["n"]
+    return ", ".join(f"{counts[k] / gens:.2f}" for k in PROVIDER_COUNTS)
+
+
+def _with_provider_counts(emulator: EmulatorProcess, run: Callable[..., dict[str, Any]],
+                          *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``run(*args, **kwargs)``'s result with the provider requests the emulator answered
+    meanwhile (Segmind's: the benchmark's credentials), the 2-chain warm-up included."""
+    before = emulator.stats().get("segmind", {})
+    result = run(*args, **kwargs)
+    after = emulator.stats().get("segmind", {})
+    result["provider_requests"] = {k: after.get(k, 0) - before.get(k, 0) for k in PROVIDER_COUNTS}
+    return result
+
+
 def row(r: dict[str, Any]) -> list[Any]:
     if r["mode"] == "floor":
         return [r["n"], "floor (asyncio + httpx)", "-", f"{r['ok']}/{r['n']}", "-", "-", "-",
-                "-", round(r["wall_s"], 1), "-"]
+                "-", round(r["wall_s"], 1), "-", _cpu_cell(r), _provider_cell(r)]
     if "error" in r:
         return [r["n"], r["mode"], "yes" if r["global_limit"] else "no", 0, "-", "-", "-",
-                "error: " + r["error"].strip().splitlines()[-1][:60], "-", "-"]
+                "error: " + r["error"].strip().splitlines()[-1][:60], "-", "-", "-", "-"]
     gens = 2 * r["n"]
     top = ", ".join(f"{k} {v / gens:.1f}" for k, v in list(r["by_kind"].items())[:3])
     return [r["n"], r["mode"], "yes" if r["global_limit"] else "no", f"{r['ok']}/{r['n']}",
             r["requests"], r["events"], round(r["per_generation"], 2), top, round(r["wall_s"], 1),
-            round(r["rss_kb_per_chain"], 1)]
+            round(r["rss_kb_per_chain"], 1), _cpu_cell(r), _provider_cell(r)]
 
 
 def verdict(results: list[dict[str, Any]]) -> list[str]:
@@ -347,9 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with EmulatorProcess(latency=args.latency, stock_media=True, video_fps=4) as emulator:
         cap = not args.no_rate_cap
+        emulator_pid = emulator.proc.pid if emulator.proc else None
         for n in args.sizes:
             if args.floor:
-                results.append(run_floor(n, emulator.url, args.latency, args.timeout))
+                results.append(_with_provider_counts(
+                    emulator, run_floor, n, emulator.url, args.latency, args.timeout,
+                    emulator_pid))
                 print(row(results[-1]), flush=True)
             for mode in ("storyboard", "separate"):
                 if mode not in args.modes or (mode == "separate" and n > args.separate_max):
@@ -357,16 +416,18 @@ def main(argv: list[str] | None = None) -> int:
                 for gcl in (False, True):
                     if ("on" if gcl else "off") not in args.gcl_modes:
                         continue
-                    results.append(run_one(mode, n, gcl, emulator.url, args.timeout,
-                                           rate_cap=cap, trace=args.trace_memory,
-                                           profile=args.profile))
+                    results.append(_with_provider_counts(
+                        emulator, run_one, mode, n, gcl, emulator.url, args.timeout,
+                        rate_cap=cap, trace=args.trace_memory, profile=args.profile,
+                        emulator_pid=emulator_pid))
                     print(row(results[-1]), flush=True)
                     print_memory(results[-1])
             if "no-progress" in args.modes:
                 # the storyboard without its progress artifact: what the progress updates cost
-                results.append(run_one("storyboard", n, False, emulator.url, args.timeout,
-                                       progress=False, rate_cap=cap, trace=args.trace_memory,
-                                       profile=args.profile))
+                results.append(_with_provider_counts(
+                    emulator, run_one, "storyboard", n, False, emulator.url, args.timeout,
+                    progress=False, rate_cap=cap, trace=args.trace_memory,
+                    profile=args.profile, emulator_pid=emulator_pid))
                 print(row(results[-1]), flush=True)
                 print_memory(results[-1])
     report("benchmarks.orchestrator", argv, args.name,
