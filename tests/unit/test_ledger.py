@@ -342,3 +342,47 @@ async def test_async_file_lock_is_exclusive_renewable_and_waits_without_worker_t
     won = await asyncio.gather(*(m.aacquire_lock("race", f"h{i}", acquire_timeout=0.3)
                                  for i, m in enumerate(managers)))
     assert sum(won) == 1
+
+
+async def test_file_lock_reads_its_file_once_per_check_and_keeps_prefects_release_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.locking.filesystem import FileSystemLockManager
+
+    reads: list[str] = []
+    prefects = FileSystemLockManager._get_lock_info
+
+    def counted(self: Any, key: str, use_cache: bool = True) -> Any:
+        if not (use_cache and key in self._locks):  # a read of the lock file
+            reads.append(key)
+        return prefects(self, key, use_cache)
+
+    monkeypatch.setattr(FileSystemLockManager, "_get_lock_info", counted)
+    holder = RunwayFileSystemLockManager(tmp_path, hold_seconds=60)
+    other = RunwayFileSystemLockManager(tmp_path, hold_seconds=60)  # another process
+    assert await holder.aacquire_lock("k", "one")
+
+    reads.clear()
+    assert holder.is_lock_holder("k", "one") and not other.is_lock_holder("k", "two")
+    assert len(reads) == 2  # one read each; Prefect's is_lock_holder reads it twice
+
+    # Another holder's release is refused as Prefect refuses it, and leaves the lock whole.
+    with pytest.raises(ValueError, match="No lock held by two for transaction with key k"):
+        other.release_lock("k", "two")
+    assert (tmp_path / "k.lock").exists() and (tmp_path / "k.lock.owner").exists()
+    assert holder.is_lock_holder("k", "one")
+
+    reads.clear()
+    holder.release_lock("k", "one")
+    assert len(reads) == 1  # was five: our holder check, then Prefect's is_locked and holder check
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="No lock for transaction with key k"):
+        holder.release_lock("k", "one")
+
+    # An expired lock is no lock: its file is removed at the first look, and it cannot be
+    # released by its old holder.
+    assert await holder.aacquire_lock("e", "one", hold_timeout=0.05)
+    await asyncio.sleep(0.2)
+    assert not other.is_locked("e") and not (tmp_path / "e.lock").exists()
+    with pytest.raises(ValueError, match="No lock for transaction with key e"):
+        holder.release_lock("e", "one")
