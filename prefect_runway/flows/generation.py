@@ -11,9 +11,10 @@ table of every output with its link, provider, seconds and cost.
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect.logging import get_run_logger
+from prefect.utilities.annotations import opaque
 
 from prefect_runway.artifacts import (
     BatchProgress,
@@ -85,6 +86,8 @@ from prefect_runway.tasks.generation import (
 )
 from prefect_runway.watch import announce, watched_generation
 
+T = TypeVar("T")
+
 #: How old a provider output URL may be before it is refreshed from the provider.
 FRESH_URL_SECONDS = 600
 #: How long a presigned URL handing a stored still to the video provider stays valid.
@@ -107,6 +110,7 @@ async def run_generation(
     resubmit_internal: bool = True,
     reseed: Callable[[int], PreparedRequest] | None = None,
     fallback: StepFallback | None = None,
+    after: GenerationResult | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
@@ -150,6 +154,9 @@ async def run_generation(
         reseed: ``seed -> PreparedRequest``: the same request with another seed.
         fallback: Where the first submit goes when ``credentials`` provably refuses it
             (:class:`prefect_runway.fallback.StepFallback`); the outputs' sidecars record it.
+        after: The finished job this one follows (the still a video animates), as this flow
+            run's ``collect-generation`` returned it: the run graph draws the submit after it.
+            Each ``collect-generation`` is drawn after its submit.
     """
     if retry_unsafe_output < 0:
         raise InvalidRequest("retry_unsafe_output", f"{retry_unsafe_output} is negative",
@@ -162,7 +169,8 @@ async def run_generation(
         on = on or credentials
         task = submit_task_for(on, refresh=refresh, retries=last)
         async with task_run_slot():
-            submitted = await task(request, on, storage, refresh, name)
+            submitted = await task(_opaque(request), _opaque(on), _opaque(storage), refresh, name,
+                                   wait_for=_upstream(after))
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
 
@@ -180,8 +188,8 @@ async def run_generation(
             waited = await _wait_in_flow(generation, credentials, timeout, queue_timeout)
             async with task_run_slot():
                 result, stored = await collect_generation(
-                    waited, credentials, storage, key_template, name, preview, timeout,
-                    queue_timeout,
+                    _opaque(waited), _opaque(credentials), _opaque(storage), key_template, name,
+                    preview, timeout, queue_timeout, wait_for=_upstream(generation),
                 )
             untrack(flow_run, generation)
             if fallback is not None:
@@ -226,6 +234,27 @@ async def run_generation(
                 generation = await submit(prepared, True)
                 continue
             raise
+
+
+def _opaque(value: T) -> T:
+    """``value`` for a task call, marked so that Prefect does not walk into it.
+
+    Prefect walks every task argument twice (``visit_collection``), looking for futures and
+    states to resolve and for upstream task runs to record as inputs. A credentials block, a
+    prepared request or a finished generation holds neither, but walking one costs about
+    1.3 ms per task call, two task calls per generation, and its strings, matched by ``id``
+    against earlier tasks' results, drew arrows in the run graph that meant nothing
+    (``credentials`` after the still's submit). ``opaque`` skips the walk; the task receives
+    ``value`` itself, and its cache key is the same. The real upstream goes in ``wait_for``
+    (:func:`_upstream`).
+    """
+    return cast(T, opaque(value))
+
+
+def _upstream(result: object | None) -> Any:
+    """``wait_for`` for a generation task: the earlier task's result it follows, not walked
+    (Prefect finds the task run that returned it and draws the arrow), or None."""
+    return None if result is None else [opaque(result)]
 
 
 async def _wait_in_flow(
@@ -607,7 +636,7 @@ async def image_to_video(
         name=name, timeout=timeout, force=force, preview=preview,
         reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
         retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
-        fallback=video_route.runtime(video_for, name),
+        fallback=video_route.runtime(video_for, name), after=still_result,
     ))
     await publish_video_preview(video_stored[0], store, name)
     await publish_outputs([still, video_stored[0]], "image-to-video", store, name)

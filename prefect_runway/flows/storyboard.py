@@ -329,6 +329,7 @@ async def storyboard(
                             key_template=key_template, name=plan.name, timeout=timeout,
                             force=force, preview=preview,
                             fallback=routes[plan.row].video.runtime(video_for, plan.name),
+                            after=still_result,
                         )
                     provider, charged = stored[0].provider, output_cost(stored[0])
                 finally:

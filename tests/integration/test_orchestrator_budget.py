@@ -62,3 +62,35 @@ async def test_a_storyboard_without_progress_sends_no_progress_updates(runway_em
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     assert "storyboard-progress" not in {a.key for a in artifacts}
     assert "storyboard-summary" in {a.key for a in artifacts}
+
+
+#: Nested ``visit_collection`` calls per generation (Prefect walking task arguments, the
+#: flow's parameters and its result for futures) in a 4-shot storyboard: 99 measured, 310
+#: when the generation tasks' arguments were walked (before ``flows/generation.py`` ``_opaque``).
+WALK_BUDGET_PER_GENERATION = 150
+
+
+async def test_prefect_does_not_walk_into_the_generation_tasks_arguments(
+        runway_emulator, tmp_path, monkeypatch):
+    import prefect.utilities.collections as collections
+
+    walked = 0
+    prefects = collections.visit_collection
+
+    def counted(*args, **kwargs):
+        nonlocal walked
+        walked += 1
+        return prefects(*args, **kwargs)
+
+    # Prefect's own recursion goes through the module's name, so every nested visit counts.
+    monkeypatch.setattr(collections, "visit_collection", counted)
+    credentials = SegmindCredentials(api_key=SecretStr("budget-key"), base_url=runway_emulator.url,
+                                     poll_interval_seconds=0.2)
+    shots = [{"name": f"walk-{i}", "still_prompt": f"walk still {i} @hero",
+              "motion_prompt": "slow pan", "seed": 900 + i,
+              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
+             for i in range(SHOTS)]
+    summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path))
+    assert summary.completed == SHOTS
+    print(f"{walked / (2 * SHOTS):.1f} nested visits per generation")
+    assert 0 < walked <= WALK_BUDGET_PER_GENERATION * 2 * SHOTS

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.logging.handlers import APILogHandler
 from pydantic import SecretStr
 
@@ -119,3 +124,23 @@ async def test_a_bad_limit_is_refused_before_anything_is_sent(raw, runway_emulat
     assert caught.value.field == MAX_TASK_RUNS_ENV
     assert "1 to 10000" in str(caught.value)
     assert runway_emulator.stats()["segmind"]["total_submissions"] == before
+
+
+async def test_the_run_graph_draws_each_shot_as_one_chain(runway_emulator, tmp_path):
+    """Each task run's upstream, as the API records it (the arrows of the run graph): a
+    collect after its submit, a video's submit after its still's collect (``wait_for``), and
+    none from the tasks' arguments: they are not walked, so no arrow comes from a string
+    they share with an earlier task's result. (Prefect's own ``__parents__`` guess, by the
+    ``id`` of a value, is left out: it can match a recycled ``id``.)"""
+    _, runs = await _run("graph", runway_emulator, tmp_path)
+    names = {run.id: run.name for run in runs}
+    follows = {"collect still": "submit still", "submit video": "collect still",
+               "collect video": "submit video"}
+    for run in runs:
+        step = " ".join(run.name.split()[:2])  # "submit still 'graph-...-0' on segmind"
+        expected = [run.name.replace(step, follows[step], 1)] if step in follows else []
+        waits_for = sorted(names.get(i.id, str(i.id)) for i in run.task_inputs.get("wait_for", []))
+        assert waits_for == expected, (run.name, run.task_inputs)
+        from_arguments = {k: v for k, v in run.task_inputs.items()
+                          if v and k not in ("wait_for", "__parents__")}
+        assert not from_arguments, (run.name, from_arguments)
