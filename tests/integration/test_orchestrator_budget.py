@@ -8,6 +8,8 @@ pushes them past the budget documented in benchmarks/README.md by more than the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials
@@ -21,13 +23,20 @@ MARGIN = 1.25
 SHOTS = 4
 
 
+def _credentials(emulator: Any) -> SegmindCredentials:
+    return SegmindCredentials(api_key=SecretStr("budget-key"), base_url=emulator.url,
+                              poll_interval_seconds=0.2)
+
+
+def _shots(tag: str, count: int, seed: int) -> list[dict[str, Any]]:
+    return [{"name": f"{tag}-{i}", "still_prompt": f"{tag} still {i} @hero",
+             "motion_prompt": "slow pan", "seed": seed + i,
+             "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
+            for i in range(count)]
+
+
 async def test_a_storyboard_stays_within_its_prefect_api_budget(runway_emulator, tmp_path):
-    credentials = SegmindCredentials(api_key=SecretStr("budget-key"), base_url=runway_emulator.url,
-                                     poll_interval_seconds=0.2)
-    shots = [{"name": f"budget-{i}", "still_prompt": f"budget still {i} @hero",
-              "motion_prompt": "slow pan", "seed": 500 + i,
-              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
-             for i in range(SHOTS)]
+    credentials, shots = _credentials(runway_emulator), _shots("budget", SHOTS, 500)
     await flush_prefect_workers()
     with count_prefect_api_calls() as calls:
         summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path))
@@ -43,12 +52,7 @@ async def test_a_storyboard_without_progress_sends_no_progress_updates(runway_em
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    credentials = SegmindCredentials(api_key=SecretStr("budget-key"), base_url=runway_emulator.url,
-                                     poll_interval_seconds=0.2)
-    shots = [{"name": f"quiet-{i}", "still_prompt": f"quiet still {i} @hero",
-              "motion_prompt": "slow pan", "seed": 700 + i,
-              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
-             for i in range(2)]
+    credentials, shots = _credentials(runway_emulator), _shots("quiet", 2, 700)
     await flush_prefect_workers()
     with count_prefect_api_calls() as calls:
         summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path),
@@ -84,12 +88,7 @@ async def test_prefect_does_not_walk_into_the_generation_tasks_arguments(
 
     # Prefect's own recursion goes through the module's name, so every nested visit counts.
     monkeypatch.setattr(collections, "visit_collection", counted)
-    credentials = SegmindCredentials(api_key=SecretStr("budget-key"), base_url=runway_emulator.url,
-                                     poll_interval_seconds=0.2)
-    shots = [{"name": f"walk-{i}", "still_prompt": f"walk still {i} @hero",
-              "motion_prompt": "slow pan", "seed": 900 + i,
-              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}
-             for i in range(SHOTS)]
+    credentials, shots = _credentials(runway_emulator), _shots("walk", SHOTS, 900)
     summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path))
     assert summary.completed == SHOTS
     print(f"{walked / (2 * SHOTS):.1f} nested visits per generation")
