@@ -241,12 +241,12 @@ def _opaque(value: T) -> T:
 
     Prefect walks every task argument twice (``visit_collection``), looking for futures and
     states to resolve and for upstream task runs to record as inputs. A credentials block, a
-    prepared request or a finished generation holds neither, but walking one costs about
-    1.3 ms per task call, two task calls per generation, and its strings, matched by ``id``
-    against earlier tasks' results, drew arrows in the run graph that meant nothing
-    (``credentials`` after the still's submit). ``opaque`` skips the walk; the task receives
-    ``value`` itself, and its cache key is the same. The real upstream goes in ``wait_for``
-    (:func:`_upstream`).
+    prepared request or a finished generation holds neither, but walking them made two-thirds
+    of a storyboard's ``visit_collection`` calls (benchmarks/README.md, section 5), and their
+    strings, matched by ``id`` against earlier tasks' results, drew arrows in the run graph
+    that meant nothing (``credentials`` after the still's submit). ``opaque`` skips the walk;
+    the task receives ``value`` itself, and its cache key is the same. The real upstream
+    goes in ``wait_for`` (:func:`_upstream`).
     """
     return cast(T, opaque(value))
 
