@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import KEY, process_rss_mb
+from benchmarks._common import KEY, child_pids, process_cpu_seconds, process_rss_mb
 
 RATIO = "1280:720"
 
@@ -202,22 +202,13 @@ REFERENCE = {"uri": "https://example.com/ref.png", "tag": "hero"}
 def _children_cpu_and_rss() -> dict[str, Any]:
     """CPU seconds and peak RSS of this process's children (Prefect's temporary server)."""
     result: dict[str, Any] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for task in Path("/proc/self/task").iterdir():
+    for pid in child_pids():
         try:
-            pids = (task / "children").read_text().split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
         except OSError:
             continue
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
-            except OSError:
-                continue
-            result[pid] = {
-                "cmd": cmd, "cpu_seconds": (int(fields[11]) + int(fields[12])) / tick,
-                "rss_peak_mb": process_rss_mb(pid)[1],
-            }
+        result[pid] = {"cmd": cmd, "cpu_seconds": process_cpu_seconds(pid),
+                       "rss_peak_mb": process_rss_mb(pid)[1]}
     return result
 
 
