@@ -54,7 +54,7 @@ def max_task_runs() -> int:
 
 @contextlib.asynccontextmanager
 async def task_run_slot() -> AsyncIterator[None]:
-    """Hold one of this event loop's places for a task run (submit or collect), for as long
+    """Hold one of this event loop's places for a task run (the flows' submits), for as long
     as the task run lasts. Nothing held may wait for another place: the task runs do not
     start task runs."""
     async with _TASK_RUN_SLOTS.semaphore():

@@ -1,13 +1,14 @@
 """Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``.
 
 Each flow validates its request against the chosen provider before anything is sent, then
-runs two Prefect tasks per job — submit (cached and persisted), then download — with the
-wait for the job between them in the flow run itself, and publishes artifacts: the still as
+runs one Prefect task per job — the submit, cached and persisted — and waits for the job and
+downloads its outputs in the flow run itself, and publishes artifacts: the still as
 an image artifact, each video's preview (GIF or contact sheet) as an image artifact, and a
 table of every output with its link, provider, seconds and cost.
 """
 
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -79,6 +80,7 @@ from prefect_runway.spend import DailyBudgets, record_spend
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
+    collect_job,
     flow_run_id,
     read_retryable,
     submit_task_for,
@@ -115,17 +117,18 @@ async def run_generation(
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
     Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
-    so an invalid request costs nothing) and the storage resolved once per flow run. Two
-    task runs per request: ``submit-generation`` (cached and persisted, so a re-run never
-    pays twice) and ``collect-generation`` (the download), their runs named for what they do
-    (``submit still 'harbour' on segmind``, ``collect still 'harbour' on segmind``). The
-    wait between them runs in the flow run itself, its messages in the flow run's log: no
-    task run is open while the provider works. At most ``PREFECT_RUNWAY_MAX_TASK_RUNS``
-    (default 64) of these task runs are open at once in the flow run's process
-    (:func:`prefect_runway.limits.task_run_slot`); the rest wait for a place, in the flow.
-    A failed, cancelled or expired job, or the wait's deadline, fails the flow's call here
-    (no task run is failed for it); the task's retries still cover a transient error of the
-    wait (the job goes to ``collect-generation``, which waits again) and of the download.
+    so an invalid request costs nothing) and the storage resolved once per flow run. One
+    task run per request: ``submit-generation``, cached and persisted, so a re-run never
+    pays twice, its run named for what it does (``submit still 'harbour' on segmind``). The
+    wait and the download run in the flow run itself, their messages in the flow run's log,
+    with ``collect-generation``'s retries (:func:`_collect_in_flow`): no task run is open
+    while the provider works, and none is made for what a re-run does again anyway (a job's
+    wait and download are neither cached nor persisted). That halves the Prefect API
+    messages and task engines of a generation (benchmarks/README.md, section 5). At most
+    ``PREFECT_RUNWAY_MAX_TASK_RUNS`` (default 64) submit task runs are open at once in the
+    flow run's process (:func:`prefect_runway.limits.task_run_slot`); the rest wait for a
+    place, in the flow. A failed, cancelled or expired job, or the wait's deadline, fails the
+    flow's call here; a transient error of the wait or the download is retried.
 
     What is resubmitted (each a new, billed job, logged at WARNING):
 
@@ -154,9 +157,8 @@ async def run_generation(
         reseed: ``seed -> PreparedRequest``: the same request with another seed.
         fallback: Where the first submit goes when ``credentials`` provably refuses it
             (:class:`prefect_runway.fallback.StepFallback`); the outputs' sidecars record it.
-        after: The finished job this one follows (the still a video animates), as this flow
-            run's ``collect-generation`` returned it: the run graph draws the submit after it.
-            Each ``collect-generation`` is drawn after its submit.
+        after: The finished job this one follows (the still a video animates): the run
+            graph draws this submit after the submit that made it.
     """
     if retry_unsafe_output < 0:
         raise InvalidRequest("retry_unsafe_output", f"{retry_unsafe_output} is negative",
@@ -186,11 +188,9 @@ async def run_generation(
         track(flow_run, credentials, generation)
         try:
             waited = await _wait_in_flow(generation, credentials, timeout, queue_timeout)
-            async with task_run_slot():
-                result, stored = await collect_generation(
-                    _opaque(waited), _opaque(credentials), _opaque(storage), key_template, name,
-                    preview, timeout, queue_timeout, wait_for=_upstream(generation),
-                )
+            result, stored = await _collect_in_flow(
+                waited, credentials, storage, key_template, name, preview, timeout, queue_timeout,
+            )
             untrack(flow_run, generation)
             if fallback is not None:
                 stored = await fallback.annotate(stored, storage)
@@ -251,10 +251,11 @@ def _opaque(value: T) -> T:
     return cast(T, opaque(value))
 
 
-def _upstream(result: object | None) -> Any:
-    """``wait_for`` for a generation task: the earlier task's result it follows, not walked
-    (Prefect finds the task run that returned it and draws the arrow), or None."""
-    return None if result is None else [opaque(result)]
+def _upstream(after: GenerationResult | None) -> Any:
+    """``wait_for`` for a submit: the job of the earlier submit it follows (the submit task's
+    own result, not walked: Prefect finds the task run that returned it and draws the
+    arrow), or None."""
+    return None if after is None else [opaque(after.generation)]
 
 
 async def _wait_in_flow(
@@ -264,7 +265,7 @@ async def _wait_in_flow(
     queue_timeout: float | None,
 ) -> Generation | GenerationResult:
     """Wait for the job here, in the flow run, not in a task run: the finished job, for
-    ``collect-generation`` to download only.
+    :func:`_collect_in_flow` to download only.
 
     A task run open for the whole wait holds Prefect's objects for a running task (its
     TaskRun, states, contexts, engine), a thousand sets of them for a storyboard of a
@@ -272,7 +273,7 @@ async def _wait_in_flow(
     not persisted, and a re-run polls the job again anyway. Its errors are what the task's
     would have been: a final one (the job failed, was cancelled or expired, our deadline
     passed) is raised here, as the task raised it without a retry; one the task would have
-    retried hands it the job, and it waits again with its retries.
+    retried hands :func:`_collect_in_flow` the job, which waits again with its retries.
     """
     try:
         return await wait_for_job(generation, credentials, timeout, queue_timeout)
@@ -280,10 +281,58 @@ async def _wait_in_flow(
         if not read_retryable(exc):
             raise
         get_run_logger().warning(
-            "Waiting for %s job %s stopped (%s: %s); collect-generation waits for it again",
+            "Waiting for %s job %s stopped (%s: %s); waiting for it again",
             generation.provider, generation.job_id, type(exc).__name__, exc,
         )
         return generation
+
+
+async def _collect_in_flow(
+    waited: Generation | GenerationResult,
+    credentials: ProviderCredentials,
+    storage: OutputStorage,
+    key_template: str | None,
+    name: str | None,
+    preview: str | None,
+    timeout: float | None,
+    queue_timeout: float | None,
+) -> tuple[GenerationResult, list[StoredOutput]]:
+    """Download the finished job (or wait for it again first, when the wait stopped on an
+    error a retry can cure) here, in the flow run: what the ``collect-generation`` task does,
+    with its retries and their delays, and no task run.
+
+    A task run would hold nothing a re-run needs (the download is not cached, and an output
+    already stored and verified is not fetched again) and would cost three state events, a
+    task engine and a place among ``PREFECT_RUNWAY_MAX_TASK_RUNS``. Each retry is logged at
+    WARNING in the flow run's log; an error a retry cannot cure (:func:`read_retryable`), or
+    the last one, is raised.
+    """
+    delays = _collect_retry_delays()
+    attempt = 0
+    while True:
+        try:
+            return await collect_job(waited, credentials, storage, key_template, name, preview,
+                                     timeout, queue_timeout)
+        except Exception as exc:
+            if attempt >= len(delays) or not read_retryable(exc):
+                raise
+            job = waited.generation if isinstance(waited, GenerationResult) else waited
+            get_run_logger().warning(
+                "Collecting %s job %s failed (%s: %s); trying again in %g s (retry %d of %d)",
+                job.provider, job.job_id, type(exc).__name__, exc, delays[attempt],
+                attempt + 1, len(delays),
+            )
+            await asyncio.sleep(delays[attempt])
+            attempt += 1
+
+
+def _collect_retry_delays() -> list[float]:
+    """The ``collect-generation`` task's retry delays, one per retry, in seconds."""
+    retries = collect_generation.retries or 0
+    delays = collect_generation.retry_delay_seconds
+    if not isinstance(delays, list):
+        delays = [delays or 0]
+    return [float(delays[min(i, len(delays) - 1)]) for i in range(retries)]
 
 
 def _reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[int], PreparedRequest]:

@@ -22,8 +22,9 @@ How a storyboard runs:
 The chains call :func:`~prefect_runway.flows.generation.run_generation` directly inside this
 one flow run rather than running ``image_to_video`` as a subflow per shot: a subflow costs a
 flow run (and its API traffic) per shot, where a storyboard may have hundreds, and a shared
-still could not be shared across subflows. The tasks (submit, wait, download) are the same,
-with the same caching: a re-run of the storyboard finds every job already submitted.
+still could not be shared across subflows. The steps are the same (a cached submit task run
+per job, then the wait and the download in the flow run), with the same caching: a re-run of
+the storyboard finds every job already submitted.
 """
 
 from __future__ import annotations

@@ -436,20 +436,16 @@ async def collect_generation(
     """Wait for a submitted job, then download its outputs into storage: one task run.
 
     What :func:`wait_for_generation` then :func:`download_generation` do, in one task run
-    instead of two: a batch of hundreds of chains then costs the Prefect API a third fewer
-    task runs (and their state events and log lines). Nothing is lost by it: neither step is
-    cached (the submit is, and stays its own task, persisted as soon as the provider returns
-    the job id), a retry of this task waits again (a finished job answers at once) and finds
-    outputs already stored and verified.
+    instead of two, for flows of your own. Neither step is cached (the submit is, and stays
+    its own task, persisted as soon as the provider returns the job id): a retry of this task
+    waits again (a finished job answers at once) and finds outputs already stored and
+    verified. Given a finished job (a :class:`GenerationResult`) it only downloads (a retry
+    downloads again, refreshing expired output URLs).
 
-    Given a finished job (a :class:`GenerationResult`) it only downloads (a retry downloads
-    again, refreshing expired output URLs). That is how the flows call it: they wait for the
-    job in the flow run itself (:func:`wait_for_job`), so that no task run (with its Prefect
-    state, context and engine objects) stays open for each job of a large batch while the
-    provider works. A wait that stops on an error a retry could cure hands this task the
-    job instead, which waits again with its retries; a final error (the job failed, was
-    cancelled or expired, the deadline passed) is raised by the flow (see
-    :func:`prefect_runway.flows.generation.run_generation`).
+    This package's flows do the same in the flow run itself, with this task's retries
+    (:func:`collect_job`, :func:`prefect_runway.flows.generation.run_generation`): a task run
+    per job costs the Prefect API three state events and the process a task engine, and
+    holds nothing a re-run needs.
 
     Args:
         generation: The job from ``submit_generation``, or the finished job (then nothing
@@ -470,6 +466,22 @@ async def collect_generation(
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut,
         DownloadError.
     """
+    return await collect_job(generation, credentials, storage, key_template, name, preview,
+                             timeout, queue_timeout)
+
+
+async def collect_job(
+    generation: Generation | GenerationResult,
+    credentials: ProviderCredentials,
+    storage: Any = None,
+    key_template: str | None = None,
+    name: str | None = None,
+    preview: str | None = "gif",
+    timeout: float | None = None,
+    queue_timeout: float | None = None,
+) -> tuple[GenerationResult, list[StoredOutput]]:
+    """What :func:`collect_generation` does once, without a task run of its own (same
+    arguments, result and errors): in a flow run its messages go to the flow run's log."""
     if isinstance(generation, GenerationResult):
         result = generation  # finished: the flow waited for it
     else:

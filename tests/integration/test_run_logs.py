@@ -7,6 +7,7 @@ import re
 import uuid
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -108,9 +109,8 @@ async def test_engine_events_reach_the_run_logs_once_each(emu, tmp_path):
         )
     names = sorted(run.name for run in runs)
     assert names == sorted([
-        "submit still 'harbour' on segmind", "collect still 'harbour' on segmind",
-        "submit video 'harbour' on runway", "collect video 'harbour' on runway",
-    ]), names
+        "submit still 'harbour' on segmind", "submit video 'harbour' on runway",
+    ]), names  # the waits and downloads run in the flow run: their lines above are its own
 
 
 async def test_a_cached_job_is_no_latency_and_no_long_wait(emu):
@@ -182,3 +182,70 @@ async def test_storyboard_concurrency_is_checked_first(emu, tmp_path):
                          credentials=_creds(SegmindCredentials, emu), storage=str(tmp_path),
                          concurrency="many")
     assert info.value.field == "concurrency"
+
+
+async def _flow_run_logs(flow_run_id: uuid.UUID) -> list[Any]:
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        return await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+        )
+
+
+async def test_a_download_failing_past_the_clients_retries_is_retried_in_the_flow_run(
+    emu, tmp_path
+):
+    """The download has no task run of its own: the flow retries it as ``collect-generation``
+    would (a WARNING in the flow run's log), and the output is stored; nothing is paid twice."""
+    from prefect_runway import generate_image
+    from prefect_runway.engine.config import RetryPolicy
+
+    attempts = RetryPolicy().max_attempts  # the client's own, per call
+    emu.set_faults(scripted=[{"route": "media.download", "nth": 1, "fault": "503",
+                              "times": attempts}], retry_after=0)
+    before = emu.stats()["segmind"]["total_submissions"]
+    state = await generate_image(
+        prompt=f"retried {uuid.uuid4().hex[:6]} @hero", reference_images=REF,
+        credentials=_creds(SegmindCredentials, emu), storage=str(tmp_path), return_state=True,
+    )
+    assert state.is_completed()
+    stored = await state.aresult()
+    assert (tmp_path / stored.key).is_file()
+    assert emu.stats()["segmind"]["total_submissions"] == before + 1
+    logs = await _flow_run_logs(state.state_details.flow_run_id)
+    retried = [log for log in logs if log.message.startswith("Collecting segmind job ")]
+    assert len(retried) == 1, [log.message for log in logs]
+    assert retried[0].level == 30 and retried[0].task_run_id is None
+    assert stored.job_id in retried[0].message
+    assert "trying again in 1 s (retry 1 of 2)" in retried[0].message
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    assert [run.name.split()[0] for run in runs] == ["submit"]
+
+
+async def test_a_download_failing_every_retry_fails_the_flow_run_with_its_error(
+    emu, tmp_path, monkeypatch
+):
+    from prefect_runway import generate_image
+    from prefect_runway.engine.config import RetryPolicy
+    from prefect_runway.errors import ProviderError
+    from prefect_runway.tasks import collect_generation
+
+    monkeypatch.setattr(collect_generation, "retry_delay_seconds", [0.2, 0.2])  # not 1 s, 10 s
+    attempts = RetryPolicy().max_attempts
+    emu.set_faults(scripted=[{"route": "media.download", "nth": 1, "fault": "503",
+                              "times": 3 * attempts}], retry_after=0)
+    before = emu.stats()["segmind"]["total_submissions"]
+    state = await generate_image(
+        prompt=f"lost {uuid.uuid4().hex[:6]} @hero", reference_images=REF,
+        credentials=_creds(SegmindCredentials, emu), storage=str(tmp_path), return_state=True,
+    )
+    assert state.is_failed()
+    with pytest.raises(ProviderError) as caught:
+        await state.aresult()
+    assert caught.value.retryable and caught.value.status_code == 503
+    logs = await _flow_run_logs(state.state_details.flow_run_id)
+    retried = [log.message for log in logs if log.message.startswith("Collecting segmind job ")]
+    assert [m.rsplit("(", 1)[1] for m in retried] == ["retry 1 of 2)", "retry 2 of 2)"]
+    assert emu.stats()["segmind"]["total_submissions"] == before + 1  # the retries paid nothing

@@ -1,7 +1,7 @@
-"""Few task runs open at once: none while a job runs (the wait is in the flow run), and at most
-``PREFECT_RUNWAY_MAX_TASK_RUNS`` of the flows' submit and collect task runs per flow run's
-process. Read back from the Prefect test server: each task run's start and end, and which run
-each log line belongs to; the jobs from the emulator on 127.0.0.1."""
+"""Few task runs: one per job (its submit; the wait and the download are in the flow run), none
+open while a job runs, and at most ``PREFECT_RUNWAY_MAX_TASK_RUNS`` of them open at once per
+flow run's process. Read back from the Prefect test server: each task run's start and end, and
+which run each log line belongs to; the jobs from the emulator on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -65,8 +65,9 @@ async def _run(tag: str, emulator: Any, tmp_path: Any) -> tuple[Any, list[Any]]:
                                credentials=_credentials(emulator), storage=str(tmp_path))
     assert summary.completed == SHOTS
     runs = await _task_runs(summary.shots[0].video.flow_run_id)
-    # A submit and a collect per generation, a still and a video per shot, all finished.
-    assert len(runs) == 4 * SHOTS
+    # A submit per generation, a still and a video per shot, all finished.
+    assert len(runs) == 2 * SHOTS
+    assert all(run.name.startswith("submit ") for run in runs)
     assert all(run.state_type.value == "COMPLETED" and run.start_time and run.end_time
                for run in runs)
     return summary, runs
@@ -89,7 +90,7 @@ async def test_without_the_variable_the_chains_task_runs_overlap(
     assert _most_open_at_once(runs) > 2  # what the test above would see without its limit
 
 
-async def test_the_wait_is_logged_by_the_flow_run_and_no_task_run_spans_it(
+async def test_the_wait_and_the_download_are_the_flow_runs_and_no_task_run_spans_them(
     runway_emulator, tmp_path, monkeypatch
 ):
     monkeypatch.delenv(MAX_TASK_RUNS_ENV, raising=False)
@@ -102,15 +103,16 @@ async def test_the_wait_is_logged_by_the_flow_run_and_no_task_run_spans_it(
         )
     waits = [log for log in logs if "output(s) after a" in log.message]
     states = [log for log in logs if " is COMPLETED" in log.message]
-    assert len(waits) == 2 * SHOTS and len(states) == 2 * SHOTS
-    assert all(log.task_run_id is None for log in waits + states)  # the flow run's own lines
-    # Each job was seen finished before its collect task run began: the collect downloads.
+    stored = [log for log in logs if log.message.startswith("Stored ")]
+    assert len(waits) == 2 * SHOTS and len(states) == 2 * SHOTS and len(stored) >= 2 * SHOTS
+    assert all(log.task_run_id is None for log in waits + states + stored)  # the flow run's
+    # Each job's submit task run had ended before the job was seen finished.
     finished = {log.message.split(" job ", 1)[1].split(" ", 1)[0]: log.timestamp for log in states}
-    started = {run.name: run.start_time for run in runs}
+    ended = {run.name: run.end_time for run in runs}
     for shot in summary.shots:
-        for kind, stored in (("still", shot.still), ("video", shot.video)):
-            collect = started[f"collect {kind} {shot.name!r} on segmind"]
-            assert collect >= finished[stored.job_id], (shot.name, kind)
+        for kind, output in (("still", shot.still), ("video", shot.video)):
+            submit = ended[f"submit {kind} {shot.name!r} on segmind"]
+            assert submit <= finished[output.job_id], (shot.name, kind)
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "lots", "2.5", "10001"])
@@ -128,14 +130,12 @@ async def test_a_bad_limit_is_refused_before_anything_is_sent(raw, runway_emulat
 
 async def test_the_run_graph_draws_each_shot_as_one_chain(runway_emulator, tmp_path):
     """Each task run's upstream, as the API records it (the arrows of the run graph): a
-    collect after its submit, a video's submit after its still's collect (``wait_for``), and
-    none from the tasks' arguments: they are not walked, so no arrow comes from a string
+    video's submit after its still's submit (``wait_for``), and none from the tasks' arguments: they are not walked, so no arrow comes from a string
     they share with an earlier task's result. (Prefect's own ``__parents__`` guess, by the
     ``id`` of a value, is left out: it can match a recycled ``id``.)"""
     _, runs = await _run("graph", runway_emulator, tmp_path)
     names = {run.id: run.name for run in runs}
-    follows = {"collect still": "submit still", "submit video": "collect still",
-               "collect video": "submit video"}
+    follows = {"submit video": "submit still"}
     for run in runs:
         step = " ".join(run.name.split()[:2])  # "submit still 'graph-...-0' on segmind"
         expected = [run.name.replace(step, follows[step], 1)] if step in follows else []
