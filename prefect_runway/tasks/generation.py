@@ -414,16 +414,7 @@ async def download_generation(
         ) from None
 
 
-@task(
-    name="collect-generation",
-    **_UNCACHED,
-    retries=2,
-    retry_delay_seconds=[1, 10],
-    retry_condition_fn=_retry_read,
-    task_run_name=_generation_run_name("collect", "generation"),
-)
-@_logs_to_run
-async def collect_generation(
+async def collect_job(
     generation: Generation | GenerationResult,
     credentials: ProviderCredentials,
     storage: Any = None,
@@ -433,19 +424,20 @@ async def collect_generation(
     timeout: float | None = None,
     queue_timeout: float | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
-    """Wait for a submitted job, then download its outputs into storage: one task run.
+    """Wait for a submitted job, then download its outputs into storage.
 
-    What :func:`wait_for_generation` then :func:`download_generation` do, in one task run
-    instead of two, for flows of your own. Neither step is cached (the submit is, and stays
-    its own task, persisted as soon as the provider returns the job id): a retry of this task
-    waits again (a finished job answers at once) and finds outputs already stored and
-    verified. Given a finished job (a :class:`GenerationResult`) it only downloads (a retry
-    downloads again, refreshing expired output URLs).
+    What :func:`wait_for_generation` then :func:`download_generation` do, in one call.
+    ``collect_generation`` is this as one task run, for flows of your own (retried twice, after
+    1 s then 10 s, unless the error is final). Neither step is cached (the submit is, and
+    stays its own task, persisted as soon as the provider returns the job id): a retry waits
+    again (a finished job answers at once) and finds outputs already stored and verified.
+    Given a finished job (a :class:`GenerationResult`) it only downloads (a retry downloads
+    again, refreshing expired output URLs).
 
-    This package's flows do the same in the flow run itself, with this task's retries
-    (:func:`collect_job`, :func:`prefect_runway.flows.generation.run_generation`): a task run
-    per job costs the Prefect API three state events and the process a task engine, and
-    holds nothing a re-run needs.
+    This package's flows call ``collect_job`` in the flow run itself, with
+    ``collect_generation``'s retries (:func:`prefect_runway.flows.generation.run_generation`):
+    a task run per job costs the Prefect API three state events and the process a task
+    engine, and holds nothing a re-run needs. Called so, its messages go to the flow run's log.
 
     Args:
         generation: The job from ``submit_generation``, or the finished job (then nothing
@@ -466,28 +458,23 @@ async def collect_generation(
         GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut,
         DownloadError.
     """
-    return await collect_job(generation, credentials, storage, key_template, name, preview,
-                             timeout, queue_timeout)
-
-
-async def collect_job(
-    generation: Generation | GenerationResult,
-    credentials: ProviderCredentials,
-    storage: Any = None,
-    key_template: str | None = None,
-    name: str | None = None,
-    preview: str | None = "gif",
-    timeout: float | None = None,
-    queue_timeout: float | None = None,
-) -> tuple[GenerationResult, list[StoredOutput]]:
-    """What :func:`collect_generation` does once, without a task run of its own (same
-    arguments, result and errors): in a flow run its messages go to the flow run's log."""
     if isinstance(generation, GenerationResult):
         result = generation  # finished: the flow waited for it
     else:
         result = await wait_for_generation.fn(generation, credentials, timeout, queue_timeout)
     stored = await download_generation.fn(result, credentials, storage, key_template, name, preview)
     return result, stored
+
+
+#: :func:`collect_job` as one task run (``collect still 'harbour' on segmind``).
+collect_generation = task(
+    name="collect-generation",
+    **_UNCACHED,
+    retries=2,
+    retry_delay_seconds=[1, 10],
+    retry_condition_fn=_retry_read,
+    task_run_name=_generation_run_name("collect", "generation"),  # type: ignore[arg-type]
+)(_logs_to_run(collect_job))
 
 
 def flow_run_id() -> str | None:

@@ -249,3 +249,31 @@ async def test_a_download_failing_every_retry_fails_the_flow_run_with_its_error(
     retried = [log.message for log in logs if log.message.startswith("Collecting segmind job ")]
     assert [m.rsplit("(", 1)[1] for m in retried] == ["retry 1 of 2)", "retry 2 of 2)"]
     assert emu.stats()["segmind"]["total_submissions"] == before + 1  # the retries paid nothing
+
+
+async def test_collect_generation_is_one_task_run_in_a_flow_of_your_own(emu, tmp_path):
+    from prefect import flow
+
+    from prefect_runway.tasks import collect_generation, submit_generation
+
+    credentials = _creds(SegmindCredentials, emu)
+
+    @flow
+    async def own_flow() -> Any:
+        request = ImageRequest(prompt=f"own {uuid.uuid4().hex[:6]} @hero", reference_images=REF)
+        job = await submit_generation(request, credentials, str(tmp_path), name="own")
+        return await collect_generation(job, credentials, str(tmp_path), name="own")
+
+    state = await own_flow(return_state=True)
+    result, stored = await state.aresult()
+    assert result.generation.job_id == stored[0].job_id
+    assert (tmp_path / stored[0].key).is_file()
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    assert sorted(run.name for run in runs) == [
+        "collect still 'own' on segmind", "submit still 'own' on segmind"]
+    logs = await _flow_run_logs(state.state_details.flow_run_id)
+    collect_id = next(run.id for run in runs if run.name.startswith("collect"))
+    assert any(log.task_run_id == collect_id and log.message.startswith("Stored ")
+               for log in logs)  # the download's lines are the collect task run's
