@@ -371,6 +371,7 @@ def plan(args: argparse.Namespace) -> int:
 
 async def _plan(args: argparse.Namespace) -> int:
     from prefect_runway.costs import Budget, cached_steps, check_balances, plan_costs
+    from prefect_runway.fallback import ShotRouter
     from prefect_runway.plan import plan_storyboard
     from prefect_runway.shots import load_shots
     from prefect_runway.spend import DailyBudgets, utc_day
@@ -380,9 +381,10 @@ async def _plan(args: argparse.Namespace) -> int:
     if "://" not in args.shots and not Path(args.shots).is_file():
         raise UsageError(f"{args.shots}: no such shots file")
     shots = await load_shots(args.shots)
-    plans = await plan_storyboard(
+    plans = await plan_storyboard(  # a shot's own fallbacks checked, and used, as the flow does
         shots, credentials=args.credentials, image_credentials=args.image_credentials,
         video_credentials=args.video_credentials, source=args.shots,
+        router=ShotRouter(source=args.shots).plan_on,
     )
     from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 

@@ -65,7 +65,8 @@ from prefect_runway.plan import PreparedRequest, prepare
 
 __all__ = [
     "DEFAULT_REASONS", "REASONS", "FallbackPolicy", "Route", "Skip", "StepFallback",
-    "ShotRoutes", "balance_covered", "check_fallback_on", "describe_fallback", "failure_reason",
+    "ShotRouter", "ShotRoutes", "balance_covered", "check_fallback_on", "describe_fallback",
+    "failure_reason",
     "load_route", "plan_shot_routes", "same_request",
 ]
 
@@ -536,6 +537,94 @@ class ShotRoutes:
     video: Route
 
 
+class ShotRouter:
+    """Each storyboard shot's routes, every fallback provider checked against the shot,
+    before anything is sent; saved blocks are loaded once each.
+
+    A shot's own ``image_fallback`` / ``video_fallback`` (saved blocks' names) replace the
+    flow's. Call :meth:`route` as each shot is planned
+    (:func:`prefect_runway.plan.plan_storyboard`'s ``router``), so a shot is planned on the
+    provider its route starts on: the head is dropped when it does not serve the model.
+
+    Args:
+        image_fallback: The flow's fallbacks for every still.
+        video_fallback: The flow's fallbacks for every video.
+        policy: Which failures allow a fallback.
+        source: The shots file, for error messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_fallback: Sequence[ProviderCredentials | str] | None = None,
+        video_fallback: Sequence[ProviderCredentials | str] | None = None,
+        policy: FallbackPolicy | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.image_fallback, self.video_fallback = image_fallback, video_fallback
+        self.policy = policy or FallbackPolicy()
+        self.source = source
+        self.routes: dict[int, ShotRoutes] = {}
+        self._loaded: dict[str, ProviderCredentials] = {}
+
+    async def _load(self, value: Any, where: str) -> ProviderCredentials:
+        from prefect_runway.plan import load_credentials
+
+        if isinstance(value, str) and value in self._loaded:
+            return self._loaded[value]
+        credentials = await load_credentials(value, where)
+        if isinstance(value, str):
+            self._loaded[value] = credentials
+        return credentials
+
+    async def route(
+        self, row: int, name: str, shot: Any,
+        image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
+    ) -> ShotRoutes:
+        """The shot's routes (kept in :attr:`routes` by row), each checked against the shot.
+
+        Raises:
+            InvalidRequest: a flow-level fallback is not usable (naming ``video_fallback[i]``).
+            InvalidShot: a shot's fallback is not usable, or a fallback provider cannot take
+                the shot (naming the row, the field and the provider).
+        """
+        from prefect_runway.models import PLACEHOLDER_IMAGE
+        from prefect_runway.shots import message_of
+
+        chosen: dict[str, Route] = {}
+        steps: tuple[tuple[Step, Any, Any, Any], ...] = (
+            ("still", image_credentials, shot.image_fallback, self.image_fallback),
+            ("video", video_credentials, shot.video_fallback, self.video_fallback),
+        )
+        for step, primary, own, flow_level in steps:
+            field_name = f"{'image' if step == 'still' else 'video'}_fallback"
+            try:
+                route = await load_route(step, primary, own or flow_level, field_name,
+                                         self.policy, load=self._load)
+            except InvalidRequest as e:
+                if not own:
+                    raise
+                raise InvalidShot(row, e.field, message_of(e), source=self.source,
+                                  shot=name, allowed=e.allowed) from None
+            chosen[step] = route
+        chosen["still"].check(shot.still_request(), on_invalid=chosen["still"].invalid_shot(
+            row, shot, name, self.source))
+        chosen["video"].check(shot.video_request(PLACEHOLDER_IMAGE, None),
+                              on_invalid=chosen["video"].invalid_shot(row, shot, name,
+                                                                      self.source))
+        routes = self.routes[row] = ShotRoutes(still=chosen["still"], video=chosen["video"])
+        return routes
+
+    async def plan_on(
+        self, row: int, name: str, shot: Any,
+        image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
+    ) -> tuple[ProviderCredentials, ProviderCredentials]:
+        """:meth:`route`, then where the shot's still and video start: the
+        ``router`` of :func:`prefect_runway.plan.plan_storyboard`."""
+        routes = await self.route(row, name, shot, image_credentials, video_credentials)
+        return routes.still.primary, routes.video.primary
+
+
 async def plan_shot_routes(
     plans: Sequence[Any],
     *,
@@ -544,10 +633,7 @@ async def plan_shot_routes(
     policy: FallbackPolicy | None = None,
     source: str | None = None,
 ) -> dict[int, ShotRoutes]:
-    """Each shot's routes, every fallback provider checked against the shot, before sending.
-
-    A shot's own ``image_fallback`` / ``video_fallback`` (saved blocks' names) replace the
-    flow's. Saved blocks are loaded once each.
+    """Each planned shot's routes (:class:`ShotRouter`), by row, before sending.
 
     Args:
         plans: The storyboard's :class:`~prefect_runway.plan.ShotPlan` objects.
@@ -556,52 +642,14 @@ async def plan_shot_routes(
         policy: Which failures allow a fallback.
         source: The shots file, for error messages.
 
-    Returns:
-        Each shot's routes, by row.
-
     Raises:
         InvalidRequest: a flow-level fallback is not usable (naming ``video_fallback[i]``).
         InvalidShot: a shot's fallback is not usable, or a fallback provider cannot take
             the shot (naming the row, the field and the provider).
     """
-    from prefect_runway.models import PLACEHOLDER_IMAGE
-    from prefect_runway.plan import load_credentials
-    from prefect_runway.shots import message_of
-
-    policy = policy or FallbackPolicy()
-    loaded: dict[str, ProviderCredentials] = {}
-
-    async def load(value: Any, where: str) -> ProviderCredentials:
-        if isinstance(value, str) and value in loaded:
-            return loaded[value]
-        credentials = await load_credentials(value, where)
-        if isinstance(value, str):
-            loaded[value] = credentials
-        return credentials
-
-    routes: dict[int, ShotRoutes] = {}
+    router = ShotRouter(image_fallback=image_fallback, video_fallback=video_fallback,
+                        policy=policy, source=source)
     for plan in plans:
-        shot = plan.shot
-        chosen: dict[str, Route] = {}
-        steps: tuple[tuple[Step, Any, Any, Any], ...] = (
-            ("still", plan.image_credentials, shot.image_fallback, image_fallback),
-            ("video", plan.video_credentials, shot.video_fallback, video_fallback),
-        )
-        for step, primary, own, flow_level in steps:
-            field_name = f"{'image' if step == 'still' else 'video'}_fallback"
-            try:
-                route = await load_route(step, primary, own or flow_level, field_name, policy,
-                                         load=load)
-            except InvalidRequest as e:
-                if not own:
-                    raise
-                raise InvalidShot(plan.row, e.field, message_of(e), source=source,
-                                  shot=plan.name, allowed=e.allowed) from None
-            chosen[step] = route
-        chosen["still"].check(shot.still_request(), on_invalid=chosen["still"].invalid_shot(
-            plan.row, shot, plan.name, source))
-        chosen["video"].check(shot.video_request(PLACEHOLDER_IMAGE, None),
-                              on_invalid=chosen["video"].invalid_shot(plan.row, shot, plan.name,
-                                                                      source))
-        routes[plan.row] = ShotRoutes(still=chosen["still"], video=chosen["video"])
-    return routes
+        await router.route(plan.row, plan.name, plan.shot, plan.image_credentials,
+                           plan.video_credentials)
+    return router.routes

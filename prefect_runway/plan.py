@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -403,8 +403,16 @@ async def plan_storyboard(
     image_credentials: ProviderCredentials | str | None = None,
     video_credentials: ProviderCredentials | str | None = None,
     source: str | None = None,
+    router: Callable[[int, str, Shot, ProviderCredentials, ProviderCredentials],
+                     Awaitable[tuple[ProviderCredentials, ProviderCredentials]]] | None = None,
 ) -> list[ShotPlan]:
     """Check every shot against its provider, before anything is submitted.
+
+    Args:
+        router: ``(row, name, shot, image_credentials, video_credentials) -> (image, video
+            credentials)``: where a shot's steps start, given its fallback routes
+            (:meth:`prefect_runway.fallback.ShotRouter.plan_on`: a provider that does not
+            serve the model hands the step to its fallback); the shot is planned there.
 
     Raises:
         InvalidShot: naming the row and field of the first invalid shot.
@@ -445,6 +453,8 @@ async def plan_storyboard(
 
         image_creds, image_field = await pick("image")
         video_creds, _ = await pick("video")
+        if router is not None:
+            image_creds, video_creds = await router(row, name, shot, image_creds, video_creds)
         still_request = shot.still_request()
 
         def invalid(step: str, e: InvalidRequest, shot: Shot = shot, row: int = row,

@@ -54,9 +54,9 @@ from prefect_runway.costs import (
 from prefect_runway.errors import InvalidRequest, StoryboardFailed
 from prefect_runway.fallback import (
     FallbackPolicy,
+    ShotRouter,
     ShotRoutes,
     balance_covered,
-    plan_shot_routes,
     same_request,
 )
 from prefect_runway.flows.generation import run_generation, still_reference
@@ -206,14 +206,15 @@ async def storyboard(
     settings = review_settings(review_timeout, on_timeout, review_mode, variants, review=review)
     source = shots if isinstance(shots, str) else None
     shot_list = await load_shots(shots)
-    plans = await plan_storyboard(
-        shot_list, credentials=credentials, image_credentials=image_credentials,
-        video_credentials=video_credentials, source=source,
-    )
-    routes = await plan_shot_routes(  # every shot's fallback providers checked, too
-        plans, image_fallback=image_fallback, video_fallback=video_fallback,
+    router = ShotRouter(  # every shot's fallback providers checked, too
+        image_fallback=image_fallback, video_fallback=video_fallback,
         policy=FallbackPolicy.parse(fallback_on), source=source,
     )
+    plans = await plan_storyboard(  # each shot planned where its route starts
+        shot_list, credentials=credentials, image_credentials=image_credentials,
+        video_credentials=video_credentials, source=source, router=router.plan_on,
+    )
+    routes = router.routes
     groups: dict[str, list[ShotPlan]] = {}
     for plan in plans:
         groups.setdefault(plan.chain_key, []).append(plan)

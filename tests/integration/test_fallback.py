@@ -6,6 +6,7 @@ sidecar and the summary, and never after a lost answer."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -291,3 +292,51 @@ async def test_a_model_the_provider_retired_starts_on_the_fallback(emu, tmp_path
     stats = _stats(emu)
     assert _video_jobs(stats, "runway") == 0 and stats["runway"]["errors"] == {}
     assert _video_jobs(stats, "segmind") == 1
+
+
+async def test_a_storyboard_shot_whose_provider_retired_the_model_starts_on_the_fallback(
+    emu, tmp_path
+):
+    # The storyboard's form of the test above: the shot is planned on its route's first
+    # provider that serves the model, not refused as an InvalidShot for Runway's retirement.
+    tag = uuid.uuid4().hex[:6]
+    state = await storyboard(
+        shots=[{"name": "retired", "still_prompt": f"retired {tag} @hero", "reference_images": REF,
+                "motion_prompt": "drift", "video_model": "gen3a_turbo", "video_ratio": "16:9"},
+               {"name": "current", "still_prompt": f"current {tag} @hero", "reference_images": REF,
+                "motion_prompt": "drift", "video_ratio": "16:9"}],
+        credentials=_creds(RunwayCredentials, emu),
+        video_fallback=[_creds(SegmindCredentials, emu)], storage=str(tmp_path),
+        check_balance=False, progress=False, return_state=True,
+    )
+    assert state.is_completed(), state.message
+    retired, current = (await state.aresult()).shots
+    assert retired.video.provider == "segmind" and retired.video.model == "gen3a_turbo"
+    assert [(s["provider"], s["reason"], s["stage"]) for s in retired.video.fallback] == [
+        ("runway", "model_unsupported", "plan")]
+    assert retired.fallbacks() == ["video on segmind after fallback (runway model_unsupported)"]
+    assert current.video.provider == "runway" and current.fallbacks() == []
+    stats = _stats(emu)
+    assert _video_jobs(stats, "runway") == 1 and stats["runway"]["errors"] == {}
+    assert _video_jobs(stats, "segmind") == 1
+
+
+def test_prefect_runway_plan_prices_a_retired_models_shot_on_its_fallback(emu, tmp_path, capsys):
+    from prefect_runway.cli import main
+
+    tag = uuid.uuid4().hex[:6]
+    runway, segmind = f"runway-credentials/plan-{tag}", f"segmind-credentials/plan-{tag}"
+    _creds(RunwayCredentials, emu).save(f"plan-{tag}", overwrite=True)  # sync outside a loop
+    _creds(SegmindCredentials, emu).save(f"plan-{tag}", overwrite=True)
+    shots = tmp_path / "shots.yaml"
+    shots.write_text(yaml.safe_dump({"shots": [
+        {"name": "retired", "still_prompt": "harbour @hero", "reference_images": REF,
+         "motion_prompt": "drift", "video_model": "gen3a_turbo", "video_ratio": "16:9",
+         "video_fallback": [segmind]},
+    ]}))
+    assert main(["plan", str(shots), "--credentials", runway]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"^segmind\s+gen3a_turbo\s+1\s", table, re.M), table
+    assert re.search(r"^runway\s+gen4_image\s+1\s", table, re.M), table
+    assert "runway    gen3a_turbo" not in table
+    assert _video_jobs(_stats(emu), "segmind") == 0  # priced, nothing sent
