@@ -67,7 +67,7 @@ __all__ = [
     "DEFAULT_REASONS", "REASONS", "FallbackPolicy", "Route", "Skip", "StepFallback",
     "ShotRouter", "ShotRoutes", "balance_covered", "check_fallback_on", "describe_fallback",
     "failure_reason",
-    "load_route", "plan_shot_routes", "same_request",
+    "load_route", "same_request",
 ]
 
 #: Every reason a step may fall back for, and what it means.
@@ -623,33 +623,3 @@ class ShotRouter:
         ``router`` of :func:`prefect_runway.plan.plan_storyboard`."""
         routes = await self.route(row, name, shot, image_credentials, video_credentials)
         return routes.still.primary, routes.video.primary
-
-
-async def plan_shot_routes(
-    plans: Sequence[Any],
-    *,
-    image_fallback: Sequence[ProviderCredentials | str] | None = None,
-    video_fallback: Sequence[ProviderCredentials | str] | None = None,
-    policy: FallbackPolicy | None = None,
-    source: str | None = None,
-) -> dict[int, ShotRoutes]:
-    """Each planned shot's routes (:class:`ShotRouter`), by row, before sending.
-
-    Args:
-        plans: The storyboard's :class:`~prefect_runway.plan.ShotPlan` objects.
-        image_fallback: The flow's fallbacks for every still.
-        video_fallback: The flow's fallbacks for every video.
-        policy: Which failures allow a fallback.
-        source: The shots file, for error messages.
-
-    Raises:
-        InvalidRequest: a flow-level fallback is not usable (naming ``video_fallback[i]``).
-        InvalidShot: a shot's fallback is not usable, or a fallback provider cannot take
-            the shot (naming the row, the field and the provider).
-    """
-    router = ShotRouter(image_fallback=image_fallback, video_fallback=video_fallback,
-                        policy=policy, source=source)
-    for plan in plans:
-        await router.route(plan.row, plan.name, plan.shot, plan.image_credentials,
-                           plan.video_credentials)
-    return router.routes
