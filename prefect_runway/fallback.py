@@ -66,8 +66,7 @@ from prefect_runway.plan import PreparedRequest, prepare
 __all__ = [
     "DEFAULT_REASONS", "REASONS", "FallbackPolicy", "Route", "Skip", "StepFallback",
     "ShotRouter", "ShotRoutes", "balance_covered", "check_fallback_on", "describe_fallback",
-    "failure_reason",
-    "load_route", "same_request",
+    "failure_reason", "load_route", "same_request",
 ]
 
 #: Every reason a step may fall back for, and what it means.

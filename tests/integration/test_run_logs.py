@@ -48,13 +48,23 @@ def _creds(cls: type, emu: Emulator) -> object:
                max_poll_interval_seconds=0.3, wait_timeout_seconds=60)
 
 
-async def _logs(flow_run_id: uuid.UUID) -> list[tuple[int, str]]:
+async def _flow_run_logs(flow_run_id: uuid.UUID) -> list[Any]:
     await APILogHandler.aflush()
     async with get_client() as client:
-        logs = await client.read_logs(
+        return await client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
         )
-    return [(log.level, log.message) for log in logs]
+
+
+async def _logs(flow_run_id: uuid.UUID) -> list[tuple[int, str]]:
+    return [(log.level, log.message) for log in await _flow_run_logs(flow_run_id)]
+
+
+async def _task_runs(flow_run_id: uuid.UUID) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
 
 
 async def test_engine_events_reach_the_run_logs_once_each(emu, tmp_path):
@@ -103,11 +113,7 @@ async def test_engine_events_reach_the_run_logs_once_each(emu, tmp_path):
     assert sum("finished with 1 output(s) after a" in m for m in messages) == 2
 
     # Task runs named for what they do, read back through the API.
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-        )
-    names = sorted(run.name for run in runs)
+    names = sorted(run.name for run in await _task_runs(flow_run_id))
     assert names == sorted([
         "submit still 'harbour' on segmind", "submit video 'harbour' on runway",
     ]), names  # the waits and downloads run in the flow run: their lines above are its own
@@ -184,14 +190,6 @@ async def test_storyboard_concurrency_is_checked_first(emu, tmp_path):
     assert info.value.field == "concurrency"
 
 
-async def _flow_run_logs(flow_run_id: uuid.UUID) -> list[Any]:
-    await APILogHandler.aflush()
-    async with get_client() as client:
-        return await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-        )
-
-
 async def test_a_download_failing_past_the_clients_retries_is_retried_in_the_flow_run(
     emu, tmp_path
 ):
@@ -218,9 +216,7 @@ async def test_a_download_failing_past_the_clients_retries_is_retried_in_the_flo
     assert retried[0].level == 30 and retried[0].task_run_id is None
     assert stored.job_id in retried[0].message
     assert "trying again in 1 s (retry 1 of 2)" in retried[0].message
-    async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    runs = await _task_runs(state.state_details.flow_run_id)
     assert [run.name.split()[0] for run in runs] == ["submit"]
 
 
@@ -268,9 +264,7 @@ async def test_collect_generation_is_one_task_run_in_a_flow_of_your_own(emu, tmp
     result, stored = await state.aresult()
     assert result.generation.job_id == stored[0].job_id
     assert (tmp_path / stored[0].key).is_file()
-    async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    runs = await _task_runs(state.state_details.flow_run_id)
     assert sorted(run.name for run in runs) == [
         "collect still 'own' on segmind", "submit still 'own' on segmind"]
     logs = await _flow_run_logs(state.state_details.flow_run_id)
