@@ -239,6 +239,17 @@ class Route:
             and getattr(error, "provider", None) == self.primary.provider_name
         )
 
+    def prepared(self, request: Request) -> list[tuple[ProviderCredentials, PreparedRequest]]:
+        """The step's request prepared for each provider of the route that takes it (what a
+        plan prices its worst case on)."""
+        out = []
+        for credentials in self.providers:
+            try:
+                out.append((credentials, prepare(request, credentials)))
+            except InvalidRequest:  # checked at plan time: only a head dropped there
+                continue
+        return out
+
     def credentials_for(self, provider: str) -> ProviderCredentials:
         """The route's credentials for ``provider`` (the first one, if it has several)."""
         for credentials in self.providers:

@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.costs import prices_of
 from prefect_runway.delivery import deliver
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job, log_to
@@ -403,7 +404,7 @@ async def download_generation(
         async with credentials.get_client() as client:
             return await deliver(
                 result, client, store, key_template=key_template, name=name, preview=preview,
-                flow_run=flow_run_id(), logger=get_run_logger(),
+                flow_run=flow_run_id(), logger=get_run_logger(), prices=prices_of(credentials),
             )
     except OSError as exc:
         if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
