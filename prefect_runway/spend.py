@@ -41,7 +41,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -153,7 +153,7 @@ class DailySpend:
         self.hold_seconds = min(86400.0, waits + HOLD_MARGIN_SECONDS)
         self._held: dict[tuple[str, int], float] = {}  # this object's open reservations
         self._seen: dict[str, dict[str, float]] = {}  # day -> record scope -> value
-        self._holds: dict[str, dict[str, dict[str, Any]]] = {}  # day -> scope -> record
+        self._holds: dict[str, dict[str, tuple[Any, ...]]] = {}  # day -> scope -> _hold()
         self._lock = asyncio.Lock()
 
     @property
@@ -172,10 +172,19 @@ class DailySpend:
             f"nothing is sent: remove or repair it"
         )
 
-    def _records(self, day: str) -> dict[str, float]:
-        """The day's spend records: scope -> value (each read once: records are written once)."""
-        backend = _backend(self.storage, day, self.folder)
-        seen = self._seen.setdefault(day, {})
+    def _value(self, record: dict[str, Any]) -> float:
+        """A record's amount in the budget's terms."""
+        return self.budget.value_of(record["provider"], float(record["amount"]),
+                                    str(record["unit"]))
+
+    def _read_new(self, backend: Any, seen: dict[str, Any],
+                  parse: Callable[[str, dict[str, Any]], Any]) -> dict[str, Any]:
+        """``seen`` with every record of ``backend`` not in it yet, as ``parse(scope,
+        record)`` makes it (records are written once: each is read once).
+
+        Raises:
+            StorageError: a record cannot be read; nothing is sent.
+        """
         for scope in backend.scopes():
             if scope in seen:
                 continue
@@ -183,40 +192,32 @@ class DailySpend:
             if data is None:
                 continue
             try:
-                record = json.loads(data)
-                seen[scope] = self.budget.value_of(
-                    record["provider"], float(record["amount"]), str(record["unit"]))
+                seen[scope] = parse(scope, json.loads(data))
             except (ValueError, KeyError, TypeError) as exc:
                 raise self._unreadable(backend, scope, exc) from None
         return seen
+
+    def _records(self, day: str) -> dict[str, float]:
+        """The day's spend records: scope -> value."""
+        return self._read_new(_backend(self.storage, day, self.folder),
+                              self._seen.setdefault(day, {}), lambda _, r: self._value(r))
 
     def _spent(self, day: str) -> float:
         return round(sum(self._records(day).values()), 6)
 
-    def _hold_records(self, day: str) -> dict[str, dict[str, Any]]:
-        """The day's reservations (``r-<n>``) and releases (``x-<n>``), each read once."""
-        backend = _backend(self.storage, day, self.folder, HOLDS_FOLDER)
-        seen = self._holds.setdefault(day, {})
-        for scope in backend.scopes():
-            if scope in seen or scope[:2] not in ("r-", "x-"):
-                continue
-            data = backend.read(scope)
-            if data is None:
-                continue
-            try:
-                record = json.loads(data)
-                int(scope[2:])
-                if scope.startswith("r-"):
-                    datetime.fromisoformat(record["expires_at"])
-                    self.budget.value_of(record["provider"], float(record["amount"]),
-                                         str(record["unit"]))
-                elif record.get("amount") is not None:
-                    self.budget.value_of(record["provider"], float(record["amount"]),
-                                         str(record["unit"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise self._unreadable(backend, scope, exc) from None
-            seen[scope] = record
-        return seen
+    def _hold(self, scope: str, record: dict[str, Any]) -> tuple[Any, ...]:
+        """A reservation ``("r", seq, value, expires_at)`` or a release ``("x", seq,
+        charged value or None, its job's spend record scope or None)``."""
+        kind, seq = scope[:1], int(scope[2:])
+        if kind == "r":
+            return kind, seq, self._value(record), datetime.fromisoformat(record["expires_at"])
+        charged = None if record.get("amount") is None else self._value(record)
+        return kind, seq, charged, record.get("record")
+
+    def _hold_records(self, day: str) -> dict[str, tuple[Any, ...]]:
+        """The day's reservations (``r-<n>``) and releases (``x-<n>``), see :meth:`_hold`."""
+        return self._read_new(_backend(self.storage, day, self.folder, HOLDS_FOLDER),
+                              self._holds.setdefault(day, {}), self._hold)
 
     def _committed(self, day: str, now: datetime) -> tuple[float, float, int]:
         """``(spent, held, last)`` on ``day``: what the records count (with what released
@@ -225,18 +226,15 @@ class DailySpend:
         holds = self._hold_records(day)  # first: a release read here has its job's record written
         records = self._records(day)
         spent, held, last = sum(records.values()), 0.0, 0
-        released = {int(scope[2:]) for scope in holds if scope.startswith("x-")}
-        for scope, record in holds.items():
-            seq = int(scope[2:])
-            if scope.startswith("x-"):
-                if record.get("amount") is not None and record.get("record") not in records:
-                    spent += self.budget.value_of(record["provider"], float(record["amount"]),
-                                                  str(record["unit"]))
-                continue
-            last = max(last, seq)
-            if seq not in released and datetime.fromisoformat(record["expires_at"]) > now:
-                held += self.budget.value_of(record["provider"], float(record["amount"]),
-                                             str(record["unit"]))
+        released = {seq for kind, seq, *_ in holds.values() if kind == "x"}
+        for kind, seq, value, extra in holds.values():
+            if kind == "x":
+                if value is not None and extra not in records:
+                    spent += value
+            else:
+                last = max(last, seq)
+                if seq not in released and extra > now:
+                    held += value
         return round(spent, 6), round(held, 6), last
 
     async def spent(self, day: str | None = None) -> float:

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 from prefect import tags
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL
+from test_exactly_once import _finish, _kill, _wait_ready
 from test_review import paused_run
 
 from prefect_runway import (
@@ -60,6 +60,13 @@ def _usd(charges: list[dict[str, Any]]) -> float:
                      for c in charges), 6)
 
 
+async def _refusal(state: Any) -> str:
+    """The message of the ``BudgetExceeded`` a finished flow run raised."""
+    with pytest.raises(BudgetExceeded) as info:
+        await state.aresult()
+    return str(info.value)
+
+
 def _switch(emulator: Emulator, **plan: object) -> None:
     httpx.post(f"{emulator.url}/_emulator/faults", json=plan, timeout=10).raise_for_status()
 
@@ -89,9 +96,7 @@ async def test_a_dearer_fallback_past_the_budget_is_refused_before_it_is_sent(tm
         # The plan (a 5-credit still, USD 0.05, then Segmind's video, 0.25) fits USD 0.40;
         # the video's fallback on Runway (0.50) would not.
         state = await image_to_video(**args, budget="USD 0.40")
-        with pytest.raises(BudgetExceeded) as info:
-            await state.aresult()
-        assert str(info.value).startswith(
+        assert (await _refusal(state)).startswith(
             "the video on runway (fallback) was not started: the still cost 5 credits and it "
             "would pass the budget of USD 0.40")
         charges = _charges(emulator)
@@ -171,21 +176,25 @@ async def test_a_review_regeneration_over_the_budget_is_refused(tmp_path):
     assert [(c["model"], c["charged"]) for c in charges] == [("gen4_image", 30)]
 
 
+async def _rejected_once(emulator: Emulator, tmp_path: Path, **extra: Any) -> Any:
+    """A Runway chain whose video's first output is rejected by moderation, with a budget of
+    30 (the still 5, the video 25) and one retry with a new seed allowed."""
+    token = uuid.uuid4().hex[:8]
+    return await image_to_video(
+        still_prompt=f"a harbour {token}, @hero", motion_prompt=f"pan [unsafe-output] {token}",
+        reference_images=REF, credentials=_fast(RunwayCredentials, emulator.url),
+        still_ratio="1280:720", duration=5, storage=str(tmp_path), preview=None,
+        progress=False, budget=30, retry_unsafe_output=1, **extra,
+    )
+
+
 async def test_an_unsafe_output_retry_over_the_budget_is_refused(tmp_path):
     # The video's output is rejected by moderation and Runway keeps its 25 credits: the plan
     # (5 + 25) fitted the budget of 30, a retry with a new seed (25 more) would not.
-    token = uuid.uuid4().hex[:8]
     config = EmulatorConfig(latency=0.3, video_fps=4, kept_charges=["unsafe_output"])
     with Emulator(config) as emulator:
-        state = await image_to_video(
-            still_prompt=f"a harbour {token}, @hero", motion_prompt=f"pan [unsafe-output] {token}",
-            reference_images=REF, credentials=_fast(RunwayCredentials, emulator.url),
-            still_ratio="1280:720", duration=5, storage=str(tmp_path), preview=None,
-            progress=False, budget=30, retry_unsafe_output=1, return_state=True,
-        )
-        with pytest.raises(BudgetExceeded) as info:
-            await state.aresult()
-        assert str(info.value).startswith(
+        state = await _rejected_once(emulator, tmp_path, return_state=True)
+        assert (await _refusal(state)).startswith(
             "the video (retry 1 of 1 with a new seed: its output was rejected) was not "
             "started: the still cost 5 credits and it would pass the budget of 30")
         charges = _charges(emulator)
@@ -196,14 +205,8 @@ async def test_an_unsafe_output_retry_over_the_budget_is_refused(tmp_path):
 async def test_a_refunded_unsafe_output_is_released_and_its_retry_fits(tmp_path):
     # The same run where Runway refunds the rejected output: nothing was spent on it, so
     # the retry fits the budget and is sent.
-    token = uuid.uuid4().hex[:8]
     with Emulator(EmulatorConfig(latency=0.3, video_fps=4)) as emulator:
-        result = await image_to_video(
-            still_prompt=f"a harbour {token}, @hero", motion_prompt=f"pan [unsafe-output] {token}",
-            reference_images=REF, credentials=_fast(RunwayCredentials, emulator.url),
-            still_ratio="1280:720", duration=5, storage=str(tmp_path), preview=None,
-            progress=False, budget=30, retry_unsafe_output=1,
-        )
+        result = await _rejected_once(emulator, tmp_path)
         charges = _charges(emulator)
     assert result.video is not None and result.video.cost == 25
     assert [(c["model"], c["charged"]) for c in charges] == [
@@ -222,24 +225,9 @@ def _start(emulator: Emulator, out: Path, token: str, go: Path, shots: int,
                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
-def _ready(proc: subprocess.Popen[str], deadline: float) -> None:
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError("the flow process ended before it was ready")
-        if line.startswith("READY"):
-            return
-    raise AssertionError("the flow process never got ready")
-
-
 def _outcome(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    try:
-        output, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    """The flow process's outcome: its last line of JSON."""
+    output = _finish(proc, timeout=180)
     lines = [line for line in output.splitlines() if line.startswith("{")]
     assert lines, output
     return json.loads(lines[-1])
@@ -257,15 +245,14 @@ def test_a_daily_budget_holds_across_two_processes_started_together(tmp_path):
         procs = [_start(emulator, out, uuid.uuid4().hex[:8], go, shots, daily)
                  for _ in range(2)]
         try:
-            deadline = time.monotonic() + 120
             for proc in procs:
-                _ready(proc, deadline)
+                _wait_ready(proc)
             go.touch()  # both start at once
             outcomes = [_outcome(proc) for proc in procs]
         finally:
             for proc in procs:
                 if proc.poll() is None:
-                    proc.kill()
+                    _kill(proc)
         charges = _charges(emulator)
 
     assert sum(c["charged"] for c in charges) <= daily, (outcomes, charges)
