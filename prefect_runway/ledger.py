@@ -654,6 +654,19 @@ class SubmissionLedger:
             return intent
         raise LedgerError(f"the ledger record {self.backend.location(scope)} keeps changing")
 
+    def _reusable(self, scope: str, job_max_age: float | None) -> JobRecord | None:
+        try:
+            existing = self._get(scope)
+        except LedgerRecordUnreadable:
+            return None
+        if isinstance(existing, JobRecord) and not _too_old(existing, job_max_age):
+            return existing
+        return None
+
+    async def reusable(self, scope: str, job_max_age: float | None = None) -> JobRecord | None:
+        """The job recorded for ``scope`` that :meth:`begin` would reuse now, or None."""
+        return await asyncio.to_thread(self._reusable, scope, job_max_age)
+
     async def begin(
         self, scope: str, meta: IntentMeta, *, force: bool = False,
         job_max_age: float | None = None,

@@ -90,6 +90,7 @@ from prefect_runway.tasks.generation import (
     flow_run_id,
     made_no_job,
     read_retryable,
+    reuses_a_job,
     submit_task_for,
     wait_for_job,
 )
@@ -207,10 +208,16 @@ async def run_generation(
                      why: str = "") -> Generation:
         nonlocal held
         on = on or credentials
+        estimate = estimate_step(request, credentials=on)
         if guard is not None:  # priced before it is sent, whichever route led here
             label = step if on is first else f"{step} on {on.provider_name} (fallback)"
-            held = await guard.admit(on.provider_name, estimate_step(request, credentials=on),
-                                     on, label + why, model=request.model)
+            try:
+                held = await guard.admit(on.provider_name, estimate, on, label + why,
+                                         model=request.model)
+            except NotStarted:  # unless it reuses an earlier job, which costs nothing
+                if refresh or not await reuses_a_job(request, on, storage):
+                    raise
+                held = None
         sent = datetime.now(timezone.utc)
         task = submit_task_for(on, refresh=refresh, retries=last)
         try:
@@ -223,6 +230,8 @@ async def run_generation(
             raise
         if submitted.submitted_at < sent:  # an earlier job, reused: not paid again
             await settle(None)
+        elif guard is not None and held is None:  # it was to be reused, but is new: paid
+            held = Reservation(provider=on.provider_name, cost=estimate)
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
 

@@ -257,6 +257,28 @@ async def submit_generation(
     return generation
 
 
+async def reuses_a_job(
+    request: PreparedRequest, credentials: ProviderCredentials, storage: Any = None,
+) -> bool:
+    """Whether submitting ``request`` now would reuse an earlier job, and so cost nothing:
+    the submit task's cache holds it, or the submission ledger beside ``storage`` records
+    it, as :func:`submit_generation` would find them. Unreadable: False (the submit pays)."""
+    from prefect.results import get_result_store
+
+    scope = submission_cache_key(credentials, request)
+    try:
+        store = await get_result_store().aupdate_for_task(submit_generation)
+        if await store.aexists(scope):
+            return True
+    except Exception:  # an unreadable cache only means the submit is priced
+        pass
+    max_age = credentials.provider().retention_seconds * 0.95
+    try:
+        return await ledger_of(storage).reusable(scope, max_age) is not None
+    except Exception:
+        return False
+
+
 def submit_task_for(
     credentials: ProviderCredentials, *, refresh: bool = False, retries: bool = True
 ) -> Any:

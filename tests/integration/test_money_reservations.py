@@ -30,6 +30,7 @@ from prefect_runway import (
     RunwayCredentials,
     SegmindCredentials,
     StoryboardFailed,
+    generate_image,
     image_to_video,
     storyboard,
 )
@@ -211,6 +212,25 @@ async def test_a_refunded_unsafe_output_is_released_and_its_retry_fits(tmp_path)
     assert result.video is not None and result.video.cost == 25
     assert [(c["model"], c["charged"]) for c in charges] == [
         ("gen4_image", 5), ("gen4_turbo", 0), ("gen4_turbo", 25)]
+
+
+async def test_a_spent_daily_budget_refuses_new_jobs_but_not_a_job_it_would_reuse(tmp_path):
+    # generate_image has no plan to check: each submit is priced against the block's daily
+    # budget. The first still (5 credits) spends the day's 5; the same still again reuses
+    # its job (nothing paid), a new one is refused before it is sent.
+    token = uuid.uuid4().hex[:8]
+    with Emulator(EmulatorConfig(latency=0.3, video_fps=4)) as emulator:
+        credentials = _fast(RunwayCredentials, emulator.url, daily_budget=5)
+        args = dict(reference_images=REF, credentials=credentials, ratio="1280:720", seed=3,
+                    storage=str(tmp_path))
+        first = await generate_image(prompt=f"a harbour {token}, @hero", **args)
+        again = await generate_image(prompt=f"a harbour {token}, @hero", **args)
+        assert again.job_id == first.job_id
+        with pytest.raises(BudgetExceeded, match=r"^not started: the still would pass the "
+                           r"daily budget of 5 \(provider's unit\) of runway at "):
+            await generate_image(prompt=f"a lighthouse {token}, @hero", **args)
+        charges = _charges(emulator)
+    assert [(c["model"], c["charged"]) for c in charges] == [("gen4_image", 5)]
 
 
 def _start(emulator: Emulator, out: Path, token: str, go: Path, shots: int,
