@@ -89,6 +89,9 @@ def estimate(
     return Cost(found.amount, found.unit, True, found.source)
 
 
+_DEFAULT_TABLE = PriceTable.default()
+
+
 def block_prices(provider: str, prices: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A credentials block's ``prices`` in :meth:`PriceTable.with_overrides`' shape.
 
@@ -99,7 +102,7 @@ def block_prices(provider: str, prices: Mapping[str, Any]) -> dict[str, dict[str
     Raises:
         ValueError: an entry is neither a number >= 0 nor a mapping of price fields.
     """
-    known = PriceTable.default().entries
+    known = _DEFAULT_TABLE.entries
     out: dict[str, dict[str, Any]] = {}
     for model, entry in prices.items():
         if isinstance(entry, bool) or not isinstance(entry, (int, float, Mapping)):
@@ -113,7 +116,6 @@ def block_prices(provider: str, prices: Mapping[str, Any]) -> dict[str, dict[str
     return out
 
 
-_DEFAULT_TABLE = PriceTable.default()
 #: Price tables of blocks with prices of their own, by provider and prices (a few at most).
 _BLOCK_TABLES: dict[str, PriceTable] = {}
 
@@ -336,7 +338,8 @@ class CostPlan:
             return "\n".join(lines)
         worst = "" if self.worst_usd is None else f": **USD {self.worst_usd:.2f}**"
         lines += [f"Every fallback and allowed resubmit taken ({self.attempts.describe()}){worst}. "
-                  "A budget stops the run before it: every submit is priced before it is sent.",
+                  "The run's budget bounds what is spent: every submit is priced before it is "
+                  "sent.",
                   "", "| provider | at most | unit |", "| --- | --- | --- |"]
         lines += [f"| {provider} | {_num(amount)} | {unit} |"
                   for (provider, unit), amount in sorted(self.worst.items())]

@@ -351,7 +351,7 @@ class ReviewOutcome:
             from storage or by a URL refreshed from the provider.
         stills: Every still shown for the shot (its variants).
         error: Why the shot failed.
-        refused: The budget's refusal of its regenerated still (nothing was sent).
+        refused: A budget's refusal of its still or its regeneration (nothing was sent).
     """
 
     name: str
@@ -597,7 +597,10 @@ async def review_stills(
         stills = [m.still for m in variants if m.still is not None]
         if not stills:
             error = next((m.error for m in variants if m.error), "no still was made")
-            outcomes[item.name] = ReviewOutcome(item.name, "failed", error=error)
+            refused = next((m._exc for m in variants if isinstance(m._exc, BudgetExceeded)),
+                           None)  # not sent: the shot is not started
+            outcomes[item.name] = ReviewOutcome(item.name, "failed", error=error,
+                                                refused=refused)
         else:
             reviewable.append(item)
             outcomes[item.name] = ReviewOutcome(item.name, "rejected", still=stills[0],
@@ -670,7 +673,8 @@ def reviewed_still(outcome: ReviewOutcome) -> tuple[GenerationResult, StoredOutp
 
     Raises:
         ShotRejected: the shot was rejected (it carries the still shown).
-        BudgetExceeded: its regenerated still would have passed a budget (not sent).
+        BudgetExceeded: its still (or its regeneration) would have passed a budget; it was
+            not sent.
         ReviewFailed: the shot's still could not be made.
     """
     if outcome.refused is not None:

@@ -208,12 +208,14 @@ async def run_generation(
                      why: str = "") -> Generation:
         nonlocal held
         on = on or credentials
-        estimate = estimate_step(request, credentials=on)
+        estimate = None
         if guard is not None:  # priced before it is sent, whichever route led here
+            priced = request if isinstance(request, PreparedRequest) else prepare(request, on)
+            estimate = estimate_step(priced, credentials=on)
             label = step if on is first else f"{step} on {on.provider_name} (fallback)"
             try:
                 held = await guard.admit(on.provider_name, estimate, on, label + why,
-                                         model=request.model)
+                                         model=priced.model)
             except NotStarted:  # unless it reuses an earlier job, which costs nothing
                 if refresh or not await reuses_a_job(request, on, storage):
                     raise
