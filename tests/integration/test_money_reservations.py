@@ -233,6 +233,36 @@ async def test_a_spent_daily_budget_refuses_new_jobs_but_not_a_job_it_would_reus
     assert [(c["model"], c["charged"]) for c in charges] == [("gen4_image", 5)]
 
 
+async def test_a_model_with_no_known_price_is_refused_unless_the_block_prices_it(
+        tmp_path, monkeypatch):
+    # A model the client's price table does not know (as when a provider adds one before
+    # the table has it): here the table without gen4.5; the emulator still charges for it.
+    from prefect_runway import costs
+    from prefect_runway.pricing import DEFAULT_ENTRIES, PriceTable
+
+    monkeypatch.setattr(costs, "_DEFAULT_TABLE",
+                        PriceTable([e for e in DEFAULT_ENTRIES if e.model != "gen4.5"]))
+    token = uuid.uuid4().hex[:8]
+    with Emulator(EmulatorConfig(latency=0.3, video_fps=4)) as emulator:
+        def run(credentials: RunwayCredentials) -> Any:
+            return image_to_video(
+                still_prompt=f"a harbour {token}, @hero", motion_prompt="pan",
+                reference_images=REF, credentials=credentials, video_model="gen4.5",
+                still_ratio="1280:720", duration=5, storage=str(tmp_path), preview=None,
+                progress=False, budget="USD 1")
+
+        with pytest.raises(BudgetExceeded, match="no known price for gen4.5 on runway, so it "
+                           "could pass the budget of USD 1.00"):
+            await run(_fast(RunwayCredentials, emulator.url))
+        assert _charges(emulator) == []  # nothing was sent
+        priced = _fast(RunwayCredentials, emulator.url,
+                       prices={"gen4.5": {"amount": 12, "per": "second"}})
+        result = await run(priced)
+        charges = _charges(emulator)
+    assert result.video.cost == 60
+    assert [(c["model"], c["charged"]) for c in charges] == [("gen4_image", 5), ("gen4.5", 60)]
+
+
 def _start(emulator: Emulator, out: Path, token: str, go: Path, shots: int,
            daily: float) -> subprocess.Popen[str]:
     env = dict(os.environ)
