@@ -1,37 +1,6 @@
-"""A credentials block's daily budget, and what was spent with the block each day.
-
-A block's ``daily_budget`` (``ProviderCredentials.daily_budget``: a number in the provider's
-unit, or a currency like ``"USD 50"``) caps what all flow runs spend with that block in one
-**day: the UTC calendar day** (00:00 to 24:00 UTC), whatever the workers' time zones.
-
-* **Before a run** (:meth:`DailyBudgets.check`): a plan whose cost on a block plus what the
-  block has spent or holds reserved today would pass its daily budget is refused with
-  :class:`~prefect_runway.errors.BudgetExceeded`; nothing is sent.
-* **Before each submit** (:meth:`DailySpend.reserve`, through
-  :class:`~prefect_runway.costs.BudgetGuard`): the job's estimate is reserved, or the job is
-  not started. What was recorded today plus what every run holds reserved plus the new
-  estimate must fit. A reservation is a record numbered in sequence, created only if its
-  number is still free (a file linked into place locally, a conditional ``PUT`` in S3):
-  of two runs reserving at once, one gets the number and the other reads again, so every
-  reservation was decided with all earlier ones counted, across processes and workers.
-* **After each job** (:func:`record_spend`): its charged cost (or the estimate, marked) is
-  recorded under the block and the day it was submitted; then its reservation is released
-  (:meth:`DailySpend.release`), with what it was charged.
-
-Where: beside the submission ledger (:func:`prefect_runway.ledger.ledger_of`), in the run's
-result storage — locally ``<dir>/prefect-runway-spend/<YYYY-MM-DD>/<block>/``, in S3
-``<prefix>/prefect-runway-spend/<YYYY-MM-DD>/<block>/`` — one small JSON record per job,
-and the reservations under ``reservations/`` there, each written once. Records are never
-rewritten, so concurrent runs on several workers never lose each other's charges, and a
-job reused by a re-run is counted once. See docs/money.md.
-
-What it does not see: jobs of the block run before it had a daily budget (nothing is
-recorded without one), runs whose storage is elsewhere (the records live with the
-storage), and, on an S3-compatible store without conditional writes, the order of two
-reservations made at the same instant. A reservation left by a process that died counts
-until it expires (the block's wait and queue timeouts, plus ten minutes). A block is known
-by its saved name (``runway-credentials/nightly``); an unsaved block by its provider and API
-origin.
+"""A credentials block's daily budget (the UTC day): what every run spent with the block,
+and the reservations runs hold in it before each submit, recorded beside the submission
+ledger. How it works, and what it does not see: docs/money.md.
 """
 
 from __future__ import annotations
