@@ -15,6 +15,7 @@ from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.providers import Provider, get_provider
+from prefect_runway.providers.base import check_base_url
 
 _DOCS = HttpUrl("https://github.com/prefect-runway/prefect-runway#readme")
 _LOGO = HttpUrl("https://avatars.githubusercontent.com/u/30443925?s=200")
@@ -31,7 +32,10 @@ class ProviderCredentials(CredentialsBlock, ABC):
     api_key: SecretStr = Field(description="The provider's API key.")
     base_url: str | None = Field(
         default=None,
-        description="The API base URL; leave empty for the provider's public API.",
+        description=(
+            "The API base URL; leave empty for the provider's public API. https only (the "
+            "key is sent there); plain http only on loopback (127.0.0.1, ::1, localhost)."
+        ),
     )
     poll_interval_seconds: float = Field(
         default=0.5,
@@ -102,13 +106,30 @@ class ProviderCredentials(CredentialsBlock, ABC):
         Budget.parse(value, field="daily_budget")  # InvalidRequest (a ValueError) if not
         return value
 
+    def block_initialization(self) -> None:
+        """Refuse a base URL the key must not be sent to, when the block is built or loaded.
+
+        Raises:
+            InvalidRequest: ``base_url`` is not https (plain http only on loopback), or not
+                a URL (a pydantic validator would wrap it in a ValidationError).
+        """
+        if self.base_url:
+            check_base_url(self.base_url)
+
     def provider(self) -> Provider:
         """The provider translation these credentials are for."""
         return get_provider(self.provider_name)
 
     def resolved_base_url(self) -> str:
-        """The base URL in use: the block's, or the provider's public API."""
-        return (self.base_url or self.provider().default_base_url).rstrip("/")
+        """The base URL in use: the block's, or the provider's public API.
+
+        Raises:
+            InvalidRequest: the block's ``base_url`` (set after the block was built) is not
+                one the key may be sent to.
+        """
+        if self.base_url:
+            return check_base_url(self.base_url).rstrip("/")
+        return self.provider().default_base_url.rstrip("/")
 
     def poll_schedule(self) -> PollSchedule:
         """The poll schedule from this block's settings.

@@ -23,7 +23,13 @@ from pydantic import SecretStr
 
 from prefect_runway.engine.config import MAX_API_BODY, EngineConfig
 from prefect_runway.errors import BadResponse, ProviderError, RateLimited
-from prefect_runway.providers.base import HttpCall, Provider, json_or_text, redact_url
+from prefect_runway.providers.base import (
+    HttpCall,
+    Provider,
+    check_base_url,
+    json_or_text,
+    redact_url,
+)
 
 __all__ = ["Transport", "install_log_redaction", "retry_after", "shared_ssl_context"]
 
@@ -80,7 +86,7 @@ class Transport:
     Args:
         provider: The provider translation (auth headers, error mapping).
         api_key: The API key; sent only to ``base_url``'s origin.
-        base_url: The API base URL.
+        base_url: The API base URL: https, or http on loopback only.
         config: Timeouts, connection limits and user agent.
         limiter: An async context manager factory entered around every request, or None.
         http: An AsyncClient to use instead of making one (not closed here).
@@ -98,7 +104,7 @@ class Transport:
     ) -> None:
         self.provider = provider
         self._api_key = api_key
-        self.base_url = base_url
+        self.base_url = check_base_url(base_url)  # InvalidRequest before anything is sent
         self.config = config
         self._limiter = limiter
         self._http = http

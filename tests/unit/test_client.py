@@ -631,3 +631,12 @@ async def test_download_follows_a_cdn_redirect(tmp_path):
     async with make_client(handler) as client:
         got = await client.download("https://api.segmind.com/out/still.png", tmp_path)
     assert got.path.read_bytes() == body
+
+
+@pytest.mark.parametrize("url", ["http://api.segmind.example", "not a url"])
+def test_a_client_refuses_a_base_url_the_key_must_not_go_to_before_sending(url):
+    rec = Recorder(js(200, SUBMIT_OK))
+    with pytest.raises(InvalidRequest) as info:
+        make_client(rec, base_url=url)
+    assert info.value.field == "base_url"
+    assert rec.requests == []
