@@ -37,8 +37,10 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
     └── LocalDecision               what this package decided, not what the provider said
         ├── SubmissionUncertain     doubt: a POST whose outcome is unknown (may be billed)
         ├── GenerationTimedOut      our own deadline passed while the job was still pending
-        └── DownloadVerificationFailed  an output failed verification (truncated, wrong
-                                        media); also a DownloadError
+        ├── DownloadVerificationFailed  an output failed verification (truncated, wrong
+        │                               media); also a DownloadError
+        └── DownloadTooLarge        an output over the size limit of its kind; also a
+                                    DownloadError
 ```
 """
 
@@ -351,6 +353,24 @@ class DownloadVerificationFailed(DownloadError, LocalDecision):
     """
 
     retryable = True
+
+
+class DownloadTooLarge(DownloadError, LocalDecision):
+    """An output is larger than the limit for its kind (the credentials block's
+    ``max_still_bytes`` / ``max_video_bytes``): said by its ``Content-Length``, or more
+    bytes arrived. The partial file is removed; not retried (it would be as large again).
+
+    Attributes:
+        limit: The limit, in bytes.
+        size: The size the server declared, or the bytes received when it stopped.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, limit: int = 0, size: int = 0, **kwargs: Any) -> None:
+        self.limit = limit
+        self.size = size
+        super().__init__(message, **kwargs)
 
 
 # ---- the catalogue, uploads and Runway's failure codes (issue 17) ------------------------------

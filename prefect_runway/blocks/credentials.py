@@ -7,6 +7,7 @@ a request is authenticated), the API's base URL, and how to poll and pace calls.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC
 from typing import ClassVar, Literal
 
@@ -14,6 +15,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
+from prefect_runway.engine.config import DownloadLimits
 from prefect_runway.providers import Provider, get_provider
 from prefect_runway.providers.base import check_base_url
 
@@ -86,6 +88,24 @@ class ProviderCredentials(CredentialsBlock, ABC):
             "with this key also takes a slot of, so that many workers share one budget."
         ),
     )
+    max_still_bytes: int = Field(
+        default=DownloadLimits.max_image_bytes,
+        gt=0,
+        description=(
+            "The largest still downloaded, in bytes (default 64 MiB): a larger one, by its "
+            "Content-Length or by what arrives, fails with DownloadTooLarge and nothing of "
+            "it is kept."
+        ),
+    )
+    max_video_bytes: int = Field(
+        default=DownloadLimits.max_video_bytes,
+        gt=0,
+        description=(
+            "The largest video downloaded, in bytes (default 2 GiB): a larger one, by its "
+            "Content-Length or by what arrives, fails with DownloadTooLarge and nothing of "
+            "it is kept."
+        ),
+    )
     daily_budget: float | str | None = Field(
         default=None,
         description=(
@@ -152,13 +172,18 @@ class ProviderCredentials(CredentialsBlock, ABC):
 
         Args:
             retry: The retry policy (default: ``config``'s).
-            config: Retries, timeouts, connection limits (default: :class:`EngineConfig`).
+            config: Retries, timeouts, connection limits (default: :class:`EngineConfig`);
+                its download limits are this block's ``max_still_bytes`` and
+                ``max_video_bytes``.
 
         Returns:
             A :class:`~prefect_runway.engine.GenerationClient`.
         """
         from prefect_runway.ratelimit import limiter_for
 
+        config = dataclasses.replace(config or EngineConfig(), downloads=DownloadLimits(
+            max_image_bytes=self.max_still_bytes, max_video_bytes=self.max_video_bytes,
+        ))
         return GenerationClient(
             self.provider(),
             self.api_key,

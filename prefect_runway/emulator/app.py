@@ -4,7 +4,9 @@
                                        Accept-Ranges; `Range: bytes=...` -> 206 with
                                        Content-Range (416 if unsatisfiable; `If-Range`
                                        honoured). Signed URLs (`?exp=&n=&sig=`) are checked:
-                                       403 when wrong or expired. Unknown/expired: 404.
+                                       403 when wrong or expired. Unknown/expired: 404. An
+                                       oversized output (`oversize_marker`) streams padded
+                                       to `oversize_bytes`, chunked with `oversize_chunked`.
     GET  /_emulator/stats              per-provider counters, among them `credits_used`
                                        (net of refunds), `credits_remaining` (the only
                                        account's balance; null when several keys were
@@ -29,12 +31,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import aimlapi, runway, segmind
@@ -104,6 +107,8 @@ class ControlRoutes:
             return Response(f"Forbidden: {exc}", status_code=403, media_type="text/plain")
         data = entry.data
         assert data is not None
+        if entry.served_size > len(data):
+            return self._oversized(request, entry, data)
         total = len(data)
         headers = {"Accept-Ranges": "bytes", "ETag": entry.etag, "Cache-Control": "private"}
         wanted: tuple[int, int] | None | str = None
@@ -127,6 +132,31 @@ class ControlRoutes:
             self.backend.record(entry.provider, "downloads")
             self.backend.record(entry.provider, "download_bytes", len(part))
         return Response(part, status_code=status, media_type=entry.content_type, headers=headers)
+
+    def _oversized(self, request: Request, entry: Any, data: bytes) -> Response:
+        """An oversized output: the media, then zeros up to ``served_size``, streamed (never
+        held whole), with a Content-Length unless ``oversize_chunked``; no ranges."""
+        total = entry.served_size
+        headers = {"ETag": entry.etag, "Cache-Control": "private"}
+        if not self.backend.config.oversize_chunked:
+            headers["Content-Length"] = str(total)
+        if request.method == "HEAD":
+            return Response(status_code=200, media_type=entry.content_type, headers=headers)
+        self.backend.record(entry.provider, "downloads")
+        backend, provider = self.backend, entry.provider
+
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            zeros = bytes(1 << 20)
+            while sent < total:
+                if sent and await request.is_disconnected():
+                    return  # the client stopped reading
+                chunk = data if sent == 0 else zeros[: min(len(zeros), total - sent)]
+                yield chunk
+                sent += len(chunk)
+                backend.record(provider, "download_bytes", len(chunk))
+
+        return StreamingResponse(body(), media_type=entry.content_type, headers=headers)
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.backend.stats())

@@ -13,6 +13,7 @@ knows neither Prefect nor any provider's field names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import time
@@ -154,9 +155,9 @@ class GenerationClient:
         max_downloads()  # a bad PREFECT_RUNWAY_MAX_DOWNLOADS fails here, before any request
         self.queue_timeout = DEFAULT_QUEUE_TIMEOUT if queue_timeout is None else queue_timeout
         if retry is not None:
-            config = EngineConfig(retry, config.timeouts, config.limits, config.user_agent)
+            config = dataclasses.replace(config, retry=retry)
         if isinstance(timeout, Timeouts):
-            config = EngineConfig(config.retry, timeout, config.limits, config.user_agent)
+            config = dataclasses.replace(config, timeouts=timeout)
         self.config = config
         self.provider = provider
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)

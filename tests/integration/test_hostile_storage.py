@@ -1,0 +1,117 @@
+"""Storage that someone else can write to: what they plant there is data, never a way in.
+
+Links planted in an output folder are not followed; a shared staging folder that is not
+this user's is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from s3_helpers import serve_directory
+
+from prefect_runway.emulator import media
+from prefect_runway.errors import StorageError
+from prefect_runway.models import Generation, GenerationResult, JobState, StoredOutput
+from prefect_runway.storage import output_key, partial_name
+from prefect_runway.tasks.generation import download_generation
+
+STILL = media.make_still("planted links", 4, 640, 360)
+
+
+@pytest.fixture(scope="module")
+def served_still(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("served")
+    (directory / "still.png").write_bytes(STILL)
+    with serve_directory(directory) as url:
+        yield f"{url}/still.png"
+
+
+def _result(url: str) -> GenerationResult:
+    now = datetime.now(timezone.utc)
+    generation = Generation(
+        provider="segmind", model="gen4_image", kind="image", job_id="planted-1",
+        fingerprint="a" * 64, base_url="http://127.0.0.1:9", submitted_at=now,
+        request={"prompt": "planted links"},
+    )
+    return GenerationResult(generation=generation, state=JobState.SUCCEEDED, outputs=[url],
+                            completed_at=now)
+
+
+@flow(name="store-with-planted-links")
+async def store(result, credentials, storage) -> list[StoredOutput]:
+    return await download_generation(result, credentials, storage, "stills/{name}.{ext}", "planted")
+
+
+def _partial(result: GenerationResult, root: Path) -> Path:
+    g = result.generation
+    key = output_key("stills/{name}.{ext}", kind=g.kind, model=g.model, provider=g.provider,
+                     fingerprint=g.fingerprint, seed=None, name="planted", media_type="image/png")
+    return root / partial_name(key, result.outputs[0])
+
+
+async def test_a_link_planted_at_the_partial_file_is_not_followed(
+    served_still, segmind_credentials, tmp_path
+):
+    """Someone who can write the output folder plants a link where the partial download
+    will be: the file it points to is left as it was, and the output lands whole."""
+    victim = tmp_path / "elsewhere" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not yours to overwrite\n")
+    root = tmp_path / "out"
+    root.mkdir()
+    result = _result(served_still)
+    _partial(result, root).symlink_to(victim)
+
+    stored = (await store(result, segmind_credentials, str(root)))[0]
+
+    assert victim.read_bytes() == b"not yours to overwrite\n"
+    assert stored.sha256 == hashlib.sha256(STILL).hexdigest() and stored.size == len(STILL)
+    assert Path(stored.location).read_bytes() == STILL
+    assert not Path(stored.location).is_symlink()
+    assert not list(root.rglob(".part-*"))
+
+
+async def test_a_hard_link_planted_at_the_partial_file_is_not_written_through(
+    served_still, segmind_credentials, tmp_path
+):
+    victim = tmp_path / "precious.bin"
+    victim.write_bytes(b"x" * 100)
+    root = tmp_path / "out"
+    root.mkdir()
+    result = _result(served_still)
+    os.link(victim, _partial(result, root))
+
+    stored = (await store(result, segmind_credentials, str(root)))[0]
+
+    assert victim.read_bytes() == b"x" * 100
+    assert Path(stored.location).read_bytes() == STILL
+
+
+def test_a_shared_staging_folder_that_is_not_private_is_refused(tmp_path, monkeypatch):
+    """S3 outputs stage in the system's temp dir: its folder must be this user's alone."""
+    from prefect_aws.s3 import S3Bucket
+
+    from prefect_runway.storage.s3 import S3Storage
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    storage = S3Storage(S3Bucket(bucket_name="b", bucket_folder="p"))
+    shared = tmp_path / f"prefect-runway-staging-{os.geteuid()}"
+    assert storage.staging_dir().parent == shared
+    assert shared.stat().st_mode & 0o777 == 0o700
+    shared.chmod(0o777)  # as if another user had made it for everyone
+    with pytest.raises(StorageError, match="not private"):
+        storage.staging_dir()
+    shared.chmod(0o700)
+    shared.rename(tmp_path / "theirs")
+    shared.symlink_to(tmp_path / "theirs")
+    with pytest.raises(StorageError, match="not private"):
+        S3Storage(S3Bucket(bucket_name="b", bucket_folder="p")).staging_dir()
