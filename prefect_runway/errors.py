@@ -17,6 +17,7 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
 │   └── UploadRequired              a local image too large to send inline
 ├── StoryboardFailed                some shots of a storyboard failed (carries the summary)
 ├── StorageError                    outputs or the ledger cannot be stored there (not retried)
+├── LockTimeout                     the submit lock of a request stayed taken past the deadline
 └── ProviderError                   a job at a provider went wrong (provider, job id, http)
     ├── ProviderReported            what the provider said, or that it could not be reached
     │   ├── AuthenticationError     401 / 403 on the key
@@ -200,6 +201,24 @@ class StorageError(PrefectRunwayError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.args[0], self.location))
+
+
+class LockTimeout(PrefectRunwayError, TimeoutError):
+    """A submit waited longer than its deadline for the lock on its request, which another
+    run kept holding. Nothing was sent.
+
+    Attributes:
+        key: The lock's key (the submission scope).
+        waited: Seconds waited.
+    """
+
+    def __init__(self, message: str, key: str = "", waited: float = 0.0) -> None:
+        self.key = key
+        self.waited = waited
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.args[0], self.key, self.waited))
 
 
 class ProviderError(PrefectRunwayError):

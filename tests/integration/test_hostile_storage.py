@@ -115,3 +115,42 @@ def test_a_shared_staging_folder_that_is_not_private_is_refused(tmp_path, monkey
     shared.symlink_to(tmp_path / "theirs")
     with pytest.raises(StorageError, match="not private"):
         S3Storage(S3Bucket(bucket_name="b", bucket_folder="p")).staging_dir()
+
+
+# ---- a lock planted to block a request forever --------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_a_lock_with_a_far_future_expiry_delays_a_submit_by_the_hold_time_only(
+    runway_emulator, segmind_credentials, tmp_path, monkeypatch
+):
+    """Someone writes the lock of a request with an expiry in year 2999: the submit waits
+    the lock's hold time (here 2 s), then submits, once."""
+    import asyncio
+    import json
+
+    from prefect_runway import ImageRequest, generate_image
+    from prefect_runway.locks import LOCK_DIR_ENV, LOCK_HOLD_ENV
+    from prefect_runway.plan import prepare
+    from prefect_runway.tasks.generation import submission_cache_key
+
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    monkeypatch.setenv(LOCK_HOLD_ENV, "2")
+    ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+    prompt = f"a blocked request @hero {os.getpid()} {tmp_path.name}"
+    prepared = prepare(ImageRequest(prompt=prompt, reference_images=ref, seed=3),
+                       segmind_credentials)
+    lock = tmp_path / "locks" / f"{submission_cache_key(segmind_credentials, prepared)}.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"holder": "another-host:1:forever",
+                                "expiration": "2999-01-01 00:00:00+00:00"}))
+
+    before = runway_emulator.stats()["segmind"]["total_submissions"]
+    still = await asyncio.wait_for(generate_image(
+        prompt=prompt, reference_images=ref, seed=3, credentials=segmind_credentials,
+        storage=str(tmp_path / "out"), name="blocked",
+    ), 90)
+
+    assert still.fingerprint == prepared.fingerprint
+    assert runway_emulator.stats()["segmind"]["total_submissions"] - before == 1
+    assert not lock.exists()  # taken over after 2 s, then released
