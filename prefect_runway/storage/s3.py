@@ -32,6 +32,9 @@ from prefect_runway.storage.keys import safe_key
 
 #: The longest a SigV4 presigned URL may live (7 days).
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+#: How long the links in artifacts live, when neither ``link_seconds`` nor this is set.
+ARTIFACT_LINK_ENV = "PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS"
+DEFAULT_LINK_SECONDS = 24 * 3600
 #: S3 error codes that mean "nothing is stored there".
 _ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 #: S3 error codes that no retry cures: the storage is misconfigured.
@@ -64,6 +67,9 @@ class S3Storage(OutputStorage):
             must have room for the largest output.
         verify_bytes: When checking an output that is already stored, stream and hash its
             bytes instead of trusting the size and sha256 recorded at upload.
+        link_seconds: How long the links in artifacts stay valid (presigned ``GET`` URLs;
+            anyone holding one may download that output until then): 60 to 604800 s;
+            default ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS``, else one day.
 
     Example:
         ```python
@@ -90,7 +96,9 @@ class S3Storage(OutputStorage):
         transfer_config: TransferConfig | None = None,
         staging_dir: str | os.PathLike[str] | None = None,
         verify_bytes: bool = False,
+        link_seconds: int | None = None,
     ) -> None:
+        self.link_seconds = artifact_link_seconds(link_seconds)
         self.bucket = bucket
         self.bucket_name: str = bucket.bucket_name
         self.prefix = _clean_prefix(getattr(bucket, "bucket_folder", "") or "")
@@ -307,6 +315,10 @@ class S3Storage(OutputStorage):
             return stored if recorded == stored.sha256 else None
         return stored if await self.sha256(key) == stored.sha256 else None
 
+    async def link(self, key: str) -> str | None:
+        """A presigned ``GET`` URL for ``key``, valid :attr:`link_seconds`."""
+        return await self.presigned_url(key, self.link_seconds)
+
     async def presigned_url(self, key: str, expires_seconds: int = 900) -> str | None:
         """A presigned ``GET`` URL for ``key``, valid for ``expires_seconds`` (max 7 days)."""
         expires = max(1, min(int(expires_seconds), MAX_PRESIGN_SECONDS))
@@ -316,6 +328,25 @@ class S3Storage(OutputStorage):
             "get_object", Params={"Bucket": self.bucket_name, "Key": object_key},
             ExpiresIn=expires,
         )
+
+
+def artifact_link_seconds(value: int | None = None) -> int:
+    """The lifetime of artifact links: ``value``, else ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS``,
+    else one day.
+
+    Raises:
+        InvalidRequest: not a whole number of seconds from 60 to 604800 (SigV4's limit).
+    """
+    field, raw = ("link_seconds", value) if value is not None else (
+        ARTIFACT_LINK_ENV, os.environ.get(ARTIFACT_LINK_ENV) or DEFAULT_LINK_SECONDS)
+    try:
+        seconds = int(str(raw).strip())
+    except ValueError:
+        seconds = -1
+    if isinstance(raw, bool) or not 60 <= seconds <= MAX_PRESIGN_SECONDS:
+        raise InvalidRequest(field, f"{raw!r} is not a link lifetime",
+                             allowed=f"whole seconds, 60 to {MAX_PRESIGN_SECONDS} (7 days)")
+    return seconds
 
 
 def _private_directory(path: Path) -> None:
