@@ -37,6 +37,7 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
     │   └── DownloadError           an output could not be fetched
     └── LocalDecision               what this package decided, not what the provider said
         ├── SubmissionUncertain     doubt: a POST whose outcome is unknown (may be billed)
+        │   └── CacheRecordRejected a submit cache record we did not write (refused unread)
         ├── GenerationTimedOut      our own deadline passed while the job was still pending
         ├── DownloadVerificationFailed  an output failed verification (truncated, wrong
         │                               media); also a DownloadError
@@ -314,6 +315,33 @@ class SubmissionUncertain(LocalDecision):
     def __init__(self, message: str, *, fingerprint: str, **kwargs: Any) -> None:
         self.fingerprint = fingerprint
         super().__init__(f"{message}; fingerprint={fingerprint}", **kwargs)
+
+
+class CacheRecordRejected(SubmissionUncertain):
+    """A submit's cache record is not one prefect-runway wrote (a pickle, another serializer,
+    altered or truncated): it was refused unread. It may stand for a job already paid for,
+    so nothing is sent for it, unless the submission ledger holds that job.
+
+    Attributes:
+        reason: What is wrong with it.
+        scope: The record's cache key (the submission scope), where known.
+        location: Where it is, where known.
+    """
+
+    def __init__(self, reason: str, scope: str = "", location: str = "") -> None:
+        self.reason = reason
+        self.scope = scope
+        self.location = location
+        where = f" at {location}" if location else ""
+        super().__init__(
+            f"the submit cache record{where} was not written by prefect-runway ({reason}) and "
+            "was not loaded; it may stand for a job already paid for, so nothing was sent. "
+            "Check the provider's dashboard, then delete the record, or submit with force=True",
+            fingerprint=scope or "unknown",
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.reason, self.scope, self.location))
 
 
 class GenerationFailed(ProviderReported):

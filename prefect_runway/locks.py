@@ -432,6 +432,7 @@ def submission_cache_policy(
     cache_key_fn: Callable[..., str | None],
     *,
     lock_manager: LockManager | None = None,
+    key_storage: Any = None,
 ) -> CachePolicy:
     """A cache policy keyed by ``cache_key_fn``, locked SERIALIZABLE by ``lock_manager``.
 
@@ -442,8 +443,12 @@ def submission_cache_policy(
     Args:
         cache_key_fn: ``(TaskRunContext, parameters) -> key``, e.g. the submit's cache key.
         lock_manager: default :func:`lock_manager_from_settings`.
+        key_storage: Where the records' metadata is read and written (Prefect's
+            ``key_storage``; the submit task's is
+            :data:`prefect_runway.cache_records.SUBMIT_RECORD_KEYS`); None: with the results.
     """
     return CacheKeyFnPolicy(cache_key_fn=cache_key_fn).configure(
+        key_storage=key_storage,
         lock_manager=lock_manager or lock_manager_from_settings(),
         isolation_level=IsolationLevel.SERIALIZABLE,
     )

@@ -1,19 +1,22 @@
 """Storage that someone else can write to: what they plant there is data, never a way in.
 
 Links planted in an output folder are not followed; a shared staging folder that is not
-this user's is refused.
+this user's is refused; a lock planted to block a request holds it for the hold time only;
+a pickle planted as a cache record (in a shared S3 results prefix) is never loaded, and
+never makes a job be paid twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from prefect import flow
-from s3_helpers import serve_directory
+from s3_helpers import moto_url, serve_directory  # noqa: F401
 
 from prefect_runway.emulator import media
 from prefect_runway.errors import StorageError
@@ -127,7 +130,6 @@ async def test_a_lock_with_a_far_future_expiry_delays_a_submit_by_the_hold_time_
     """Someone writes the lock of a request with an expiry in year 2999: the submit waits
     the lock's hold time (here 2 s), then submits, once."""
     import asyncio
-    import json
 
     from prefect_runway import ImageRequest, generate_image
     from prefect_runway.locks import LOCK_DIR_ENV, LOCK_HOLD_ENV
@@ -154,3 +156,125 @@ async def test_a_lock_with_a_far_future_expiry_delays_a_submit_by_the_hold_time_
     assert still.fingerprint == prepared.fingerprint
     assert runway_emulator.stats()["segmind"]["total_submissions"] - before == 1
     assert not lock.exists()  # taken over after 2 s, then released
+
+
+# ---- records planted in the result storage ---------------------------------------------------
+
+
+class _CreatesAFile:
+    """Unpickled, it creates a file: what a record must never get to do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _pickled_record(marker: Path, storage_key: str) -> bytes:
+    """A record in Prefect's own layout whose result is a pickle (as Prefect wrote them for
+    this task before, and as anyone who can write the result storage can)."""
+    import base64
+    import pickle
+
+    import prefect
+
+    payload = base64.encodebytes(pickle.dumps(_CreatesAFile(marker))).decode()
+    return json.dumps({
+        "metadata": {"storage_key": storage_key, "expiration": None,
+                     "serializer": {"type": "pickle", "picklelib": "cloudpickle"},
+                     "prefect_version": prefect.__version__, "storage_block_id": None},
+        "result": payload,
+    }).encode()
+
+
+def _put(bucket, key: str, data: bytes) -> None:
+    bucket.credentials.get_s3_client().put_object(Bucket=bucket.bucket_name, Key=key, Body=data)
+
+
+@pytest.mark.parametrize("planted", ["at the cache key", "at the metadata", "at both"])
+async def test_a_pickle_planted_as_a_cache_record_in_s3_is_never_unpickled_nor_paid_twice(
+    moto_url, runway_emulator, segmind_credentials, tmp_path, planted,  # noqa: F811
+):
+    """Whoever can write the results prefix of a shared bucket replaces the storyboard's
+    cache records with pickles that would create a file when loaded. The re-run (its
+    cost plan looks the records up, then each submit) loads none of them: no file, no new
+    submission (the ledger holds both jobs), and the records are written again as ours."""
+    from s3_helpers import aws_credentials, list_keys, new_bucket
+
+    from prefect_runway import storyboard
+
+    credentials = aws_credentials(moto_url)
+    outputs = new_bucket(credentials, "hostile-team", "outputs")
+    results = new_bucket(credentials, "hostile-team", f"results-{planted.replace(' ', '-')}")
+    await results.save(f"hostile-results-{planted.replace(' ', '-')}", overwrite=True)
+    run = storyboard.with_options(result_storage=results)
+    shots = [{"name": "harbour", "still_prompt": f"a harbour @hero {planted} {tmp_path.name}",
+              "motion_prompt": "slow pan", "seed": 7,
+              "reference_images": [{"uri": "https://example.com/ref.png", "tag": "hero"}]}]
+    kwargs = dict(shots=shots, credentials=segmind_credentials, storage=outputs)
+    first = await run(**kwargs)
+    assert first.completed == 1
+    prefix = f"{results.bucket_folder}/"
+    records = [k for k in list_keys(results, prefix) if "prefect-runway-submit-" in k]
+    metadata = [k for k in list_keys(results, prefix) if "/prefect-runway-cache/" in k]
+    assert len(records) == len(metadata) == 2  # the still's and the video's
+
+    marker = tmp_path / "pwned"
+    for key in records:
+        record = _pickled_record(marker, key.removeprefix(prefix))
+        if planted != "at the metadata":
+            _put(results, key, record)
+        if planted != "at the cache key":
+            name = key.rsplit("prefect-runway-submit-", 1)[1]
+            _put(results, f"{prefix}prefect-runway-cache/{name}.json", record)
+    before = runway_emulator.stats()["segmind"]["total_submissions"]
+
+    again = await run(**kwargs)
+
+    assert not marker.exists(), "a planted pickle was loaded"
+    assert runway_emulator.stats()["segmind"]["total_submissions"] == before
+    assert again.completed == 1
+    assert (again.shots[0].still.job_id, again.shots[0].video.job_id) == (
+        first.shots[0].still.job_id, first.shots[0].video.job_id)
+    for key in records:  # written again, as ours: JSON of a Generation
+        body = results.credentials.get_s3_client().get_object(
+            Bucket=results.bucket_name, Key=key)["Body"].read()
+        assert json.loads(body)["job_id"] in (first.shots[0].still.job_id,
+                                               first.shots[0].video.job_id)
+
+
+async def test_a_record_we_did_not_write_for_a_job_the_ledger_does_not_know_is_a_typed_doubt(
+    runway_emulator, segmind_credentials, tmp_path,
+):
+    """A record at a request's cache key, and no job for it in this storage's ledger (it may
+    have been paid through another one): refused unread, and nothing is sent."""
+    from prefect.settings import get_current_settings
+
+    from prefect_runway import ImageRequest, generate_image
+    from prefect_runway.errors import CacheRecordRejected, SubmissionUncertain
+    from prefect_runway.plan import prepare
+    from prefect_runway.tasks.generation import submission_cache_key
+
+    ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+    prompt = f"a doubtful record @hero {tmp_path.name}"
+    prepared = prepare(ImageRequest(prompt=prompt, reference_images=ref, seed=9),
+                       segmind_credentials)
+    key = submission_cache_key(segmind_credentials, prepared)
+    results = Path(get_current_settings().results.local_storage_path).expanduser()
+    marker = tmp_path / "pwned"
+    record = _pickled_record(marker, str(results / key))
+    (results / "prefect-runway-cache").mkdir(parents=True, exist_ok=True)
+    (results / "prefect-runway-cache" / f"{key.removeprefix('prefect-runway-submit-')}.json"
+     ).write_bytes(record)
+    (results / key).write_bytes(record)
+    before = runway_emulator.stats()["segmind"]["total_submissions"]
+
+    with pytest.raises(CacheRecordRejected) as info:
+        await generate_image(prompt=prompt, reference_images=ref, seed=9,
+                             credentials=segmind_credentials, storage=str(tmp_path / "out"))
+
+    assert isinstance(info.value, SubmissionUncertain) and info.value.scope == key
+    assert "pickle" in str(info.value) and "prefect-runway-cache" in info.value.location
+    assert not marker.exists()
+    assert runway_emulator.stats()["segmind"]["total_submissions"] == before
