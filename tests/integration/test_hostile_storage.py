@@ -278,3 +278,47 @@ async def test_a_record_we_did_not_write_for_a_job_the_ledger_does_not_know_is_a
     assert "pickle" in str(info.value) and "prefect-runway-cache" in info.value.location
     assert not marker.exists()
     assert runway_emulator.stats()["segmind"]["total_submissions"] == before
+
+
+async def test_the_cancellation_hook_reads_a_planted_record_as_no_job(
+    runway_emulator, segmind_credentials, tmp_path, caplog,
+):
+    """The cancellation hook finds a run's jobs through the API and the records of its
+    submits; a pickle that replaced one is not loaded (it names no job)."""
+    import logging
+
+    from prefect.settings import get_current_settings
+
+    from prefect_runway import ImageRequest, generate_image
+    from prefect_runway.cancellation import cancel_remote_jobs
+    from prefect_runway.plan import prepare
+    from prefect_runway.tasks.generation import submission_cache_key
+
+    ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+    prompt = f"a cancelled record @hero {tmp_path.name}"
+    state = await generate_image(prompt=prompt, reference_images=ref, seed=2,
+                                 credentials=segmind_credentials,
+                                 storage=str(tmp_path / "out"), return_state=True)
+    still = await state.aresult()
+
+    class _Run:
+        id = state.state_details.flow_run_id
+        parameters: dict = {}
+
+    with caplog.at_level(logging.INFO):
+        await cancel_remote_jobs(None, _Run(), None)
+    assert still.job_id in caplog.text  # found through its record (Segmind cannot cancel)
+
+    key = submission_cache_key(
+        segmind_credentials,
+        prepare(ImageRequest(prompt=prompt, reference_images=ref, seed=2), segmind_credentials),
+    )
+    record = Path(get_current_settings().results.local_storage_path).expanduser() / key
+    assert record.is_file()
+    marker = tmp_path / "pwned"
+    record.write_bytes(_pickled_record(marker, str(record)))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await cancel_remote_jobs(None, _Run(), None)
+    assert not marker.exists(), "a planted pickle was loaded"
+    assert "No remote jobs to cancel" in caplog.text and still.job_id not in caplog.text
