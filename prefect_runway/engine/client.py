@@ -99,6 +99,7 @@ def _scrubbed(
 
     return step
 
+
 #: A wait that starts later than this after the job's submission is a resumed one (a job
 #: found in the submit cache, or waited for again after a crash or a timeout).
 RESUMED_WAIT_SECONDS = 10.0
