@@ -8,12 +8,13 @@
   beside it (:func:`publish_video_preview`), keyed so the UI shows their history across runs;
 - for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`).
 
-Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
-presigned ``GET``, 7 days, the SigV4 maximum) the artifact shows that; otherwise (a local
-directory, a filesystem block) the picture is **inlined** as a small ``data:`` URI inside a
-markdown artifact, which the Prefect UI renders, so it still shows after the run, with the
-emulator stopped or the provider's URL expired. Never a provider's temporary URL, never a
-``file://`` link (browsers do not open them from a web page). Nothing here holds a key.
+Every picture renders wherever the outputs are: it is **inlined** as a small ``data:`` URI
+(a JPEG thumbnail, or the GIF preview itself) inside a markdown artifact, which the Prefect
+UI renders, so it shows after the run and holds no URL to the output; only a picture too
+large to read for a thumbnail is shown by its link. Links to open an output (S3: presigned
+``GET`` URLs) live as long as the storage says (``S3Storage.link_seconds``, one day by
+default). Never a provider's temporary URL, never a ``file://`` link (browsers do not open
+them from a web page). Nothing here holds a key.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from prefect_runway.storage import OutputStorage
 
 R = TypeVar("R")
 
-#: How long the presigned links in artifacts stay valid (the SigV4 maximum).
-ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 #: A GIF preview up to this size is inlined as it is (animated); anything else becomes a JPEG
 #: thumbnail of at most THUMBNAIL_WIDTH pixels.
 INLINE_GIF_BYTES = 600_000
 THUMBNAIL_WIDTH = 480
+#: A stored picture up to this size is read to inline it (as a thumbnail); a larger one is
+#: shown by its link, where the storage makes links.
+INLINE_SOURCE_BYTES = 32 * 1024 * 1024
 
 
 def _artifact_key(text: str) -> str:
@@ -70,16 +72,19 @@ def inline_image(data: bytes, media_type: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-async def picture(store: OutputStorage, key: str, media_type: str) -> tuple[str, bool] | None:
-    """What an artifact shows for a stored picture: ``(presigned URL, True)`` where the
-    storage makes one, else ``(data URI, False)``; None when it cannot be read."""
-    url = await store.presigned_url(key, ARTIFACT_URL_SECONDS)
-    if url:
-        return url, True
-    data = await store.read_bytes(key)
-    if data is None:
-        return None
-    return await asyncio.to_thread(inline_image, data, media_type), False
+async def picture(
+    store: OutputStorage, key: str, media_type: str, size: int | None = None,
+) -> tuple[str, bool] | None:
+    """What an artifact shows for a stored picture: ``(data URI, False)``, a thumbnail
+    inlined, for a picture of at most :data:`INLINE_SOURCE_BYTES` (``size``; None: a
+    preview, which is small); else ``(link, True)`` where the storage makes links; None when
+    it can be neither read nor linked."""
+    if size is None or size <= INLINE_SOURCE_BYTES:
+        data = await store.read_bytes(key)
+        if data is not None:
+            return await asyncio.to_thread(inline_image, data, media_type), False
+    url = await store.link(key)
+    return (url, True) if url else None
 
 
 def _preview_media_type(preview_key: str) -> str:
@@ -95,7 +100,7 @@ async def publish_still(
     Returns:
         The artifact's id, or None when the stored still cannot be read.
     """
-    shown = await picture(store, still.key, still.media_type)
+    shown = await picture(store, still.key, still.media_type, still.size)
     if shown is None:
         return None
     src, is_url = shown
@@ -103,8 +108,10 @@ async def publish_still(
     description = f"{still.provider} {still.model} still, job {still.job_id}"
     if is_url:
         return await acreate_image_artifact(image_url=src, key=key, description=description)
+    link = await store.link(still.key)
+    opened = f" ([open]({link}))" if link else ""
     return await acreate_markdown_artifact(
-        markdown=f"![{_md(still.key)}]({src})\n\n{_code(still.key)}\n", key=key,
+        markdown=f"![{_md(still.key)}]({src})\n\n{_code(still.key)}{opened}\n", key=key,
         description=description,
     )
 
@@ -131,8 +138,10 @@ async def publish_video_preview(
     )
     if is_url:
         return await acreate_image_artifact(image_url=src, key=key, description=description)
+    link = await store.link(video.key)
+    opened = f" ([open]({link}))" if link else ""
     return await acreate_markdown_artifact(
-        markdown=f"# Preview of {_code(video.key)}\n\n![{_md(video.preview_key)}]({src})\n",
+        markdown=f"# Preview of {_code(video.key)}{opened}\n\n![{_md(video.preview_key)}]({src})\n",
         key=key, description=description,
     )
 
@@ -202,10 +211,11 @@ def output_rows(
 
 
 async def output_links(outputs: Sequence[StoredOutput], store: OutputStorage) -> dict[str, str]:
-    """Output key -> a URL a person can open (presigned, where the storage makes them)."""
+    """Output key -> a URL a person can open (presigned, where the storage makes them,
+    valid for its link lifetime)."""
     links = {}
     for output in outputs:
-        url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
+        url = await store.link(output.key)
         if url:
             links[output.key] = url
     return links
@@ -238,7 +248,7 @@ async def publish_outputs(
     captions, pictures = [], []
     for output in outputs:
         if output.kind == "image":
-            shown = await picture(store, output.key, output.media_type)
+            shown = await picture(store, output.key, output.media_type, output.size)
             caption = "still"
         elif output.preview_key:
             shown = await picture(store, output.preview_key, _preview_media_type(output.preview_key))

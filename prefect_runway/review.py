@@ -459,7 +459,7 @@ async def review_markdown(
                 continue
             seed = m.still.request.get("seed")
             label = f"variant {m.variant}" + (f", seed {seed}" if seed is not None else "")
-            shown = await picture(store, m.still.key, m.still.media_type) if inline else None
+            shown = await picture(store, m.still.key, m.still.media_type, m.still.size) if inline else None
             if shown is not None:
                 lines.append(f"**{label}**\n\n![{_md(name)} {label}]({shown[0]})\n")
             # A blank line after the item: the next variant's label is not read as its

@@ -226,6 +226,8 @@ class Media:
     signed: bool
     expires_at: float | None
     data: bytes | None = None
+    #: Served as this many bytes: ``data``, then zeros (an oversized output; 0: ``data``).
+    served_size: int = 0
 
     @property
     def etag(self) -> str:
@@ -552,6 +554,7 @@ class Backend:
                 if self._unsafe_seen[seen_key] <= int(internal_first.group(1)):
                     fail = Failure("internal_marker", "The model produced a bad output.")
             expire = bool(config.expire_marker and config.expire_marker in prompt)
+            oversize = bool(config.oversize_marker and config.oversize_marker in prompt)
             job = Job(
                 id=str(uuid.uuid4()),
                 provider=provider,
@@ -593,6 +596,7 @@ class Backend:
                     content_type=spec.content_type,
                     signed=spec.signed_outputs,
                     expires_at=job.expires_at,
+                    served_size=config.oversize_bytes if oversize else 0,
                 )
                 self._media_executor().submit(self._produce, job)
             else:

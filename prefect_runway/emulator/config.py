@@ -62,6 +62,24 @@ class EmulatorConfig(BaseModel):
             "signed output URLs answer 403)."
         ),
     )
+    oversize_marker: str | None = Field(
+        default="[oversize]",
+        description=(
+            "A prompt containing this text completes with an output of `oversize_bytes`: "
+            "the real media (its magic bytes first), then padding, streamed without being "
+            "held in memory; for download size limits."
+        ),
+    )
+    oversize_bytes: int = Field(
+        default=300 * 1024 * 1024, ge=1, description="The size of an oversized output, in bytes."
+    )
+    oversize_chunked: bool = Field(
+        default=False,
+        description=(
+            "Serve oversized outputs without a Content-Length (chunked), as a server that "
+            "does not say its size; otherwise the Content-Length says it."
+        ),
+    )
     expiry: float = Field(
         default=3600.0,
         gt=0,

@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.cache_records import GENERATION_SERIALIZER, SUBMIT_RECORD_KEYS, take_rejection
 from prefect_runway.costs import prices_of
 from prefect_runway.delivery import deliver
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
@@ -171,9 +172,14 @@ _UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_submit,
-    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key_fn),
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key_fn).configure(
+        key_storage=SUBMIT_RECORD_KEYS
+    ),
     cache_expiration=timedelta(hours=1),
     persist_result=True,
+    # The cache record is a Generation as JSON, read back into that model only (never a
+    # pickle): see prefect_runway.cache_records.
+    result_serializer=GENERATION_SERIALIZER,
     # Prefect's TaskRunNameCallbackWithParameters protocol declares a classmethod that no
     # function has, so mypy refuses any callable taking `parameters`; Prefect calls it so.
     task_run_name=_submit_run_name,  # type: ignore[arg-type]
@@ -215,7 +221,8 @@ async def submit_generation(
     Raises:
         InvalidRequest: before anything is sent.
         SubmissionUncertain: the outcome is unknown (also ``SubmissionInDoubt``: an earlier
-            one's is); not retried.
+            one's is; ``CacheRecordRejected``: the cache record at this key is not one we
+            wrote and the ledger holds no job for it); not retried.
         StorageError: the ledger cannot be written; nothing was sent.
 
     Example:
@@ -236,6 +243,17 @@ async def submit_generation(
     ledger = ledger_of(storage)
     scope = submission_cache_key(credentials, prepared)
     retention = credentials.provider().retention_seconds
+    rejected = None if force else take_rejection(scope)
+    if rejected is not None:
+        # A record at this cache key that we did not write was refused unread, and Prefect
+        # ran the task as if there were none. It may stand for a paid job: only the ledger's
+        # own record of the job lets the submit go on (reusing that job, nothing sent).
+        if not isinstance(await ledger.get(scope), JobRecord):
+            raise rejected
+        get_run_logger().warning(
+            "%s; the submission ledger holds its job, which is reused (the record is "
+            "written again)", rejected,
+        )
     began = await ledger.begin(
         scope, IntentMeta.from_prepared(prepared), force=force, job_max_age=retention * 0.95
     )
@@ -297,7 +315,9 @@ def submit_task_for(
     task = _submit_tasks.get(key)
     if task is None:
         task = submit_generation.with_options(
-            cache_policy=submission_cache_policy(_cache_key_fn, lock_manager=manager),
+            cache_policy=submission_cache_policy(
+                _cache_key_fn, lock_manager=manager, key_storage=SUBMIT_RECORD_KEYS,
+            ),
             cache_expiration=timedelta(seconds=retention * 0.95),
             refresh_cache=True if refresh else NotSet,
             retries=NotSet if retries else 0,

@@ -86,3 +86,27 @@ def test_reprs_and_dumps_hide_the_key():
     assert CANARY not in creds.model_dump_json()
     client = creds.get_client()
     assert CANARY not in repr(client)
+
+
+async def test_a_short_key_leaves_the_answers_as_they_came(tmp_path):
+    """A one-letter key is no secret to scrub: every answer is parsed as the provider sent
+    it (the key ``u`` is in every output URL, upload URL and upload URI the emulator hands
+    out; replacing it with ``***`` broke the upload, the poll and the download)."""
+    from prefect_runway import animate_image, generate_image
+    from prefect_runway.emulator import media
+
+    with Emulator(EmulatorConfig(latency=0.2, video_fps=2)) as emu:
+        kw = dict(api_key=SecretStr("u"), base_url=emu.url, poll_interval_seconds=0.1)
+        still = await generate_image(
+            prompt="short keys @hero", reference_images=REF, credentials=SegmindCredentials(**kw),
+            storage=str(tmp_path / "out"), name="short-key",
+        )
+        image = tmp_path / "still.png"
+        image.write_bytes(media.make_still("short key upload", 3, 640, 360))
+        video = await animate_image(
+            image=str(image), prompt="drift", credentials=RunwayCredentials(**kw), duration=2,
+            storage=str(tmp_path / "out"), preview=None, upload=True, name="short-key",
+        )
+        assert emu.stats()["runway"]["uploads"] == 1
+    assert Path(still.location).stat().st_size == still.size
+    assert Path(video.location).stat().st_size == video.size and video.media_type == "video/mp4"
