@@ -529,10 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ledger(args: argparse.Namespace) -> Any:
+    """The ledger of ``--storage``; a local storage that does not exist is a mistake (a
+    typo would otherwise read as an empty ledger)."""
     from prefect_runway.ledger import ledger_of
-    from prefect_runway.storage import resolve_storage
+    from prefect_runway.storage import LocalStorage, resolve_storage
 
-    return ledger_of(resolve_storage(args.storage))
+    storage = resolve_storage(args.storage)
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        raise UsageError(
+            f"--storage: {args.storage!r} is not a directory ({storage.root} does not exist); "
+            "allowed: the directory or s3://bucket/prefix the runs wrote to"
+        )
+    return ledger_of(storage)
 
 
 def ledger_ls(args: argparse.Namespace) -> int:

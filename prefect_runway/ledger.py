@@ -69,10 +69,13 @@ __all__ = [
     "format_ledger",
     "ledger_for",
     "ledger_of",
+    "scope_id",
 ]
 
 #: The folder of the ledger beside the results (locally and in S3).
 LEDGER_FOLDER = "prefect-runway-ledger"
+#: What every submission scope starts with (``submission_cache_key``); the rest tells them apart.
+SCOPE_PREFIX = "prefect-runway-submit-"
 #: Bumped when the record layout changes incompatibly.
 RECORD_VERSION = 1
 _SAFE_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -310,6 +313,12 @@ class LedgerBackend(Protocol):
 
     def scopes(self) -> list[str]:
         """Every scope with a record."""
+
+
+def scope_id(scope: str) -> str:
+    """The part of a submission scope that tells it apart from the others (what ``ledger ls``
+    shows of a record it cannot read, and what ``ledger resolve`` takes for it)."""
+    return scope.removeprefix(SCOPE_PREFIX)
 
 
 def _check_scope(scope: str) -> str:
@@ -754,7 +763,7 @@ class SubmissionLedger:
             if isinstance(item, LedgerRecord):
                 keys = (item.fingerprint.lower(), item.scope.lower())
             else:
-                keys = (item.scope.lower(),)
+                keys = (item.scope.lower(), scope_id(item.scope).lower())
             if any(k.startswith(prefix) for k in keys):
                 matches.append(item)
         if not matches:
@@ -876,7 +885,8 @@ def _fmt_time(value: datetime | None) -> str:
 def format_ledger(records: Iterable[LedgerRecord | LedgerRecordUnreadable | Mapping[str, Any]]) -> str:
     """A plain-text table of ledger records for ``prefect-runway ledger ls``.
 
-    Columns: fingerprint (first 16), state (``doubt`` for an intent without a job,
+    Columns: fingerprint (first 16; of a record that cannot be read, its scope's own part:
+    :func:`scope_id`), state (``doubt`` for an intent without a job,
     ``unreadable`` for a record that cannot be read), provider, model, job id, time (UTC,
     of the intent), flow run.
     """
@@ -886,7 +896,8 @@ def format_ledger(records: Iterable[LedgerRecord | LedgerRecordUnreadable | Mapp
         if isinstance(item, Mapping):
             item = LedgerRecord.model_validate(item)
         if isinstance(item, LedgerRecordUnreadable):
-            rows.append((item.scope[:16], "unreadable", "-", "-", "-", "-", item.reason[:40]))
+            rows.append((scope_id(item.scope)[:16], "unreadable", "-", "-", "-", "-",
+                         item.reason[:40]))
             continue
         state = "doubt" if item.state == "intent" else item.state
         rows.append((

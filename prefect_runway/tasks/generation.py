@@ -34,7 +34,7 @@ from prefect_runway.errors import (
     StorageError,
     SubmissionUncertain,
 )
-from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of
+from prefect_runway.ledger import SCOPE_PREFIX, IntentMeta, JobRecord, ledger_of
 from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
@@ -53,7 +53,7 @@ def submission_cache_key(
     """
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
     scope = f"{prepared.fingerprint}|{prepared.base_url}"
-    return "prefect-runway-submit-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
+    return SCOPE_PREFIX + hashlib.sha256(scope.encode()).hexdigest()[:40]
 
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:

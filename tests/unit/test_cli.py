@@ -113,3 +113,27 @@ def test_storyboard_mistakes_in_the_file_or_the_credentials_are_one_line(tmp_pat
                           "1-99999")
     assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"
     assert not (tmp_path / "runway-outputs").exists()
+
+
+def test_ledger_ls_tells_unreadable_records_apart_and_a_missing_storage_is_an_error(tmp_path):
+    ledger = tmp_path / "out" / "prefect-runway-ledger"
+    ledger.mkdir(parents=True)
+    scopes = ["prefect-runway-submit-" + c * 40 for c in "7d"]
+    for scope in scopes:
+        (ledger / f"{scope}.json").write_bytes(b"\x00\xff not json")
+    listed = run_cli(tmp_path, "ledger", "ls", "--storage", str(tmp_path / "out"))
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert sorted(row[0] for row in rows) == ["7" * 16, "d" * 16]  # not 'prefect-runway-s' twice
+    assert all(row[1] == "unreadable" for row in rows)
+
+    # What `ls` shows is what `resolve` takes.
+    resolved = run_cli(tmp_path, "ledger", "resolve", "7" * 16, "--storage", str(tmp_path / "out"))
+    assert resolved.returncode == 0, resolved.stderr
+    doubts = run_cli(tmp_path, "ledger", "ls", "--doubts", "--storage", str(tmp_path / "out"))
+    assert "7" * 16 not in doubts.stdout and "d" * 16 in doubts.stdout
+
+    for command in (["ls"], ["ls", "--doubts"], ["resolve", "d" * 16]):
+        missing = run_cli(tmp_path, "ledger", *command, "--storage", str(tmp_path / "no-such-dir"))
+        assert_one_line_error(missing, "--storage", "no-such-dir", "not a directory")
+    assert not (tmp_path / "no-such-dir").exists()
