@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import tempfile
@@ -433,9 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", default="runway-outputs", help="local output directory")
     d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
                    "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
-    d.add_argument("--latency", type=_positive(float), default=2.0,
+    d.add_argument("--latency", type=_emulator_option("latency"), default=2.0,
                    help="emulator job latency, seconds")
-    d.add_argument("--fps", type=_positive(int), default=24, help="emulator video frame rate")
+    d.add_argument("--fps", type=_emulator_option("video_fps"), default=24,
+                   help="emulator video frame rate (1-60)")
     d.set_defaults(func=demo)
 
     e = sub.add_parser(
@@ -456,8 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cron", default="0 2 * * *", help="storyboard schedule (default %(default)r)")
     s.add_argument("--timezone", default="UTC", help="schedule time zone (default %(default)s)")
     s.add_argument("--no-schedule", action="store_true", help="serve the storyboard unscheduled")
-    s.add_argument("--concurrency", type=int, default=4, help="shots at once (default %(default)s)")
-    s.add_argument("--limit", type=int, default=None, help="flow runs at once in this process")
+    s.add_argument("--concurrency", type=_positive(int), default=4,
+                   help="shots at once (default %(default)s)")
+    s.add_argument("--limit", type=_positive(int), default=None,
+                   help="flow runs at once in this process")
     s.set_defaults(func=serve)
 
     p = sub.add_parser("plan", help="check and price a storyboard: requests to pay per provider "
@@ -491,10 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="shots at once (default %(default)s)")
     sb.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
                     "or a currency, e.g. 'USD 5.00'")
-    sb.add_argument("--latency", type=_positive(float), default=2.0,
+    sb.add_argument("--latency", type=_emulator_option("latency"), default=2.0,
                     help="with --emulator: job latency, seconds")
-    sb.add_argument("--fps", type=_positive(int), default=24,
-                    help="with --emulator: video frame rate")
+    sb.add_argument("--fps", type=_emulator_option("video_fps"), default=24,
+                    help="with --emulator: video frame rate (1-60)")
     sb.set_defaults(func=storyboard_run)
 
     b = sub.add_parser("blocks", help="manage the credentials blocks")
@@ -507,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--provider", action="append", choices=PROVIDERS,
                     help="only this provider (repeatable; its key must be set)")
     bc.add_argument("--base-url", help="API base URL (e.g. the emulator's); default: the public API")
-    bc.add_argument("--max-requests-per-second", type=float, help="the block's request-rate cap")
+    bc.add_argument("--max-requests-per-second", type=_positive(float),
+                    help="the block's request-rate cap")
     bc.add_argument("--global-rate-limit", help="a Prefect global concurrency limit (with slot "
                     "decay) every request takes a slot of, shared by all workers")
     bc.add_argument("--overwrite", action="store_true", help="replace blocks of the same name")
@@ -578,13 +583,40 @@ def ledger_resolve(args: argparse.Namespace) -> int:
 
 
 def _positive(kind: type) -> Any:
+    """An argparse type: a finite number above 0 (``nan`` and ``inf`` are refused)."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
+        if not 0 < value < math.inf:
             raise argparse.ArgumentTypeError(f"{text!r}: allowed: a number above 0")
+        return value
+
+    return parse
+
+
+def _emulator_option(field: str) -> Any:
+    """An argparse type: a value of the emulator's ``field`` (:class:`EmulatorConfig`), within
+    its bounds, which the message names."""
+    def parse(text: str) -> Any:
+        from pydantic import ValidationError
+
+        from prefect_runway.emulator.config import EmulatorConfig
+
+        info = EmulatorConfig.model_fields[field]
+        value = _positive(float if info.annotation is float else int)(text)
+        try:
+            EmulatorConfig(**{field: value})
+        except ValidationError:
+            def bound(*names: str) -> Any:
+                return next((getattr(m, n) for m in info.metadata for n in names
+                             if hasattr(m, n)), None)
+
+            low, high = bound("ge", "gt") or 0, bound("le", "lt")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range; allowed: {low}-{high}" if high is not None
+                else f"{text!r}: allowed: a number above {low}") from None
         return value
 
     return parse

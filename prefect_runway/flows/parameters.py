@@ -12,14 +12,13 @@ passed by reference from a deployment are still resolved). The request fields pr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
 
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.models import SEED_MAX, model_durations
+from prefect_runway.models import SEED_MAX, model_durations, seconds_value
 from prefect_runway.plan import check_preview
 from prefect_runway.review import check_review_parameters
 
@@ -48,7 +47,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Check the flow parameters this package knows, where Prefect would coerce or refuse them.
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
-    ``seed``, ``timeout``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
+    ``seed``, ``timeout``, ``queue_timeout``, ``retry_unsafe_output``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
     review's settings (:func:`prefect_runway.review.review_settings`), and that ``name``,
     ``key_template`` and the prompts are text.
 
@@ -66,15 +65,12 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
         number = _whole_number("seed", seed, f"0-{SEED_MAX}")
         if not 0 <= number <= SEED_MAX:
             raise InvalidRequest("seed", f"{number} is out of range", allowed=f"0-{SEED_MAX}")
-    timeout = parameters.get("timeout")
-    if timeout is not None:
-        try:
-            seconds = float(timeout) if not isinstance(timeout, bool) else math.nan
-        except (TypeError, ValueError):
-            seconds = math.nan
-        if not seconds > 0 or math.isinf(seconds):
-            raise InvalidRequest("timeout", f"{timeout!r} is not a number of seconds",
-                                 allowed="a number of seconds > 0, or None for the block's")
+    for field in ("timeout", "queue_timeout"):
+        if parameters.get(field) is not None:
+            seconds_value(field, parameters[field], "a number of seconds > 0, or None for the block's")
+    if "retry_unsafe_output" in parameters:
+        _whole_number("retry_unsafe_output", parameters["retry_unsafe_output"], "0 (never) or more",
+                      minimum=0)
     if "force" in parameters:
         force = parameters["force"]
         if not (isinstance(force, bool) or force in (0, 1)

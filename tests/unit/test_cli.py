@@ -57,6 +57,23 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
         (["bogus-command"], ["invalid choice"]),
         (["storyboard", "no-such-shots.yaml", "--emulator"], ["shots", "is not a file"]),
         (["storyboard", "no-such-shots.yaml", "--concurrency", "0"], ["--concurrency", "above 0"]),
+        # Every option that takes a number: nan, inf and out-of-range values are one line.
+        (["demo", "--latency", "nan"], ["--latency", "'nan'", "above 0"]),
+        (["demo", "--latency", "inf"], ["--latency", "'inf'", "above 0"]),  # it hung
+        (["demo", "--latency", "1e400"], ["--latency", "above 0"]),
+        (["demo", "--fps", "100000"], ["--fps", "'100000'", "allowed: 1-60"]),
+        (["demo", "--fps", "nan"], ["--fps", "'nan'"]),
+        (["storyboard", "x.json", "--emulator", "--latency", "nan"], ["--latency", "above 0"]),
+        (["storyboard", "x.json", "--emulator", "--fps", "61"], ["--fps", "allowed: 1-60"]),
+        (["storyboard", "x.json", "--concurrency", "inf"], ["--concurrency", "'inf'"]),
+        (["serve", "--concurrency", "-1"], ["--concurrency", "above 0"]),
+        (["serve", "--limit", "0"], ["--limit", "above 0"]),
+        (["blocks", "create", "--max-requests-per-second", "nan"],
+         ["--max-requests-per-second", "above 0"]),
+        (["emulator", "--latency", "inf"], ["latency", "finite"]),
+        (["emulator", "--latency", "nan"], ["latency"]),
+        (["emulator", "--fps", "1000"], ["video_fps", "60"]),
+        (["emulator", "--rate-limit", "nan"], ["rate_limit_per_key"]),
     ],
 )
 def test_a_mistake_is_one_line_exit_2_and_nothing_starts(tmp_path, args, needles):
@@ -137,3 +154,19 @@ def test_ledger_ls_tells_unreadable_records_apart_and_a_missing_storage_is_an_er
         missing = run_cli(tmp_path, "ledger", *command, "--storage", str(tmp_path / "no-such-dir"))
         assert_one_line_error(missing, "--storage", "no-such-dir", "not a directory")
     assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_a_hostile_storyboard_file_is_one_line(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(
+        ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+        + ["shots: *l9"]))
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
+    (tmp_path / "nan.json").write_text('[{"still_prompt": "x", "duration": Infinity}]')
+    for name, needles in (("bomb.yaml", ["shots", "500000 values"]),
+                          ("binary.json", ["shots", "not UTF-8"]),
+                          ("nan.json", ["row 1", "duration", "not a number"])):
+        proc = run_cli(tmp_path, "storyboard", str(tmp_path / name), "--emulator")
+        assert_one_line_error(proc, *needles)
+    assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"
