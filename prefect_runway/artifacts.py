@@ -8,7 +8,8 @@
   beside it (:func:`publish_video_preview`), keyed so the UI shows their history across runs;
 - for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`).
 
-Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
+Publishing never fails a run: the outputs are stored first, and an artifact that cannot be
+published is a warning in the run's log. Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
 presigned ``GET``, 7 days, the SigV4 maximum) the artifact shows that; otherwise (a local
 directory, a filesystem block) the picture is **inlined** as a small ``data:`` URI inside a
 markdown artifact, which the Prefect UI renders, so it still shows after the run, with the
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, TypeVar
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from PIL import Image
@@ -33,11 +36,15 @@ from prefect.artifacts import (
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
 from prefect_runway.models import StoredOutput
+from prefect_runway.names import slug
 from prefect_runway.providers.base import redact_url
 from prefect_runway.storage import OutputStorage
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
 #: How long the presigned links in artifacts stay valid (the SigV4 maximum).
@@ -48,9 +55,30 @@ INLINE_GIF_BYTES = 600_000
 THUMBNAIL_WIDTH = 480
 
 
+def _never_fails(publish: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | None]]:
+    """A publishing step that never fails the run it reports on: the outputs are stored
+    before anything is published, so what it raises is logged as a warning (the run's
+    logger, else this module's) and it returns None."""
+
+    @functools.wraps(publish)
+    async def published(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return await publish(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - an artifact is for people; the output is kept
+            try:
+                logger: Any = get_run_logger()
+            except MissingContextError:
+                logger = logging.getLogger(__name__)
+            logger.warning("Could not publish an artifact (%s: %s: %s); the outputs are stored",
+                           publish.__name__, type(exc).__name__, exc)
+            return None
+
+    return published
+
+
 def _artifact_key(text: str) -> str:
-    # Artifact keys: lowercase letters, digits and dashes only.
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+    # Artifact keys: lowercase ASCII letters, digits and dashes only ("still-café": "still-cafe").
+    return slug(text, allowed="a-z0-9-", lower=True, max_length=60, collapse=False)
 
 
 def inline_image(data: bytes, media_type: str) -> str:
@@ -86,6 +114,7 @@ def _preview_media_type(preview_key: str) -> str:
     return "image/gif" if preview_key.endswith(".gif") else "image/png"
 
 
+@_never_fails
 async def publish_still(
     still: StoredOutput, store: OutputStorage, name: str | None = None
 ) -> UUID | None:
@@ -93,14 +122,15 @@ async def publish_still(
     has no URLs, a markdown artifact with the picture inlined.
 
     Returns:
-        The artifact's id, or None when the stored still cannot be read.
+        The artifact's id, or None when the stored still cannot be read (or the artifact
+        not published: logged as a warning).
     """
     shown = await picture(store, still.key, still.media_type)
     if shown is None:
         return None
     src, is_url = shown
     key = _artifact_key(f"still-{name or still.fingerprint[:12]}")
-    description = f"{still.provider} {still.model} still, job {still.job_id}"
+    description = f"{still.provider} {still.model} still{_named(name)}, job {still.job_id}"
     if is_url:
         return await acreate_image_artifact(image_url=src, key=key, description=description)
     return await acreate_markdown_artifact(
@@ -109,6 +139,7 @@ async def publish_still(
     )
 
 
+@_never_fails
 async def publish_video_preview(
     video: StoredOutput, store: OutputStorage, name: str | None = None
 ) -> UUID | None:
@@ -116,7 +147,8 @@ async def publish_video_preview(
     artifact of its presigned URL, or a markdown artifact with the preview inlined.
 
     Returns:
-        The artifact's id, or None when the video has no preview.
+        The artifact's id, or None when the video has no preview (or the artifact could not
+        be published: logged as a warning).
     """
     if not video.preview_key:
         return None
@@ -126,7 +158,7 @@ async def publish_video_preview(
     src, is_url = shown
     key = _artifact_key(f"preview-{name or video.fingerprint[:12]}")
     description = (
-        f"{video.provider} {video.model} video, job {video.job_id}: "
+        f"{video.provider} {video.model} video{_named(name)}, job {video.job_id}: "
         f"{'animated GIF' if video.preview_key.endswith('.gif') else 'contact sheet'}"
     )
     if is_url:
@@ -135,6 +167,11 @@ async def publish_video_preview(
         markdown=f"# Preview of {_code(video.key)}\n\n![{_md(video.preview_key)}]({src})\n",
         key=key, description=description,
     )
+
+
+def _named(name: str | None) -> str:
+    """A name as it was given, for a description (the key holds its slug)."""
+    return f" {name!r}" if name else ""
 
 
 def _md(text: Any) -> str:
@@ -214,6 +251,7 @@ async def output_links(outputs: Sequence[StoredOutput], store: OutputStorage) ->
 _SUMMARY_COLUMNS = ("shot", "kind", "provider/model", "seconds", "cost", "size", "link")
 
 
+@_never_fails
 async def publish_outputs(
     outputs: Sequence[StoredOutput],
     title: str,
@@ -230,7 +268,7 @@ async def publish_outputs(
         shot: The shot's name, shown in the first column.
 
     Returns:
-        The table artifact's id.
+        The table artifact's id (None when it could not be published: logged as a warning).
     """
     links = await output_links(outputs, store)
     rows = output_rows(outputs, links, shot)
@@ -267,12 +305,12 @@ async def publish_outputs(
                      f"(sha256 {_code(row['sha256'])}, job {_code(row['job'])})")
     await acreate_markdown_artifact(
         markdown="\n".join(lines), key=_artifact_key(f"summary-{title}"),
-        description=f"{title}: {len(outputs)} output(s) — start here",
+        description=f"{title}{_named(shot)}: {len(outputs)} output(s) — start here",
     )
     return await acreate_table_artifact(
         table=rows,
         key=_artifact_key(f"outputs-{title}"),
-        description=f"{title}: {len(outputs)} output(s)",
+        description=f"{title}{_named(shot)}: {len(outputs)} output(s)",
     )
 
 
@@ -448,6 +486,7 @@ async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> 
 SUMMARY_ARTIFACT_KEY = "storyboard-summary"
 
 
+@_never_fails
 async def publish_summary(summary: Any) -> None:
     """The summary as a markdown artifact, keyed so the UI shows its history across runs."""
     await acreate_markdown_artifact(

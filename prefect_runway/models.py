@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from prefect_runway.errors import InvalidRequest
+from prefect_runway.names import check_name
 
 ImageModel = Literal["gen4_image", "gen4_image_turbo"]
 VideoModel = Literal["gen4_turbo", "gen4.5", "gen3a_turbo"]
@@ -520,7 +521,7 @@ class Shot(_Strict):
             v = v.strip()
             if not v:
                 raise InvalidRequest("name", "must not be empty when given")
-        return v
+        return check_name(v)
 
     @field_validator("duration", mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.limits import max_task_runs
 from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
+from prefect_runway.names import check_name
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.shots import message_of
@@ -254,6 +255,8 @@ async def check_run(
     """Check every setting a run needs, before its first submit.
 
     * ``preview`` is a preview format (or None);
+    * each step's name is one that is safe wherever it shows
+      (:func:`prefect_runway.names.check_name`; storage and artifact keys are its slug);
     * ``key_template`` renders, for every step (a prepared request and its ``{name}``), with the run's real
       values (kind, model, provider, fingerprint, seed, today's date) into a key inside the
       storage root;
@@ -269,6 +272,7 @@ async def check_run(
     max_task_runs()
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     for request, name in steps:
+        check_name(name)
         media = "image/png" if request.kind == "image" else "video/mp4"
         key = output_key(
             key_template, kind=request.kind, model=request.model, provider=request.provider,

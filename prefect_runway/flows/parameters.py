@@ -19,6 +19,7 @@ from prefect import Flow
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import SEED_MAX, model_durations, seconds_value
+from prefect_runway.names import check_name
 from prefect_runway.plan import check_preview
 from prefect_runway.review import check_review_parameters
 
@@ -48,8 +49,9 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
     ``seed``, ``timeout``, ``queue_timeout``, ``retry_unsafe_output``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
-    review's settings (:func:`prefect_runway.review.review_settings`), and that ``name``,
-    ``key_template`` and the prompts are text.
+    review's settings (:func:`prefect_runway.review.review_settings`), ``name``
+    (:func:`prefect_runway.names.check_name`), and that ``key_template`` and the prompts are
+    text.
 
     Raises:
         InvalidRequest: naming the parameter and the allowed values.
@@ -85,8 +87,8 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     if "concurrency" in parameters:
         _whole_number("concurrency", parameters["concurrency"], "1 or more", minimum=1)
     check_review_parameters(parameters)
-    for field in ("name", "key_template", "prompt", "still_prompt", "motion_prompt",
-                  "provider_limit"):
+    check_name(parameters.get("name"))
+    for field in ("key_template", "prompt", "still_prompt", "motion_prompt", "provider_limit"):
         value = parameters.get(field)
         if value is not None and not isinstance(value, str):
             raise InvalidRequest(field, f"{value!r} is not text", allowed="a string")

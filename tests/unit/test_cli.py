@@ -74,6 +74,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
         (["emulator", "--latency", "nan"], ["latency"]),
         (["emulator", "--fps", "1000"], ["video_fps", "60"]),
         (["emulator", "--rate-limit", "nan"], ["rate_limit_per_key"]),
+        (["demo", "--name", "two\nlines"], ["--name", "control character"]),
     ],
 )
 def test_a_mistake_is_one_line_exit_2_and_nothing_starts(tmp_path, args, needles):

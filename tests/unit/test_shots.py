@@ -245,3 +245,11 @@ shots:
     assert [(s.name, s.still_prompt, s.duration, s.seed) for s in (a, b)] == [
         ("a", "a @hero", 10, None), ("b", "a @hero", 10, 3)]
     assert a.reference_images == b.reference_images
+
+
+def test_a_shot_name_with_a_control_character_is_an_invalid_shot():
+    with pytest.raises(InvalidShot) as info:
+        parse_shots('[{"still_prompt": "x"}, {"name": "a\\nb", "still_prompt": "y"}]', "json")
+    assert (info.value.row, info.value.field) == (2, "name")
+    (shot,) = parse_shots('[{"name": "café 東京", "still_prompt": "x"}]', "json")
+    assert shot.name == "café 東京"
