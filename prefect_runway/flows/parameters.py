@@ -8,25 +8,40 @@ before anything is sent. :class:`RunwayFlow` checks the parameters it knows firs
 (:func:`check_parameters`), then lets Prefect validate the rest as usual (so saved blocks
 passed by reference from a deployment are still resolved). The request fields proper
 (prompts, ratios, images) are checked by the request models and each provider's ``prepare``.
+
+Credentials given as a mapping of a block's fields are refused: Prefect stores a flow run's
+parameters, and the API key would be among them in clear text. :class:`RunwayFlow` leaves
+such a mapping out of what it sends Prefect, and a run created with one through the API (a
+deployment's parameters) has its stored parameters replaced as it fails.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
+from prefect.client.orchestration import get_client
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import SEED_MAX, model_durations, seconds_value
 from prefect_runway.names import check_name
-from prefect_runway.plan import check_preview
+from prefect_runway.plan import check_preview, credentials_mapping_refused
 from prefect_runway.review import check_review_parameters
 
-__all__ = ["RunwayFlow", "check_parameters", "runway_flow"]
+__all__ = ["CREDENTIAL_PARAMETERS", "RunwayFlow", "check_parameters", "credentials_in_clear",
+           "forget_credentials_in_clear", "runway_flow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The parameters (of a flow, and of a shot) that take credentials: a block or a saved name.
+CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials")
+#: The parameters (of a flow, and of a shot) that take a list of credentials.
+FALLBACK_PARAMETERS = ("image_fallback", "video_fallback")
+#: What a flow run's stored parameters hold instead of credentials given as a mapping.
+REFUSED = "<credentials given as a mapping: refused, not stored>"
 
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
@@ -44,6 +59,40 @@ def _whole_number(field: str, value: Any, allowed: Any, minimum: int | None = No
     return number
 
 
+def credentials_in_clear(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Where ``parameters`` hold credentials as a mapping (which holds an API key in clear):
+    ``(the parameters with each such mapping replaced by a note, their paths)``.
+
+    Looked at: :data:`CREDENTIAL_PARAMETERS`, each item of :data:`FALLBACK_PARAMETERS`, and
+    the same fields of every shot given as a mapping (``shots[2].video_fallback[0]``). A
+    saved block passed by reference (``{"$ref": ...}``, a deployment's) holds no key and is
+    kept.
+    """
+    found: list[str] = []
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, Mapping) and set(value) != {"$ref"}:
+            found.append(path)
+            return REFUSED
+        return value
+
+    def fields(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out = dict(values)
+        for name in CREDENTIAL_PARAMETERS:
+            if name in out:
+                out[name] = clean(out[name], prefix + name)
+        for name in FALLBACK_PARAMETERS:
+            if isinstance(out.get(name), (list, tuple)):
+                out[name] = [clean(v, f"{prefix}{name}[{i}]") for i, v in enumerate(out[name])]
+        return out
+
+    cleaned = fields(parameters, "")
+    if isinstance(cleaned.get("shots"), (list, tuple)):
+        cleaned["shots"] = [fields(shot, f"shots[{i}].") if isinstance(shot, Mapping) else shot
+                            for i, shot in enumerate(cleaned["shots"])]
+    return cleaned, found
+
+
 def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Check the flow parameters this package knows, where Prefect would coerce or refuse them.
 
@@ -54,8 +103,12 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     text.
 
     Raises:
-        InvalidRequest: naming the parameter and the allowed values.
+        InvalidRequest: naming the parameter and the allowed values; first, credentials given
+            as a mapping (:func:`credentials_in_clear`).
     """
+    _, in_clear = credentials_in_clear(parameters)
+    if in_clear:
+        raise credentials_mapping_refused(in_clear[0])
     if "duration" in parameters:
         model = parameters.get("video_model") or parameters.get("model") or "gen4_turbo"
         allowed = model_durations(str(model))
@@ -99,13 +152,44 @@ class RunwayFlow(Flow[P, R]):
     Prefect validates them, so a wrong value raises this package's
     :class:`~prefect_runway.errors.InvalidRequest`, not Prefect's ``ParameterTypeError``.
 
+    Credentials given as a mapping never reach the Prefect API from here
+    (:meth:`serialize_parameters`), and a run created with them elsewhere (a deployment's
+    parameters) has them removed from its stored parameters as it fails
+    (:func:`forget_credentials_in_clear`, an ``on_failure`` hook of every such flow).
+
     ``Flow.with_options`` returns a plain :class:`prefect.Flow` (Prefect's own validation
     only).
     """
 
+    def __init__(self, fn: Callable[P, R], *args: Any, **options: Any) -> None:
+        options["on_failure"] = [*(options.get("on_failure") or []), forget_credentials_in_clear]
+        super().__init__(fn, *args, **options)
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """What Prefect stores as the flow run's parameters: credentials given as a mapping
+        are left out (:data:`REFUSED` in their place); the run then fails on them."""
+        return super().serialize_parameters(credentials_in_clear(parameters)[0])
+
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         check_parameters(parameters)
         return super().validate_parameters(parameters)
+
+
+def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:
+    """A failed run's hook: where its stored parameters hold credentials as a mapping (a run
+    created through the API, a deployment's, with its parameters: stored before any code of
+    ours ran), replace them by the parameters without them. Nothing to do for a run this
+    package created (:meth:`RunwayFlow.serialize_parameters` left them out)."""
+    cleaned, in_clear = credentials_in_clear(flow_run.parameters or {})
+    if not in_clear:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, parameters=cleaned)
+    except Exception as exc:  # noqa: BLE001 - the run failed on the refusal either way
+        logging.getLogger(__name__).warning(
+            "Could not remove the credentials given as a mapping from flow run %s's stored "
+            "parameters (%s); delete the run", flow_run.id, type(exc).__name__)
 
 
 def runway_flow(**options: Any) -> Callable[[Callable[P, R]], RunwayFlow[P, R]]:
