@@ -6,7 +6,9 @@
 - the same outputs as a **table** artifact, the columns a person reads first on the left;
 - each still (:func:`publish_still`) and each video's preview, a GIF or contact sheet stored
   beside it (:func:`publish_video_preview`), keyed so the UI shows their history across runs;
-- for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`).
+- for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`);
+- a run's **submissions in doubt**, each with the commands that settle it
+  (:func:`publish_doubts`; a storyboard's are in its summary).
 
 Publishing never fails a run: the outputs are stored first, and an artifact that cannot be
 published is a warning in the run's log. Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
@@ -484,6 +486,22 @@ async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> 
 
 #: The key of the storyboard summary artifact (its history across runs shows in the UI).
 SUMMARY_ARTIFACT_KEY = "storyboard-summary"
+#: The key of a single-step or chain run's submissions in doubt (a storyboard's are in its
+#: summary).
+DOUBTS_ARTIFACT_KEY = "submission-doubts"
+
+
+@_never_fails
+async def publish_doubts(doubts: Sequence[Any]) -> UUID:
+    """The submissions in doubt a run met, each with the commands that settle it
+    (:func:`prefect_runway.results.doubts_markdown`), as a markdown artifact."""
+    from prefect_runway.results import doubts_markdown
+
+    return await acreate_markdown_artifact(
+        markdown=doubts_markdown(doubts), key=DOUBTS_ARTIFACT_KEY,
+        description=f"{len(doubts)} submission(s) in doubt: settle each with "
+                    "`prefect-runway ledger resolve` (adopt the job, or clear it)",
+    )
 
 
 @_never_fails

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import math
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -528,8 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--doubts", action="store_true", help="only submissions whose outcome is unknown")
     ll.add_argument("--storage", default="runway-outputs", help=storage_help)
     ll.set_defaults(func=ledger_ls)
-    lr = lsub.add_parser("resolve", help="clear a doubt after checking the provider's dashboard")
+    lr = lsub.add_parser("resolve", help="settle a doubt after checking the provider's "
+                         "dashboard: adopt the job it shows (--job), or clear it")
     lr.add_argument("fingerprint", help="the fingerprint (or its first characters) from `ledger ls`")
+    lr.add_argument("--job", help="the job the provider's dashboard shows for this submission: "
+                    "it is checked with one status read, then the next run continues with it "
+                    "and pays nothing; without --job the doubt is cleared and the next run "
+                    "submits again (a new, billed job)")
+    lr.add_argument("--credentials", help="with --job: the saved credentials block the "
+                    "submission was sent with, 'block-type/name' (default: "
+                    f"<provider>-credentials/{DEFAULT_BLOCK_NAME}, e.g. "
+                    f"segmind-credentials/{DEFAULT_BLOCK_NAME})")
     lr.add_argument("--storage", default="runway-outputs", help=storage_help)
     lr.set_defaults(func=ledger_resolve)
     return parser
@@ -555,25 +565,40 @@ def ledger_ls(args: argparse.Namespace) -> int:
     from prefect_runway.errors import StorageError
     from prefect_runway.ledger import LedgerError, format_ledger
 
+    ledger = _ledger(args)
     try:
-        records = asyncio.run(_ledger(args).list(doubts_only=args.doubts))
+        records = asyncio.run(ledger.list(doubts_only=args.doubts))
     except (LedgerError, StorageError) as exc:
         raise UsageError(f"--storage: {exc}") from None
     if args.doubts and not records:
         print("No submissions in doubt.")
         return 0
     print(format_ledger(records))
+    if any(getattr(r, "state", "intent") == "intent" for r in records):  # doubts, unreadable
+        storage = shlex.quote(ledger.backend.storage)
+        print(f"\nSettle a doubt once the provider's dashboard was checked: adopt the job it "
+              f"shows with `prefect-runway ledger resolve FINGERPRINT --job JOB_ID --storage "
+              f"{storage}` (the next run continues with it and pays nothing), or clear it with "
+              f"`prefect-runway ledger resolve FINGERPRINT --storage {storage}` (the next run "
+              "submits again).")
     return 0
 
 
 def ledger_resolve(args: argparse.Namespace) -> int:
-    """``prefect-runway ledger resolve FINGERPRINT``: clear a doubt once the provider's
-    dashboard was checked (the next run submits again, or reuses nothing)."""
+    """``prefect-runway ledger resolve FINGERPRINT [--job JOB_ID]``: settle a doubt once the
+    provider's dashboard was checked: adopt the job it shows (the next run continues with
+    it), or clear it (the next run submits again)."""
     from prefect_runway.errors import StorageError
     from prefect_runway.ledger import LedgerAmbiguous, LedgerError
 
+    if args.credentials and not args.job:
+        raise UsageError("--credentials: only read with --job (to check the job); allowed: "
+                         "--job JOB_ID --credentials block-type/name, or neither")
+    ledger = _ledger(args)
     try:
-        cleared = asyncio.run(_ledger(args).resolve(args.fingerprint))
+        if args.job is not None:
+            return _adopt(args, ledger)
+        cleared = asyncio.run(ledger.resolve(args.fingerprint))
     except LedgerAmbiguous as exc:
         raise UsageError(f"fingerprint: {exc}; allowed: {', '.join(m[:16] for m in exc.matches)}") from None
     except (LedgerError, StorageError) as exc:
@@ -581,6 +606,32 @@ def ledger_resolve(args: argparse.Namespace) -> int:
     for record in cleared:
         print(f"Resolved {record.fingerprint[:16]} ({record.provider} {record.model}, sent "
               f"{record.created_at:%Y-%m-%d %H:%M:%SZ}): the next run submits it again")
+    return 0
+
+
+def _adopt(args: argparse.Namespace, ledger: Any) -> int:
+    """``ledger resolve FP --job JOB_ID``: the job checked with one status read through the
+    saved credentials block the record's provider needs, then recorded as the submission's."""
+    from prefect_runway.ledger import LedgerRecord
+    from prefect_runway.plan import load_credentials
+
+    if not args.job.strip():
+        raise UsageError("--job: is empty; allowed: the job id the provider's dashboard shows")
+
+    async def adopt() -> Any:
+        records = [r for r in await ledger.doubts(args.fingerprint) if isinstance(r, LedgerRecord)]
+        name = args.credentials or (
+            f"{records[0].provider}-credentials/{DEFAULT_BLOCK_NAME}" if records else "")
+        credentials = await load_credentials(name, "--credentials") if records else None
+        return await ledger.adopt(args.fingerprint, args.job, credentials)
+
+    _quiet_prefect_env()  # the block is read through the Prefect API
+    with _server_settings():
+        job, status = asyncio.run(adopt())
+    print(f"Adopted {job.provider} job {job.job_id} for {job.fingerprint[:16]} ({job.model}, "
+          f"sent {job.created_at:%Y-%m-%d %H:%M:%SZ}); {job.provider} says it is "
+          f"{status.raw_status or status.state.value}. The next run continues with it and pays "
+          "nothing.")
     return 0
 
 

@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from prefect_runway.ledger import Doubt
 from prefect_runway.models import StoredOutput
 
-__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
+__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary", "doubts_markdown"]
 
 
 class ImageToVideoResult(BaseModel):
@@ -70,6 +71,11 @@ class StoryboardSummary(BaseModel):
         description="Spent per provider and model (each job once) beside the plan's estimate "
                     "(see prefect_runway.costs.spending).",
     )
+    doubts: list[Doubt] = Field(
+        default_factory=list,
+        description="Submissions in doubt the run met (their shots failed), each with the "
+                    "commands that settle it.",
+    )
 
     @classmethod
     def of(cls, results: Sequence[ShotResult], generated: int) -> StoryboardSummary:
@@ -95,7 +101,9 @@ class StoryboardSummary(BaseModel):
         failures = [r for r in self.shots if not r.ok]
         shown = "; ".join(f"row {r.row} {r.name}: {r.error}" for r in failures[:limit])
         more = f"; and {len(failures) - limit} more" if len(failures) > limit else ""
-        return f"{text}, {self.failed} failed: {shown}{more}"
+        doubts = (f" ({len(self.doubts)} submission(s) in doubt: the summary artifact gives "
+                  "the command that settles each)") if self.doubts else ""
+        return f"{text}, {self.failed} failed{doubts}: {shown}{more}"
 
     def markdown(self) -> str:
         """The summary as a markdown table, linking every stored output."""
@@ -118,11 +126,39 @@ class StoryboardSummary(BaseModel):
                 f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
                 f"| {reason} |"
             )
+        if self.doubts:
+            lines += ["", doubts_markdown(self.doubts)]
         if self.costs:
             from prefect_runway.costs import spending_markdown
 
             lines += ["", "## Costs: spent vs plan", "", spending_markdown(self.costs)]
         return "\n".join(lines)
+
+
+def doubts_markdown(doubts: Sequence[Doubt]) -> str:
+    """The submissions in doubt a run met, each with the two commands that settle it."""
+    lines = [
+        f"## Submissions in doubt: {len(doubts)}", "",
+        "Each was sent and its answer was lost: it may exist and be billed. Check the "
+        "provider's dashboard, then adopt the job it shows (the next run continues with it "
+        "and pays nothing), or clear the doubt (the next run submits again: a new, billed "
+        "job).", "",
+    ]
+    for d in doubts:
+        step = {"image": "still", "video": "video"}.get(d.kind or "", d.kind or "job")
+        when = f", sent {d.sent_at:%Y-%m-%d %H:%M:%S}Z" if d.sent_at else ""
+        by = f" by flow run {_code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
+        shot = f"{_code(d.name)}: " if d.name else ""
+        lines.append(f"- {shot}the {step} on {d.provider} {d.model}, fingerprint "
+                     f"{_code(d.reference)}{when}{by} ({d.error})")
+        if d.adopt_command:
+            lines.append(f"  - adopt the job the dashboard shows: {_code(d.adopt_command)}")
+        lines.append(f"  - or clear it: {_code(d.clear_command)}")
+    return "\n".join(lines)
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
 
 
 def _link(output: StoredOutput | None) -> str:

@@ -21,6 +21,7 @@ from prefect_runway.artifacts import (
     BatchProgress,
     advance_quietly,
     note_progress,
+    publish_doubts,
     publish_outputs,
     publish_still,
     publish_video_preview,
@@ -44,6 +45,7 @@ from prefect_runway.errors import (
     ClassifiedFailure,
     GenerationExpired,
     InvalidRequest,
+    SubmissionUncertain,
 )
 from prefect_runway.fallback import (
     FallbackPolicy,
@@ -54,6 +56,7 @@ from prefect_runway.fallback import (
     same_request,
 )
 from prefect_runway.flows.parameters import runway_flow
+from prefect_runway.ledger import Doubt, emit_doubt
 from prefect_runway.limits import task_run_slot
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
@@ -113,6 +116,7 @@ async def run_generation(
     reseed: Callable[[int], PreparedRequest] | None = None,
     fallback: StepFallback | None = None,
     after: GenerationResult | None = None,
+    doubts: list[Doubt] | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
@@ -159,6 +163,11 @@ async def run_generation(
             (:class:`prefect_runway.fallback.StepFallback`); the outputs' sidecars record it.
         after: The finished job this one follows (the still a video animates): the run
             graph draws this submit after the submit that made it.
+        doubts: Where a submit in doubt (``SubmissionUncertain``, raised on) is noted as a
+            :class:`~prefect_runway.ledger.Doubt` for the caller's summary; None: published
+            as this run's ``submission-doubts`` artifact. Either way it is a Prefect event
+            (``prefect-runway.submission.in-doubt``) and a warning in the log, with the
+            commands that settle it.
     """
     if retry_unsafe_output < 0:
         raise InvalidRequest("retry_unsafe_output", f"{retry_unsafe_output} is negative",
@@ -170,9 +179,14 @@ async def run_generation(
                      on: ProviderCredentials | None = None, last: bool = True) -> Generation:
         on = on or credentials
         task = submit_task_for(on, refresh=refresh, retries=last)
-        async with task_run_slot():
-            submitted = await task(_opaque(request), _opaque(on), _opaque(storage), refresh, name,
-                                   wait_for=_upstream(after))
+        try:
+            async with task_run_slot():
+                submitted = await task(_opaque(request), _opaque(on), _opaque(storage), refresh,
+                                       name, wait_for=_upstream(after))
+        except SubmissionUncertain as exc:  # may be billed: a person settles it
+            await _report_doubt(Doubt.of(exc, request, on, storage, name=name,
+                                         flow_run_id=flow_run), doubts)
+            raise
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
 
@@ -234,6 +248,23 @@ async def run_generation(
                 generation = await submit(prepared, True)
                 continue
             raise
+
+
+async def _report_doubt(doubt: Doubt, doubts: list[Doubt] | None) -> None:
+    """A submission in doubt, where a person looks: the log, a Prefect event, and the run's
+    summary (``doubts``, the caller's) or its own ``submission-doubts`` artifact."""
+    settle = f"`{doubt.adopt_command}` (adopt the job it shows), or " if doubt.adopt_command else ""
+    get_run_logger().warning(
+        "The %s submit of %s is in doubt (%s, fingerprint %s): it may exist and be billed. "
+        "Check the %s dashboard, then settle it: %s`%s` (clear it: the next run submits again)",
+        doubt.model, repr(doubt.name) if doubt.name else "this request", doubt.error,
+        doubt.reference, doubt.provider, settle, doubt.clear_command,
+    )
+    emit_doubt(doubt)
+    if doubts is None:
+        await publish_doubts([doubt])
+    else:
+        doubts.append(doubt)
 
 
 def _opaque(value: T) -> T:
