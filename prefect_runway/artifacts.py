@@ -486,6 +486,51 @@ async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> 
 
 #: The key of the storyboard summary artifact (its history across runs shows in the UI).
 SUMMARY_ARTIFACT_KEY = "storyboard-summary"
+def runway_resource(kind: str, ident: str, provider: str, model: str,
+                    **labels: str) -> dict[str, str]:
+    """The resource of one of this package's Prefect events: ``prefect-runway.<kind>.<ident>``,
+    named ``<provider> <model> <ident>``, its provider and model (and ``labels``) as
+    ``prefect-runway.*`` labels an automation can match."""
+    return {
+        "prefect.resource.id": f"prefect-runway.{kind}.{ident}",
+        "prefect.resource.name": f"{provider} {model} {ident}",
+        "prefect-runway.provider": provider,
+        "prefect-runway.model": model,
+        **{f"prefect-runway.{name}": value for name, value in labels.items()},
+    }
+
+
+def emit_quietly(event: str, resource: dict[str, str], payload: dict[str, Any],
+                 related: list[dict[str, str]] | None = None) -> None:
+    """Emit a Prefect event for automations; never raises (an event never fails a run)."""
+    try:
+        from prefect.events import emit_event
+
+        emit_event(event=event, resource=resource, payload=payload, related=related)
+    except Exception:  # noqa: BLE001 - an event is for automations; the run goes on
+        logging.getLogger(__name__).debug("Could not emit %s", event, exc_info=True)
+
+
+#: The Prefect event of a submission in doubt (one per doubt a run meets), for automations.
+DOUBT_EVENT = "prefect-runway.submission.in-doubt"
+
+
+def emit_doubt(doubt: Any) -> None:
+    """Emit :data:`DOUBT_EVENT` for a :class:`~prefect_runway.ledger.Doubt`: the submission
+    as the resource (provider, model, fingerprint), the flow run that met it as a related
+    resource, the doubt and both commands as the payload. No secret is in any of them."""
+    related = [{"prefect.resource.id": f"prefect.flow-run.{doubt.flow_run_id}",
+                "prefect.resource.role": "flow-run"}] if doubt.flow_run_id else []
+    emit_quietly(
+        DOUBT_EVENT,
+        runway_resource("submission", doubt.fingerprint, doubt.provider, doubt.model,
+                        fingerprint=doubt.fingerprint),
+        {**doubt.model_dump(mode="json"), "adopt_command": doubt.adopt_command,
+         "clear_command": doubt.clear_command},
+        related,
+    )
+
+
 #: The key of a single-step or chain run's submissions in doubt (a storyboard's are in its
 #: summary).
 DOUBTS_ARTIFACT_KEY = "submission-doubts"
@@ -494,8 +539,8 @@ DOUBTS_ARTIFACT_KEY = "submission-doubts"
 @_never_fails
 async def publish_doubts(doubts: Sequence[Any]) -> UUID:
     """The submissions in doubt a run met, each with the commands that settle it
-    (:func:`prefect_runway.results.doubts_markdown`), as a markdown artifact."""
-    from prefect_runway.results import doubts_markdown
+    (:func:`prefect_runway.ledger.doubts_markdown`), as a markdown artifact."""
+    from prefect_runway.ledger import doubts_markdown
 
     return await acreate_markdown_artifact(
         markdown=doubts_markdown(doubts), key=DOUBTS_ARTIFACT_KEY,

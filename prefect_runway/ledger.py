@@ -16,7 +16,7 @@ instead of paying again, until a person settles it: clears it (the next run subm
 or adopts the job the provider's dashboard shows (:meth:`SubmissionLedger.adopt`: the next run
 continues with it). A record that cannot be read is never taken as absent: it raises
 :class:`LedgerRecordUnreadable`, also a doubt. Each doubt a run meets is a :class:`Doubt`: a
-Prefect event (:data:`DOUBT_EVENT`) and a line of the run's summary, with the commands.
+Prefect event and a line of the run's summary, with the commands that settle it.
 
 Records live where the results live: under Prefect's local result storage
 (``PREFECT_RESULTS_LOCAL_STORAGE_PATH``) in ``prefect-runway-ledger/`` by default, or in S3
@@ -42,7 +42,7 @@ import re
 import shlex
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +55,6 @@ from prefect_runway.errors import InvalidRequest, RunwayError, StorageError, Sub
 from prefect_runway.models import Generation
 
 __all__ = [
-    "DOUBT_EVENT",
     "LEDGER_FOLDER",
     "Doubt",
     "Intent",
@@ -73,7 +72,7 @@ __all__ = [
     "SubmissionLedger",
     "api_origin",
     "default_ledger_directory",
-    "emit_doubt",
+    "doubts_markdown",
     "format_ledger",
     "ledger_for",
     "ledger_of",
@@ -1019,10 +1018,6 @@ def ledger_of(storage: Any = None) -> SubmissionLedger:
 
 # ---- doubts a person settles -------------------------------------------------------------------
 
-#: The Prefect event of a submission in doubt (one per doubt a run meets), for automations.
-DOUBT_EVENT = "prefect-runway.submission.in-doubt"
-
-
 class Doubt(BaseModel):
     """A submission in doubt that a run met: sent, its answer lost (now, or by an earlier
     run), so it may exist and be billed. What it was, where its record is, and the two
@@ -1080,32 +1075,30 @@ class Doubt(BaseModel):
         return f"prefect-runway ledger resolve {self.reference} --storage {shlex.quote(self.storage)}"
 
 
-def emit_doubt(doubt: Doubt) -> None:
-    """Emit :data:`DOUBT_EVENT` for ``doubt`` (never raises): the submission as the resource
-    (provider, model, fingerprint), the flow run that met it as a related resource, the
-    doubt and its commands as the payload. No secret is in any of them."""
-    try:
-        from prefect.events import emit_event
+def doubts_markdown(doubts: Sequence[Doubt]) -> str:
+    """The submissions in doubt a run met, each with the two commands that settle it."""
+    lines = [
+        f"## Submissions in doubt: {len(doubts)}", "",
+        "Each was sent and its answer was lost: it may exist and be billed. Check the "
+        "provider's dashboard, then adopt the job it shows (the next run continues with it "
+        "and pays nothing), or clear the doubt (the next run submits again: a new, billed "
+        "job).", "",
+    ]
+    for d in doubts:
+        step = {"image": "still", "video": "video"}.get(d.kind or "", d.kind or "job")
+        when = f", sent {d.sent_at:%Y-%m-%d %H:%M:%S}Z" if d.sent_at else ""
+        by = f" by flow run {_code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
+        shot = f"{_code(d.name)}: " if d.name else ""
+        lines.append(f"- {shot}the {step} on {d.provider} {d.model}, fingerprint "
+                     f"{_code(d.reference)}{when}{by} ({d.error})")
+        if d.adopt_command:
+            lines.append(f"  - adopt the job the dashboard shows: {_code(d.adopt_command)}")
+        lines.append(f"  - or clear it: {_code(d.clear_command)}")
+    return "\n".join(lines)
 
-        related = []
-        if doubt.flow_run_id:
-            related.append({"prefect.resource.id": f"prefect.flow-run.{doubt.flow_run_id}",
-                            "prefect.resource.role": "flow-run"})
-        emit_event(
-            event=DOUBT_EVENT,
-            resource={
-                "prefect.resource.id": f"prefect-runway.submission.{doubt.fingerprint}",
-                "prefect.resource.name": f"{doubt.provider} {doubt.model} {doubt.reference}",
-                "prefect-runway.provider": doubt.provider,
-                "prefect-runway.model": doubt.model,
-                "prefect-runway.fingerprint": doubt.fingerprint,
-            },
-            related=related,
-            payload={**doubt.model_dump(mode="json"), "adopt_command": doubt.adopt_command,
-                     "clear_command": doubt.clear_command},
-        )
-    except Exception:  # noqa: BLE001 - an event is for automations; the run goes on
-        pass
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
 
 
 # ---- for the CLI -----------------------------------------------------------------------------

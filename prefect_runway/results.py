@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from prefect_runway.ledger import Doubt
+from prefect_runway.ledger import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
 
-__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary", "doubts_markdown"]
+__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
 
 
 class ImageToVideoResult(BaseModel):
@@ -133,32 +133,6 @@ class StoryboardSummary(BaseModel):
 
             lines += ["", "## Costs: spent vs plan", "", spending_markdown(self.costs)]
         return "\n".join(lines)
-
-
-def doubts_markdown(doubts: Sequence[Doubt]) -> str:
-    """The submissions in doubt a run met, each with the two commands that settle it."""
-    lines = [
-        f"## Submissions in doubt: {len(doubts)}", "",
-        "Each was sent and its answer was lost: it may exist and be billed. Check the "
-        "provider's dashboard, then adopt the job it shows (the next run continues with it "
-        "and pays nothing), or clear the doubt (the next run submits again: a new, billed "
-        "job).", "",
-    ]
-    for d in doubts:
-        step = {"image": "still", "video": "video"}.get(d.kind or "", d.kind or "job")
-        when = f", sent {d.sent_at:%Y-%m-%d %H:%M:%S}Z" if d.sent_at else ""
-        by = f" by flow run {_code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
-        shot = f"{_code(d.name)}: " if d.name else ""
-        lines.append(f"- {shot}the {step} on {d.provider} {d.model}, fingerprint "
-                     f"{_code(d.reference)}{when}{by} ({d.error})")
-        if d.adopt_command:
-            lines.append(f"  - adopt the job the dashboard shows: {_code(d.adopt_command)}")
-        lines.append(f"  - or clear it: {_code(d.clear_command)}")
-    return "\n".join(lines)
-
-
-def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"
 
 
 def _link(output: StoredOutput | None) -> str:

@@ -20,6 +20,7 @@ from prefect.utilities.annotations import opaque
 from prefect_runway.artifacts import (
     BatchProgress,
     advance_quietly,
+    emit_doubt,
     note_progress,
     publish_doubts,
     publish_outputs,
@@ -56,7 +57,7 @@ from prefect_runway.fallback import (
     same_request,
 )
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.ledger import Doubt, emit_doubt
+from prefect_runway.ledger import Doubt
 from prefect_runway.limits import task_run_slot
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
