@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
+from pydantic import SecretStr
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import SEED_MAX, model_durations, seconds_value
@@ -42,6 +43,8 @@ CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials"
 FALLBACK_PARAMETERS = ("image_fallback", "video_fallback")
 #: What a flow run's stored parameters hold instead of credentials given as a mapping.
 REFUSED = "<credentials given as a mapping: refused, not stored>"
+#: A secret as Prefect stores it (a block given as an object: its ``SecretStr`` key).
+_MASKED = str(SecretStr("masked"))
 
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
@@ -59,22 +62,27 @@ def _whole_number(field: str, value: Any, allowed: Any, minimum: int | None = No
     return number
 
 
-def credentials_in_clear(parameters: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def credentials_in_clear(
+    parameters: Mapping[str, Any], *, stored: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     """Where ``parameters`` hold credentials as a mapping (which holds an API key in clear):
     ``(the parameters with each such mapping replaced by a note, their paths)``.
 
     Looked at: :data:`CREDENTIAL_PARAMETERS`, each item of :data:`FALLBACK_PARAMETERS`, and
     the same fields of every shot given as a mapping (``shots[2].video_fallback[0]``). A
     saved block passed by reference (``{"$ref": ...}``, a deployment's) holds no key and is
-    kept.
+    kept. ``stored``: the parameters as Prefect stored them, where a block given as an object
+    is a mapping too, its key masked: only a mapping with an ``api_key`` in clear counts.
     """
     found: list[str] = []
 
     def clean(value: Any, path: str) -> Any:
-        if isinstance(value, Mapping) and set(value) != {"$ref"}:
-            found.append(path)
-            return REFUSED
-        return value
+        if not isinstance(value, Mapping) or set(value) == {"$ref"}:
+            return value
+        if stored and value.get("api_key") in (None, "", _MASKED):
+            return value
+        found.append(path)
+        return REFUSED
 
     def fields(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         out = dict(values)
@@ -180,7 +188,7 @@ def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:
     created through the API, a deployment's, with its parameters: stored before any code of
     ours ran), replace them by the parameters without them. Nothing to do for a run this
     package created (:meth:`RunwayFlow.serialize_parameters` left them out)."""
-    cleaned, in_clear = credentials_in_clear(flow_run.parameters or {})
+    cleaned, in_clear = credentials_in_clear(flow_run.parameters or {}, stored=True)
     if not in_clear:
         return
     try:

@@ -155,6 +155,14 @@ async def test_credentials_given_as_a_mapping_are_refused_and_never_stored(tmp_p
             assert CANARY not in stored and "refused, not stored" in stored, stored
         assert emu.stats()["segmind"]["total_submissions"] == 0
 
+        # A run given the block itself that fails for another reason keeps its parameters.
+        state = await generate_image(prompt="x [fail] @hero", reference_images=REF,
+                                     credentials=block, storage=str(tmp_path),
+                                     return_state=True)
+        assert state.is_failed()
+        stored = json.loads(await _stored_parameters(state.state_details.flow_run_id))
+        assert stored["credentials"]["api_key"] == "**********"
+
 
 async def test_a_deployment_run_given_credentials_as_a_mapping_forgets_them(tmp_path):
     """A run created through the API (a deployment's parameters) is stored by the server

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import yaml
+from fastapi.encoders import jsonable_encoder
 from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials
@@ -102,3 +104,8 @@ def test_a_saved_block_passed_by_reference_is_not_credentials_in_clear():
     assert found == ["image_credentials", "shots[0].credentials"]
     assert cleaned["shots"][0]["credentials"] == REFUSED == cleaned["image_credentials"]
     assert parameters["credentials"] is reference  # the caller's parameters are left as they were
+    # As Prefect stores them, a block given as an object is a mapping with its key masked.
+    block = json.loads(json.dumps(jsonable_encoder(SegmindCredentials(api_key=SecretStr("k")))))
+    assert credentials_in_clear({"credentials": block}, stored=True)[1] == []
+    assert credentials_in_clear({"credentials": {**block, "api_key": "k"}}, stored=True)[1] == [
+        "credentials"]
