@@ -185,8 +185,7 @@ async def run_generation(
                 submitted = await task(_opaque(request), _opaque(on), _opaque(storage), refresh,
                                        name, wait_for=_upstream(after))
         except SubmissionUncertain as exc:  # may be billed: a person settles it
-            await _report_doubt(Doubt.of(exc, request, on, storage, name=name,
-                                         flow_run_id=flow_run), doubts)
+            await _report_doubt(exc, request, on, storage, name, flow_run, doubts)
             raise
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
@@ -251,9 +250,19 @@ async def run_generation(
             raise
 
 
-async def _report_doubt(doubt: Doubt, doubts: list[Doubt] | None) -> None:
+async def _report_doubt(
+    error: SubmissionUncertain, prepared: PreparedRequest, credentials: ProviderCredentials,
+    storage: OutputStorage, name: str | None, flow_run: str | None, doubts: list[Doubt] | None,
+) -> None:
     """A submission in doubt, where a person looks: the log, a Prefect event, and the run's
-    summary (``doubts``, the caller's) or its own ``submission-doubts`` artifact."""
+    summary (``doubts``, the caller's) or its own ``submission-doubts`` artifact. Never
+    raises: the doubt itself is what the run fails with."""
+    try:
+        doubt = Doubt.of(error, prepared, credentials, storage, name=name, flow_run_id=flow_run)
+    except Exception as exc:  # noqa: BLE001 - the SubmissionUncertain goes on regardless
+        get_run_logger().warning("Could not describe the submission in doubt (%s: %s)",
+                                 type(exc).__name__, exc)
+        return
     settle = f"`{doubt.adopt_command}` (adopt the job it shows), or " if doubt.adopt_command else ""
     get_run_logger().warning(
         "The %s submit of %s is in doubt (%s, fingerprint %s): it may exist and be billed. "

@@ -183,7 +183,7 @@ class RunwayFlow(Flow[P, R]):
         return super().validate_parameters(parameters)
 
 
-def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:
+async def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:
     """A failed run's hook: where its stored parameters hold credentials as a mapping (a run
     created through the API, a deployment's, with its parameters: stored before any code of
     ours ran), replace them by the parameters without them. Nothing to do for a run this
@@ -192,8 +192,8 @@ def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:
     if not in_clear:
         return
     try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run.id, parameters=cleaned)
+        async with get_client() as client:
+            await client.update_flow_run(flow_run.id, parameters=cleaned)
     except Exception as exc:  # noqa: BLE001 - the run failed on the refusal either way
         logging.getLogger(__name__).warning(
             "Could not remove the credentials given as a mapping from flow run %s's stored "
