@@ -141,9 +141,11 @@ def test_ledger_ls_tells_unreadable_records_apart_and_a_missing_storage_is_an_er
         (ledger / f"{scope}.json").write_bytes(b"\x00\xff not json")
     listed = run_cli(tmp_path, "ledger", "ls", "--storage", str(tmp_path / "out"))
     assert listed.returncode == 0, listed.stderr
-    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    table, _, hint = listed.stdout.partition("\n\n")
+    rows = [line.split() for line in table.splitlines()[1:]]
     assert sorted(row[0] for row in rows) == ["7" * 16, "d" * 16]  # not 'prefect-runway-s' twice
     assert all(row[1] == "unreadable" for row in rows)
+    assert "prefect-runway ledger resolve FINGERPRINT --storage" in hint
 
     # What `ls` shows is what `resolve` takes.
     resolved = run_cli(tmp_path, "ledger", "resolve", "7" * 16, "--storage", str(tmp_path / "out"))
