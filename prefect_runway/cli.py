@@ -226,6 +226,7 @@ def storyboard_run(args: argparse.Namespace) -> int:
         credentials, _ = _credentials(args.provider, emulator.url)
         print(f"storyboard: {args.provider} via the built-in emulator at {emulator.url}")
     _quiet_prefect_env()
+    from prefect_runway.errors import StoryboardFailed
     from prefect_runway.flows import storyboard
 
     try:
@@ -234,6 +235,13 @@ def storyboard_run(args: argparse.Namespace) -> int:
             video_credentials=args.video_credentials, storage=storage,
             concurrency=args.concurrency, budget=budget,
         ), title="storyboard")
+    except StoryboardFailed as failed:  # the doubts' commands, then the one line
+        for doubt in getattr(failed.summary, "doubts", ()):
+            print(f"In doubt: {doubt.name or 'a shot'}'s {doubt.model} submit (fingerprint "
+                  f"{doubt.reference}); check the {doubt.provider} dashboard, then: "
+                  + (f"{doubt.adopt_command}  (or clear it: " if doubt.adopt_command else "(")
+                  + f"{doubt.clear_command})")
+        raise
     finally:
         if emulator is not None:
             emulator.__exit__(None, None, None)

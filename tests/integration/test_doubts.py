@@ -129,12 +129,17 @@ async def test_a_storyboard_doubt_is_in_its_summary_and_an_event_and_adopting_it
     code, listed, _ = await _cli(capsys, "ledger", "ls", "--doubts", "--storage", out)
     assert code == 0 and doubt.fingerprint[:16] in listed and "--job JOB_ID" in listed
 
-    # A plain re-run refuses the doubt (and says so again); nothing is sent.
+    # A plain re-run (here from the command line) refuses the doubt, prints the commands that
+    # settle it and fails in one line; nothing is sent.
     billed, duplicates = (_counters(emu)[k] for k in ("total_submissions",
                                                       "duplicate_submissions"))
-    with pytest.raises(StoryboardFailed) as again:
-        await storyboard(shots=shots, credentials=block, storage=out, concurrency=1)
-    assert [d.error for d in again.value.summary.doubts] == [SubmissionInDoubt.__name__]
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps(shots))
+    code, printed, err = await _cli(capsys, "storyboard", str(board), "--credentials", block,
+                                    "--storage", out, "--concurrency", "1")
+    assert code == 1 and err.count("\n") == 1 and SubmissionInDoubt.__name__ in err, err
+    assert f"In doubt: {shots[0]['name']}'s gen4_image submit" in printed
+    assert doubt.adopt_command in printed and doubt.clear_command in printed
     assert _counters(emu)["total_submissions"] == billed
 
     # The dashboard shows the job the lost answer made: adopt it.
