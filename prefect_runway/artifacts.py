@@ -10,8 +10,7 @@
 - a run's **submissions in doubt**, each with the commands that settle it
   (:func:`publish_doubts`; a storyboard's are in its summary).
 
-Publishing never fails a run: the outputs are stored first, and an artifact that cannot be
-published is a warning in the run's log. Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
+Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
 presigned ``GET``, 7 days, the SigV4 maximum) the artifact shows that; otherwise (a local
 directory, a filesystem block) the picture is **inlined** as a small ``data:`` URI inside a
 markdown artifact, which the Prefect UI renders, so it still shows after the run, with the
@@ -41,6 +40,7 @@ from prefect.artifacts import (
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
+from prefect_runway.ledger import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
 from prefect_runway.names import slug
 from prefect_runway.providers.base import redact_url
@@ -486,6 +486,8 @@ async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> 
 
 #: The key of the storyboard summary artifact (its history across runs shows in the UI).
 SUMMARY_ARTIFACT_KEY = "storyboard-summary"
+
+
 def runway_resource(kind: str, ident: str, provider: str, model: str,
                     **labels: str) -> dict[str, str]:
     """The resource of one of this package's Prefect events: ``prefect-runway.<kind>.<ident>``,
@@ -515,8 +517,8 @@ def emit_quietly(event: str, resource: dict[str, str], payload: dict[str, Any],
 DOUBT_EVENT = "prefect-runway.submission.in-doubt"
 
 
-def emit_doubt(doubt: Any) -> None:
-    """Emit :data:`DOUBT_EVENT` for a :class:`~prefect_runway.ledger.Doubt`: the submission
+def emit_doubt(doubt: Doubt) -> None:
+    """Emit :data:`DOUBT_EVENT` for ``doubt``: the submission
     as the resource (provider, model, fingerprint), the flow run that met it as a related
     resource, the doubt and both commands as the payload. No secret is in any of them."""
     related = [{"prefect.resource.id": f"prefect.flow-run.{doubt.flow_run_id}",
@@ -537,11 +539,9 @@ DOUBTS_ARTIFACT_KEY = "submission-doubts"
 
 
 @_never_fails
-async def publish_doubts(doubts: Sequence[Any]) -> UUID:
+async def publish_doubts(doubts: Sequence[Doubt]) -> UUID:
     """The submissions in doubt a run met, each with the commands that settle it
     (:func:`prefect_runway.ledger.doubts_markdown`), as a markdown artifact."""
-    from prefect_runway.ledger import doubts_markdown
-
     return await acreate_markdown_artifact(
         markdown=doubts_markdown(doubts), key=DOUBTS_ARTIFACT_KEY,
         description=f"{len(doubts)} submission(s) in doubt: settle each with "

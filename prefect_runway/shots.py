@@ -27,11 +27,6 @@ shots:
 ```
 
 In YAML, ``16:9`` is read as the text "16:9" (not as YAML 1.1's base-60 number 969).
-
-A shots file is untrusted input and bounded before anything in it is used: at most
-:data:`MAX_FILE_BYTES` read (locally or from S3), :data:`MAX_NODES` values (YAML aliases
-counted as what they expand to; a recursive one is refused), nested at most
-:data:`MAX_DEPTH` deep, :data:`MAX_SHOTS` shots.
 """
 
 from __future__ import annotations
@@ -53,7 +48,8 @@ from prefect_runway.models import Shot
 #: File extensions and the format each one means.
 FORMATS = {".json": "json", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
 SHOT_FIELDS: tuple[str, ...] = tuple(Shot.model_fields)
-#: The largest shots file read, in bytes.
+# A shots file is untrusted input, bounded before anything in it is used.
+#: The largest shots file read, in bytes (locally or from S3).
 MAX_FILE_BYTES = 16 * 1024 * 1024
 #: The most values (mappings, lists, scalars, keys) a shots file may hold, aliases expanded.
 MAX_NODES = 500_000

@@ -8,11 +8,6 @@ before anything is sent. :class:`RunwayFlow` checks the parameters it knows firs
 (:func:`check_parameters`), then lets Prefect validate the rest as usual (so saved blocks
 passed by reference from a deployment are still resolved). The request fields proper
 (prompts, ratios, images) are checked by the request models and each provider's ``prepare``.
-
-Credentials given as a mapping of a block's fields are refused: Prefect stores a flow run's
-parameters, and the API key would be among them in clear text. :class:`RunwayFlow` leaves
-such a mapping out of what it sends Prefect, and a run created with one through the API (a
-deployment's parameters) has its stored parameters replaced as it fails.
 """
 
 from __future__ import annotations
