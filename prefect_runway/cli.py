@@ -393,15 +393,17 @@ async def _plan(args: argparse.Namespace) -> int:
     if "://" not in args.shots and not Path(args.shots).is_file():
         raise UsageError(f"{args.shots}: no such shots file")
     shots = await load_shots(args.shots)
+    router = ShotRouter(source=args.shots)
     plans = await plan_storyboard(  # a shot's own fallbacks checked, and used, as the flow does
         shots, credentials=args.credentials, image_credentials=args.image_credentials,
-        video_credentials=args.video_credentials, source=args.shots,
-        router=ShotRouter(source=args.shots).plan_on,
+        video_credentials=args.video_credentials, source=args.shots, router=router.plan_on,
     )
     from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 
-    cost_plan = plan_costs(plans, cached=await cached_steps(plans, submission_cache_key,
-                                                            submit_generation))
+    cost_plan = plan_costs(
+        plans, cached=await cached_steps(plans, submission_cache_key, submit_generation),
+        routes=[(router.routes[p.row].still, router.routes[p.row].video) for p in plans],
+    )
     from prefect_runway.live import print_cost_plan
 
     print_cost_plan(cost_plan)
@@ -419,6 +421,8 @@ async def _plan(args: argparse.Namespace) -> int:
         balances = await check_balances(cost_plan, credentials)
         for provider, balance in sorted(balances.items()):
             print(f"{provider} balance: {balance.credits:g} {balance.unit} (enough)")
+    # What the run may spend at worst: beside the table, which scripts read from stdout.
+    print("\n".join(cost_plan.worst_case()), file=sys.stderr)
     return 0
 
 

@@ -186,6 +186,7 @@ class ChainPlan:
         video_credentials: Where the video goes.
         video_check: The video step prepared with a placeholder image (checked, never sent).
         video_request: Builds the video request from the still's URL and sha256.
+        still_request: The still's request (what a fallback provider is priced on).
     """
 
     still: PreparedRequest
@@ -193,6 +194,7 @@ class ChainPlan:
     video_credentials: ProviderCredentials
     video_check: PreparedRequest
     video_request: Callable[[str, str | None], VideoRequest]
+    still_request: Request | None = None
 
     @property
     def still_key(self) -> str:
@@ -254,7 +256,7 @@ def plan_chain(
     return ChainPlan(
         still=steps["still"], image_credentials=image_credentials,
         video_credentials=video_credentials, video_check=steps["video"],
-        video_request=video_request,
+        video_request=video_request, still_request=still_request,
     )
 
 

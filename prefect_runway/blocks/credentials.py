@@ -8,10 +8,10 @@ a request is authenticated), the API's base URL, and how to poll and pace calls.
 from __future__ import annotations
 
 from abc import ABC
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.providers import Provider, get_provider
@@ -94,6 +94,17 @@ class ProviderCredentials(CredentialsBlock, ABC):
         ),
     )
 
+    prices: dict[str, float | dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "Prices of models on this provider where they differ from the built-in table "
+            "(prefect_runway.pricing) or it has none: {model: amount} or {model: {amount or "
+            "tiers, unit, per}}; a model the table lacks is priced in the provider's unit, "
+            "per job, unless per: second is given. Used by plans, budgets and the cost "
+            "ledger's estimates. A run with a budget refuses a model with no known price."
+        ),
+    )
+
     @field_validator("daily_budget")
     @classmethod
     def _check_daily_budget(cls, value: float | str | None) -> float | str | None:
@@ -101,6 +112,17 @@ class ProviderCredentials(CredentialsBlock, ABC):
 
         Budget.parse(value, field="daily_budget")  # InvalidRequest (a ValueError) if not
         return value
+
+    @model_validator(mode="after")
+    def _check_prices(self) -> ProviderCredentials:
+        if self.prices:
+            from prefect_runway.costs import prices_of
+
+            try:
+                prices_of(self)
+            except ValueError as exc:  # naming the model and the fields allowed
+                raise ValueError(f"prices: {exc}") from None
+        return self
 
     def provider(self) -> Provider:
         """The provider translation these credentials are for."""

@@ -395,12 +395,16 @@ class Backend:
                 self._pending_refunds.discard(job)
 
     def _refund(self, job: Job, code: str | None) -> None:
-        if job.refunded or job.cost == 0 or code in NOT_REFUNDED:
+        if job.refunded or job.cost == 0 or not self._refunded(code):
             return
         job.refunded = True
         spent_key = (job.provider, job.api_key)
         self._spent[spent_key] = self._spent.get(spent_key, 0.0) - job.cost
         self._stats[job.provider]["credits_used"] -= job.cost
+
+    def _refunded(self, code: str | None) -> bool:
+        """Whether a job that failed with ``code`` gets its charge back."""
+        return code not in NOT_REFUNDED and code not in self._config.kept_charges
 
     def charged(self, job: Job) -> float:
         """What a job costs its key now (0 once refunded)."""
@@ -570,7 +574,7 @@ class Backend:
             )
             self._jobs[provider][job.id] = job
             self._charges.append(job)
-            if fail is not None and fail.code not in NOT_REFUNDED:
+            if fail is not None and self._refunded(fail.code):
                 self._pending_refunds.add(job)
             self._spent[(provider, api_key)] = self._spent.get((provider, api_key), 0.0) + cost
             recent.append(now)

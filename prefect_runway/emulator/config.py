@@ -130,6 +130,15 @@ class EmulatorConfig(BaseModel):
             "(`PriceTable.with_overrides` shape: {provider: {model: {amount, unit, per}}})."
         ),
     )
+    kept_charges: list[Literal["unsafe_output", "internal_marker"]] = Field(
+        default_factory=list,
+        description=(
+            "Failure codes whose charge the provider keeps, besides input-safety failures "
+            "(which Runway never refunds): e.g. ['unsafe_output'] for an account that pays "
+            "for outputs rejected by moderation. A failed Runway task reports what it kept "
+            "as its `cost`."
+        ),
+    )
     model_concurrency: dict[str, int] = Field(
         default_factory=dict,
         description=(

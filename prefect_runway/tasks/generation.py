@@ -23,6 +23,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.costs import prices_of
 from prefect_runway.delivery import deliver
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job, log_to
@@ -254,6 +255,28 @@ async def submit_generation(
     return generation
 
 
+async def reuses_a_job(
+    request: PreparedRequest, credentials: ProviderCredentials, storage: Any = None,
+) -> bool:
+    """Whether submitting ``request`` now would reuse an earlier job, and so cost nothing:
+    the submit task's cache holds it, or the submission ledger beside ``storage`` records
+    it, as :func:`submit_generation` would find them. Unreadable: False (the submit pays)."""
+    from prefect.results import get_result_store
+
+    scope = submission_cache_key(credentials, request)
+    try:
+        store = await get_result_store().aupdate_for_task(submit_generation)
+        if await store.aexists(scope):
+            return True
+    except Exception:  # an unreadable cache only means the submit is priced
+        pass
+    max_age = credentials.provider().retention_seconds * 0.95
+    try:
+        return await ledger_of(storage).reusable(scope, max_age) is not None
+    except Exception:
+        return False
+
+
 def submit_task_for(
     credentials: ProviderCredentials, *, refresh: bool = False, retries: bool = True
 ) -> Any:
@@ -401,7 +424,7 @@ async def download_generation(
         async with credentials.get_client() as client:
             return await deliver(
                 result, client, store, key_template=key_template, name=name, preview=preview,
-                flow_run=flow_run_id(), logger=get_run_logger(),
+                flow_run=flow_run_id(), logger=get_run_logger(), prices=prices_of(credentials),
             )
     except OSError as exc:
         if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
