@@ -688,31 +688,19 @@ class BudgetGuard:
 
 async def emit_charged(result: GenerationResult, cost: Cost | None) -> None:
     """Emit ``prefect-runway.generation.charged`` for a finished generation (never raises)."""
-    try:
-        from prefect.events import emit_event
+    from prefect_runway.artifacts import emit_quietly, runway_resource
 
-        g = result.generation
-        emit_event(
-            event=CHARGED_EVENT,
-            resource={
-                "prefect.resource.id": f"prefect-runway.generation.{g.job_id}",
-                "prefect.resource.name": f"{g.provider} {g.model} {g.job_id}",
-                "prefect-runway.provider": g.provider,
-                "prefect-runway.model": g.model,
-            },
-            payload={
-                "amount": None if cost is None else cost.amount,
-                "unit": None if cost is None else cost.unit,
-                "estimated": None if cost is None else cost.estimated,
-                "provider": g.provider,
-                "model": g.model,
-                "kind": g.kind,
-                "job_id": g.job_id,
-                "fingerprint": g.fingerprint,
-            },
-        )
-    except Exception:  # an event is for automations; never fail a generation over it
-        pass
+    g = result.generation
+    emit_quietly(CHARGED_EVENT, runway_resource("generation", g.job_id, g.provider, g.model), {
+        "amount": None if cost is None else cost.amount,
+        "unit": None if cost is None else cost.unit,
+        "estimated": None if cost is None else cost.estimated,
+        "provider": g.provider,
+        "model": g.model,
+        "kind": g.kind,
+        "job_id": g.job_id,
+        "fingerprint": g.fingerprint,
+    })
 
 
 async def check_balances(plan: CostPlan, credentials: Iterable[Any]) -> dict[str, Balance]:

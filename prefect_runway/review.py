@@ -65,7 +65,13 @@ from pydantic import BaseModel, Field
 from prefect_runway.artifacts import _code, _md, picture
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import BudgetExceeded, InvalidRequest, PrefectRunwayError
-from prefect_runway.models import SEED_MAX, GenerationResult, ImageRequest, StoredOutput
+from prefect_runway.models import (
+    SEED_MAX,
+    GenerationResult,
+    ImageRequest,
+    StoredOutput,
+    seconds_value,
+)
 from prefect_runway.plan import PreparedRequest, prepare
 from prefect_runway.storage import OutputStorage
 
@@ -137,18 +143,7 @@ def review_settings(
     Raises:
         InvalidRequest: naming the field and the allowed values.
     """
-    allowed_timeout = "a number of seconds > 0"
-    if isinstance(review_timeout, bool):
-        raise InvalidRequest("review_timeout", f"{review_timeout!r} is not a number of seconds",
-                             allowed=allowed_timeout)
-    try:
-        seconds = float(review_timeout)
-    except (TypeError, ValueError):
-        raise InvalidRequest("review_timeout", f"{review_timeout!r} is not a number of seconds",
-                             allowed=allowed_timeout) from None
-    if not seconds > 0 or math.isinf(seconds):
-        raise InvalidRequest("review_timeout", f"{review_timeout!r} is not a number of seconds",
-                             allowed=allowed_timeout)
+    seconds = seconds_value("review_timeout", review_timeout)
     if on_timeout not in ON_TIMEOUT:
         raise InvalidRequest("on_timeout", f"{on_timeout!r} is not a policy", allowed=ON_TIMEOUT)
     if review_mode not in REVIEW_MODES:

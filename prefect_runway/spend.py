@@ -50,10 +50,8 @@ def utc_day(moment: datetime | None = None) -> str:
 def block_identity(credentials: Any) -> tuple[str, str]:
     """``(folder name, label)`` of a credentials block: its saved name, else its provider
     and API origin. Holds no secret."""
-    name = getattr(credentials, "_block_document_name", None)
-    if name:
-        label = f"{type(credentials).get_block_type_slug()}/{name}"
-    else:
+    label = credentials.saved_name()
+    if not label:
         label = f"{credentials.provider_name} at {api_origin(credentials.resolved_base_url())}"
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._-")[:80] or "block"
     return f"{safe}-{hashlib.sha256(label.encode()).hexdigest()[:12]}", label

@@ -162,6 +162,12 @@ class ProviderCredentials(CredentialsBlock, ABC):
         """The provider translation these credentials are for."""
         return get_provider(self.provider_name)
 
+    def saved_name(self) -> str | None:
+        """``block-type/name`` of this block where it was saved or loaded by name (what the
+        CLI's ``--credentials`` takes), else None."""
+        name = self._block_document_name
+        return f"{self.get_block_type_slug()}/{name}" if name else None
+
     def resolved_base_url(self) -> str:
         """The base URL in use: the block's, or the provider's public API.
 

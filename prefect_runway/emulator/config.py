@@ -26,7 +26,8 @@ class EmulatorConfig(BaseModel):
         ```
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinite or NaN seconds, credits or rates: a job that never ends hangs its caller.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     latency: float = Field(
         default=2.0,

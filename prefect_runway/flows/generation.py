@@ -20,7 +20,9 @@ from prefect.utilities.annotations import opaque
 from prefect_runway.artifacts import (
     BatchProgress,
     advance_quietly,
+    emit_doubt,
     note_progress,
+    publish_doubts,
     publish_outputs,
     publish_still,
     publish_video_preview,
@@ -49,6 +51,7 @@ from prefect_runway.errors import (
     ClassifiedFailure,
     GenerationExpired,
     InvalidRequest,
+    SubmissionUncertain,
 )
 from prefect_runway.fallback import (
     FallbackPolicy,
@@ -59,6 +62,7 @@ from prefect_runway.fallback import (
     same_request,
 )
 from prefect_runway.flows.parameters import runway_flow
+from prefect_runway.ledger import Doubt
 from prefect_runway.limits import task_run_slot
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
@@ -123,6 +127,7 @@ async def run_generation(
     after: GenerationResult | None = None,
     guard: BudgetGuard | None = None,
     what: str | None = None,
+    doubts: list[Doubt] | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
@@ -180,6 +185,11 @@ async def run_generation(
         guard: The run's budget guard (shared by its chains); None: the daily budgets of
             the route's blocks, where they have one.
         what: The step as a refusal names it (default ``the still 'name'``).
+        doubts: Where a submit in doubt (``SubmissionUncertain``, raised on) is noted as a
+            :class:`~prefect_runway.ledger.Doubt` for the caller's summary; None: published
+            as this run's ``submission-doubts`` artifact. Either way it is a Prefect event
+            (``prefect-runway.submission.in-doubt``) and a warning in the log, with the
+            commands that settle it.
 
     Raises:
         NotStarted: a submit would pass a budget (or has no known price while there is
@@ -229,6 +239,8 @@ async def run_generation(
         except BaseException as exc:  # a refusal made no job; anything else may be billed
             await settle(None if made_no_job(exc) or isinstance(exc, InvalidRequest)
                          else held.cost if held else None)
+            if isinstance(exc, SubmissionUncertain):  # may be billed: a person settles it
+                await _report_doubt(exc, request, on, storage, name, flow_run, doubts)
             raise
         if submitted.submitted_at < sent:  # an earlier job, reused: not paid again
             await settle(None)
@@ -311,6 +323,36 @@ async def run_generation(
                 raise
     finally:  # a job that ended without a known charge (failed, timed out, cancelled)
         await settle(submit_charge(generation, held.cost) if held else None)
+
+
+async def _report_doubt(
+    error: SubmissionUncertain, request: PreparedRequest | Request,
+    credentials: ProviderCredentials, storage: OutputStorage, name: str | None,
+    flow_run: str | None, doubts: list[Doubt] | None,
+) -> None:
+    """A submission in doubt, where a person looks: the log, a Prefect event, and the run's
+    summary (``doubts``, the caller's) or its own ``submission-doubts`` artifact. Never
+    raises: the doubt itself is what the run fails with."""
+    try:
+        prepared = request if isinstance(request, PreparedRequest) else prepare(request,
+                                                                                  credentials)
+        doubt = Doubt.of(error, prepared, credentials, storage, name=name, flow_run_id=flow_run)
+    except Exception as exc:  # noqa: BLE001 - the SubmissionUncertain goes on regardless
+        get_run_logger().warning("Could not describe the submission in doubt (%s: %s)",
+                                 type(exc).__name__, exc)
+        return
+    settle = f"`{doubt.adopt_command}` (adopt the job it shows), or " if doubt.adopt_command else ""
+    get_run_logger().warning(
+        "The %s submit of %s is in doubt (%s, fingerprint %s): it may exist and be billed. "
+        "Check the %s dashboard, then settle it: %s`%s` (clear it: the next run submits again)",
+        doubt.model, repr(doubt.name) if doubt.name else "this request", doubt.error,
+        doubt.reference, doubt.provider, settle, doubt.clear_command,
+    )
+    emit_doubt(doubt)
+    if doubts is None:
+        await publish_doubts([doubt])
+    else:
+        doubts.append(doubt)
 
 
 def _opaque(value: T) -> T:

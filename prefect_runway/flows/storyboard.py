@@ -15,9 +15,10 @@ How a storyboard runs:
    (``segmind-jobs``, ...) when one exists, so several workers share a provider's
    concurrency; every request draws from the credentials block's rate limits.
 4. **Report per shot.** One failed shot does not stop the others. The flow returns a
-   :class:`StoryboardSummary` (each shot's stored outputs, or the reason it failed), shows it
-   as a markdown artifact, and ends Completed when every shot succeeded — otherwise Failed,
-   with the summary in the state's message and in its :class:`StoryboardFailed` result.
+   :class:`StoryboardSummary` (each shot's stored outputs, or the reason it failed, and each
+   submission in doubt with the commands that settle it), shows it as a markdown artifact,
+   and ends Completed when every shot succeeded — otherwise Failed, with the summary in the
+   state's message and in its :class:`StoryboardFailed` result.
 
 The chains call :func:`~prefect_runway.flows.generation.run_generation` directly inside this
 one flow run rather than running ``image_to_video`` as a subflow per shot: a subflow costs a
@@ -60,6 +61,7 @@ from prefect_runway.fallback import (
 )
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
+from prefect_runway.ledger import Doubt
 from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
@@ -270,6 +272,7 @@ async def storyboard(
 
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
+    doubts: list[Doubt] = []  # submissions in doubt, for the summary
     # Progress artifact (prefect_runway.artifacts.BatchProgress), advanced as shots finish.
     tracker = (BatchProgress(len(plans), key="storyboard-progress", description="storyboard")
                if progress else None)
@@ -288,7 +291,7 @@ async def storyboard(
                 key_template=key_template, name=plan.name, timeout=timeout, force=force,
                 fallback=routes[plan.row].still.runtime(
                     same_request(image or plan.shot.still_request()), plan.name),
-                guard=guard, what=f"its {label}",
+                guard=guard, what=f"its {label}", doubts=doubts,
             )
         return result, stored[0]
 
@@ -324,7 +327,7 @@ async def storyboard(
                         key_template=key_template, name=plan.name, timeout=timeout,
                         force=force, preview=preview,
                         fallback=routes[plan.row].video.runtime(video_for, plan.name),
-                        after=still_result, guard=guard, what="its video",
+                        after=still_result, guard=guard, what="its video", doubts=doubts,
                     )
                 video = stored[0]
             except NotStarted as exc:
@@ -368,6 +371,7 @@ async def storyboard(
     summary.costs = spending(
         [o for r in results for o in (r.still, r.video)], cost_plan,
     )
+    summary.doubts = doubts
     await publish_summary(summary)
     if summary.ok:
         logger.info("Storyboard done: %s", summary.describe())

@@ -231,8 +231,13 @@ class S3Storage(OutputStorage):
                 ExtraArgs=extra, Config=self.transfer_config,
             )
 
-    async def read_bytes(self, key: str) -> bytes | None:
-        return await asyncio.to_thread(self._read, self.object_key(key))
+    async def read_bytes(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The bytes at ``key``, or None when absent.
+
+        With ``max_bytes``, at most ``max_bytes + 1`` bytes are read: an answer longer than
+        ``max_bytes`` means the object is larger.
+        """
+        return await asyncio.to_thread(self._read, self.object_key(key), max_bytes)
 
     def _get(self, object_key: str) -> Any:
         """The object's GetObject answer, or None when it is absent."""
@@ -243,14 +248,14 @@ class S3Storage(OutputStorage):
                 return None
             raise
 
-    def _read(self, object_key: str) -> bytes | None:
+    def _read(self, object_key: str, max_bytes: int | None = None) -> bytes | None:
         with _s3_errors(self, object_key):
             response = self._get(object_key)
             if response is None:
                 return None
             body = response["Body"]
             try:
-                return body.read()
+                return body.read() if max_bytes is None else body.read(max_bytes + 1)
             finally:
                 body.close()
 

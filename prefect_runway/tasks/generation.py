@@ -10,7 +10,6 @@ what a retry can cure and nothing else.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -36,7 +35,7 @@ from prefect_runway.errors import (
     StorageError,
     SubmissionUncertain,
 )
-from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of
+from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of, scope_for
 from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
@@ -54,8 +53,7 @@ def submission_cache_key(
     Takes the prepared request (what the flows pass); a plain request is prepared first.
     """
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
-    scope = f"{prepared.fingerprint}|{prepared.base_url}"
-    return "prefect-runway-submit-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
+    return scope_for(prepared.fingerprint, prepared.base_url)
 
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:

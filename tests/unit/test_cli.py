@@ -57,6 +57,24 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
         (["bogus-command"], ["invalid choice"]),
         (["storyboard", "no-such-shots.yaml", "--emulator"], ["shots", "is not a file"]),
         (["storyboard", "no-such-shots.yaml", "--concurrency", "0"], ["--concurrency", "above 0"]),
+        # Every option that takes a number: nan, inf and out-of-range values are one line.
+        (["demo", "--latency", "nan"], ["--latency", "'nan'", "above 0"]),
+        (["demo", "--latency", "inf"], ["--latency", "'inf'", "above 0"]),  # it hung
+        (["demo", "--latency", "1e400"], ["--latency", "above 0"]),
+        (["demo", "--fps", "100000"], ["--fps", "'100000'", "allowed: 1-60"]),
+        (["demo", "--fps", "nan"], ["--fps", "'nan'"]),
+        (["storyboard", "x.json", "--emulator", "--latency", "nan"], ["--latency", "above 0"]),
+        (["storyboard", "x.json", "--emulator", "--fps", "61"], ["--fps", "allowed: 1-60"]),
+        (["storyboard", "x.json", "--concurrency", "inf"], ["--concurrency", "'inf'"]),
+        (["serve", "--concurrency", "-1"], ["--concurrency", "above 0"]),
+        (["serve", "--limit", "0"], ["--limit", "above 0"]),
+        (["blocks", "create", "--max-requests-per-second", "nan"],
+         ["--max-requests-per-second", "above 0"]),
+        (["emulator", "--latency", "inf"], ["latency", "finite"]),
+        (["emulator", "--latency", "nan"], ["latency"]),
+        (["emulator", "--fps", "1000"], ["video_fps", "60"]),
+        (["emulator", "--rate-limit", "nan"], ["rate_limit_per_key"]),
+        (["demo", "--name", "two\nlines"], ["--name", "control character"]),
     ],
 )
 def test_a_mistake_is_one_line_exit_2_and_nothing_starts(tmp_path, args, needles):
@@ -113,3 +131,45 @@ def test_storyboard_mistakes_in_the_file_or_the_credentials_are_one_line(tmp_pat
                           "1-99999")
     assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"
     assert not (tmp_path / "runway-outputs").exists()
+
+
+def test_ledger_ls_tells_unreadable_records_apart_and_a_missing_storage_is_an_error(tmp_path):
+    ledger = tmp_path / "out" / "prefect-runway-ledger"
+    ledger.mkdir(parents=True)
+    scopes = ["prefect-runway-submit-" + c * 40 for c in "7d"]
+    for scope in scopes:
+        (ledger / f"{scope}.json").write_bytes(b"\x00\xff not json")
+    listed = run_cli(tmp_path, "ledger", "ls", "--storage", str(tmp_path / "out"))
+    assert listed.returncode == 0, listed.stderr
+    table, _, hint = listed.stdout.partition("\n\n")
+    rows = [line.split() for line in table.splitlines()[1:]]
+    assert sorted(row[0] for row in rows) == ["7" * 16, "d" * 16]  # not 'prefect-runway-s' twice
+    assert all(row[1] == "unreadable" for row in rows)
+    assert "prefect-runway ledger resolve FINGERPRINT --storage" in hint
+
+    # What `ls` shows is what `resolve` takes.
+    resolved = run_cli(tmp_path, "ledger", "resolve", "7" * 16, "--storage", str(tmp_path / "out"))
+    assert resolved.returncode == 0, resolved.stderr
+    doubts = run_cli(tmp_path, "ledger", "ls", "--doubts", "--storage", str(tmp_path / "out"))
+    assert "7" * 16 not in doubts.stdout and "d" * 16 in doubts.stdout
+
+    for command in (["ls"], ["ls", "--doubts"], ["resolve", "d" * 16]):
+        missing = run_cli(tmp_path, "ledger", *command, "--storage", str(tmp_path / "no-such-dir"))
+        assert_one_line_error(missing, "--storage", "no-such-dir", "not a directory")
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_a_hostile_storyboard_file_is_one_line(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(
+        ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+        + ["shots: *l9"]))
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
+    (tmp_path / "nan.json").write_text('[{"still_prompt": "x", "duration": Infinity}]')
+    for name, needles in (("bomb.yaml", ["shots", "500000 values"]),
+                          ("binary.json", ["shots", "not UTF-8"]),
+                          ("nan.json", ["row 1", "duration", "not a number"])):
+        proc = run_cli(tmp_path, "storyboard", str(tmp_path / name), "--emulator")
+        assert_one_line_error(proc, *needles)
+    assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"

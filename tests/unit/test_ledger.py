@@ -446,3 +446,29 @@ async def test_an_acquire_without_a_timeout_has_a_deadline_and_a_typed_error(
         waiter.acquire_lock("k", "two")
     assert not await waiter.aacquire_lock("k", "two", acquire_timeout=0.1)
     assert holder.is_lock_holder("k", "one")
+
+
+def test_each_backend_says_what_ledger_commands_take_as_storage(tmp_path: Path) -> None:
+    from prefect_runway.ledger import S3LedgerBackend
+
+    assert ledger_for(str(tmp_path / "out")).backend.storage == str((tmp_path / "out").resolve())
+    assert S3LedgerBackend(None, "media", f"renders/{LEDGER_FOLDER}").storage == "s3://media/renders"
+    assert S3LedgerBackend(None, "media", LEDGER_FOLDER).storage == "s3://media"
+
+
+async def test_an_intent_keeps_the_kind_and_summary_a_job_adopted_for_it_carries(
+    ledger: SubmissionLedger,
+) -> None:
+    from prefect_runway.ledger import scope_for
+
+    base_url = "https://api.segmind.com/v1"
+    scope = scope_for(FP, base_url)
+    intent = await ledger.begin(scope, IntentMeta(
+        fingerprint=FP, provider="segmind", base_url=base_url, model="gen4_image", kind="image",
+        request={"prompt": "a lighthouse"}))
+    assert (intent.kind, intent.request) == ("image", {"prompt": "a lighthouse"})
+    (doubt,) = await ledger.doubts(FP[:8])
+    assert doubt.scope == scope
+    with pytest.raises(InvalidRequest) as empty:
+        await ledger.adopt(FP[:8], "  ", credentials=None)
+    assert empty.value.field == "job"
