@@ -43,9 +43,9 @@ from prefect.logging import get_run_logger
 
 from prefect_runway.ledger import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
-from prefect_runway.names import slug
 from prefect_runway.providers.base import redact_url
 from prefect_runway.storage import OutputStorage
+from prefect_runway.storage.keys import slug
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -77,8 +77,7 @@ def _writable_directory(path: Path, field: str) -> Path:
 def _demo_plan(args: argparse.Namespace) -> tuple[str, str]:
     """The demo's two providers, with both requests checked against them (pure, no I/O)."""
     from prefect_runway.errors import InvalidRequest
-    from prefect_runway.models import ImageRequest, VideoRequest
-    from prefect_runway.names import check_name
+    from prefect_runway.models import ImageRequest, VideoRequest, check_name
 
     check_name(args.name, "--name")
     image_provider = args.image_provider or ("segmind" if args.provider == "aimlapi" else args.provider)

@@ -30,8 +30,14 @@ from prefect.blocks.core import Block
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.limits import max_task_runs
-from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
-from prefect_runway.names import check_name
+from prefect_runway.models import (
+    PLACEHOLDER_IMAGE,
+    ImageRequest,
+    Request,
+    Shot,
+    VideoRequest,
+    check_name,
+)
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.shots import message_of
@@ -278,7 +284,7 @@ async def check_run(
 
     * ``preview`` is a preview format (or None);
     * each step's name is one that is safe wherever it shows
-      (:func:`prefect_runway.names.check_name`; storage and artifact keys are its slug);
+      (:func:`prefect_runway.models.check_name`; storage and artifact keys are its slug);
     * ``key_template`` renders, for every step (a prepared request and its ``{name}``), with the run's real
       values (kind, model, provider, fingerprint, seed, today's date) into a key inside the
       storage root;

@@ -6,7 +6,6 @@ vocabulary, and never opens a socket. :func:`get_provider` returns one by name.
 
 from __future__ import annotations
 
-from prefect_runway.providers import catalogue
 from prefect_runway.providers.aimlapi import AimlapiProvider
 from prefect_runway.providers.base import (
     HttpCall,
@@ -39,5 +38,5 @@ def get_provider(name: str, **options: object) -> Provider:
 
 __all__ = [
     "HttpCall", "ModelSpec", "PendingUpload", "PreparedRequest", "Provider", "PROVIDERS", "UploadForm",
-    "catalogue", "get_provider",
+    "get_provider",
 ]

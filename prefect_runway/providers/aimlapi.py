@@ -43,8 +43,8 @@ from prefect_runway.models import (
     JobState,
     StatusUpdate,
     VideoRequest,
+    catalogue,
 )
-from prefect_runway.providers import catalogue
 from prefect_runway.providers.base import (
     HttpCall,
     ModelSpec,

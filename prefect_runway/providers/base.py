@@ -51,10 +51,10 @@ from prefect_runway.models import (
     StatusUpdate,
     VideoRequest,
     bytes_to_data_uri,
+    catalogue,
     sniff_media_type,
 )
-from prefect_runway.providers import catalogue
-from prefect_runway.providers.catalogue import InputLimits, ModelSpec
+from prefect_runway.models.catalogue import InputLimits, ModelSpec
 
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp")

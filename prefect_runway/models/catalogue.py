@@ -12,7 +12,7 @@ them in prose.
 
 Example:
     ```python
-    from prefect_runway.providers import catalogue
+    from prefect_runway.models import catalogue
 
     catalogue.status("runway", "gen3a_turbo")     # ModelStatus.RETIRED
     catalogue.served_by("gen3a_turbo")            # ("segmind", "aimlapi")
