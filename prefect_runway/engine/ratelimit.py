@@ -4,7 +4,7 @@ Hundreds of jobs in flight each poll their status; without a shared budget they 
 the provider's rate limit together. :func:`limiter_for` returns the one limiter for a
 (provider, base URL, key) triple, so every client built from the same credentials — in any
 task, on any thread or event loop of the process — draws from the same budget. For a budget
-shared across processes and machines, use a Prefect global concurrency limit (see README).
+shared across processes and machines, a :class:`GlobalRateLimit` takes slots of a global limit.
 
 The limiter is a token bucket guarded by a thread lock (not an asyncio lock), so it works
 across event loops and threads.
@@ -17,12 +17,12 @@ import hashlib
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-
-from prefect_runway.errors import InvalidRequest
 
 _EPSILON = 1e-9
 
@@ -85,19 +85,33 @@ GLOBAL_SLOT_BATCH = 5
 GLOBAL_SLOT_MAX_AGE = 1.0
 
 
-class _SlotReservoir:
+@dataclass(frozen=True)
+class GlobalSlots:
+    """Where the slots of a global limit come from (Prefect's, for a credentials block: see
+    :mod:`prefect_runway.blocks.rate_limits`).
+
+    Attributes:
+        take: ``(limit name, count)``: take ``count`` slots of the limit (waits for them).
+        size: ``limit name -> slots``: the limit's size, or None when it cannot be read.
+    """
+
+    take: Callable[[str, int], Awaitable[None]]
+    size: Callable[[str], Awaitable[int | None]]
+
+
+class SlotReservoir:
     """Slots of one global limit taken ahead by this process, spent one per request.
 
     One fetch at a time per event loop; each fetch takes as many slots as requests are waiting
     for one (at least ``batch``, at most the limit's own size, read once), so a thousand
-    chains polling at once cost one Prefect API call per round of waiters, not one per
+    chains polling at once cost one call to the orchestrator per round of waiters, not one per
     ``batch`` requests: the shared rate, not the round trips to the orchestrator, sets the
     pace. Slots older than ``max_age`` are dropped unspent, so the shared rate is never
     exceeded by more than one fetch per process.
     """
 
-    def __init__(self, name: str, batch: int, max_age: float) -> None:
-        self.name, self.batch, self.max_age = name, batch, max_age
+    def __init__(self, name: str, slots: GlobalSlots, batch: int, max_age: float) -> None:
+        self.name, self.slots, self.batch, self.max_age = name, slots, batch, max_age
         self._prepaid = 0
         self._taken_at = 0.0
         self._waiting = 0
@@ -126,10 +140,10 @@ class _SlotReservoir:
                 if self._spend():
                     return
                 if self._cap is None:
-                    self._cap = max(self.batch, await _limit_size(self.name) or self.batch)
+                    self._cap = max(self.batch, await self.slots.size(self.name) or self.batch)
                 with self._lock:
                     count = min(max(self.batch, self._waiting), self._cap)
-                await _take_global_slots(self.name, count)
+                await self.slots.take(self.name, count)
                 with self._lock:
                     self._prepaid, self._taken_at = count - 1, time.monotonic()
         finally:
@@ -137,55 +151,26 @@ class _SlotReservoir:
                 self._waiting -= 1
 
 
-async def _limit_size(name: str) -> int | None:
-    """The global concurrency limit's size (slots), or None when it cannot be read."""
-    from prefect.client.orchestration import get_client
-
-    try:
-        async with get_client() as client:
-            limit = await client.read_global_concurrency_limit_by_name(name)
-        return int(limit.limit)
-    except Exception:  # noqa: BLE001 - unknown: fetch fixed batches; a missing name fails below
-        return None
-
-
-async def _take_global_slots(name: str, count: int) -> None:
-    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, rate_limit
-
-    try:
-        # strict: a misspelled name is an error, not a silently absent limit.
-        await rate_limit(name, occupy=count, strict=True)
-    except ConcurrencySlotAcquisitionError as exc:
-        raise InvalidRequest(
-            "global_rate_limit",
-            f"there is no Prefect global concurrency limit named {name!r}",
-            allowed="the name of an existing limit (create one with `prefect gcl create "
-            f"{name} --limit N --slot-decay-per-second R`)",
-        ) from exc
-
-
-_reservoirs: dict[str, _SlotReservoir] = {}
+_reservoirs: dict[str, SlotReservoir] = {}
 
 
 class GlobalRateLimit:
-    """A Prefect global concurrency limit used as a rate limit, shared by every worker.
+    """A global limit (a Prefect global concurrency limit with slot decay) used as a rate
+    limit, shared by every worker.
 
-    Each request spends one slot, taken with ``prefect.concurrency.asyncio.rate_limit`` in
-    batches per process: at least :data:`GLOBAL_SLOT_BATCH`, as many as requests are waiting
-    up to the limit's size (one Prefect API call per batch, not per request; see
-    :class:`_SlotReservoir`). Create the limit with slot decay first, e.g.
-    ``prefect gcl create segmind-api --limit 20 --slot-decay-per-second 20``. A name with no
-    such limit raises :class:`~prefect_runway.errors.InvalidRequest` before the request goes.
+    Each request spends one slot, taken from ``slots`` in batches per process: at least
+    :data:`GLOBAL_SLOT_BATCH`, as many as requests are waiting up to the limit's size (one
+    call to the orchestrator per batch, not per request; see :class:`SlotReservoir`).
     """
 
-    def __init__(self, name: str, local: RateLimiter | None = None) -> None:
+    def __init__(self, name: str, slots: GlobalSlots, local: RateLimiter | None = None) -> None:
         self.name = name
         self.local = local
         with _registry_lock:
             reservoir = _reservoirs.get(name)
             if reservoir is None:
-                reservoir = _reservoirs[name] = _SlotReservoir(
-                    name, GLOBAL_SLOT_BATCH, GLOBAL_SLOT_MAX_AGE)
+                reservoir = _reservoirs[name] = SlotReservoir(
+                    name, slots, GLOBAL_SLOT_BATCH, GLOBAL_SLOT_MAX_AGE)
         self.reservoir = reservoir
 
     @asynccontextmanager
@@ -202,18 +187,21 @@ def limiter_for(
     api_key: SecretStr,
     rate: float | None,
     global_limit: str | None = None,
+    slots: GlobalSlots | None = None,
 ) -> RateLimiter | GlobalRateLimit | None:
     """The process-wide limiter for these credentials, or None when there is no limit.
 
-    With ``global_limit``, each request also takes a slot of that Prefect global
-    concurrency limit, so that many workers share one budget.
+    With ``global_limit``, each request also takes a slot of that global limit from
+    ``slots``, so that many workers share one budget.
 
     The key is hashed to tell budgets apart; the hash lives in this process's memory only
     and is never written anywhere.
     """
     local = _local_limiter(provider, base_url, api_key, rate)
     if global_limit:
-        return GlobalRateLimit(global_limit, local)
+        if slots is None:
+            raise ValueError("a global limit needs the slots it is taken from")
+        return GlobalRateLimit(global_limit, slots, local)
     return local
 
 
