@@ -43,7 +43,7 @@ from prefect.logging import get_run_logger
 
 from prefect_runway.ledger import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
-from prefect_runway.providers.base import redact_url
+from prefect_runway.providers.wire import redact_url
 from prefect_runway.storage import OutputStorage
 from prefect_runway.storage.keys import slug
 

@@ -25,7 +25,7 @@ from prefect_runway.errors import DownloadError
 from prefect_runway.models import GenerationResult, StoredOutput
 from prefect_runway.previews import Preview, make_preview
 from prefect_runway.pricing import PriceTable
-from prefect_runway.providers.base import redact_url
+from prefect_runway.providers.wire import redact_url
 from prefect_runway.storage import (
     OutputStorage,
     output_key,

@@ -47,12 +47,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
 
 from prefect_runway.errors import InvalidRequest, RunwayError, StorageError, SubmissionUncertain
 from prefect_runway.models import Generation
+from prefect_runway.providers.wire import api_origin
 
 __all__ = [
     "LEDGER_FOLDER",
@@ -70,7 +70,6 @@ __all__ = [
     "S3LedgerBackend",
     "SubmissionInDoubt",
     "SubmissionLedger",
-    "api_origin",
     "default_ledger_directory",
     "doubts_markdown",
     "format_ledger",
@@ -178,19 +177,6 @@ class LedgerRecordUnreadable(SubmissionUncertain):
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def api_origin(base_url: str) -> str:
-    """The origin of an API base URL: scheme, host and port; no path, query or user info."""
-    parts = urlsplit(base_url)
-    if not parts.scheme or not parts.hostname:
-        raise InvalidRequest("base_url", f"{base_url!r} is not an absolute URL",
-                             allowed="http(s)://host[:port][/path]")
-    host = parts.hostname
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,8 @@ from typing import Any
 
 from prefect_runway.costs import PROVIDER_UNITS, Budget, BudgetGuard, Cost, CostPlan, _num
 from prefect_runway.errors import BudgetExceeded, InvalidRequest, StorageError
-from prefect_runway.ledger import (
-    LocalLedgerBackend,
-    S3LedgerBackend,
-    _current_run_ids,
-    api_origin,
-    ledger_of,
-)
+from prefect_runway.ledger import LocalLedgerBackend, S3LedgerBackend, _current_run_ids, ledger_of
+from prefect_runway.providers.wire import api_origin
 
 __all__ = ["HOLDS_FOLDER", "SPEND_FOLDER", "DailyBudgets", "DailySpend", "Hold",
            "block_identity", "budget_guard", "record_spend", "utc_day"]

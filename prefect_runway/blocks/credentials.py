@@ -19,7 +19,7 @@ from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, 
 from prefect_runway.engine.config import DownloadLimits
 from prefect_runway.engine.ratelimit import limiter_for
 from prefect_runway.providers import Provider, get_provider
-from prefect_runway.providers.base import check_base_url
+from prefect_runway.providers.wire import check_base_url
 
 _DOCS = HttpUrl("https://github.com/prefect-runway/prefect-runway#readme")
 _LOGO = HttpUrl("https://avatars.githubusercontent.com/u/30443925?s=200")

@@ -63,13 +63,8 @@ from prefect_runway.models import (
     StatusUpdate,
     utc_now,
 )
-from prefect_runway.providers.base import (
-    HttpCall,
-    PendingUpload,
-    PreparedRequest,
-    Provider,
-    redact_url,
-)
+from prefect_runway.providers.base import PreparedRequest, Provider
+from prefect_runway.providers.wire import HttpCall, PendingUpload, redact_url
 
 #: How long a job may sit THROTTLED (held back by the provider's concurrency limit) by default,
 #: in seconds; this time does not count against the wait's deadline.

@@ -43,7 +43,7 @@ from prefect_runway.errors import (
     StorageError,
 )
 from prefect_runway.models import sniff_media_type
-from prefect_runway.providers.base import redact_url
+from prefect_runway.providers.wire import redact_url
 
 __all__ = ["DownloadedFile", "Downloader", "MAX_DOWNLOADS_ENV", "max_downloads"]
 

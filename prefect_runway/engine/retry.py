@@ -33,7 +33,7 @@ from prefect_runway.engine.config import RetryPolicy
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.transport import Transport, retry_after
 from prefect_runway.errors import BadResponse, ProviderUnavailable, SubmissionUncertain
-from prefect_runway.providers.base import HttpCall, redact_url
+from prefect_runway.providers.wire import HttpCall, redact_url
 
 __all__ = ["RETRY_STATUS", "SUBMIT_SAFE_STATUS", "Retry", "read_classifier", "retry_reason",
            "submit_classifier", "with_retries"]

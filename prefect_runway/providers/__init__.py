@@ -7,16 +7,10 @@ vocabulary, and never opens a socket. :func:`get_provider` returns one by name.
 from __future__ import annotations
 
 from prefect_runway.providers.aimlapi import AimlapiProvider
-from prefect_runway.providers.base import (
-    HttpCall,
-    ModelSpec,
-    PendingUpload,
-    PreparedRequest,
-    Provider,
-    UploadForm,
-)
+from prefect_runway.providers.base import ModelSpec, PreparedRequest, Provider
 from prefect_runway.providers.runway import RunwayProvider
 from prefect_runway.providers.segmind import SegmindProvider
+from prefect_runway.providers.wire import HttpCall, PendingUpload, UploadForm
 
 PROVIDERS: dict[str, type[Provider]] = {
     SegmindProvider.name: SegmindProvider,

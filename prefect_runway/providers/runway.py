@@ -67,12 +67,14 @@ from prefect_runway.models import (
 )
 from prefect_runway.providers.base import (
     IMAGE_MEDIA_TYPES,
-    HttpCall,
     ModelSpec,
-    PendingUpload,
     PreparedRequest,
     Provider,
     ResolvedImage,
+)
+from prefect_runway.providers.wire import (
+    HttpCall,
+    PendingUpload,
     UploadForm,
     decode_data_uri,
     error_detail,

@@ -30,7 +30,8 @@ from prefect_runway.models import (
     VideoRequest,
     catalogue,
 )
-from prefect_runway.providers.base import HttpCall, ModelSpec, PreparedRequest, Provider, number
+from prefect_runway.providers.base import ModelSpec, PreparedRequest, Provider
+from prefect_runway.providers.wire import HttpCall, number
 
 SLUGS = {model: spec.wire_name for model, spec in catalogue.specs("segmind").items()}
 

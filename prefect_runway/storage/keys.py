@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.providers.base import redact_url
+from prefect_runway.providers.wire import redact_url
 
 #: Storage keys of single generations and chains.
 DEFAULT_KEY_TEMPLATE = "{kind}-{fingerprint}.{ext}"

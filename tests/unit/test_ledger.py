@@ -23,7 +23,6 @@ from prefect_runway.ledger import (
     LocalLedgerBackend,
     SubmissionInDoubt,
     SubmissionLedger,
-    api_origin,
     default_ledger_directory,
     format_ledger,
     ledger_for,
@@ -37,6 +36,7 @@ from prefect_runway.locks import (
     submission_cache_policy,
 )
 from prefect_runway.models import Generation
+from prefect_runway.providers.wire import api_origin
 
 SCOPE = "prefect-runway-submit-" + "a" * 40
 OTHER = "prefect-runway-submit-" + "b" * 40
