@@ -573,8 +573,8 @@ def _ledger(args: argparse.Namespace) -> Any:
 
 def ledger_ls(args: argparse.Namespace) -> int:
     """``prefect-runway ledger ls``: the submissions recorded with a storage (or its doubts)."""
-    from prefect_runway.errors import StorageError
-    from prefect_runway.ledger import LedgerError, format_ledger
+    from prefect_runway.errors import LedgerError, StorageError
+    from prefect_runway.ledger import format_ledger
 
     ledger = _ledger(args)
     try:
@@ -599,8 +599,7 @@ def ledger_resolve(args: argparse.Namespace) -> int:
     """``prefect-runway ledger resolve FINGERPRINT [--job JOB_ID]``: settle a doubt once the
     provider's dashboard was checked: adopt the job it shows (the next run continues with
     it), or clear it (the next run submits again)."""
-    from prefect_runway.errors import StorageError
-    from prefect_runway.ledger import LedgerAmbiguous, LedgerError
+    from prefect_runway.errors import LedgerAmbiguous, LedgerError, StorageError
 
     if args.credentials and not args.job:
         raise UsageError("--credentials: only read with --job (to check the job); allowed: "

@@ -34,142 +34,43 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import hashlib
 import json
 import os
-import re
 import shlex
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from prefect_runway.errors import InvalidRequest, RunwayError, StorageError, SubmissionUncertain
+from prefect_runway.errors import (
+    InvalidRequest,
+    LedgerAmbiguous,
+    LedgerError,
+    LedgerNotFound,
+    LedgerRecordUnreadable,
+    SubmissionInDoubt,
+    SubmissionUncertain,
+)
 from prefect_runway.models import Generation
 from prefect_runway.providers.wire import api_origin
+from prefect_runway.storage.records import RecordBackend, check_scope, ledger_backend
 
 __all__ = [
-    "LEDGER_FOLDER",
-    "Doubt",
-    "Intent",
-    "IntentMeta",
-    "JobRecord",
-    "LedgerAmbiguous",
-    "LedgerError",
-    "LedgerNotFound",
-    "LedgerRecord",
-    "LedgerRecordUnreadable",
-    "LedgerStorageError",
-    "LocalLedgerBackend",
-    "S3LedgerBackend",
-    "SubmissionInDoubt",
-    "SubmissionLedger",
-    "default_ledger_directory",
-    "doubts_markdown",
-    "format_ledger",
-    "ledger_for",
-    "ledger_of",
-    "scope_for",
-    "scope_id",
+    "Doubt", "Intent", "IntentMeta", "JobRecord", "LedgerRecord", "SubmissionLedger",
+    "doubts_markdown", "format_ledger", "ledger_for", "ledger_of", "scope_for", "scope_id",
 ]
 
-#: The folder of the ledger beside the results (locally and in S3).
-LEDGER_FOLDER = "prefect-runway-ledger"
 #: What every submission scope starts with (``submission_cache_key``); the rest tells them apart.
 SCOPE_PREFIX = "prefect-runway-submit-"
 #: Bumped when the record layout changes incompatibly.
 RECORD_VERSION = 1
-_SAFE_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 State = Literal["intent", "job", "cleared"]
-
-
-# ---- errors ----------------------------------------------------------------------------------
-
-
-class LedgerError(RunwayError):
-    """Something about the submission ledger itself (not the provider) went wrong."""
-
-
-class LedgerStorageError(LedgerError, StorageError):
-    """The ledger's storage could not be read or written (permissions, no bucket, a file
-    where a directory should be). Nothing was sent; no retry cures it."""
-
-
-class LedgerNotFound(LedgerError, LookupError):
-    """No ledger record matches the fingerprint (or prefix) given."""
-
-
-class LedgerAmbiguous(LedgerError, LookupError):
-    """A fingerprint prefix matches several ledger records; give more of it.
-
-    Attributes:
-        matches: The fingerprints that matched.
-    """
-
-    def __init__(self, message: str, matches: list[str]) -> None:
-        self.matches = matches
-        super().__init__(message)
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.args[0], self.matches))
-
-
-class SubmissionInDoubt(SubmissionUncertain):
-    """An earlier submit of this request has an intent and no job: it may have been billed.
-
-    Raised by :meth:`SubmissionLedger.begin` instead of submitting again.
-
-    Attributes:
-        intent: The ledger record of the earlier submit.
-    """
-
-    def __init__(self, intent: LedgerRecord) -> None:
-        self.intent = intent
-        run = intent.flow_run_id or "no flow run"
-        message = (
-            f"a submit of this request was sent at {intent.created_at.isoformat()} by flow run "
-            f"{run} (attempt {intent.attempt_id}, {intent.host}:{intent.pid}) and no job was "
-            f"recorded for it: it may exist and be billed, so it was not sent again. Check the "
-            f"{intent.provider} dashboard, then adopt the job it shows with `prefect-runway "
-            f"ledger resolve {intent.fingerprint[:16]} --job JOB_ID` (the next run continues "
-            f"with it, nothing paid again), or clear the doubt with `prefect-runway ledger "
-            f"resolve {intent.fingerprint[:16]}` or force=True (a new, billed job)"
-        )
-        super().__init__(message, fingerprint=intent.fingerprint, provider=intent.provider)
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.intent,))
-
-
-class LedgerRecordUnreadable(SubmissionUncertain):
-    """A ledger record exists but cannot be read; it is never taken as absent.
-
-    Attributes:
-        scope: The submission scope of the record.
-        location: Where the record is.
-    """
-
-    def __init__(self, scope: str, location: str, reason: str) -> None:
-        self.scope = scope
-        self.location = location
-        self.reason = reason
-        super().__init__(
-            f"the ledger record at {location} cannot be read ({reason}); a submit of this "
-            f"request may have been sent, so nothing is sent until it is resolved: check the "
-            f"provider's dashboard, then use force=True or `prefect-runway ledger resolve "
-            f"{scope}`",
-            fingerprint=scope,
-        )
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.scope, self.location, self.reason))
 
 
 # ---- records ---------------------------------------------------------------------------------
@@ -308,28 +209,6 @@ def parse_record(data: bytes, scope: str, location: str) -> LedgerRecord:
 # ---- backends --------------------------------------------------------------------------------
 
 
-class LedgerBackend(Protocol):
-    """Where records are stored: bytes per scope, created exclusively or replaced."""
-
-    def location(self, scope: str) -> str: ...
-
-    @property
-    def storage(self) -> str:
-        """What ``prefect-runway ledger --storage`` takes to reach these records."""
-
-    def read(self, scope: str) -> bytes | None:
-        """The record's bytes; None only when there provably is no record."""
-
-    def create(self, scope: str, data: bytes) -> bool:
-        """Write a new record; False if one already exists (nothing written)."""
-
-    def replace(self, scope: str, data: bytes) -> None:
-        """Write a record over whatever is there, atomically."""
-
-    def scopes(self) -> list[str]:
-        """Every scope with a record."""
-
-
 def scope_for(fingerprint: str, base_url: str) -> str:
     """The submission scope of a request at an API: its fingerprint and the base URL it goes
     to (``submission_cache_key``, also the submit task's cache key); no secret."""
@@ -340,250 +219,6 @@ def scope_id(scope: str) -> str:
     """The part of a submission scope that tells it apart from the others (what ``ledger ls``
     shows of a record it cannot read, and what ``ledger resolve`` takes for it)."""
     return scope.removeprefix(SCOPE_PREFIX)
-
-
-def _check_scope(scope: str) -> str:
-    if not isinstance(scope, str) or not _SAFE_SCOPE.match(scope):
-        raise InvalidRequest("scope", f"{scope!r} is not a ledger scope",
-                             allowed="1-200 characters of A-Z a-z 0-9 . _ - (not starting with . _ -)")
-    return scope
-
-
-class LocalLedgerBackend:
-    """Records as files ``<directory>/<scope>.json``, written atomically and durably.
-
-    Each write goes to a temporary file in the same directory, is fsynced, then is linked
-    (create: fails if a record appeared meanwhile) or renamed (replace) into place; the
-    directory is fsynced after, so a record that was acknowledged survives a power cut.
-
-    Args:
-        directory: The ledger directory (created on first write).
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory).expanduser()
-
-    def __repr__(self) -> str:
-        return f"LocalLedgerBackend({str(self.directory)!r})"
-
-    def path(self, scope: str) -> Path:
-        return self.directory / f"{_check_scope(scope)}.json"
-
-    def location(self, scope: str) -> str:
-        return str(self.path(scope))
-
-    @property
-    def storage(self) -> str:
-        return str(self.directory.parent.resolve())
-
-    def read(self, scope: str) -> bytes | None:
-        path = self.path(scope)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            if self.directory.exists() and not self.directory.is_dir():
-                raise LedgerStorageError(f"ledger directory {self.directory} is not a directory") from None
-            return None
-        except NotADirectoryError:
-            raise LedgerStorageError(
-                f"ledger directory {self.directory} is not a directory"
-            ) from None
-        except OSError as exc:
-            raise LedgerRecordUnreadable(scope, str(path), f"{type(exc).__name__}: {exc.strerror}") from None
-
-    def _prepare_dir(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerStorageError(
-                f"cannot create the ledger directory {self.directory} "
-                f"({type(exc).__name__}: {exc.strerror})"
-            ) from None
-
-    def _temp(self, scope: str, data: bytes) -> Path:
-        tmp = self.directory / f".{scope}.{uuid.uuid4().hex}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise LedgerStorageError(
-                f"cannot write to the ledger directory {self.directory} "
-                f"({type(exc).__name__}: {exc.strerror})"
-            ) from None
-        return tmp
-
-    def _sync_dir(self) -> None:
-        with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def create(self, scope: str, data: bytes) -> bool:
-        path = self.path(scope)
-        self._prepare_dir()
-        tmp = self._temp(scope, data)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise LedgerStorageError(
-                f"cannot write the ledger record {path} ({type(exc).__name__}: {exc.strerror})"
-            ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        self._sync_dir()
-        return True
-
-    def replace(self, scope: str, data: bytes) -> None:
-        path = self.path(scope)
-        self._prepare_dir()
-        tmp = self._temp(scope, data)
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise LedgerStorageError(
-                f"cannot write the ledger record {path} ({type(exc).__name__}: {exc.strerror})"
-            ) from None
-        self._sync_dir()
-
-    def scopes(self) -> list[str]:
-        try:
-            names = sorted(os.listdir(self.directory))  # a third of pathlib's iterdir's time
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise LedgerStorageError(
-                f"cannot list the ledger directory {self.directory} ({type(exc).__name__})"
-            ) from None
-        return [n[:-5] for n in names if n.endswith(".json") and _SAFE_SCOPE.match(n[:-5])]
-
-
-_S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
-_S3_EXISTS = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-_S3_UNSUPPORTED = frozenset({"NotImplemented", "501"})
-
-
-def _s3_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str((response.get("Error") or {}).get("Code") or "") or None
-    return None
-
-
-class S3LedgerBackend:
-    """Records as objects ``<prefix>/<scope>.json`` in an S3 bucket, one PUT each.
-
-    A new intent is created with a conditional PUT (``If-None-Match: *``): of two workers
-    creating the same intent, one gets 412 and reads the other's. Where the store does not
-    implement conditional writes (501 NotImplemented), it falls back to HEAD then PUT and
-    says so in :attr:`conditional_writes`.
-
-    Args:
-        client: A boto3 S3 client.
-        bucket: The bucket name.
-        prefix: The key prefix of the ledger (e.g. ``"outputs/prefect-runway-ledger"``).
-    """
-
-    def __init__(self, client: Any, bucket: str, prefix: str = LEDGER_FOLDER) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.conditional_writes: bool | None = None
-
-    def __repr__(self) -> str:
-        return f"S3LedgerBackend('s3://{self.bucket}/{self.prefix}')"
-
-    def key(self, scope: str) -> str:
-        name = f"{_check_scope(scope)}.json"
-        return f"{self.prefix}/{name}" if self.prefix else name
-
-    def location(self, scope: str) -> str:
-        return f"s3://{self.bucket}/{self.key(scope)}"
-
-    @property
-    def storage(self) -> str:
-        folder = self.prefix.removesuffix(LEDGER_FOLDER).rstrip("/")
-        return f"s3://{self.bucket}/{folder}" if folder else f"s3://{self.bucket}"
-
-    def _storage_error(self, exc: BaseException, what: str) -> LedgerStorageError:
-        code = _s3_code(exc) or type(exc).__name__
-        return LedgerStorageError(f"S3 refused to {what} s3://{self.bucket}/{self.prefix} ({code})")
-
-    def read(self, scope: str) -> bytes | None:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.key(scope))
-        except Exception as exc:
-            if _s3_code(exc) in _S3_ABSENT:
-                return None
-            if _s3_code(exc) is None:
-                raise LedgerRecordUnreadable(scope, self.location(scope), type(exc).__name__) from None
-            raise self._storage_error(exc, "read") from None
-        body = response["Body"]
-        try:
-            return body.read()
-        except Exception as exc:
-            raise LedgerRecordUnreadable(scope, self.location(scope), type(exc).__name__) from None
-        finally:
-            body.close()
-
-    def _put(self, scope: str, data: bytes, **extra: Any) -> None:
-        self.client.put_object(
-            Bucket=self.bucket, Key=self.key(scope), Body=data,
-            ContentType="application/json", **extra,
-        )
-
-    def create(self, scope: str, data: bytes) -> bool:
-        if self.conditional_writes is not False:
-            try:
-                self._put(scope, data, IfNoneMatch="*")
-                self.conditional_writes = True
-                return True
-            except Exception as exc:
-                code = _s3_code(exc)
-                if code in _S3_EXISTS:
-                    return False
-                if code not in _S3_UNSUPPORTED:
-                    raise self._storage_error(exc, "write") from None
-                self.conditional_writes = False
-        if self.read(scope) is not None:
-            return False
-        try:
-            self._put(scope, data)
-        except Exception as exc:
-            raise self._storage_error(exc, "write") from None
-        return True
-
-    def replace(self, scope: str, data: bytes) -> None:
-        try:
-            self._put(scope, data)
-        except Exception as exc:
-            raise self._storage_error(exc, "write") from None
-
-    def scopes(self) -> list[str]:
-        prefix = f"{self.prefix}/" if self.prefix else ""
-        found: list[str] = []
-        try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            ):
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(prefix):]
-                    if "/" not in name and name.endswith(".json") and _SAFE_SCOPE.match(name[:-5]):
-                        found.append(name[:-5])
-        except Exception as exc:
-            raise self._storage_error(exc, "list") from None
-        return sorted(found)
 
 
 # ---- the ledger ------------------------------------------------------------------------------
@@ -638,7 +273,7 @@ class SubmissionLedger:
         ```
     """
 
-    def __init__(self, backend: LedgerBackend) -> None:
+    def __init__(self, backend: RecordBackend) -> None:
         self.backend = backend
 
     def __repr__(self) -> str:
@@ -661,7 +296,7 @@ class SubmissionLedger:
     def _begin(
         self, scope: str, meta: IntentMeta, force: bool, job_max_age: float | None = None
     ) -> Intent | JobRecord:
-        _check_scope(scope)
+        check_scope(scope)
         flow_run, task_run = _current_run_ids()
         intent = Intent(
             scope=scope, fingerprint=meta.fingerprint, provider=meta.provider,
@@ -948,51 +583,16 @@ class SubmissionLedger:
 # ---- where the ledger lives ------------------------------------------------------------------
 
 
-def default_ledger_directory() -> Path:
-    """``<PREFECT_RESULTS_LOCAL_STORAGE_PATH>/prefect-runway-ledger``: beside Prefect's
-    local results (``~/.prefect/storage`` unless set)."""
-    from prefect.settings import get_current_settings
-
-    return Path(get_current_settings().results.local_storage_path).expanduser() / LEDGER_FOLDER
-
-
 def ledger_for(storage: Any = None) -> SubmissionLedger:
-    """The ledger that lives with ``storage``'s results.
-
-    Args:
-        storage: None or ``""`` (Prefect's local result storage path); a local directory
-            (``str`` or ``Path``: the ledger goes in its ``prefect-runway-ledger/``);
-            ``s3://bucket/prefix``, an ``S3Storage`` or a prefect-aws ``S3Bucket`` (the
-            ledger goes under ``<prefix>/prefect-runway-ledger/`` in that bucket); or a
-            ``LocalStorage``-like object with a ``root`` directory.
+    """The ledger that lives with ``storage``'s results (where: see
+    :func:`prefect_runway.storage.records.ledger_backend`).
 
     Raises:
         InvalidRequest: ``storage`` is of a kind the ledger cannot live in.
     """
-    if storage is None or storage == "":
-        return SubmissionLedger(LocalLedgerBackend(default_ledger_directory()))
     if isinstance(storage, SubmissionLedger):
         return storage
-    if isinstance(storage, str) and storage.startswith("s3://"):
-        from prefect_runway.storage.s3 import S3Storage
-
-        storage = S3Storage.from_uri(storage)
-    if isinstance(storage, (str, os.PathLike)):
-        return SubmissionLedger(LocalLedgerBackend(Path(storage) / LEDGER_FOLDER))
-    bucket = getattr(storage, "bucket", None) if hasattr(storage, "object_key") else storage
-    if bucket is not None and hasattr(bucket, "bucket_name") and hasattr(bucket, "credentials"):
-        folder = (getattr(bucket, "bucket_folder", "") or "").strip("/")
-        prefix = f"{folder}/{LEDGER_FOLDER}" if folder else LEDGER_FOLDER
-        return SubmissionLedger(
-            S3LedgerBackend(bucket.credentials.get_s3_client(), bucket.bucket_name, prefix)
-        )
-    root = getattr(storage, "root", None) or getattr(storage, "basepath", None)
-    if isinstance(root, (str, os.PathLike)) and "://" not in str(root):
-        return SubmissionLedger(LocalLedgerBackend(Path(root) / LEDGER_FOLDER))
-    raise InvalidRequest(
-        "storage", f"the submission ledger cannot live in {type(storage).__name__}",
-        allowed="a local directory, s3://bucket/prefix, an S3Storage or an S3Bucket block",
-    )
+    return SubmissionLedger(ledger_backend(storage))
 
 
 def ledger_of(storage: Any = None) -> SubmissionLedger:
@@ -1004,14 +604,7 @@ def ledger_of(storage: Any = None) -> SubmissionLedger:
     """
     if isinstance(storage, SubmissionLedger):
         return storage
-    try:
-        return ledger_for(storage)
-    except InvalidRequest:
-        from prefect_runway.storage.base import OutputStorage
-
-        if isinstance(storage, OutputStorage):
-            return ledger_for(None)
-        raise
+    return SubmissionLedger(ledger_backend(storage, fallback=True))
 
 
 

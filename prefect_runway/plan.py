@@ -38,13 +38,13 @@ from prefect_runway.models import (
     VideoRequest,
     check_name,
 )
-from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.shots import message_of
 from prefect_runway.storage import OutputStorage, output_key
+from prefect_runway.storage.previews import check_preview
 
 __all__ = [
-    "CREDENTIALS_ALLOWED", "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview",
+    "CREDENTIALS_ALLOWED", "ChainPlan", "PreparedRequest", "ShotPlan",
     "check_run", "check_storage", "credentials_mapping_refused", "load_credentials",
     "plan_chain", "plan_storyboard", "prepare", "prepare_uploading", "upload_images",
 ]
@@ -264,13 +264,6 @@ def plan_chain(
         video_credentials=video_credentials, video_check=steps["video"],
         video_request=video_request, still_request=still_request,
     )
-
-
-def check_preview(preview: str | None) -> None:
-    """Raise :class:`InvalidRequest` unless ``preview`` is a preview format or None."""
-    if preview is not None and preview not in PREVIEW_FORMATS:
-        raise InvalidRequest("preview", f"{preview!r} is not a preview format",
-                             allowed=(*PREVIEW_FORMATS, None))
 
 
 async def check_run(

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from prefect_runway.costs import PROVIDER_UNITS, Budget, BudgetGuard, Cost, CostPlan, _num
-from prefect_runway.errors import BudgetExceeded, InvalidRequest, StorageError
-from prefect_runway.ledger import LocalLedgerBackend, S3LedgerBackend, _current_run_ids, ledger_of
+from prefect_runway.errors import BudgetExceeded, StorageError
 from prefect_runway.providers.wire import api_origin
+from prefect_runway.storage.records import RecordBackend, ledger_backend
 
 __all__ = ["HOLDS_FOLDER", "SPEND_FOLDER", "DailyBudgets", "DailySpend", "Hold",
            "block_identity", "budget_guard", "record_spend", "utc_day"]
@@ -52,19 +52,10 @@ def block_identity(credentials: Any) -> tuple[str, str]:
     return f"{safe}-{hashlib.sha256(label.encode()).hexdigest()[:12]}", label
 
 
-def _backend(storage: Any, day: str, folder: str, *inside: str) -> Any:
+def _backend(storage: Any, day: str, folder: str, *inside: str) -> RecordBackend:
     """The backend of one block's records of one day (or of a folder ``inside`` them),
     beside the ledger of ``storage``."""
-    ledger = ledger_of(storage).backend
-    if isinstance(ledger, LocalLedgerBackend):
-        return LocalLedgerBackend(ledger.directory.parent.joinpath(SPEND_FOLDER, day, folder,
-                                                                   *inside))
-    if isinstance(ledger, S3LedgerBackend):
-        parent = ledger.prefix.rsplit("/", 1)[0] if "/" in ledger.prefix else ""
-        prefix = "/".join(p for p in (parent, SPEND_FOLDER, day, folder, *inside) if p)
-        return S3LedgerBackend(ledger.client, ledger.bucket, prefix)
-    raise InvalidRequest("storage", f"spend records cannot live beside {ledger!r}",
-                         allowed="a local directory or S3")
+    return ledger_backend(storage, fallback=True).sibling(SPEND_FOLDER, day, folder, *inside)
 
 
 def _record_scope(provider: str, job_id: str) -> str:
@@ -101,10 +92,13 @@ class DailySpend:
         credentials: The credentials block.
         storage: The run's storage (the records live beside its submission ledger).
         budget: The block's daily budget.
+        flow_run_id: The flow run reserving in it (recorded with each reservation).
     """
 
-    def __init__(self, credentials: Any, storage: Any, budget: Budget) -> None:
+    def __init__(self, credentials: Any, storage: Any, budget: Budget,
+                 flow_run_id: str | None = None) -> None:
         self.credentials = credentials
+        self.flow_run_id = flow_run_id
         self.provider: str = credentials.provider_name
         self.storage = storage
         self.budget = budget
@@ -241,7 +235,7 @@ class DailySpend:
                 "unit": PROVIDER_UNITS.get(self.provider, "credits") if cost is None else cost.unit,
                 "reserved_at": now.isoformat(),
                 "expires_at": (now + timedelta(seconds=self.hold_seconds)).isoformat(),
-                "flow_run_id": _current_run_ids()[0],
+                "flow_run_id": self.flow_run_id,
             }
             if backend.create(_hold_scope(last + 1), json.dumps(record, indent=1).encode() + b"\n"):
                 return Hold(day, last + 1, amount)
@@ -279,7 +273,8 @@ class DailySpend:
         return f"the daily budget of {self.budget.describe()} of {self.label}"
 
 
-def _record(storage: Any, credentials: Any, result: Any, cost: Cost, day: str) -> bool:
+def _record(storage: Any, credentials: Any, result: Any, cost: Cost, day: str,
+            flow_run_id: str | None) -> bool:
     folder, label = block_identity(credentials)
     backend = _backend(storage, day, folder)
     g = result.generation
@@ -287,14 +282,14 @@ def _record(storage: Any, credentials: Any, result: Any, cost: Cost, day: str) -
         "version": RECORD_VERSION, "day": day, "block": label, "provider": g.provider,
         "model": g.model, "kind": g.kind, "job_id": g.job_id, "fingerprint": g.fingerprint,
         "amount": cost.amount, "unit": cost.unit, "estimated": cost.estimated,
-        "recorded_at": datetime.now(timezone.utc).isoformat(), "flow_run_id": _current_run_ids()[0],
+        "recorded_at": datetime.now(timezone.utc).isoformat(), "flow_run_id": flow_run_id,
     }
     data = json.dumps(record, indent=1).encode() + b"\n"
     return bool(backend.create(_record_scope(g.provider, g.job_id), data))
 
 
 async def record_spend(credentials: Any, storage: Any, result: Any, cost: Cost | None,
-                       logger: Any = None) -> bool:
+                       logger: Any = None, flow_run_id: str | None = None) -> bool:
     """Record a finished job's cost under its block and the (UTC) day it was submitted, where
     the block has a daily budget. A job already recorded is not counted again. Never raises: a record that
     cannot be written is logged (the job is paid and stored either way).
@@ -306,7 +301,8 @@ async def record_spend(credentials: Any, storage: Any, result: Any, cost: Cost |
         return False
     try:
         day = utc_day(result.generation.submitted_at)
-        return await asyncio.to_thread(_record, storage, credentials, result, cost, day)
+        return await asyncio.to_thread(_record, storage, credentials, result, cost, day,
+                                       flow_run_id)
     except Exception as exc:  # the job is paid and stored: never fail it over the record
         if logger is not None:
             logger.warning("Could not record the cost of %s job %s for the daily budget: %s",
@@ -321,8 +317,10 @@ class DailyBudgets:
         self.entries = entries or {}
 
     @classmethod
-    def of(cls, credentials: Iterable[Any], storage: Any) -> DailyBudgets:
-        """The daily budgets of these blocks, kept beside ``storage``'s ledger.
+    def of(cls, credentials: Iterable[Any], storage: Any,
+           flow_run_id: str | None = None) -> DailyBudgets:
+        """The daily budgets of these blocks, kept beside ``storage``'s ledger, for the flow
+        run ``flow_run_id`` (recorded with its reservations).
 
         Raises:
             InvalidRequest: a block's ``daily_budget`` is not a budget.
@@ -333,7 +331,7 @@ class DailyBudgets:
             if budget is None:
                 continue
             folder, _ = block_identity(creds)
-            entries.setdefault(folder, DailySpend(creds, storage, budget))
+            entries.setdefault(folder, DailySpend(creds, storage, budget, flow_run_id))
         return cls(entries)
 
     def __bool__(self) -> bool:
@@ -407,12 +405,14 @@ class DailyBudgets:
         return spent
 
 
-def budget_guard(budget: Budget | None, credentials: Iterable[Any], storage: Any) -> BudgetGuard | None:
-    """The guard of a run with this budget whose submits may go to these blocks (their daily
-    budgets kept beside ``storage``'s ledger), or None when there is nothing to guard.
+def budget_guard(budget: Budget | None, credentials: Iterable[Any], storage: Any,
+                 flow_run_id: str | None = None) -> BudgetGuard | None:
+    """The guard of flow run ``flow_run_id`` with this budget whose submits may go to these
+    blocks (their daily budgets kept beside ``storage``'s ledger), or None when there is
+    nothing to guard.
 
     Raises:
         InvalidRequest: a block's ``daily_budget`` is not a budget.
     """
-    daily = DailyBudgets.of(credentials, storage)
+    daily = DailyBudgets.of(credentials, storage, flow_run_id)
     return BudgetGuard(budget, daily) if budget is not None or daily else None

@@ -204,7 +204,7 @@ async def run_generation(
     step = what or "the " + describe_job(prepared.kind, name, None)
     if guard is None:
         guard = budget_guard(None, fallback.route.providers if fallback else [credentials],
-                             storage)
+                             storage, flow_run)
     held: Reservation | None = None  # the reservation of the job in hand
 
     async def settle(charged: Cost | None, job_id: str | None = None) -> None:
@@ -272,7 +272,7 @@ async def run_generation(
                 cost = (output_cost(stored[0]) if stored
                         else charged_cost(result, prices_of(credentials)))
                 await emit_charged(result, cost)
-                await record_spend(credentials, storage, result, cost, logger)  # daily budgets
+                await record_spend(credentials, storage, result, cost, logger, flow_run)  # daily budgets
                 await settle(cost, generation.job_id)
                 return result, stored
             except GenerationExpired:
@@ -743,7 +743,8 @@ async def image_to_video(
     if cap is not None:
         cap.check(cost_plan)
     # Every submit of the run, whichever route leads to it, is priced against this guard.
-    guard = budget_guard(cap, [*image_route.providers, *video_route.providers], store)
+    guard = budget_guard(cap, [*image_route.providers, *video_route.providers], store,
+                         flow_run_id())
     if guard is not None and guard.daily:  # each block's cap per UTC day, with today's spend
         await guard.daily.check(cost_plan, [chain])
     if check_balance:

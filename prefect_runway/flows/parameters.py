@@ -22,8 +22,9 @@ from pydantic import SecretStr
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import SEED_MAX, check_name, model_durations, seconds_value
-from prefect_runway.plan import check_preview, credentials_mapping_refused
+from prefect_runway.plan import credentials_mapping_refused
 from prefect_runway.review import check_review_parameters
+from prefect_runway.storage.previews import check_preview
 
 __all__ = ["CREDENTIAL_PARAMETERS", "RunwayFlow", "check_parameters", "credentials_in_clear",
            "forget_credentials_in_clear", "runway_flow"]

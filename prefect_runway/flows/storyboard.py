@@ -77,7 +77,7 @@ from prefect_runway.review import (
 from prefect_runway.shots import load_shots
 from prefect_runway.spend import budget_guard
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
-from prefect_runway.tasks.generation import submission_cache_key, submit_generation
+from prefect_runway.tasks.generation import flow_run_id, submission_cache_key, submit_generation
 from prefect_runway.watch import announce_chains
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
@@ -244,7 +244,7 @@ async def storyboard(
     # Every submit of the run, whichever route leads to it, is priced against this guard
     # (the run's budget, each block's cap per UTC day); its chains share it.
     guard = budget_guard(cap, {id(c): c for r in routes.values() for step in (r.still, r.video)
-                               for c in step.providers}.values(), store)
+                               for c in step.providers}.values(), store, flow_run_id())
     if guard is not None and guard.daily:
         await guard.daily.check(cost_plan, plans)
     if dry_run:

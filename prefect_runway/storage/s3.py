@@ -36,7 +36,7 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 ARTIFACT_LINK_ENV = "PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS"
 DEFAULT_LINK_SECONDS = 24 * 3600
 #: S3 error codes that mean "nothing is stored there".
-_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
+S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 #: S3 error codes that no retry cures: the storage is misconfigured.
 _MISCONFIGURED = frozenset({
     "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -244,7 +244,7 @@ class S3Storage(OutputStorage):
         try:
             return self.client().get_object(Bucket=self.bucket_name, Key=object_key)
         except Exception as exc:
-            if _code(exc) in _ABSENT:
+            if s3_error_code(exc) in S3_ABSENT:
                 return None
             raise
 
@@ -298,7 +298,7 @@ class S3Storage(OutputStorage):
             try:
                 return self.client().head_object(Bucket=self.bucket_name, Key=object_key)
             except Exception as exc:
-                if _code(exc) in _ABSENT:
+                if s3_error_code(exc) in S3_ABSENT:
                     return None
                 raise
 
@@ -376,7 +376,8 @@ def _clean_prefix(prefix: str) -> str:
     return safe_key(prefix) if prefix else ""
 
 
-def _code(exc: BaseException) -> str | None:
+def s3_error_code(exc: BaseException) -> str | None:
+    """The error code of a boto3 ``ClientError`` (``NoSuchKey``, ``403``), or None."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         return str((response.get("Error") or {}).get("Code") or "") or None
@@ -400,7 +401,7 @@ def _s3_errors(storage: S3Storage, object_key: str) -> Iterator[None]:
     except Exception as exc:
         # boto3's S3UploadFailedError wraps the ClientError that says why (or only names it).
         inner = exc.__cause__ or exc.__context__
-        code = _code(exc) or (_code(inner) if inner is not None else None)
+        code = s3_error_code(exc) or (s3_error_code(inner) if inner is not None else None)
         if code is None:
             code = next((c for c in _MISCONFIGURED if f"({c})" in str(exc)), None)
         if code in _MISCONFIGURED:

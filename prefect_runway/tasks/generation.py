@@ -24,8 +24,7 @@ from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cache_records import GENERATION_SERIALIZER, SUBMIT_RECORD_KEYS, take_rejection
-from prefect_runway.costs import prices_of
-from prefect_runway.delivery import deliver
+from prefect_runway.costs import charged_cost, prices_of
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job, log_to
 from prefect_runway.errors import (
@@ -38,8 +37,10 @@ from prefect_runway.errors import (
 from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of, scope_for
 from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
-from prefect_runway.plan import PreparedRequest, check_preview, prepare
+from prefect_runway.plan import PreparedRequest, prepare
 from prefect_runway.storage import resolve_storage
+from prefect_runway.storage.delivery import deliver
+from prefect_runway.storage.previews import check_preview
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -444,7 +445,8 @@ async def download_generation(
         async with credentials.get_client() as client:
             return await deliver(
                 result, client, store, key_template=key_template, name=name, preview=preview,
-                flow_run=flow_run_id(), logger=get_run_logger(), prices=prices_of(credentials),
+                flow_run=flow_run_id(), logger=get_run_logger(),
+                cost=charged_cost(result, prices_of(credentials)),
             )
     except OSError as exc:
         if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):

@@ -28,7 +28,8 @@ from prefect.settings import PREFECT_API_URL
 from prefect_runway import InvalidRequest, StorageError, SubmissionUncertain, image_to_video
 from prefect_runway.cli import main as cli_main
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.ledger import Intent, SubmissionInDoubt, ledger_for
+from prefect_runway.errors import SubmissionInDoubt
+from prefect_runway.ledger import Intent, ledger_for
 
 SCRIPT = Path(__file__).parent / "scripts" / "ledger_run.py"
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

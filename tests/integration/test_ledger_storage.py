@@ -23,20 +23,17 @@ from pathlib import Path
 import pytest
 from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
+from prefect_runway.errors import LedgerRecordUnreadable, LedgerStorageError, SubmissionInDoubt
 from prefect_runway.ledger import (
-    LEDGER_FOLDER,
     Intent,
     IntentMeta,
     JobRecord,
-    LedgerRecordUnreadable,
-    LedgerStorageError,
-    S3LedgerBackend,
-    SubmissionInDoubt,
     SubmissionLedger,
     format_ledger,
     ledger_for,
 )
 from prefect_runway.models import Generation
+from prefect_runway.storage.records import LEDGER_FOLDER, S3LedgerBackend
 from prefect_runway.storage.s3 import S3Storage
 
 SCOPE = "prefect-runway-submit-" + "5" * 40
@@ -163,7 +160,8 @@ _CHILD = textwrap.dedent('''
     import httpx
     from prefect import flow, task
 
-    from prefect_runway.ledger import IntentMeta, JobRecord, SubmissionLedger, LocalLedgerBackend
+    from prefect_runway.ledger import IntentMeta, JobRecord, SubmissionLedger
+    from prefect_runway.storage.records import LocalLedgerBackend
     from prefect_runway.locks import RunwayFileSystemLockManager, submission_cache_policy
     from prefect_runway.models import Generation
 

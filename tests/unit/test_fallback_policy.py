@@ -25,6 +25,7 @@ from prefect_runway.errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    SubmissionInDoubt,
     SubmissionUncertain,
     UnsupportedOption,
 )
@@ -38,7 +39,7 @@ from prefect_runway.fallback import (
     load_route,
 )
 from prefect_runway.flows.parameters import check_parameters
-from prefect_runway.ledger import Intent, SubmissionInDoubt
+from prefect_runway.ledger import Intent
 from prefect_runway.models import PLACEHOLDER_IMAGE, Generation
 
 URL = "https://emulator.invalid"

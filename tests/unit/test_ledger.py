@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from prefect_runway.errors import InvalidRequest, SubmissionUncertain
-from prefect_runway.ledger import (
-    LEDGER_FOLDER,
-    Intent,
-    IntentMeta,
-    JobRecord,
+from prefect_runway.errors import (
+    InvalidRequest,
     LedgerAmbiguous,
     LedgerNotFound,
     LedgerRecordUnreadable,
     LedgerStorageError,
-    LocalLedgerBackend,
     SubmissionInDoubt,
+    SubmissionUncertain,
+)
+from prefect_runway.ledger import (
+    Intent,
+    IntentMeta,
+    JobRecord,
     SubmissionLedger,
-    default_ledger_directory,
     format_ledger,
     ledger_for,
 )
@@ -37,6 +37,11 @@ from prefect_runway.locks import (
 )
 from prefect_runway.models import Generation
 from prefect_runway.providers.wire import api_origin
+from prefect_runway.storage.records import (
+    LEDGER_FOLDER,
+    LocalLedgerBackend,
+    default_ledger_directory,
+)
 
 SCOPE = "prefect-runway-submit-" + "a" * 40
 OTHER = "prefect-runway-submit-" + "b" * 40
@@ -449,7 +454,7 @@ async def test_an_acquire_without_a_timeout_has_a_deadline_and_a_typed_error(
 
 
 def test_each_backend_says_what_ledger_commands_take_as_storage(tmp_path: Path) -> None:
-    from prefect_runway.ledger import S3LedgerBackend
+    from prefect_runway.storage.records import S3LedgerBackend
 
     assert ledger_for(str(tmp_path / "out")).backend.storage == str((tmp_path / "out").resolve())
     assert S3LedgerBackend(None, "media", f"renders/{LEDGER_FOLDER}").storage == "s3://media/renders"

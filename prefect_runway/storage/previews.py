@@ -20,11 +20,10 @@ from typing import Literal
 import av
 from PIL import Image
 
-from prefect_runway.storage.keys import preview_key  # noqa: F401 - where callers find it
+from prefect_runway.errors import InvalidRequest
 
 PreviewFormat = Literal["gif", "png"]
 PREVIEW_FORMATS: tuple[str, ...] = ("gif", "png")
-PREVIEW_MEDIA_TYPES = {"gif": "image/gif", "png": "image/png"}
 #: Stop decoding after this many frames when a video does not say how long it is.
 MAX_SCAN_FRAMES = 3000
 
@@ -179,3 +178,10 @@ def _thumbnail(image: Image.Image, width: int) -> Image.Image:
         return image
     height = max(2, round(h * width / w))
     return image.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def check_preview(preview: str | None) -> None:
+    """Raise :class:`InvalidRequest` unless ``preview`` is a preview format or None."""
+    if preview is not None and preview not in PREVIEW_FORMATS:
+        raise InvalidRequest("preview", f"{preview!r} is not a preview format",
+                             allowed=(*PREVIEW_FORMATS, None))
