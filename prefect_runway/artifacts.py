@@ -498,51 +498,6 @@ async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> 
 SUMMARY_ARTIFACT_KEY = "storyboard-summary"
 
 
-def runway_resource(kind: str, ident: str, provider: str, model: str,
-                    **labels: str) -> dict[str, str]:
-    """The resource of one of this package's Prefect events: ``prefect-runway.<kind>.<ident>``,
-    named ``<provider> <model> <ident>``, its provider and model (and ``labels``) as
-    ``prefect-runway.*`` labels an automation can match."""
-    return {
-        "prefect.resource.id": f"prefect-runway.{kind}.{ident}",
-        "prefect.resource.name": f"{provider} {model} {ident}",
-        "prefect-runway.provider": provider,
-        "prefect-runway.model": model,
-        **{f"prefect-runway.{name}": value for name, value in labels.items()},
-    }
-
-
-def emit_quietly(event: str, resource: dict[str, str], payload: dict[str, Any],
-                 related: list[dict[str, str]] | None = None) -> None:
-    """Emit a Prefect event for automations; never raises (an event never fails a run)."""
-    try:
-        from prefect.events import emit_event
-
-        emit_event(event=event, resource=resource, payload=payload, related=related)
-    except Exception:  # noqa: BLE001 - an event is for automations; the run goes on
-        logging.getLogger(__name__).debug("Could not emit %s", event, exc_info=True)
-
-
-#: The Prefect event of a submission in doubt (one per doubt a run meets), for automations.
-DOUBT_EVENT = "prefect-runway.submission.in-doubt"
-
-
-def emit_doubt(doubt: Doubt) -> None:
-    """Emit :data:`DOUBT_EVENT` for ``doubt``: the submission
-    as the resource (provider, model, fingerprint), the flow run that met it as a related
-    resource, the doubt and both commands as the payload. No secret is in any of them."""
-    related = [{"prefect.resource.id": f"prefect.flow-run.{doubt.flow_run_id}",
-                "prefect.resource.role": "flow-run"}] if doubt.flow_run_id else []
-    emit_quietly(
-        DOUBT_EVENT,
-        runway_resource("submission", doubt.fingerprint, doubt.provider, doubt.model,
-                        fingerprint=doubt.fingerprint),
-        {**doubt.model_dump(mode="json"), "adopt_command": doubt.adopt_command,
-         "clear_command": doubt.clear_command},
-        related,
-    )
-
-
 #: The key of a single-step or chain run's submissions in doubt (a storyboard's are in its
 #: summary).
 DOUBTS_ARTIFACT_KEY = "submission-doubts"
@@ -566,4 +521,15 @@ async def publish_summary(summary: Any) -> None:
         markdown=summary.markdown(),
         key=SUMMARY_ARTIFACT_KEY,
         description=summary.describe(limit=3),
+    )
+
+
+async def publish_cost_plan(plan: Any, key: str = "cost-plan") -> None:
+    """The plan (a :class:`~prefect_runway.money.cost_plan.CostPlan`) as a markdown artifact,
+    published before the run's first submit."""
+    usd = plan.total_usd
+    await acreate_markdown_artifact(
+        markdown=plan.markdown(), key=key,
+        description=f"{plan.requests} request(s) to pay"
+        + ("" if usd is None else f", about USD {usd:.2f}"),
     )

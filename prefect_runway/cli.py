@@ -199,7 +199,7 @@ def storyboard_run(args: argparse.Namespace) -> int:
                          "shots file, or s3://bucket/key")
     budget = args.budget
     if budget is not None:
-        from prefect_runway.costs import Budget
+        from prefect_runway.money.budget import Budget
 
         Budget.parse(budget)  # a bad budget is one line, before anything starts
     if not args.emulator and not (
@@ -381,12 +381,15 @@ def plan(args: argparse.Namespace) -> int:
 
 
 async def _plan(args: argparse.Namespace) -> int:
-    from prefect_runway.costs import Budget, cached_steps, check_balances, plan_costs
     from prefect_runway.fallback import ShotRouter
+    from prefect_runway.money.balances import check_balances
+    from prefect_runway.money.budget import Budget
+    from prefect_runway.money.cost_plan import plan_costs
+    from prefect_runway.money.daily import DailyBudgets, utc_day
     from prefect_runway.plan import plan_storyboard
     from prefect_runway.shots import load_shots
-    from prefect_runway.spend import DailyBudgets, utc_day
     from prefect_runway.storage import resolve_storage
+    from prefect_runway.tasks.generation import cached_steps
 
     budget = Budget.parse(args.budget) if args.budget is not None else None
     if "://" not in args.shots and not Path(args.shots).is_file():

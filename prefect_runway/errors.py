@@ -187,6 +187,43 @@ def _rebuild_budget_exceeded(message: str, planned: float | None,
     return BudgetExceeded(message, planned=planned, budget=budget)
 
 
+class NotStarted(BudgetExceeded):
+    """A submit was refused before it was sent: it would pass a budget, or it has no known
+    price while the run has one (an unknown price counts as unbounded). Nothing was sent.
+
+    Attributes:
+        what: The step it was for (``its video``, ``the video on runway (fallback)``).
+        limit: The budget it would pass (``the budget of USD 5.00``).
+        unpriced: ``model on provider`` when it has no known price, else None.
+    """
+
+    def __init__(self, what: str, limit: str, *, unpriced: str | None = None,
+                 planned: float | None = None, budget: float | None = None) -> None:
+        self.what, self.limit, self.unpriced = what, limit, unpriced
+        if unpriced:
+            message = (f"not started: {what} has no known price ({unpriced}), so it could pass "
+                       f"{limit}; give its price in the credentials block's prices")
+        else:
+            message = f"not started: {what} would pass {limit}"
+        super().__init__(message, planned=planned, budget=budget)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_not_started, (self.what, self.limit, self.unpriced, self.planned,
+                                       self.budget))
+
+
+def _rebuild_not_started(what: str, limit: str, unpriced: str | None, planned: float | None,
+                         budget: float | None) -> NotStarted:
+    return NotStarted(what, limit, unpriced=unpriced, planned=planned, budget=budget)
+
+
+class UnknownPrice(PrefectRunwayError, KeyError):
+    """No price is known for this provider and model."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; say it plainly
+        return str(self.args[0]) if self.args else "unknown price"
+
+
 class StorageError(PrefectRunwayError):
     """Outputs (or the submission ledger) cannot be written where the run was told to put
     them: a path that is not a writable directory, a bucket that cannot be reached or has no

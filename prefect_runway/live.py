@@ -321,12 +321,12 @@ class LiveDisplay:
 
 def cost_plan_table(cost_plan: Any) -> Table:
     """A :class:`~prefect_runway.costs.CostPlan` as a rich table (``prefect-runway plan``)."""
-    from prefect_runway.costs import _num
+    from prefect_runway.money.costs import format_amount
 
     usd = cost_plan.total_usd
     table = Table(
         title=f"Cost plan: {cost_plan.requests} request(s) to pay for {cost_plan.shots} shot(s)",
-        caption="; ".join(f"total {provider}: {_num(amount)} {unit}"
+        caption="; ".join(f"total {provider}: {format_amount(amount)} {unit}"
                           for (provider, unit), amount in sorted(cost_plan.totals().items())),
         show_footer=True, header_style="bold",
     )
@@ -339,7 +339,7 @@ def cost_plan_table(cost_plan: Any) -> Table:
         table.add_column(header, footer=footer, justify=justify)  # type: ignore[arg-type]
     for r in cost_plan.rows:
         table.add_row(r.provider, r.model, str(r.steps), str(r.cached), str(r.requests),
-                      _num(r.amount), r.unit, "" if r.usd is None else f"{r.usd:.2f}")
+                      format_amount(r.amount), r.unit, "" if r.usd is None else f"{r.usd:.2f}")
     return table
 
 

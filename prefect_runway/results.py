@@ -129,7 +129,7 @@ class StoryboardSummary(BaseModel):
         if self.doubts:
             lines += ["", doubts_markdown(self.doubts)]
         if self.costs:
-            from prefect_runway.costs import spending_markdown
+            from prefect_runway.money.cost_plan import spending_markdown
 
             lines += ["", "## Costs: spent vs plan", "", spending_markdown(self.costs)]
         return "\n".join(lines)

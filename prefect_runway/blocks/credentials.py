@@ -134,7 +134,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
     @field_validator("daily_budget")
     @classmethod
     def _check_daily_budget(cls, value: float | str | None) -> float | str | None:
-        from prefect_runway.costs import Budget
+        from prefect_runway.money.budget import Budget
 
         Budget.parse(value, field="daily_budget")  # InvalidRequest (a ValueError) if not
         return value
@@ -142,7 +142,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
     @model_validator(mode="after")
     def _check_prices(self) -> ProviderCredentials:
         if self.prices:
-            from prefect_runway.costs import prices_of
+            from prefect_runway.money.prices import prices_of
 
             try:
                 prices_of(self)

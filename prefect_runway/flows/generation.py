@@ -20,7 +20,6 @@ from prefect.utilities.annotations import opaque
 from prefect_runway.artifacts import (
     BatchProgress,
     advance_quietly,
-    emit_doubt,
     note_progress,
     publish_doubts,
     publish_outputs,
@@ -29,28 +28,13 @@ from prefect_runway.artifacts import (
 )
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
-from prefect_runway.costs import (
-    Attempts,
-    Budget,
-    BudgetGuard,
-    Cost,
-    NotStarted,
-    Reservation,
-    charged_cost,
-    check_balances,
-    emit_charged,
-    estimate_step,
-    output_cost,
-    plan_costs,
-    prices_of,
-    submit_charge,
-)
 from prefect_runway.engine.events import emit_job
 from prefect_runway.errors import (
     BudgetExceeded,
     ClassifiedFailure,
     GenerationExpired,
     InvalidRequest,
+    NotStarted,
     SubmissionUncertain,
 )
 from prefect_runway.fallback import (
@@ -61,6 +45,7 @@ from prefect_runway.fallback import (
     load_route,
     same_request,
 )
+from prefect_runway.flows.events import emit_charged, emit_doubt
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.ledger import Doubt
 from prefect_runway.limits import task_run_slot
@@ -75,6 +60,18 @@ from prefect_runway.models import (
     VideoRequest,
     bytes_to_data_uri,
 )
+from prefect_runway.money.balances import check_balances
+from prefect_runway.money.budget import Budget, BudgetGuard, Reservation
+from prefect_runway.money.cost_plan import Attempts, plan_costs
+from prefect_runway.money.costs import (
+    Cost,
+    charged_cost,
+    estimate_step,
+    output_cost,
+    submit_charge,
+)
+from prefect_runway.money.daily import budget_guard, record_spend
+from prefect_runway.money.prices import prices_of
 from prefect_runway.plan import (
     PreparedRequest,
     check_run,
@@ -85,7 +82,6 @@ from prefect_runway.plan import (
 )
 from prefect_runway.results import ImageToVideoResult
 from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
-from prefect_runway.spend import budget_guard, record_spend
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,

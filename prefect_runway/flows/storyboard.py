@@ -36,22 +36,10 @@ from typing import Any
 from prefect.logging import get_run_logger
 from prefect.states import Failed
 
-from prefect_runway.artifacts import BatchProgress, publish_summary
+from prefect_runway.artifacts import BatchProgress, publish_cost_plan, publish_summary
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs
-from prefect_runway.costs import (
-    Attempts,
-    Budget,
-    CostPlan,
-    NotStarted,
-    cached_steps,
-    check_balances,
-    output_cost,
-    plan_costs,
-    publish_cost_plan,
-    spending,
-)
-from prefect_runway.errors import InvalidRequest, StoryboardFailed
+from prefect_runway.errors import InvalidRequest, NotStarted, StoryboardFailed
 from prefect_runway.fallback import (
     FallbackPolicy,
     ShotRouter,
@@ -64,6 +52,11 @@ from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.ledger import Doubt
 from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
+from prefect_runway.money.balances import check_balances
+from prefect_runway.money.budget import Budget
+from prefect_runway.money.cost_plan import Attempts, CostPlan, plan_costs, spending
+from prefect_runway.money.costs import output_cost
+from prefect_runway.money.daily import budget_guard
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.results import ShotResult, StoryboardSummary
 from prefect_runway.review import (
@@ -75,9 +68,13 @@ from prefect_runway.review import (
     reviewed_still,
 )
 from prefect_runway.shots import load_shots
-from prefect_runway.spend import budget_guard
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
-from prefect_runway.tasks.generation import flow_run_id, submission_cache_key, submit_generation
+from prefect_runway.tasks.generation import (
+    cached_steps,
+    flow_run_id,
+    submission_cache_key,
+    submit_generation,
+)
 from prefect_runway.watch import announce_chains
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once

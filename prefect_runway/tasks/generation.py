@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,7 +24,6 @@ from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cache_records import GENERATION_SERIALIZER, SUBMIT_RECORD_KEYS, take_rejection
-from prefect_runway.costs import charged_cost, prices_of
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job, log_to
 from prefect_runway.errors import (
@@ -37,6 +36,8 @@ from prefect_runway.errors import (
 from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of, scope_for
 from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
+from prefect_runway.money.costs import charged_cost
+from prefect_runway.money.prices import prices_of
 from prefect_runway.plan import PreparedRequest, prepare
 from prefect_runway.storage import resolve_storage
 from prefect_runway.storage.delivery import deliver
@@ -294,6 +295,43 @@ async def reuses_a_job(
         return await ledger_of(storage).reusable(scope, max_age) is not None
     except Exception:
         return False
+
+
+async def cached_steps(
+    plans: Sequence[Any], cache_key: Callable[[Any, Any], str], task: Any,
+) -> set[str]:
+    """The steps of ``plans`` the submit task's cache already holds: not paid again.
+
+    Args:
+        plans: Shot plans or chain plans.
+        cache_key: The submit task's cache key of (credentials, prepared request)
+            (:func:`prefect_runway.tasks.generation.submission_cache_key`).
+        task: The submit task (``submit_generation``), whose result store holds the records.
+
+    Looks up each distinct still's submission cache key in the current result store (the
+    flow's, inside a flow run). A video's request names its still's bytes, unknown until the
+    still is stored, so videos are not looked up here: a cached video still counts as a
+    request to pay (the plan errs on the side of paying).
+    """
+    from prefect.results import get_result_store
+
+    try:  # the submit task's own store: where its cache records are
+        store = await get_result_store().aupdate_for_task(task)
+    except Exception:
+        return set()
+    found: set[str] = set()
+    looked: set[str] = set()
+    for plan in plans:
+        chain = getattr(plan, "chain", plan)
+        if chain.still_key in looked:
+            continue
+        looked.add(chain.still_key)
+        try:
+            if await store.aexists(cache_key(chain.image_credentials, chain.still)):
+                found.add(chain.still_key)
+        except Exception:  # an unreadable cache only makes the plan pay more
+            continue
+    return found
 
 
 def submit_task_for(

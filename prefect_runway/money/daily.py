@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from prefect_runway.costs import PROVIDER_UNITS, Budget, BudgetGuard, Cost, CostPlan, _num
 from prefect_runway.errors import BudgetExceeded, StorageError
+from prefect_runway.money.budget import Budget, BudgetGuard
+from prefect_runway.money.cost_plan import CostPlan
+from prefect_runway.money.costs import Cost, format_amount
+from prefect_runway.money.prices import PROVIDER_UNITS
 from prefect_runway.providers.wire import api_origin
 from prefect_runway.storage.records import RecordBackend, ledger_backend
 
@@ -33,7 +36,7 @@ MAX_RESERVE_ATTEMPTS = 200
 #: How long a reservation outlives its job's longest wait (a process that died leaves it).
 HOLD_MARGIN_SECONDS = 600.0
 
-_log = logging.getLogger("prefect_runway.spend")
+_log = logging.getLogger(__name__)
 
 
 def utc_day(moment: datetime | None = None) -> str:
@@ -395,9 +398,9 @@ class DailyBudgets:
             spent[folder] = today
             cost = planned.get(folder, 0.0)
             if today + held + cost > entry.budget.amount + 1e-9:
-                holding = f" and holds {_num(held)} for runs in flight" if held else ""
+                holding = f" and holds {format_amount(held)} for runs in flight" if held else ""
                 raise BudgetExceeded(
-                    f"the plan costs {_num(cost)} on {entry.label}, which spent {_num(today)} "
+                    f"the plan costs {format_amount(cost)} on {entry.label}, which spent {format_amount(today)} "
                     f"today ({utc_day()} UTC){holding}: over {entry.describe()}; nothing was "
                     "sent",
                     planned=round(today + held + cost, 6), budget=entry.budget.amount,

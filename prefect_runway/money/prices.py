@@ -38,10 +38,13 @@ Overrides (a dict, or a YAML file of the same shape, see `PriceTable.from_yaml`)
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from prefect_runway.errors import UnknownPrice
 
 Unit = Literal["credits", "USD"]
 Per = Literal["job", "second"]
@@ -59,13 +62,6 @@ ALIASES: dict[str, str] = {
 
 CHECKED = "2026-11-30"
 RUNWAY_SOURCE = "docs.dev.runwayml.com/guides/pricing (1 credit = $0.01)"
-
-
-class UnknownPrice(KeyError):
-    """No price is known for this provider and model."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; say it plainly
-        return str(self.args[0]) if self.args else "unknown price"
 
 
 @dataclass(frozen=True)
@@ -289,7 +285,59 @@ class PriceTable:
         return (base or cls.default()).with_overrides(data)
 
 
-_DEFAULT = PriceTable.default()
+_DEFAULT_TABLE = PriceTable.default()
+
+#: Each provider's own unit (what its status answers and balance endpoints report).
+PROVIDER_UNITS: dict[str, str] = {"runway": "credits", "aimlapi": "credits", "segmind": "USD"}
+
+
+def block_prices(provider: str, prices: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A credentials block's ``prices`` in :meth:`PriceTable.with_overrides`' shape.
+
+    Each model maps to an amount, or to ``{amount | tiers, unit, per}``; a model the built-in
+    table lacks is priced in the provider's own unit (:data:`PROVIDER_UNITS`), per job,
+    unless its entry says otherwise.
+
+    Raises:
+        ValueError: an entry is neither a number >= 0 nor a mapping of price fields.
+    """
+    known = _DEFAULT_TABLE.entries
+    out: dict[str, dict[str, Any]] = {}
+    for model, entry in prices.items():
+        if isinstance(entry, bool) or not isinstance(entry, (int, float, Mapping)):
+            raise ValueError(f"prices.{model}: {entry!r} is not a price; give a number >= 0 "
+                             "or {amount | tiers, unit, per}")
+        fields = dict(entry) if isinstance(entry, Mapping) else {"amount": entry}
+        if (provider, canonical_model(str(model))) not in known:
+            fields.setdefault("unit", PROVIDER_UNITS.get(provider, "credits"))
+        fields.setdefault("source", "the credentials block's prices")
+        out[str(model)] = fields
+    return out
+
+
+#: Price tables of blocks with prices of their own, by provider and prices (a few at most).
+_BLOCK_TABLES: dict[str, PriceTable] = {}
+
+
+def prices_of(credentials: Any) -> PriceTable:
+    """The prices a block's jobs are estimated by: the built-in table with the block's own
+    ``prices`` over it.
+
+    Raises:
+        ValueError: the block's prices are not prices (see :func:`block_prices`).
+    """
+    own = getattr(credentials, "prices", None)
+    if not own:
+        return _DEFAULT_TABLE
+    provider = credentials.provider_name
+    key = f"{provider}|{json.dumps(own, sort_keys=True, default=str)}"
+    table = _BLOCK_TABLES.get(key)
+    if table is None:
+        table = _DEFAULT_TABLE.with_overrides({provider: block_prices(provider, own)})
+        _BLOCK_TABLES[key] = table
+    return table
+
+
 
 
 def price(
@@ -316,4 +364,4 @@ def price(
         UnknownPrice: no price for this provider and model.
         ValueError: `ratio` / `duration` needed but missing.
     """
-    return (table or _DEFAULT).price(provider, model, ratio=ratio, duration=duration)
+    return (table or _DEFAULT_TABLE).price(provider, model, ratio=ratio, duration=duration)
