@@ -625,8 +625,8 @@ def ledger_resolve(args: argparse.Namespace) -> int:
 def _adopt(args: argparse.Namespace, ledger: Any) -> int:
     """``ledger resolve FP --job JOB_ID``: the job checked with one status read through the
     saved credentials block the record's provider needs, then recorded as the submission's."""
+    from prefect_runway.blocks.requests import load_credentials
     from prefect_runway.ledger import LedgerRecord
-    from prefect_runway.plan import load_credentials
 
     if not args.job.strip():
         raise UsageError("--job: is empty; allowed: the job id the provider's dashboard shows")

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.blocks.requests import prepare
 from prefect_runway.errors import (
     DailyQuotaExceeded,
     InsufficientCredits,
@@ -62,7 +63,7 @@ from prefect_runway.errors import (
     UnsupportedOption,
 )
 from prefect_runway.models import Generation, Request, StoredOutput
-from prefect_runway.plan import PreparedRequest, prepare
+from prefect_runway.providers.base import PreparedRequest
 
 __all__ = [
     "DEFAULT_REASONS", "REASONS", "FallbackPolicy", "Route", "Skip", "StepFallback",
@@ -379,7 +380,7 @@ async def load_route(
             API as an earlier one.
     """
     if load is None:
-        from prefect_runway.plan import load_credentials
+        from prefect_runway.blocks.requests import load_credentials
 
         load = load_credentials
     values: list[Any]
@@ -579,7 +580,7 @@ class ShotRouter:
         self._loaded: dict[str, ProviderCredentials] = {}
 
     async def _load(self, value: Any, where: str) -> ProviderCredentials:
-        from prefect_runway.plan import load_credentials
+        from prefect_runway.blocks.requests import load_credentials
 
         if isinstance(value, str) and value in self._loaded:
             return self._loaded[value]

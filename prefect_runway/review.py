@@ -64,6 +64,7 @@ from pydantic import BaseModel, Field
 
 from prefect_runway.artifacts import _code, _md, picture
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.blocks.requests import prepare
 from prefect_runway.errors import BudgetExceeded, InvalidRequest, PrefectRunwayError
 from prefect_runway.models import (
     SEED_MAX,
@@ -72,7 +73,7 @@ from prefect_runway.models import (
     StoredOutput,
     seconds_value,
 )
-from prefect_runway.plan import PreparedRequest, prepare
+from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage
 
 __all__ = [

@@ -27,6 +27,7 @@ from prefect_runway.artifacts import (
     publish_video_preview,
 )
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.blocks.requests import load_credentials, prepare, upload_images
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.engine.events import emit_job
 from prefect_runway.errors import (
@@ -72,14 +73,8 @@ from prefect_runway.money.costs import (
 )
 from prefect_runway.money.daily import budget_guard, record_spend
 from prefect_runway.money.prices import prices_of
-from prefect_runway.plan import (
-    PreparedRequest,
-    check_run,
-    load_credentials,
-    plan_chain,
-    prepare,
-    upload_images,
-)
+from prefect_runway.plan import check_run, plan_chain
+from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.results import ImageToVideoResult
 from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
 from prefect_runway.storage import OutputStorage, resolve_storage

@@ -20,9 +20,9 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
+from prefect_runway.blocks.requests import credentials_mapping_refused
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import SEED_MAX, check_name, model_durations, seconds_value
-from prefect_runway.plan import credentials_mapping_refused
 from prefect_runway.review import check_review_parameters
 from prefect_runway.storage.previews import check_preview
 

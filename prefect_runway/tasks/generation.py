@@ -23,6 +23,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.blocks.requests import prepare
 from prefect_runway.cache_records import GENERATION_SERIALIZER, SUBMIT_RECORD_KEYS, take_rejection
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job, log_to
@@ -38,7 +39,7 @@ from prefect_runway.locks import lock_manager_from_settings, submission_cache_po
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.money.costs import charged_cost
 from prefect_runway.money.prices import prices_of
-from prefect_runway.plan import PreparedRequest, prepare
+from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import resolve_storage
 from prefect_runway.storage.delivery import deliver
 from prefect_runway.storage.previews import check_preview

@@ -151,9 +151,9 @@ def test_an_unknown_price_is_unbounded_and_a_budget_refuses_it():
 def test_a_blocks_prices_price_its_jobs_and_are_checked():
     from pydantic import ValidationError
 
+    from prefect_runway.blocks.requests import prepare
     from prefect_runway.money.costs import estimate_step
     from prefect_runway.money.prices import prices_of
-    from prefect_runway.plan import prepare
 
     video = VideoRequest(image="https://example.com/a.png", prompt="pan", ratio="1280:720",
                          duration=5)

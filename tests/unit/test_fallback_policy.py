@@ -188,7 +188,7 @@ async def _step(refusals: dict[str, BaseException]) -> tuple[StepFallback, list[
             raise refusals[credentials.provider_name]
         return _generation(credentials.provider_name)
 
-    from prefect_runway.plan import prepare
+    from prefect_runway.blocks.requests import prepare
 
     return step, tried, (prepare(_video(), segmind), segmind, submit)
 
