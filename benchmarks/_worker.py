@@ -409,7 +409,7 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
             from prefect_runway.blocks import SegmindCredentials
             from prefect_runway.models import Generation, GenerationResult, JobState
             from prefect_runway.storage import LocalStorage
-            from prefect_runway.tasks.generation import download_generation
+            from prefect_runway.tasks.collect import download_generation
 
             credentials = SegmindCredentials(api_key=SecretStr(KEY), base_url="http://127.0.0.1:9")
 

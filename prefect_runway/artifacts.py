@@ -41,7 +41,7 @@ from prefect.artifacts import (
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from prefect_runway.ledger import Doubt, doubts_markdown
+from prefect_runway.flows.doubts import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
 from prefect_runway.providers.wire import redact_url
 from prefect_runway.storage import OutputStorage

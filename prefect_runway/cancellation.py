@@ -21,8 +21,8 @@ from typing import Any
 from uuid import UUID
 
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.cache_records import submitted_generation
 from prefect_runway.models import Generation
+from prefect_runway.tasks.cache_records import submitted_generation
 
 logger = logging.getLogger("prefect_runway.cancellation")
 

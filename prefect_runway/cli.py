@@ -562,8 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _ledger(args: argparse.Namespace) -> Any:
     """The ledger of ``--storage``; a local storage that does not exist is a mistake (a
     typo would otherwise read as an empty ledger)."""
-    from prefect_runway.ledger import ledger_of
     from prefect_runway.storage import LocalStorage, resolve_storage
+    from prefect_runway.tasks.ledger import ledger_of
 
     storage = resolve_storage(args.storage)
     if isinstance(storage, LocalStorage) and not storage.root.is_dir():
@@ -577,7 +577,7 @@ def _ledger(args: argparse.Namespace) -> Any:
 def ledger_ls(args: argparse.Namespace) -> int:
     """``prefect-runway ledger ls``: the submissions recorded with a storage (or its doubts)."""
     from prefect_runway.errors import LedgerError, StorageError
-    from prefect_runway.ledger import format_ledger
+    from prefect_runway.tasks.ledger import format_ledger
 
     ledger = _ledger(args)
     try:
@@ -626,7 +626,7 @@ def _adopt(args: argparse.Namespace, ledger: Any) -> int:
     """``ledger resolve FP --job JOB_ID``: the job checked with one status read through the
     saved credentials block the record's provider needs, then recorded as the submission's."""
     from prefect_runway.blocks.requests import load_credentials
-    from prefect_runway.ledger import LedgerRecord
+    from prefect_runway.tasks.ledger_records import LedgerRecord
 
     if not args.job.strip():
         raise UsageError("--job: is empty; allowed: the job id the provider's dashboard shows")

@@ -98,7 +98,7 @@ def failure_reason(error: BaseException) -> str | None:
         return "model_unsupported"
     if isinstance(error, InvalidRequest) or not isinstance(error, PrefectRunwayError):
         return None
-    from prefect_runway.tasks.generation import made_no_job
+    from prefect_runway.engine.retry import made_no_job
 
     if not made_no_job(error):
         return None

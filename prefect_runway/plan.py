@@ -28,7 +28,6 @@ from typing import Any
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.blocks.requests import load_credentials, prepare, upload_images
 from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
-from prefect_runway.limits import max_task_runs
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
     Request,
@@ -40,6 +39,7 @@ from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.shots import message_of
 from prefect_runway.storage import OutputStorage, output_key
 from prefect_runway.storage.previews import check_preview
+from prefect_runway.tasks.limits import max_task_runs
 
 __all__ = ["ChainPlan", "ShotPlan", "check_run", "check_storage", "plan_chain", "plan_storyboard"]
 
@@ -216,8 +216,8 @@ async def check_storage(store: OutputStorage) -> None:
     Raises:
         StorageError: naming the storage at fault; nothing was sent.
     """
-    from prefect_runway.ledger import ledger_of
     from prefect_runway.storage.s3 import S3Storage
+    from prefect_runway.tasks.ledger import ledger_of
 
     try:
         staging = store.staging_dir()

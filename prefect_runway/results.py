@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from prefect_runway.ledger import Doubt, doubts_markdown
+from prefect_runway.flows.doubts import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
 
 __all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prefect_runway.ledger import Doubt
+from prefect_runway.flows.doubts import Doubt
 from prefect_runway.models import GenerationResult
 from prefect_runway.money.costs import Cost
 

@@ -30,6 +30,7 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.blocks.requests import load_credentials, prepare, upload_images
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.engine.events import emit_job
+from prefect_runway.engine.retry import made_no_job, read_retryable
 from prefect_runway.errors import (
     BudgetExceeded,
     ClassifiedFailure,
@@ -46,10 +47,9 @@ from prefect_runway.fallback import (
     load_route,
     same_request,
 )
+from prefect_runway.flows.doubts import Doubt
 from prefect_runway.flows.events import emit_charged, emit_doubt
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.ledger import Doubt
-from prefect_runway.limits import task_run_slot
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
     Generation,
@@ -78,17 +78,10 @@ from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.results import ImageToVideoResult
 from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
 from prefect_runway.storage import OutputStorage, resolve_storage
-from prefect_runway.tasks.generation import (
-    collect_generation,
-    collect_job,
-    describe_job,
-    flow_run_id,
-    made_no_job,
-    read_retryable,
-    reuses_a_job,
-    submit_task_for,
-    wait_for_job,
-)
+from prefect_runway.tasks.collect import collect_generation, collect_job, wait_for_job
+from prefect_runway.tasks.generation import reuses_a_job, submit_task_for
+from prefect_runway.tasks.limits import task_run_slot
+from prefect_runway.tasks.runs import describe_job, flow_run_id
 from prefect_runway.watch import announce, watched_generation
 
 T = TypeVar("T")

@@ -47,10 +47,9 @@ from prefect_runway.fallback import (
     balance_covered,
     same_request,
 )
+from prefect_runway.flows.doubts import Doubt
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.ledger import Doubt
-from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.money.balances import check_balances
 from prefect_runway.money.budget import Budget
@@ -69,12 +68,9 @@ from prefect_runway.review import (
 )
 from prefect_runway.shots import load_shots
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
-from prefect_runway.tasks.generation import (
-    cached_steps,
-    flow_run_id,
-    submission_cache_key,
-    submit_generation,
-)
+from prefect_runway.tasks.generation import cached_steps, submission_cache_key, submit_generation
+from prefect_runway.tasks.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
+from prefect_runway.tasks.runs import flow_run_id
 from prefect_runway.watch import announce_chains
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once

@@ -28,7 +28,8 @@ from prefect_runway import (
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.ledger import Intent, ledger_of
+from prefect_runway.tasks.ledger import ledger_of
+from prefect_runway.tasks.ledger_records import Intent
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 VIDEO_MODELS = ("gen4_turbo", "gen3a_turbo", "gen3_alphaturbo")

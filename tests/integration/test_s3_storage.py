@@ -23,7 +23,7 @@ from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import ImageRequest, StoredOutput
 from prefect_runway.storage import LocalStorage, resolve_storage
 from prefect_runway.storage.s3 import S3Storage
-from prefect_runway.tasks.generation import download_generation
+from prefect_runway.tasks.collect import download_generation
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64

@@ -39,8 +39,8 @@ from prefect_runway.fallback import (
     load_route,
 )
 from prefect_runway.flows.parameters import check_parameters
-from prefect_runway.ledger import Intent
 from prefect_runway.models import PLACEHOLDER_IMAGE, Generation
+from prefect_runway.tasks.ledger_records import Intent
 
 URL = "https://emulator.invalid"
 

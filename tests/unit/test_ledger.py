@@ -19,28 +19,22 @@ from prefect_runway.errors import (
     SubmissionInDoubt,
     SubmissionUncertain,
 )
-from prefect_runway.ledger import (
-    Intent,
-    IntentMeta,
-    JobRecord,
-    SubmissionLedger,
-    format_ledger,
-    ledger_for,
-)
-from prefect_runway.locks import (
-    LOCK_DIR_ENV,
-    LOCK_HOLD_ENV,
-    LOCK_REDIS_URL_ENV,
-    RunwayFileSystemLockManager,
-    lock_manager_from_settings,
-    submission_cache_policy,
-)
 from prefect_runway.models import Generation
 from prefect_runway.providers.wire import api_origin
 from prefect_runway.storage.records import (
     LEDGER_FOLDER,
     LocalLedgerBackend,
     default_ledger_directory,
+)
+from prefect_runway.tasks.ledger import SubmissionLedger, format_ledger, ledger_for
+from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord
+from prefect_runway.tasks.locks import (
+    LOCK_DIR_ENV,
+    LOCK_HOLD_ENV,
+    LOCK_REDIS_URL_ENV,
+    RunwayFileSystemLockManager,
+    lock_manager_from_settings,
+    submission_cache_policy,
 )
 
 SCOPE = "prefect-runway-submit-" + "a" * 40
@@ -464,7 +458,7 @@ def test_each_backend_says_what_ledger_commands_take_as_storage(tmp_path: Path) 
 async def test_an_intent_keeps_the_kind_and_summary_a_job_adopted_for_it_carries(
     ledger: SubmissionLedger,
 ) -> None:
-    from prefect_runway.ledger import scope_for
+    from prefect_runway.tasks.ledger_records import scope_for
 
     base_url = "https://api.segmind.com/v1"
     scope = scope_for(FP, base_url)

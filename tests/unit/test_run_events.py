@@ -15,11 +15,8 @@ from prefect_runway.engine.retry import retry_reason
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows.parameters import check_parameters
 from prefect_runway.models import Generation, JobState, StatusUpdate
-from prefect_runway.tasks.generation import (
-    _generation_run_name,
-    _submit_run_name,
-    describe_job,
-)
+from prefect_runway.tasks.generation import _submit_run_name
+from prefect_runway.tasks.runs import describe_job, generation_run_name
 
 
 class _Collect(logging.Handler):
@@ -163,7 +160,7 @@ def test_task_run_names_say_what_the_task_does():
     assert describe_job("video", None, "runway") == "video on runway"
     creds = SegmindCredentials(api_key=SecretStr("k"))
     generation = _generation()
-    collect = _generation_run_name("collect", "generation")
+    collect = generation_run_name("collect", "generation")
     assert collect({"generation": generation, "credentials": creds, "name": "harbour"}) == (
         "collect video 'harbour' on runway"
     )

@@ -34,18 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
-import json
 import os
-import shlex
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, ValidationError
+from typing import Any
 
 from prefect_runway.errors import (
     InvalidRequest,
@@ -54,171 +48,23 @@ from prefect_runway.errors import (
     LedgerNotFound,
     LedgerRecordUnreadable,
     SubmissionInDoubt,
-    SubmissionUncertain,
 )
-from prefect_runway.models import Generation
+from prefect_runway.models import Generation, utc_now
 from prefect_runway.providers.wire import api_origin
 from prefect_runway.storage.records import RecordBackend, check_scope, ledger_backend
+from prefect_runway.tasks.ledger_records import (
+    ClearedRecord,
+    Intent,
+    IntentMeta,
+    JobRecord,
+    LedgerRecord,
+    parse_record,
+    scope_for,
+    scope_id,
+)
 
-__all__ = [
-    "Doubt", "Intent", "IntentMeta", "JobRecord", "LedgerRecord", "SubmissionLedger",
-    "doubts_markdown", "format_ledger", "ledger_for", "ledger_of", "scope_for", "scope_id",
-]
+__all__ = ["SubmissionLedger", "format_ledger", "ledger_for", "ledger_of"]
 
-#: What every submission scope starts with (``submission_cache_key``); the rest tells them apart.
-SCOPE_PREFIX = "prefect-runway-submit-"
-#: Bumped when the record layout changes incompatibly.
-RECORD_VERSION = 1
-
-State = Literal["intent", "job", "cleared"]
-
-
-# ---- records ---------------------------------------------------------------------------------
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class IntentMeta:
-    """What an intent records about the submit about to be sent.
-
-    Attributes:
-        fingerprint: The request fingerprint (``PreparedRequest.fingerprint``).
-        provider: The provider's name.
-        base_url: The API base URL (only its origin is stored).
-        model: The model name.
-        flow_run_id: The flow run sending it (default: the current one, if any).
-        task_run_id: The task run sending it (default: the current one, if any).
-        kind: ``image`` or ``video``.
-        request: The request's summary as sent (``PreparedRequest.summary``: no data URI,
-            no signed URL's query).
-    """
-
-    fingerprint: str
-    provider: str
-    base_url: str
-    model: str
-    flow_run_id: str | None = None
-    task_run_id: str | None = None
-    kind: str | None = None
-    request: dict[str, Any] | None = None
-
-    @classmethod
-    def from_prepared(cls, prepared: Any, **kwargs: Any) -> IntentMeta:
-        """From a ``PreparedRequest``: its fingerprint, provider, base URL, model, kind and
-        summary (what a job adopted for it later carries, as a submit's answer would)."""
-        return cls(fingerprint=prepared.fingerprint, provider=prepared.provider,
-                   base_url=prepared.base_url, model=prepared.model, kind=prepared.kind,
-                   request=prepared.summary, **kwargs)
-
-
-class LedgerRecord(BaseModel):
-    """One submission scope's record: the latest of intent, job, cleared."""
-
-    version: int = RECORD_VERSION
-    scope: str
-    state: State
-    fingerprint: str
-    provider: str
-    api_origin: str
-    model: str
-    created_at: datetime = Field(description="When the intent was written (UTC).")
-    flow_run_id: str | None = None
-    task_run_id: str | None = None
-    attempt_id: str = Field(description="Unique id of this submit attempt.")
-    host: str
-    pid: int
-    job_id: str | None = None
-    generation: dict[str, Any] | None = Field(
-        default=None, description="The serialized Generation (state job)."
-    )
-    job_recorded_at: datetime | None = None
-    cleared_reason: str | None = None
-    cleared_by: str | None = None
-    cleared_at: datetime | None = None
-    supersedes: str | None = Field(
-        default=None, description="The attempt id of the record this one replaced (force)."
-    )
-    kind: str | None = Field(default=None, description="image or video.")
-    request: dict[str, Any] | None = Field(
-        default=None, description="The request's summary as sent (no data URI, no signature)."
-    )
-    adopted_by: str | None = Field(
-        default=None, description="Who adopted the job the provider showed for an intent in "
-                                  "doubt (``prefect-runway ledger resolve FP --job ID``).",
-    )
-
-    def to_generation(self) -> Generation:
-        """The recorded job as a ``Generation`` (state ``job`` only)."""
-        if self.generation is None:
-            raise LedgerError(f"ledger record {self.scope} holds no job (state {self.state})")
-        return Generation.model_validate(self.generation)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(indent=1).encode() + b"\n"
-
-
-class Intent(LedgerRecord):
-    """An intent: the submit is about to be sent (or was, with an unknown outcome)."""
-
-    state: Literal["intent"] = "intent"
-
-
-class JobRecord(LedgerRecord):
-    """A job: the provider accepted the submit; reuse the job instead of paying again."""
-
-    state: Literal["job"] = "job"
-
-
-class ClearedRecord(LedgerRecord):
-    """A cleared intent: provably no job, or resolved by the user."""
-
-    state: Literal["cleared"] = "cleared"
-
-
-_BY_STATE: dict[str, type[LedgerRecord]] = {
-    "intent": Intent, "job": JobRecord, "cleared": ClearedRecord,
-}
-
-
-def parse_record(data: bytes, scope: str, location: str) -> LedgerRecord:
-    """A record from its JSON; :class:`LedgerRecordUnreadable` for anything else."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise LedgerRecordUnreadable(scope, location, f"not JSON: {type(exc).__name__}") from None
-    if not isinstance(raw, dict) or raw.get("state") not in _BY_STATE:
-        raise LedgerRecordUnreadable(scope, location, "no known state")
-    if raw.get("version") != RECORD_VERSION:
-        raise LedgerRecordUnreadable(scope, location, f"unknown version {raw.get('version')!r}")
-    try:
-        record = _BY_STATE[raw["state"]].model_validate(raw)
-    except ValidationError as exc:
-        raise LedgerRecordUnreadable(
-            scope, location, f"{exc.error_count()} invalid field(s)"
-        ) from None
-    if record.scope != scope:
-        raise LedgerRecordUnreadable(scope, location, f"it is the record of {record.scope}")
-    if record.state == "job" and (record.generation is None or not record.job_id):
-        raise LedgerRecordUnreadable(scope, location, "a job record without its job")
-    return record
-
-
-# ---- backends --------------------------------------------------------------------------------
-
-
-def scope_for(fingerprint: str, base_url: str) -> str:
-    """The submission scope of a request at an API: its fingerprint and the base URL it goes
-    to (``submission_cache_key``, also the submit task's cache key); no secret."""
-    return SCOPE_PREFIX + hashlib.sha256(f"{fingerprint}|{base_url}".encode()).hexdigest()[:40]
-
-
-def scope_id(scope: str) -> str:
-    """The part of a submission scope that tells it apart from the others (what ``ledger ls``
-    shows of a record it cannot read, and what ``ledger resolve`` takes for it)."""
-    return scope.removeprefix(SCOPE_PREFIX)
 
 
 # ---- the ledger ------------------------------------------------------------------------------
@@ -242,7 +88,7 @@ def _too_old(record: LedgerRecord, max_age: float | None) -> bool:
     if max_age is None:
         return False
     since = record.job_recorded_at or record.created_at
-    return (_utc_now() - since).total_seconds() > max_age
+    return (utc_now() - since).total_seconds() > max_age
 
 
 def _who() -> str:
@@ -300,7 +146,7 @@ class SubmissionLedger:
         flow_run, task_run = _current_run_ids()
         intent = Intent(
             scope=scope, fingerprint=meta.fingerprint, provider=meta.provider,
-            api_origin=api_origin(meta.base_url), model=meta.model, created_at=_utc_now(),
+            api_origin=api_origin(meta.base_url), model=meta.model, created_at=utc_now(),
             flow_run_id=meta.flow_run_id or flow_run, task_run_id=meta.task_run_id or task_run,
             attempt_id=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(),
             kind=meta.kind, request=meta.request,
@@ -372,7 +218,7 @@ class SubmissionLedger:
             **intent.model_dump(exclude={"state", "job_id", "generation", "job_recorded_at",
                                          "adopted_by"}),
             job_id=generation.job_id, generation=generation.model_dump(mode="json"),
-            job_recorded_at=_utc_now(), adopted_by=adopted_by,
+            job_recorded_at=utc_now(), adopted_by=adopted_by,
         )
         self.backend.replace(intent.scope, record.to_json())
         return record
@@ -388,7 +234,7 @@ class SubmissionLedger:
             raise LedgerNotFound(f"no ledger record for {scope}")
         cleared = ClearedRecord(
             **record.model_dump(exclude={"state", "cleared_reason", "cleared_by", "cleared_at"}),
-            cleared_reason=reason, cleared_by=by or _who(), cleared_at=_utc_now(),
+            cleared_reason=reason, cleared_by=by or _who(), cleared_at=utc_now(),
         )
         self.backend.replace(scope, cleared.to_json())
         return cleared
@@ -479,10 +325,10 @@ class SubmissionLedger:
                 # Unreadable: replace it with a cleared tombstone that keeps what is known.
                 tomb = ClearedRecord(
                     scope=item.scope, fingerprint=item.scope, provider="unknown",
-                    api_origin="unknown://", model="unknown", created_at=_utc_now(),
+                    api_origin="unknown://", model="unknown", created_at=utc_now(),
                     attempt_id=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(),
                     cleared_reason=f"unreadable record resolved by the user ({item.reason})",
-                    cleared_by=by or _who(), cleared_at=_utc_now(),
+                    cleared_by=by or _who(), cleared_at=utc_now(),
                 )
                 self.backend.replace(item.scope, tomb.to_json())
                 cleared.append(tomb)
@@ -606,91 +452,6 @@ def ledger_of(storage: Any = None) -> SubmissionLedger:
         return storage
     return SubmissionLedger(ledger_backend(storage, fallback=True))
 
-
-
-# ---- doubts a person settles -------------------------------------------------------------------
-
-class Doubt(BaseModel):
-    """A submission in doubt that a run met: sent, its answer lost (now, or by an earlier
-    run), so it may exist and be billed. What it was, where its record is, and the two
-    commands that settle it. Holds no secret.
-    """
-
-    fingerprint: str = Field(description="The request's fingerprint.")
-    reference: str = Field(description="What `prefect-runway ledger resolve` takes for it.")
-    provider: str
-    model: str
-    kind: str | None = Field(default=None, description="image or video.")
-    name: str | None = Field(default=None, description="The shot's name, as given.")
-    sent_at: datetime | None = Field(default=None, description="When the submit was sent.")
-    sent_by_flow_run: str | None = Field(default=None, description="The flow run that sent it.")
-    flow_run_id: str | None = Field(default=None, description="The flow run that met it.")
-    storage: str = Field(description="Where its record is: what `--storage` takes.")
-    credentials: str | None = Field(
-        default=None, description="The saved credentials block it was sent with, where known.")
-    error: str = Field(description="SubmissionUncertain (the answer was lost just now), "
-                                   "SubmissionInDoubt or LedgerRecordUnreadable.")
-
-    @classmethod
-    def of(cls, error: SubmissionUncertain, prepared: Any, credentials: Any, storage: Any,
-           *, name: str | None = None, flow_run_id: str | None = None) -> Doubt:
-        """The doubt ``error`` says ``prepared`` is in, sent with ``credentials`` by a run
-        whose ``storage`` holds the ledger."""
-        reference = prepared.fingerprint[:16]
-        sent_at: datetime | None = _utc_now()
-        sent_by = flow_run_id
-        if isinstance(error, SubmissionInDoubt):  # an earlier run's
-            sent_at, sent_by = error.intent.created_at, error.intent.flow_run_id
-        elif isinstance(error, LedgerRecordUnreadable):  # its record says nothing
-            reference, sent_at, sent_by = scope_id(error.scope)[:16], None, None
-        return cls(
-            fingerprint=prepared.fingerprint, reference=reference,
-            provider=credentials.provider_name, model=prepared.model, kind=prepared.kind,
-            name=name, sent_at=sent_at, sent_by_flow_run=sent_by, flow_run_id=flow_run_id,
-            storage=ledger_of(storage).backend.storage, credentials=credentials.saved_name(),
-            error=type(error).__name__,
-        )
-
-    @property
-    def adopt_command(self) -> str | None:
-        """Adopt the job the provider's dashboard shows (None for a record that cannot be
-        read: it can only be cleared)."""
-        if self.error == LedgerRecordUnreadable.__name__:
-            return None
-        block = f" --credentials {shlex.quote(self.credentials)}" if self.credentials else ""
-        return (f"prefect-runway ledger resolve {self.reference} --job JOB_ID --storage "
-                f"{shlex.quote(self.storage)}{block}")
-
-    @property
-    def clear_command(self) -> str:
-        """Clear the doubt: the next run submits again (a new, billed job)."""
-        return f"prefect-runway ledger resolve {self.reference} --storage {shlex.quote(self.storage)}"
-
-
-def doubts_markdown(doubts: Sequence[Doubt]) -> str:
-    """The submissions in doubt a run met, each with the two commands that settle it."""
-    lines = [
-        f"## Submissions in doubt: {len(doubts)}", "",
-        "Each was sent and its answer was lost: it may exist and be billed. Check the "
-        "provider's dashboard, then adopt the job it shows (the next run continues with it "
-        "and pays nothing), or clear the doubt (the next run submits again: a new, billed "
-        "job).", "",
-    ]
-    for d in doubts:
-        step = {"image": "still", "video": "video"}.get(d.kind or "", d.kind or "job")
-        when = f", sent {d.sent_at:%Y-%m-%d %H:%M:%S}Z" if d.sent_at else ""
-        by = f" by flow run {_code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
-        shot = f"{_code(d.name)}: " if d.name else ""
-        lines.append(f"- {shot}the {step} on {d.provider} {d.model}, fingerprint "
-                     f"{_code(d.reference)}{when}{by} ({d.error})")
-        if d.adopt_command:
-            lines.append(f"  - adopt the job the dashboard shows: {_code(d.adopt_command)}")
-        lines.append(f"  - or clear it: {_code(d.clear_command)}")
-    return "\n".join(lines)
-
-
-def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"
 
 
 # ---- for the CLI -----------------------------------------------------------------------------
