@@ -206,8 +206,8 @@ def storyboard_run(args: argparse.Namespace) -> int:
             args.credentials or (args.image_credentials and args.video_credentials)):
         raise UsageError("--credentials: none given; allowed: a saved credentials block "
                          "'block-type/name' (see `prefect-runway blocks create`), or --emulator")
-    from prefect_runway.plan import plan_storyboard
-    from prefect_runway.shots import load_shots
+    from prefect_runway.flows.plan import plan_storyboard
+    from prefect_runway.flows.shots import load_shots
 
     shots = asyncio.run(load_shots(args.shots))  # an invalid shot: one line, nothing started
     if args.emulator:  # every shot checked against the provider's rules (pure: no request)
@@ -340,7 +340,7 @@ async def _check_serve(args: argparse.Namespace) -> None:
     from prefect.blocks.core import Block
 
     from prefect_runway.blocks.credentials import ProviderCredentials
-    from prefect_runway.shots import load_shots
+    from prefect_runway.flows.shots import load_shots
 
     if args.shots and "://" not in args.shots:
         await load_shots(str(Path(args.shots).expanduser()))
@@ -381,13 +381,13 @@ def plan(args: argparse.Namespace) -> int:
 
 
 async def _plan(args: argparse.Namespace) -> int:
-    from prefect_runway.fallback import ShotRouter
+    from prefect_runway.flows.plan import plan_storyboard
+    from prefect_runway.flows.routing import ShotRouter
+    from prefect_runway.flows.shots import load_shots
     from prefect_runway.money.balances import check_balances
     from prefect_runway.money.budget import Budget
     from prefect_runway.money.cost_plan import plan_costs
     from prefect_runway.money.daily import DailyBudgets, utc_day
-    from prefect_runway.plan import plan_storyboard
-    from prefect_runway.shots import load_shots
     from prefect_runway.storage import resolve_storage
     from prefect_runway.tasks.generation import cached_steps
 

@@ -48,7 +48,7 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -693,3 +693,30 @@ class LedgerRecordUnreadable(SubmissionUncertain):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.scope, self.location, self.reason))
+
+
+# ---- the review gate ------------------------------------------------------------------------
+
+
+class ReviewTimedOut(PrefectRunwayError):
+    """Nobody answered the review within ``review_timeout`` and ``on_timeout="fail"``.
+
+    Attributes:
+        stills: The stills that were waiting for a decision (stored; nothing was animated).
+    """
+
+    def __init__(self, message: str, stills: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.stills = list(stills)
+
+
+class ShotRejected(PrefectRunwayError):
+    """A shot was rejected at review (not a failure: nothing was animated, as asked)."""
+
+    def __init__(self, name: str, still: Any) -> None:
+        super().__init__(f"shot {name!r} was rejected at review; nothing was animated")
+        self.still = still
+
+
+class ReviewFailed(PrefectRunwayError):
+    """A reviewed shot's still (or its regeneration) could not be made."""

@@ -3,7 +3,7 @@ preparing the request for its provider, uploading its local images."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prefect.blocks.core import Block
 
@@ -14,7 +14,7 @@ from prefect_runway.providers.base import PreparedRequest
 
 __all__ = [
     "CREDENTIALS_ALLOWED", "credentials_mapping_refused", "load_credentials",
-    "message_of_exception", "prepare", "upload_images",
+    "message_of_exception", "prepare", "reseeder", "upload_images",
 ]
 
 
@@ -27,6 +27,11 @@ def prepare(request: Request, credentials: ProviderCredentials) -> PreparedReque
         InvalidRequest: naming the field and the allowed values; nothing was sent.
     """
     return credentials.provider().prepare(request, credentials.resolved_base_url())
+
+
+def reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[int], PreparedRequest]:
+    """``seed -> PreparedRequest``: ``request`` with another seed, prepared."""
+    return lambda seed: prepare(request.model_copy(update={"seed": seed}), credentials)
 
 
 async def upload_images(

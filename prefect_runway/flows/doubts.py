@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from prefect_runway.errors import LedgerRecordUnreadable, SubmissionInDoubt, SubmissionUncertain
+from prefect_runway.flows.markdown import code
 from prefect_runway.models import utc_now
 from prefect_runway.tasks.ledger import ledger_of
 from prefect_runway.tasks.ledger_records import scope_id
@@ -86,15 +87,11 @@ def doubts_markdown(doubts: Sequence[Doubt]) -> str:
     for d in doubts:
         step = {"image": "still", "video": "video"}.get(d.kind or "", d.kind or "job")
         when = f", sent {d.sent_at:%Y-%m-%d %H:%M:%S}Z" if d.sent_at else ""
-        by = f" by flow run {_code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
-        shot = f"{_code(d.name)}: " if d.name else ""
+        by = f" by flow run {code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
+        shot = f"{code(d.name)}: " if d.name else ""
         lines.append(f"- {shot}the {step} on {d.provider} {d.model}, fingerprint "
-                     f"{_code(d.reference)}{when}{by} ({d.error})")
+                     f"{code(d.reference)}{when}{by} ({d.error})")
         if d.adopt_command:
-            lines.append(f"  - adopt the job the dashboard shows: {_code(d.adopt_command)}")
-        lines.append(f"  - or clear it: {_code(d.clear_command)}")
+            lines.append(f"  - adopt the job the dashboard shows: {code(d.adopt_command)}")
+        lines.append(f"  - or clear it: {code(d.clear_command)}")
     return "\n".join(lines)
-
-
-def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"

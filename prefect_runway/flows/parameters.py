@@ -22,8 +22,8 @@ from pydantic import SecretStr
 
 from prefect_runway.blocks.requests import credentials_mapping_refused
 from prefect_runway.errors import InvalidRequest
+from prefect_runway.flows.review_form import check_review_parameters
 from prefect_runway.models import SEED_MAX, check_name, model_durations, seconds_value
-from prefect_runway.review import check_review_parameters
 from prefect_runway.storage.previews import check_preview
 
 __all__ = ["CREDENTIAL_PARAMETERS", "RunwayFlow", "check_parameters", "credentials_in_clear",
@@ -137,7 +137,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     if "preview" in parameters:
         check_preview(parameters["preview"])
     if "fallback_on" in parameters:
-        from prefect_runway.fallback import check_fallback_on
+        from prefect_runway.flows.fallback import check_fallback_on
 
         check_fallback_on(parameters["fallback_on"])
     if "concurrency" in parameters:

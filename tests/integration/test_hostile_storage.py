@@ -291,7 +291,7 @@ async def test_the_cancellation_hook_reads_a_planted_record_as_no_job(
 
     from prefect_runway import ImageRequest, generate_image
     from prefect_runway.blocks.requests import prepare
-    from prefect_runway.cancellation import cancel_remote_jobs
+    from prefect_runway.flows.cancellation import cancel_remote_jobs
     from prefect_runway.tasks.generation import submission_cache_key
 
     ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

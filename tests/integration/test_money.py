@@ -36,9 +36,9 @@ from prefect_runway import (
     image_to_video,
     storyboard,
 )
-from prefect_runway.artifacts import output_rows
 from prefect_runway.cli import main
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.flows.artifacts import output_rows
 from prefect_runway.flows.events import CHARGED_EVENT
 from prefect_runway.money.budget import Budget
 from prefect_runway.money.cost_plan import CostPlan

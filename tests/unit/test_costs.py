@@ -14,11 +14,11 @@ from prefect_runway import (
     RunwayCredentials,
     SegmindCredentials,
 )
+from prefect_runway.flows.plan import plan_chain
 from prefect_runway.models import Generation, GenerationResult, JobState, VideoRequest
 from prefect_runway.money.budget import Budget, BudgetGuard
 from prefect_runway.money.cost_plan import plan_costs
 from prefect_runway.money.costs import Cost, charged_cost
-from prefect_runway.plan import plan_chain
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 SEGMIND = SegmindCredentials(api_key=SecretStr("k"))
@@ -97,7 +97,7 @@ def _dear_runway(**extra):
 
 
 def test_the_worst_case_takes_every_fallback_and_allowed_resubmit():
-    from prefect_runway.fallback import Route
+    from prefect_runway.flows.fallback import Route
     from prefect_runway.money.cost_plan import Attempts
 
     chain = _chain(1, "pan")  # a Segmind still (USD 0.05), then a Segmind video (0.25)

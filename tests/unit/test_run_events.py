@@ -16,7 +16,8 @@ from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows.parameters import check_parameters
 from prefect_runway.models import Generation, JobState, StatusUpdate
 from prefect_runway.tasks.generation import _submit_run_name
-from prefect_runway.tasks.runs import describe_job, generation_run_name
+from prefect_runway.tasks.runs import describe_job
+from prefect_runway.tasks.runs import generation_run_name as _generation_run_name
 
 
 class _Collect(logging.Handler):
@@ -160,7 +161,7 @@ def test_task_run_names_say_what_the_task_does():
     assert describe_job("video", None, "runway") == "video on runway"
     creds = SegmindCredentials(api_key=SecretStr("k"))
     generation = _generation()
-    collect = generation_run_name("collect", "generation")
+    collect = _generation_run_name("collect", "generation")
     assert collect({"generation": generation, "credentials": creds, "name": "harbour"}) == (
         "collect video 'harbour' on runway"
     )

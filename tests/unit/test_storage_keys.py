@@ -267,7 +267,7 @@ async def test_stored_files_and_sidecars_are_readable_by_others(tmp_path):
 
 
 def test_one_slug_rule_for_names_in_keys_and_artifact_keys():
-    from prefect_runway.artifacts import _artifact_key
+    from prefect_runway.flows.artifacts import artifact_key as _artifact_key
     from prefect_runway.storage.keys import slug
 
     assert render_key("{name}.{ext}", name="Café Noir", ext="png") == "Cafe-Noir.png"

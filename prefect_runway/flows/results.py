@@ -50,7 +50,7 @@ class ShotResult(BaseModel):
 
     def fallbacks(self) -> list[str]:
         """How this shot's steps fell back to another provider (empty when none did)."""
-        from prefect_runway.fallback import describe_fallback
+        from prefect_runway.flows.fallback import describe_fallback
 
         return [note for note in (describe_fallback(self.still), describe_fallback(self.video))
                 if note]

@@ -34,14 +34,13 @@ from PIL import Image
 from prefect.artifacts import (
     acreate_image_artifact,
     acreate_markdown_artifact,
-    acreate_progress_artifact,
     acreate_table_artifact,
-    aupdate_progress_artifact,
 )
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from prefect_runway.flows.doubts import Doubt, doubts_markdown
+from prefect_runway.flows.markdown import code, md, size_text
 from prefect_runway.models import StoredOutput
 from prefect_runway.providers.wire import redact_url
 from prefect_runway.storage import OutputStorage
@@ -80,7 +79,8 @@ def _never_fails(publish: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R 
     return published
 
 
-def _artifact_key(text: str) -> str:
+def artifact_key(text: str) -> str:
+    """``text`` as an artifact key (lowercase ASCII letters, digits and dashes)."""
     # Artifact keys: lowercase ASCII letters, digits and dashes only ("still-café": "still-cafe").
     return slug(text, allowed="a-z0-9-", lower=True, max_length=60, collapse=False)
 
@@ -136,14 +136,14 @@ async def publish_still(
     if shown is None:
         return None
     src, is_url = shown
-    key = _artifact_key(f"still-{name or still.fingerprint[:12]}")
+    key = artifact_key(f"still-{name or still.fingerprint[:12]}")
     description = f"{still.provider} {still.model} still{_named(name)}, job {still.job_id}"
     if is_url:
         return await acreate_image_artifact(image_url=src, key=key, description=description)
     link = await store.link(still.key)
     opened = f" ([open]({link}))" if link else ""
     return await acreate_markdown_artifact(
-        markdown=f"![{_md(still.key)}]({src})\n\n{_code(still.key)}{opened}\n", key=key,
+        markdown=f"![{md(still.key)}]({src})\n\n{code(still.key)}{opened}\n", key=key,
         description=description,
     )
 
@@ -165,7 +165,7 @@ async def publish_video_preview(
     if shown is None:
         return None
     src, is_url = shown
-    key = _artifact_key(f"preview-{name or video.fingerprint[:12]}")
+    key = artifact_key(f"preview-{name or video.fingerprint[:12]}")
     description = (
         f"{video.provider} {video.model} video{_named(name)}, job {video.job_id}: "
         f"{'animated GIF' if video.preview_key.endswith('.gif') else 'contact sheet'}"
@@ -175,7 +175,7 @@ async def publish_video_preview(
     link = await store.link(video.key)
     opened = f" ([open]({link}))" if link else ""
     return await acreate_markdown_artifact(
-        markdown=f"# Preview of {_code(video.key)}{opened}\n\n![{_md(video.preview_key)}]({src})\n",
+        markdown=f"# Preview of {code(video.key)}{opened}\n\n![{md(video.preview_key)}]({src})\n",
         key=key, description=description,
     )
 
@@ -183,24 +183,6 @@ async def publish_video_preview(
 def _named(name: str | None) -> str:
     """A name as it was given, for a description (the key holds its slug)."""
     return f" {name!r}" if name else ""
-
-
-def _md(text: Any) -> str:
-    """A value safe inside a markdown table cell or link text."""
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("[", "\\[").replace("]", "\\]")
-
-
-def _code(text: Any) -> str:
-    """A value as inline code (backticks inside it become quotes)."""
-    return "`" + str(text).replace("`", "'") + "`"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"  # pragma: no cover
 
 
 def output_rows(
@@ -231,7 +213,7 @@ def output_rows(
             "provider/model": f"{o.provider}/{o.model}",
             "seconds": seconds,
             "cost": o.cost,
-            "size": _size(o.size),
+            "size": size_text(o.size),
             "link": f"[open]({url})" if url else o.key,
             "output": o.key,
             "location": o.location,
@@ -284,7 +266,7 @@ async def publish_outputs(
     """
     links = await output_links(outputs, store)
     rows = output_rows(outputs, links, shot)
-    lines = [f"# {_md(title)}" + (f": {_md(shot)}" if shot else ""), ""]
+    lines = [f"# {md(title)}" + (f": {md(shot)}" if shot else ""), ""]
     captions, pictures = [], []
     for output in outputs:
         if output.kind == "image":
@@ -298,7 +280,7 @@ async def publish_outputs(
             shown = None
         if shown is not None:
             captions.append(caption)
-            pictures.append(f"![{_md(output.kind)} {_md(output.key)}]({shown[0]})")
+            pictures.append(f"![{md(output.kind)} {md(output.key)}]({shown[0]})")
     if pictures:  # side by side, each under its caption
         lines += ["| " + " | ".join(captions) + " |", "|" + "---|" * len(captions),
                   "| " + " | ".join(pictures) + " |", ""]
@@ -307,191 +289,23 @@ async def publish_outputs(
     for row in rows:
         cells = [
             row["link"] if column == "link" and row["link"].startswith("[open](")
-            else _md("" if row[column] is None else row[column])
+            else md("" if row[column] is None else row[column])
             for column in _SUMMARY_COLUMNS
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for row in rows:
-        lines.append(f"- {_code(row['output'])}: {_code(row['location'])} "
-                     f"(sha256 {_code(row['sha256'])}, job {_code(row['job'])})")
+        lines.append(f"- {code(row['output'])}: {code(row['location'])} "
+                     f"(sha256 {code(row['sha256'])}, job {code(row['job'])})")
     await acreate_markdown_artifact(
-        markdown="\n".join(lines), key=_artifact_key(f"summary-{title}"),
+        markdown="\n".join(lines), key=artifact_key(f"summary-{title}"),
         description=f"{title}{_named(shot)}: {len(outputs)} output(s) — start here",
     )
     return await acreate_table_artifact(
         table=rows,
-        key=_artifact_key(f"outputs-{title}"),
+        key=artifact_key(f"outputs-{title}"),
         description=f"{title}{_named(shot)}: {len(outputs)} output(s)",
     )
-
-
-class BatchProgress:
-    """A progress artifact for a batch of jobs, advanced as each one finishes.
-
-    Safe to advance from concurrent tasks of one flow run (updates are coalesced).
-
-    Args:
-        total: How many jobs the batch has.
-        key: Artifact key (lowercase letters, digits, dashes); default ``"batch-progress"``.
-        description: What the batch is; the counts are appended to it.
-
-    Example:
-        ```python
-        import asyncio
-        from prefect import flow
-        from prefect_runway import SegmindCredentials, image_to_video
-        from prefect_runway.artifacts import BatchProgress
-
-        @flow
-        async def storyboard(prompts: list[str]):
-            credentials = await SegmindCredentials.load("BLOCK_NAME")
-            progress = BatchProgress(len(prompts), description="storyboard")
-            await progress.start()
-
-            async def one(prompt):
-                try:
-                    result = await image_to_video(prompt, "slow pan", credentials=credentials,
-                        reference_images=[{"uri": "https://example.com/r.png", "tag": "ref"}])
-                except Exception:
-                    await progress.advance(failed=True)
-                    raise
-                await progress.advance()
-                return result
-
-            return await asyncio.gather(*(one(p) for p in prompts), return_exceptions=True)
-        ```
-    """
-
-    def __init__(self, total: int, *, key: str | None = "batch-progress",
-                 description: str | None = None, steps: Sequence[str] | None = None) -> None:
-        if total < 0:
-            raise ValueError("total must be >= 0")
-        if steps is not None and len(steps) != total:
-            raise ValueError("steps must name each of the total jobs")
-        self.total = total
-        self.steps = tuple(steps) if steps is not None else None
-        self.key = _artifact_key(key) if key else None
-        self.description = description
-        self.done = 0
-        self.failed = 0
-        self.artifact_id: UUID | None = None
-        self._lock = asyncio.Lock()
-        self._publishing = False
-        self._stale = False
-
-    @property
-    def percent(self) -> float:
-        """Finished (done or failed) jobs as a percentage of ``total``."""
-        if self.total == 0:
-            return 100.0
-        return min(100.0, 100.0 * (self.done + self.failed) / self.total)
-
-    def summary(self) -> str:
-        """The description and the counts; with ``steps``, which step is where."""
-        counts = f"{self.done + self.failed} of {self.total} finished"
-        if self.failed:
-            counts += f" ({self.failed} failed)"
-        if self.steps is not None:
-            finished = self.done + self.failed
-            said = [f"{step} {'failed' if self.failed and i == finished - 1 else 'done'}"
-                    for i, step in enumerate(self.steps[:finished])]
-            if finished < self.total:
-                said.append(f"{self.steps[finished]} {'not started' if self.failed else 'next'}")
-            counts += ": " + ", ".join(said)
-        return f"{self.description}: {counts}" if self.description else counts
-
-    @classmethod
-    async def begin(cls, total: int, **options: Any) -> BatchProgress | None:
-        """A started progress artifact, or None when it could not be created (logged at
-        DEBUG: progress is for people, and never fails a run)."""
-        tracker = cls(total, **options)
-        try:
-            await tracker.start()
-        except Exception as exc:  # noqa: BLE001 - never fail a run over progress
-            _log_progress_failure(exc)
-            return None
-        return tracker
-
-    async def start(self) -> UUID:
-        """Create the artifact at its current progress (once); returns its id."""
-        async with self._lock:
-            if self.artifact_id is None:
-                self.artifact_id = await acreate_progress_artifact(
-                    progress=self.percent, key=self.key, description=self.summary(),
-                )
-            return self.artifact_id
-
-    async def advance(self, count: int = 1, *, failed: bool = False) -> float:
-        """Count ``count`` more jobs as finished (or failed) and update the artifact.
-
-        Updates are coalesced: while one is on its way to the API, further advances only
-        count, and the update in flight is followed by one more with the latest counts. A
-        batch of N jobs finishing together then costs a few API calls, not N in a row (each
-        waiting for the one before). Once every advance has returned, the artifact shows the
-        final counts.
-
-        Returns:
-            The new percentage.
-        """
-        if self.artifact_id is None:
-            await self.start()
-        if failed:
-            self.failed += count
-        else:
-            self.done += count
-        percent = self.percent
-        if self._publishing:
-            self._stale = True  # the update in flight is followed by one with these counts
-            return percent
-        self._publishing = True
-        try:
-            self._stale = True
-            while self._stale:
-                self._stale = False
-                assert self.artifact_id is not None
-                await aupdate_progress_artifact(
-                    self.artifact_id, progress=self.percent, description=self.summary(),
-                )
-        finally:
-            self._publishing = False
-        return percent
-
-    async def __aenter__(self) -> BatchProgress:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-def _log_progress_failure(exc: BaseException) -> None:
-    import logging
-
-    logging.getLogger(__name__).debug("Could not update a progress artifact: %s", exc)
-
-
-async def note_progress(tracker: BatchProgress | None, failed: bool = False) -> None:
-    """Advance ``tracker`` by one step (if any); a failed update is logged at DEBUG, never
-    raised."""
-    if tracker is None:
-        return
-    try:
-        await tracker.advance(failed=failed)
-    except Exception as exc:  # noqa: BLE001 - never fail a run over progress
-        _log_progress_failure(exc)
-
-
-async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> R:
-    """Await one step of a batch, then advance ``tracker`` (failed, when the step raised, and
-    the error goes on). A progress update that fails is logged at DEBUG, never raised."""
-    try:
-        result = await step
-    except Exception:
-        await note_progress(tracker, failed=True)
-        raise
-    await note_progress(tracker)
-    return result
 
 
 #: The key of the storyboard summary artifact (its history across runs shows in the UI).

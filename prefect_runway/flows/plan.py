@@ -28,6 +28,7 @@ from typing import Any
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.blocks.requests import load_credentials, prepare, upload_images
 from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
+from prefect_runway.flows.shots import message_of
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
     Request,
@@ -36,7 +37,6 @@ from prefect_runway.models import (
     check_name,
 )
 from prefect_runway.providers.base import PreparedRequest
-from prefect_runway.shots import message_of
 from prefect_runway.storage import OutputStorage, output_key
 from prefect_runway.storage.previews import check_preview
 from prefect_runway.tasks.limits import max_task_runs

@@ -44,17 +44,16 @@ table and the storyboard summary.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.blocks.requests import prepare
+from prefect_runway.blocks.requests import prepare, reseeder
 from prefect_runway.errors import (
     DailyQuotaExceeded,
     InsufficientCredits,
     InvalidRequest,
-    InvalidShot,
     ModelRetired,
     PrefectRunwayError,
     ProviderUnavailable,
@@ -66,9 +65,9 @@ from prefect_runway.models import Generation, Request, StoredOutput
 from prefect_runway.providers.base import PreparedRequest
 
 __all__ = [
-    "DEFAULT_REASONS", "REASONS", "FallbackPolicy", "Route", "Skip", "StepFallback",
-    "ShotRouter", "ShotRoutes", "balance_covered", "check_fallback_on", "describe_fallback",
-    "failure_reason", "load_route", "same_request",
+    "DEFAULT_REASONS", "REASONS", "FallbackPolicy", "Route", "Served", "Skip", "Step",
+    "StepFallback", "Submit", "balance_covered", "check_fallback_on", "describe_fallback",
+    "error_text", "failure_reason", "fallback_logger", "same_request",
 ]
 
 #: Every reason a step may fall back for, and what it means.
@@ -180,7 +179,8 @@ class Skip:
                 "stage": self.stage}
 
 
-def _error_text(error: BaseException, limit: int = 300) -> str:
+def error_text(error: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of an error, on one line, at most ``limit`` characters (never a key)."""
     text = f"{type(error).__name__}: {error}".replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -292,9 +292,9 @@ class Route:
             except InvalidRequest as error:
                 reason = self.policy.reason(error)
                 if index == start and index < len(self.providers) - 1 and reason is not None:
-                    skip = Skip(credentials.provider_name, reason, _error_text(error), "plan")
+                    skip = Skip(credentials.provider_name, reason, error_text(error), "plan")
                     self.skipped.append(skip)
-                    _logger(logger).warning(
+                    fallback_logger(logger).warning(
                         "The %s cannot go to %s (%s: %s); it goes to %s instead (fallback)",
                         self.step, credentials.provider_name, reason, error,
                         self.providers[index + 1].provider_name,
@@ -313,7 +313,7 @@ class Route:
         self, index: int, credentials: ProviderCredentials, error: InvalidRequest
     ) -> InvalidRequest:
         """The error for a fallback provider that cannot take the step's request."""
-        from prefect_runway.shots import message_of
+        from prefect_runway.flows.shots import message_of
 
         return InvalidRequest(
             error.field,
@@ -323,26 +323,9 @@ class Route:
             model=error.model,
         )
 
-    def invalid_shot(
-        self, row: int, shot: Any, name: str, source: str | None,
-    ) -> Callable[[int, ProviderCredentials, InvalidRequest], Exception]:
-        """An ``on_invalid`` for :meth:`check` naming a storyboard shot's row and field."""
-        from prefect_runway.shots import message_of
 
-        def invalid(index: int, credentials: ProviderCredentials, error: InvalidRequest) -> Exception:
-            field_name = shot.shot_field(self.step, error.field)
-            where = "" if index == 0 else (
-                f" on {credentials.provider_name}, the {self.step}'s fallback "
-                f"{self.parameter}[{index - 1}]")
-            return InvalidShot(row, field_name, message_of(error) + where, source=source,
-                               shot=name, allowed=error.allowed,
-                               provider=error.provider or credentials.provider_name,
-                               model=error.model)
-
-        return invalid
-
-
-def _logger(logger: Any) -> Any:
+def fallback_logger(logger: Any) -> Any:
+    """``logger``, else the run's logger, else this module's."""
     if logger is not None:
         return logger
     try:
@@ -353,58 +336,6 @@ def _logger(logger: Any) -> Any:
         import logging
 
         return logging.getLogger("prefect_runway.fallback")
-
-
-async def load_route(
-    step: Step,
-    primary: ProviderCredentials,
-    fallback: Sequence[ProviderCredentials | str] | ProviderCredentials | str | None,
-    field_name: str,
-    policy: FallbackPolicy | None = None,
-    *,
-    load: Callable[[Any, str], Awaitable[ProviderCredentials]] | None = None,
-) -> Route:
-    """A step's route: ``primary``, then each fallback (a block, or a saved block's name).
-
-    Args:
-        step: ``still`` or ``video``.
-        primary: The step's provider.
-        fallback: Its fallbacks, in order (one, a list, or None).
-        field_name: The parameter naming them (``video_fallback``), for errors.
-        policy: Which failures allow a fallback (default: every reason).
-        load: ``(value, field) -> credentials`` (default
-            :func:`prefect_runway.plan.load_credentials`).
-
-    Raises:
-        InvalidRequest: naming ``field_name[i]``: not credentials, or the same provider and
-            API as an earlier one.
-    """
-    if load is None:
-        from prefect_runway.blocks.requests import load_credentials
-
-        load = load_credentials
-    values: list[Any]
-    if fallback is None:
-        values = []
-    elif isinstance(fallback, (str, ProviderCredentials)):
-        values = [fallback]
-    else:
-        values = list(fallback)
-    providers = [primary]
-    for index, value in enumerate(values):
-        where = f"{field_name}[{index}]"
-        credentials = await load(value, where)
-        for earlier in providers:
-            if (earlier.provider_name, earlier.resolved_base_url()) == (
-                credentials.provider_name, credentials.resolved_base_url()
-            ):
-                raise InvalidRequest(
-                    where, f"{credentials.provider_name} at {credentials.resolved_base_url()} is "
-                    f"already on the {step}'s route", allowed="another provider (or API)",
-                )
-        providers.append(credentials)
-    return Route(step=step, parameter=field_name, providers=providers,
-                 policy=policy or FallbackPolicy())
 
 
 #: ``(prepared, credentials, last) -> Generation``: one submit (``last``: the route's last
@@ -460,7 +391,7 @@ class StepFallback:
             ProviderError: the last provider's refusal (with a note naming every skip), or a
                 refusal the policy does not allow a fallback for.
         """
-        log = _logger(logger)
+        log = fallback_logger(logger)
         # Called with other credentials than the route's head: no fallback.
         rest = list(self.route.fallbacks) if credentials is self.route.primary else []
         what = self.route.step + (f" {self.name!r}" if self.name else "")
@@ -485,16 +416,16 @@ class StepFallback:
                         ))
                     raise
                 following = rest.pop(0)
-                self.skipped.append(Skip(current.provider_name, reason, _error_text(error), "submit"))
+                self.skipped.append(Skip(current.provider_name, reason, error_text(error), "submit"))
                 log.warning(
                     "%s refused the %s (%s: %s); it provably did not take the job, so the %s "
                     "falls back to %s",
-                    current.provider_name, what, reason, _error_text(error), self.route.step,
+                    current.provider_name, what, reason, error_text(error), self.route.step,
                     following.provider_name,
                 )
                 built = await self.build(following)
                 request = prepare(built, following)
-                current, current_reseed = following, _reseeder(built, following)
+                current, current_reseed = following, reseeder(built, following)
                 continue
             self.served_by = current
             return Served(current, request, generation, current_reseed)
@@ -520,10 +451,6 @@ def same_request(request: Request) -> Callable[[ProviderCredentials], Awaitable[
     return build
 
 
-def _reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[int], PreparedRequest]:
-    return lambda seed: prepare(request.model_copy(update={"seed": seed}), credentials)
-
-
 def balance_covered(error: BaseException, routes: Iterable[Route | None], logger: Any = None) -> bool:
     """Whether a balance check's ``InsufficientCredits`` may be let through because every
     step on that provider has a fallback (said at WARNING); the submit's refusal then moves
@@ -532,106 +459,10 @@ def balance_covered(error: BaseException, routes: Iterable[Route | None], logger
         error, "provider", None)]
     if not steps or not all(r.covers(error) for r in steps):
         return False
-    _logger(logger).warning(
+    fallback_logger(logger).warning(
         "%s; the %s will fall back to %s if %s refuses", error,
         " and ".join(sorted({r.step for r in steps})),
         ", ".join(sorted({c.provider_name for r in steps for c in r.fallbacks})),
         steps[0].primary.provider_name,
     )
     return True
-
-
-@dataclass
-class ShotRoutes:
-    """A storyboard shot's two routes (each with the shot's or the flow's fallbacks)."""
-
-    still: Route
-    video: Route
-
-
-class ShotRouter:
-    """Each storyboard shot's routes, every fallback provider checked against the shot,
-    before anything is sent; saved blocks are loaded once each.
-
-    A shot's own ``image_fallback`` / ``video_fallback`` (saved blocks' names) replace the
-    flow's. Call :meth:`route` as each shot is planned
-    (:func:`prefect_runway.plan.plan_storyboard`'s ``router``), so a shot is planned on the
-    provider its route starts on: the head is dropped when it does not serve the model.
-
-    Args:
-        image_fallback: The flow's fallbacks for every still.
-        video_fallback: The flow's fallbacks for every video.
-        policy: Which failures allow a fallback.
-        source: The shots file, for error messages.
-    """
-
-    def __init__(
-        self,
-        *,
-        image_fallback: Sequence[ProviderCredentials | str] | None = None,
-        video_fallback: Sequence[ProviderCredentials | str] | None = None,
-        policy: FallbackPolicy | None = None,
-        source: str | None = None,
-    ) -> None:
-        self.image_fallback, self.video_fallback = image_fallback, video_fallback
-        self.policy = policy or FallbackPolicy()
-        self.source = source
-        self.routes: dict[int, ShotRoutes] = {}
-        self._loaded: dict[str, ProviderCredentials] = {}
-
-    async def _load(self, value: Any, where: str) -> ProviderCredentials:
-        from prefect_runway.blocks.requests import load_credentials
-
-        if isinstance(value, str) and value in self._loaded:
-            return self._loaded[value]
-        credentials = await load_credentials(value, where)
-        if isinstance(value, str):
-            self._loaded[value] = credentials
-        return credentials
-
-    async def route(
-        self, row: int, name: str, shot: Any,
-        image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
-    ) -> ShotRoutes:
-        """The shot's routes (kept in :attr:`routes` by row), each checked against the shot.
-
-        Raises:
-            InvalidRequest: a flow-level fallback is not usable (naming ``video_fallback[i]``).
-            InvalidShot: a shot's fallback is not usable, or a fallback provider cannot take
-                the shot (naming the row, the field and the provider).
-        """
-        from prefect_runway.models import PLACEHOLDER_IMAGE
-        from prefect_runway.shots import message_of
-
-        chosen: dict[str, Route] = {}
-        steps: tuple[tuple[Step, Any, Any, Any], ...] = (
-            ("still", image_credentials, shot.image_fallback, self.image_fallback),
-            ("video", video_credentials, shot.video_fallback, self.video_fallback),
-        )
-        for step, primary, own, flow_level in steps:
-            field_name = f"{'image' if step == 'still' else 'video'}_fallback"
-            try:
-                route = await load_route(step, primary, own or flow_level, field_name,
-                                         self.policy, load=self._load)
-            except InvalidRequest as e:
-                if not own:
-                    raise
-                raise InvalidShot(row, e.field, message_of(e), source=self.source,
-                                  shot=name, allowed=e.allowed) from None
-            chosen[step] = route
-        chosen["still"].check(shot.still_request(), on_invalid=chosen["still"].invalid_shot(
-            row, shot, name, self.source))
-        chosen["video"].check(shot.video_request(PLACEHOLDER_IMAGE, None),
-                              on_invalid=chosen["video"].invalid_shot(row, shot, name,
-                                                                      self.source))
-        routes = self.routes[row] = ShotRoutes(still=chosen["still"], video=chosen["video"])
-        return routes
-
-    async def plan_on(
-        self, row: int, name: str, shot: Any,
-        image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
-    ) -> tuple[ProviderCredentials, ProviderCredentials]:
-        """:meth:`route`, then where the shot's still and video start: the
-        ``router`` of :func:`prefect_runway.plan.plan_storyboard`."""
-        routes = await self.route(row, name, shot, image_credentials, video_credentials)
-        return routes.still.primary, routes.video.primary

@@ -47,228 +47,48 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic
-from prefect.context import FlowRunContext
-from prefect.exceptions import NotPausedError
-from prefect.flow_runs import apause_flow_run, aresume_flow_run, asuspend_flow_run
-from prefect.input import RunInput, keyset_from_base_key
 from prefect.input.actions import acreate_flow_run_input, aread_flow_run_input
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from prefect_runway.artifacts import _code, _md, picture
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.blocks.requests import prepare
-from prefect_runway.errors import BudgetExceeded, InvalidRequest, PrefectRunwayError
+from prefect_runway.errors import BudgetExceeded, ReviewFailed, ShotRejected
+from prefect_runway.flows.artifacts import picture
+from prefect_runway.flows.markdown import code, md
+from prefect_runway.flows.review_form import (
+    ReviewSettings,
+    ShotDecision,
+    flow_run_context,
+    review_form,
+    wait_for_review,
+)
 from prefect_runway.models import (
-    SEED_MAX,
     GenerationResult,
     ImageRequest,
     StoredOutput,
-    seconds_value,
 )
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage
 
 __all__ = [
-    "DEFAULT_REVIEW_TIMEOUT", "ON_TIMEOUT", "REVIEW_MODES", "ReviewDecision", "ReviewItem",
-    "ReviewFailed", "ReviewOutcome", "ReviewSettings", "ReviewTimedOut", "ShotDecision",
-    "ShotRejected", "review_form", "review_one", "review_settings", "review_stills",
-    "review_storyboard",
-    "reviewed_still",
+    "MAX_DESCRIPTION_CHARS", "REVIEW_ARTIFACT_KEY", "STILLS_INPUT_KEY", "MakeStill",
+    "ReviewItem", "ReviewOutcome", "publish_review", "review_markdown", "review_one",
+    "review_stills", "review_storyboard", "reviewed_still",
 ]
 
-#: How long a review waits by default, in seconds.
-DEFAULT_REVIEW_TIMEOUT = 3600.0
-#: The allowed ``on_timeout`` policies.
-ON_TIMEOUT = ("fail", "reject", "approve")
-#: The allowed ``review_mode`` values.
-REVIEW_MODES = ("auto", "pause", "suspend")
-#: The most stills per shot (``variants``).
-MAX_VARIANTS = 8
-#: The pause key of the review (the run input's keys derive from it).
-REVIEW_KEY = "prefect-runway-review"
 #: The flow-run input holding the stills made before the wait (read again after a suspend).
 STILLS_INPUT_KEY = "prefect-runway-review-stills"
 #: The artifact showing the stills.
 REVIEW_ARTIFACT_KEY = "review-stills"
-#: In ``pause`` mode the Prefect pause outlives this process's own timer by this much, so
-#: that the policy's answer can still resume the run when the time is up.
-PAUSE_GRACE_SECONDS = 60
 #: A run-input description with inline pictures longer than this refers to the artifact.
 MAX_DESCRIPTION_CHARS = 400_000
-
-Decision = Literal["approve", "reject", "regenerate"]
-
-
-class ReviewTimedOut(PrefectRunwayError):
-    """Nobody answered the review within ``review_timeout`` and ``on_timeout="fail"``.
-
-    Attributes:
-        stills: The stills that were waiting for a decision (stored; nothing was animated).
-    """
-
-    def __init__(self, message: str, stills: Sequence[StoredOutput] = ()) -> None:
-        super().__init__(message)
-        self.stills = list(stills)
-
-
-@dataclass(frozen=True)
-class ReviewSettings:
-    """A review's checked settings (see :func:`review_settings`)."""
-
-    timeout: float = DEFAULT_REVIEW_TIMEOUT
-    on_timeout: str = "fail"
-    mode: str = "auto"
-    variants: int = 1
-
-
-def review_settings(
-    review_timeout: Any = DEFAULT_REVIEW_TIMEOUT,
-    on_timeout: Any = "fail",
-    review_mode: Any = "auto",
-    variants: Any = 1,
-    *,
-    review: Any = True,
-) -> ReviewSettings:
-    """Check a review's settings, before anything is sent.
-
-    ``review`` says whether the run reviews at all: ``variants`` other than 1 need it.
-
-    Raises:
-        InvalidRequest: naming the field and the allowed values.
-    """
-    seconds = seconds_value("review_timeout", review_timeout)
-    if on_timeout not in ON_TIMEOUT:
-        raise InvalidRequest("on_timeout", f"{on_timeout!r} is not a policy", allowed=ON_TIMEOUT)
-    if review_mode not in REVIEW_MODES:
-        raise InvalidRequest("review_mode", f"{review_mode!r} is not a mode", allowed=REVIEW_MODES)
-    if review_mode == "suspend" and on_timeout != "fail":
-        raise InvalidRequest(
-            "on_timeout", f"{on_timeout!r} cannot be applied to a suspended run (no process is "
-            "left to apply it; the Prefect server fails a suspension that times out)",
-            allowed="'fail' with review_mode='suspend'; 'reject' or 'approve' with "
-                    "review_mode='pause' or 'auto'",
-        )
-    if isinstance(variants, bool) or not isinstance(variants, int) and not (
-        isinstance(variants, str) and variants.strip().isdigit()
-    ):
-        raise InvalidRequest("variants", f"{variants!r} is not a whole number",
-                             allowed=f"1-{MAX_VARIANTS}")
-    count = int(variants)
-    if not 1 <= count <= MAX_VARIANTS:
-        raise InvalidRequest("variants", f"{count} is out of range", allowed=f"1-{MAX_VARIANTS}")
-    if count != 1 and review is False:
-        raise InvalidRequest("variants", f"{count} stills per shot are only made for a review",
-                             allowed=f"1 without review; 1-{MAX_VARIANTS} with review=True")
-    return ReviewSettings(timeout=seconds, on_timeout=on_timeout, mode=review_mode,
-                          variants=count)
-
-
-def check_review_parameters(parameters: Mapping[str, Any]) -> None:
-    """:func:`review_settings` on a flow's parameters, where present (see
-    :func:`prefect_runway.flows.parameters.check_parameters`)."""
-    names = ("review_timeout", "on_timeout", "review_mode", "variants", "review")
-    if any(name in parameters for name in names):
-        review_settings(**{name: parameters[name] for name in names if name in parameters})
-
-
-# --- the form -------------------------------------------------------------------------
-
-
-def _plain_optional(schema: dict[str, Any]) -> None:
-    """Show an optional field in Prefect's form as a plain input, left empty to leave it out.
-
-    Pydantic describes ``int | None`` as ``anyOf: [integer, null]`` with ``default: null``,
-    which the UI renders as a type switch (``int`` / ``None``) reading *Property is type
-    "None"*. Dropping the ``null`` branch and the null default gives a plain input; an empty
-    input is not sent, and the model still reads a missing value as None.
-    """
-    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
-    if len(branches) == 1:
-        schema.update(branches[0])
-    if "default" in schema and schema["default"] is None:
-        del schema["default"]
-
-
-class ShotDecision(BaseModel):
-    """One shot's decision."""
-
-    shot: str = Field(description="The shot's name, as in the review-stills artifact.")
-    decision: Decision = Field(
-        default="approve",
-        description="approve: animate the chosen still; reject: animate nothing; "
-                    "regenerate: make a new still (new seed and/or prompt), then animate it.",
-    )
-    variant: int = Field(default=1, ge=1, description="Which still to animate (1 = the first).")
-    seed: int | None = Field(
-        default=None, ge=0, le=SEED_MAX,
-        description="regenerate: the new still's seed (empty: a new random seed).",
-        json_schema_extra=_plain_optional,
-    )
-    still_prompt: str | None = Field(
-        default=None, description="regenerate: the new still's prompt (empty: the shot's own).",
-        json_schema_extra=_plain_optional,
-    )
-
-
-class ReviewDecision(RunInput):
-    """The review's answer: one decision per shot; a shot not named is rejected."""
-
-    shots: list[ShotDecision] = Field(description="One decision per shot.")
-
-    def decisions(self) -> dict[str, ShotDecision]:
-        """Shot name -> its decision (a shot named twice: the last one)."""
-        return {d.shot: d for d in self.shots}
-
-
-def review_form(
-    names: Sequence[str], variants: int = 1, description: str | None = None
-) -> type[ReviewDecision]:
-    """The :class:`ReviewDecision` form for these shots: the shot names as a choice, the
-    variant bounded, every shot pre-filled as ``approve`` in the UI.
-
-    The answer must name its shots (``shots`` is required), so resuming the run without an
-    answer is refused by the Prefect server rather than taken as a yes.
-    """
-    if not names:
-        raise ValueError("a review needs at least one shot")
-    choice: Any = Literal[tuple(names)]  # type: ignore[valid-type]
-    shot_model = pydantic.create_model(
-        "ShotDecision",
-        __base__=ShotDecision,
-        shot=(choice, Field(description="The shot's name, as in the review-stills artifact.")),
-        variant=(int, Field(default=1, ge=1, le=variants,
-                            description=f"Which still to animate, 1-{variants}.")),
-    )
-    prefill: list[Any] = [{"shot": name, "decision": "approve", "variant": 1} for name in names]
-    form: type[ReviewDecision] = pydantic.create_model(
-        "ReviewDecision",
-        __base__=ReviewDecision,
-        shots=(list[shot_model], Field(  # type: ignore[valid-type]
-            description="One decision per shot; a shot not named is rejected.",
-            json_schema_extra={"default": prefill},
-        )),
-    )
-    if description is not None:
-        form._description = description  # type: ignore[assignment]
-    return form
-
-
-def timeout_answer(names: Sequence[str], policy: str) -> dict[str, Any]:
-    """The answer a timeout policy gives: every shot approved (first variant) or rejected."""
-    decision = "approve" if policy == "approve" else "reject"
-    return {"shots": [{"shot": name, "decision": decision, "variant": 1} for name in names]}
-
-
-# --- the stills -----------------------------------------------------------------------
-
 
 @dataclass
 class ReviewItem:
@@ -384,20 +204,13 @@ class _Made(BaseModel):
     _exc: BaseException | None = pydantic.PrivateAttr(default=None)
 
 
-def _flow_run_context() -> FlowRunContext:
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        raise RuntimeError("a review runs inside a flow run")
-    return context
-
-
 async def _made_stills(
     items: Sequence[ReviewItem], make_still: MakeStill, variants: int,
     reused: Callable[[str, StoredOutput], Awaitable[None]] | None = None,
 ) -> list[_Made]:
     """The stills of every item: read back after a suspend, else made now (concurrently)."""
     logger = get_run_logger()
-    flow_run_id = _flow_run_context().flow_run.id  # type: ignore[union-attr]
+    flow_run_id = flow_run_context().flow_run.id  # type: ignore[union-attr]
     saved = await aread_flow_run_input(STILLS_INPUT_KEY, flow_run_id=flow_run_id)
     if saved is not None:
         made = [_Made.model_validate(m) for m in saved]
@@ -440,7 +253,7 @@ async def review_markdown(
     made: Sequence[_Made], store: OutputStorage, title: str, *, inline: bool = True
 ) -> str:
     """The stills as markdown: per shot, each variant's picture, seed and stored key."""
-    lines = [f"# Review: {_md(title)}", "",
+    lines = [f"# Review: {md(title)}", "",
              "Approve, reject or regenerate each shot in the flow run's **Resume** form "
              "(or with `resume_flow_run(flow_run_id, run_input={\"shots\": [...]})`); "
              "a shot not named is rejected.", ""]
@@ -448,20 +261,20 @@ async def review_markdown(
     for m in made:
         by_shot.setdefault(m.name, []).append(m)
     for name, variants in by_shot.items():
-        lines += [f"## {_md(name)}", ""]
+        lines += [f"## {md(name)}", ""]
         for m in variants:
             if m.still is None:
-                lines.append(f"- variant {m.variant}: failed: {_md(m.error)}")
+                lines.append(f"- variant {m.variant}: failed: {md(m.error)}")
                 continue
             seed = m.still.request.get("seed")
             label = f"variant {m.variant}" + (f", seed {seed}" if seed is not None else "")
             shown = await picture(store, m.still.key, m.still.media_type, m.still.size) if inline else None
             if shown is not None:
-                lines.append(f"**{label}**\n\n![{_md(name)} {label}]({shown[0]})\n")
+                lines.append(f"**{label}**\n\n![{md(name)} {label}]({shown[0]})\n")
             # A blank line after the item: the next variant's label is not read as its
             # continuation (indented under it).
-            lines.append(f"- {label}: {_code(m.still.key)} ({m.still.provider} job "
-                         f"{_code(m.still.job_id)})\n")
+            lines.append(f"- {label}: {code(m.still.key)} ({m.still.provider} job "
+                         f"{code(m.still.job_id)})\n")
         lines.append("")
     return "\n".join(lines)
 
@@ -477,73 +290,6 @@ async def publish_review(made: Sequence[_Made], store: OutputStorage, title: str
         description=f"{title}: {len(made)} still(s) of {shots} shot(s) for review",
     )
     return text
-
-
-# --- the wait -------------------------------------------------------------------------
-
-
-def wait_mode(settings: ReviewSettings) -> str:
-    """``"pause"`` or ``"suspend"``: the mode asked for, or what ``auto`` picks for this run."""
-    if settings.mode != "auto":
-        return settings.mode
-    flow_run = _flow_run_context().flow_run
-    if getattr(flow_run, "deployment_id", None) and settings.on_timeout == "fail":
-        return "suspend"
-    return "pause"
-
-
-def _poll_seconds(timeout: float) -> int:
-    return max(1, min(10, int(timeout // 30)))
-
-
-async def wait_for_review(
-    form: type[ReviewDecision], names: Sequence[str], settings: ReviewSettings,
-    stills: Sequence[StoredOutput] = (),
-) -> ReviewDecision:
-    """Wait for the review's answer, as ``settings`` say (see the module's docstring).
-
-    Raises:
-        ReviewTimedOut: nobody answered in time and the policy is ``fail`` (pause mode; in
-            suspend mode the Prefect server fails the run).
-    """
-    logger = get_run_logger()
-    mode = wait_mode(settings)
-    seconds = int(math.ceil(settings.timeout))
-    if mode == "pause" and settings.mode == "auto" and getattr(
-        _flow_run_context().flow_run, "deployment_id", None
-    ):
-        logger.info("This run holds its worker while it waits: on_timeout=%r needs a live "
-                    "process (on_timeout='fail' would suspend instead)", settings.on_timeout)
-    if mode == "suspend":
-        logger.info("Suspending for review: nothing runs (no worker is held) until the run is "
-                    "resumed with a decision, for at most %d s", seconds)
-        return await asuspend_flow_run(wait_for_input=form, timeout=seconds, key=REVIEW_KEY)
-    logger.info("Pausing for review for at most %d s (then: %s)", seconds, settings.on_timeout)
-    try:
-        return await asyncio.wait_for(
-            apause_flow_run(wait_for_input=form, timeout=seconds + PAUSE_GRACE_SECONDS,
-                            poll_interval=_poll_seconds(settings.timeout), key=REVIEW_KEY),
-            settings.timeout,
-        )
-    except asyncio.TimeoutError:
-        pass
-    flow_run_id = _flow_run_context().flow_run.id  # type: ignore[union-attr]
-    if settings.on_timeout == "fail":
-        message = (f"no review decision within {seconds} s (on_timeout='fail'); nothing was "
-                   f"animated; {len(stills)} still(s) are stored")
-        logger.error("%s", message)
-        raise ReviewTimedOut(message, stills)
-    answer = timeout_answer(names, settings.on_timeout)
-    try:
-        await aresume_flow_run(flow_run_id, run_input=answer)
-    except NotPausedError:  # a person answered just now: theirs holds
-        logger.info("The review was answered as its time ran out; taking that answer")
-        keyset = keyset_from_base_key(f"paused-{REVIEW_KEY}")
-        return await form.aload(keyset, flow_run_id=flow_run_id)
-    logger.warning("No review decision within %d s: every shot %s (on_timeout=%r)", seconds,
-                   "approved" if settings.on_timeout == "approve" else "rejected",
-                   settings.on_timeout)
-    return form(**answer)
 
 
 async def review_stills(
@@ -578,32 +324,53 @@ async def review_stills(
     Raises:
         ReviewTimedOut: nobody answered in time and ``on_timeout="fail"``.
     """
-    logger = get_run_logger()
     made = await _made_stills(items, make_still, settings.variants, reused)
     failure = next((m._exc for m in made if m._exc is not None), None)
     if raise_errors and failure is not None:
         raise failure
-    outcomes: dict[str, ReviewOutcome] = {}
     by_shot: dict[str, list[_Made]] = {}
     for m in made:
         by_shot.setdefault(m.name, []).append(m)
-    reviewable = []
-    for item in items:
-        variants = by_shot.get(item.name, [])
-        stills = [m.still for m in variants if m.still is not None]
-        if not stills:
-            error = next((m.error for m in variants if m.error), "no still was made")
-            refused = next((m._exc for m in variants if isinstance(m._exc, BudgetExceeded)),
-                           None)  # not sent: the shot is not started
-            outcomes[item.name] = ReviewOutcome(item.name, "failed", error=error,
-                                                refused=refused)
-        else:
-            reviewable.append(item)
-            outcomes[item.name] = ReviewOutcome(item.name, "rejected", still=stills[0],
-                                                stills=stills)
+    outcomes = {item.name: _outcome_before(item, by_shot.get(item.name, [])) for item in items}
+    reviewable = [item for item in items if outcomes[item.name].status != "failed"]
     if not reviewable:
         return outcomes
+    decisions = await _ask(made, reviewable, outcomes, store, settings, title)
+    regenerations = []
+    for item in reviewable:
+        decision = decisions.get(item.name)
+        if decision is None or decision.decision == "reject":
+            continue
+        if decision.decision == "regenerate":
+            regenerations.append(_regenerate(item, decision, outcomes[item.name], make_still,
+                                             raise_errors))
+            continue
+        _approve(outcomes[item.name], by_shot[item.name], decision)
+    await asyncio.gather(*regenerations)
+    return outcomes
 
+
+def _outcome_before(item: ReviewItem, variants: Sequence[_Made]) -> ReviewOutcome:
+    """A shot's outcome before the decision: rejected (its stills shown, nothing said yet),
+    or failed when none of its stills was made."""
+    stills = [m.still for m in variants if m.still is not None]
+    if stills:
+        return ReviewOutcome(item.name, "rejected", still=stills[0], stills=stills)
+    error = next((m.error for m in variants if m.error), "no still was made")
+    refused = next((m._exc for m in variants if isinstance(m._exc, BudgetExceeded)),
+                   None)  # not sent: the shot is not started
+    return ReviewOutcome(item.name, "failed", error=error, refused=refused)
+
+
+async def _ask(
+    made: Sequence[_Made], reviewable: Sequence[ReviewItem], outcomes: dict[str, ReviewOutcome],
+    store: OutputStorage, settings: ReviewSettings, title: str,
+) -> dict[str, ShotDecision]:
+    """Publish the stills, wait for the answer (see :func:`wait_for_review`), log it.
+
+    Returns:
+        Shot name -> its decision (a shot not named is rejected).
+    """
     text = await publish_review(made, store, title)
     names = [item.name for item in reviewable]
     if len(text) > MAX_DESCRIPTION_CHARS:
@@ -613,49 +380,48 @@ async def review_stills(
     all_stills = [s for o in outcomes.values() for s in o.stills]
     answer = await wait_for_review(form, names, settings, all_stills)
     decisions = answer.decisions()
-    logger.info("Review decision: %s", ", ".join(
+    get_run_logger().info("Review decision: %s", ", ".join(
         f"{n}: {decisions[n].decision if n in decisions else 'reject (not named)'}"
         for n in names))
+    return decisions
 
-    async def regenerate(item: ReviewItem, decision: ShotDecision) -> None:
-        outcome = outcomes[item.name]
-        seed = decision.seed if decision.seed is not None else item.random_seed()
-        try:
-            image = item.rebuilt(seed=seed, still_prompt=decision.still_prompt)
-            result, still = await make_still(item.name, item.rebuild(seed, decision.still_prompt),
-                                             image, "regenerated still")
-        except Exception as exc:  # this shot fails; the others go on
-            if raise_errors:
-                raise
-            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, BudgetExceeded):  # not sent: the shot is not started
-                outcome.refused = exc
-            logger.warning("Shot %s: its regenerated still failed: %s", item.name, exc)
-            return
-        logger.info("Shot %s: regenerated with seed %d; animating it without another review",
-                    item.name, seed)
-        outcome.status, outcome.still, outcome.result = "regenerated", still, _handoff(result)
-        outcome.stills.append(still)
 
-    regenerations = []
-    for item in reviewable:
-        decision = decisions.get(item.name)
-        outcome = outcomes[item.name]
-        if decision is None or decision.decision == "reject":
-            continue
-        if decision.decision == "regenerate":
-            regenerations.append(regenerate(item, decision))
-            continue
-        chosen = next((m for m in by_shot[item.name]
-                       if m.variant == decision.variant and m.still is not None), None)
-        if chosen is None:
-            outcome.status = "failed"
-            outcome.error = f"variant {decision.variant} was approved but it has no still"
-            continue
-        outcome.status, outcome.still = "approved", chosen.still
-        outcome.result = _handoff(chosen.result)
-    await asyncio.gather(*regenerations)
-    return outcomes
+def _approve(outcome: ReviewOutcome, variants: Sequence[_Made], decision: ShotDecision) -> None:
+    """The approved variant becomes the still to animate (failed when it has none)."""
+    chosen = next((m for m in variants
+                   if m.variant == decision.variant and m.still is not None), None)
+    if chosen is None:
+        outcome.status = "failed"
+        outcome.error = f"variant {decision.variant} was approved but it has no still"
+        return
+    outcome.status, outcome.still = "approved", chosen.still
+    outcome.result = _handoff(chosen.result)
+
+
+async def _regenerate(
+    item: ReviewItem, decision: ShotDecision, outcome: ReviewOutcome, make_still: MakeStill,
+    raise_errors: bool,
+) -> None:
+    """Make the shot's new still (the decision's seed and prompt); it is animated without
+    another review. Its failure fails the shot (raised with ``raise_errors``)."""
+    logger = get_run_logger()
+    seed = decision.seed if decision.seed is not None else item.random_seed()
+    try:
+        image = item.rebuilt(seed=seed, still_prompt=decision.still_prompt)
+        result, still = await make_still(item.name, item.rebuild(seed, decision.still_prompt),
+                                         image, "regenerated still")
+    except Exception as exc:  # this shot fails; the others go on
+        if raise_errors:
+            raise
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, BudgetExceeded):  # not sent: the shot is not started
+            outcome.refused = exc
+        logger.warning("Shot %s: its regenerated still failed: %s", item.name, exc)
+        return
+    logger.info("Shot %s: regenerated with seed %d; animating it without another review",
+                item.name, seed)
+    outcome.status, outcome.still, outcome.result = "regenerated", still, _handoff(result)
+    outcome.stills.append(still)
 
 
 def _handoff(result: GenerationResult | None) -> GenerationResult | None:
@@ -680,18 +446,6 @@ def reviewed_still(outcome: ReviewOutcome) -> tuple[GenerationResult, StoredOutp
     if outcome.status == "failed" or outcome.still is None or outcome.result is None:
         raise ReviewFailed(outcome.error or "no still to animate")
     return outcome.result, outcome.still
-
-
-class ShotRejected(PrefectRunwayError):
-    """A shot was rejected at review (not a failure: nothing was animated, as asked)."""
-
-    def __init__(self, name: str, still: StoredOutput | None) -> None:
-        super().__init__(f"shot {name!r} was rejected at review; nothing was animated")
-        self.still = still
-
-
-class ReviewFailed(PrefectRunwayError):
-    """A reviewed shot's still (or its regeneration) could not be made."""
 
 
 async def review_one(
