@@ -148,6 +148,10 @@ def _rebuild_invalid_shot(row: int, field: str, message: str, kwargs: dict[str, 
     return InvalidShot(row, field, message, **kwargs)
 
 
+class UsageError(PrefectRunwayError):
+    """A mistake on the ``prefect-runway`` command line: printed as one line, exit status 2."""
+
+
 class StoryboardFailed(PrefectRunwayError):
     """Some shots of a storyboard failed; the others were generated and stored.
 

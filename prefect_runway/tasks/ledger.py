@@ -37,7 +37,6 @@ import builtins
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -63,7 +62,7 @@ from prefect_runway.tasks.ledger_records import (
     scope_id,
 )
 
-__all__ = ["SubmissionLedger", "format_ledger", "ledger_for", "ledger_of"]
+__all__ = ["SubmissionLedger", "ledger_for", "ledger_of"]
 
 
 
@@ -451,43 +450,3 @@ def ledger_of(storage: Any = None) -> SubmissionLedger:
     if isinstance(storage, SubmissionLedger):
         return storage
     return SubmissionLedger(ledger_backend(storage, fallback=True))
-
-
-
-# ---- for the CLI -----------------------------------------------------------------------------
-
-
-def _fmt_time(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def format_ledger(records: Iterable[LedgerRecord | LedgerRecordUnreadable | Mapping[str, Any]]) -> str:
-    """A plain-text table of ledger records for ``prefect-runway ledger ls``.
-
-    Columns: fingerprint (first 16; of a record that cannot be read, its scope's own part:
-    :func:`scope_id`), state (``doubt`` for an intent without a job,
-    ``unreadable`` for a record that cannot be read), provider, model, job id, time (UTC,
-    of the intent), flow run.
-    """
-    header = ("FINGERPRINT", "STATE", "PROVIDER", "MODEL", "JOB ID", "TIME (UTC)", "FLOW RUN")
-    rows: list[tuple[str, ...]] = []
-    for item in records:
-        if isinstance(item, Mapping):
-            item = LedgerRecord.model_validate(item)
-        if isinstance(item, LedgerRecordUnreadable):
-            rows.append((scope_id(item.scope)[:16], "unreadable", "-", "-", "-", "-",
-                         item.reason[:40]))
-            continue
-        state = "doubt" if item.state == "intent" else item.state
-        rows.append((
-            item.fingerprint[:16], state, item.provider, item.model, item.job_id or "-",
-            _fmt_time(item.created_at), item.flow_run_id or "-",
-        ))
-    if not rows:
-        return "No submissions recorded."
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip()
-             for r in (header, *rows)]
-    return "\n".join(lines)

@@ -23,11 +23,12 @@ from pathlib import Path
 import pytest
 from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
+from prefect_runway.cli.ledger import format_ledger
 from prefect_runway.errors import LedgerRecordUnreadable, LedgerStorageError, SubmissionInDoubt
 from prefect_runway.models import Generation
 from prefect_runway.storage.records import LEDGER_FOLDER, S3LedgerBackend
 from prefect_runway.storage.s3 import S3Storage
-from prefect_runway.tasks.ledger import SubmissionLedger, format_ledger, ledger_for
+from prefect_runway.tasks.ledger import SubmissionLedger, ledger_for
 from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord
 
 SCOPE = "prefect-runway-submit-" + "5" * 40

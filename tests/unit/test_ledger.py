@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from prefect_runway.cli.ledger import format_ledger
 from prefect_runway.errors import (
     InvalidRequest,
     LedgerAmbiguous,
@@ -26,7 +27,7 @@ from prefect_runway.storage.records import (
     LocalLedgerBackend,
     default_ledger_directory,
 )
-from prefect_runway.tasks.ledger import SubmissionLedger, format_ledger, ledger_for
+from prefect_runway.tasks.ledger import SubmissionLedger, ledger_for
 from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord
 from prefect_runway.tasks.locks import (
     LOCK_DIR_ENV,

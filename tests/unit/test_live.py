@@ -10,8 +10,8 @@ import re
 
 from rich.console import Console
 
+from prefect_runway.cli.live import JobBoard, plain_line, print_cost_plan
 from prefect_runway.engine.events import JobEvent, emit_job, job_scope, subscribed
-from prefect_runway.live import JobBoard, plain_line, print_cost_plan
 from prefect_runway.money.cost_plan import CostPlan, CostRow
 
 
