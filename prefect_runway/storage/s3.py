@@ -27,14 +27,10 @@ from boto3.s3.transfer import TransferConfig
 
 from prefect_runway.errors import InvalidRequest, StorageError
 from prefect_runway.models import StoredOutput
+from prefect_runway.settings import MAX_PRESIGN_SECONDS, get_settings, link_seconds
 from prefect_runway.storage.base import OutputStorage
 from prefect_runway.storage.keys import safe_key
 
-#: The longest a SigV4 presigned URL may live (7 days).
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-#: How long the links in artifacts live, when neither ``link_seconds`` nor this is set.
-ARTIFACT_LINK_ENV = "PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS"
-DEFAULT_LINK_SECONDS = 24 * 3600
 #: S3 error codes that mean "nothing is stored there".
 S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 #: S3 error codes that no retry cures: the storage is misconfigured.
@@ -336,22 +332,14 @@ class S3Storage(OutputStorage):
 
 
 def artifact_link_seconds(value: int | None = None) -> int:
-    """The lifetime of artifact links: ``value``, else ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS``,
-    else one day.
+    """The lifetime of artifact links: ``value``, else the setting
+    ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS`` (one day unless set).
 
     Raises:
         InvalidRequest: not a whole number of seconds from 60 to 604800 (SigV4's limit).
     """
-    field, raw = ("link_seconds", value) if value is not None else (
-        ARTIFACT_LINK_ENV, os.environ.get(ARTIFACT_LINK_ENV) or DEFAULT_LINK_SECONDS)
-    try:
-        seconds = int(str(raw).strip())
-    except ValueError:
-        seconds = -1
-    if isinstance(raw, bool) or not 60 <= seconds <= MAX_PRESIGN_SECONDS:
-        raise InvalidRequest(field, f"{raw!r} is not a link lifetime",
-                             allowed=f"whole seconds, 60 to {MAX_PRESIGN_SECONDS} (7 days)")
-    return seconds
+    return get_settings().artifact_link_seconds if value is None else link_seconds(
+        value, "link_seconds")
 
 
 def _private_directory(path: Path) -> None:

@@ -27,29 +27,28 @@ from prefect.concurrency.asyncio import concurrency as global_concurrency
 from prefect.exceptions import ObjectNotFound
 
 from prefect_runway.engine.slots import LoopSlots
+from prefect_runway.settings import get_settings
 
 __all__ = [
-    "DEFAULT_MAX_TASK_RUNS", "DEFAULT_PROVIDER_LIMIT", "MAX_TASK_RUNS_ENV", "ModelSlots",
+    "DEFAULT_PROVIDER_LIMIT", "ModelSlots",
     "ProviderSlots", "existing_limits", "max_task_runs", "task_run_slot",
 ]
 
 #: The Prefect global concurrency limit each job takes a slot of, when it exists.
 DEFAULT_PROVIDER_LIMIT = "{provider}-jobs"
 
-#: This package's task runs open at once per event loop (see the module's docstring).
-MAX_TASK_RUNS_ENV = "PREFECT_RUNWAY_MAX_TASK_RUNS"
-DEFAULT_MAX_TASK_RUNS = 64
-_TASK_RUN_SLOTS = LoopSlots(MAX_TASK_RUNS_ENV, DEFAULT_MAX_TASK_RUNS, "task runs")
-
-
 def max_task_runs() -> int:
-    """``PREFECT_RUNWAY_MAX_TASK_RUNS`` (1 to 10000), or 64.
+    """This package's task runs open at once per event loop (see the module's docstring):
+    the setting ``PREFECT_RUNWAY_MAX_TASK_RUNS`` (1 to 10000), or 64.
 
     Raises:
-        InvalidRequest: the variable is set to something else (the flows check it before
+        InvalidRequest: a setting holds a value it does not take (the flows check it before
             anything is sent).
     """
-    return _TASK_RUN_SLOTS.limit()
+    return get_settings().max_task_runs
+
+
+_TASK_RUN_SLOTS = LoopSlots(max_task_runs)
 
 
 @contextlib.asynccontextmanager

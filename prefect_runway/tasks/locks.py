@@ -49,11 +49,10 @@ from prefect.transactions import IsolationLevel
 from prefect.types._datetime import now
 
 from prefect_runway.errors import InvalidRequest, LockTimeout
+from prefect_runway.settings import LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV, get_settings
+from prefect_runway.storage.records import prefect_results_directory
 
 __all__ = [
-    "LOCK_DIR_ENV",
-    "LOCK_HOLD_ENV",
-    "LOCK_REDIS_URL_ENV",
     "RunwayFileSystemLockManager",
     "default_lock_directory",
     "lock_hold_seconds",
@@ -62,10 +61,6 @@ __all__ = [
     "submission_cache_policy",
 ]
 
-LOCK_REDIS_URL_ENV = "PREFECT_RUNWAY_LOCK_REDIS_URL"
-LOCK_DIR_ENV = "PREFECT_RUNWAY_LOCK_DIR"
-LOCK_HOLD_ENV = "PREFECT_RUNWAY_LOCK_HOLD_SECONDS"
-DEFAULT_HOLD_SECONDS = 900.0
 LOCK_FOLDER = "prefect-runway-locks"
 #: A lock file still empty after this many seconds was left by a holder killed while
 #: creating it: it is free.
@@ -73,18 +68,13 @@ UNWRITTEN_LOCK_SECONDS = 10.0
 
 
 def lock_hold_seconds() -> float:
-    """The longest a submit lock is held: ``PREFECT_RUNWAY_LOCK_HOLD_SECONDS`` or 900."""
-    raw = os.environ.get(LOCK_HOLD_ENV)
-    if not raw:
-        return DEFAULT_HOLD_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 86400:
-        raise InvalidRequest(LOCK_HOLD_ENV, f"{raw!r} is not a number of seconds",
-                             allowed="1 to 86400")
-    return value
+    """The longest a submit lock is held: the setting ``PREFECT_RUNWAY_LOCK_HOLD_SECONDS``,
+    or 900.
+
+    Raises:
+        InvalidRequest: a setting holds a value it does not take.
+    """
+    return get_settings().lock_hold_seconds
 
 
 def lock_wait_seconds(hold_seconds: float) -> float:
@@ -102,13 +92,9 @@ def _timed_out(key: str, waited: float, hold_seconds: float) -> LockTimeout:
 
 
 def default_lock_directory() -> Path:
-    """``PREFECT_RUNWAY_LOCK_DIR``, else ``prefect-runway-locks`` beside Prefect's local
-    results."""
-    if os.environ.get(LOCK_DIR_ENV):
-        return Path(os.environ[LOCK_DIR_ENV]).expanduser()
-    from prefect.settings import get_current_settings
-
-    return Path(get_current_settings().results.local_storage_path).expanduser() / LOCK_FOLDER
+    """The setting ``PREFECT_RUNWAY_LOCK_DIR``, else ``prefect-runway-locks`` beside
+    Prefect's local results."""
+    return get_settings().lock_dir or prefect_results_directory() / LOCK_FOLDER
 
 
 def _holder_is_gone(holder: str) -> bool:
@@ -408,10 +394,7 @@ def lock_manager_from_settings() -> LockManager:
         InvalidRequest: a setting is invalid (or prefect-redis is missing for a Redis URL).
     """
     hold = lock_hold_seconds()
-    url = os.environ.get(LOCK_REDIS_URL_ENV, "").strip()
-    if url and not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
-        raise InvalidRequest(LOCK_REDIS_URL_ENV, "is not a Redis URL",
-                             allowed="redis://host:port/db, rediss://..., redis+sentinel://...")
+    url = get_settings().lock_redis_url or ""
     settings = (url, hold, "" if url else str(default_lock_directory()))
     # One manager per setting, as Prefect keeps one per task: a manager per submit cost a
     # Redis connection pool (or a resolved lock directory) for every job.

@@ -133,8 +133,8 @@ async def test_a_lock_with_a_far_future_expiry_delays_a_submit_by_the_hold_time_
 
     from prefect_runway import ImageRequest, generate_image
     from prefect_runway.blocks.requests import prepare
+    from prefect_runway.settings import LOCK_DIR_ENV, LOCK_HOLD_ENV
     from prefect_runway.tasks.generation import submission_cache_key
-    from prefect_runway.tasks.locks import LOCK_DIR_ENV, LOCK_HOLD_ENV
 
     monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
     monkeypatch.setenv(LOCK_HOLD_ENV, "2")

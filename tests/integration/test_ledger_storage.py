@@ -340,11 +340,8 @@ def test_a_redis_lock_that_never_expires_is_held_at_most_the_hold_time(
     it gets the hold time, and the submit takes the lock after it."""
     import redis
 
-    from prefect_runway.tasks.locks import (
-        LOCK_HOLD_ENV,
-        LOCK_REDIS_URL_ENV,
-        lock_manager_from_settings,
-    )
+    from prefect_runway.settings import LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV
+    from prefect_runway.tasks.locks import lock_manager_from_settings
 
     monkeypatch.setenv(LOCK_REDIS_URL_ENV, redis_url)
     monkeypatch.setenv(LOCK_HOLD_ENV, "1")

@@ -22,6 +22,7 @@ from prefect_runway.errors import (
 )
 from prefect_runway.models import Generation
 from prefect_runway.providers.wire import api_origin
+from prefect_runway.settings import LOCK_DIR_ENV, LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV
 from prefect_runway.storage.records import (
     LEDGER_FOLDER,
     LocalLedgerBackend,
@@ -30,9 +31,6 @@ from prefect_runway.storage.records import (
 from prefect_runway.tasks.ledger import SubmissionLedger, ledger_for
 from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord
 from prefect_runway.tasks.locks import (
-    LOCK_DIR_ENV,
-    LOCK_HOLD_ENV,
-    LOCK_REDIS_URL_ENV,
     RunwayFileSystemLockManager,
     lock_manager_from_settings,
     submission_cache_policy,
