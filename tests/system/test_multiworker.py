@@ -49,7 +49,7 @@ from prefect_runway.emulator import Emulator, EmulatorConfig
 # In the default run, marked slow. On a quiet 2-core machine it takes about five minutes:
 # every flow run is a fresh `python -m prefect.engine` process (~2.5 s of CPU to start), so
 # the workers take few runs at a time and CPU, not waiting, bounds the wall time.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "runway-multi"
