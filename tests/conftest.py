@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import still_running
 
 # The benchmarks (``benchmarks/`` beside ``tests/``) are imported by their smoke tests and by
 # integration tests that measure memory; ahead of ``tests/`` so ``benchmarks`` is never
@@ -22,3 +28,23 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 pytest_plugins = ["prefect_runway.testing.fixtures"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Iterator[None]:
+    """A test that runs past its timeout fails saying which processes it had running."""
+    yield
+    timed_out = signal.getsignal(signal.SIGALRM)
+    if not callable(timed_out) or getattr(timed_out, "says_what_ran", False):
+        return  # pytest-timeout's thread method, or already wrapped
+
+    def says_what_ran(signum: int, frame: Any) -> None:
+        __tracebackhide__ = True
+        running = still_running()
+        try:
+            timed_out(signum, frame)
+        except pytest.fail.Exception as exc:
+            raise pytest.fail.Exception(f"{exc.msg} Still running:\n{running}") from None
+
+    says_what_ran.says_what_ran = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGALRM, says_what_ran)
