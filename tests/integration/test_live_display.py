@@ -171,6 +171,7 @@ async def test_image_to_video_keeps_a_progress_artifact_of_its_two_steps(emu, tm
     assert await progress_of(uuid.UUID(quiet.still.flow_run_id)) == []
 
 
+@pytest.mark.timeout(180)
 def test_the_storyboard_command_in_a_pipe_prints_plain_lines(tmp_path):
     shots = tmp_path / "shots.json"
     shots.write_text(json.dumps([

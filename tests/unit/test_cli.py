@@ -18,6 +18,8 @@ import pytest
 
 from prefect_runway import __version__
 
+pytestmark = pytest.mark.timeout(120)  # each command is bounded at 60 s (run_cli)
+
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
