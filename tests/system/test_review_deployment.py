@@ -31,7 +31,7 @@ from test_deployment import POOL, REF, RUN_TIMEOUT, check_stored, snapshot_repos
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.review import STILLS_INPUT_KEY
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 
 SEGMIND_KEY = "sys-review-segmind-key-7d3a"
 
