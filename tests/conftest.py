@@ -30,6 +30,13 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 pytest_plugins = ["prefect_runway.testing.fixtures"]
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default, see pyproject's addopts): two workers per core, at most 16.
+    The tests wait on loopback servers for about half their time, so one worker per core
+    would leave the cores half idle; each worker costs a Prefect test server of its own."""
+    return min(2 * len(os.sched_getaffinity(0)), 16)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Iterator[None]:
     """A test that runs past its timeout fails saying which processes it had running."""

@@ -115,7 +115,9 @@ async def test_a_storyboard_shows_throttled_and_failed_jobs_and_a_broken_watcher
     emu, tmp_path
 ):
     # Runway runs one task per key at a time here: the second video waits THROTTLED. A third
-    # shot's still fails (the emulator's fail marker), so its video never starts.
+    # shot's still fails (the emulator's fail marker), so its video never starts. Jobs of
+    # 1.5 s, so that concurrent submits overlap even when a loaded machine spaces them out.
+    emu.configure(latency=1.5)
     credentials = _creds(RunwayCredentials, emu)
     tag = uuid.uuid4().hex[:6]
     shots = [{"name": f"s{i}", "still_prompt": f"board {tag} {i} @hero{' [fail]' if i == 2 else ''}",
