@@ -19,7 +19,7 @@ import pytest
 
 from prefect_runway import __version__
 
-pytestmark = pytest.mark.timeout(120)  # each command is bounded at 60 s (run_cli)
+pytestmark = pytest.mark.timeout(120)  # a command is bounded at 60 s, the mistakes at 90 s
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -119,7 +119,7 @@ def mistakes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Any, 
     ran = subprocess.run(
         [sys.executable, "-c", _MISTAKES_RUNNER],
         input=json.dumps([[str(cwd), *args] for cwd, (args, _) in zip(cwds, MISTAKES, strict=True)]),
-        env=cli_env(root / "prefect-home"), capture_output=True, text=True, timeout=120, cwd=root,
+        env=cli_env(root / "prefect-home"), capture_output=True, text=True, timeout=90, cwd=root,
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     return [(cwd, subprocess.CompletedProcess(args, status, out, err), db)
