@@ -6,23 +6,28 @@
 - the same outputs as a **table** artifact, the columns a person reads first on the left;
 - each still (:func:`publish_still`) and each video's preview, a GIF or contact sheet stored
   beside it (:func:`publish_video_preview`), keyed so the UI shows their history across runs;
-- for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`).
+- for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`);
+- a run's **submissions in doubt**, each with the commands that settle it
+  (:func:`publish_doubts`; a storyboard's are in its summary).
 
-Every picture renders wherever the outputs are. Where the storage gives a URL (S3: a
-presigned ``GET``, 7 days, the SigV4 maximum) the artifact shows that; otherwise (a local
-directory, a filesystem block) the picture is **inlined** as a small ``data:`` URI inside a
-markdown artifact, which the Prefect UI renders, so it still shows after the run, with the
-emulator stopped or the provider's URL expired. Never a provider's temporary URL, never a
-``file://`` link (browsers do not open them from a web page). Nothing here holds a key.
+Every picture renders wherever the outputs are: it is **inlined** as a small ``data:`` URI
+(a JPEG thumbnail, or the GIF preview itself) inside a markdown artifact, which the Prefect
+UI renders, so it shows after the run and holds no URL to the output; only a picture too
+large to read for a thumbnail is shown by its link. Links to open an output (S3: presigned
+``GET`` URLs) live as long as the storage says (``S3Storage.link_seconds``, one day by
+default). Never a provider's temporary URL, never a ``file://`` link (browsers do not open
+them from a web page). Nothing here holds a key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, TypeVar
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from PIL import Image
@@ -33,24 +38,51 @@ from prefect.artifacts import (
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
+from prefect_runway.ledger import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
+from prefect_runway.names import slug
 from prefect_runway.providers.base import redact_url
 from prefect_runway.storage import OutputStorage
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
-#: How long the presigned links in artifacts stay valid (the SigV4 maximum).
-ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 #: A GIF preview up to this size is inlined as it is (animated); anything else becomes a JPEG
 #: thumbnail of at most THUMBNAIL_WIDTH pixels.
 INLINE_GIF_BYTES = 600_000
 THUMBNAIL_WIDTH = 480
+#: A stored picture up to this size is read to inline it (as a thumbnail); a larger one is
+#: shown by its link, where the storage makes links.
+INLINE_SOURCE_BYTES = 32 * 1024 * 1024
+
+
+def _never_fails(publish: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | None]]:
+    """A publishing step that never fails the run it reports on: the outputs are stored
+    before anything is published, so what it raises is logged as a warning (the run's
+    logger, else this module's) and it returns None."""
+
+    @functools.wraps(publish)
+    async def published(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return await publish(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - an artifact is for people; the output is kept
+            try:
+                logger: Any = get_run_logger()
+            except MissingContextError:
+                logger = logging.getLogger(__name__)
+            logger.warning("Could not publish an artifact (%s: %s: %s); the outputs are stored",
+                           publish.__name__, type(exc).__name__, exc)
+            return None
+
+    return published
 
 
 def _artifact_key(text: str) -> str:
-    # Artifact keys: lowercase letters, digits and dashes only.
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+    # Artifact keys: lowercase ASCII letters, digits and dashes only ("still-café": "still-cafe").
+    return slug(text, allowed="a-z0-9-", lower=True, max_length=60, collapse=False)
 
 
 def inline_image(data: bytes, media_type: str) -> str:
@@ -70,22 +102,26 @@ def inline_image(data: bytes, media_type: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-async def picture(store: OutputStorage, key: str, media_type: str) -> tuple[str, bool] | None:
-    """What an artifact shows for a stored picture: ``(presigned URL, True)`` where the
-    storage makes one, else ``(data URI, False)``; None when it cannot be read."""
-    url = await store.presigned_url(key, ARTIFACT_URL_SECONDS)
-    if url:
-        return url, True
-    data = await store.read_bytes(key)
-    if data is None:
-        return None
-    return await asyncio.to_thread(inline_image, data, media_type), False
+async def picture(
+    store: OutputStorage, key: str, media_type: str, size: int | None = None,
+) -> tuple[str, bool] | None:
+    """What an artifact shows for a stored picture: ``(data URI, False)``, a thumbnail
+    inlined, for a picture of at most :data:`INLINE_SOURCE_BYTES` (``size``; None: a
+    preview, which is small); else ``(link, True)`` where the storage makes links; None when
+    it can be neither read nor linked."""
+    if size is None or size <= INLINE_SOURCE_BYTES:
+        data = await store.read_bytes(key)
+        if data is not None:
+            return await asyncio.to_thread(inline_image, data, media_type), False
+    url = await store.link(key)
+    return (url, True) if url else None
 
 
 def _preview_media_type(preview_key: str) -> str:
     return "image/gif" if preview_key.endswith(".gif") else "image/png"
 
 
+@_never_fails
 async def publish_still(
     still: StoredOutput, store: OutputStorage, name: str | None = None
 ) -> UUID | None:
@@ -93,22 +129,26 @@ async def publish_still(
     has no URLs, a markdown artifact with the picture inlined.
 
     Returns:
-        The artifact's id, or None when the stored still cannot be read.
+        The artifact's id, or None when the stored still cannot be read (or the artifact
+        not published: logged as a warning).
     """
-    shown = await picture(store, still.key, still.media_type)
+    shown = await picture(store, still.key, still.media_type, still.size)
     if shown is None:
         return None
     src, is_url = shown
     key = _artifact_key(f"still-{name or still.fingerprint[:12]}")
-    description = f"{still.provider} {still.model} still, job {still.job_id}"
+    description = f"{still.provider} {still.model} still{_named(name)}, job {still.job_id}"
     if is_url:
         return await acreate_image_artifact(image_url=src, key=key, description=description)
+    link = await store.link(still.key)
+    opened = f" ([open]({link}))" if link else ""
     return await acreate_markdown_artifact(
-        markdown=f"![{_md(still.key)}]({src})\n\n{_code(still.key)}\n", key=key,
+        markdown=f"![{_md(still.key)}]({src})\n\n{_code(still.key)}{opened}\n", key=key,
         description=description,
     )
 
 
+@_never_fails
 async def publish_video_preview(
     video: StoredOutput, store: OutputStorage, name: str | None = None
 ) -> UUID | None:
@@ -116,7 +156,8 @@ async def publish_video_preview(
     artifact of its presigned URL, or a markdown artifact with the preview inlined.
 
     Returns:
-        The artifact's id, or None when the video has no preview.
+        The artifact's id, or None when the video has no preview (or the artifact could not
+        be published: logged as a warning).
     """
     if not video.preview_key:
         return None
@@ -126,15 +167,22 @@ async def publish_video_preview(
     src, is_url = shown
     key = _artifact_key(f"preview-{name or video.fingerprint[:12]}")
     description = (
-        f"{video.provider} {video.model} video, job {video.job_id}: "
+        f"{video.provider} {video.model} video{_named(name)}, job {video.job_id}: "
         f"{'animated GIF' if video.preview_key.endswith('.gif') else 'contact sheet'}"
     )
     if is_url:
         return await acreate_image_artifact(image_url=src, key=key, description=description)
+    link = await store.link(video.key)
+    opened = f" ([open]({link}))" if link else ""
     return await acreate_markdown_artifact(
-        markdown=f"# Preview of {_code(video.key)}\n\n![{_md(video.preview_key)}]({src})\n",
+        markdown=f"# Preview of {_code(video.key)}{opened}\n\n![{_md(video.preview_key)}]({src})\n",
         key=key, description=description,
     )
+
+
+def _named(name: str | None) -> str:
+    """A name as it was given, for a description (the key holds its slug)."""
+    return f" {name!r}" if name else ""
 
 
 def _md(text: Any) -> str:
@@ -202,10 +250,11 @@ def output_rows(
 
 
 async def output_links(outputs: Sequence[StoredOutput], store: OutputStorage) -> dict[str, str]:
-    """Output key -> a URL a person can open (presigned, where the storage makes them)."""
+    """Output key -> a URL a person can open (presigned, where the storage makes them,
+    valid for its link lifetime)."""
     links = {}
     for output in outputs:
-        url = await store.presigned_url(output.key, ARTIFACT_URL_SECONDS)
+        url = await store.link(output.key)
         if url:
             links[output.key] = url
     return links
@@ -214,6 +263,7 @@ async def output_links(outputs: Sequence[StoredOutput], store: OutputStorage) ->
 _SUMMARY_COLUMNS = ("shot", "kind", "provider/model", "seconds", "cost", "size", "link")
 
 
+@_never_fails
 async def publish_outputs(
     outputs: Sequence[StoredOutput],
     title: str,
@@ -230,7 +280,7 @@ async def publish_outputs(
         shot: The shot's name, shown in the first column.
 
     Returns:
-        The table artifact's id.
+        The table artifact's id (None when it could not be published: logged as a warning).
     """
     links = await output_links(outputs, store)
     rows = output_rows(outputs, links, shot)
@@ -238,7 +288,7 @@ async def publish_outputs(
     captions, pictures = [], []
     for output in outputs:
         if output.kind == "image":
-            shown = await picture(store, output.key, output.media_type)
+            shown = await picture(store, output.key, output.media_type, output.size)
             caption = "still"
         elif output.preview_key:
             shown = await picture(store, output.preview_key, _preview_media_type(output.preview_key))
@@ -267,12 +317,12 @@ async def publish_outputs(
                      f"(sha256 {_code(row['sha256'])}, job {_code(row['job'])})")
     await acreate_markdown_artifact(
         markdown="\n".join(lines), key=_artifact_key(f"summary-{title}"),
-        description=f"{title}: {len(outputs)} output(s) — start here",
+        description=f"{title}{_named(shot)}: {len(outputs)} output(s) — start here",
     )
     return await acreate_table_artifact(
         table=rows,
         key=_artifact_key(f"outputs-{title}"),
-        description=f"{title}: {len(outputs)} output(s)",
+        description=f"{title}{_named(shot)}: {len(outputs)} output(s)",
     )
 
 
@@ -448,6 +498,68 @@ async def advance_quietly(tracker: BatchProgress | None, step: Awaitable[R]) -> 
 SUMMARY_ARTIFACT_KEY = "storyboard-summary"
 
 
+def runway_resource(kind: str, ident: str, provider: str, model: str,
+                    **labels: str) -> dict[str, str]:
+    """The resource of one of this package's Prefect events: ``prefect-runway.<kind>.<ident>``,
+    named ``<provider> <model> <ident>``, its provider and model (and ``labels``) as
+    ``prefect-runway.*`` labels an automation can match."""
+    return {
+        "prefect.resource.id": f"prefect-runway.{kind}.{ident}",
+        "prefect.resource.name": f"{provider} {model} {ident}",
+        "prefect-runway.provider": provider,
+        "prefect-runway.model": model,
+        **{f"prefect-runway.{name}": value for name, value in labels.items()},
+    }
+
+
+def emit_quietly(event: str, resource: dict[str, str], payload: dict[str, Any],
+                 related: list[dict[str, str]] | None = None) -> None:
+    """Emit a Prefect event for automations; never raises (an event never fails a run)."""
+    try:
+        from prefect.events import emit_event
+
+        emit_event(event=event, resource=resource, payload=payload, related=related)
+    except Exception:  # noqa: BLE001 - an event is for automations; the run goes on
+        logging.getLogger(__name__).debug("Could not emit %s", event, exc_info=True)
+
+
+#: The Prefect event of a submission in doubt (one per doubt a run meets), for automations.
+DOUBT_EVENT = "prefect-runway.submission.in-doubt"
+
+
+def emit_doubt(doubt: Doubt) -> None:
+    """Emit :data:`DOUBT_EVENT` for ``doubt``: the submission
+    as the resource (provider, model, fingerprint), the flow run that met it as a related
+    resource, the doubt and both commands as the payload. No secret is in any of them."""
+    related = [{"prefect.resource.id": f"prefect.flow-run.{doubt.flow_run_id}",
+                "prefect.resource.role": "flow-run"}] if doubt.flow_run_id else []
+    emit_quietly(
+        DOUBT_EVENT,
+        runway_resource("submission", doubt.fingerprint, doubt.provider, doubt.model,
+                        fingerprint=doubt.fingerprint),
+        {**doubt.model_dump(mode="json"), "adopt_command": doubt.adopt_command,
+         "clear_command": doubt.clear_command},
+        related,
+    )
+
+
+#: The key of a single-step or chain run's submissions in doubt (a storyboard's are in its
+#: summary).
+DOUBTS_ARTIFACT_KEY = "submission-doubts"
+
+
+@_never_fails
+async def publish_doubts(doubts: Sequence[Doubt]) -> UUID:
+    """The submissions in doubt a run met, each with the commands that settle it
+    (:func:`prefect_runway.ledger.doubts_markdown`), as a markdown artifact."""
+    return await acreate_markdown_artifact(
+        markdown=doubts_markdown(doubts), key=DOUBTS_ARTIFACT_KEY,
+        description=f"{len(doubts)} submission(s) in doubt: settle each with "
+                    "`prefect-runway ledger resolve` (adopt the job, or clear it)",
+    )
+
+
+@_never_fails
 async def publish_summary(summary: Any) -> None:
     """The summary as a markdown artifact, keyed so the UI shows its history across runs."""
     await acreate_markdown_artifact(

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.cache_records import submitted_generation
 from prefect_runway.models import Generation
 
 logger = logging.getLogger("prefect_runway.cancellation")
@@ -117,17 +118,16 @@ async def _submitted_generations(flow_run_id: UUID) -> list[Generation]:
         task_runs = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)),
             # "submit still 'harbour' on segmind" (and "submit-generation-86a" of older
-            # releases); what is not a Generation is skipped below.
+            # releases); what is not our record of a Generation is skipped below.
             task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="submit")),
         )
         for task_run in task_runs:
             if task_run.state is None or not task_run.state.is_completed():
                 continue
-            try:
-                value = await task_run.state.aresult()
-            except Exception:
-                continue
-            if isinstance(value, Generation):
+            # Read as our JSON record only: state.aresult() would decode whatever the
+            # stored record names (a pickle planted in the result storage included).
+            value = await submitted_generation(task_run.state)
+            if value is not None:
                 found.append(value)
     return found
 

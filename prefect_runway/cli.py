@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -76,7 +78,9 @@ def _demo_plan(args: argparse.Namespace) -> tuple[str, str]:
     """The demo's two providers, with both requests checked against them (pure, no I/O)."""
     from prefect_runway.errors import InvalidRequest
     from prefect_runway.models import ImageRequest, VideoRequest
+    from prefect_runway.names import check_name
 
+    check_name(args.name, "--name")
     image_provider = args.image_provider or ("segmind" if args.provider == "aimlapi" else args.provider)
     video_provider = args.video_provider or args.provider
     if image_provider == "aimlapi":
@@ -222,6 +226,7 @@ def storyboard_run(args: argparse.Namespace) -> int:
         credentials, _ = _credentials(args.provider, emulator.url)
         print(f"storyboard: {args.provider} via the built-in emulator at {emulator.url}")
     _quiet_prefect_env()
+    from prefect_runway.errors import StoryboardFailed
     from prefect_runway.flows import storyboard
 
     try:
@@ -230,6 +235,13 @@ def storyboard_run(args: argparse.Namespace) -> int:
             video_credentials=args.video_credentials, storage=storage,
             concurrency=args.concurrency, budget=budget,
         ), title="storyboard")
+    except StoryboardFailed as failed:  # the doubts' commands, then the one line
+        for doubt in getattr(failed.summary, "doubts", ()):
+            print(f"In doubt: {doubt.name or 'a shot'}'s {doubt.model} submit (fingerprint "
+                  f"{doubt.reference}); check the {doubt.provider} dashboard, then: "
+                  + (f"{doubt.adopt_command}  (or clear it: " if doubt.adopt_command else "(")
+                  + f"{doubt.clear_command})")
+        raise
     finally:
         if emulator is not None:
             emulator.__exit__(None, None, None)
@@ -381,15 +393,17 @@ async def _plan(args: argparse.Namespace) -> int:
     if "://" not in args.shots and not Path(args.shots).is_file():
         raise UsageError(f"{args.shots}: no such shots file")
     shots = await load_shots(args.shots)
+    router = ShotRouter(source=args.shots)
     plans = await plan_storyboard(  # a shot's own fallbacks checked, and used, as the flow does
         shots, credentials=args.credentials, image_credentials=args.image_credentials,
-        video_credentials=args.video_credentials, source=args.shots,
-        router=ShotRouter(source=args.shots).plan_on,
+        video_credentials=args.video_credentials, source=args.shots, router=router.plan_on,
     )
     from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 
-    cost_plan = plan_costs(plans, cached=await cached_steps(plans, submission_cache_key,
-                                                            submit_generation))
+    cost_plan = plan_costs(
+        plans, cached=await cached_steps(plans, submission_cache_key, submit_generation),
+        routes=[(router.routes[p.row].still, router.routes[p.row].video) for p in plans],
+    )
     from prefect_runway.live import print_cost_plan
 
     print_cost_plan(cost_plan)
@@ -407,6 +421,8 @@ async def _plan(args: argparse.Namespace) -> int:
         balances = await check_balances(cost_plan, credentials)
         for provider, balance in sorted(balances.items()):
             print(f"{provider} balance: {balance.credits:g} {balance.unit} (enough)")
+    # What the run may spend at worst: beside the table, which scripts read from stdout.
+    print("\n".join(cost_plan.worst_case()), file=sys.stderr)
     return 0
 
 
@@ -433,9 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", default="runway-outputs", help="local output directory")
     d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
                    "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
-    d.add_argument("--latency", type=_positive(float), default=2.0,
+    d.add_argument("--latency", type=_emulator_option("latency"), default=2.0,
                    help="emulator job latency, seconds")
-    d.add_argument("--fps", type=_positive(int), default=24, help="emulator video frame rate")
+    d.add_argument("--fps", type=_emulator_option("video_fps"), default=24,
+                   help="emulator video frame rate (1-60)")
     d.set_defaults(func=demo)
 
     e = sub.add_parser(
@@ -456,8 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cron", default="0 2 * * *", help="storyboard schedule (default %(default)r)")
     s.add_argument("--timezone", default="UTC", help="schedule time zone (default %(default)s)")
     s.add_argument("--no-schedule", action="store_true", help="serve the storyboard unscheduled")
-    s.add_argument("--concurrency", type=int, default=4, help="shots at once (default %(default)s)")
-    s.add_argument("--limit", type=int, default=None, help="flow runs at once in this process")
+    s.add_argument("--concurrency", type=_positive(int), default=4,
+                   help="shots at once (default %(default)s)")
+    s.add_argument("--limit", type=_positive(int), default=None,
+                   help="flow runs at once in this process")
     s.set_defaults(func=serve)
 
     p = sub.add_parser("plan", help="check and price a storyboard: requests to pay per provider "
@@ -491,10 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="shots at once (default %(default)s)")
     sb.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
                     "or a currency, e.g. 'USD 5.00'")
-    sb.add_argument("--latency", type=_positive(float), default=2.0,
+    sb.add_argument("--latency", type=_emulator_option("latency"), default=2.0,
                     help="with --emulator: job latency, seconds")
-    sb.add_argument("--fps", type=_positive(int), default=24,
-                    help="with --emulator: video frame rate")
+    sb.add_argument("--fps", type=_emulator_option("video_fps"), default=24,
+                    help="with --emulator: video frame rate (1-60)")
     sb.set_defaults(func=storyboard_run)
 
     b = sub.add_parser("blocks", help="manage the credentials blocks")
@@ -507,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--provider", action="append", choices=PROVIDERS,
                     help="only this provider (repeatable; its key must be set)")
     bc.add_argument("--base-url", help="API base URL (e.g. the emulator's); default: the public API")
-    bc.add_argument("--max-requests-per-second", type=float, help="the block's request-rate cap")
+    bc.add_argument("--max-requests-per-second", type=_positive(float),
+                    help="the block's request-rate cap")
     bc.add_argument("--global-rate-limit", help="a Prefect global concurrency limit (with slot "
                     "decay) every request takes a slot of, shared by all workers")
     bc.add_argument("--overwrite", action="store_true", help="replace blocks of the same name")
@@ -521,18 +541,35 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--doubts", action="store_true", help="only submissions whose outcome is unknown")
     ll.add_argument("--storage", default="runway-outputs", help=storage_help)
     ll.set_defaults(func=ledger_ls)
-    lr = lsub.add_parser("resolve", help="clear a doubt after checking the provider's dashboard")
+    lr = lsub.add_parser("resolve", help="settle a doubt after checking the provider's "
+                         "dashboard: adopt the job it shows (--job), or clear it")
     lr.add_argument("fingerprint", help="the fingerprint (or its first characters) from `ledger ls`")
+    lr.add_argument("--job", help="the job the provider's dashboard shows for this submission: "
+                    "it is checked with one status read, then the next run continues with it "
+                    "and pays nothing; without --job the doubt is cleared and the next run "
+                    "submits again (a new, billed job)")
+    lr.add_argument("--credentials", help="with --job: the saved credentials block the "
+                    "submission was sent with, 'block-type/name' (default: "
+                    f"<provider>-credentials/{DEFAULT_BLOCK_NAME}, e.g. "
+                    f"segmind-credentials/{DEFAULT_BLOCK_NAME})")
     lr.add_argument("--storage", default="runway-outputs", help=storage_help)
     lr.set_defaults(func=ledger_resolve)
     return parser
 
 
 def _ledger(args: argparse.Namespace) -> Any:
+    """The ledger of ``--storage``; a local storage that does not exist is a mistake (a
+    typo would otherwise read as an empty ledger)."""
     from prefect_runway.ledger import ledger_of
-    from prefect_runway.storage import resolve_storage
+    from prefect_runway.storage import LocalStorage, resolve_storage
 
-    return ledger_of(resolve_storage(args.storage))
+    storage = resolve_storage(args.storage)
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        raise UsageError(
+            f"--storage: {args.storage!r} is not a directory ({storage.root} does not exist); "
+            "allowed: the directory or s3://bucket/prefix the runs wrote to"
+        )
+    return ledger_of(storage)
 
 
 def ledger_ls(args: argparse.Namespace) -> int:
@@ -540,25 +577,40 @@ def ledger_ls(args: argparse.Namespace) -> int:
     from prefect_runway.errors import StorageError
     from prefect_runway.ledger import LedgerError, format_ledger
 
+    ledger = _ledger(args)
     try:
-        records = asyncio.run(_ledger(args).list(doubts_only=args.doubts))
+        records = asyncio.run(ledger.list(doubts_only=args.doubts))
     except (LedgerError, StorageError) as exc:
         raise UsageError(f"--storage: {exc}") from None
     if args.doubts and not records:
         print("No submissions in doubt.")
         return 0
     print(format_ledger(records))
+    if any(getattr(r, "state", "intent") == "intent" for r in records):  # doubts, unreadable
+        storage = shlex.quote(ledger.backend.storage)
+        print(f"\nSettle a doubt once the provider's dashboard was checked: adopt the job it "
+              f"shows with `prefect-runway ledger resolve FINGERPRINT --job JOB_ID --storage "
+              f"{storage}` (the next run continues with it and pays nothing), or clear it with "
+              f"`prefect-runway ledger resolve FINGERPRINT --storage {storage}` (the next run "
+              "submits again).")
     return 0
 
 
 def ledger_resolve(args: argparse.Namespace) -> int:
-    """``prefect-runway ledger resolve FINGERPRINT``: clear a doubt once the provider's
-    dashboard was checked (the next run submits again, or reuses nothing)."""
+    """``prefect-runway ledger resolve FINGERPRINT [--job JOB_ID]``: settle a doubt once the
+    provider's dashboard was checked: adopt the job it shows (the next run continues with
+    it), or clear it (the next run submits again)."""
     from prefect_runway.errors import StorageError
     from prefect_runway.ledger import LedgerAmbiguous, LedgerError
 
+    if args.credentials and not args.job:
+        raise UsageError("--credentials: only read with --job (to check the job); allowed: "
+                         "--job JOB_ID --credentials block-type/name, or neither")
+    ledger = _ledger(args)
     try:
-        cleared = asyncio.run(_ledger(args).resolve(args.fingerprint))
+        if args.job is not None:
+            return _adopt(args, ledger)
+        cleared = asyncio.run(ledger.resolve(args.fingerprint))
     except LedgerAmbiguous as exc:
         raise UsageError(f"fingerprint: {exc}; allowed: {', '.join(m[:16] for m in exc.matches)}") from None
     except (LedgerError, StorageError) as exc:
@@ -569,14 +621,67 @@ def ledger_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adopt(args: argparse.Namespace, ledger: Any) -> int:
+    """``ledger resolve FP --job JOB_ID``: the job checked with one status read through the
+    saved credentials block the record's provider needs, then recorded as the submission's."""
+    from prefect_runway.ledger import LedgerRecord
+    from prefect_runway.plan import load_credentials
+
+    if not args.job.strip():
+        raise UsageError("--job: is empty; allowed: the job id the provider's dashboard shows")
+
+    async def adopt() -> Any:
+        records = [r for r in await ledger.doubts(args.fingerprint) if isinstance(r, LedgerRecord)]
+        name = args.credentials or (
+            f"{records[0].provider}-credentials/{DEFAULT_BLOCK_NAME}" if records else "")
+        credentials = await load_credentials(name, "--credentials") if records else None
+        return await ledger.adopt(args.fingerprint, args.job, credentials)
+
+    _quiet_prefect_env()  # the block is read through the Prefect API
+    with _server_settings():
+        job, status = asyncio.run(adopt())
+    print(f"Adopted {job.provider} job {job.job_id} for {job.fingerprint[:16]} ({job.model}, "
+          f"sent {job.created_at:%Y-%m-%d %H:%M:%SZ}); {job.provider} says it is "
+          f"{status.raw_status or status.state.value}. The next run continues with it and pays "
+          "nothing.")
+    return 0
+
+
 def _positive(kind: type) -> Any:
+    """An argparse type: a finite number above 0 (``nan`` and ``inf`` are refused)."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
+        if not 0 < value < math.inf:
             raise argparse.ArgumentTypeError(f"{text!r}: allowed: a number above 0")
+        return value
+
+    return parse
+
+
+def _emulator_option(field: str) -> Any:
+    """An argparse type: a value of the emulator's ``field`` (:class:`EmulatorConfig`), within
+    its bounds, which the message names."""
+    def parse(text: str) -> Any:
+        from pydantic import ValidationError
+
+        from prefect_runway.emulator.config import EmulatorConfig
+
+        info = EmulatorConfig.model_fields[field]
+        value = _positive(float if info.annotation is float else int)(text)
+        try:
+            EmulatorConfig(**{field: value})
+        except ValidationError:
+            def bound(*names: str) -> Any:
+                return next((getattr(m, n) for m in info.metadata for n in names
+                             if hasattr(m, n)), None)
+
+            low, high = bound("ge", "gt") or 0, bound("le", "lt")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range; allowed: {low}-{high}" if high is not None
+                else f"{text!r}: allowed: a number above {low}") from None
         return value
 
     return parse

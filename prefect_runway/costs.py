@@ -7,8 +7,7 @@
 * :class:`Budget` is a run's cap: a number in the provider's own unit (``30`` Runway
   credits) or a currency (``"USD 5.00"``, converted per provider, see :data:`USD_PER_UNIT`).
   :meth:`Budget.check` refuses a plan over it (:class:`~prefect_runway.errors.BudgetExceeded`,
-  nothing sent); :class:`BudgetGuard` stops new submits during a run once what was spent plus
-  what is in flight would pass it.
+  nothing sent); :class:`BudgetGuard` prices every submit before it is sent (docs/money.md).
 * :func:`charged_cost` is the cost ledger's rule: what the provider reported it charged
   (Runway's task ``cost``, AIMLAPI's ``meta.usage.credits_used``, Segmind's
   ``x-remaining-credits`` difference where provable), else the estimate from
@@ -21,19 +20,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_runway.errors import BudgetExceeded, InsufficientCredits, InvalidRequest
 from prefect_runway.models import Balance, GenerationResult
-from prefect_runway.pricing import PriceTable, UnknownPrice, price
+from prefect_runway.pricing import PriceTable, UnknownPrice, canonical_model, price
 
 __all__ = [
-    "CHARGED_EVENT", "Budget", "BudgetGuard", "Cost", "CostPlan", "CostRow", "PlannedStep",
-    "Reservation",
+    "CHARGED_EVENT", "Attempts", "Budget", "BudgetGuard", "Cost", "CostPlan", "CostRow",
+    "NotStarted", "PlannedStep", "Reservation",
     "charged_cost", "check_balances", "emit_charged", "estimate", "plan_costs",
+    "prices_of", "submit_charge",
 ]
 
 #: The Prefect event emitted once per finished generation.
@@ -88,6 +89,56 @@ def estimate(
     return Cost(found.amount, found.unit, True, found.source)
 
 
+_DEFAULT_TABLE = PriceTable.default()
+
+
+def block_prices(provider: str, prices: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A credentials block's ``prices`` in :meth:`PriceTable.with_overrides`' shape.
+
+    Each model maps to an amount, or to ``{amount | tiers, unit, per}``; a model the built-in
+    table lacks is priced in the provider's own unit (:data:`PROVIDER_UNITS`), per job,
+    unless its entry says otherwise.
+
+    Raises:
+        ValueError: an entry is neither a number >= 0 nor a mapping of price fields.
+    """
+    known = _DEFAULT_TABLE.entries
+    out: dict[str, dict[str, Any]] = {}
+    for model, entry in prices.items():
+        if isinstance(entry, bool) or not isinstance(entry, (int, float, Mapping)):
+            raise ValueError(f"prices.{model}: {entry!r} is not a price; give a number >= 0 "
+                             "or {amount | tiers, unit, per}")
+        fields = dict(entry) if isinstance(entry, Mapping) else {"amount": entry}
+        if (provider, canonical_model(str(model))) not in known:
+            fields.setdefault("unit", PROVIDER_UNITS.get(provider, "credits"))
+        fields.setdefault("source", "the credentials block's prices")
+        out[str(model)] = fields
+    return out
+
+
+#: Price tables of blocks with prices of their own, by provider and prices (a few at most).
+_BLOCK_TABLES: dict[str, PriceTable] = {}
+
+
+def prices_of(credentials: Any) -> PriceTable:
+    """The prices a block's jobs are estimated by: the built-in table with the block's own
+    ``prices`` over it.
+
+    Raises:
+        ValueError: the block's prices are not prices (see :func:`block_prices`).
+    """
+    own = getattr(credentials, "prices", None)
+    if not own:
+        return _DEFAULT_TABLE
+    provider = credentials.provider_name
+    key = f"{provider}|{json.dumps(own, sort_keys=True, default=str)}"
+    table = _BLOCK_TABLES.get(key)
+    if table is None:
+        table = _DEFAULT_TABLE.with_overrides({provider: block_prices(provider, own)})
+        _BLOCK_TABLES[key] = table
+    return table
+
+
 def charged_cost(result: GenerationResult, table: PriceTable | None = None) -> Cost | None:
     """The cost ledger's entry for a finished job: reported where the provider reports it.
 
@@ -108,6 +159,16 @@ def charged_cost(result: GenerationResult, table: PriceTable | None = None) -> C
     return guess
 
 
+def submit_charge(generation: Any, estimate: Cost | None) -> Cost | None:
+    """What a job that ended without a result (failed, lost, cancelled) may have cost: what
+    its submit was provably charged (Segmind, see :class:`~prefect_runway.models.Generation`),
+    else its estimate (it may have been billed)."""
+    if generation.charged is not None:
+        return Cost(float(generation.charged), PROVIDER_UNITS.get(generation.provider, "credits"),
+                    False, "remaining-credits")
+    return estimate
+
+
 def to_usd(provider: str, amount: float, unit: str) -> float | None:
     """``amount`` of ``unit`` on ``provider`` in US dollars, where the rate is known."""
     rate = USD_PER_UNIT.get((provider, unit))
@@ -116,13 +177,50 @@ def to_usd(provider: str, amount: float, unit: str) -> float | None:
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """One request a run will pay for (identical requests once)."""
+    """One request a run will pay for (identical requests once; a still made in ``count``
+    variants for a review, ``count`` times)."""
 
     key: str
     provider: str
     model: str
     kind: str
     cost: Cost | None
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """How many billed jobs the requests of a run may make at most (the plan's worst case).
+
+    Attributes:
+        retry_unsafe_output: Retries of an output rejected by moderation (each a new job).
+        resubmit_internal: Whether a job that failed internally is resubmitted once.
+        variants: Stills made per shot for a review.
+        review: Whether a reviewer may regenerate a shot's still (one more still).
+    """
+
+    retry_unsafe_output: int = 0
+    resubmit_internal: bool = True
+    variants: int = 1
+    review: bool = False
+
+    @property
+    def per_request(self) -> int:
+        """Jobs one request may make: the first; one resubmit when the provider lost a
+        finished job whose output was never stored; each unsafe-output retry; one resubmit
+        after an internal failure."""
+        return 2 + self.retry_unsafe_output + int(self.resubmit_internal)
+
+    @property
+    def stills(self) -> int:
+        """Still requests per shot at most: each variant, and a regeneration at review."""
+        return self.variants + int(self.review)
+
+    def describe(self) -> str:
+        text = f"up to {self.per_request} billed jobs a request"
+        if self.stills > 1:
+            text += f", {self.stills} still requests a shot"
+        return text
 
 
 @dataclass
@@ -158,6 +256,15 @@ class CostPlan:
     shots: int = 0
     steps: int = 0
     planned: list[PlannedStep] = field(default_factory=list)
+    #: The worst case: what the run may spend per (provider, unit) if every request takes
+    #: every fallback and allowed resubmit (each provider as if every step it may serve
+    #: went to it), and in US dollars in all (each step on its dearest provider); None
+    #: when a unit has no dollar rate or a price is unknown.
+    attempts: Attempts = field(default_factory=Attempts)
+    worst: dict[tuple[str, str], float] = field(default_factory=dict)
+    worst_usd: float | None = 0.0
+    #: ``model on provider`` of every step (fallbacks included) with no known price.
+    unpriced: list[str] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -200,6 +307,18 @@ class CostPlan:
             footer.append(f"total {provider}: {_num(amount)} {unit}")
         return "\n".join(text + [""] + footer)
 
+    def worst_case(self) -> list[str]:
+        """The worst case in lines of text (``prefect-runway plan`` prints them)."""
+        if self.unpriced:
+            return [f"worst case: unbounded: no known price for {', '.join(self.unpriced)} "
+                    "(give it in the credentials block's prices)"]
+        usd = "" if self.worst_usd is None else f": USD {self.worst_usd:.2f}"
+        lines = [f"worst case, every fallback and allowed resubmit taken "
+                 f"({self.attempts.describe()}){usd}"]
+        lines += [f"  at most {_num(amount)} {unit} on {provider}"
+                  for (provider, unit), amount in sorted(self.worst.items())]
+        return lines
+
     def markdown(self) -> str:
         """The plan as a markdown table (the flow's ``cost-plan`` artifact)."""
         lines = [f"# Cost plan: {self.requests} request(s) to pay for {self.shots} shot(s)", "",
@@ -212,6 +331,18 @@ class CostPlan:
         usd = self.total_usd
         lines.append(f"| **total** | | {self.steps} | {self.cached} | {self.requests} | | | "
                      f"{'' if usd is None else f'{usd:.2f}'} |")
+        lines += ["", "## Worst case", ""]
+        if self.unpriced:
+            lines.append(f"Unbounded: no known price for {', '.join(self.unpriced)} (give it in "
+                         "the credentials block's `prices`).")
+            return "\n".join(lines)
+        worst = "" if self.worst_usd is None else f": **USD {self.worst_usd:.2f}**"
+        lines += [f"Every fallback and allowed resubmit taken ({self.attempts.describe()}){worst}. "
+                  "The run's budget bounds what is spent: every submit is priced before it is "
+                  "sent.",
+                  "", "| provider | at most | unit |", "| --- | --- | --- |"]
+        lines += [f"| {provider} | {_num(amount)} | {unit} |"
+                  for (provider, unit), amount in sorted(self.worst.items())]
         return "\n".join(lines)
 
 
@@ -221,28 +352,45 @@ def _num(value: float) -> str:
 
 def plan_costs(
     plans: Sequence[Any], *, table: PriceTable | None = None, cached: Collection[str] = (),
+    routes: Sequence[tuple[Any, Any]] | None = None, attempts: Attempts | None = None,
 ) -> CostPlan:
-    """Price a run's planned steps, identical requests and shared stills once.
+    """Price a run's planned steps, identical requests and shared stills once; and its worst
+    case, every fallback and allowed resubmit taken.
 
     Args:
         plans: Shot plans (:class:`~prefect_runway.plan.ShotPlan`) or chain plans
             (:class:`~prefect_runway.plan.ChainPlan`).
-        table: The prices (default: :mod:`prefect_runway.pricing`'s built-in table).
+        table: The prices (default: each step's block's, see :func:`prices_of`).
         cached: Step keys (a chain's ``still_key`` / ``chain_key``) already submitted, not
             paid again (see :func:`cached_steps`).
+        routes: Per plan, in order, the still's and the video's route
+            (:class:`~prefect_runway.fallback.Route`, or None: no fallback), each of whose
+            providers the step may go to.
+        attempts: The run's resubmits and review (default: :class:`Attempts`'s).
 
     Returns:
-        The rows per provider and model and the totals.
+        The rows per provider and model, the totals and the worst case.
     """
-    result = CostPlan(shots=len(plans))
+    from prefect_runway.models import PLACEHOLDER_IMAGE
+
+    attempts = attempts or Attempts()
+    result = CostPlan(shots=len(plans), attempts=attempts)
     rows: dict[tuple[str, str, str], CostRow] = {}
     seen: set[str] = set()
-    for plan in plans:
+    unpriced: set[str] = set()
+    for index, plan in enumerate(plans):
         chain = getattr(plan, "chain", plan)
-        # The still is paid once per still_key; the video once per chain (its input is the
-        # still, so identical chains share it).
-        for key, prepared in ((chain.still_key, chain.still), (chain.chain_key, chain.video_check)):
-            cost = estimate(prepared.provider, prepared.model, prepared.kind, prepared.body, table)
+        still_route, video_route = routes[index] if routes is not None else (None, None)
+        # The still is paid once per still_key (each variant of it, for a review); the
+        # video once per chain (its input is the still, so identical chains share it).
+        steps = (
+            (chain.still_key, chain.still, chain.image_credentials, still_route,
+             lambda c=chain: c.still_request, attempts.variants, attempts.stills),
+            (chain.chain_key, chain.video_check, chain.video_credentials, video_route,
+             lambda c=chain: c.video_request(PLACEHOLDER_IMAGE, None), 1, 1),
+        )
+        for key, prepared, credentials, route, request, count, requests in steps:
+            cost = estimate_step(prepared, table, credentials)
             unit = cost.unit if cost else PROVIDER_UNITS.get(prepared.provider, "credits")
             row = rows.setdefault((prepared.provider, prepared.model, unit),
                                   CostRow(prepared.provider, prepared.model, unit))
@@ -251,18 +399,46 @@ def plan_costs(
             if key in seen:
                 continue
             seen.add(key)
-            if key in cached:
+            is_cached = key in cached
+            jobs = attempts.per_request * requests - int(is_cached)
+            _worst_step(result, unpriced, prepared, credentials, route, request, jobs, table)
+            if is_cached:
                 row.cached += 1
                 continue
-            row.requests += 1
+            row.requests += count
             if cost is None:
                 row.unpriced += 1
             else:
-                row.amount = round(row.amount + cost.amount, 6)
+                row.amount = round(row.amount + cost.amount * count, 6)
             result.planned.append(PlannedStep(key, prepared.provider, prepared.model,
-                                              prepared.kind, cost))
+                                              prepared.kind, cost, count))
     result.rows = [rows[k] for k in sorted(rows)]
+    result.unpriced = sorted(unpriced)
+    if result.unpriced:
+        result.worst_usd = None
     return result
+
+
+def _worst_step(
+    result: CostPlan, unpriced: set[str], prepared: Any, credentials: Any, route: Any,
+    request: Callable[[], Any], jobs: int, table: PriceTable | None,
+) -> None:
+    """Add one step's worst case to ``result``: ``jobs`` billed jobs, on each provider of its
+    route (per provider), on its dearest (in dollars, in all)."""
+    dearest: float | None = 0.0
+    options = ([(credentials, prepared)] if route is None or len(route.providers) < 2
+               else route.prepared(request()))
+    for option, on in options:
+        cost = estimate_step(on, table, option)
+        if cost is None:
+            unpriced.add(f"{on.model} on {on.provider}")
+            continue
+        key = (on.provider, cost.unit)
+        result.worst[key] = round(result.worst.get(key, 0.0) + jobs * cost.amount, 6)
+        usd = to_usd(on.provider, cost.amount, cost.unit)
+        dearest = None if usd is None or dearest is None else max(dearest, usd)
+    if result.worst_usd is not None:
+        result.worst_usd = None if dearest is None else round(result.worst_usd + jobs * dearest, 6)
 
 
 _MONEY = re.compile(r"^\s*(USD|\$)\s*([0-9]+(?:\.[0-9]+)?)\s*$|^\s*([0-9]+(?:\.[0-9]+)?)\s*USD\s*$",
@@ -331,8 +507,16 @@ class Budget:
             InvalidRequest: a number budget for a plan in several units.
             BudgetExceeded: the plan costs more than the budget; nothing was sent.
         """
-        if not self.usd:
-            units = {(r.provider, r.unit) for r in plan.rows}
+        if plan.unpriced or any(r.unpriced for r in plan.rows):
+            names = plan.unpriced or sorted(f"{r.model} on {r.provider}" for r in plan.rows
+                                            if r.unpriced)
+            raise BudgetExceeded(
+                f"the plan has no known price for {', '.join(names)}, so it could pass the "
+                f"budget of {self.describe()}; give its price in the credentials block's "
+                "prices; nothing was sent", budget=self.amount,
+            )
+        if not self.usd:  # every unit the run may pay in, fallbacks' included
+            units = {(r.provider, r.unit) for r in plan.rows} | set(plan.worst)
             if len({u for _, u in units}) > 1 or len({p for p, _ in units}) > 1:
                 raise InvalidRequest(
                     "budget", f"{self.amount:g} is ambiguous: the plan spends on "
@@ -349,22 +533,69 @@ class Budget:
         return total
 
 
+class NotStarted(BudgetExceeded):
+    """A submit was refused before it was sent: it would pass a budget, or it has no known
+    price while the run has one (an unknown price counts as unbounded). Nothing was sent.
+
+    Attributes:
+        what: The step it was for (``its video``, ``the video on runway (fallback)``).
+        limit: The budget it would pass (``the budget of USD 5.00``).
+        unpriced: ``model on provider`` when it has no known price, else None.
+    """
+
+    def __init__(self, what: str, limit: str, *, unpriced: str | None = None,
+                 planned: float | None = None, budget: float | None = None) -> None:
+        self.what, self.limit, self.unpriced = what, limit, unpriced
+        if unpriced:
+            message = (f"not started: {what} has no known price ({unpriced}), so it could pass "
+                       f"{limit}; give its price in the credentials block's prices")
+        else:
+            message = f"not started: {what} would pass {limit}"
+        super().__init__(message, planned=planned, budget=budget)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_not_started, (self.what, self.limit, self.unpriced, self.planned,
+                                       self.budget))
+
+
+def _rebuild_not_started(what: str, limit: str, unpriced: str | None, planned: float | None,
+                         budget: float | None) -> NotStarted:
+    return NotStarted(what, limit, unpriced=unpriced, planned=planned, budget=budget)
+
+
 @dataclass
 class Reservation:
-    """What :meth:`BudgetGuard.admit` reserved for one job: in the run's budget, and in its
-    block's daily budget (a :class:`prefect_runway.spend.DailySpend`) where it has one."""
+    """What :meth:`BudgetGuard.admit` reserved for one submit: in the run's budget, and in its
+    block's daily budget (a :class:`prefect_runway.spend.DailySpend`) where it has one.
+
+    Attributes:
+        run: The amount reserved in the run's budget (its terms).
+        daily: The block's daily budget, or None.
+        daily_amount: The amount reserved there (its terms).
+        provider: The provider the submit goes to.
+        cost: The estimate reserved.
+        hold: The daily budget's record of the reservation.
+    """
 
     run: float = 0.0
     daily: Any = None
     daily_amount: float = 0.0
+    provider: str = ""
+    cost: Cost | None = None
+    hold: Any = None
 
 
 class BudgetGuard:
-    """Stops new submits once spent + in flight would pass the budget (one flow run), or a
-    block's daily budget (``daily``: :class:`prefect_runway.spend.DailyBudgets`).
+    """The one reservation path of a run's submits, against the run's budget (one flow run)
+    and the daily budgets of its blocks (``daily``: :class:`prefect_runway.spend.DailyBudgets`).
 
-    ``admit`` (or ``reserve``) before a submit; ``settle`` when it ends, with what it was
-    charged (the reservation is released).
+    Before each submit, :meth:`admit` reserves its estimate in both; one that would pass
+    either (or that has no known price while there is a budget) is refused with
+    :class:`NotStarted` and nothing is sent. When the submit is known to have cost nothing
+    (refused, or an earlier job reused) or its job ended, :meth:`settle` releases the
+    reservation and counts what was charged. The run's reservations are taken under one
+    lock, shared by the flow run's concurrent chains; a daily budget's on the spend records'
+    storage, shared by every run (see :mod:`prefect_runway.spend`).
     """
 
     def __init__(self, budget: Budget | None, daily: Any = None) -> None:
@@ -375,43 +606,77 @@ class BudgetGuard:
         self._lock = asyncio.Lock()
 
     async def reserve(self, provider: str, cost: Cost | None) -> float | None:
-        """Reserve ``cost``; the amount reserved, or None when it would pass the budget."""
+        """Reserve ``cost`` in the run's budget; the amount reserved, or None when it would
+        pass the budget (an unknown cost, None, passes any budget)."""
         if self.budget is None:
             return 0.0
-        amount = 0.0 if cost is None else self.budget.value_of(provider, cost.amount, cost.unit)
+        if cost is None:
+            return None
+        amount = self.budget.value_of(provider, cost.amount, cost.unit)
         async with self._lock:
             if self.spent + self.in_flight + amount > self.budget.amount + 1e-9:
                 return None
             self.in_flight += amount
             return amount
 
+    def _limits(self, entry: Any) -> str:
+        limits = [f"the budget of {self.budget.describe()}"] if self.budget is not None else []
+        return " and ".join(limits + ([entry.describe()] if entry is not None else []))
+
     async def admit(
         self, provider: str, cost: Cost | None, credentials: Any = None, what: str = "it",
+        *, model: str = "",
     ) -> Reservation:
-        """Reserve a job's estimate in the run's budget and its block's daily budget.
+        """Reserve a submit's estimate in the run's budget and its block's daily budget.
+
+        Args:
+            provider: Where the submit goes.
+            cost: Its estimate (None: no known price).
+            credentials: Its credentials block (whose daily budget applies, if it has one).
+            what: The step, for the error (``its video``).
+            model: The model, for the error of an unknown price.
 
         Raises:
-            NotStarted: it would pass one of them (the message names which).
+            NotStarted: it would pass one of them, or has no known price and there is a
+                budget (the message names which); nothing was reserved.
         """
+        entry = self.daily.entry(credentials) if self.daily and credentials is not None else None
+        if cost is None and (self.budget is not None or entry is not None):
+            raise NotStarted(what, self._limits(entry),
+                             unpriced=f"{model or 'its model'} on {provider}")
         run = await self.reserve(provider, cost)
         if run is None:
+            assert self.budget is not None and cost is not None
             raise NotStarted(
-                f"not started: {what} would pass the budget of {self.budget.describe()}"  # type: ignore[union-attr]
+                what, self._limits(None), budget=self.budget.amount,
+                planned=round(self.spent + self.in_flight + self.budget.value_of(
+                    provider, cost.amount, cost.unit), 6),
             )
-        entry = self.daily.entry(credentials) if self.daily and credentials is not None else None
         if entry is None:
-            return Reservation(run)
-        amount = await entry.reserve(cost)
-        if amount is None:
+            return Reservation(run, provider=provider, cost=cost)
+        hold = await entry.reserve(cost, what)
+        if hold is None:
             await self.settle(provider, run, None)
-            raise NotStarted(f"not started: {what} would pass {entry.describe()}")
-        return Reservation(run, entry, amount)
+            raise NotStarted(what, entry.describe(), budget=entry.budget.amount)
+        return Reservation(run, entry, hold.amount, provider, cost, hold)
 
-    async def settle(self, provider: str, reserved: float | Reservation, cost: Cost | None) -> None:
-        """Release a reservation and count what was charged (None: nothing known)."""
+    async def settle(
+        self, provider: str, reserved: float | Reservation, cost: Cost | None,
+        job_id: str | None = None,
+    ) -> None:
+        """Release a reservation and count what was charged (None: nothing).
+
+        Args:
+            provider: Where the submit went (a :class:`Reservation` knows it).
+            reserved: What :meth:`admit` (or :meth:`reserve`) returned.
+            cost: What the job was charged (or, where unknown but possible, its estimate);
+                None when it provably cost nothing.
+            job_id: The job, whose spend record (if written) then counts it once.
+        """
         if isinstance(reserved, Reservation):
             if reserved.daily is not None:
-                await reserved.daily.release(reserved.daily_amount)
+                await reserved.daily.release(reserved.hold, cost, job_id)
+            provider = reserved.provider or provider
             reserved = reserved.run
         if self.budget is None:
             return
@@ -423,31 +688,19 @@ class BudgetGuard:
 
 async def emit_charged(result: GenerationResult, cost: Cost | None) -> None:
     """Emit ``prefect-runway.generation.charged`` for a finished generation (never raises)."""
-    try:
-        from prefect.events import emit_event
+    from prefect_runway.artifacts import emit_quietly, runway_resource
 
-        g = result.generation
-        emit_event(
-            event=CHARGED_EVENT,
-            resource={
-                "prefect.resource.id": f"prefect-runway.generation.{g.job_id}",
-                "prefect.resource.name": f"{g.provider} {g.model} {g.job_id}",
-                "prefect-runway.provider": g.provider,
-                "prefect-runway.model": g.model,
-            },
-            payload={
-                "amount": None if cost is None else cost.amount,
-                "unit": None if cost is None else cost.unit,
-                "estimated": None if cost is None else cost.estimated,
-                "provider": g.provider,
-                "model": g.model,
-                "kind": g.kind,
-                "job_id": g.job_id,
-                "fingerprint": g.fingerprint,
-            },
-        )
-    except Exception:  # an event is for automations; never fail a generation over it
-        pass
+    g = result.generation
+    emit_quietly(CHARGED_EVENT, runway_resource("generation", g.job_id, g.provider, g.model), {
+        "amount": None if cost is None else cost.amount,
+        "unit": None if cost is None else cost.unit,
+        "estimated": None if cost is None else cost.estimated,
+        "provider": g.provider,
+        "model": g.model,
+        "kind": g.kind,
+        "job_id": g.job_id,
+        "fingerprint": g.fingerprint,
+    })
 
 
 async def check_balances(plan: CostPlan, credentials: Iterable[Any]) -> dict[str, Balance]:
@@ -482,10 +735,6 @@ async def check_balances(plan: CostPlan, credentials: Iterable[Any]) -> dict[str
                 provider=provider,
             )
     return balances
-
-
-class NotStarted(Exception):
-    """A step was not started: it would have passed the run's budget."""
 
 
 def output_cost(output: Any) -> Cost | None:
@@ -551,8 +800,13 @@ async def publish_cost_plan(plan: CostPlan, key: str = "cost-plan") -> None:
     )
 
 
-def estimate_step(prepared: Any, table: PriceTable | None = None) -> Cost | None:
-    """The estimate of one prepared request (a :class:`PreparedRequest`)."""
+def estimate_step(
+    prepared: Any, table: PriceTable | None = None, credentials: Any = None,
+) -> Cost | None:
+    """The estimate of one prepared request (a :class:`PreparedRequest`): by ``table``, else
+    by the prices of ``credentials`` (:func:`prices_of`), else by the built-in prices."""
+    if table is None and credentials is not None:
+        table = prices_of(credentials)
     return estimate(prepared.provider, prepared.model, prepared.kind, prepared.body, table)
 
 

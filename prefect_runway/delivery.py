@@ -24,6 +24,7 @@ from prefect_runway.engine.download import DownloadedFile
 from prefect_runway.errors import DownloadError
 from prefect_runway.models import GenerationResult, StoredOutput
 from prefect_runway.previews import Preview, make_preview
+from prefect_runway.pricing import PriceTable
 from prefect_runway.providers.base import redact_url
 from prefect_runway.storage import (
     OutputStorage,
@@ -49,6 +50,7 @@ async def deliver(
     preview: str | None = "gif",
     flow_run: str | None = None,
     logger: Any = None,
+    prices: PriceTable | None = None,
 ) -> list[StoredOutput]:
     """Download every output of ``result`` into ``store``, verified, with a sidecar each.
 
@@ -62,13 +64,14 @@ async def deliver(
             :func:`prefect_runway.plan.check_run`).
         flow_run: The flow run id, for ``{flow_run}`` and the sidecar.
         logger: Where progress is logged (default this module's logger).
+        prices: The prices an estimated cost comes from (default: the built-in table).
 
     Returns:
         One StoredOutput per output.
     """
     log = logger or logging.getLogger("prefect_runway.delivery")
     generation = result.generation
-    charged = charged_cost(result)  # the cost ledger: charged where reported, else estimated
+    charged = charged_cost(result, prices)  # the cost ledger: charged where reported, else estimated
     expected_media = ("image/",) if generation.kind == "image" else ("video/",)
     default_media = "image/png" if generation.kind == "image" else "video/mp4"
     stored: list[StoredOutput] = []

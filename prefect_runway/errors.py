@@ -17,6 +17,7 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
 │   └── UploadRequired              a local image too large to send inline
 ├── StoryboardFailed                some shots of a storyboard failed (carries the summary)
 ├── StorageError                    outputs or the ledger cannot be stored there (not retried)
+├── LockTimeout                     the submit lock of a request stayed taken past the deadline
 └── ProviderError                   a job at a provider went wrong (provider, job id, http)
     ├── ProviderReported            what the provider said, or that it could not be reached
     │   ├── AuthenticationError     401 / 403 on the key
@@ -36,9 +37,12 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
     │   └── DownloadError           an output could not be fetched
     └── LocalDecision               what this package decided, not what the provider said
         ├── SubmissionUncertain     doubt: a POST whose outcome is unknown (may be billed)
+        │   └── CacheRecordRejected a submit cache record we did not write (refused unread)
         ├── GenerationTimedOut      our own deadline passed while the job was still pending
-        └── DownloadVerificationFailed  an output failed verification (truncated, wrong
-                                        media); also a DownloadError
+        ├── DownloadVerificationFailed  an output failed verification (truncated, wrong
+        │                               media); also a DownloadError
+        └── DownloadTooLarge        an output over the size limit of its kind; also a
+                                    DownloadError
 ```
 """
 
@@ -200,6 +204,24 @@ class StorageError(PrefectRunwayError):
         return (type(self), (self.args[0], self.location))
 
 
+class LockTimeout(PrefectRunwayError, TimeoutError):
+    """A submit waited longer than its deadline for the lock on its request, which another
+    run kept holding. Nothing was sent.
+
+    Attributes:
+        key: The lock's key (the submission scope).
+        waited: Seconds waited.
+    """
+
+    def __init__(self, message: str, key: str = "", waited: float = 0.0) -> None:
+        self.key = key
+        self.waited = waited
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.args[0], self.key, self.waited))
+
+
 class ProviderError(PrefectRunwayError):
     """The provider answered with an error, or could not be reached.
 
@@ -295,6 +317,33 @@ class SubmissionUncertain(LocalDecision):
         super().__init__(f"{message}; fingerprint={fingerprint}", **kwargs)
 
 
+class CacheRecordRejected(SubmissionUncertain):
+    """A submit's cache record is not one prefect-runway wrote (a pickle, another serializer,
+    altered or truncated): it was refused unread. It may stand for a job already paid for,
+    so nothing is sent for it, unless the submission ledger holds that job.
+
+    Attributes:
+        reason: What is wrong with it.
+        scope: The record's cache key (the submission scope), where known.
+        location: Where it is, where known.
+    """
+
+    def __init__(self, reason: str, scope: str = "", location: str = "") -> None:
+        self.reason = reason
+        self.scope = scope
+        self.location = location
+        where = f" at {location}" if location else ""
+        super().__init__(
+            f"the submit cache record{where} was not written by prefect-runway ({reason}) and "
+            "was not loaded; it may stand for a job already paid for, so nothing was sent. "
+            "Check the provider's dashboard, then delete the record, or submit with force=True",
+            fingerprint=scope or "unknown",
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.reason, self.scope, self.location))
+
+
 class GenerationFailed(ProviderReported):
     """The provider finished the job as FAILED (including content-moderation blocks).
 
@@ -351,6 +400,24 @@ class DownloadVerificationFailed(DownloadError, LocalDecision):
     """
 
     retryable = True
+
+
+class DownloadTooLarge(DownloadError, LocalDecision):
+    """An output is larger than the limit for its kind (the credentials block's
+    ``max_still_bytes`` / ``max_video_bytes``): said by its ``Content-Length``, or more
+    bytes arrived. The partial file is removed; not retried (it would be as large again).
+
+    Attributes:
+        limit: The limit, in bytes.
+        size: The size the server declared, or the bytes received when it stopped.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, limit: int = 0, size: int = 0, **kwargs: Any) -> None:
+        self.limit = limit
+        self.size = size
+        super().__init__(message, **kwargs)
 
 
 # ---- the catalogue, uploads and Runway's failure codes (issue 17) ------------------------------

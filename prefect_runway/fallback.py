@@ -34,9 +34,10 @@ and the allowed values. The engine's retry budget (attempts with backoff, ``Retr
 honoured) is each provider's budget; the submit task's own retries are spent on the last
 provider of the route only, so that a provider that is down hands over without delay.
 
-The fallback provider's submit is an ordinary submit: the same cached task and the same
+The fallback provider's submit is an ordinary submit: the same cached task, the same
 submission ledger (a refusal that made no job clears its intent, so nothing is left that
-blocks a later run). A fallback is said at WARNING in the run's log, recorded in the output's
+blocks a later run), and priced on its own provider against the run's budget before it is
+sent (docs/money.md). A fallback is said at WARNING in the run's log, recorded in the output's
 sidecar (``fallback``: each provider skipped, why, and the error) and shown in the outputs
 table and the storyboard summary.
 """
@@ -238,6 +239,17 @@ class Route:
             and "insufficient_credits" in self.policy.reasons
             and getattr(error, "provider", None) == self.primary.provider_name
         )
+
+    def prepared(self, request: Request) -> list[tuple[ProviderCredentials, PreparedRequest]]:
+        """The step's request prepared for each provider of the route that takes it (what a
+        plan prices its worst case on)."""
+        out = []
+        for credentials in self.providers:
+            try:
+                out.append((credentials, prepare(request, credentials)))
+            except InvalidRequest:  # checked at plan time: only a head dropped there
+                continue
+        return out
 
     def credentials_for(self, provider: str) -> ProviderCredentials:
         """The route's credentials for ``provider`` (the first one, if it has several)."""

@@ -12,8 +12,11 @@ A paid submit leaves three kinds of trace here, one small JSON record per submis
 An intent without a job means the outcome of a submit is unknown: a crash, a lost answer,
 a kill right after the provider accepted the job. :meth:`SubmissionLedger.begin` then
 refuses with :class:`SubmissionInDoubt` (a :class:`~prefect_runway.errors.SubmissionUncertain`)
-instead of paying again, until the user clears it. A record that cannot be read is never
-taken as absent: it raises :class:`LedgerRecordUnreadable`, also a doubt.
+instead of paying again, until a person settles it: clears it (the next run submits again)
+or adopts the job the provider's dashboard shows (:meth:`SubmissionLedger.adopt`: the next run
+continues with it). A record that cannot be read is never taken as absent: it raises
+:class:`LedgerRecordUnreadable`, also a doubt. Each doubt a run meets is a :class:`Doubt`: a
+Prefect event and a line of the run's summary, with the commands that settle it.
 
 Records live where the results live: under Prefect's local result storage
 (``PREFECT_RESULTS_LOCAL_STORAGE_PATH``) in ``prefect-runway-ledger/`` by default, or in S3
@@ -32,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import hashlib
 import json
 import os
 import re
+import shlex
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +56,7 @@ from prefect_runway.models import Generation
 
 __all__ = [
     "LEDGER_FOLDER",
+    "Doubt",
     "Intent",
     "IntentMeta",
     "JobRecord",
@@ -66,13 +72,18 @@ __all__ = [
     "SubmissionLedger",
     "api_origin",
     "default_ledger_directory",
+    "doubts_markdown",
     "format_ledger",
     "ledger_for",
     "ledger_of",
+    "scope_for",
+    "scope_id",
 ]
 
 #: The folder of the ledger beside the results (locally and in S3).
 LEDGER_FOLDER = "prefect-runway-ledger"
+#: What every submission scope starts with (``submission_cache_key``); the rest tells them apart.
+SCOPE_PREFIX = "prefect-runway-submit-"
 #: Bumped when the record layout changes incompatibly.
 RECORD_VERSION = 1
 _SAFE_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -127,8 +138,10 @@ class SubmissionInDoubt(SubmissionUncertain):
             f"a submit of this request was sent at {intent.created_at.isoformat()} by flow run "
             f"{run} (attempt {intent.attempt_id}, {intent.host}:{intent.pid}) and no job was "
             f"recorded for it: it may exist and be billed, so it was not sent again. Check the "
-            f"{intent.provider} dashboard, then clear the doubt with force=True or "
-            f"`prefect-runway ledger resolve {intent.fingerprint[:16]}`"
+            f"{intent.provider} dashboard, then adopt the job it shows with `prefect-runway "
+            f"ledger resolve {intent.fingerprint[:16]} --job JOB_ID` (the next run continues "
+            f"with it, nothing paid again), or clear the doubt with `prefect-runway ledger "
+            f"resolve {intent.fingerprint[:16]}` or force=True (a new, billed job)"
         )
         super().__init__(message, fingerprint=intent.fingerprint, provider=intent.provider)
 
@@ -191,6 +204,9 @@ class IntentMeta:
         model: The model name.
         flow_run_id: The flow run sending it (default: the current one, if any).
         task_run_id: The task run sending it (default: the current one, if any).
+        kind: ``image`` or ``video``.
+        request: The request's summary as sent (``PreparedRequest.summary``: no data URI,
+            no signed URL's query).
     """
 
     fingerprint: str
@@ -199,12 +215,16 @@ class IntentMeta:
     model: str
     flow_run_id: str | None = None
     task_run_id: str | None = None
+    kind: str | None = None
+    request: dict[str, Any] | None = None
 
     @classmethod
     def from_prepared(cls, prepared: Any, **kwargs: Any) -> IntentMeta:
-        """From a ``PreparedRequest``: its fingerprint, provider, base URL and model."""
+        """From a ``PreparedRequest``: its fingerprint, provider, base URL, model, kind and
+        summary (what a job adopted for it later carries, as a submit's answer would)."""
         return cls(fingerprint=prepared.fingerprint, provider=prepared.provider,
-                   base_url=prepared.base_url, model=prepared.model, **kwargs)
+                   base_url=prepared.base_url, model=prepared.model, kind=prepared.kind,
+                   request=prepared.summary, **kwargs)
 
 
 class LedgerRecord(BaseModel):
@@ -233,6 +253,14 @@ class LedgerRecord(BaseModel):
     cleared_at: datetime | None = None
     supersedes: str | None = Field(
         default=None, description="The attempt id of the record this one replaced (force)."
+    )
+    kind: str | None = Field(default=None, description="image or video.")
+    request: dict[str, Any] | None = Field(
+        default=None, description="The request's summary as sent (no data URI, no signature)."
+    )
+    adopted_by: str | None = Field(
+        default=None, description="Who adopted the job the provider showed for an intent in "
+                                  "doubt (``prefect-runway ledger resolve FP --job ID``).",
     )
 
     def to_generation(self) -> Generation:
@@ -299,6 +327,10 @@ class LedgerBackend(Protocol):
 
     def location(self, scope: str) -> str: ...
 
+    @property
+    def storage(self) -> str:
+        """What ``prefect-runway ledger --storage`` takes to reach these records."""
+
     def read(self, scope: str) -> bytes | None:
         """The record's bytes; None only when there provably is no record."""
 
@@ -310,6 +342,18 @@ class LedgerBackend(Protocol):
 
     def scopes(self) -> list[str]:
         """Every scope with a record."""
+
+
+def scope_for(fingerprint: str, base_url: str) -> str:
+    """The submission scope of a request at an API: its fingerprint and the base URL it goes
+    to (``submission_cache_key``, also the submit task's cache key); no secret."""
+    return SCOPE_PREFIX + hashlib.sha256(f"{fingerprint}|{base_url}".encode()).hexdigest()[:40]
+
+
+def scope_id(scope: str) -> str:
+    """The part of a submission scope that tells it apart from the others (what ``ledger ls``
+    shows of a record it cannot read, and what ``ledger resolve`` takes for it)."""
+    return scope.removeprefix(SCOPE_PREFIX)
 
 
 def _check_scope(scope: str) -> str:
@@ -341,6 +385,10 @@ class LocalLedgerBackend:
 
     def location(self, scope: str) -> str:
         return str(self.path(scope))
+
+    @property
+    def storage(self) -> str:
+        return str(self.directory.parent.resolve())
 
     def read(self, scope: str) -> bytes | None:
         path = self.path(scope)
@@ -425,7 +473,7 @@ class LocalLedgerBackend:
 
     def scopes(self) -> list[str]:
         try:
-            names = sorted(p.name for p in self.directory.iterdir())
+            names = sorted(os.listdir(self.directory))  # a third of pathlib's iterdir's time
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -476,6 +524,11 @@ class S3LedgerBackend:
 
     def location(self, scope: str) -> str:
         return f"s3://{self.bucket}/{self.key(scope)}"
+
+    @property
+    def storage(self) -> str:
+        folder = self.prefix.removesuffix(LEDGER_FOLDER).rstrip("/")
+        return f"s3://{self.bucket}/{folder}" if folder else f"s3://{self.bucket}"
 
     def _storage_error(self, exc: BaseException, what: str) -> LedgerStorageError:
         code = _s3_code(exc) or type(exc).__name__
@@ -629,6 +682,7 @@ class SubmissionLedger:
             api_origin=api_origin(meta.base_url), model=meta.model, created_at=_utc_now(),
             flow_run_id=meta.flow_run_id or flow_run, task_run_id=meta.task_run_id or task_run,
             attempt_id=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(),
+            kind=meta.kind, request=meta.request,
         )
         if force:
             try:
@@ -654,6 +708,19 @@ class SubmissionLedger:
             return intent
         raise LedgerError(f"the ledger record {self.backend.location(scope)} keeps changing")
 
+    def _reusable(self, scope: str, job_max_age: float | None) -> JobRecord | None:
+        try:
+            existing = self._get(scope)
+        except LedgerRecordUnreadable:
+            return None
+        if isinstance(existing, JobRecord) and not _too_old(existing, job_max_age):
+            return existing
+        return None
+
+    async def reusable(self, scope: str, job_max_age: float | None = None) -> JobRecord | None:
+        """The job recorded for ``scope`` that :meth:`begin` would reuse now, or None."""
+        return await asyncio.to_thread(self._reusable, scope, job_max_age)
+
     async def begin(
         self, scope: str, meta: IntentMeta, *, force: bool = False,
         job_max_age: float | None = None,
@@ -678,11 +745,13 @@ class SubmissionLedger:
         """
         return await asyncio.to_thread(self._begin, scope, meta, force, job_max_age)
 
-    def _record_job(self, intent: LedgerRecord, generation: Generation) -> JobRecord:
+    def _record_job(self, intent: LedgerRecord, generation: Generation,
+                    adopted_by: str | None = None) -> JobRecord:
         record = JobRecord(
-            **intent.model_dump(exclude={"state", "job_id", "generation", "job_recorded_at"}),
+            **intent.model_dump(exclude={"state", "job_id", "generation", "job_recorded_at",
+                                         "adopted_by"}),
             job_id=generation.job_id, generation=generation.model_dump(mode="json"),
-            job_recorded_at=_utc_now(),
+            job_recorded_at=_utc_now(), adopted_by=adopted_by,
         )
         self.backend.replace(intent.scope, record.to_json())
         return record
@@ -742,7 +811,7 @@ class SubmissionLedger:
 
         return sorted(items, key=when, reverse=True)
 
-    def _resolve(self, prefix: str, by: str | None) -> builtins.list[ClearedRecord]:
+    def _doubts(self, prefix: str) -> builtins.list[LedgerRecord | LedgerRecordUnreadable]:
         prefix = prefix.strip().lower()
         if len(prefix) < 4:
             raise InvalidRequest("fingerprint", f"{prefix!r} is too short to name a submission",
@@ -754,7 +823,7 @@ class SubmissionLedger:
             if isinstance(item, LedgerRecord):
                 keys = (item.fingerprint.lower(), item.scope.lower())
             else:
-                keys = (item.scope.lower(),)
+                keys = (item.scope.lower(), scope_id(item.scope).lower())
             if any(k.startswith(prefix) for k in keys):
                 matches.append(item)
         if not matches:
@@ -765,6 +834,22 @@ class SubmissionLedger:
                 f"{prefix!r} matches {len(fingerprints)} submissions in doubt; give more of the "
                 f"fingerprint", sorted(fingerprints),
             )
+        return matches
+
+    async def doubts(
+        self, fingerprint_prefix: str
+    ) -> builtins.list[LedgerRecord | LedgerRecordUnreadable]:
+        """The records in doubt of the one submission whose fingerprint (or scope) starts so:
+        one per API it was sent to (unreadable ones as :class:`LedgerRecordUnreadable`).
+
+        Raises:
+            LedgerNotFound: nothing in doubt matches.
+            LedgerAmbiguous: the prefix matches several fingerprints.
+        """
+        return await asyncio.to_thread(self._doubts, fingerprint_prefix)
+
+    def _resolve(self, prefix: str, by: str | None) -> builtins.list[ClearedRecord]:
+        matches = self._doubts(prefix)
         cleared: builtins.list[ClearedRecord] = []
         for item in matches:
             if isinstance(item, LedgerRecord):
@@ -792,6 +877,86 @@ class SubmissionLedger:
             LedgerAmbiguous: the prefix matches several fingerprints.
         """
         return await asyncio.to_thread(self._resolve, fingerprint_prefix, by)
+
+    async def adopt(
+        self, fingerprint_prefix: str, job_id: str, credentials: Any, *, by: str | None = None
+    ) -> tuple[JobRecord, Any]:
+        """Settle a doubt with the job the provider's dashboard shows for it: the ledger
+        records ``job_id`` as the submission's job, so the next run continues with it (waits
+        for it, stores its outputs) and pays nothing.
+
+        The job is checked first with one status read (``credentials``' client): the provider
+        must know it. Nothing is written when it does not, or when the record changed since
+        it was read (another run, another resolve).
+
+        Args:
+            fingerprint_prefix: The fingerprint (or its first characters), as
+                ``prefect-runway ledger ls --doubts`` shows it.
+            job_id: The provider's id of the job (its dashboard, its logs).
+            credentials: The credentials block the submission was sent with: the record's
+                provider and API; its key reads the job's status.
+            by: Who adopted it (default: the current user and host).
+
+        Returns:
+            The job record now written, and the provider's answer to the status read
+            (a :class:`~prefect_runway.models.StatusUpdate`).
+
+        Raises:
+            LedgerNotFound: nothing in doubt matches.
+            LedgerAmbiguous: the prefix matches several fingerprints.
+            InvalidRequest: ``job`` is empty or unknown to the provider, ``credentials`` are
+                for another provider or API than the record's, or the record cannot be read
+                (clear it instead: :meth:`resolve`).
+            ProviderError: the status read failed otherwise (bad key, provider down).
+        """
+        from prefect_runway.errors import GenerationExpired
+        from prefect_runway.models import IMAGE_MODELS
+
+        job_id = (job_id or "").strip()
+        if not job_id:
+            raise InvalidRequest("job", "is empty", allowed="the job id the provider shows")
+        matches = await self.doubts(fingerprint_prefix)
+        if any(isinstance(m, LedgerRecordUnreadable) for m in matches):
+            raise InvalidRequest(
+                "fingerprint", "the ledger record in doubt cannot be read, so no job can be "
+                "matched to it", allowed="resolve it without --job (clear it: the next run "
+                "submits again)",
+            )
+        base_url = credentials.resolved_base_url()
+        records = [m for m in matches if isinstance(m, LedgerRecord)]
+        record = next((r for r in records if r.scope == scope_for(r.fingerprint, base_url)),
+                      None)
+        if record is None or record.provider != credentials.provider_name:
+            sent = ", ".join(f"{r.provider} at {r.api_origin}" for r in records)
+            raise InvalidRequest(
+                "credentials", f"the submission was sent to {sent}; these credentials are "
+                f"for {credentials.provider_name} at {api_origin(base_url)}",
+                allowed=f"the credentials block it was sent with ({sent})",
+            )
+        generation = Generation(
+            provider=record.provider, model=record.model, job_id=job_id,
+            kind=record.kind or ("image" if record.model in IMAGE_MODELS else "video"),
+            fingerprint=record.fingerprint, base_url=base_url, request=record.request or {},
+            submitted_at=record.created_at,
+        )
+        try:
+            async with credentials.get_client() as client:
+                update = await client.status(generation)
+        except GenerationExpired as exc:
+            raise InvalidRequest(
+                "job", f"{record.provider} holds no job {job_id!r} (http {exc.status_code})",
+                allowed=f"the id of a job {record.provider} still holds, as its dashboard "
+                        "shows it",
+            ) from None
+        job = await asyncio.to_thread(self._adopt, record, generation, by)
+        return job, update
+
+    def _adopt(self, record: LedgerRecord, generation: Generation, by: str | None) -> JobRecord:
+        current = self._get(record.scope)  # still the intent that was read: not raced
+        if current is None or current.attempt_id != record.attempt_id or current.state != "intent":
+            raise LedgerError(f"the ledger record {self.backend.location(record.scope)} changed "
+                              "since it was read; look again with `prefect-runway ledger ls`")
+        return self._record_job(record, generation, adopted_by=by or _who())
 
 
 # ---- where the ledger lives ------------------------------------------------------------------
@@ -864,6 +1029,91 @@ def ledger_of(storage: Any = None) -> SubmissionLedger:
 
 
 
+# ---- doubts a person settles -------------------------------------------------------------------
+
+class Doubt(BaseModel):
+    """A submission in doubt that a run met: sent, its answer lost (now, or by an earlier
+    run), so it may exist and be billed. What it was, where its record is, and the two
+    commands that settle it. Holds no secret.
+    """
+
+    fingerprint: str = Field(description="The request's fingerprint.")
+    reference: str = Field(description="What `prefect-runway ledger resolve` takes for it.")
+    provider: str
+    model: str
+    kind: str | None = Field(default=None, description="image or video.")
+    name: str | None = Field(default=None, description="The shot's name, as given.")
+    sent_at: datetime | None = Field(default=None, description="When the submit was sent.")
+    sent_by_flow_run: str | None = Field(default=None, description="The flow run that sent it.")
+    flow_run_id: str | None = Field(default=None, description="The flow run that met it.")
+    storage: str = Field(description="Where its record is: what `--storage` takes.")
+    credentials: str | None = Field(
+        default=None, description="The saved credentials block it was sent with, where known.")
+    error: str = Field(description="SubmissionUncertain (the answer was lost just now), "
+                                   "SubmissionInDoubt or LedgerRecordUnreadable.")
+
+    @classmethod
+    def of(cls, error: SubmissionUncertain, prepared: Any, credentials: Any, storage: Any,
+           *, name: str | None = None, flow_run_id: str | None = None) -> Doubt:
+        """The doubt ``error`` says ``prepared`` is in, sent with ``credentials`` by a run
+        whose ``storage`` holds the ledger."""
+        reference = prepared.fingerprint[:16]
+        sent_at: datetime | None = _utc_now()
+        sent_by = flow_run_id
+        if isinstance(error, SubmissionInDoubt):  # an earlier run's
+            sent_at, sent_by = error.intent.created_at, error.intent.flow_run_id
+        elif isinstance(error, LedgerRecordUnreadable):  # its record says nothing
+            reference, sent_at, sent_by = scope_id(error.scope)[:16], None, None
+        return cls(
+            fingerprint=prepared.fingerprint, reference=reference,
+            provider=credentials.provider_name, model=prepared.model, kind=prepared.kind,
+            name=name, sent_at=sent_at, sent_by_flow_run=sent_by, flow_run_id=flow_run_id,
+            storage=ledger_of(storage).backend.storage, credentials=credentials.saved_name(),
+            error=type(error).__name__,
+        )
+
+    @property
+    def adopt_command(self) -> str | None:
+        """Adopt the job the provider's dashboard shows (None for a record that cannot be
+        read: it can only be cleared)."""
+        if self.error == LedgerRecordUnreadable.__name__:
+            return None
+        block = f" --credentials {shlex.quote(self.credentials)}" if self.credentials else ""
+        return (f"prefect-runway ledger resolve {self.reference} --job JOB_ID --storage "
+                f"{shlex.quote(self.storage)}{block}")
+
+    @property
+    def clear_command(self) -> str:
+        """Clear the doubt: the next run submits again (a new, billed job)."""
+        return f"prefect-runway ledger resolve {self.reference} --storage {shlex.quote(self.storage)}"
+
+
+def doubts_markdown(doubts: Sequence[Doubt]) -> str:
+    """The submissions in doubt a run met, each with the two commands that settle it."""
+    lines = [
+        f"## Submissions in doubt: {len(doubts)}", "",
+        "Each was sent and its answer was lost: it may exist and be billed. Check the "
+        "provider's dashboard, then adopt the job it shows (the next run continues with it "
+        "and pays nothing), or clear the doubt (the next run submits again: a new, billed "
+        "job).", "",
+    ]
+    for d in doubts:
+        step = {"image": "still", "video": "video"}.get(d.kind or "", d.kind or "job")
+        when = f", sent {d.sent_at:%Y-%m-%d %H:%M:%S}Z" if d.sent_at else ""
+        by = f" by flow run {_code(d.sent_by_flow_run)}" if d.sent_by_flow_run else ""
+        shot = f"{_code(d.name)}: " if d.name else ""
+        lines.append(f"- {shot}the {step} on {d.provider} {d.model}, fingerprint "
+                     f"{_code(d.reference)}{when}{by} ({d.error})")
+        if d.adopt_command:
+            lines.append(f"  - adopt the job the dashboard shows: {_code(d.adopt_command)}")
+        lines.append(f"  - or clear it: {_code(d.clear_command)}")
+    return "\n".join(lines)
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
 # ---- for the CLI -----------------------------------------------------------------------------
 
 
@@ -876,7 +1126,8 @@ def _fmt_time(value: datetime | None) -> str:
 def format_ledger(records: Iterable[LedgerRecord | LedgerRecordUnreadable | Mapping[str, Any]]) -> str:
     """A plain-text table of ledger records for ``prefect-runway ledger ls``.
 
-    Columns: fingerprint (first 16), state (``doubt`` for an intent without a job,
+    Columns: fingerprint (first 16; of a record that cannot be read, its scope's own part:
+    :func:`scope_id`), state (``doubt`` for an intent without a job,
     ``unreadable`` for a record that cannot be read), provider, model, job id, time (UTC,
     of the intent), flow run.
     """
@@ -886,7 +1137,8 @@ def format_ledger(records: Iterable[LedgerRecord | LedgerRecordUnreadable | Mapp
         if isinstance(item, Mapping):
             item = LedgerRecord.model_validate(item)
         if isinstance(item, LedgerRecordUnreadable):
-            rows.append((item.scope[:16], "unreadable", "-", "-", "-", "-", item.reason[:40]))
+            rows.append((scope_id(item.scope)[:16], "unreadable", "-", "-", "-", "-",
+                         item.reason[:40]))
             continue
         state = "doubt" if item.state == "intent" else item.state
         rows.append((

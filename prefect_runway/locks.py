@@ -13,8 +13,11 @@ reuses the job. Which lock manager holds the locks:
 
 Both hold a lock at most ``PREFECT_RUNWAY_LOCK_HOLD_SECONDS`` (default 900 s): Prefect asks
 for locks without a hold timeout, so a worker killed while holding one would otherwise
-block that request forever. The file-system manager also frees at once a lock whose holder
-process, on this host, is gone.
+block that request forever. A lock that claims to last longer (a far-future expiry, none at
+all: written by hand or by someone else) counts as held only that long. A submit waits for
+a lock at most twice the hold time, then raises :class:`~prefect_runway.errors.LockTimeout`.
+The file-system manager also frees at once a lock whose holder process, on this host, is
+gone.
 
 Example:
     ```python
@@ -34,7 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,7 @@ from prefect.locking.protocol import LockManager
 from prefect.transactions import IsolationLevel
 from prefect.types._datetime import now
 
-from prefect_runway.errors import InvalidRequest
+from prefect_runway.errors import InvalidRequest, LockTimeout
 
 __all__ = [
     "LOCK_DIR_ENV",
@@ -55,6 +58,7 @@ __all__ = [
     "default_lock_directory",
     "lock_hold_seconds",
     "lock_manager_from_settings",
+    "lock_wait_seconds",
     "submission_cache_policy",
 ]
 
@@ -81,6 +85,20 @@ def lock_hold_seconds() -> float:
         raise InvalidRequest(LOCK_HOLD_ENV, f"{raw!r} is not a number of seconds",
                              allowed="1 to 86400")
     return value
+
+
+def lock_wait_seconds(hold_seconds: float) -> float:
+    """How long a submit waits for the lock of its request: twice the hold time (any lock
+    seen when the wait began has expired by then; the rest is for the runs queued first)."""
+    return 2 * hold_seconds
+
+
+def _timed_out(key: str, waited: float, hold_seconds: float) -> LockTimeout:
+    return LockTimeout(
+        f"the submit lock of {key} stayed taken for {waited:.0f} s (a lock is held at most "
+        f"{hold_seconds:g} s, {LOCK_HOLD_ENV}); nothing was sent. Another run kept it: "
+        "retry later, or find the runs submitting the same request", key=key, waited=waited,
+    )
 
 
 def default_lock_directory() -> Path:
@@ -111,10 +129,14 @@ def _holder_is_gone(holder: str) -> bool:
 class RunwayFileSystemLockManager(FileSystemLockManager):
     """Prefect's ``FileSystemLockManager`` for submit locks on one machine, made safe to crash.
 
-    Three changes, all about a holder that dies or is slow:
+    Five changes, all about a holder that dies, is slow, or is not one:
 
     * a lock is held at most ``hold_seconds`` when the caller gives no hold timeout (Prefect's
       transactions give none);
+    * a lock file whose expiry is later than ``hold_seconds`` after it was written (or seen
+      first, if its time stamp is in the future too), or that has none, expires then;
+    * an acquire without a timeout (Prefect's) waits at most ``wait_seconds``, then raises
+      :class:`~prefect_runway.errors.LockTimeout` (Prefect would go on without the lock);
     * a lock whose holder is a process of this host that no longer exists is free;
     * a lock file that exists but is not written yet (its holder is between creating and
       writing it) counts as locked, instead of failing to parse.
@@ -122,18 +144,28 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
     Args:
         lock_files_directory: Where the lock files live.
         hold_seconds: The default hold timeout (default :func:`lock_hold_seconds`).
+        wait_seconds: The longest acquire without a timeout (default
+            :func:`lock_wait_seconds` of ``hold_seconds``).
     """
 
-    def __init__(self, lock_files_directory: Path, hold_seconds: float | None = None) -> None:
+    def __init__(self, lock_files_directory: Path, hold_seconds: float | None = None,
+                 wait_seconds: float | None = None) -> None:
         super().__init__(Path(lock_files_directory))
         self.hold_seconds = hold_seconds if hold_seconds is not None else lock_hold_seconds()
+        self.wait_seconds = (wait_seconds if wait_seconds is not None
+                             else lock_wait_seconds(self.hold_seconds))
         self._directory_made = False
+        #: When this process first saw each lock that claims more than ``hold_seconds``.
+        self._first_seen: dict[tuple[str, str, str], float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"lock_files_directory": self.lock_files_directory, "hold_seconds": self.hold_seconds}
+        return {"lock_files_directory": self.lock_files_directory,
+                "hold_seconds": self.hold_seconds, "wait_seconds": self.wait_seconds}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["lock_files_directory"], state["hold_seconds"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["lock_files_directory"], state["hold_seconds"], state.get("wait_seconds"),
+        )
 
     def _get_lock_info(self, key: str, use_cache: bool = True) -> Any:
         try:
@@ -157,7 +189,26 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return None
-        return info
+        return self._capped(info) if info else info
+
+    def _capped(self, info: Any) -> Any:
+        """``info`` with its expiry no later than ``hold_seconds`` after the lock was written
+        (its file's time stamp) or, for a stamp in the future, after this process first saw
+        it: no lock file holds a request longer than a holder may, whatever it says."""
+        expiration = info.get("expiration")
+        latest = now("UTC") + timedelta(seconds=self.hold_seconds)
+        if expiration is not None and expiration <= latest:
+            return info  # as every lock this package writes
+        path = Path(info["path"])
+        try:
+            written = path.stat().st_mtime
+        except OSError:
+            return info
+        seen = self._first_seen.setdefault(
+            (str(path), str(info.get("holder")), str(expiration)), time.time()
+        )
+        cap = datetime.fromtimestamp(min(written, seen) + self.hold_seconds, timezone.utc)
+        return {**info, "expiration": cap}
 
     def _live_lock(self, key: str, use_cache: bool = False) -> Any:
         """The lock's info, read once, or None if there is no lock or it has expired (an
@@ -169,6 +220,8 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
         if expiration is not None and expiration < now("UTC"):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
+            self._first_seen = {k: v for k, v in self._first_seen.items()
+                                if k[0] != str(info["path"])}
             return None
         return info
 
@@ -221,9 +274,15 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
         self, key: str, holder: str, acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        ok = super().acquire_lock(key, holder, acquire_timeout, hold_timeout or self.hold_seconds)
+        """Prefect's acquire, with ``hold_seconds`` as the hold timeout and, without an
+        acquire timeout, ``wait_seconds`` as the deadline (LockTimeout past it)."""
+        began = time.monotonic()
+        ok = super().acquire_lock(key, holder, acquire_timeout or self.wait_seconds,
+                                  hold_timeout or self.hold_seconds)
         if ok:
             self._write_owner(key, holder)
+        elif acquire_timeout is None:
+            raise _timed_out(key, time.monotonic() - began, self.hold_seconds)
         return ok
 
     async def aacquire_lock(
@@ -231,6 +290,10 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
         hold_timeout: float | None = None,
     ) -> bool:
         """Prefect's acquire, without its worker-thread hops.
+
+        Without ``acquire_timeout`` (Prefect's transactions give none, and go on without the
+        lock when the acquire returns False) it waits ``wait_seconds`` at most, then raises
+        :class:`~prefect_runway.errors.LockTimeout`.
 
         Prefect's async acquire makes, creates and writes the lock file through ``anyio.Path``:
         five trips to a worker thread for a file of ~100 bytes, on every submit (a thousand
@@ -240,17 +303,21 @@ class RunwayFileSystemLockManager(FileSystemLockManager):
         ``_get_lock_info``). Waiting for a lock another holds still sleeps on the loop.
         """
         hold = hold_timeout or self.hold_seconds
-        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        began = time.monotonic()
+        deadline = began + (self.wait_seconds if acquire_timeout is None else acquire_timeout)
         while True:
             held = self._live_lock(key)
             if held is not None and held["holder"] != holder:
-                left = None if deadline is None else deadline - time.monotonic()
-                if (left is not None and left <= 0) or not await self.await_for_lock(key, left):
-                    return False
+                left = deadline - time.monotonic()
+                if left <= 0 or not await self.await_for_lock(key, left):
+                    break
             if self._claim(key, holder, hold):
                 return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+            if time.monotonic() >= deadline:
+                break
+        if acquire_timeout is None:  # Prefect's transactions: they would go on unlocked
+            raise _timed_out(key, time.monotonic() - began, self.hold_seconds)
+        return False
 
     def _claim(self, key: str, holder: str, hold_seconds: float) -> bool:
         """Create the lock file for ``holder`` (or renew it if ``holder`` has it); False when
@@ -288,9 +355,15 @@ def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:
             allowed="`pip install prefect-redis`, or unset it for file-system locks",
         ) from None
 
+    wait_seconds = lock_wait_seconds(hold_seconds)
+
     class _HeldRedisLockManager(RedisLockManager):  # type: ignore[misc,valid-type]
         """RedisLockManager whose locks expire after ``hold_seconds`` unless told otherwise,
+        whose acquire without a timeout waits ``wait_seconds`` at most (then LockTimeout),
         and whose async acquire takes a lock that Prefect's release can release.
+
+        A lock key that lives longer than ``hold_seconds`` (no expiry, or a far one: not set
+        by a holder of ours) is given that expiry before waiting on it.
 
         Prefect 3.9.1's ``AsyncTransaction`` acquires with ``aacquire_lock`` but releases
         with the synchronous ``release_lock``; prefect-redis 0.3.0 then calls ``release()``
@@ -301,7 +374,17 @@ def _redis_lock_manager(url: str, hold_seconds: float) -> LockManager:
 
         def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                          hold_timeout: float | None = None) -> bool:
-            return super().acquire_lock(key, holder, acquire_timeout, hold_timeout or hold_seconds)
+            name = self._lock_name_for_key(key)
+            longest = int((hold_timeout or hold_seconds) * 1000)
+            ttl = self.client.pttl(name)  # -2: no key, -1: no expiry
+            if ttl == -1 or ttl > longest:
+                self.client.pexpire(name, longest)
+            began = time.monotonic()
+            ok = super().acquire_lock(key, holder, acquire_timeout or wait_seconds,
+                                      hold_timeout or hold_seconds)
+            if not ok and acquire_timeout is None:
+                raise _timed_out(key, time.monotonic() - began, hold_seconds)
+            return bool(ok)
 
         async def aacquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                                 hold_timeout: float | None = None) -> bool:
@@ -349,6 +432,7 @@ def submission_cache_policy(
     cache_key_fn: Callable[..., str | None],
     *,
     lock_manager: LockManager | None = None,
+    key_storage: Any = None,
 ) -> CachePolicy:
     """A cache policy keyed by ``cache_key_fn``, locked SERIALIZABLE by ``lock_manager``.
 
@@ -359,8 +443,12 @@ def submission_cache_policy(
     Args:
         cache_key_fn: ``(TaskRunContext, parameters) -> key``, e.g. the submit's cache key.
         lock_manager: default :func:`lock_manager_from_settings`.
+        key_storage: Where the records' metadata is read and written (Prefect's
+            ``key_storage``; the submit task's is
+            :data:`prefect_runway.cache_records.SUBMIT_RECORD_KEYS`); None: with the results.
     """
     return CacheKeyFnPolicy(cache_key_fn=cache_key_fn).configure(
+        key_storage=key_storage,
         lock_manager=lock_manager or lock_manager_from_settings(),
         isolation_level=IsolationLevel.SERIALIZABLE,
     )

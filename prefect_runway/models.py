@@ -15,6 +15,7 @@ None of them ever holds an API key.
 from __future__ import annotations
 
 import base64
+import math
 import mimetypes
 import re
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from pydantic import (
 )
 
 from prefect_runway.errors import InvalidRequest
+from prefect_runway.names import check_name
 
 ImageModel = Literal["gen4_image", "gen4_image_turbo"]
 VideoModel = Literal["gen4_turbo", "gen4.5", "gen3a_turbo"]
@@ -395,11 +397,23 @@ def _duration_seconds(v: Any, allowed: Any, *, check_allowed: bool = True) -> in
         raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
     try:
         d = int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
     if (check_allowed and d not in allowed) or (isinstance(v, float) and v != d):
         raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
     return d
+
+
+def seconds_value(field: str, value: Any, allowed: str = "a number of seconds > 0") -> float:
+    """A length of time in seconds, finite and above 0 (a flow's ``timeout``, a review's
+    ``review_timeout``), or a typed error naming ``field``."""
+    try:
+        seconds = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float's range
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise InvalidRequest(field, f"{value!r} is not a number of seconds", allowed=allowed)
+    return seconds
 
 
 Request = ImageRequest | VideoRequest
@@ -507,7 +521,7 @@ class Shot(_Strict):
             v = v.strip()
             if not v:
                 raise InvalidRequest("name", "must not be empty when given")
-        return v
+        return check_name(v)
 
     @field_validator("duration", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,15 +31,16 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.limits import max_task_runs
 from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, Shot, VideoRequest
+from prefect_runway.names import check_name
 from prefect_runway.previews import PREVIEW_FORMATS
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.shots import message_of
 from prefect_runway.storage import OutputStorage, output_key
 
 __all__ = [
-    "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview", "check_run", "check_storage",
-    "load_credentials", "plan_chain", "plan_storyboard", "prepare", "prepare_uploading",
-    "upload_images",
+    "CREDENTIALS_ALLOWED", "ChainPlan", "PreparedRequest", "ShotPlan", "check_preview",
+    "check_run", "check_storage", "credentials_mapping_refused", "load_credentials",
+    "plan_chain", "plan_storyboard", "prepare", "prepare_uploading", "upload_images",
 ]
 
 
@@ -117,18 +118,38 @@ def _with_images(request: Request, images: dict[str, str], digests: dict[str, st
     return request.model_copy(update={"reference_images": refs})
 
 
+#: What a credentials parameter takes, when it is given a mapping instead.
+CREDENTIALS_ALLOWED = (
+    "a saved credentials block's name, 'block-type/name' (save one with `prefect-runway blocks "
+    "create` or SegmindCredentials(api_key=...).save('nightly')), or the block itself "
+    "(await SegmindCredentials.load('nightly'))"
+)
+
+
+def credentials_mapping_refused(field: str) -> InvalidRequest:
+    """The error for credentials given as a mapping (a dict of the block's fields): a flow
+    run's parameters would hold its API key in clear text."""
+    return InvalidRequest(
+        field, "credentials given as a mapping are refused: the API key in it would be stored "
+        "in clear text with the flow run's parameters", allowed=CREDENTIALS_ALLOWED,
+    )
+
+
 async def load_credentials(
     credentials: ProviderCredentials | str | None, field: str = "credentials"
 ) -> ProviderCredentials:
     """A credentials block, or the name of a saved one (``"segmind-credentials/nightly"``).
 
     Raises:
-        InvalidRequest: naming ``field``, for anything else: no value, a name that is not a
-            saved block's, a saved block that is not a provider's credentials.
+        InvalidRequest: naming ``field``, for anything else: no value, a mapping (its key
+            would be stored in clear: :func:`credentials_mapping_refused`), a name that is not
+            a saved block's, a saved block that is not a provider's credentials.
     """
     allowed = "SegmindCredentials, AimlapiCredentials, RunwayCredentials, or 'block-type/name'"
     if isinstance(credentials, ProviderCredentials):
         return credentials
+    if isinstance(credentials, Mapping):
+        raise credentials_mapping_refused(field)
     if isinstance(credentials, str) and "/" in credentials:
         try:
             block = await Block.aload(credentials)
@@ -165,6 +186,7 @@ class ChainPlan:
         video_credentials: Where the video goes.
         video_check: The video step prepared with a placeholder image (checked, never sent).
         video_request: Builds the video request from the still's URL and sha256.
+        still_request: The still's request (what a fallback provider is priced on).
     """
 
     still: PreparedRequest
@@ -172,6 +194,7 @@ class ChainPlan:
     video_credentials: ProviderCredentials
     video_check: PreparedRequest
     video_request: Callable[[str, str | None], VideoRequest]
+    still_request: Request | None = None
 
     @property
     def still_key(self) -> str:
@@ -233,7 +256,7 @@ def plan_chain(
     return ChainPlan(
         still=steps["still"], image_credentials=image_credentials,
         video_credentials=video_credentials, video_check=steps["video"],
-        video_request=video_request,
+        video_request=video_request, still_request=still_request,
     )
 
 
@@ -254,6 +277,8 @@ async def check_run(
     """Check every setting a run needs, before its first submit.
 
     * ``preview`` is a preview format (or None);
+    * each step's name is one that is safe wherever it shows
+      (:func:`prefect_runway.names.check_name`; storage and artifact keys are its slug);
     * ``key_template`` renders, for every step (a prepared request and its ``{name}``), with the run's real
       values (kind, model, provider, fingerprint, seed, today's date) into a key inside the
       storage root;
@@ -269,6 +294,7 @@ async def check_run(
     max_task_runs()
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     for request, name in steps:
+        check_name(name)
         media = "image/png" if request.kind == "image" else "video/mp4"
         key = output_key(
             key_template, kind=request.kind, model=request.model, provider=request.provider,

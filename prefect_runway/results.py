@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from prefect_runway.ledger import Doubt, doubts_markdown
 from prefect_runway.models import StoredOutput
 
 __all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
@@ -70,6 +71,11 @@ class StoryboardSummary(BaseModel):
         description="Spent per provider and model (each job once) beside the plan's estimate "
                     "(see prefect_runway.costs.spending).",
     )
+    doubts: list[Doubt] = Field(
+        default_factory=list,
+        description="Submissions in doubt the run met (their shots failed), each with the "
+                    "commands that settle it.",
+    )
 
     @classmethod
     def of(cls, results: Sequence[ShotResult], generated: int) -> StoryboardSummary:
@@ -95,7 +101,9 @@ class StoryboardSummary(BaseModel):
         failures = [r for r in self.shots if not r.ok]
         shown = "; ".join(f"row {r.row} {r.name}: {r.error}" for r in failures[:limit])
         more = f"; and {len(failures) - limit} more" if len(failures) > limit else ""
-        return f"{text}, {self.failed} failed: {shown}{more}"
+        doubts = (f" ({len(self.doubts)} submission(s) in doubt: the summary artifact gives "
+                  "the command that settles each)") if self.doubts else ""
+        return f"{text}, {self.failed} failed{doubts}: {shown}{more}"
 
     def markdown(self) -> str:
         """The summary as a markdown table, linking every stored output."""
@@ -118,6 +126,8 @@ class StoryboardSummary(BaseModel):
                 f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
                 f"| {reason} |"
             )
+        if self.doubts:
+            lines += ["", doubts_markdown(self.doubts)]
         if self.costs:
             from prefect_runway.costs import spending_markdown
 

@@ -64,8 +64,14 @@ from pydantic import BaseModel, Field
 
 from prefect_runway.artifacts import _code, _md, picture
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.errors import InvalidRequest, PrefectRunwayError
-from prefect_runway.models import SEED_MAX, GenerationResult, ImageRequest, StoredOutput
+from prefect_runway.errors import BudgetExceeded, InvalidRequest, PrefectRunwayError
+from prefect_runway.models import (
+    SEED_MAX,
+    GenerationResult,
+    ImageRequest,
+    StoredOutput,
+    seconds_value,
+)
 from prefect_runway.plan import PreparedRequest, prepare
 from prefect_runway.storage import OutputStorage
 
@@ -137,18 +143,7 @@ def review_settings(
     Raises:
         InvalidRequest: naming the field and the allowed values.
     """
-    allowed_timeout = "a number of seconds > 0"
-    if isinstance(review_timeout, bool):
-        raise InvalidRequest("review_timeout", f"{review_timeout!r} is not a number of seconds",
-                             allowed=allowed_timeout)
-    try:
-        seconds = float(review_timeout)
-    except (TypeError, ValueError):
-        raise InvalidRequest("review_timeout", f"{review_timeout!r} is not a number of seconds",
-                             allowed=allowed_timeout) from None
-    if not seconds > 0 or math.isinf(seconds):
-        raise InvalidRequest("review_timeout", f"{review_timeout!r} is not a number of seconds",
-                             allowed=allowed_timeout)
+    seconds = seconds_value("review_timeout", review_timeout)
     if on_timeout not in ON_TIMEOUT:
         raise InvalidRequest("on_timeout", f"{on_timeout!r} is not a policy", allowed=ON_TIMEOUT)
     if review_mode not in REVIEW_MODES:
@@ -351,6 +346,7 @@ class ReviewOutcome:
             from storage or by a URL refreshed from the provider.
         stills: Every still shown for the shot (its variants).
         error: Why the shot failed.
+        refused: A budget's refusal of its still or its regeneration (nothing was sent).
     """
 
     name: str
@@ -359,6 +355,7 @@ class ReviewOutcome:
     result: GenerationResult | None = None
     stills: list[StoredOutput] = field(default_factory=list)
     error: str | None = None
+    refused: BudgetExceeded | None = None
 
     @property
     def animate(self) -> bool:
@@ -366,10 +363,12 @@ class ReviewOutcome:
         return self.status in ("approved", "regenerated")
 
 
-#: ``(shot name, prepared still, its request) -> (its job, its stored still)``: how the flow
-#: makes a still (the request is what a provider fallback prepares again).
+#: ``(shot name, prepared still, its request, label) -> (its job, its stored still)``: how the
+#: flow makes a still (the request is what a provider fallback prepares again; the label,
+#: ``still``, ``still (variant 2)`` or ``regenerated still``, is how a budget's refusal
+#: names it).
 MakeStill = Callable[
-    [str, PreparedRequest, ImageRequest], Awaitable[tuple[GenerationResult, StoredOutput]]
+    [str, PreparedRequest, ImageRequest, str], Awaitable[tuple[GenerationResult, StoredOutput]]
 ]
 
 
@@ -413,8 +412,9 @@ async def _made_stills(
 
     async def one(item: ReviewItem, variant: int, image: ImageRequest) -> _Made:
         try:
+            label = "still" if variants == 1 else f"still (variant {variant})"
             result, still = await make_still(
-                item.name, prepare(image, item.credentials), image)
+                item.name, prepare(image, item.credentials), image, label)
         except Exception as exc:  # one shot's failure is reported, not raised
             logger.warning("Shot %s: its still (variant %d) failed: %s", item.name, variant, exc)
             failed = _Made(name=item.name, variant=variant, error=f"{type(exc).__name__}: {exc}")
@@ -454,7 +454,7 @@ async def review_markdown(
                 continue
             seed = m.still.request.get("seed")
             label = f"variant {m.variant}" + (f", seed {seed}" if seed is not None else "")
-            shown = await picture(store, m.still.key, m.still.media_type) if inline else None
+            shown = await picture(store, m.still.key, m.still.media_type, m.still.size) if inline else None
             if shown is not None:
                 lines.append(f"**{label}**\n\n![{_md(name)} {label}]({shown[0]})\n")
             # A blank line after the item: the next variant's label is not read as its
@@ -592,7 +592,10 @@ async def review_stills(
         stills = [m.still for m in variants if m.still is not None]
         if not stills:
             error = next((m.error for m in variants if m.error), "no still was made")
-            outcomes[item.name] = ReviewOutcome(item.name, "failed", error=error)
+            refused = next((m._exc for m in variants if isinstance(m._exc, BudgetExceeded)),
+                           None)  # not sent: the shot is not started
+            outcomes[item.name] = ReviewOutcome(item.name, "failed", error=error,
+                                                refused=refused)
         else:
             reviewable.append(item)
             outcomes[item.name] = ReviewOutcome(item.name, "rejected", still=stills[0],
@@ -619,11 +622,13 @@ async def review_stills(
         try:
             image = item.rebuilt(seed=seed, still_prompt=decision.still_prompt)
             result, still = await make_still(item.name, item.rebuild(seed, decision.still_prompt),
-                                             image)
+                                             image, "regenerated still")
         except Exception as exc:  # this shot fails; the others go on
             if raise_errors:
                 raise
             outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, BudgetExceeded):  # not sent: the shot is not started
+                outcome.refused = exc
             logger.warning("Shot %s: its regenerated still failed: %s", item.name, exc)
             return
         logger.info("Shot %s: regenerated with seed %d; animating it without another review",
@@ -663,8 +668,12 @@ def reviewed_still(outcome: ReviewOutcome) -> tuple[GenerationResult, StoredOutp
 
     Raises:
         ShotRejected: the shot was rejected (it carries the still shown).
+        BudgetExceeded: its still (or its regeneration) would have passed a budget; it was
+            not sent.
         ReviewFailed: the shot's still could not be made.
     """
+    if outcome.refused is not None:
+        raise outcome.refused
     if outcome.status == "rejected":
         raise ShotRejected(outcome.name, outcome.still)
     if outcome.status == "failed" or outcome.still is None or outcome.result is None:
@@ -712,7 +721,8 @@ async def review_one(
 async def review_storyboard(
     groups: Sequence[Sequence[Any]],
     make_still: Callable[
-        [Any, PreparedRequest, ImageRequest], Awaitable[tuple[GenerationResult, StoredOutput]]
+        [Any, PreparedRequest, ImageRequest, str],
+        Awaitable[tuple[GenerationResult, StoredOutput]],
     ],
     store: OutputStorage,
     settings: ReviewSettings,
@@ -723,7 +733,7 @@ async def review_storyboard(
 
     Args:
         groups: The storyboard's groups of identical :class:`~prefect_runway.plan.ShotPlan`.
-        make_still: ``(plan, prepared still, its request) -> (job, stored still)``.
+        make_still: ``(plan, prepared still, its request, label) -> (job, stored still)``.
         store: The run's storage.
         settings: From :func:`review_settings`.
         reused: ``(plan, still)`` for each still reused after a suspension.
@@ -743,9 +753,9 @@ async def review_storyboard(
         items.append(ReviewItem(name, plan.shot.still_request(), plan.image_credentials))
 
     async def make(
-        name: str, request: PreparedRequest, image: ImageRequest
+        name: str, request: PreparedRequest, image: ImageRequest, label: str,
     ) -> tuple[GenerationResult, StoredOutput]:
-        return await make_still(by_name[name], request, image)
+        return await make_still(by_name[name], request, image, label)
 
     async def on_reused(name: str, still: StoredOutput) -> None:
         if reused is not None:

@@ -48,6 +48,15 @@ from prefect_runway.models import Shot
 #: File extensions and the format each one means.
 FORMATS = {".json": "json", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
 SHOT_FIELDS: tuple[str, ...] = tuple(Shot.model_fields)
+# A shots file is untrusted input, bounded before anything in it is used.
+#: The largest shots file read, in bytes (locally or from S3).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: The most values (mappings, lists, scalars, keys) a shots file may hold, aliases expanded.
+MAX_NODES = 500_000
+#: How deep a shots file may nest (a shot's reference image is 5 deep).
+MAX_DEPTH = 32
+#: The most shots in one storyboard.
+MAX_SHOTS = 10_000
 
 
 async def load_shots(
@@ -101,16 +110,27 @@ def format_of(name: str) -> str:
 
 
 async def read_source(name: str) -> bytes:
-    """The bytes of a local file or an ``s3://bucket/key`` object."""
+    """The bytes of a local file or an ``s3://bucket/key`` object, at most
+    :data:`MAX_FILE_BYTES` of them.
+
+    Raises:
+        InvalidRequest: naming ``shots``: no such file, or a larger one (not read whole).
+    """
     if name.startswith("s3://"):
-        return await _read_s3(name)
-    path = Path(name).expanduser()
-    if not path.is_file():
-        raise InvalidRequest(
-            "shots", f"{name!r} is not a file (relative paths start at {os.getcwd()!r})",
-            allowed="a JSON, CSV or YAML file, local or s3://bucket/key",
-        )
-    return path.read_bytes()
+        data = await _read_s3(name)
+    else:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise InvalidRequest(
+                "shots", f"{name!r} is not a file (relative paths start at {os.getcwd()!r})",
+                allowed="a JSON, CSV or YAML file, local or s3://bucket/key",
+            )
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidRequest("shots", f"{name!r} is larger than {MAX_FILE_BYTES} bytes",
+                             allowed=f"a shots file of at most {MAX_FILE_BYTES} bytes")
+    return data
 
 
 async def _read_s3(uri: str) -> bytes:
@@ -119,7 +139,7 @@ async def _read_s3(uri: str) -> bytes:
         raise InvalidRequest("shots", f"{uri!r} does not name an object", allowed="s3://bucket/key")
     from prefect_runway.storage.s3 import S3Storage
 
-    data = await S3Storage.from_uri(bucket_and_prefix).read_bytes(key)
+    data = await S3Storage.from_uri(bucket_and_prefix).read_bytes(key, max_bytes=MAX_FILE_BYTES)
     if data is None:
         raise InvalidRequest("shots", f"{uri!r} does not exist")
     return data
@@ -130,10 +150,15 @@ def parse_shots(data: bytes | str, format: str, *, source: str | None = None) ->
 
     Raises:
         InvalidShot: a shot is invalid.
-        InvalidRequest: the text cannot be parsed.
+        InvalidRequest: the text cannot be parsed, or passes a bound (:data:`MAX_NODES`,
+            :data:`MAX_DEPTH`, :data:`MAX_SHOTS`).
     """
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     where = source or "shots"
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as e:
+        raise InvalidRequest("shots", f"{where} is not UTF-8 text (byte {e.start})",
+                             allowed="a JSON, CSV or YAML file in UTF-8") from None
     if format == "csv":
         return _csv_shots(text, source)
     if format == "json":
@@ -143,13 +168,22 @@ def parse_shots(data: bytes | str, format: str, *, source: str | None = None) ->
             raise InvalidRequest(
                 "shots", f"{where} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
             ) from None
+        except RecursionError:
+            raise _too_deep(where) from None
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            raise InvalidRequest("shots", f"{where} is not valid JSON ({e})") from None
+        _check_size(document, where)
     elif format == "yaml":
         try:
-            document = yaml.load(text, Loader=_ShotsLoader)  # noqa: S506 - a SafeLoader
+            document = yaml.load(text, Loader=_loader(where))  # noqa: S506 - a SafeLoader
+        except InvalidRequest:
+            raise
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             raise InvalidRequest("shots", f"{where} is not valid YAML{at}") from None
+        except (ValueError, OverflowError) as e:  # a value YAML cannot build (a 30 February)
+            raise InvalidRequest("shots", f"{where} is not valid YAML ({e})") from None
     else:
         raise InvalidRequest("shots", f"format {format!r} is not known", allowed=("json", "csv", "yaml"))
     defaults: Mapping[str, Any] = {}
@@ -190,6 +224,9 @@ def shots_from_items(
     """
     if not items:
         raise InvalidRequest("shots", f"{source or 'the list'} has no shots")
+    if len(items) > MAX_SHOTS:
+        raise InvalidRequest("shots", f"{source or 'the list'} has {len(items)} shots",
+                             allowed=f"at most {MAX_SHOTS} per storyboard")
     shots: list[Shot] = []
     for row, item in enumerate(items, start=1):
         line = lines[row - 1] if lines else None
@@ -240,6 +277,13 @@ def _check_fields(
 
 
 def _csv_shots(text: str, source: str | None) -> list[Shot]:
+    try:
+        return _csv_rows(text, source)
+    except csv.Error as e:  # a cell past csv's field size limit, a stray quote
+        raise InvalidRequest("shots", f"{source or 'the CSV'} is not valid CSV ({e})") from None
+
+
+def _csv_rows(text: str, source: str | None) -> list[Shot]:
     reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
     if not reader.fieldnames:
         raise InvalidRequest("shots", f"{source or 'the CSV'} has no header row")
@@ -283,6 +327,8 @@ def _reference_cell(value: str) -> list[dict[str, str]]:
             parsed = json.loads(value)
         except json.JSONDecodeError as e:
             raise ValueError(f"is not a valid JSON list ({e.msg})") from None
+        except (RecursionError, ValueError):  # nested past Python's limit; too many digits
+            raise ValueError("is not a valid JSON list of reference images") from None
         if not isinstance(parsed, list):
             raise ValueError("is not a JSON list")
         return parsed
@@ -298,8 +344,108 @@ def _reference_cell(value: str) -> list[dict[str, str]]:
     return refs
 
 
+def _too_deep(where: str) -> InvalidRequest:
+    return InvalidRequest("shots", f"{where} nests deeper than {MAX_DEPTH} levels",
+                          allowed=f"at most {MAX_DEPTH} levels of lists and mappings")
+
+
+def _too_many(where: str) -> InvalidRequest:
+    return InvalidRequest("shots", f"{where} holds more than {MAX_NODES} values",
+                          allowed=f"at most {MAX_NODES} values (YAML aliases count as what "
+                                  "they stand for)")
+
+
+def _check_size(document: Any, where: str) -> None:
+    """Refuse a parsed JSON document with more than :data:`MAX_NODES` values or deeper than
+    :data:`MAX_DEPTH` (walked without recursion)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise _too_many(where)
+        if depth > MAX_DEPTH:
+            raise _too_deep(where)
+        if isinstance(value, dict):
+            count += len(value)  # the keys
+            stack.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value)
+
+
+def _node_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 class _ShotsLoader(yaml.SafeLoader):
-    """YAML's safe loader without base-60 integers, so ``ratio: 16:9`` stays "16:9"."""
+    """YAML's safe loader without base-60 integers, so ``ratio: 16:9`` stays "16:9", and
+    bounded: at most :data:`MAX_NODES` nodes composed and :data:`MAX_DEPTH` levels, and a
+    document whose aliases expand past either (a "billion laughs") or into themselves is
+    refused before anything is built from it."""
+
+    where = "shots"
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._composed = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._composed += 1
+        self._depth += 1
+        try:
+            if self._composed > MAX_NODES:
+                raise _too_many(self.where)
+            if self._depth > MAX_DEPTH:
+                raise _too_deep(self.where)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: Any) -> Any:
+        self._check_expanded(node)
+        return super().construct_document(node)
+
+    def _check_expanded(self, root: yaml.Node) -> None:
+        """Each node's size and depth with its aliases expanded (each node counted once, so
+        this is linear in the composed document), refusing cycles."""
+        sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth), expanded
+        open_nodes: set[int] = set()  # the path from the root to the node being expanded
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, finished = stack.pop()
+            key = id(node)
+            children = _node_children(node)
+            if finished:
+                open_nodes.discard(key)
+                values = 1 + sum(sizes[id(c)][0] for c in children)
+                depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+                if values > MAX_NODES:
+                    raise _too_many(self.where)
+                if depth > MAX_DEPTH:
+                    raise _too_deep(self.where)
+                sizes[key] = (values, depth)
+                continue
+            if key in sizes:
+                continue
+            open_nodes.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in open_nodes:
+                    raise InvalidRequest("shots", f"{self.where} has an alias that refers to "
+                                         "itself", allowed="aliases of earlier values only")
+                if id(child) not in sizes:
+                    stack.append((child, False))
+
+
+def _loader(where: str) -> type[_ShotsLoader]:
+    """The bounded loader, naming ``where`` in its errors."""
+    return type("ShotsLoader", (_ShotsLoader,), {"where": where})
 
 
 _INT = "tag:yaml.org,2002:int"

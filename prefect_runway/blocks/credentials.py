@@ -7,14 +7,17 @@ a request is authenticated), the API's base URL, and how to poll and pace calls.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
+from prefect_runway.engine.config import DownloadLimits
 from prefect_runway.providers import Provider, get_provider
+from prefect_runway.providers.base import check_base_url
 
 _DOCS = HttpUrl("https://github.com/prefect-runway/prefect-runway#readme")
 _LOGO = HttpUrl("https://avatars.githubusercontent.com/u/30443925?s=200")
@@ -31,7 +34,10 @@ class ProviderCredentials(CredentialsBlock, ABC):
     api_key: SecretStr = Field(description="The provider's API key.")
     base_url: str | None = Field(
         default=None,
-        description="The API base URL; leave empty for the provider's public API.",
+        description=(
+            "The API base URL; leave empty for the provider's public API. https only (the "
+            "key is sent there); plain http only on loopback (127.0.0.1, ::1, localhost)."
+        ),
     )
     poll_interval_seconds: float = Field(
         default=0.5,
@@ -82,6 +88,24 @@ class ProviderCredentials(CredentialsBlock, ABC):
             "with this key also takes a slot of, so that many workers share one budget."
         ),
     )
+    max_still_bytes: int = Field(
+        default=DownloadLimits.max_image_bytes,
+        gt=0,
+        description=(
+            "The largest still downloaded, in bytes (default 64 MiB): a larger one, by its "
+            "Content-Length or by what arrives, fails with DownloadTooLarge and nothing of "
+            "it is kept."
+        ),
+    )
+    max_video_bytes: int = Field(
+        default=DownloadLimits.max_video_bytes,
+        gt=0,
+        description=(
+            "The largest video downloaded, in bytes (default 2 GiB): a larger one, by its "
+            "Content-Length or by what arrives, fails with DownloadTooLarge and nothing of "
+            "it is kept."
+        ),
+    )
     daily_budget: float | str | None = Field(
         default=None,
         description=(
@@ -94,6 +118,17 @@ class ProviderCredentials(CredentialsBlock, ABC):
         ),
     )
 
+    prices: dict[str, float | dict[str, Any]] | None = Field(
+        default=None,
+        description=(
+            "Prices of models on this provider where they differ from the built-in table "
+            "(prefect_runway.pricing) or it has none: {model: amount} or {model: {amount or "
+            "tiers, unit, per}}; a model the table lacks is priced in the provider's unit, "
+            "per job, unless per: second is given. Used by plans, budgets and the cost "
+            "ledger's estimates. A run with a budget refuses a model with no known price."
+        ),
+    )
+
     @field_validator("daily_budget")
     @classmethod
     def _check_daily_budget(cls, value: float | str | None) -> float | str | None:
@@ -102,13 +137,47 @@ class ProviderCredentials(CredentialsBlock, ABC):
         Budget.parse(value, field="daily_budget")  # InvalidRequest (a ValueError) if not
         return value
 
+    @model_validator(mode="after")
+    def _check_prices(self) -> ProviderCredentials:
+        if self.prices:
+            from prefect_runway.costs import prices_of
+
+            try:
+                prices_of(self)
+            except ValueError as exc:  # naming the model and the fields allowed
+                raise ValueError(f"prices: {exc}") from None
+        return self
+
+    def block_initialization(self) -> None:
+        """Refuse a base URL the key must not be sent to, when the block is built or loaded.
+
+        Raises:
+            InvalidRequest: ``base_url`` is not https (plain http only on loopback), or not
+                a URL (a pydantic validator would wrap it in a ValidationError).
+        """
+        if self.base_url:
+            check_base_url(self.base_url)
+
     def provider(self) -> Provider:
         """The provider translation these credentials are for."""
         return get_provider(self.provider_name)
 
+    def saved_name(self) -> str | None:
+        """``block-type/name`` of this block where it was saved or loaded by name (what the
+        CLI's ``--credentials`` takes), else None."""
+        name = self._block_document_name
+        return f"{self.get_block_type_slug()}/{name}" if name else None
+
     def resolved_base_url(self) -> str:
-        """The base URL in use: the block's, or the provider's public API."""
-        return (self.base_url or self.provider().default_base_url).rstrip("/")
+        """The base URL in use: the block's, or the provider's public API.
+
+        Raises:
+            InvalidRequest: the block's ``base_url`` (set after the block was built) is not
+                one the key may be sent to.
+        """
+        if self.base_url:
+            return check_base_url(self.base_url).rstrip("/")
+        return self.provider().default_base_url.rstrip("/")
 
     def poll_schedule(self) -> PollSchedule:
         """The poll schedule from this block's settings.
@@ -131,13 +200,18 @@ class ProviderCredentials(CredentialsBlock, ABC):
 
         Args:
             retry: The retry policy (default: ``config``'s).
-            config: Retries, timeouts, connection limits (default: :class:`EngineConfig`).
+            config: Retries, timeouts, connection limits (default: :class:`EngineConfig`);
+                its download limits are this block's ``max_still_bytes`` and
+                ``max_video_bytes``.
 
         Returns:
             A :class:`~prefect_runway.engine.GenerationClient`.
         """
         from prefect_runway.ratelimit import limiter_for
 
+        config = dataclasses.replace(config or EngineConfig(), downloads=DownloadLimits(
+            max_image_bytes=self.max_still_bytes, max_video_bytes=self.max_video_bytes,
+        ))
         return GenerationClient(
             self.provider(),
             self.api_key,

@@ -4,7 +4,9 @@
                                        Accept-Ranges; `Range: bytes=...` -> 206 with
                                        Content-Range (416 if unsatisfiable; `If-Range`
                                        honoured). Signed URLs (`?exp=&n=&sig=`) are checked:
-                                       403 when wrong or expired. Unknown/expired: 404.
+                                       403 when wrong or expired. Unknown/expired: 404. An
+                                       oversized output (`oversize_marker`) streams padded
+                                       to `oversize_bytes`, chunked with `oversize_chunked`.
     GET  /_emulator/stats              per-provider counters, among them `credits_used`
                                        (net of refunds), `credits_remaining` (the only
                                        account's balance; null when several keys were
@@ -24,21 +26,30 @@
     GET  /_emulator/jobs               live jobs per provider (debugging; benchmarks read
                                        when each job is done, on the monotonic clock)
     GET  /_emulator/health             {"ok": true}
+
+Every route answers only requests addressed to this machine (`Host: 127.0.0.1`, `localhost`
+or `[::1]`, any port; else 403), so a web page cannot reach it by DNS rebinding. The control
+routes (`/_emulator/*` but media and uploads) also refuse a browser's cross-site request (an
+`Origin` that is not loopback: 403) and a body that is not `application/json` (415), the
+kinds of request a page may send without asking. No answer holds an API key or part of one:
+accounts are named by `key_id` (sha256(key)[:12]).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import aimlapi, runway, segmind
-from .backend import Backend, MediaForbidden, MediaNotFound
+from .backend import Backend, MediaForbidden, MediaNotFound, key_id
 from .faults import FaultMiddleware, FaultPlan, FaultState
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -104,6 +115,8 @@ class ControlRoutes:
             return Response(f"Forbidden: {exc}", status_code=403, media_type="text/plain")
         data = entry.data
         assert data is not None
+        if entry.served_size > len(data):
+            return self._oversized(request, entry, data)
         total = len(data)
         headers = {"Accept-Ranges": "bytes", "ETag": entry.etag, "Cache-Control": "private"}
         wanted: tuple[int, int] | None | str = None
@@ -128,6 +141,31 @@ class ControlRoutes:
             self.backend.record(entry.provider, "download_bytes", len(part))
         return Response(part, status_code=status, media_type=entry.content_type, headers=headers)
 
+    def _oversized(self, request: Request, entry: Any, data: bytes) -> Response:
+        """An oversized output: the media, then zeros up to ``served_size``, streamed (never
+        held whole), with a Content-Length unless ``oversize_chunked``; no ranges."""
+        total = entry.served_size
+        headers = {"ETag": entry.etag, "Cache-Control": "private"}
+        if not self.backend.config.oversize_chunked:
+            headers["Content-Length"] = str(total)
+        if request.method == "HEAD":
+            return Response(status_code=200, media_type=entry.content_type, headers=headers)
+        self.backend.record(entry.provider, "downloads")
+        backend, provider = self.backend, entry.provider
+
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            zeros = bytes(1 << 20)
+            while sent < total:
+                if sent and await request.is_disconnected():
+                    return  # the client stopped reading
+                chunk = data if sent == 0 else zeros[: min(len(zeros), total - sent)]
+                yield chunk
+                sent += len(chunk)
+                backend.record(provider, "download_bytes", len(chunk))
+
+        return StreamingResponse(body(), media_type=entry.content_type, headers=headers)
+
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.backend.stats())
 
@@ -148,7 +186,10 @@ class ControlRoutes:
                 self.backend.configure(**changes)
             except (ValueError, ValidationError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(self.backend.config.to_json())
+        shown = self.backend.config.to_json()
+        keys = shown.pop("api_keys")
+        shown["api_key_ids"] = None if keys is None else sorted(key_id(k) for k in keys)
+        return JSONResponse(shown)
 
     async def fault_plan(self, request: Request) -> Response:
         if request.method == "DELETE":
@@ -168,7 +209,7 @@ class ControlRoutes:
                     "id": view.id,
                     "model": view.job.model,
                     "phase": view.phase.value,
-                    "api_key_suffix": view.job.api_key[-4:],
+                    "key_id": key_id(view.job.api_key),
                     "fingerprint": view.job.fingerprint,
                     "created_at": view.created_iso,
                     "latency": round(view.job.latency, 3),
@@ -186,7 +227,68 @@ class ControlRoutes:
         return JSONResponse({"ok": True})
 
 
-def build_app(backend: Backend, faults: FaultState | None = None) -> FaultMiddleware:
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _hostname(authority: str) -> str:
+    """``host`` of ``host[:port]`` (``[::1]`` keeps its brackets), lower case."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[: authority.find("]") + 1]
+    return authority.rpartition(":")[0] if ":" in authority else authority
+
+
+class LocalOnly:
+    """Pure ASGI middleware: answer only requests addressed to this machine, and on the
+    control routes, no browser's cross-site request and no body that is not JSON."""
+
+    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
+        self.app = app
+        self.routes = routes
+
+    def _is_control(self, scope: Scope) -> bool:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return bool(route.name and route.name.startswith("emulator."))
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, list[str]] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.lower(), []).append(value.decode("latin-1"))
+        hosts = headers.get(b"host", [])
+        refused: tuple[int, str] | None = None
+        if len(hosts) != 1 or _hostname(hosts[0]) not in _LOOPBACK_HOSTS:
+            refused = (403, "the emulator answers requests addressed to 127.0.0.1, localhost "
+                            "or [::1] only (the Host header)")
+        elif self._is_control(scope):
+            origin = headers.get(b"origin", [None])[0]
+            if origin is not None and not (
+                origin.lower().startswith("http://")
+                and _hostname(origin[len("http://"):]) in _LOOPBACK_HOSTS
+            ):
+                refused = (403, "the emulator's controls refuse cross-site requests (Origin)")
+            elif scope["method"] in _WRITES and (
+                headers.get(b"content-length", ["0"])[0].strip() not in ("", "0")
+                or b"transfer-encoding" in headers
+            ):
+                media_type = headers.get(b"content-type", [""])[0].split(";")[0].strip().lower()
+                if media_type != "application/json":
+                    refused = (415, "the emulator's controls take JSON bodies only "
+                                    "(Content-Type: application/json)")
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        status, message = refused
+        await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+
+
+def build_app(backend: Backend, faults: FaultState | None = None) -> LocalOnly:
     """The whole emulator as one ASGI app over `backend`."""
     faults = faults or FaultState(backend.clock, backend)
     protocols = (
@@ -199,7 +301,7 @@ def build_app(backend: Backend, faults: FaultState | None = None) -> FaultMiddle
         routes.extend(protocol.routes())
     routes.extend(ControlRoutes(backend, faults).routes())
     app = Starlette(routes=routes)
-    return FaultMiddleware(
+    return LocalOnly(FaultMiddleware(
         app,
         routes,
         backend,
@@ -209,4 +311,4 @@ def build_app(backend: Backend, faults: FaultState | None = None) -> FaultMiddle
             "aimlapi": aimlapi.error_response,
             "runway": runway.error_response,
         },
-    )
+    ), routes)

@@ -226,6 +226,8 @@ class Media:
     signed: bool
     expires_at: float | None
     data: bytes | None = None
+    #: Served as this many bytes: ``data``, then zeros (an oversized output; 0: ``data``).
+    served_size: int = 0
 
     @property
     def etag(self) -> str:
@@ -395,12 +397,16 @@ class Backend:
                 self._pending_refunds.discard(job)
 
     def _refund(self, job: Job, code: str | None) -> None:
-        if job.refunded or job.cost == 0 or code in NOT_REFUNDED:
+        if job.refunded or job.cost == 0 or not self._refunded(code):
             return
         job.refunded = True
         spent_key = (job.provider, job.api_key)
         self._spent[spent_key] = self._spent.get(spent_key, 0.0) - job.cost
         self._stats[job.provider]["credits_used"] -= job.cost
+
+    def _refunded(self, code: str | None) -> bool:
+        """Whether a job that failed with ``code`` gets its charge back."""
+        return code not in NOT_REFUNDED and code not in self._config.kept_charges
 
     def charged(self, job: Job) -> float:
         """What a job costs its key now (0 once refunded)."""
@@ -548,6 +554,7 @@ class Backend:
                 if self._unsafe_seen[seen_key] <= int(internal_first.group(1)):
                     fail = Failure("internal_marker", "The model produced a bad output.")
             expire = bool(config.expire_marker and config.expire_marker in prompt)
+            oversize = bool(config.oversize_marker and config.oversize_marker in prompt)
             job = Job(
                 id=str(uuid.uuid4()),
                 provider=provider,
@@ -570,7 +577,7 @@ class Backend:
             )
             self._jobs[provider][job.id] = job
             self._charges.append(job)
-            if fail is not None and fail.code not in NOT_REFUNDED:
+            if fail is not None and self._refunded(fail.code):
                 self._pending_refunds.add(job)
             self._spent[(provider, api_key)] = self._spent.get((provider, api_key), 0.0) + cost
             recent.append(now)
@@ -589,6 +596,7 @@ class Backend:
                     content_type=spec.content_type,
                     signed=spec.signed_outputs,
                     expires_at=job.expires_at,
+                    served_size=config.oversize_bytes if oversize else 0,
                 )
                 self._media_executor().submit(self._produce, job)
             else:

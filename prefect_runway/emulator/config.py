@@ -26,7 +26,8 @@ class EmulatorConfig(BaseModel):
         ```
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinite or NaN seconds, credits or rates: a job that never ends hangs its caller.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     latency: float = Field(
         default=2.0,
@@ -60,6 +61,24 @@ class EmulatorConfig(BaseModel):
             "A prompt containing this text completes with outputs that have already expired "
             "(Segmind: the request itself answers 404 once complete; AIMLAPI and Runway: the "
             "signed output URLs answer 403)."
+        ),
+    )
+    oversize_marker: str | None = Field(
+        default="[oversize]",
+        description=(
+            "A prompt containing this text completes with an output of `oversize_bytes`: "
+            "the real media (its magic bytes first), then padding, streamed without being "
+            "held in memory; for download size limits."
+        ),
+    )
+    oversize_bytes: int = Field(
+        default=300 * 1024 * 1024, ge=1, description="The size of an oversized output, in bytes."
+    )
+    oversize_chunked: bool = Field(
+        default=False,
+        description=(
+            "Serve oversized outputs without a Content-Length (chunked), as a server that "
+            "does not say its size; otherwise the Content-Length says it."
         ),
     )
     expiry: float = Field(
@@ -127,6 +146,15 @@ class EmulatorConfig(BaseModel):
         description=(
             "Overrides of the price table the emulator charges by "
             "(`PriceTable.with_overrides` shape: {provider: {model: {amount, unit, per}}})."
+        ),
+    )
+    kept_charges: list[Literal["unsafe_output", "internal_marker"]] = Field(
+        default_factory=list,
+        description=(
+            "Failure codes whose charge the provider keeps, besides input-safety failures "
+            "(which Runway never refunds): e.g. ['unsafe_output'] for an account that pays "
+            "for outputs rejected by moderation. A failed Runway task reports what it kept "
+            "as its `cost`."
         ),
     )
     model_concurrency: dict[str, int] = Field(

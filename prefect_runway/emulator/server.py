@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from .app import build_app
 from .backend import Backend
@@ -327,8 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config, faults = config_from_args(args), faults_from_args(args)
-    except ValueError as exc:  # pydantic's, on a bad --faults plan or option value
-        parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+    except ValidationError as exc:  # a bad --faults plan or option value: its first problem
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or exc.title
+        parser.exit(2, f"{parser.prog}: error: {field}: {first['msg']}\n")
     try:
         run_forever(config, args.port, log_level=args.log_level, faults=faults)
     except KeyboardInterrupt:

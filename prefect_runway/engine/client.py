@@ -13,10 +13,12 @@ knows neither Prefect nor any provider's field names.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -40,6 +42,7 @@ from prefect_runway.errors import (
     GenerationExpired,
     GenerationFailed,
     GenerationTimedOut,
+    PrefectRunwayError,
     ProviderRejected,
     ProviderUnavailable,
     SubmissionUncertain,
@@ -75,6 +78,27 @@ DEFAULT_QUEUE_TIMEOUT = 3600.0
 __all__ = ["DownloadedFile", "GenerationClient", "PollSchedule", "RetryPolicy"]
 
 logger = EngineLogger("prefect_runway.engine.client")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _scrubbed(
+    method: Callable[Concatenate[GenerationClient, P], Awaitable[R]],
+) -> Callable[Concatenate[GenerationClient, P], Awaitable[R]]:
+    """A public step whose errors leave with our key scrubbed from their text (the answers
+    they were made from are parsed as they came: see ``Transport.scrub``)."""
+
+    @functools.wraps(method)
+    async def step(self: GenerationClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except PrefectRunwayError as exc:
+            self.transport.scrub_error(exc)
+            raise
+
+    return step
+
 
 #: A wait that starts later than this after the job's submission is a resumed one (a job
 #: found in the submit cache, or waited for again after a crash or a timeout).
@@ -132,9 +156,9 @@ class GenerationClient:
         max_downloads()  # a bad PREFECT_RUNWAY_MAX_DOWNLOADS fails here, before any request
         self.queue_timeout = DEFAULT_QUEUE_TIMEOUT if queue_timeout is None else queue_timeout
         if retry is not None:
-            config = EngineConfig(retry, config.timeouts, config.limits, config.user_agent)
+            config = dataclasses.replace(config, retry=retry)
         if isinstance(timeout, Timeouts):
-            config = EngineConfig(config.retry, timeout, config.limits, config.user_agent)
+            config = dataclasses.replace(config, timeouts=timeout)
         self.config = config
         self.provider = provider
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
@@ -175,6 +199,7 @@ class GenerationClient:
         """
         return self.provider.prepare(request, self.base_url)
 
+    @_scrubbed
     async def submit(self, request: Request | PreparedRequest) -> Generation:
         """Submit one job. Retried only where the provider provably did not take it.
 
@@ -217,11 +242,13 @@ class GenerationClient:
         )
         return generation
 
+    @_scrubbed
     async def status(self, generation: Generation) -> StatusUpdate:
         """Poll a job once (with read retries) and return what the provider says."""
         response, body = await self._read(self.provider.status_call(generation), generation.job_id)
-        return self.provider.parse_status(generation, response.status_code, body)
+        return self._shown(self.provider.parse_status(generation, response.status_code, body))
 
+    @_scrubbed
     async def refresh_outputs(self, generation: Generation) -> StatusUpdate:
         """The job's current status with its outputs (fresh signed URLs), fetching the result
         body where the status answer does not carry them."""
@@ -230,6 +257,7 @@ class GenerationClient:
             update = await self.result(generation, update)
         return update
 
+    @_scrubbed
     async def wait(
         self,
         generation: Generation,
@@ -413,6 +441,7 @@ class GenerationClient:
 
     # ---- uploads -----------------------------------------------------------------------
 
+    @_scrubbed
     async def upload(self, pending: PendingUpload) -> str:
         """Upload one local image (Runway: an ephemeral upload) and return its URI.
 
@@ -463,6 +492,7 @@ class GenerationClient:
         )
         return form.uri
 
+    @_scrubbed
     async def upload_images(self, request: Request, *, force: bool = False) -> Request:
         """``request`` with its local images uploaded where the provider needs it.
 
@@ -477,17 +507,19 @@ class GenerationClient:
         uploaded = {p.field: await self.upload(p) for p in pending}
         return self.provider.apply_uploads(request, uploaded, pending)  # type: ignore[attr-defined]
 
+    @_scrubbed
     async def result(self, generation: Generation, status: StatusUpdate | None = None) -> StatusUpdate:
         """Fetch the final result body, where the status answer does not carry the outputs."""
         call = self.provider.result_call(generation)
         if call is None:
             return status or await self.status(generation)
         response, body = await self._read(call, generation.job_id)
-        update = self.provider.parse_status(generation, response.status_code, body)
+        update = self._shown(self.provider.parse_status(generation, response.status_code, body))
         if status is not None and not update.metrics:
             update.metrics = status.metrics
         return update
 
+    @_scrubbed
     async def cancel(self, generation: Generation) -> bool:
         """Cancel a pending or running job. Returns False where the provider cannot cancel."""
         call = self.provider.cancel_call(generation)
@@ -499,6 +531,7 @@ class GenerationClient:
         )
         return True
 
+    @_scrubbed
     async def download(
         self,
         url: str,
@@ -514,6 +547,7 @@ class GenerationClient:
             url, directory, expected_media=expected_media, job_id=job_id, partial_name=partial_name,
         )
 
+    @_scrubbed
     async def balance(self) -> Balance:
         """Read the account's balance (and, on Runway, its per-model limits).
 
@@ -526,6 +560,13 @@ class GenerationClient:
         if self.credits is not None:
             self.credits.reading(balance.credits)
         return balance
+
+    def _shown(self, update: StatusUpdate) -> StatusUpdate:
+        """``update`` with its text for people (the raw status, the error, why it is
+        throttled: logged, shown to watchers, put in errors) scrubbed of our key."""
+        text = {name: getattr(update, name) for name in ("raw_status", "error", "throttle_reason")}
+        shown = {name: self.transport.scrub(value) for name, value in text.items()}
+        return update if shown == text else update.model_copy(update=shown)
 
     async def _read(
         self, call: HttpCall, job_id: str | None, ok: tuple[int, ...] = ()

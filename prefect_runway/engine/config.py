@@ -14,12 +14,17 @@ import httpx
 
 from prefect_runway._version import __version__
 
-__all__ = ["EngineConfig", "MAX_API_BODY", "RetryPolicy", "Timeouts", "ConnectionLimits", "USER_AGENT"]
+__all__ = [
+    "ConnectionLimits", "DownloadLimits", "EngineConfig", "MAX_API_BODY", "RetryPolicy",
+    "Timeouts", "USER_AGENT",
+]
 
 #: The User-Agent of every request, from the package's single version.
 USER_AGENT = f"prefect-runway/{__version__}"
-#: The largest API answer (JSON) read; media downloads stream to disk and have no bound.
+#: The largest API answer (JSON) read; media downloads stream to disk, bounded by
+#: :class:`DownloadLimits`.
 MAX_API_BODY = 4 * 1024 * 1024
+_MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,30 @@ class ConnectionLimits:
 
 
 @dataclass(frozen=True)
+class DownloadLimits:
+    """The largest output one download may bring, per kind, in bytes: checked against the
+    ``Content-Length`` before the body is read, and again while it streams.
+
+    Attributes:
+        max_image_bytes: A still (today's are a few MB; a 4K PNG well under 64 MiB).
+        max_video_bytes: A video (a 10 s 1080p clip is tens of MB).
+    """
+
+    max_image_bytes: int = 64 * _MiB
+    max_video_bytes: int = 2048 * _MiB
+
+    def for_media(self, expected_media: tuple[str, ...]) -> int:
+        """The limit for a download expected to be one of ``expected_media`` (prefixes such
+        as ``("image/",)``): the larger limit when both kinds may come."""
+        limits = []
+        if any(m.startswith("image/") for m in expected_media):
+            limits.append(self.max_image_bytes)
+        if any(m.startswith("video/") for m in expected_media):
+            limits.append(self.max_video_bytes)
+        return max(limits or [self.max_image_bytes, self.max_video_bytes])
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything one client is configured with, besides the provider, key and URL."""
 
@@ -87,3 +116,4 @@ class EngineConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     user_agent: str = USER_AGENT
+    downloads: DownloadLimits = field(default_factory=DownloadLimits)

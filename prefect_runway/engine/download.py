@@ -4,7 +4,9 @@ The transfer resumes with an HTTP Range request after a broken connection where 
 allows it, and starts over where it does not; the retries are
 :func:`~prefect_runway.engine.retry.with_retries` with a download classifier. What arrives
 is checked against Content-Length, the expected media type and the file's magic bytes; a
-truncated or mismatched body is never returned.
+truncated or mismatched body is never returned, nor one larger than the limit of its kind
+(:class:`~prefect_runway.engine.config.DownloadLimits`). The partial file is opened once,
+never through a symbolic link, and written through that descriptor only.
 
 At most ``PREFECT_RUNWAY_MAX_DOWNLOADS`` (default 32) bodies stream at once per event loop
 (a flow run's), whichever client they come from: each holds read buffers (and a large one up
@@ -16,8 +18,10 @@ request is sent and gives it back when the body is on disk (not during a retry's
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +36,12 @@ from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.retry import RETRY_STATUS, Retry, retry_reason, with_retries
 from prefect_runway.engine.slots import LoopSlots
 from prefect_runway.engine.transport import Transport, retry_after
-from prefect_runway.errors import DownloadError, DownloadVerificationFailed
+from prefect_runway.errors import (
+    DownloadError,
+    DownloadTooLarge,
+    DownloadVerificationFailed,
+    StorageError,
+)
 from prefect_runway.models import sniff_media_type
 from prefect_runway.providers.base import redact_url
 
@@ -73,8 +82,9 @@ class DownloadedFile:
 class _Progress:
     """What one download has so far, across attempts."""
 
-    tmp: Path
+    fd: int
     digest: Any
+    limit: int
     received: int = 0
     total: int | None = None
     media_type: str = ""
@@ -99,6 +109,7 @@ class Downloader:
         expected_media: tuple[str, ...] = ("image/", "video/"),
         job_id: str | None = None,
         partial_name: str | None = None,
+        max_bytes: int | None = None,
     ) -> DownloadedFile:
         """Stream ``url`` to a temporary file in ``directory`` while hashing it, and verify it.
 
@@ -106,37 +117,51 @@ class Downloader:
             partial_name: A stable name for the partial file (e.g. from the storage key and
                 the URL without its signature). A partial left by a killed process under that
                 name is resumed from where it stopped, instead of being left behind.
+            max_bytes: The largest body accepted (default: the config's
+                :class:`~prefect_runway.engine.config.DownloadLimits` for ``expected_media``).
 
         Returns:
             The temporary file, its size, sha256 and media type. The caller moves it into
             place (atomically) or deletes it.
+
+        Raises:
+            DownloadTooLarge: the body is larger than ``max_bytes`` (its partial is removed).
+            DownloadError: it could not be fetched; DownloadVerificationFailed: what came is
+                not whole or not the expected media.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if max_bytes is None:
+            max_bytes = self.transport.config.downloads.for_media(expected_media)
         if partial_name:
             tmp = directory / partial_name
-            tmp.touch()
+            fd = _open_partial(tmp)
         else:
-            fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=directory)
+            fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=directory)  # O_EXCL, no link
             os.fchmod(fd, 0o644)
-            os.close(fd)
             tmp = Path(tmp_name)
         try:
-            return await self._download_into(url, tmp, expected_media, job_id)
+            return await self._download_into(
+                url, _Progress(fd, hashlib.sha256(), max_bytes), tmp, expected_media, job_id,
+            )
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(fd)
 
     async def _download_into(
-        self, url: str, tmp: Path, expected_media: tuple[str, ...], job_id: str | None
+        self, url: str, progress: _Progress, tmp: Path, expected_media: tuple[str, ...],
+        job_id: str | None,
     ) -> DownloadedFile:
         safe_url = redact_url(url)
         provider = self.transport.provider.name
-        progress = _Progress(tmp, hashlib.sha256())
-        with tmp.open("rb") as f:  # a partial left by an earlier, killed attempt
-            for block in iter(lambda: f.read(1 << 20), b""):
-                progress.digest.update(block)
-                progress.received += len(block)
+        while block := os.pread(progress.fd, 1 << 20, progress.received):
+            # A partial left by an earlier, killed attempt.
+            progress.digest.update(block)
+            progress.received += len(block)
+        if progress.received > progress.limit:
+            raise self._too_large(safe_url, progress, progress.received, job_id)
         if progress.received:
             logger.info("Resuming the download of %s from byte %d", safe_url, progress.received)
 
@@ -177,9 +202,10 @@ class Downloader:
                 )
             return outcome
 
-        await with_retries(self.retry, lambda: self._attempt(url, progress), classify)
-        with tmp.open("rb") as f:
-            head = f.read(64)
+        await with_retries(
+            self.retry, lambda: self._attempt(url, progress, safe_url, job_id), classify,
+        )
+        head = os.pread(progress.fd, 64, 0)
         sniffed = sniff_media_type(head)
         if sniffed is None or not sniffed.startswith(expected_media):
             raise DownloadVerificationFailed(
@@ -191,9 +217,19 @@ class Downloader:
             raise DownloadVerificationFailed(f"{safe_url} is empty", provider=provider, job_id=job_id)
         return DownloadedFile(tmp, progress.received, progress.digest.hexdigest(), sniffed, url)
 
-    async def _attempt(self, url: str, p: _Progress) -> Any:
+    def _too_large(self, safe_url: str, p: _Progress, size: int, job_id: str | None,
+                   declared: bool = False) -> DownloadTooLarge:
+        said = f"its Content-Length is {size} bytes" if declared else f"{size} bytes or more came"
+        return DownloadTooLarge(
+            f"{safe_url} is larger than the limit of {p.limit} bytes for this kind of output "
+            f"({said}); raise the credentials block's max_still_bytes / max_video_bytes if "
+            "such outputs are expected", limit=p.limit, size=size,
+            provider=self.transport.provider.name, job_id=job_id,
+        )
+
+    async def _attempt(self, url: str, p: _Progress, safe_url: str, job_id: str | None) -> Any:
         """One GET from ``p.received`` on: ``_DONE``, ``_RESTART``, ``_SHORT``, or the error
-        answer (a Response) for the classifier."""
+        answer (a Response) for the classifier; DownloadTooLarge past ``p.limit``."""
         headers = {"range": f"bytes={p.received}-"} if p.received else {}
         async with _DOWNLOAD_SLOTS.semaphore(), self.transport.limit():
             async with self.transport.http.stream(
@@ -217,27 +253,70 @@ class Downloader:
                     length = response.headers.get("content-length")
                     encoded = response.headers.get("content-encoding", "identity") != "identity"
                     p.total = int(length) if length and length.isdigit() and not encoded else None
+                if p.total is not None and p.total > p.limit:
+                    # Said before the body: nothing of it is read.
+                    raise self._too_large(safe_url, p, p.total, job_id, declared=True)
                 p.media_type = response.headers.get("content-type", p.media_type).split(";")[0].strip()
-                with p.tmp.open("r+b") as out:
-                    # Never open with O_TRUNC ("wb"): ext4 then flushes the whole file to
-                    # disk on close (auto_da_alloc), ~0.15 s per 500 MB. The file holds
-                    # exactly the ``received`` bytes, unless the server ignored our Range
-                    # and we start over.
-                    if out.seek(0, os.SEEK_END) != p.received:
-                        out.truncate(p.received)
-                        out.seek(p.received)
-                    sink = _Sink(out, p.digest)
-                    try:
-                        async for chunk in response.aiter_bytes():
-                            await sink.add(chunk)
-                            p.received += len(chunk)
-                    finally:
-                        # Every byte counted is written and hashed before a retry resumes
-                        # from ``received`` (or an error propagates).
-                        await sink.finish()
+                # Never O_TRUNC ("wb"): ext4 then flushes the whole file to disk on close
+                # (auto_da_alloc), ~0.15 s per 500 MB. The file holds exactly the
+                # ``received`` bytes, unless the server ignored our Range and we start over.
+                if os.lseek(p.fd, 0, os.SEEK_END) != p.received:
+                    os.ftruncate(p.fd, p.received)
+                os.lseek(p.fd, p.received, os.SEEK_SET)
+                sink = _Sink(p.fd, p.digest)
+                try:
+                    async for chunk in response.aiter_bytes():
+                        if p.received + len(chunk) > p.limit:  # a chunked or lying body
+                            raise self._too_large(safe_url, p, p.received + len(chunk), job_id)
+                        await sink.add(chunk)
+                        p.received += len(chunk)
+                finally:
+                    # Every byte counted is written and hashed before a retry resumes
+                    # from ``received`` (or an error propagates).
+                    await sink.finish()
         if p.total is not None and p.received != p.total:
             return _SHORT
         return _DONE
+
+
+def _open_partial(path: Path) -> int:
+    """A read-write descriptor of the partial file at ``path``, created if absent; never
+    through a symbolic link, and never a file that has another name as well.
+
+    Whatever else is found at ``path`` (a link planted in a shared output folder, a hard
+    link, a FIFO) is not ours: its name is removed (the file it points to is not touched)
+    and a fresh partial made with an exclusive create.
+
+    Raises:
+        StorageError: ``path`` keeps being replaced, or is a directory.
+    """
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(5):
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | nofollow)
+        except FileNotFoundError:
+            continue  # removed meanwhile: create it
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a symbolic link: remove the link itself
+                logger.warning("Removed a symbolic link found at the partial file %s", path)
+                path.unlink(missing_ok=True)
+                continue
+            raise StorageError(
+                f"cannot open the partial file {path} ({type(exc).__name__}: {exc.strerror})",
+                location=str(path),
+            ) from None
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return fd  # a partial left by a killed process: resumed
+        os.close(fd)
+        logger.warning("Removed what was at the partial file %s (not a plain file of its own)",
+                       path)
+        path.unlink(missing_ok=True)
+    raise StorageError(f"the partial file {path} keeps being replaced", location=str(path))
 
 
 class _Sink:
@@ -250,16 +329,15 @@ class _Sink:
     of ``BATCH`` bytes the worker writes them with one ``os.writev`` and hashes them as one
     block: both run without the GIL, which a call per small chunk would have to take back
     each time. At most ``BACKLOG`` batches wait, so a large download holds at most
-    ``(BACKLOG + 1) * BATCH`` bytes. Writes go to the file's descriptor (opened for
-    appending or truncated).
+    ``(BACKLOG + 1) * BATCH`` bytes. Writes go to the partial's descriptor, from its offset.
     """
 
     INLINE = 8 << 20
     BATCH = 2 << 20
     BACKLOG = 4
 
-    def __init__(self, out: Any, digest: Any) -> None:
-        self._fd = out.fileno()
+    def __init__(self, fd: int, digest: Any) -> None:
+        self._fd = fd
         self._digest = digest
         self._inline = 0
         self._batch: list[bytes] = []

@@ -23,9 +23,17 @@ from pydantic import SecretStr
 
 from prefect_runway.engine.config import MAX_API_BODY, EngineConfig
 from prefect_runway.errors import BadResponse, ProviderError, RateLimited
-from prefect_runway.providers.base import HttpCall, Provider, json_or_text, redact_url
+from prefect_runway.providers.base import (
+    HttpCall,
+    Provider,
+    check_base_url,
+    json_or_text,
+    redact_url,
+)
 
-__all__ = ["Transport", "install_log_redaction", "retry_after", "shared_ssl_context"]
+__all__ = [
+    "MIN_SECRET_LENGTH", "Transport", "install_log_redaction", "retry_after", "shared_ssl_context",
+]
 
 
 class _RedactQueryStrings(logging.Filter):
@@ -80,7 +88,7 @@ class Transport:
     Args:
         provider: The provider translation (auth headers, error mapping).
         api_key: The API key; sent only to ``base_url``'s origin.
-        base_url: The API base URL.
+        base_url: The API base URL: https, or http on loopback only.
         config: Timeouts, connection limits and user agent.
         limiter: An async context manager factory entered around every request, or None.
         http: An AsyncClient to use instead of making one (not closed here).
@@ -98,7 +106,7 @@ class Transport:
     ) -> None:
         self.provider = provider
         self._api_key = api_key
-        self.base_url = base_url
+        self.base_url = check_base_url(base_url)  # InvalidRequest before anything is sent
         self.config = config
         self._limiter = limiter
         self._http = http
@@ -168,17 +176,36 @@ class Transport:
         )
 
     def body(self, response: httpx.Response) -> Any:
-        """The answer's body (JSON or text) with our own key scrubbed from it, should a
-        provider ever echo it back: nothing derived from a body can then leak the key."""
-        return _scrub(json_or_text(response.content), self._api_key.get_secret_value())
+        """The answer's body (JSON or text), exactly as sent: what the providers parse is
+        never altered. What is raised or logged from it is scrubbed (:meth:`scrub`)."""
+        return json_or_text(response.content)
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (a string, or dicts and lists of them) with our own key replaced by
+        ``***``, should a provider ever echo it back; unchanged when the key is shorter than
+        :data:`MIN_SECRET_LENGTH` (see there)."""
+        return _scrub(value, self._api_key.get_secret_value())
+
+    def scrub_error(self, exc: BaseException) -> BaseException:
+        """``exc`` with our key scrubbed from its message and its text attributes (in place:
+        the same exception, its type and traceback kept)."""
+        secret = self._api_key.get_secret_value()
+        if len(secret) < MIN_SECRET_LENGTH:
+            return exc
+        exc.args = tuple(_scrub(a, secret) for a in exc.args)
+        for name, value in vars(exc).items():
+            if isinstance(value, (str, dict, list)):
+                setattr(exc, name, _scrub(value, secret))
+        return exc
 
     def error(
         self, response: httpx.Response, body: Any, job_id: str | None = None, on_job: bool = False
     ) -> ProviderError:
-        """The typed error for an error answer (the provider's mapping)."""
+        """The typed error for an error answer (the provider's mapping), scrubbed."""
         err = self.provider.error_for(response.status_code, body, job_id=job_id, on_job=on_job)
         if isinstance(err, RateLimited):
             err.retry_after = retry_after(response)
+        self.scrub_error(err)
         return err
 
     def _oversized(self, call: HttpCall) -> BadResponse:
@@ -193,8 +220,15 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
+#: Keys shorter than this are not scrubbed from what is logged or raised. A key that short is
+#: no secret (it falls to guessing in moments: the providers' keys are 32 characters and
+#: more), and its characters occur in ordinary text: replacing every ``k`` of a message
+#: with ``***`` garbles it, and did garble upload tokens when answers were scrubbed.
+MIN_SECRET_LENGTH = 8
+
+
 def _scrub(value: Any, secret: str) -> Any:
-    if not secret:
+    if len(secret) < MIN_SECRET_LENGTH:
         return value
     if isinstance(value, str):
         return value.replace(secret, "***")

@@ -20,7 +20,9 @@ from prefect.utilities.annotations import opaque
 from prefect_runway.artifacts import (
     BatchProgress,
     advance_quietly,
+    emit_doubt,
     note_progress,
+    publish_doubts,
     publish_outputs,
     publish_still,
     publish_video_preview,
@@ -28,15 +30,20 @@ from prefect_runway.artifacts import (
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
 from prefect_runway.costs import (
+    Attempts,
     Budget,
     BudgetGuard,
+    Cost,
     NotStarted,
+    Reservation,
     charged_cost,
     check_balances,
     emit_charged,
     estimate_step,
     output_cost,
     plan_costs,
+    prices_of,
+    submit_charge,
 )
 from prefect_runway.engine.events import emit_job
 from prefect_runway.errors import (
@@ -44,6 +51,7 @@ from prefect_runway.errors import (
     ClassifiedFailure,
     GenerationExpired,
     InvalidRequest,
+    SubmissionUncertain,
 )
 from prefect_runway.fallback import (
     FallbackPolicy,
@@ -54,6 +62,7 @@ from prefect_runway.fallback import (
     same_request,
 )
 from prefect_runway.flows.parameters import runway_flow
+from prefect_runway.ledger import Doubt
 from prefect_runway.limits import task_run_slot
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
@@ -76,13 +85,16 @@ from prefect_runway.plan import (
 )
 from prefect_runway.results import ImageToVideoResult
 from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
-from prefect_runway.spend import DailyBudgets, record_spend
+from prefect_runway.spend import budget_guard, record_spend
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import (
     collect_generation,
     collect_job,
+    describe_job,
     flow_run_id,
+    made_no_job,
     read_retryable,
+    reuses_a_job,
     submit_task_for,
     wait_for_job,
 )
@@ -113,6 +125,9 @@ async def run_generation(
     reseed: Callable[[int], PreparedRequest] | None = None,
     fallback: StepFallback | None = None,
     after: GenerationResult | None = None,
+    guard: BudgetGuard | None = None,
+    what: str | None = None,
+    doubts: list[Doubt] | None = None,
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
@@ -141,6 +156,14 @@ async def run_generation(
 
     An input rejected by moderation (``ContentRejected``) and every other failure are final.
 
+    Every submit (the first, a fallback's, each resubmit) is priced before it is sent
+    (:meth:`prefect_runway.costs.BudgetGuard.admit`, by the block's prices): its estimate is
+    reserved in ``guard`` (the run's budget and the blocks' daily budgets), or it is refused
+    with :class:`~prefect_runway.costs.NotStarted` and nothing is sent. The reservation is
+    released when the submit provably cost nothing (refused, or an earlier job reused) and
+    when the job ends, with what it was charged (a job that ended without a known charge
+    counts its estimate). See docs/money.md.
+
     Args:
         prepared: The prepared request.
         credentials: The provider's credentials block.
@@ -159,20 +182,70 @@ async def run_generation(
             (:class:`prefect_runway.fallback.StepFallback`); the outputs' sidecars record it.
         after: The finished job this one follows (the still a video animates): the run
             graph draws this submit after the submit that made it.
+        guard: The run's budget guard (shared by its chains); None: the daily budgets of
+            the route's blocks, where they have one.
+        what: The step as a refusal names it (default ``the still 'name'``).
+        doubts: Where a submit in doubt (``SubmissionUncertain``, raised on) is noted as a
+            :class:`~prefect_runway.ledger.Doubt` for the caller's summary; None: published
+            as this run's ``submission-doubts`` artifact. Either way it is a Prefect event
+            (``prefect-runway.submission.in-doubt``) and a warning in the log, with the
+            commands that settle it.
+
+    Raises:
+        NotStarted: a submit would pass a budget (or has no known price while there is
+            one); it was not sent.
     """
     if retry_unsafe_output < 0:
         raise InvalidRequest("retry_unsafe_output", f"{retry_unsafe_output} is negative",
                              allowed="0 (never) or more")
     logger = get_run_logger()
     flow_run = flow_run_id()
+    first = credentials
+    step = what or "the " + describe_job(prepared.kind, name, None)
+    if guard is None:
+        guard = budget_guard(None, fallback.route.providers if fallback else [credentials],
+                             storage)
+    held: Reservation | None = None  # the reservation of the job in hand
+
+    async def settle(charged: Cost | None, job_id: str | None = None) -> None:
+        nonlocal held
+        if guard is not None and held is not None:
+            await guard.settle(held.provider, held, charged, job_id)
+        held = None
 
     async def submit(request: PreparedRequest, refresh: bool,
-                     on: ProviderCredentials | None = None, last: bool = True) -> Generation:
+                     on: ProviderCredentials | None = None, last: bool = True,
+                     why: str = "") -> Generation:
+        nonlocal held
         on = on or credentials
+        estimate = None
+        if guard is not None:  # priced before it is sent, whichever route led here
+            priced = request if isinstance(request, PreparedRequest) else prepare(request, on)
+            estimate = estimate_step(priced, credentials=on)
+            label = step if on is first else f"{step} on {on.provider_name} (fallback)"
+            try:
+                held = await guard.admit(on.provider_name, estimate, on, label + why,
+                                         model=priced.model)
+            except NotStarted:  # unless it reuses an earlier job, which costs nothing
+                if refresh or not await reuses_a_job(request, on, storage):
+                    raise
+                held = None
+        sent = datetime.now(timezone.utc)
         task = submit_task_for(on, refresh=refresh, retries=last)
-        async with task_run_slot():
-            submitted = await task(_opaque(request), _opaque(on), _opaque(storage), refresh, name,
-                                   wait_for=_upstream(after))
+        try:
+            async with task_run_slot():
+                submitted = await task(_opaque(request), _opaque(on), _opaque(storage), refresh,
+                                       name, wait_for=_upstream(after))
+        except BaseException as exc:  # a refusal made no job; anything else may be billed
+            await settle(None if made_no_job(exc) or isinstance(exc, InvalidRequest)
+                         else held.cost if held else None)
+            if isinstance(exc, SubmissionUncertain):  # may be billed: a person settles it
+                await _report_doubt(exc, request, on, storage, name, flow_run, doubts)
+            raise
+        if submitted.submitted_at < sent:  # an earlier job, reused: not paid again
+            await settle(None)
+        elif guard is not None and held is None:  # it was to be reused, but is new: paid
+            held = Reservation(provider=on.provider_name, cost=estimate)
         emit_job("submitted", submitted)  # also a job found in the cache
         return submitted
 
@@ -184,56 +257,102 @@ async def run_generation(
         credentials, prepared, reseed = served.credentials, served.prepared, served.reseed
         generation = served.generation
     expired = unsafe = internal = 0
-    while True:
-        track(flow_run, credentials, generation)
-        try:
-            waited = await _wait_in_flow(generation, credentials, timeout, queue_timeout)
-            result, stored = await _collect_in_flow(
-                waited, credentials, storage, key_template, name, preview, timeout, queue_timeout,
-            )
-            untrack(flow_run, generation)
-            if fallback is not None:
-                stored = await fallback.annotate(stored, storage)
-            cost = output_cost(stored[0]) if stored else charged_cost(result)
-            await emit_charged(result, cost)
-            await record_spend(credentials, storage, result, cost, logger)  # daily budgets
-            return result, stored
-        except GenerationExpired:
-            untrack(flow_run, generation)
-            if expired:
+    try:
+        while True:
+            track(flow_run, credentials, generation)
+            try:
+                waited = await _wait_in_flow(generation, credentials, timeout, queue_timeout)
+                result, stored = await _collect_in_flow(
+                    waited, credentials, storage, key_template, name, preview, timeout,
+                    queue_timeout,
+                )
+                untrack(flow_run, generation)
+                if fallback is not None:
+                    stored = await fallback.annotate(stored, storage)
+                cost = (output_cost(stored[0]) if stored
+                        else charged_cost(result, prices_of(credentials)))
+                await emit_charged(result, cost)
+                await record_spend(credentials, storage, result, cost, logger)  # daily budgets
+                await settle(cost, generation.job_id)
+                return result, stored
+            except GenerationExpired:
+                untrack(flow_run, generation)
+                await settle(submit_charge(generation, held.cost if held else None))  # it was paid
+                if expired:
+                    raise
+                expired += 1
+                logger.warning(
+                    "%s no longer holds job %s and its output was never stored; "
+                    "resubmitting it once (this is a new, billed job)",
+                    generation.provider, generation.job_id,
+                )
+                generation = await submit(
+                    prepared, True, why=" (resubmitted: the provider no longer held its job)")
+            except ClassifiedFailure as exc:
+                untrack(flow_run, generation)
+                await settle(None if exc.charged is False
+                             else submit_charge(generation, held.cost if held else None))
+                if (exc.retryable_with_new_seed and unsafe < retry_unsafe_output
+                        and reseed is not None):
+                    unsafe += 1
+                    lo, hi = prepared.spec.seed_range
+                    seed = lo + secrets.randbelow(hi - lo + 1)
+                    prepared = reseed(seed)
+                    logger.warning(
+                        "%s job %s: the output was rejected by content moderation (%s); "
+                        "retrying with a new seed %d, attempt %d of %d (a new, billed job, "
+                        "fingerprint %s)",
+                        generation.provider, generation.job_id, exc.failure_code, seed, unsafe,
+                        retry_unsafe_output, prepared.fingerprint[:12],
+                    )
+                    generation = await submit(
+                        prepared, force, why=f" (retry {unsafe} of {retry_unsafe_output} with a "
+                        "new seed: its output was rejected)")
+                    continue
+                if (exc.resubmittable and resubmit_internal and not internal
+                        and exc.charged is not True):
+                    internal += 1
+                    logger.warning(
+                        "%s job %s failed internally (%s); resubmitting it once "
+                        "(a new job; the failed one was not charged)",
+                        generation.provider, generation.job_id, exc.failure_code,
+                    )
+                    generation = await submit(
+                        prepared, True, why=" (resubmitted after an internal failure)")
+                    continue
                 raise
-            expired += 1
-            logger.warning(
-                "%s no longer holds job %s and its output was never stored; "
-                "resubmitting it once (this is a new, billed job)",
-                generation.provider, generation.job_id,
-            )
-            generation = await submit(prepared, True)
-        except ClassifiedFailure as exc:
-            untrack(flow_run, generation)
-            if exc.retryable_with_new_seed and unsafe < retry_unsafe_output and reseed is not None:
-                unsafe += 1
-                lo, hi = prepared.spec.seed_range
-                seed = lo + secrets.randbelow(hi - lo + 1)
-                prepared = reseed(seed)
-                logger.warning(
-                    "%s job %s: the output was rejected by content moderation (%s); retrying "
-                    "with a new seed %d, attempt %d of %d (a new, billed job, fingerprint %s)",
-                    generation.provider, generation.job_id, exc.failure_code, seed, unsafe,
-                    retry_unsafe_output, prepared.fingerprint[:12],
-                )
-                generation = await submit(prepared, force)
-                continue
-            if exc.resubmittable and resubmit_internal and not internal and exc.charged is not True:
-                internal += 1
-                logger.warning(
-                    "%s job %s failed internally (%s); resubmitting it once "
-                    "(a new job; the failed one was not charged)",
-                    generation.provider, generation.job_id, exc.failure_code,
-                )
-                generation = await submit(prepared, True)
-                continue
-            raise
+    finally:  # a job that ended without a known charge (failed, timed out, cancelled)
+        await settle(submit_charge(generation, held.cost) if held else None)
+
+
+async def _report_doubt(
+    error: SubmissionUncertain, request: PreparedRequest | Request,
+    credentials: ProviderCredentials, storage: OutputStorage, name: str | None,
+    flow_run: str | None, doubts: list[Doubt] | None,
+) -> None:
+    """A submission in doubt, where a person looks: the log, a Prefect event, and the run's
+    summary (``doubts``, the caller's) or its own ``submission-doubts`` artifact. Never
+    raises: the doubt itself is what the run fails with."""
+    try:
+        prepared = request if isinstance(request, PreparedRequest) else prepare(request,
+                                                                                  credentials)
+        doubt = Doubt.of(error, prepared, credentials, storage, name=name, flow_run_id=flow_run)
+    except Exception as exc:  # noqa: BLE001 - the SubmissionUncertain goes on regardless
+        get_run_logger().warning("Could not describe the submission in doubt (%s: %s)",
+                                 type(exc).__name__, exc)
+        return
+    settle = f"`{doubt.adopt_command}` (adopt the job it shows), or " if doubt.adopt_command else ""
+    get_run_logger().warning(
+        "The %s submit of %s is in doubt (%s, fingerprint %s): it may exist and be billed. "
+        "Check the %s dashboard, then settle it: %s`%s` (clear it: the next run submits again)",
+        doubt.model, repr(doubt.name) if doubt.name else "this request", doubt.error,
+        doubt.reference, doubt.provider, settle, doubt.clear_command,
+    )
+    emit_doubt(doubt)
+    if doubts is None:
+        await publish_doubts([doubt])
+    else:
+        doubts.append(doubt)
 
 
 def _opaque(value: T) -> T:
@@ -618,12 +737,15 @@ async def image_to_video(
     chain = plan_chain(still_request, video_request, image_creds, video_creds)
     await check_run(store, [(chain.still, name), (chain.video_check, name)],
                     key_template=key_template, preview=preview)
-    cost_plan = plan_costs([chain])  # priced, not published: two steps need no artifact
+    cost_plan = plan_costs(  # priced, not published: two steps need no artifact
+        [chain], routes=[(image_route, video_route)],
+        attempts=Attempts(retry_unsafe_output, resubmit_internal, review=review))
     if cap is not None:
         cap.check(cost_plan)
-    daily = DailyBudgets.of([image_creds, video_creds], store)
-    if daily:  # each block's cap per UTC day, with what was spent today
-        await daily.check(cost_plan, [chain])
+    # Every submit of the run, whichever route leads to it, is priced against this guard.
+    guard = budget_guard(cap, [*image_route.providers, *video_route.providers], store)
+    if guard is not None and guard.daily:  # each block's cap per UTC day, with today's spend
+        await guard.daily.check(cost_plan, [chain])
     if check_balance:
         await _check_balances(cost_plan, [image_creds, video_creds], [image_route, video_route])
     announce(name, "image", image_creds.provider_name, chain.still.model)
@@ -634,14 +756,16 @@ async def image_to_video(
     ) if progress else None
 
     async def make_still(
-        shot: str | None, prepared: PreparedRequest, request: ImageRequest
+        shot: str | None, prepared: PreparedRequest, request: ImageRequest,
+        label: str = "still",
     ) -> tuple[GenerationResult, StoredOutput]:
         result, stored = await run_generation(
             prepared, image_creds, storage=store, key_template=key_template, name=name,
             timeout=timeout, force=force, reseed=_reseeder(request, image_creds),
             queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
             resubmit_internal=resubmit_internal,
-            fallback=image_route.runtime(same_request(request), name),
+            fallback=image_route.runtime(same_request(request), name), guard=guard,
+            what=f"the {label}",
         )
         return result, stored[0]
 
@@ -664,29 +788,27 @@ async def image_to_video(
         handed = await still_reference(still, still_result, image_creds, creds, store, upload=upload)
         return await upload_images(video_request(handed, still.sha256), creds, upload=upload)
     await publish_still(still, store, name)
-    if cap is not None or daily:  # the still may have cost more than its estimate
-        guard = BudgetGuard(cap, daily)  # (the still's spend today is already recorded)
-        await guard.settle(image_creds.provider_name, 0.0, output_cost(still))
-        try:
-            await guard.admit(video_creds.provider_name, estimate_step(chain.video_check),
-                              video_creds, "the video")
-        except NotStarted as exc:
-            passed = str(exc).removeprefix("not started: the video would pass ")
-            raise BudgetExceeded(
-                f"the video was not started: the still cost {still.cost:g} {still.cost_unit} and "
-                f"the video would pass {passed}; the still is stored at {still.location}",
-                budget=cap.amount if cap is not None else None,
-            ) from None
     image = await still_reference(still, still_result, image_creds, video_creds, store,
                                   upload=upload)
     video_step = await chain.video_request_uploading(image, still.sha256, upload=upload)
-    _, video_stored = await advance_quietly(tracker, run_generation(
-        prepare(video_step, video_creds), video_creds, storage=store, key_template=key_template,
-        name=name, timeout=timeout, force=force, preview=preview,
-        reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
-        retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
-        fallback=video_route.runtime(video_for, name), after=still_result,
-    ))
+    try:
+        _, video_stored = await advance_quietly(tracker, run_generation(
+            prepare(video_step, video_creds), video_creds, storage=store,
+            key_template=key_template, name=name, timeout=timeout, force=force, preview=preview,
+            reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
+            retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
+            fallback=video_route.runtime(video_for, name), after=still_result, guard=guard,
+            what="the video",
+        ))
+    except NotStarted as exc:  # the still may have cost more than its estimate
+        if exc.unpriced:
+            raise
+        cost = "an unknown amount" if still.cost is None else f"{still.cost:g} {still.cost_unit}"
+        raise BudgetExceeded(
+            f"{exc.what} was not started: the still cost {cost} and it would pass "
+            f"{exc.limit}; the still is stored at {still.location}",
+            planned=exc.planned, budget=exc.budget,
+        ) from None
     await publish_video_preview(video_stored[0], store, name)
     await publish_outputs([still, video_stored[0]], "image-to-video", store, name)
     return ImageToVideoResult(still=still, video=video_stored[0])

@@ -12,21 +12,34 @@ passed by reference from a deployment are still resolved). The request fields pr
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
+from prefect.client.orchestration import get_client
+from pydantic import SecretStr
 
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.models import SEED_MAX, model_durations
-from prefect_runway.plan import check_preview
+from prefect_runway.models import SEED_MAX, model_durations, seconds_value
+from prefect_runway.names import check_name
+from prefect_runway.plan import check_preview, credentials_mapping_refused
 from prefect_runway.review import check_review_parameters
 
-__all__ = ["RunwayFlow", "check_parameters", "runway_flow"]
+__all__ = ["CREDENTIAL_PARAMETERS", "RunwayFlow", "check_parameters", "credentials_in_clear",
+           "forget_credentials_in_clear", "runway_flow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The parameters (of a flow, and of a shot) that take credentials: a block or a saved name.
+CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials")
+#: The parameters (of a flow, and of a shot) that take a list of credentials.
+FALLBACK_PARAMETERS = ("image_fallback", "video_fallback")
+#: What a flow run's stored parameters hold instead of credentials given as a mapping.
+REFUSED = "<credentials given as a mapping: refused, not stored>"
+#: A secret as Prefect stores it (a block given as an object: its ``SecretStr`` key).
+_MASKED = str(SecretStr("masked"))
 
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
@@ -44,17 +57,61 @@ def _whole_number(field: str, value: Any, allowed: Any, minimum: int | None = No
     return number
 
 
+def credentials_in_clear(
+    parameters: Mapping[str, Any], *, stored: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """Where ``parameters`` hold credentials as a mapping (which holds an API key in clear):
+    ``(the parameters with each such mapping replaced by a note, their paths)``.
+
+    Looked at: :data:`CREDENTIAL_PARAMETERS`, each item of :data:`FALLBACK_PARAMETERS`, and
+    the same fields of every shot given as a mapping (``shots[2].video_fallback[0]``). A
+    saved block passed by reference (``{"$ref": ...}``, a deployment's) holds no key and is
+    kept. ``stored``: the parameters as Prefect stored them, where a block given as an object
+    is a mapping too, its key masked: only a mapping with an ``api_key`` in clear counts.
+    """
+    found: list[str] = []
+
+    def clean(value: Any, path: str) -> Any:
+        if not isinstance(value, Mapping) or set(value) == {"$ref"}:
+            return value
+        if stored and value.get("api_key") in (None, "", _MASKED):
+            return value
+        found.append(path)
+        return REFUSED
+
+    def fields(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out = dict(values)
+        for name in CREDENTIAL_PARAMETERS:
+            if name in out:
+                out[name] = clean(out[name], prefix + name)
+        for name in FALLBACK_PARAMETERS:
+            if isinstance(out.get(name), (list, tuple)):
+                out[name] = [clean(v, f"{prefix}{name}[{i}]") for i, v in enumerate(out[name])]
+        return out
+
+    cleaned = fields(parameters, "")
+    if isinstance(cleaned.get("shots"), (list, tuple)):
+        cleaned["shots"] = [fields(shot, f"shots[{i}].") if isinstance(shot, Mapping) else shot
+                            for i, shot in enumerate(cleaned["shots"])]
+    return cleaned, found
+
+
 def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Check the flow parameters this package knows, where Prefect would coerce or refuse them.
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
-    ``seed``, ``timeout``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
-    review's settings (:func:`prefect_runway.review.review_settings`), and that ``name``,
-    ``key_template`` and the prompts are text.
+    ``seed``, ``timeout``, ``queue_timeout``, ``retry_unsafe_output``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
+    review's settings (:func:`prefect_runway.review.review_settings`), ``name``
+    (:func:`prefect_runway.names.check_name`), and that ``key_template`` and the prompts are
+    text.
 
     Raises:
-        InvalidRequest: naming the parameter and the allowed values.
+        InvalidRequest: naming the parameter and the allowed values; first, credentials given
+            as a mapping (:func:`credentials_in_clear`).
     """
+    _, in_clear = credentials_in_clear(parameters)
+    if in_clear:
+        raise credentials_mapping_refused(in_clear[0])
     if "duration" in parameters:
         model = parameters.get("video_model") or parameters.get("model") or "gen4_turbo"
         allowed = model_durations(str(model))
@@ -66,15 +123,12 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
         number = _whole_number("seed", seed, f"0-{SEED_MAX}")
         if not 0 <= number <= SEED_MAX:
             raise InvalidRequest("seed", f"{number} is out of range", allowed=f"0-{SEED_MAX}")
-    timeout = parameters.get("timeout")
-    if timeout is not None:
-        try:
-            seconds = float(timeout) if not isinstance(timeout, bool) else math.nan
-        except (TypeError, ValueError):
-            seconds = math.nan
-        if not seconds > 0 or math.isinf(seconds):
-            raise InvalidRequest("timeout", f"{timeout!r} is not a number of seconds",
-                                 allowed="a number of seconds > 0, or None for the block's")
+    for field in ("timeout", "queue_timeout"):
+        if parameters.get(field) is not None:
+            seconds_value(field, parameters[field], "a number of seconds > 0, or None for the block's")
+    if "retry_unsafe_output" in parameters:
+        _whole_number("retry_unsafe_output", parameters["retry_unsafe_output"], "0 (never) or more",
+                      minimum=0)
     if "force" in parameters:
         force = parameters["force"]
         if not (isinstance(force, bool) or force in (0, 1)
@@ -89,8 +143,8 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     if "concurrency" in parameters:
         _whole_number("concurrency", parameters["concurrency"], "1 or more", minimum=1)
     check_review_parameters(parameters)
-    for field in ("name", "key_template", "prompt", "still_prompt", "motion_prompt",
-                  "provider_limit"):
+    check_name(parameters.get("name"))
+    for field in ("key_template", "prompt", "still_prompt", "motion_prompt", "provider_limit"):
         value = parameters.get(field)
         if value is not None and not isinstance(value, str):
             raise InvalidRequest(field, f"{value!r} is not text", allowed="a string")
@@ -101,13 +155,44 @@ class RunwayFlow(Flow[P, R]):
     Prefect validates them, so a wrong value raises this package's
     :class:`~prefect_runway.errors.InvalidRequest`, not Prefect's ``ParameterTypeError``.
 
+    Credentials given as a mapping never reach the Prefect API from here
+    (:meth:`serialize_parameters`), and a run created with them elsewhere (a deployment's
+    parameters) has them removed from its stored parameters as it fails
+    (:func:`forget_credentials_in_clear`, an ``on_failure`` hook of every such flow).
+
     ``Flow.with_options`` returns a plain :class:`prefect.Flow` (Prefect's own validation
     only).
     """
 
+    def __init__(self, fn: Callable[P, R], *args: Any, **options: Any) -> None:
+        options["on_failure"] = [*(options.get("on_failure") or []), forget_credentials_in_clear]
+        super().__init__(fn, *args, **options)
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """What Prefect stores as the flow run's parameters: credentials given as a mapping
+        are left out (:data:`REFUSED` in their place); the run then fails on them."""
+        return super().serialize_parameters(credentials_in_clear(parameters)[0])
+
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         check_parameters(parameters)
         return super().validate_parameters(parameters)
+
+
+async def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:
+    """A failed run's hook: where its stored parameters hold credentials as a mapping (a run
+    created through the API, a deployment's, with its parameters: stored before any code of
+    ours ran), replace them by the parameters without them. Nothing to do for a run this
+    package created (:meth:`RunwayFlow.serialize_parameters` left them out)."""
+    cleaned, in_clear = credentials_in_clear(flow_run.parameters or {}, stored=True)
+    if not in_clear:
+        return
+    try:
+        async with get_client() as client:
+            await client.update_flow_run(flow_run.id, parameters=cleaned)
+    except Exception as exc:  # noqa: BLE001 - the run failed on the refusal either way
+        logging.getLogger(__name__).warning(
+            "Could not remove the credentials given as a mapping from flow run %s's stored "
+            "parameters (%s); delete the run", flow_run.id, type(exc).__name__)
 
 
 def runway_flow(**options: Any) -> Callable[[Callable[P, R]], RunwayFlow[P, R]]:

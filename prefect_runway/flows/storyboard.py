@@ -15,9 +15,10 @@ How a storyboard runs:
    (``segmind-jobs``, ...) when one exists, so several workers share a provider's
    concurrency; every request draws from the credentials block's rate limits.
 4. **Report per shot.** One failed shot does not stop the others. The flow returns a
-   :class:`StoryboardSummary` (each shot's stored outputs, or the reason it failed), shows it
-   as a markdown artifact, and ends Completed when every shot succeeded — otherwise Failed,
-   with the summary in the state's message and in its :class:`StoryboardFailed` result.
+   :class:`StoryboardSummary` (each shot's stored outputs, or the reason it failed, and each
+   submission in doubt with the commands that settle it), shows it as a markdown artifact,
+   and ends Completed when every shot succeeded — otherwise Failed, with the summary in the
+   state's message and in its :class:`StoryboardFailed` result.
 
 The chains call :func:`~prefect_runway.flows.generation.run_generation` directly inside this
 one flow run rather than running ``image_to_video`` as a subflow per shot: a subflow costs a
@@ -39,13 +40,12 @@ from prefect_runway.artifacts import BatchProgress, publish_summary
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.cancellation import cancel_remote_jobs
 from prefect_runway.costs import (
+    Attempts,
     Budget,
-    BudgetGuard,
     CostPlan,
     NotStarted,
     cached_steps,
     check_balances,
-    estimate_step,
     output_cost,
     plan_costs,
     publish_cost_plan,
@@ -61,6 +61,7 @@ from prefect_runway.fallback import (
 )
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
+from prefect_runway.ledger import Doubt
 from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
 from prefect_runway.models import Shot, StoredOutput
 from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
@@ -74,7 +75,7 @@ from prefect_runway.review import (
     reviewed_still,
 )
 from prefect_runway.shots import load_shots
-from prefect_runway.spend import DailyBudgets
+from prefect_runway.spend import budget_guard
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
 from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 from prefect_runway.watch import announce_chains
@@ -230,22 +231,27 @@ async def storyboard(
     )
 
     # Money before the first submit: the plan priced (an artifact), the budget, the balances.
-    cost_plan = plan_costs(plans, cached=() if force else await cached_steps(
-        plans, submission_cache_key, submit_generation))
+    cost_plan = plan_costs(
+        plans, cached=() if force or settings.variants > 1 else await cached_steps(
+            plans, submission_cache_key, submit_generation),
+        routes=[(routes[p.row].still, routes[p.row].video) for p in plans],
+        attempts=Attempts(variants=settings.variants, review=review),
+    )
     await publish_cost_plan(cost_plan)
-    logger.info("Cost plan:\n%s", cost_plan.table())
+    logger.info("Cost plan:\n%s\n%s", cost_plan.table(), "\n".join(cost_plan.worst_case()))
     if cap is not None:
         cap.check(cost_plan)
-    daily = DailyBudgets.of({id(c): c for p in plans  # each block's cap per UTC day
-                             for c in (p.image_credentials, p.video_credentials)}.values(), store)
-    if daily:
-        await daily.check(cost_plan, plans)
+    # Every submit of the run, whichever route leads to it, is priced against this guard
+    # (the run's budget, each block's cap per UTC day); its chains share it.
+    guard = budget_guard(cap, {id(c): c for r in routes.values() for step in (r.still, r.video)
+                               for c in step.providers}.values(), store)
+    if guard is not None and guard.daily:
+        await guard.daily.check(cost_plan, plans)
     if dry_run:
         logger.info("Dry run: nothing submitted")
         return cost_plan
     balances = (await _check_balances(cost_plan, plans, logger, routes)
                 if check_balance else {})
-    guard = BudgetGuard(cap, daily)
 
     providers = {p.image_credentials.provider_name for p in plans}
     providers |= {p.video_credentials.provider_name for p in plans}
@@ -266,6 +272,7 @@ async def storyboard(
 
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
+    doubts: list[Doubt] = []  # submissions in doubt, for the summary
     # Progress artifact (prefect_runway.artifacts.BatchProgress), advanced as shots finish.
     tracker = (BatchProgress(len(plans), key="storyboard-progress", description="storyboard")
                if progress else None)
@@ -274,24 +281,18 @@ async def storyboard(
     announce_chains(groups.values())  # to a watcher in this process (the CLI's live display)
 
     async def make_still(
-        plan: ShotPlan, request: Any = None, image: Any = None
+        plan: ShotPlan, request: Any = None, image: Any = None, label: str = "still",
     ) -> tuple[Any, StoredOutput]:
         request = request or plan.chain.still
         provider = plan.image_credentials.provider_name
-        reserved = await guard.admit(provider, estimate_step(request),
-                                     plan.image_credentials, "its still")
-        charged = None
-        try:
-            async with slots.slot(provider), model_slots.slot(provider, request.model):
-                result, stored = await run_generation(
-                    request, plan.image_credentials, storage=store,
-                    key_template=key_template, name=plan.name, timeout=timeout, force=force,
-                    fallback=routes[plan.row].still.runtime(
-                        same_request(image or plan.shot.still_request()), plan.name),
-                )
-            provider, charged = stored[0].provider, output_cost(stored[0])  # after a fallback too
-        finally:
-            await guard.settle(provider, reserved, charged)
+        async with slots.slot(provider), model_slots.slot(provider, request.model):
+            result, stored = await run_generation(
+                request, plan.image_credentials, storage=store,
+                key_template=key_template, name=plan.name, timeout=timeout, force=force,
+                fallback=routes[plan.row].still.runtime(
+                    same_request(image or plan.shot.still_request()), plan.name),
+                guard=guard, what=f"its {label}", doubts=doubts,
+            )
         return result, stored[0]
 
     async def run_chain(group: list[ShotPlan]) -> list[ShotResult]:
@@ -320,22 +321,14 @@ async def storyboard(
 
                 video_step = plan.chain.video(image, still.sha256)
                 provider = plan.video_credentials.provider_name
-                reserved = await guard.admit(provider, estimate_step(plan.chain.video_check),
-                                             plan.video_credentials, "its video")
-                charged = None
-                try:
-                    async with slots.slot(provider), model_slots.slot(
-                            provider, video_step.model):
-                        _, stored = await run_generation(
-                            video_step, plan.video_credentials, storage=store,
-                            key_template=key_template, name=plan.name, timeout=timeout,
-                            force=force, preview=preview,
-                            fallback=routes[plan.row].video.runtime(video_for, plan.name),
-                            after=still_result,
-                        )
-                    provider, charged = stored[0].provider, output_cost(stored[0])
-                finally:
-                    await guard.settle(provider, reserved, charged)
+                async with slots.slot(provider), model_slots.slot(provider, video_step.model):
+                    _, stored = await run_generation(
+                        video_step, plan.video_credentials, storage=store,
+                        key_template=key_template, name=plan.name, timeout=timeout,
+                        force=force, preview=preview,
+                        fallback=routes[plan.row].video.runtime(video_for, plan.name),
+                        after=still_result, guard=guard, what="its video", doubts=doubts,
+                    )
                 video = stored[0]
             except NotStarted as exc:
                 error, skipped = str(exc), True
@@ -366,7 +359,8 @@ async def storyboard(
     reviewed: dict[str, ReviewOutcome] = {}
     if review:  # every still first, then a person's decision, then only the chosen videos
         async def reused(plan: ShotPlan, still: StoredOutput) -> None:  # made before a suspend
-            await guard.settle(still.provider, 0.0, output_cost(still))
+            if guard is not None:  # this run paid for it, in its first process
+                await guard.settle(still.provider, 0.0, output_cost(still))
 
         reviewed = await review_storyboard(list(groups.values()), make_still, store, settings,
                                            reused)
@@ -377,6 +371,7 @@ async def storyboard(
     summary.costs = spending(
         [o for r in results for o in (r.still, r.video)], cost_plan,
     )
+    summary.doubts = doubts
     await publish_summary(summary)
     if summary.ok:
         logger.info("Storyboard done: %s", summary.describe())

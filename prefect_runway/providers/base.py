@@ -164,6 +164,37 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+#: What an API base URL may be (the key is sent there).
+BASE_URL_ALLOWED = "https://host[:port][/path] (http only on loopback: 127.0.0.1, ::1, localhost)"
+
+
+def check_base_url(url: Any, field: str = "base_url") -> str:
+    """``url`` if it is an API base URL the key may be sent to: https, or http on loopback.
+
+    Raises:
+        InvalidRequest: naming ``field``, for anything else (plain http to another host, a
+            URL without a host, a bad port, not a URL at all).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidRequest(field, "is not a URL", allowed=BASE_URL_ALLOWED)
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise InvalidRequest(field, "is not a URL (it cannot be parsed)",
+                             allowed=BASE_URL_ALLOWED) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(field, f"{redact_url(url)!r} is not an absolute http(s) URL",
+                             allowed=BASE_URL_ALLOWED)
+    if scheme == "http" and not is_loopback_host(parts.hostname):
+        raise InvalidRequest(
+            field, f"{redact_url(url)!r} is plain http to a host that is not this machine: "
+            "the API key would cross the network unencrypted", allowed=BASE_URL_ALLOWED,
+        )
+    return url.strip()
+
+
 def redact_url(url: str) -> str:
     """The URL without its query string and fragment: safe to log (signatures live there)."""
     parts = urlsplit(url)

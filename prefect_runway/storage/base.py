@@ -57,6 +57,11 @@ class OutputStorage(ABC):
         """A short-lived https URL for ``key``, where the storage can make one."""
         return None
 
+    async def link(self, key: str) -> str | None:
+        """A URL for a person to open ``key`` from an artifact, valid for the storage's link
+        lifetime (S3: ``link_seconds``); None where the storage makes no URLs."""
+        return None
+
     async def read_sidecar(self, key: str) -> StoredOutput | None:
         data = await self.read_bytes(sidecar_key(key))
         if data is None:

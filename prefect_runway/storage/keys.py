@@ -1,7 +1,7 @@
 """Every rule for storage keys: the templates, rendering, safety, and derived names.
 
 Keys come from a template such as ``{flow_run}/{name}-{seed}.{ext}``; every value is made
-safe, and a key that would climb out of the storage root (``..``, absolute paths) is refused.
+safe (:func:`prefect_runway.names.slug`: ``café`` is ``cafe``), and a key that would climb out of the storage root (``..``, absolute paths) is refused.
 Beside an output's key live its sidecar (``<key>.json``), its preview
 (``<key>.preview.gif``) and, while it downloads, its partial file (``.part-<hash>``).
 """
@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from prefect_runway.errors import InvalidRequest
+from prefect_runway.names import KEY_CHARACTERS, slug
 from prefect_runway.providers.base import redact_url
 
 #: Storage keys of single generations and chains.
@@ -27,7 +28,7 @@ KEY_FIELDS = (
 )
 #: File extension per media type (anything else: ``bin``).
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+_UNSAFE = re.compile(f"[^{KEY_CHARACTERS}]+")
 MAX_COMPONENT = 120
 
 
@@ -59,7 +60,7 @@ def render_key(template: str, **values: Any) -> str:
                 text = format(str(value if value is not None else "none"))
             except ValueError:
                 raise InvalidRequest("key_template", f"bad format spec {{{name}:{spec}}}") from None
-        out.append((_UNSAFE.sub("-", text).strip(".-") or "none")[:MAX_COMPONENT])
+        out.append(slug(text, max_length=MAX_COMPONENT) or "none")
     return safe_key("".join(out))
 
 

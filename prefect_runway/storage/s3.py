@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import mimetypes
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,13 +25,16 @@ from urllib.parse import urlsplit
 
 from boto3.s3.transfer import TransferConfig
 
-from prefect_runway.errors import InvalidRequest
+from prefect_runway.errors import InvalidRequest, StorageError
 from prefect_runway.models import StoredOutput
 from prefect_runway.storage.base import OutputStorage
 from prefect_runway.storage.keys import safe_key
 
 #: The longest a SigV4 presigned URL may live (7 days).
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+#: How long the links in artifacts live, when neither ``link_seconds`` nor this is set.
+ARTIFACT_LINK_ENV = "PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS"
+DEFAULT_LINK_SECONDS = 24 * 3600
 #: S3 error codes that mean "nothing is stored there".
 _ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 #: S3 error codes that no retry cures: the storage is misconfigured.
@@ -59,9 +63,13 @@ class S3Storage(OutputStorage):
         transfer_config: boto3 ``TransferConfig`` for uploads (default:
             :func:`default_transfer_config`).
         staging_dir: Local directory for partial downloads (default: one per bucket and
-            prefix under the system temp dir). It must have room for the largest output.
+            prefix in a folder of the system temp dir that only this user may enter). It
+            must have room for the largest output.
         verify_bytes: When checking an output that is already stored, stream and hash its
             bytes instead of trusting the size and sha256 recorded at upload.
+        link_seconds: How long the links in artifacts stay valid (presigned ``GET`` URLs;
+            anyone holding one may download that output until then): 60 to 604800 s;
+            default ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS``, else one day.
 
     Example:
         ```python
@@ -88,7 +96,9 @@ class S3Storage(OutputStorage):
         transfer_config: TransferConfig | None = None,
         staging_dir: str | os.PathLike[str] | None = None,
         verify_bytes: bool = False,
+        link_seconds: int | None = None,
     ) -> None:
+        self.link_seconds = artifact_link_seconds(link_seconds)
         self.bucket = bucket
         self.bucket_name: str = bucket.bucket_name
         self.prefix = _clean_prefix(getattr(bucket, "bucket_folder", "") or "")
@@ -96,10 +106,12 @@ class S3Storage(OutputStorage):
         self.verify_bytes = verify_bytes
         self._presigner: Any = None
         # One staging directory per bucket and prefix, stable across processes, so a partial
-        # download left by a killed process is found and resumed by the next one.
+        # download left by a killed process is found and resumed by the next one; by default
+        # in a folder of the shared temp dir that is this user's alone (see staging_dir).
+        private = Path(tempfile.gettempdir()) / f"prefect-runway-staging-{os.geteuid()}"
+        self._private_root = None if staging_dir else private
         self._staging = Path(staging_dir) if staging_dir else (
-            Path(tempfile.gettempdir()) / "prefect-runway-staging"
-            / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+            private / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         )
 
     @classmethod
@@ -154,6 +166,15 @@ class S3Storage(OutputStorage):
         return f"s3://{self.bucket_name}/{self.object_key(key)}"
 
     def staging_dir(self) -> Path:
+        """The staging directory, made if needed. The default one is in the system's shared
+        temp dir, so its folder must be this user's alone (mode 0700, not a link): another
+        user could otherwise plant links there or swap a verified file before its upload.
+
+        Raises:
+            StorageError: the default staging folder exists but is not private.
+        """
+        if self._private_root is not None:
+            _private_directory(self._private_root)
         self._staging.mkdir(parents=True, exist_ok=True)
         return self._staging
 
@@ -210,8 +231,13 @@ class S3Storage(OutputStorage):
                 ExtraArgs=extra, Config=self.transfer_config,
             )
 
-    async def read_bytes(self, key: str) -> bytes | None:
-        return await asyncio.to_thread(self._read, self.object_key(key))
+    async def read_bytes(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        """The bytes at ``key``, or None when absent.
+
+        With ``max_bytes``, at most ``max_bytes + 1`` bytes are read: an answer longer than
+        ``max_bytes`` means the object is larger.
+        """
+        return await asyncio.to_thread(self._read, self.object_key(key), max_bytes)
 
     def _get(self, object_key: str) -> Any:
         """The object's GetObject answer, or None when it is absent."""
@@ -222,14 +248,14 @@ class S3Storage(OutputStorage):
                 return None
             raise
 
-    def _read(self, object_key: str) -> bytes | None:
+    def _read(self, object_key: str, max_bytes: int | None = None) -> bytes | None:
         with _s3_errors(self, object_key):
             response = self._get(object_key)
             if response is None:
                 return None
             body = response["Body"]
             try:
-                return body.read()
+                return body.read() if max_bytes is None else body.read(max_bytes + 1)
             finally:
                 body.close()
 
@@ -294,6 +320,10 @@ class S3Storage(OutputStorage):
             return stored if recorded == stored.sha256 else None
         return stored if await self.sha256(key) == stored.sha256 else None
 
+    async def link(self, key: str) -> str | None:
+        """A presigned ``GET`` URL for ``key``, valid :attr:`link_seconds`."""
+        return await self.presigned_url(key, self.link_seconds)
+
     async def presigned_url(self, key: str, expires_seconds: int = 900) -> str | None:
         """A presigned ``GET`` URL for ``key``, valid for ``expires_seconds`` (max 7 days)."""
         expires = max(1, min(int(expires_seconds), MAX_PRESIGN_SECONDS))
@@ -302,6 +332,42 @@ class S3Storage(OutputStorage):
             self.presigning_client().generate_presigned_url,
             "get_object", Params={"Bucket": self.bucket_name, "Key": object_key},
             ExpiresIn=expires,
+        )
+
+
+def artifact_link_seconds(value: int | None = None) -> int:
+    """The lifetime of artifact links: ``value``, else ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS``,
+    else one day.
+
+    Raises:
+        InvalidRequest: not a whole number of seconds from 60 to 604800 (SigV4's limit).
+    """
+    field, raw = ("link_seconds", value) if value is not None else (
+        ARTIFACT_LINK_ENV, os.environ.get(ARTIFACT_LINK_ENV) or DEFAULT_LINK_SECONDS)
+    try:
+        seconds = int(str(raw).strip())
+    except ValueError:
+        seconds = -1
+    if isinstance(raw, bool) or not 60 <= seconds <= MAX_PRESIGN_SECONDS:
+        raise InvalidRequest(field, f"{raw!r} is not a link lifetime",
+                             allowed=f"whole seconds, 60 to {MAX_PRESIGN_SECONDS} (7 days)")
+    return seconds
+
+
+def _private_directory(path: Path) -> None:
+    """Make ``path`` (mode 0700) or check that it is a directory of this user's that no one
+    else may enter; StorageError if not."""
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise StorageError(f"cannot make the staging folder {path} ({exc.strerror})",
+                           location=str(path)) from None
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid()
+            or info.st_mode & 0o077):
+        raise StorageError(
+            f"the staging folder {path} is not private (a link, another user's, or open to "
+            "others): remove it, or pass S3Storage(staging_dir=...)", location=str(path),
         )
 
 

@@ -10,7 +10,6 @@ what a retry can cure and nothing else.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -24,6 +23,8 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.cache_records import GENERATION_SERIALIZER, SUBMIT_RECORD_KEYS, take_rejection
+from prefect_runway.costs import prices_of
 from prefect_runway.delivery import deliver
 from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job, log_to
@@ -34,7 +35,7 @@ from prefect_runway.errors import (
     StorageError,
     SubmissionUncertain,
 )
-from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of
+from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of, scope_for
 from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
 from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
 from prefect_runway.plan import PreparedRequest, check_preview, prepare
@@ -52,8 +53,7 @@ def submission_cache_key(
     Takes the prepared request (what the flows pass); a plain request is prepared first.
     """
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
-    scope = f"{prepared.fingerprint}|{prepared.base_url}"
-    return "prefect-runway-submit-" + hashlib.sha256(scope.encode()).hexdigest()[:40]
+    return scope_for(prepared.fingerprint, prepared.base_url)
 
 
 def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -170,9 +170,14 @@ _UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_submit,
-    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key_fn),
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key_fn).configure(
+        key_storage=SUBMIT_RECORD_KEYS
+    ),
     cache_expiration=timedelta(hours=1),
     persist_result=True,
+    # The cache record is a Generation as JSON, read back into that model only (never a
+    # pickle): see prefect_runway.cache_records.
+    result_serializer=GENERATION_SERIALIZER,
     # Prefect's TaskRunNameCallbackWithParameters protocol declares a classmethod that no
     # function has, so mypy refuses any callable taking `parameters`; Prefect calls it so.
     task_run_name=_submit_run_name,  # type: ignore[arg-type]
@@ -214,7 +219,8 @@ async def submit_generation(
     Raises:
         InvalidRequest: before anything is sent.
         SubmissionUncertain: the outcome is unknown (also ``SubmissionInDoubt``: an earlier
-            one's is); not retried.
+            one's is; ``CacheRecordRejected``: the cache record at this key is not one we
+            wrote and the ledger holds no job for it); not retried.
         StorageError: the ledger cannot be written; nothing was sent.
 
     Example:
@@ -235,6 +241,17 @@ async def submit_generation(
     ledger = ledger_of(storage)
     scope = submission_cache_key(credentials, prepared)
     retention = credentials.provider().retention_seconds
+    rejected = None if force else take_rejection(scope)
+    if rejected is not None:
+        # A record at this cache key that we did not write was refused unread, and Prefect
+        # ran the task as if there were none. It may stand for a paid job: only the ledger's
+        # own record of the job lets the submit go on (reusing that job, nothing sent).
+        if not isinstance(await ledger.get(scope), JobRecord):
+            raise rejected
+        get_run_logger().warning(
+            "%s; the submission ledger holds its job, which is reused (the record is "
+            "written again)", rejected,
+        )
     began = await ledger.begin(
         scope, IntentMeta.from_prepared(prepared), force=force, job_max_age=retention * 0.95
     )
@@ -256,6 +273,28 @@ async def submit_generation(
     return generation
 
 
+async def reuses_a_job(
+    request: PreparedRequest, credentials: ProviderCredentials, storage: Any = None,
+) -> bool:
+    """Whether submitting ``request`` now would reuse an earlier job, and so cost nothing:
+    the submit task's cache holds it, or the submission ledger beside ``storage`` records
+    it, as :func:`submit_generation` would find them. Unreadable: False (the submit pays)."""
+    from prefect.results import get_result_store
+
+    scope = submission_cache_key(credentials, request)
+    try:
+        store = await get_result_store().aupdate_for_task(submit_generation)
+        if await store.aexists(scope):
+            return True
+    except Exception:  # an unreadable cache only means the submit is priced
+        pass
+    max_age = credentials.provider().retention_seconds * 0.95
+    try:
+        return await ledger_of(storage).reusable(scope, max_age) is not None
+    except Exception:
+        return False
+
+
 def submit_task_for(
     credentials: ProviderCredentials, *, refresh: bool = False, retries: bool = True
 ) -> Any:
@@ -274,7 +313,9 @@ def submit_task_for(
     task = _submit_tasks.get(key)
     if task is None:
         task = submit_generation.with_options(
-            cache_policy=submission_cache_policy(_cache_key_fn, lock_manager=manager),
+            cache_policy=submission_cache_policy(
+                _cache_key_fn, lock_manager=manager, key_storage=SUBMIT_RECORD_KEYS,
+            ),
             cache_expiration=timedelta(seconds=retention * 0.95),
             refresh_cache=True if refresh else NotSet,
             retries=NotSet if retries else 0,
@@ -403,7 +444,7 @@ async def download_generation(
         async with credentials.get_client() as client:
             return await deliver(
                 result, client, store, key_template=key_template, name=name, preview=preview,
-                flow_run=flow_run_id(), logger=get_run_logger(),
+                flow_run=flow_run_id(), logger=get_run_logger(), prices=prices_of(credentials),
             )
     except OSError as exc:
         if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):

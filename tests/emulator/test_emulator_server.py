@@ -13,7 +13,7 @@ import httpx
 import pytest
 from emu_helpers import RUNWAY_HEADERS, SEGMIND_HEADERS, picture, png_bytes, wait_until
 
-from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.emulator import Emulator, EmulatorConfig, key_id
 from prefect_runway.emulator.media import fit, mean_abs_difference, probe_video
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,7 +43,9 @@ def test_config_over_http(emu, client):
     assert config["latency"] == 0.3 and config["fail_marker"] == "[fail]"
     response = client.post("/_emulator/config", json={"latency": 0.1, "api_keys": ["a", "b"]})
     assert response.status_code == 200
-    assert response.json()["api_keys"] == ["a", "b"]
+    # The accepted keys are set; the answer names them by key_id, never the keys themselves.
+    assert response.json()["api_key_ids"] == sorted([key_id("a"), key_id("b")])
+    assert "api_keys" not in response.json()
     assert emu.config.latency == 0.1 and emu.config.api_keys == frozenset({"a", "b"})
     assert client.post("/_emulator/config", json={"latency": -1}).status_code == 400
     assert client.post("/_emulator/config", json={"bogus": 1}).status_code == 400
@@ -157,3 +159,68 @@ def test_only_loopback_binds():
 
     with pytest.raises(ValueError):
         run_forever(EmulatorConfig(), 0, host="0.0.0.0")
+
+
+# ---- only this machine may drive it ---------------------------------------------------------
+
+CONTROL = [("POST", "/_emulator/config", {"latency": 9}), ("POST", "/_emulator/faults",
+           {"random": {"500": 1.0}}), ("POST", "/_emulator/reset", None),
+           ("DELETE", "/_emulator/faults", None)]
+
+
+@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8765", "10.0.0.5",
+                                  "127.0.0.1.attacker.example"])
+def test_a_request_addressed_to_another_host_is_refused(emu, client, host):
+    """DNS rebinding: a page on attacker.example whose name now resolves to 127.0.0.1
+    sends its requests with ``Host: attacker.example``."""
+    for method, path, body in [*CONTROL, ("GET", "/_emulator/stats", None),
+                               ("GET", "/_emulator/config", None)]:
+        response = client.request(method, path, json=body, headers={"host": host})
+        assert response.status_code == 403, (method, path)
+    response = client.post("/v1/text_to_image", headers={**RUNWAY_HEADERS, "host": host},
+                           json={"model": "gen4_image", "promptText": "x", "ratio": "720:720"})
+    assert response.status_code == 403
+    assert emu.config.latency == 0.3 and emu.stats()["runway"]["total_submissions"] == 0
+    assert client.get("/_emulator/faults").json()["plan"]["random"] == {}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost:8765", "[::1]:9"])
+def test_loopback_host_headers_are_answered(client, host):
+    assert client.get("/_emulator/health", headers={"host": host}).json() == {"ok": True}
+
+
+def test_control_bodies_must_be_json(emu, client):
+    """A page may POST text/plain (or a form) anywhere without asking first: refused."""
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        response = client.post("/_emulator/config", content=b'{"latency": 9}', headers=headers)
+        assert response.status_code == 415, content_type
+        response = client.post("/_emulator/faults", content=b'{"random": {"500": 1.0}}',
+                               headers=headers)
+        assert response.status_code == 415, content_type
+    assert emu.config.latency == 0.3
+    assert client.post("/_emulator/config", json={"latency": 0.2}).status_code == 200
+    assert emu.config.latency == 0.2
+
+
+def test_control_routes_refuse_a_browsers_cross_site_request(emu, client):
+    for origin in ("https://attacker.example", "null", "http://127.0.0.1.attacker.example"):
+        for method, path, body in CONTROL:
+            response = client.request(method, path, json=body, headers={"origin": origin})
+            assert response.status_code == 403, (origin, path)
+    assert emu.config.latency == 0.3
+    local = client.post("/_emulator/reset", headers={"origin": f"http://127.0.0.1:{emu.port}"})
+    assert local.json() == {"ok": True}
+
+
+def test_no_answer_holds_key_material(emu, client):
+    key = "sk-emulator-secret-0123456789"
+    emu.configure(api_keys=frozenset({key}))
+    client.post("/v1/text_to_image", headers={**RUNWAY_HEADERS, "Authorization": f"Bearer {key}"},
+                json={"model": "gen4_image", "promptText": "x", "ratio": "720:720"})
+    answers = [client.get(f"/_emulator/{name}").text
+               for name in ("jobs", "stats", "charges", "config", "faults")]
+    for text in answers:
+        for part in (key, key[-4:], key[:8]):
+            assert part not in text
+    assert client.get("/_emulator/jobs").json()["runway"][0]["key_id"] == key_id(key)

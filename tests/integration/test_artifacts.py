@@ -11,16 +11,31 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import re
+from pathlib import Path
 from uuid import UUID
 
 import httpx
+import pytest
 from PIL import Image
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.logging.handlers import APILogHandler
 from pydantic import SecretStr
 
-from prefect_runway import RunwayCredentials, SegmindCredentials, image_to_video
+from prefect_runway import (
+    InvalidRequest,
+    RunwayCredentials,
+    SegmindCredentials,
+    generate_image,
+    image_to_video,
+)
 from prefect_runway.emulator import Emulator, EmulatorConfig
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -83,3 +98,77 @@ async def test_local_storage_artifacts_render_after_the_emulator_is_gone(tmp_pat
     assert [(r["shot"], r["kind"], r["provider/model"]) for r in rows] == [
         ("harbour", "image", "segmind/gen4_image"), ("harbour", "video", "runway/gen4_turbo")]
     assert all(len(r["link"]) < 120 for r in rows)
+
+
+async def _artifacts_of(flow_run_id: str) -> dict:
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
+    return {a.key: a for a in artifacts}
+
+
+async def test_a_unicode_name_names_everything_safely_and_is_paid_once(
+    segmind_credentials, runway_emulator, tmp_path,
+):
+    stats = runway_emulator.stats
+    before = stats()["segmind"]["total_submissions"]
+    kwargs = dict(prompt="a café at dusk, @hero", credentials=segmind_credentials,
+                  reference_images=REF, seed=7, storage=str(tmp_path),
+                  key_template="{name}-{kind}-{fingerprint:.8}.{ext}")
+    still = await generate_image(name="café", **kwargs)
+    assert still.key.startswith("cafe-image-") and Path(still.location).is_file()
+    keys = await _artifacts_of(still.flow_run_id)
+    assert set(keys) == {"still-cafe", "summary-gen4-image-still", "outputs-gen4-image-still"}
+    assert "'café'" in keys["still-cafe"].description  # the name as given, where it is shown
+    assert "café" in keys["summary-gen4-image-still"].data
+    # A name with no ASCII form gets a slug of its own; the re-run of the first pays nothing.
+    tokyo = await generate_image(name="東京", **kwargs)
+    (key,) = [k for k in await _artifacts_of(tokyo.flow_run_id) if k.startswith("still-")]
+    assert re.fullmatch(r"still-[a-z0-9]{8}", key), key  # 8 hex digits of its sha256
+    again = await generate_image(name="café", **kwargs)
+    assert again.sha256 == still.sha256
+    assert stats()["segmind"]["total_submissions"] == before + 1
+
+    # What cannot be shown safely is refused before anything is sent.
+    for name in ("two\nlines", "bell\x07", "x" * 201, "\u202eevil"):
+        with pytest.raises(InvalidRequest) as info:
+            await generate_image(name=name, **kwargs)
+        assert info.value.field == "name", info.value
+    assert stats()["segmind"]["total_submissions"] == before + 1
+
+
+async def test_an_artifact_that_cannot_be_published_never_fails_a_paid_run(
+    segmind_credentials, runway_emulator, tmp_path, monkeypatch,
+):
+    from prefect_runway import artifacts
+
+    async def refused(*args, **kwargs):
+        raise RuntimeError("the artifacts API is down")
+
+    for name in ("acreate_markdown_artifact", "acreate_image_artifact", "acreate_table_artifact"):
+        monkeypatch.setattr(artifacts, name, refused)
+    still = await generate_image(prompt=f"a harbour {tmp_path.name} @hero", name="harbour",
+                                 credentials=segmind_credentials, reference_images=REF,
+                                 storage=str(tmp_path))
+    assert Path(still.location).is_file()  # paid, stored, returned
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[UUID(still.flow_run_id)])))
+    warnings = [log.message for log in logs if log.level == logging.WARNING]
+    assert any("Could not publish an artifact (publish_still: RuntimeError" in m for m in warnings)
+    assert any("publish_outputs" in m and "outputs are stored" in m for m in warnings)
+
+
+def test_demo_with_a_unicode_name_finishes(tmp_path, monkeypatch, capsys):
+    """`prefect-runway demo --name café`: the still was paid, then the run died on its
+    artifact key."""
+    from prefect_runway import cli
+
+    for name in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY", "RUNWAYML_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    code = cli.main(["demo", "--name", "café", "--output", str(tmp_path / "out"),
+                     "--latency", "0.3", "--fps", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "video: " in out and (tmp_path / "out").is_dir()

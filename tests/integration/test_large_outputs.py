@@ -134,3 +134,76 @@ async def test_300_mib_output_streams_to_s3_in_parts(big_video, segmind_credenti
     assert numbers["rss_growth_mb"] < LIMIT / 1e6, numbers
     assert numbers["tracemalloc_peak_mb"] < LIMIT / 1e6, numbers
     assert numbers["seconds"] < SECONDS, numbers
+
+
+# ---- outputs over the size limit of their kind -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def oversize_emulator():
+    from prefect_runway.emulator import Emulator, EmulatorConfig
+
+    with Emulator(EmulatorConfig(latency=0.2, video_fps=2)) as emu:
+        yield emu
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and "prefect-runway-ledger" not in p.parts]
+
+
+async def test_a_300_mib_chunked_body_with_png_magic_is_not_stored_as_a_still(
+    oversize_emulator, tmp_path
+):
+    """The case that was stored: no Content-Length, PNG magic bytes, 300 MiB. The default
+    limit for stills (64 MiB) stops it while it streams; the partial is removed."""
+    from prefect_runway import SegmindCredentials, generate_image
+    from prefect_runway.errors import DownloadTooLarge
+
+    emu = oversize_emulator
+    emu.configure(oversize_bytes=SIZE, oversize_chunked=True)
+    credentials = SegmindCredentials(api_key="emulator-key", base_url=emu.url,
+                                     poll_interval_seconds=0.1)
+    before = emu.stats()["segmind"]["downloads"]
+    with pytest.raises(DownloadTooLarge) as info:
+        await generate_image(
+            prompt="a still that never ends [oversize]", credentials=credentials, seed=1,
+            reference_images=[{"uri": "https://example.com/ref.png", "tag": "ref"}],
+            storage=str(tmp_path), name="huge",
+        )
+    assert info.value.limit == credentials.max_still_bytes == 64 * 1024 * 1024
+    # Stopped at the chunk that went past the limit, not at the end of the body.
+    assert info.value.limit < info.value.size < info.value.limit + 8 * 1024 * 1024
+    assert emu.stats()["segmind"]["downloads"] - before == 1  # final: not retried
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_video_over_the_blocks_limit_is_refused_from_its_length_or_while_streaming(
+    oversize_emulator, tmp_path, chunked
+):
+    from prefect_runway import RunwayCredentials, animate_image
+    from prefect_runway.emulator import media
+    from prefect_runway.errors import DownloadError, DownloadTooLarge
+
+    emu = oversize_emulator
+    emu.configure(oversize_bytes=24 * 1024 * 1024, oversize_chunked=chunked)
+    limit = 4 * 1024 * 1024
+    credentials = RunwayCredentials(api_key="emulator-key", base_url=emu.url,
+                                    poll_interval_seconds=0.1, max_video_bytes=limit)
+    image = tmp_path / "in.png"
+    image.write_bytes(media.make_still("oversize", 2, 640, 360))
+    before = emu.stats()["runway"]
+    with pytest.raises(DownloadTooLarge) as info:
+        await animate_image(
+            image=str(image), prompt=f"a long one [oversize] {chunked}", duration=2,
+            credentials=credentials, storage=str(tmp_path / "out"), preview=None, name="long",
+        )
+    after = emu.stats()["runway"]
+    assert isinstance(info.value, DownloadError) and info.value.limit == limit
+    if chunked:
+        assert limit < info.value.size < 24 * 1024 * 1024
+    else:
+        assert info.value.size == 24 * 1024 * 1024  # from the Content-Length
+    assert "max_video_bytes" in str(info.value)
+    assert after["downloads"] - before["downloads"] == 1  # final: not retried
+    assert _leftovers(tmp_path / "out") == []

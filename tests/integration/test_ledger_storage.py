@@ -336,3 +336,25 @@ def test_two_processes_at_once_pay_once_with_the_redis_lock(
     assert outcomes == [{"job": "job-1"}, {"job": "job-1"}], outcomes
     assert not (tmp_path / "locks").exists()  # the locks were in Redis, not in files
     assert redis.Redis.from_url(redis_url).keys("lock:*") == []  # and were released
+
+
+@pytest.mark.timeout(60)
+def test_a_redis_lock_that_never_expires_is_held_at_most_the_hold_time(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lock key without an expiry (or with one years away), not set by a holder of ours:
+    it gets the hold time, and the submit takes the lock after it."""
+    import redis
+
+    from prefect_runway.locks import LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV, lock_manager_from_settings
+
+    monkeypatch.setenv(LOCK_REDIS_URL_ENV, redis_url)
+    monkeypatch.setenv(LOCK_HOLD_ENV, "1")
+    manager = lock_manager_from_settings()
+    client = redis.Redis.from_url(redis_url)
+    client.set("lock:forever", "planted")  # no expiry
+    client.set("lock:far", "planted", ex=10 * 365 * 86400)
+    assert manager.acquire_lock("forever", "me")
+    assert manager.acquire_lock("far", "me")
+    assert client.pttl("lock:far") <= 1000
+    client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 from uuid import UUID
 
@@ -134,15 +135,18 @@ async def test_artifacts_show_still_preview_and_a_table_with_links(chain, moto_u
     artifacts = await artifacts_of(result.still.flow_run_id)
     kinds = sorted(a.type for a in artifacts)
     # the still, the preview, the summary, the image-to-video-progress, the outputs table
-    assert kinds == ["image", "image", "markdown", "progress", "table"]
-    links = next(a for a in artifacts if a.type == "markdown").data
+    assert kinds == ["markdown", "markdown", "markdown", "progress", "table"]
+    by_key = {a.key: a.data for a in artifacts}
+    links = by_key["summary-image-to-video"]
     for output in (result.still, result.video):
         assert f"]({moto_url}/runway-outputs/nightly/{output.key}?" in links
-    images = {a.key: a.data for a in artifacts if a.type == "image"}
-    still_url = images["still-light-house-------etc"]
-    preview_url = images["preview-light-house-------etc"]
-    assert still_url.startswith(f"{moto_url}/runway-outputs/nightly/") and ".png?" in still_url
-    assert ".mp4.preview.gif?" in preview_url and "X-Amz-Signature=" in preview_url
+    # The still and the preview are thumbnails inlined in the artifact: no URL to them.
+    still = by_key["still-light-house-------etc"]
+    preview = by_key["preview-light-house-------etc"]
+    assert "](data:image/jpeg;base64," in still and "](data:image/gif;base64," in preview
+    assert f"[open]({moto_url}/runway-outputs/nightly/{result.still.key}?" in still
+    assert f"[open]({moto_url}/runway-outputs/nightly/{result.video.key}?" in preview
+    assert ".preview.gif?" not in json.dumps([a.data for a in artifacts])
     table = next(a for a in artifacts if a.type == "table")
     rows = json.loads(table.data)
     assert [r["kind"] for r in rows] == ["image", "video"]
@@ -155,6 +159,9 @@ async def test_artifacts_show_still_preview_and_a_table_with_links(chain, moto_u
     assert rows[1]["preview"] == result.video.preview_key
     everything = json.dumps([a.model_dump(mode="json") for a in artifacts])
     assert EMULATOR_KEY not in everything and AWS_SECRET not in everything
+    # Every link lives one day (it was seven: SigV4's longest).
+    lifetimes = re.findall(r"X-Amz-Expires=(\d+)", everything)
+    assert len(lifetimes) >= 6 and set(lifetimes) == {"86400"}
 
 
 async def test_results_and_cache_keys_in_the_same_bucket_find_the_submitted_jobs(

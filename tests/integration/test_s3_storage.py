@@ -228,3 +228,23 @@ async def test_sidecars_hold_no_secret_in_s3_or_on_disk(image_result, segmind_cr
         assert sidecar.request and sidecar.job_id == image_result.generation.job_id
         for secret in (EMULATOR_KEY, AWS_SECRET):
             assert secret.encode() not in raw
+
+
+async def test_artifact_links_live_a_day_unless_told_otherwise(bucket, monkeypatch):
+    """The links a person opens from an artifact: one day by default, then the
+    environment's PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS, then the storage's own setting."""
+    from prefect_runway.storage.s3 import ARTIFACT_LINK_ENV
+
+    monkeypatch.delenv(ARTIFACT_LINK_ENV, raising=False)
+    assert "X-Amz-Expires=86400&" in await S3Storage(bucket).link("p.png")
+    monkeypatch.setenv(ARTIFACT_LINK_ENV, "7200")
+    assert "X-Amz-Expires=7200&" in await S3Storage(bucket).link("p.png")
+    assert "X-Amz-Expires=600&" in await S3Storage(bucket, link_seconds=600).link("p.png")
+    for bad in ("a week", "0", str(8 * 86400)):
+        monkeypatch.setenv(ARTIFACT_LINK_ENV, bad)
+        with pytest.raises(InvalidRequest) as info:
+            S3Storage(bucket)
+        assert info.value.field == ARTIFACT_LINK_ENV
+    with pytest.raises(InvalidRequest) as info:
+        S3Storage(bucket, link_seconds=10)
+    assert info.value.field == "link_seconds"

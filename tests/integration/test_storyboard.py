@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -18,6 +19,7 @@ from pydantic import SecretStr
 from s3_helpers import AWS_KEY_ID, AWS_SECRET, moto_server
 
 from prefect_runway import (
+    InvalidRequest,
     InvalidShot,
     RunwayCredentials,
     SegmindCredentials,
@@ -225,15 +227,21 @@ async def test_a_bad_shot_in_a_list_names_its_row(runway_emulator, segmind_crede
     assert _seen(runway_emulator) == before
 
 
+def _boards_bucket(endpoint: str, monkeypatch) -> Any:
+    """A ``boards`` bucket on moto's server, and the environment that reaches it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id=AWS_KEY_ID, aws_secret_access_key=AWS_SECRET)
+    s3.create_bucket(Bucket="boards")
+    return s3
+
+
 async def test_shots_file_in_s3(own_emulator, tmp_path, monkeypatch):
     with moto_server() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-        monkeypatch.setenv("AWS_REGION", "us-east-1")
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=AWS_KEY_ID, aws_secret_access_key=AWS_SECRET)
-        s3.create_bucket(Bucket="boards")
+        s3 = _boards_bucket(endpoint, monkeypatch)
         s3.put_object(Bucket="boards", Key="nightly/tonight.yaml",
                       Body=_yaml([_shot(1), _shot(2, ratio="16:9")]).encode())
 
@@ -242,6 +250,19 @@ async def test_shots_file_in_s3(own_emulator, tmp_path, monkeypatch):
                                    storage=str(tmp_path))
     assert summary.completed == 2
     assert [r.name for r in summary.shots] == ["shot-01", "shot-02"]
+
+
+async def test_a_shots_file_in_s3_over_the_size_limit_is_refused(monkeypatch):
+    from prefect_runway import shots
+
+    with moto_server() as endpoint:
+        s3 = _boards_bucket(endpoint, monkeypatch)
+        s3.put_object(Bucket="boards", Key="big.json",
+                      Body=json.dumps([{"still_prompt": "x" * 100}] * 100).encode())
+        monkeypatch.setattr(shots, "MAX_FILE_BYTES", 1000)
+        with pytest.raises(InvalidRequest) as info:
+            await shots.load_shots("s3://boards/big.json")
+    assert info.value.field == "shots" and "larger than 1000 bytes" in str(info.value)
 
 
 def test_blocks_create_saves_a_block_per_key_in_the_environment(monkeypatch, capsys):

@@ -10,6 +10,7 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 import prefect_runway
 from prefect_runway import AimlapiCredentials, RunwayCredentials, SegmindCredentials
+from prefect_runway.errors import InvalidRequest
 
 BLOCKS = [SegmindCredentials, AimlapiCredentials, RunwayCredentials]
 
@@ -42,3 +43,34 @@ def test_secrets_stay_secret(block: type[Block]):
     instance = block(api_key="do-not-print-me")
     assert "do-not-print-me" not in repr(instance) + str(instance)
     assert "do-not-print-me" not in instance.model_dump_json()
+
+
+# ---- the key goes over https only ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@pytest.mark.parametrize("url", [
+    "http://api.example.com", "http://10.0.0.5:8080/v1", "http://127.0.0.1.example.com",
+    "not a url", "api.segmind.com", "ftp://api.example.com", "http://[::1", "https://host:99999",
+])
+def test_a_base_url_the_key_must_not_go_to_is_refused_when_the_block_is_built(block, url):
+    with pytest.raises(InvalidRequest) as info:
+        block(api_key="k", base_url=url)
+    assert info.value.field == "base_url"
+    assert "https://" in str(info.value) and "loopback" in str(info.value)
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.example.com", "https://api.example.com:8443/v1", "http://127.0.0.1:8765",
+    "http://localhost:8765", "http://[::1]:8765", "http://127.0.0.2",
+])
+def test_https_or_loopback_http_is_accepted(url):
+    assert SegmindCredentials(api_key="k", base_url=url).resolved_base_url() == url
+
+
+def test_a_base_url_changed_after_the_block_was_built_is_refused_before_a_request():
+    block = RunwayCredentials(api_key="k")
+    block.base_url = "http://api.example.com"
+    with pytest.raises(InvalidRequest) as info:
+        block.get_client()
+    assert info.value.field == "base_url"

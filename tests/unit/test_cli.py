@@ -42,16 +42,18 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 #: Runs each case ``[working directory, *args]`` of the JSON on stdin as ``python -m
 #: prefect_runway.cli *args`` would (the module's code run afresh as ``__main__``, exit status
 #: from SystemExit, an uncaught exception printed as the interpreter does), its stdout and
-#: stderr read at file descriptors 1 and 2; prints a JSON list of [status, stdout, stderr,
-#: whether a Prefect database exists under PREFECT_HOME after the case].
+#: stderr read at file descriptors 1 and 2; says on its own stderr which case it begins, and
+#: prints a JSON list of [status, stdout, stderr, whether a Prefect database exists under
+#: PREFECT_HOME after the case].
 _MISTAKES_RUNNER = r"""
 import json, os, runpy, sys, tempfile, traceback
 from pathlib import Path
 
 home = Path(os.environ["PREFECT_HOME"])
-real_stdout = os.dup(1)
+real_stdout, real_stderr = os.dup(1), os.dup(2)
 results = []
 for cwd, *args in json.load(sys.stdin):
+    os.write(real_stderr, (json.dumps(args) + "\n").encode())
     os.chdir(cwd)
     captured = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
     saved = [os.dup(1), os.dup(2)]
@@ -104,23 +106,46 @@ MISTAKES = [
     (["bogus-command"], ["invalid choice"]),
     (["storyboard", "no-such-shots.yaml", "--emulator"], ["shots", "is not a file"]),
     (["storyboard", "no-such-shots.yaml", "--concurrency", "0"], ["--concurrency", "above 0"]),
+    # Every option that takes a number: nan, inf and out-of-range values are one line.
+    (["demo", "--latency", "nan"], ["--latency", "'nan'", "above 0"]),
+    (["demo", "--latency", "inf"], ["--latency", "'inf'", "above 0"]),  # it hung
+    (["demo", "--latency", "1e400"], ["--latency", "above 0"]),
+    (["demo", "--fps", "100000"], ["--fps", "'100000'", "allowed: 1-60"]),
+    (["demo", "--fps", "nan"], ["--fps", "'nan'"]),
+    (["storyboard", "x.json", "--emulator", "--latency", "nan"], ["--latency", "above 0"]),
+    (["storyboard", "x.json", "--emulator", "--fps", "61"], ["--fps", "allowed: 1-60"]),
+    (["storyboard", "x.json", "--concurrency", "inf"], ["--concurrency", "'inf'"]),
+    (["serve", "--concurrency", "-1"], ["--concurrency", "above 0"]),
+    (["serve", "--limit", "0"], ["--limit", "above 0"]),
+    (["blocks", "create", "--max-requests-per-second", "nan"],
+     ["--max-requests-per-second", "above 0"]),
+    (["emulator", "--latency", "inf"], ["latency", "finite"]),
+    (["emulator", "--latency", "nan"], ["latency"]),
+    (["emulator", "--fps", "1000"], ["video_fps", "60"]),
+    (["emulator", "--rate-limit", "nan"], ["rate_limit_per_key"]),
+    (["demo", "--name", "two\nlines"], ["--name", "control character"]),
 ]
 
 
 @pytest.fixture(scope="module")
 def mistakes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Any, bool]]:
     """Every case of MISTAKES, each in a working directory of its own, through the module's
-    code in one subprocess (one start of the interpreter and of Prefect's imports, not
-    fourteen): (working directory, the finished process, a Prefect database after it)."""
+    code in one subprocess (one start of the interpreter and of Prefect's imports, not one
+    per case): (working directory, the finished process, a Prefect database after it)."""
     root = tmp_path_factory.mktemp("mistakes")
     cwds = [root / f"case-{i}" for i in range(len(MISTAKES))]
     for cwd in cwds:
         cwd.mkdir()
-    ran = subprocess.run(
-        [sys.executable, "-c", _MISTAKES_RUNNER],
-        input=json.dumps([[str(cwd), *args] for cwd, (args, _) in zip(cwds, MISTAKES, strict=True)]),
-        env=cli_env(root / "prefect-home"), capture_output=True, text=True, timeout=90, cwd=root,
-    )
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-c", _MISTAKES_RUNNER],
+            input=json.dumps([[str(cwd), *args] for cwd, (args, _) in zip(cwds, MISTAKES, strict=True)]),
+            env=cli_env(root / "prefect-home"), capture_output=True, text=True, timeout=90, cwd=root,
+        )
+    except subprocess.TimeoutExpired as exc:
+        begun = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise AssertionError(f"the table of mistakes did not end in 90 s; the last case begun: "
+                             f"prefect-runway {' '.join(json.loads(begun[-1])) if begun else '?'}") from None
     assert ran.returncode == 0, ran.stderr[-3000:]
     return [(cwd, subprocess.CompletedProcess(args, status, out, err), db)
             for cwd, (args, _), (status, out, err, db)
@@ -181,3 +206,45 @@ def test_storyboard_mistakes_in_the_file_or_the_credentials_are_one_line(tmp_pat
                           "1-99999")
     assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"
     assert not (tmp_path / "runway-outputs").exists()
+
+
+def test_ledger_ls_tells_unreadable_records_apart_and_a_missing_storage_is_an_error(tmp_path):
+    ledger = tmp_path / "out" / "prefect-runway-ledger"
+    ledger.mkdir(parents=True)
+    scopes = ["prefect-runway-submit-" + c * 40 for c in "7d"]
+    for scope in scopes:
+        (ledger / f"{scope}.json").write_bytes(b"\x00\xff not json")
+    listed = run_cli(tmp_path, "ledger", "ls", "--storage", str(tmp_path / "out"))
+    assert listed.returncode == 0, listed.stderr
+    table, _, hint = listed.stdout.partition("\n\n")
+    rows = [line.split() for line in table.splitlines()[1:]]
+    assert sorted(row[0] for row in rows) == ["7" * 16, "d" * 16]  # not 'prefect-runway-s' twice
+    assert all(row[1] == "unreadable" for row in rows)
+    assert "prefect-runway ledger resolve FINGERPRINT --storage" in hint
+
+    # What `ls` shows is what `resolve` takes.
+    resolved = run_cli(tmp_path, "ledger", "resolve", "7" * 16, "--storage", str(tmp_path / "out"))
+    assert resolved.returncode == 0, resolved.stderr
+    doubts = run_cli(tmp_path, "ledger", "ls", "--doubts", "--storage", str(tmp_path / "out"))
+    assert "7" * 16 not in doubts.stdout and "d" * 16 in doubts.stdout
+
+    for command in (["ls"], ["ls", "--doubts"], ["resolve", "d" * 16]):
+        missing = run_cli(tmp_path, "ledger", *command, "--storage", str(tmp_path / "no-such-dir"))
+        assert_one_line_error(missing, "--storage", "no-such-dir", "not a directory")
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_a_hostile_storyboard_file_is_one_line(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(
+        ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+        + ["shots: *l9"]))
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
+    (tmp_path / "nan.json").write_text('[{"still_prompt": "x", "duration": Infinity}]')
+    for name, needles in (("bomb.yaml", ["shots", "500000 values"]),
+                          ("binary.json", ["shots", "not UTF-8"]),
+                          ("nan.json", ["row 1", "duration", "not a number"])):
+        proc = run_cli(tmp_path, "storyboard", str(tmp_path / name), "--emulator")
+        assert_one_line_error(proc, *needles)
+    assert not any((tmp_path / "prefect-home").rglob("*.db")), "the Prefect server was started"

@@ -631,3 +631,27 @@ async def test_download_follows_a_cdn_redirect(tmp_path):
     async with make_client(handler) as client:
         got = await client.download("https://api.segmind.com/out/still.png", tmp_path)
     assert got.path.read_bytes() == body
+
+
+@pytest.mark.parametrize("url", ["http://api.segmind.example", "not a url"])
+def test_a_client_refuses_a_base_url_the_key_must_not_go_to_before_sending(url):
+    rec = Recorder(js(200, SUBMIT_OK))
+    with pytest.raises(InvalidRequest) as info:
+        make_client(rec, base_url=url)
+    assert info.value.field == "base_url"
+    assert rec.requests == []
+
+
+async def test_the_key_is_scrubbed_from_what_is_raised_never_from_what_is_parsed():
+    """A provider that put our key in an output URL's query (say, to sign it): the URL is
+    downloaded as given; a failure message echoing the key is raised without it."""
+    signed = f"https://cdn.example.com/out/abc.mp4?token={KEY}"
+    rec = Recorder(js(200, {"status": "COMPLETED", "output": signed}))
+    result = await run(make_client(rec), lambda c: c.wait(generation()))
+    assert result.outputs == [signed]
+    failed = Recorder(js(422, {"status": "FAILED", "request_id": JOB,
+                               "error": f"the key {KEY} may not use this model"}))
+    with pytest.raises(GenerationFailed) as info:
+        await run(make_client(failed), lambda c: c.wait(generation()))
+    assert "the key *** may not use this model" in str(info.value)
+    no_secret(info.value)

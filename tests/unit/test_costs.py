@@ -87,3 +87,83 @@ def test_the_guard_counts_spent_and_in_flight():
         assert await BudgetGuard(None).reserve("runway", None) == 0.0
 
     asyncio.run(run())
+
+
+def _dear_runway(**extra):
+    """Runway at 10 credits a second for gen4_turbo (the block's own price): USD 0.50 for 5 s."""
+    return RunwayCredentials(api_key=SecretStr("k"), prices={"gen4_turbo": 10}, **extra)
+
+
+def test_the_worst_case_takes_every_fallback_and_allowed_resubmit():
+    from prefect_runway.costs import Attempts
+    from prefect_runway.fallback import Route
+
+    chain = _chain(1, "pan")  # a Segmind still (USD 0.05), then a Segmind video (0.25)
+    video = Route("video", "video_fallback", [SEGMIND, _dear_runway()])
+    plan = plan_costs([chain, _chain(1, "pan")], routes=[(None, video), (None, video)])
+    # The expected cost is the first provider's, identical chains once.
+    assert plan.totals() == {("segmind", "USD"): 0.3} and plan.requests == 2
+    # Each request may make 3 billed jobs (the first, one after a lost job, one after an
+    # internal failure); the video on either provider, the dearer in dollars in all.
+    assert plan.worst == {("segmind", "USD"): 0.9, ("runway", "credits"): 150.0}
+    assert plan.worst_usd == pytest.approx(3 * 0.05 + 3 * 0.50)
+    assert plan.worst_case() == [
+        "worst case, every fallback and allowed resubmit taken (up to 3 billed jobs a "
+        "request): USD 1.65",
+        "  at most 150 credits on runway", "  at most 0.9 USD on segmind"]
+    assert "| runway | 150 | credits |" in plan.markdown()
+    # A number budget is ambiguous once a fallback pays in another unit.
+    with pytest.raises(InvalidRequest, match="ambiguous"):
+        Budget(100, usd=False).check(plan)
+
+    # Review: each still in 2 variants, one regeneration; 2 unsafe-output retries.
+    review = plan_costs([chain], attempts=Attempts(retry_unsafe_output=2, variants=2,
+                                                   review=True))
+    assert review.rows[0].requests == 2 and review.totals() == {("segmind", "USD"): 0.35}
+    assert review.worst == {("segmind", "USD"): pytest.approx(5 * 3 * 0.05 + 5 * 0.25)}
+
+
+def test_an_unknown_price_is_unbounded_and_a_budget_refuses_it():
+    from prefect_runway.costs import NotStarted
+    from prefect_runway.pricing import DEFAULT_ENTRIES, PriceTable
+
+    no_video_price = PriceTable([e for e in DEFAULT_ENTRIES if e.model != "gen4_turbo"])
+    plan = plan_costs([_chain(1, "pan")], table=no_video_price)
+    assert plan.unpriced == ["gen4_turbo on segmind"] and plan.worst_usd is None
+    assert plan.worst_case()[0].startswith("worst case: unbounded: no known price for "
+                                           "gen4_turbo on segmind")
+    with pytest.raises(BudgetExceeded, match="no known price for gen4_turbo on segmind, so it "
+                       "could pass the budget of USD 100.00"):
+        Budget(100, usd=True).check(plan)
+
+    async def run() -> None:
+        with pytest.raises(NotStarted, match=r"^not started: its video has no known price "
+                           r"\(gen4.5 on runway\), so it could pass the budget of 60"):
+            await BudgetGuard(Budget(60, usd=False)).admit("runway", None, what="its video",
+                                                           model="gen4.5")
+        assert (await BudgetGuard(None).admit("runway", None)).run == 0.0  # no budget
+
+    asyncio.run(run())
+
+
+def test_a_blocks_prices_price_its_jobs_and_are_checked():
+    from pydantic import ValidationError
+
+    from prefect_runway.costs import estimate_step, prices_of
+    from prefect_runway.plan import prepare
+
+    video = VideoRequest(image="https://example.com/a.png", prompt="pan", ratio="1280:720",
+                         duration=5)
+    assert estimate_step(prepare(video, RUNWAY), credentials=RUNWAY).amount == 25
+    assert estimate_step(prepare(video, _dear_runway()), credentials=_dear_runway()).amount == 50
+    # A model the table lacks: the provider's unit, per job, unless the block says otherwise.
+    block = RunwayCredentials(api_key=SecretStr("k"), prices={
+        "gen9": 12, "gen9_video": {"amount": 3, "per": "second"}})
+    table = prices_of(block)
+    assert (table.price("runway", "gen9").amount, table.price("runway", "gen9").unit) == (12, "credits")
+    assert table.price("runway", "gen9_video", duration=4).amount == 12
+    assert table.price("runway", "gen9").source == "the credentials block's prices"
+    for bad in ({"gen4_turbo": "cheap"}, {"gen4_turbo": {"amount": 1, "per": "minute"}},
+                {"gen4_turbo": -1}):
+        with pytest.raises(ValidationError, match="prices"):
+            RunwayCredentials(api_key=SecretStr("k"), prices=bad)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import yaml
+from fastapi.encoders import jsonable_encoder
 from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials
@@ -88,3 +90,22 @@ def test_serve_builds_the_same_two_deployments(tmp_path):
     unscheduled, _ = serve_deployments(build_parser().parse_args(["serve"]))
     assert not unscheduled.schedules
     assert Path(unscheduled.parameters["storage"]).is_absolute()
+
+
+def test_a_saved_block_passed_by_reference_is_not_credentials_in_clear():
+    from prefect_runway.flows.parameters import REFUSED, credentials_in_clear
+
+    reference = {"$ref": {"block_document_id": "0b1c3c4e-0000-4000-8000-000000000000"}}
+    parameters = {"credentials": reference, "video_fallback": ["runway-credentials/x"],
+                  "shots": [{"still_prompt": "x", "image_credentials": "a/b"}, "not-a-shot"]}
+    assert credentials_in_clear(parameters) == (parameters, [])
+    cleaned, found = credentials_in_clear({**parameters, "shots": [
+        {"still_prompt": "x", "credentials": {"api_key": "k"}}], "image_credentials": {"x": 1}})
+    assert found == ["image_credentials", "shots[0].credentials"]
+    assert cleaned["shots"][0]["credentials"] == REFUSED == cleaned["image_credentials"]
+    assert parameters["credentials"] is reference  # the caller's parameters are left as they were
+    # As Prefect stores them, a block given as an object is a mapping with its key masked.
+    block = json.loads(json.dumps(jsonable_encoder(SegmindCredentials(api_key=SecretStr("k")))))
+    assert credentials_in_clear({"credentials": block}, stored=True)[1] == []
+    assert credentials_in_clear({"credentials": {**block, "api_key": "k"}}, stored=True)[1] == [
+        "credentials"]

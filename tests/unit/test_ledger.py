@@ -386,3 +386,89 @@ async def test_file_lock_reads_its_file_once_per_check_and_keeps_prefects_releas
     assert not other.is_locked("e") and not (tmp_path / "e.lock").exists()
     with pytest.raises(ValueError, match="No lock for transaction with key e"):
         holder.release_lock("e", "one")
+
+
+# ---- locks that claim too much -------------------------------------------------------------
+
+
+def _plant(path: Path, expiration: str | None, holder: str = "elsewhere:1:planted") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(json.dumps({"holder": holder, "expiration": expiration}).encode())
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("expiration", ["2999-01-01 00:00:00+00:00", None])
+async def test_a_lock_that_claims_to_last_forever_is_held_at_most_the_hold_time(
+    tmp_path: Path, expiration: str | None,
+) -> None:
+    """A lock file with a far-future expiry (or none), of a holder on another host: it
+    counts as held for ``hold_seconds`` after it was written, then it is free."""
+    lock = _plant(tmp_path / "locks" / "k.lock", expiration)
+    manager = RunwayFileSystemLockManager(tmp_path / "locks", hold_seconds=1)
+    assert manager.is_locked("k")
+    assert await asyncio.wait_for(manager.aacquire_lock("k", "me"), 10)
+    assert json.loads(lock.read_bytes())["holder"] == "me"
+    manager.release_lock("k", "me")
+    _plant(tmp_path / "locks" / "s.lock", expiration)
+    assert RunwayFileSystemLockManager(tmp_path / "locks", hold_seconds=1).acquire_lock("s", "me")
+
+
+async def test_a_lock_written_in_the_future_counts_from_when_it_was_first_seen(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    lock = _plant(tmp_path / "k.lock", "2999-01-01 00:00:00+00:00")
+    later = time.time() + 10 * 365 * 86400
+    os.utime(lock, (later, later))
+    manager = RunwayFileSystemLockManager(tmp_path, hold_seconds=1)
+    assert manager.is_locked("k")
+    assert await asyncio.wait_for(manager.aacquire_lock("k", "me"), 10)
+
+
+async def test_an_acquire_without_a_timeout_has_a_deadline_and_a_typed_error(
+    tmp_path: Path,
+) -> None:
+    """Prefect's transactions acquire without a timeout and go on unlocked when told False:
+    past the deadline the acquire raises instead. With a timeout, False as before."""
+    from prefect_runway.errors import LockTimeout
+
+    holder = RunwayFileSystemLockManager(tmp_path, hold_seconds=60)
+    assert await holder.aacquire_lock("k", "one")
+    waiter = RunwayFileSystemLockManager(tmp_path, hold_seconds=60, wait_seconds=0.3)
+    assert waiter.wait_seconds == 0.3
+    assert RunwayFileSystemLockManager(tmp_path, hold_seconds=60).wait_seconds == 120
+    with pytest.raises(LockTimeout) as info:
+        await asyncio.wait_for(waiter.aacquire_lock("k", "two"), 10)
+    assert info.value.key == "k" and info.value.waited >= 0.3
+    with pytest.raises(LockTimeout):
+        waiter.acquire_lock("k", "two")
+    assert not await waiter.aacquire_lock("k", "two", acquire_timeout=0.1)
+    assert holder.is_lock_holder("k", "one")
+
+
+def test_each_backend_says_what_ledger_commands_take_as_storage(tmp_path: Path) -> None:
+    from prefect_runway.ledger import S3LedgerBackend
+
+    assert ledger_for(str(tmp_path / "out")).backend.storage == str((tmp_path / "out").resolve())
+    assert S3LedgerBackend(None, "media", f"renders/{LEDGER_FOLDER}").storage == "s3://media/renders"
+    assert S3LedgerBackend(None, "media", LEDGER_FOLDER).storage == "s3://media"
+
+
+async def test_an_intent_keeps_the_kind_and_summary_a_job_adopted_for_it_carries(
+    ledger: SubmissionLedger,
+) -> None:
+    from prefect_runway.ledger import scope_for
+
+    base_url = "https://api.segmind.com/v1"
+    scope = scope_for(FP, base_url)
+    intent = await ledger.begin(scope, IntentMeta(
+        fingerprint=FP, provider="segmind", base_url=base_url, model="gen4_image", kind="image",
+        request={"prompt": "a lighthouse"}))
+    assert (intent.kind, intent.request) == ("image", {"prompt": "a lighthouse"})
+    (doubt,) = await ledger.doubts(FP[:8])
+    assert doubt.scope == scope
+    with pytest.raises(InvalidRequest) as empty:
+        await ledger.adopt(FP[:8], "  ", credentials=None)
+    assert empty.value.field == "job"

@@ -171,3 +171,85 @@ async def test_planning_names_the_shots_field_for_provider_rules():
         await plan_storyboard([shot, square], credentials=segmind)
     with pytest.raises(InvalidShot, match=r"row 1 \(shot 'shot-001'\): credentials: no credentials"):
         await plan_storyboard([shot])
+
+
+# ---- hostile files: bounded before anything in them is used ----------------------------------
+
+BOMB = "\n".join(
+    ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+    + ["shots: *l9"]
+)
+
+
+@pytest.mark.parametrize(("name", "content", "needles"), [
+    ("bomb.yaml", BOMB.encode(), ["more than 500000 values", "aliases count"]),
+    ("self.yaml", b"shots: &a [*a]\n", ["alias that refers to itself"]),
+    ("deep.yaml", b"shots: " + b"[" * 5000 + b"]" * 5000, ["nests deeper than 32"]),
+    ("deep.json", b"[" * 100_000 + b"]" * 100_000, ["nests deeper than 32"]),
+    ("wide.json", json.dumps([[0] * 600_000]).encode(), ["more than 500000 values"]),
+    ("binary.json", bytes(range(256)) * 4, ["not UTF-8 text (byte 128)"]),
+    ("digits.json", b'[{"still_prompt": "x", "seed": ' + b"9" * 5000 + b"}]", ["not valid JSON"]),
+    ("date.yaml", b"shots: [{still_prompt: x, name: 2024-02-30}]", ["not valid YAML"]),
+    ("cell.csv", b"still_prompt\n" + b"x" * 200_000 + b"\n", ["not valid CSV"]),
+    ("many.json", json.dumps([{"still_prompt": "x"}] * 10_001).encode(), ["10001 shots",
+                                                                           "at most 10000"]),
+])
+async def test_a_hostile_shots_file_is_one_typed_error_naming_shots(tmp_path, name, content,
+                                                                   needles):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InvalidRequest) as info:
+        await load_shots(str(path))
+    assert info.value.field == "shots", info.value
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_a_csv_cell_nested_past_pythons_limit_is_an_invalid_shot():
+    with pytest.raises(InvalidShot) as info:
+        parse_shots("still_prompt,reference_images\nx," + "[" * 60_000 + "]" * 60_000 + "\n", "csv")
+    assert (info.value.row, info.value.field) == (1, "reference_images")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_non_finite_number_is_an_invalid_shot_naming_its_field(value):
+    for field in ("duration", "seed"):
+        text = f'[{{"still_prompt": "x", "{field}": {value}}}]'
+        with pytest.raises(InvalidShot) as info:
+            parse_shots(text, "json", source="board.json")
+        assert (info.value.field, info.value.row) == (field, 1), info.value
+    with pytest.raises(InvalidShot) as info:
+        parse_shots("shots: [{still_prompt: x, duration: .inf}]", "yaml")
+    assert info.value.field == "duration"
+
+
+async def test_a_shots_file_over_the_size_limit_is_not_read_whole(tmp_path, monkeypatch):
+    from prefect_runway import shots
+
+    path = tmp_path / "big.json"
+    path.write_bytes(json.dumps([{"still_prompt": "x" * 100}] * 100).encode())
+    monkeypatch.setattr(shots, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(InvalidRequest, match="larger than 1000 bytes"):
+        await load_shots(str(path))
+
+
+def test_aliases_of_earlier_values_still_work():
+    text = """
+defaults: {reference_images: &refs [{uri: "https://example.com/ref.png", tag: hero}]}
+shots:
+  - &a {name: a, still_prompt: "a @hero", duration: 10}
+  - {<<: *a, name: b, seed: 3, reference_images: *refs}
+"""
+    a, b = parse_shots(text, "yaml")
+    assert [(s.name, s.still_prompt, s.duration, s.seed) for s in (a, b)] == [
+        ("a", "a @hero", 10, None), ("b", "a @hero", 10, 3)]
+    assert a.reference_images == b.reference_images
+
+
+def test_a_shot_name_with_a_control_character_is_an_invalid_shot():
+    with pytest.raises(InvalidShot) as info:
+        parse_shots('[{"still_prompt": "x"}, {"name": "a\\nb", "still_prompt": "y"}]', "json")
+    assert (info.value.row, info.value.field) == (2, "name")
+    (shot,) = parse_shots('[{"name": "café 東京", "still_prompt": "x"}]', "json")
+    assert shot.name == "café 東京"

@@ -102,3 +102,57 @@ def test_an_unreadable_record_is_never_taken_as_zero(tmp_path):
     (folder / "runway-broken.json").write_text("{not json")
     with pytest.raises(StorageError, match="cannot be read"):
         asyncio.run(entry.spent())
+
+
+def test_reservations_are_shared_by_every_run_and_each_number_taken_once(tmp_path):
+    # Six runs, each its own event loop in its own thread, reserve at once in one block's
+    # daily budget of 100: ten reservations of 10 fit, numbered 1 to 10, whoever made them.
+    from concurrent.futures import ThreadPoolExecutor
+
+    creds = _creds(daily_budget=100)
+    runs = [DailyBudgets.of([creds], tmp_path).entry(creds) for _ in range(6)]
+
+    def run(entry):
+        async def reserve_five():
+            return [await entry.reserve(Cost(10, "credits", True, "t"), "a video")
+                    for _ in range(5)]
+        return asyncio.run(reserve_five())
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        made = list(pool.map(run, runs))
+    held = {h.seq: (entry, h) for entry, holds in zip(runs, made, strict=True)
+            for h in holds if h is not None}
+    assert sorted(held) == list(range(1, 11))
+    assert sum(entry.in_flight for entry in runs) == 100
+    assert asyncio.run(runs[0].committed()) == (0, 100)
+
+    async def settle():
+        # Job "a" ended charged 12, its spend recorded: counted once, by its record.
+        assert await record_spend(creds, tmp_path, _result("a"), Cost(12, "credits", False, "p"))
+        entry, hold = held[1]
+        await entry.release(hold, Cost(12, "credits", False, "p"), "a")
+        # A job that failed, its charge unknown: its estimate counts (no record is written).
+        entry, hold = held[2]
+        await entry.release(hold, Cost(10, "credits", True, "estimate"))
+        # A submit the provider refused: nothing.
+        entry, hold = held[3]
+        await entry.release(hold, None)
+        assert await runs[0].committed() == (22, 70)
+        assert await runs[0].spent() == 12  # the records alone
+
+    asyncio.run(settle())
+
+
+def test_a_reservation_nobody_released_counts_until_it_expires(tmp_path):
+    creds = _creds(daily_budget=30)
+    crashed = DailyBudgets.of([creds], tmp_path).entry(creds)
+    crashed.hold_seconds = 0.0  # as if its process died long ago
+    other = DailyBudgets.of([creds], tmp_path).entry(creds)
+
+    async def run():
+        assert await crashed.reserve(Cost(25, "credits", True, "t")) is not None
+        assert await other.committed() == (0, 0)  # expired: no longer held
+        assert await other.reserve(Cost(25, "credits", True, "t")) is not None
+        assert await other.reserve(Cost(10, "credits", True, "t")) is None  # 25 + 10 > 30
+
+    asyncio.run(run())

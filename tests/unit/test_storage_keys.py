@@ -264,3 +264,36 @@ async def test_stored_files_and_sidecars_are_readable_by_others(tmp_path):
     store = LocalStorage(tmp_path)
     await store.write_bytes("a/b.json", b"{}")
     assert (tmp_path / "a" / "b.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_one_slug_rule_for_names_in_keys_and_artifact_keys():
+    from prefect_runway.artifacts import _artifact_key
+    from prefect_runway.names import slug
+
+    assert render_key("{name}.{ext}", name="Café Noir", ext="png") == "Cafe-Noir.png"
+    assert render_key("{name}.{ext}", name="harbour at dawn", ext="png") == "harbour-at-dawn.png"
+    assert _artifact_key("still-Café Noir") == "still-cafe-noir"
+    assert _artifact_key("still-light house/../../etc") == "still-light-house-------etc"  # as before
+    # Letters with no ASCII form: 8 hex digits of the name, so two names stay two keys.
+    tokyo, osaka = slug("東京"), slug("大阪")
+    assert tokyo != osaka and tokyo.startswith("u") and len(tokyo) == 9
+    assert slug("straße", max_length=10).endswith("-" + slug("straße")[-8:])
+    assert len(slug("ß" * 500, max_length=20)) <= 20
+    assert _artifact_key("still-" + "x" * 100) == "still-" + "x" * 54
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "esc\x1b[2J", "nul\x00", "\u202eevil",
+                                  "lone \ud800", "x" * 201, 5])
+def test_a_name_that_cannot_be_shown_safely_is_refused(name):
+    from prefect_runway.names import check_name
+
+    with pytest.raises(InvalidRequest) as info:
+        check_name(name)
+    assert info.value.field == "name"
+
+
+def test_any_other_unicode_name_is_kept():
+    from prefect_runway.names import check_name
+
+    for name in ("café", "東京", "👨‍👩‍👧 family", "x" * 200, None):
+        assert check_name(name) == name
