@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
+import io
 import logging
 import mimetypes
 import os
@@ -384,6 +386,8 @@ class StreamedUpload:
         self._more = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None  # this round's
         self._pumps: list[asyncio.Task[None]] = []
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="prefect-runway-s3-read")
+        self._senders = ThreadPoolExecutor(self.in_flight, thread_name_prefix="prefect-runway-s3")
         self._failed: str | None = None
 
     # ---- while downloading ----------------------------------------------------------------
@@ -425,7 +429,8 @@ class StreamedUpload:
             length = size if whole else self._end - start
             await self._slots.acquire()
             try:
-                data = await asyncio.to_thread(_read_part, fd, start, length, self._digest)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._reader, _hash_part, fd, start, length, self._digest)
             except BaseException:
                 self._slots.release()
                 raise
@@ -435,15 +440,16 @@ class StreamedUpload:
             key = f"{self.folder}/{round_}-{self._next + 1:05d}"
             self._sent.add(key)
             task = asyncio.get_running_loop().create_task(
-                self._send(round_, self._next, key, data))
+                self._send(round_, self._next, key, _FilePart(fd, start, length)))
             self._uploads.add(task)
             task.add_done_callback(self._uploads.discard)
             self._next += 1
 
-    async def _send(self, round_: int, index: int, key: str, data: bytes) -> None:
+    async def _send(self, round_: int, index: int, key: str, data: _FilePart) -> None:
         try:
-            await asyncio.to_thread(self.storage.client().put_object,
+            put = functools.partial(self.storage.client().put_object,
                                     Bucket=self.storage.bucket_name, Key=key, Body=data)
+            await asyncio.get_running_loop().run_in_executor(self._senders, put)
             if round_ == self._round:
                 self._parts[index] = key
         except Exception as exc:
@@ -538,6 +544,8 @@ class StreamedUpload:
             if self._sent:
                 await asyncio.to_thread(self._delete, sorted(self._sent))
         finally:
+            self._reader.shutdown(wait=True)  # nothing runs there any more
+            self._senders.shutdown(wait=True)
             for fd in self._fds:
                 os.close(fd)
             self._fds.clear()
@@ -554,13 +562,54 @@ class StreamedUpload:
         self._sent.difference_update(keys)
 
 
-def _read_part(fd: int, start: int, length: int, digest: Any) -> bytes:
-    """``length`` bytes of the file at ``fd`` from ``start``, added to ``digest``."""
-    data = os.pread(fd, length, start)
-    if len(data) != length:
-        raise OSError(errno.EIO, f"the partial file ended at {start + len(data)} bytes")
-    digest.update(data)
-    return data
+def _hash_part(fd: int, start: int, length: int, digest: Any) -> None:
+    """Add ``length`` bytes of the file at ``fd`` from ``start`` to ``digest`` (1 MiB at a
+    time: no part is ever held whole)."""
+    end = start + length
+    while start < end:
+        block = os.pread(fd, min(_MiB, end - start), start)
+        if not block:
+            raise OSError(errno.EIO, f"the partial file ended at {start} bytes")
+        digest.update(block)
+        start += len(block)
+
+
+class _FilePart(io.RawIOBase):
+    """``length`` bytes of the file at ``fd`` from ``start``, as a seekable file for boto3:
+    a part is read from the page cache as it is sent, never held whole."""
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        super().__init__()
+        self._fd, self._start, self._length, self._at = fd, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: self._length}[whence]
+        self._at = max(0, min(self._length, base + offset))
+        return self._at
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._length - self._at)
+        if count <= 0:
+            return 0
+        data = os.pread(self._fd, count, self._start + self._at)
+        buffer[: len(data)] = data
+        self._at += len(data)
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        count = self._length - self._at if size is None or size < 0 else min(size, self._length - self._at)
+        data = os.pread(self._fd, max(count, 0), self._start + self._at)
+        self._at += len(data)
+        return data
 
 
 def artifact_link_seconds(value: int | None = None) -> int:
