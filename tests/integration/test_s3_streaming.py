@@ -180,3 +180,21 @@ async def test_a_truncated_stream_leaves_nothing_in_s3(emulator, bucket, tmp_pat
         emulator.clear_faults()
     assert _uploads(bucket) == []
     assert _outputs(bucket) == []
+
+
+async def test_a_stream_that_starts_over_lands_the_bytes_of_its_last_attempt(
+    emulator, bucket, tmp_path
+):
+    """The first attempt breaks after two parts went up; the server takes no Range, so the
+    download starts over from byte 0: the parts of the first attempt do not count."""
+    emulator.configure(oversize_bytes=40 * MiB, oversize_chunked=False)
+    emulator.set_faults(scripted=[{"route": "media.download", "fault": "truncate", "times": 1}])
+    try:
+        video = await _animate(emulator, bucket, tmp_path, "again")
+    finally:
+        emulator.clear_faults()
+    data = get_object(bucket, f"videos/{video.key}")
+    assert len(data) == video.size == 40 * MiB
+    assert hashlib.sha256(data).hexdigest() == video.sha256
+    assert not [k for k in list_keys(bucket) if STAGING_FOLDER in k]
+    assert _uploads(bucket) == []
