@@ -93,6 +93,9 @@ def map_ratio(ratio: str | None, spec: ModelSpec, provider: str) -> str:
     """Return ``ratio`` in the model's own vocabulary, or raise naming the allowed values."""
     if ratio is None:
         return spec.default_ratio
+    if not spec.ratios:
+        raise InvalidRequest("ratio", f"is not taken by {spec.model}", allowed="none: leave it unset",
+                             provider=provider, model=spec.model)
     if ratio in spec.ratios:
         return ratio
     for group in RATIO_GROUPS:
@@ -172,7 +175,7 @@ class Provider(ABC):
             )
         identities: dict[str, str] = {}
         if isinstance(request, VideoRequest):
-            if request.duration not in spec.durations:
+            if not spec.duration_open and request.duration not in spec.durations:
                 raise InvalidRequest(
                     "duration",
                     f"{request.duration} is not allowed "
