@@ -85,7 +85,14 @@ class CostRow:
 
     @property
     def usd(self) -> float | None:
-        return to_usd(self.provider, self.amount, self.unit)
+        return None if self.unpriced else to_usd(self.provider, self.amount, self.unit)
+
+    @property
+    def estimated(self) -> str:
+        """The estimated cost as the plan shows it: ``unknown`` for requests with no price."""
+        if not self.unpriced:
+            return format_amount(self.amount)
+        return "unknown" if not self.amount else f"{format_amount(self.amount)} + unknown"
 
 
 @dataclass
@@ -142,7 +149,7 @@ class CostPlan:
         lines = [head]
         for r in self.rows:
             lines.append((r.provider, r.model, str(r.steps), str(r.cached), str(r.requests),
-                          format_amount(r.amount), r.unit, "" if r.usd is None else f"{r.usd:.2f}"))
+                          r.estimated, r.unit, "" if r.usd is None else f"{r.usd:.2f}"))
         usd = self.total_usd
         lines.append(("total", "", str(self.steps), str(self.cached), str(self.requests), "", "",
                       "" if usd is None else f"{usd:.2f}"))
@@ -174,7 +181,7 @@ class CostPlan:
                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
             lines.append(f"| {r.provider} | {r.model} | {r.steps} | {r.cached} | {r.requests} | "
-                         f"{format_amount(r.amount)} | {r.unit} | {'' if r.usd is None else f'{r.usd:.2f}'} |")
+                         f"{r.estimated} | {r.unit} | {'' if r.usd is None else f'{r.usd:.2f}'} |")
         usd = self.total_usd
         lines.append(f"| **total** | | {self.steps} | {self.cached} | {self.requests} | | | "
                      f"{'' if usd is None else f'{usd:.2f}'} |")
