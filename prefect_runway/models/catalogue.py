@@ -427,11 +427,62 @@ def check_body(endpoint: str, body: Mapping[str, Any]) -> ApiModel:
     return rules
 
 
+def option_name(wire: str) -> str:
+    """An option's name in the request types: the body field in snake case
+    (``negativePrompt`` -> ``negative_prompt``)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in wire).lstrip("_")
+
+
+def check_options(kind: str, model: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A request's ``options`` checked against the model's rules, as body fields.
+
+    Args:
+        kind: ``image`` (Runway's ``text_to_image``) or ``video`` (``image_to_video``).
+        model: The model the request names.
+        options: ``{option name: value}``, names as :func:`option_name` gives them.
+
+    Returns:
+        ``{wire name: value}``, to add to the body.
+
+    Raises:
+        InvalidRequest: an option the model does not have (naming those it has), or a value
+            of the wrong type, outside its choices or its stated range.
+    """
+    if not options:
+        return {}
+    endpoint = "text_to_image" if kind == "image" else "image_to_video"
+    rules = RUNWAY_API[endpoint].get(model)
+    offered = {option_name(w): w for w in rules.options} if rules else {}
+    body: dict[str, Any] = {}
+    for name, value in options.items():
+        wire = offered.get(name)
+        if wire is None or rules is None:
+            raise InvalidRequest(
+                f"options.{name}", "is not one of the model's options",
+                allowed=sorted(offered) or "none: the model takes no options", model=model,
+            )
+        if value is None:
+            continue
+        _check_value(value, rules.fields[wire], wire, rules, rules.limits.get(wire, {}))
+        body[wire] = value
+    return body
+
+
+def body_options(body: Mapping[str, Any], model: str, kind: str) -> dict[str, Any]:
+    """The options a Runway body carries, by option name (what a plan shows)."""
+    endpoint = "text_to_image" if kind == "image" else "image_to_video"
+    rules = RUNWAY_API.get(endpoint, {}).get(model)
+    if rules is None:
+        return {}
+    return {option_name(k): v for k, v in body.items() if k in rules.options}
+
+
 def _field_name(path: str) -> str:
     head, dot, rest = path.partition(".")
     bracket = head.find("[")
     key, tail = (head, "") if bracket < 0 else (head[:bracket], head[bracket:])
-    return REQUEST_FIELD_NAMES.get(key, key) + tail + dot + rest
+    name = REQUEST_FIELD_NAMES.get(key, key) if key in COMMON_FIELDS else f"options.{option_name(key)}"
+    return name + tail + dot + rest
 
 
 def _invalid(rules: ApiModel, path: str, message: str, allowed: Any = None) -> InvalidRequest:

@@ -162,6 +162,20 @@ class _Request(StrictModel):
         ),
     )
 
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "The model's own options by name, e.g. {'audio': True, 'negative_prompt': 'text'} "
+            "for veo3.1 or {'output_format': 'prores'} for gen4.5 (Runway's API; the catalogue "
+            "lists each model's). Checked against the model's rules; part of the request."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _options(self) -> _Request:
+        catalogue.check_options(self.kind, self.model, self.options)  # type: ignore[attr-defined]
+        return self
+
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, v: str) -> str:

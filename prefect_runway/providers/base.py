@@ -18,7 +18,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -75,6 +75,8 @@ class PreparedRequest:
     summary: dict[str, Any]
     base_url: str
     spec: ModelSpec = field(repr=False)
+    #: The request's model options (``{"audio": True}``), already in ``body``.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 # Ratios that mean the same picture shape across the providers' vocabularies. A ratio that a
@@ -135,6 +137,8 @@ class Provider(ABC):
     can_cancel: ClassVar[bool] = False
     #: Whether the provider has an upload route (``uploads_needed`` / ``upload_call``).
     can_upload: ClassVar[bool] = False
+    #: Whether the bodies carry a request's model ``options`` (Runway's API hub).
+    takes_options: ClassVar[bool] = False
     #: Input size limits, from the catalogue.
     limits: ClassVar[InputLimits]
     #: The models this provider still serves, from the catalogue.
@@ -164,6 +168,12 @@ class Provider(ABC):
             ]
             raise UnsupportedOption(
                 "content_moderation", "has no field here", allowed=offered,
+                provider=self.name, model=spec.model,
+            )
+        if request.options and not self.takes_options:
+            raise UnsupportedOption(
+                f"options.{next(iter(request.options))}", "has no field here",
+                allowed="runway (the options of Runway's API hub models)",
                 provider=self.name, model=spec.model,
             )
         ratio = map_ratio(request.ratio, spec, self.name)
@@ -226,7 +236,8 @@ class Provider(ABC):
                 identities[img.wire] = img.identity
                 refs.append({"uri": img.wire, "tag": ref.tag})
             body = self.image_body(spec, request, ratio, refs)
-        return self._finish(spec, body, identities, base_url or self.default_base_url)
+        prepared = self._finish(spec, body, identities, base_url or self.default_base_url)
+        return replace(prepared, options=dict(request.options)) if request.options else prepared
 
     def _finish(
         self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str

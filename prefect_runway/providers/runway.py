@@ -157,6 +157,7 @@ class RunwayProvider(Provider):
     checks_aspect = True
     can_cancel = True
     can_upload = True
+    takes_options = True
     limits = LIMITS
     models = catalogue.specs("runway")
 
@@ -181,6 +182,7 @@ class RunwayProvider(Provider):
         if request.seed is not None:
             body["seed"] = request.seed
         _add_content_moderation(body, request)
+        body.update(catalogue.check_options("image", spec.model, request.options))
         return body
 
     def video_body(
@@ -203,6 +205,7 @@ class RunwayProvider(Provider):
         if request.seed is not None:
             body["seed"] = request.seed
         _add_content_moderation(body, request)
+        body.update(catalogue.check_options("video", spec.model, request.options))
         return body
 
     def resolve_image(self, value: str, field_name: str) -> ResolvedImage:

@@ -231,9 +231,9 @@ def test_check_body_names_nested_fields_and_ranges():
             "resolution": "4k", "creativity": 40}
     assert catalogue.check_body("video_upscale", good).model == "magnific_video_upscaler_creative"
     for bad, field, allowed in [
-        ({**good, "resolution": "8k"}, "resolution", ["720p", "1k", "2k", "4k"]),
-        ({**good, "creativity": 101}, "creativity", "0-100"),
-        ({**good, "fpsBoost": "yes"}, "fpsBoost", ["a boolean"]),
+        ({**good, "resolution": "8k"}, "options.resolution", ["720p", "1k", "2k", "4k"]),
+        ({**good, "creativity": 101}, "options.creativity", "0-100"),
+        ({**good, "fpsBoost": "yes"}, "options.fps_boost", ["a boolean"]),
         ({"model": "magnific_video_upscaler_creative"}, "video", None),
     ]:
         with pytest.raises(InvalidRequest) as caught:
