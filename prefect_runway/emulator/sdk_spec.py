@@ -7,10 +7,14 @@ import importlib
 import json
 import sys
 import typing
+from collections.abc import Mapping
 from functools import cache
+from importlib import resources
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from typing_extensions import NotRequired, Required, is_typeddict
+
+from ._common import FieldError
 
 #: The endpoints whose models the catalogue lists: endpoint -> the SDK module's union alias.
 ENDPOINTS: dict[str, str] = {
@@ -110,6 +114,78 @@ def models_of(module: Any, endpoint: str) -> dict[str, dict[str, Any]]:
 def spec() -> dict[str, dict[str, dict[str, Any]]]:
     """The four endpoints' models, as :func:`endpoint_models` reads them."""
     return {endpoint: endpoint_models(endpoint) for endpoint in ENDPOINTS}
+
+
+@cache
+def table() -> dict[str, dict[str, dict[str, Any]]]:
+    """The emulator's rules: endpoint -> model -> fields, read from the SDK's types where the
+    SDK is installed, else from the snapshot of them the package ships (``runway_api.json``,
+    read here without the client's catalogue code)."""
+    if available():
+        return {e: {m: v["fields"] for m, v in models.items()} for e, models in spec().items()}
+    text = resources.files("prefect_runway.models").joinpath("runway_api.json").read_text("utf-8")
+    data = json.loads(text)["endpoints"]
+    return {e: {m: v["fields"] for m, v in models.items()} for e, models in data.items()}
+
+
+def check(fields: Mapping[str, Any], body: Any, path: str = "") -> None:
+    """Check a body (or a nested object) against fields as :func:`fields_of` gives them.
+
+    Raises:
+        FieldError: naming the first bad field (``promptImage[1].position``).
+    """
+    if not isinstance(body, Mapping):
+        raise FieldError(path or None, "must be an object")
+    prefix = f"{path}." if path else ""
+    for key in body:
+        if key not in fields:
+            raise FieldError(prefix + str(key), "is not a known field")
+    for key, rule in fields.items():
+        if body.get(key) is None:
+            if rule.get("required"):
+                raise FieldError(prefix + key, "is required")
+            continue
+        _check_one(rule, body[key], prefix + key)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "any": (object,),
+}
+
+
+def _check_one(rule: Mapping[str, Any], value: Any, path: str) -> None:
+    if "any_of" in rule:
+        errors: list[tuple[Mapping[str, Any], FieldError]] = []
+        for member in rule["any_of"]:
+            try:
+                _check_one(member, value, path)
+                return
+            except FieldError as problem:
+                errors.append((member, problem))
+        # the member of the value's own kind explains it best
+        fitting = [e for m, e in errors if ("list" in m) == isinstance(value, list)]
+        raise (fitting or [errors[0][1]])[0]
+    if "enum" in rule:
+        if isinstance(value, bool) or value not in rule["enum"] or type(value) is not type(
+            next(v for v in rule["enum"] if v == value)
+        ):
+            raise FieldError(path, "must be one of " + ", ".join(map(str, rule["enum"])))
+        return
+    if "list" in rule:
+        if not isinstance(value, list):
+            raise FieldError(path, "must be an array")
+        for index, item in enumerate(value):
+            _check_one(rule["list"], item, f"{path}[{index}]")
+        return
+    if "object" in rule:
+        check(rule["object"], value, path)
+        return
+    kind = rule.get("type", "any")
+    if (isinstance(value, bool) and kind not in ("boolean", "any")) or not isinstance(
+        value, _TYPES[kind]
+    ):
+        raise FieldError(path, f"must be of type {kind}")
 
 
 def main() -> None:
