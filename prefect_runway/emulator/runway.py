@@ -458,28 +458,26 @@ def _frames(prompt_image: Any) -> tuple[str, str | None]:
     return frames["first"], frames.get("last")
 
 
-def validate_image_to_video_any(
-    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
-) -> tuple[str, JobSpec]:
-    """Today's models by their own tables above; every other model of the SDK by its types."""
-    if body.get("model") in VIDEO_MODELS or body.get("model") in retired:
-        model, spec = validate_image_to_video(body, retired)
-        if model in sdk_spec.table()["image_to_video"]:  # and what the SDK's types say
-            _check_spec("image_to_video", "video", body)
+def _today_or_hub(endpoint: str, kind: str, today: Any, validate: Any) -> Any:
+    """A route's validator: today's models by their own tables above (and the SDK's types,
+    where the SDK still lists them); every other model of the SDK by its types."""
+
+    def check(body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+              ) -> tuple[str, JobSpec]:
+        if body.get("model") not in today and body.get("model") not in retired:
+            return validate_hub(endpoint, body)
+        model, spec = validate(body, retired)
+        if model in sdk_spec.table()[endpoint]:
+            _check_spec(endpoint, kind, body)
         return model, spec
-    return validate_hub("image_to_video", body)
+
+    return check
 
 
-def validate_text_to_image_any(
-    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
-) -> tuple[str, JobSpec]:
-    """Today's models by their own tables above; every other model of the SDK by its types."""
-    if body.get("model") in IMAGE_MODELS or body.get("model") in retired:
-        model, spec = validate_text_to_image(body, retired)
-        if model in sdk_spec.table()["text_to_image"]:  # and what the SDK's types say
-            _check_spec("text_to_image", "still", body)
-        return model, spec
-    return validate_hub("text_to_image", body)
+validate_image_to_video_any = _today_or_hub(
+    "image_to_video", "video", VIDEO_MODELS, validate_image_to_video)
+validate_text_to_image_any = _today_or_hub(
+    "text_to_image", "still", IMAGE_MODELS, validate_text_to_image)
 
 
 class RunwayProtocol:

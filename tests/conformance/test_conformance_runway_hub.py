@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 import runwayml
-from conformance_helpers import KEYS, download
+from conformance_helpers import download
 from PIL import Image
-from runwayml import RunwayML
-from runwayml.lib import polling
 
 from prefect_runway.emulator import sdk_spec
 from prefect_runway.emulator.media import fit, mean_abs_difference, probe_video
@@ -22,19 +20,6 @@ pytestmark = pytest.mark.timeout(120)
 I2V = sdk_spec.endpoint_models("image_to_video")
 T2I = sdk_spec.endpoint_models("text_to_image")
 LEGACY = {"gen4_turbo", "gen4.5", "gen4_image", "gen4_image_turbo"}  # their own tests
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch):
-    monkeypatch.setattr(polling, "POLL_TIME", 0.1)
-    monkeypatch.setattr(polling, "POLL_JITTER", 0)
-
-
-@pytest.fixture
-def client(emu):
-    sdk = RunwayML(api_key=KEYS["runway"], base_url=emu.url, max_retries=0)
-    yield sdk
-    sdk.close()
 
 
 def _png(colour: tuple[int, int, int], size=(320, 180)) -> str:
