@@ -349,11 +349,8 @@ REQUEST_FIELD_NAMES = {
     "promptText": "prompt", "promptImage": "image", "referenceImages": "reference_images",
     "contentModeration": "content_moderation", "videoUri": "video",
 }
-#: Runway's endpoints whose models the catalogue lists, and the request kind each serves.
-ENDPOINTS: dict[str, str] = {
-    "text_to_image": "image", "image_to_video": "video", "text_to_video": "video",
-    "video_upscale": "video",
-}
+#: Runway's endpoint of each request type: a still from text, a video from an image.
+REQUEST_ENDPOINTS: dict[str, str] = {"image": "text_to_image", "video": "image_to_video"}
 
 
 def _enum_values(shape: Mapping[str, Any] | None) -> list[Any]:
@@ -450,8 +447,7 @@ def check_options(kind: str, model: str, options: Mapping[str, Any]) -> dict[str
     """
     if not options:
         return {}
-    endpoint = "text_to_image" if kind == "image" else "image_to_video"
-    rules = RUNWAY_API[endpoint].get(model)
+    rules = RUNWAY_API[REQUEST_ENDPOINTS[kind]].get(model)
     offered = {option_name(w): w for w in rules.options} if rules else {}
     body: dict[str, Any] = {}
     for name, value in options.items():
@@ -466,15 +462,6 @@ def check_options(kind: str, model: str, options: Mapping[str, Any]) -> dict[str
         _check_value(value, rules.fields[wire], wire, rules, rules.limits.get(wire, {}))
         body[wire] = value
     return body
-
-
-def body_options(body: Mapping[str, Any], model: str, kind: str) -> dict[str, Any]:
-    """The options a Runway body carries, by option name (what a plan shows)."""
-    endpoint = "text_to_image" if kind == "image" else "image_to_video"
-    rules = RUNWAY_API.get(endpoint, {}).get(model)
-    if rules is None:
-        return {}
-    return {option_name(k): v for k, v in body.items() if k in rules.options}
 
 
 def _field_name(path: str) -> str:
@@ -633,7 +620,7 @@ RUNWAY_HUB: tuple[CatalogueEntry, ...] = tuple(
                  *RUNWAY_API_SOURCES[1:2]),
         checked=RUNWAY_API_CHECKED,
     )
-    for endpoint in ("text_to_image", "image_to_video")
+    for endpoint in REQUEST_ENDPOINTS.values()
     for rules in RUNWAY_API[endpoint].values()
     if not any(e.provider == "runway" and e.model == rules.model for e in CATALOGUE)
 )

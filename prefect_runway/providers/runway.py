@@ -168,7 +168,7 @@ class RunwayProvider(Provider):
         (:func:`prefect_runway.models.catalogue.check_body`): a field the model does not take,
         a value outside its choices or stated range, is refused before anything is sent."""
         prepared = super().prepare(request, base_url)
-        catalogue.check_body(endpoint_of(prepared.kind), prepared.body)
+        catalogue.check_body(catalogue.REQUEST_ENDPOINTS[prepared.kind], prepared.body)
         return prepared
 
     def image_body(
@@ -305,7 +305,8 @@ class RunwayProvider(Provider):
         return {"Authorization": f"Bearer {api_key}", "X-Runway-Version": API_VERSION}
 
     def submit_call(self, prepared: PreparedRequest) -> HttpCall:
-        return HttpCall("POST", f"{prepared.base_url}/v1/{endpoint_of(prepared.kind)}", json=prepared.body)
+        endpoint = catalogue.REQUEST_ENDPOINTS[prepared.kind]
+        return HttpCall("POST", f"{prepared.base_url}/v1/{endpoint}", json=prepared.body)
 
     def parse_submit(self, prepared: PreparedRequest, body: Any) -> Generation:
         job_id = body.get("id") if isinstance(body, dict) else None
@@ -428,11 +429,6 @@ class RunwayProvider(Provider):
             provider=self.name, credits=number(body["creditBalance"]), unit="runway credits",
             max_monthly_credit_spend=whole(tier.get("maxMonthlyCreditSpend")), models=models,
         )
-
-
-def endpoint_of(kind: str) -> str:
-    """Runway's endpoint for a request of ``kind``: a still from text, a video from an image."""
-    return "text_to_image" if kind == "image" else "image_to_video"
 
 
 def _add_content_moderation(body: dict[str, Any], request: ImageRequest | VideoRequest) -> None:
