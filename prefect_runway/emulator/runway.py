@@ -57,6 +57,7 @@ Development exception: `https://` is required, but `http://` is accepted for loo
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import re
@@ -68,7 +69,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import sdk_spec
+from . import media, sdk_spec
 from ._common import (
     MAX_SEED,
     FieldError,
@@ -414,7 +415,11 @@ def validate_hub(endpoint: str, body: dict[str, Any]) -> tuple[str, JobSpec]:
     if kind == "still":
         return model, JobSpec(kind="still", prompt=prompt, seed=seed, width=width,
                               height=height, signed_outputs=True)
-    first, last = _frames(body.get("promptImage"))
+    if endpoint == "text_to_video":  # no image: the video starts on a still of the prompt
+        still = media.make_still(prompt, seed, width, height)
+        first, last = "data:image/png;base64," + base64.b64encode(still).decode(), None
+    else:
+        first, last = _frames(body.get("promptImage"))
     duration = body.get("duration")
     if not isinstance(duration, int) or isinstance(duration, bool):  # absent, or "auto"
         duration = HUB_DEFAULT_DURATION
@@ -480,6 +485,13 @@ validate_text_to_image_any = _today_or_hub(
     "text_to_image", "still", IMAGE_MODELS, validate_text_to_image)
 
 
+def validate_text_to_video(
+    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+) -> tuple[str, JobSpec]:
+    """Every text_to_video model of the SDK, by its types."""
+    return validate_hub("text_to_video", body)
+
+
 class RunwayProtocol:
     """Parses Runway requests and shapes Runway answers over a `Backend`."""
 
@@ -493,6 +505,8 @@ class RunwayProtocol:
             Route("/v1/image_to_video", self.image_to_video, methods=["POST"],
                   name="runway.submit"),
             Route("/v1/text_to_image", self.text_to_image, methods=["POST"],
+                  name="runway.submit"),
+            Route("/v1/text_to_video", self.text_to_video, methods=["POST"],
                   name="runway.submit"),
             Route("/v1/tasks/{task_id}", self.get_task, methods=["GET"], name="runway.status"),
             Route("/v1/tasks/{task_id}", self.delete_task, methods=["DELETE"],
@@ -557,6 +571,9 @@ class RunwayProtocol:
 
     async def text_to_image(self, request: Request) -> Response:
         return await self._submit(request, validate_text_to_image_any)
+
+    async def text_to_video(self, request: Request) -> Response:
+        return await self._submit(request, validate_text_to_video)
 
     def _find(self, request: Request, count: str | None) -> JobView | Response:
         key = self._authorize(request)

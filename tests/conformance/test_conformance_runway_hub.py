@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 
 I2V = sdk_spec.endpoint_models("image_to_video")
 T2I = sdk_spec.endpoint_models("text_to_image")
+T2V = sdk_spec.endpoint_models("text_to_video")
 LEGACY = {"gen4_turbo", "gen4.5", "gen4_image", "gen4_image_turbo"}  # their own tests
 
 
@@ -85,6 +86,27 @@ def test_every_text_to_image_model_runs_through_the_sdk(emu, client, model):
     done = client.text_to_image.create(model=model, **_sdk_kwargs(body, fields)).wait_for_task_output(timeout=60)
     assert done.status == "SUCCEEDED"
     assert Image.open(io.BytesIO(download(done.output[0]))).format == "PNG"
+
+
+@pytest.mark.parametrize("model", sorted(T2V))
+def test_every_text_to_video_model_runs_through_the_sdk(emu, client, model):
+    fields = T2V[model]["fields"]
+    body = _minimal(fields, promptText="waves roll in at dusk")
+    done = client.text_to_video.create(model=model, **_sdk_kwargs(body, fields)).wait_for_task_output(timeout=60)
+    assert done.status == "SUCCEEDED"
+    info = probe_video(download(done.output[0]))
+    assert info.duration == pytest.approx(float(body.get("duration", 5)))
+
+
+def test_text_to_video_on_gen4_5_is_priced_and_sized_as_asked(emu, client):
+    done = client.text_to_video.create(model="gen4.5", prompt_text="a lighthouse beam sweeps",
+                                       ratio="720:1280", duration=5).wait_for_task_output(timeout=60)
+    info = probe_video(download(done.output[0]))
+    assert (info.width, info.height, info.duration) == (720, 1280, 5.0)
+    assert done.cost.credits == 60
+    with pytest.raises(runwayml.BadRequestError) as caught:  # text-to-video gen4.5: two ratios
+        client.text_to_video.create(model="gen4.5", prompt_text="p", ratio="1104:832", duration=5)
+    assert caught.value.body["issues"][0]["path"] == ["ratio"]
 
 
 def test_veo_takes_a_first_and_a_last_frame_and_audio_changes_the_price(emu, client):
