@@ -77,6 +77,14 @@ def test_a_model_with_no_known_price_is_unknown_in_the_plan_and_a_budget_refuses
     assert plan.total_usd is None
     assert "| kling3.0_standard | 1 | 0 | 1 | unknown | credits |" in plan.markdown()
     assert "unknown" in plan.table().splitlines()[3]
+    from rich.console import Console
+
+    from prefect_runway.cli.live import cost_plan_table
+
+    console = Console(width=160, record=True, markup=False)
+    console.print(cost_plan_table(plan))  # the terminal's table of `prefect-runway plan`
+    shown = console.export_text()
+    assert "kling3.0_standard" in shown and "unknown" in shown
     assert plan.unpriced == ["kling3.0_standard on runway"]
     with pytest.raises(BudgetExceeded, match="no known price for kling3.0_standard on runway"):
         Budget(100, usd=True).check(plan)
