@@ -338,8 +338,8 @@ def cost_plan_table(cost_plan: Any) -> Table:
     for header, footer, justify in columns:
         table.add_column(header, footer=footer, justify=justify)  # type: ignore[arg-type]
     for r in cost_plan.rows:
-        table.add_row(r.provider, r.model, str(r.steps), str(r.cached), str(r.requests),
-                      format_amount(r.amount), r.unit, "" if r.usd is None else f"{r.usd:.2f}")
+        table.add_row(r.provider, r.label, str(r.steps), str(r.cached), str(r.requests),
+                      r.estimated, r.unit, "" if r.usd is None else f"{r.usd:.2f}")
     return table
 
 

@@ -339,12 +339,15 @@ class Backend:
             table = table.with_overrides(self._config.price_overrides)
         return table
 
-    def price_of(self, provider: str, model: str, spec: JobSpec) -> tuple[float, str]:
-        """(amount, unit) one job costs, per `prefect_runway.pricing` (0 when unpriced)."""
+    def price_of(
+        self, provider: str, model: str, spec: JobSpec, body: dict[str, Any] | None = None
+    ) -> tuple[float, str]:
+        """(amount, unit) one job costs, per `prefect_runway.pricing` (0 when unpriced); the
+        body where its fields change the price (veo3.1's `audio`)."""
         try:
             found = self._prices.price(
                 provider, model, ratio=spec.ratio,
-                duration=spec.duration if spec.kind == "video" else None,
+                duration=spec.duration if spec.kind == "video" else None, body=body,
             )
         except (UnknownPrice, ValueError):
             return 0.0, "credits"
@@ -516,7 +519,7 @@ class Backend:
         with self._lock:
             config = self._config
             stats = self._stats[provider]
-            cost, unit = self.price_of(provider, model, spec)
+            cost, unit = self.price_of(provider, model, spec, body)
             now = self.clock.monotonic()
             limit = config.daily_limits.get(model)
             recent = self._recent.setdefault((provider, api_key, model), deque())

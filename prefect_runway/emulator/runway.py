@@ -57,6 +57,7 @@ Development exception: `https://` is required, but `http://` is accepted for loo
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import re
@@ -68,6 +69,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import media, sdk_spec
 from ._common import (
     MAX_SEED,
     FieldError,
@@ -371,6 +373,125 @@ def validate_text_to_image(
     )
 
 
+#: The longest video the emulator makes for a hub model whose length Runway does not bound
+#: in its spec (every size bounded).
+MAX_HUB_DURATION = 30
+#: A hub model's length when the body gives none (or "auto").
+HUB_DEFAULT_DURATION = 5
+#: Output formats the emulator can really make: everything else is refused.
+MADE_FORMATS = {"video": ("mp4",), "still": ("png",)}
+#: Height of a video or still whose ratio is a shape (16:9) or a word (adaptive, auto_720p).
+HUB_HEIGHT = 720
+
+
+def hub_size(ratio: Any) -> tuple[int, int]:
+    """(width, height) of a hub model's ratio: ``1280:720`` as it says; a shape (``16:9``)
+    at 720 lines; a word (``adaptive``, ``auto_1080p``) or none: 1280x720."""
+    if not isinstance(ratio, str) or ":" not in ratio:
+        return 1280, HUB_HEIGHT
+    width, height = size_of_ratio(ratio)
+    if height >= 360:
+        return width - width % 2, height - height % 2
+    scaled = round(HUB_HEIGHT * width / height)
+    return scaled - scaled % 2, HUB_HEIGHT
+
+
+def validate_hub(endpoint: str, body: dict[str, Any]) -> tuple[str, JobSpec]:
+    """Check a body for a model of Runway's API hub by the emulator's own table (the SDK's
+    types, :mod:`.sdk_spec`); returns (model, spec).
+
+    Raises:
+        FieldError: naming the first bad field; an output format the emulator cannot make.
+    """
+    models = sdk_spec.table()[endpoint]
+    model = get_choice(body, "model", list(models), required=True)
+    kind = "still" if endpoint == "text_to_image" else "video"
+    _check_spec(endpoint, kind, body)
+    prompt = get_string(body, "promptText", required=False, max_utf16=MAX_PROMPT) or ""
+    width, height = hub_size(body.get("ratio"))
+    seed = get_int(body, "seed", low=0, high=MAX_SEED) or 0
+    for index, item in enumerate(body.get("referenceImages") or ()):
+        _check_uri(f"referenceImages[{index}].uri", item.get("uri"))
+    if kind == "still":
+        return model, JobSpec(kind="still", prompt=prompt, seed=seed, width=width,
+                              height=height, signed_outputs=True)
+    if endpoint == "text_to_video":  # no image: the video starts on a still of the prompt
+        still = media.make_still(prompt, seed, width, height)
+        first, last = "data:image/png;base64," + base64.b64encode(still).decode(), None
+    else:
+        first, last = _frames(body.get("promptImage"))
+    duration = body.get("duration")
+    if not isinstance(duration, int) or isinstance(duration, bool):  # absent, or "auto"
+        duration = HUB_DEFAULT_DURATION
+    if not 1 <= duration <= MAX_HUB_DURATION:
+        raise FieldError("duration", f"must be between 1 and {MAX_HUB_DURATION}")
+    return model, JobSpec(kind="video", prompt=prompt, seed=seed, width=width, height=height,
+                          duration=float(duration), image=first, last_image=last,
+                          max_image_bytes=MAX_URL_IMAGE_BYTES, signed_outputs=True)
+
+
+def _check_spec(endpoint: str, kind: str, body: dict[str, Any]) -> None:
+    """The body against the SDK's types for its model, and an output format the emulator
+    can make."""
+    sdk_spec.check(sdk_spec.table()[endpoint][body["model"]], body)
+    made = MADE_FORMATS[kind]
+    output_format = body.get("outputFormat")
+    if output_format is not None and output_format not in made:
+        raise FieldError("outputFormat", f"{output_format!r} is not available here; "
+                         f"use {' or '.join(made)}")
+
+
+def _frames(prompt_image: Any) -> tuple[str, str | None]:
+    """The first and last frame of a (spec-checked) ``promptImage``: a URI, or a list of
+    ``{uri, position}`` (entries without a position are references, not frames)."""
+    if isinstance(prompt_image, str):
+        return _check_uri("promptImage", prompt_image), None
+    frames: dict[str, str] = {}
+    for index, item in enumerate(prompt_image):
+        uri = item.get("uri") if isinstance(item, dict) else item
+        uri = _check_uri(f"promptImage[{index}].uri", uri)
+        position = item.get("position", "reference") if isinstance(item, dict) else "reference"
+        if position in frames:
+            raise FieldError(f"promptImage[{index}].position", f"{position!r} given twice")
+        frames[position] = uri
+    if "first" not in frames:
+        if "last" in frames:
+            raise FieldError("promptImage", "a last frame needs a first frame")
+        if "reference" not in frames:
+            raise FieldError("promptImage", "needs at least one image")
+        return frames["reference"], None
+    return frames["first"], frames.get("last")
+
+
+def _today_or_hub(endpoint: str, kind: str, today: Any, validate: Any) -> Any:
+    """A route's validator: today's models by their own tables above (and the SDK's types,
+    where the SDK still lists them); every other model of the SDK by its types."""
+
+    def check(body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+              ) -> tuple[str, JobSpec]:
+        if body.get("model") not in today and body.get("model") not in retired:
+            return validate_hub(endpoint, body)
+        model, spec = validate(body, retired)
+        if model in sdk_spec.table()[endpoint]:
+            _check_spec(endpoint, kind, body)
+        return model, spec
+
+    return check
+
+
+validate_image_to_video_any = _today_or_hub(
+    "image_to_video", "video", VIDEO_MODELS, validate_image_to_video)
+validate_text_to_image_any = _today_or_hub(
+    "text_to_image", "still", IMAGE_MODELS, validate_text_to_image)
+
+
+def validate_text_to_video(
+    body: dict[str, Any], retired: frozenset[str] = frozenset(RETIRED)
+) -> tuple[str, JobSpec]:
+    """Every text_to_video model of the SDK, by its types."""
+    return validate_hub("text_to_video", body)
+
+
 class RunwayProtocol:
     """Parses Runway requests and shapes Runway answers over a `Backend`."""
 
@@ -384,6 +505,8 @@ class RunwayProtocol:
             Route("/v1/image_to_video", self.image_to_video, methods=["POST"],
                   name="runway.submit"),
             Route("/v1/text_to_image", self.text_to_image, methods=["POST"],
+                  name="runway.submit"),
+            Route("/v1/text_to_video", self.text_to_video, methods=["POST"],
                   name="runway.submit"),
             Route("/v1/tasks/{task_id}", self.get_task, methods=["GET"], name="runway.status"),
             Route("/v1/tasks/{task_id}", self.delete_task, methods=["DELETE"],
@@ -444,10 +567,13 @@ class RunwayProtocol:
         return JSONResponse({"id": job.id, "estimatedCost": {"credits": job.cost}})
 
     async def image_to_video(self, request: Request) -> Response:
-        return await self._submit(request, validate_image_to_video)
+        return await self._submit(request, validate_image_to_video_any)
 
     async def text_to_image(self, request: Request) -> Response:
-        return await self._submit(request, validate_text_to_image)
+        return await self._submit(request, validate_text_to_image_any)
+
+    async def text_to_video(self, request: Request) -> Response:
+        return await self._submit(request, validate_text_to_video)
 
     def _find(self, request: Request, count: str | None) -> JobView | Response:
         key = self._authorize(request)

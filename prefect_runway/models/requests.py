@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import catalogue
 from prefect_runway.models.base import StrictModel, bytes_to_data_uri, sniff_media_type, utf16_len
-from prefect_runway.models.catalogue import IMAGE_MODELS, SEED_MAX, VIDEO_MODELS
+from prefect_runway.models.catalogue import (
+    IMAGE_MODELS,
+    REQUEST_IMAGE_MODELS,
+    REQUEST_VIDEO_MODELS,
+    SEED_MAX,
+    VIDEO_MODELS,
+)
 
 __all__ = [
     "DURATIONS", "IMAGE_MODELS", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE", "SEED_MAX",
@@ -20,8 +26,12 @@ __all__ = [
     "VideoModel", "VideoRequest", "duration_seconds", "model_durations",
 ]
 
-ImageModel = Literal["gen4_image", "gen4_image_turbo"]
-VideoModel = Literal["gen4_turbo", "gen4.5", "gen3a_turbo"]
+if TYPE_CHECKING:
+    ImageModel = str
+    VideoModel = str
+else:  # the catalogue's models (Runway's API hub included), as a closed choice
+    ImageModel = Literal[REQUEST_IMAGE_MODELS]
+    VideoModel = Literal[REQUEST_VIDEO_MODELS]
 Kind = Literal["image", "video"]
 PublicFigureThreshold = Literal["auto", "low"]
 
@@ -58,7 +68,10 @@ def model_durations(model: str) -> tuple[int, ...]:
     """The lengths ``model`` takes on any provider that serves it (the catalogue's union).
 
     Each provider's ``prepare`` then checks its own lengths (Segmind and AIMLAPI: 5 or 10).
+    Empty for a model whose range Runway does not publish (any whole number is sent on).
     """
+    if catalogue.open_durations(model):
+        return ()
     return catalogue.durations(model) or DURATIONS
 
 
@@ -148,6 +161,20 @@ class _Request(StrictModel):
             "(Runway only). None sends nothing."
         ),
     )
+
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "The model's own options by name, e.g. {'audio': True, 'negative_prompt': 'text'} "
+            "for veo3.1 or {'output_format': 'prores'} for gen4.5 (Runway's API; the catalogue "
+            "lists each model's). Checked against the model's rules; part of the request."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _options(self) -> _Request:
+        catalogue.check_options(self.kind, self.model, self.options)  # type: ignore[attr-defined]
+        return self
 
     @field_validator("prompt")
     @classmethod
@@ -309,18 +336,28 @@ class VideoRequest(_Request):
     @field_validator("duration", mode="before")
     @classmethod
     def _duration(cls, v: Any, info: Any) -> int:
-        return duration_seconds(v, model_durations(info.data.get("model", "gen4_turbo")))
+        allowed = model_durations(info.data.get("model", "gen4_turbo"))
+        if not allowed:
+            return duration_seconds(v, "a whole number of seconds >= 1", minimum=1)
+        return duration_seconds(v, allowed)
 
 
-def duration_seconds(v: Any, allowed: Any, *, check_allowed: bool = True) -> int:
-    """A duration in whole seconds, or a typed error naming the allowed lengths."""
+def duration_seconds(
+    v: Any, allowed: Any, *, check_allowed: bool = True, minimum: int | None = None
+) -> int:
+    """A duration in whole seconds, or a typed error naming the allowed lengths (``minimum``:
+    any whole number from there on is allowed)."""
     if isinstance(v, bool):
         raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed)
     try:
         d = int(v)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         raise InvalidRequest("duration", f"{v!r} is not a number", allowed=allowed) from None
-    if (check_allowed and d not in allowed) or (isinstance(v, float) and v != d):
+    if minimum is not None:
+        refused = d < minimum
+    else:
+        refused = check_allowed and d not in allowed
+    if refused or (isinstance(v, float) and v != d):
         raise InvalidRequest("duration", f"{v!r} is not allowed", allowed=allowed)
     return d
 

@@ -3,6 +3,7 @@ case (every fallback and allowed resubmit taken)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,10 +83,24 @@ class CostRow:
     amount: float = 0.0
     unpriced: int = 0
     cached: int = 0
+    #: The model options of its requests (``audio=true``), where they set any.
+    options: str = ""
+
+    @property
+    def label(self) -> str:
+        """The model, and its options where set: ``veo3.1 [audio=true]``."""
+        return f"{self.model} [{self.options}]" if self.options else self.model
 
     @property
     def usd(self) -> float | None:
-        return to_usd(self.provider, self.amount, self.unit)
+        return None if self.unpriced else to_usd(self.provider, self.amount, self.unit)
+
+    @property
+    def estimated(self) -> str:
+        """The estimated cost as the plan shows it: ``unknown`` for requests with no price."""
+        if not self.unpriced:
+            return format_amount(self.amount)
+        return "unknown" if not self.amount else f"{format_amount(self.amount)} + unknown"
 
 
 @dataclass
@@ -141,8 +156,8 @@ class CostPlan:
                 "unit", "USD")
         lines = [head]
         for r in self.rows:
-            lines.append((r.provider, r.model, str(r.steps), str(r.cached), str(r.requests),
-                          format_amount(r.amount), r.unit, "" if r.usd is None else f"{r.usd:.2f}"))
+            lines.append((r.provider, r.label, str(r.steps), str(r.cached), str(r.requests),
+                          r.estimated, r.unit, "" if r.usd is None else f"{r.usd:.2f}"))
         usd = self.total_usd
         lines.append(("total", "", str(self.steps), str(self.cached), str(self.requests), "", "",
                       "" if usd is None else f"{usd:.2f}"))
@@ -173,8 +188,8 @@ class CostPlan:
                  "| USD |",
                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
-            lines.append(f"| {r.provider} | {r.model} | {r.steps} | {r.cached} | {r.requests} | "
-                         f"{format_amount(r.amount)} | {r.unit} | {'' if r.usd is None else f'{r.usd:.2f}'} |")
+            lines.append(f"| {r.provider} | {r.label} | {r.steps} | {r.cached} | {r.requests} | "
+                         f"{r.estimated} | {r.unit} | {'' if r.usd is None else f'{r.usd:.2f}'} |")
         usd = self.total_usd
         lines.append(f"| **total** | | {self.steps} | {self.cached} | {self.requests} | | | "
                      f"{'' if usd is None else f'{usd:.2f}'} |")
@@ -216,7 +231,7 @@ def plan_costs(
     """
     attempts = attempts or Attempts()
     result = CostPlan(shots=len(plans), attempts=attempts)
-    rows: dict[tuple[str, str, str], CostRow] = {}
+    rows: dict[tuple[str, str, str, str], CostRow] = {}
     seen: set[str] = set()
     unpriced: set[str] = set()
     for index, plan in enumerate(plans):
@@ -233,8 +248,9 @@ def plan_costs(
         for key, prepared, credentials, route, request, count, requests in steps:
             cost = estimate_step(prepared, table, credentials)
             unit = cost.unit if cost else PROVIDER_UNITS.get(prepared.provider, "credits")
-            row = rows.setdefault((prepared.provider, prepared.model, unit),
-                                  CostRow(prepared.provider, prepared.model, unit))
+            options = options_label(prepared)
+            row = rows.setdefault((prepared.provider, prepared.model, unit, options),
+                                  CostRow(prepared.provider, prepared.model, unit, options=options))
             row.steps += 1
             result.steps += 1
             if key in seen:
@@ -258,6 +274,12 @@ def plan_costs(
     if result.unpriced:
         result.worst_usd = None
     return result
+
+
+def options_label(prepared: Any) -> str:
+    """A prepared request's model options as a plan shows them: ``audio=true, ...``."""
+    options = getattr(prepared, "options", None) or {}
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(options.items()))
 
 
 def _worst_step(
@@ -291,11 +313,12 @@ def spending(outputs: Iterable[Any], plan: CostPlan | None = None) -> list[dict[
     """
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     if plan is not None:
-        for r in plan.rows:
-            rows[(r.provider, r.model, r.unit)] = {
+        for r in plan.rows:  # a model's rows of several options: planned together
+            row = rows.setdefault((r.provider, r.model, r.unit), {
                 "provider": r.provider, "model": r.model, "unit": r.unit, "jobs": 0,
-                "spent": 0.0, "estimated": 0, "planned": r.amount,
-            }
+                "spent": 0.0, "estimated": 0, "planned": 0.0,
+            })
+            row["planned"] = round(row["planned"] + r.amount, 6)
     seen: set[tuple[str, str]] = set()
     for output in outputs:
         if output is None or (output.provider, output.job_id) in seen:

@@ -54,7 +54,7 @@ def estimate(
     """The price-table estimate of one request (its body or summary); None if unpriced."""
     ratio, duration = _ratio_duration(kind, body)
     try:
-        found = price(provider, model, ratio=ratio, duration=duration, table=table)
+        found = price(provider, model, ratio=ratio, duration=duration, table=table, body=body)
     except (UnknownPrice, ValueError):
         return None
     return Cost(found.amount, found.unit, True, found.source)

@@ -62,6 +62,18 @@ ALIASES: dict[str, str] = {
 
 CHECKED = "2026-11-30"
 RUNWAY_SOURCE = "docs.dev.runwayml.com/guides/pricing (1 credit = $0.01)"
+HUB_CHECKED = "2026-12-07"
+HUB_SOURCE = ("Runway's published credit costs, April 2026 (docs.dev.runwayml.com/guides/pricing; "
+              "1 credit = $0.01)")
+#: gen4.5's surcharge a second by ``outputFormat`` (runwayml 5.24.0, ``Gen4_5.output_format``:
+#: 5 credits for prores and png_sequence, 20 for the 10-bit and deeper profiles; its outputs
+#: are all under the 4-megapixel line past which that is 40).
+GEN4_5_FORMAT_SURCHARGES: dict[str, float] = {
+    "prores": 5, "png_sequence": 5,
+    **dict.fromkeys(("hdr10", "hlg", "sdr_rec709_10bit", "hdr_pq_12bit_master", "hdr_prores",
+                     "hdr_png_sequence", "hdr_exr_sequence", "hdr_exr_acescg_sequence_1_3",
+                     "hdr_exr_acescg_sequence_2_0"), 20.0),
+}
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,16 @@ class PriceEntry:
     source: str = ""
     checked: str = CHECKED
     estimate: bool = False
+    #: What some body fields add to the unit price: ``{field: {value: extra}}``, the value
+    #: as JSON text (``"true"``, ``"prores"``); :data:`UNSET` prices a field left out.
+    extras: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
-    def cost(self, *, ratio: str | None = None, duration: float | None = None) -> float:
-        """The price of one generation with this ratio / duration."""
+    def cost(
+        self, *, ratio: str | None = None, duration: float | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> float:
+        """The price of one generation with this ratio / duration (and, where some of its
+        fields change the price, this request body)."""
         if self.tiers:
             if ratio is None:
                 raise ValueError(
@@ -93,6 +112,8 @@ class PriceEntry:
         else:
             assert self.amount is not None
             unit_price = self.amount
+        unit_price += sum(_extra(by_value, (body or {}).get(name))
+                          for name, by_value in self.extras.items())
         if self.per == "second":
             if duration is None:
                 raise ValueError(
@@ -125,6 +146,16 @@ class Price:
     estimate: bool
 
 
+#: The key of :attr:`PriceEntry.extras` for a field the body leaves out.
+UNSET = "(unset)"
+
+
+def _extra(by_value: Mapping[str, float], value: Any) -> float:
+    """What one field's value adds (a value not listed adds nothing)."""
+    key = UNSET if value is None else json.dumps(value) if not isinstance(value, str) else value
+    return by_value.get(key, 0.0)
+
+
 def resolution_tier(ratio: str) -> str:
     """`"1280:720"` -> "720p"; `"1920:1080"` -> "1080p" (by the shorter side)."""
     try:
@@ -150,13 +181,19 @@ _AIMLAPI_SOURCE = (
 DEFAULT_ENTRIES: tuple[PriceEntry, ...] = (
     # Runway (credits)
     PriceEntry("runway", "gen4_turbo", "credits", "second", 5, source=RUNWAY_SOURCE),
-    PriceEntry("runway", "gen4.5", "credits", "second", 12, source=RUNWAY_SOURCE),
+    PriceEntry("runway", "gen4.5", "credits", "second", 12, source=RUNWAY_SOURCE,
+               extras={"outputFormat": GEN4_5_FORMAT_SURCHARGES}),
     PriceEntry("runway", "gen4_image", "credits", "job",
                tiers={"720p": 5, "1080p": 8}, source=RUNWAY_SOURCE),
     PriceEntry("runway", "gen4_image_turbo", "credits", "job", 2, source=RUNWAY_SOURCE),
     PriceEntry("runway", "gen3a_turbo", "credits", "second", 5,
                source="Runway's price until it retired the model on 2026-07-30 (no longer "
                       "served by Runway's API)"),
+    # Runway's API hub (credits): the published prices of its other models
+    PriceEntry("runway", "veo3.1", "credits", "second", 20,
+               extras={"audio": {"true": 20, UNSET: 20}},
+               source=f"{HUB_SOURCE}: 20 credits a second without audio, 40 with; audio left "
+                      "unset is priced as on, the dearer", checked=HUB_CHECKED),
     # Segmind (USD; Segmind's credits are dollars)
     PriceEntry("segmind", "gen4_turbo", "USD", "second", 0.05, source=_SEGMIND_SOURCE,
                estimate=True),
@@ -202,12 +239,12 @@ class PriceTable:
 
     def price(
         self, provider: str, model: str, *, ratio: str | None = None,
-        duration: float | None = None,
+        duration: float | None = None, body: Mapping[str, Any] | None = None,
     ) -> Price:
         """The price of one generation (see `price`)."""
         entry = self.entry(provider, model)
         return Price(
-            amount=entry.cost(ratio=ratio, duration=duration),
+            amount=entry.cost(ratio=ratio, duration=duration, body=body),
             unit=entry.unit,
             provider=provider,
             model=entry.model,
@@ -226,7 +263,7 @@ class PriceTable:
             ValueError: an unknown provider or field, or an incomplete new entry.
         """
         entries = dict(self.entries)
-        allowed = {"amount", "tiers", "unit", "per", "source", "checked", "estimate"}
+        allowed = {"amount", "tiers", "unit", "per", "source", "checked", "estimate", "extras"}
         for provider, models in overrides.items():
             if provider not in PROVIDERS:
                 raise ValueError(
@@ -266,6 +303,12 @@ class PriceTable:
                 if entry.per not in ("job", "second"):
                     raise ValueError(f"price override {provider}.{model}: per must be job or second")
                 values = list(entry.tiers.values()) if entry.tiers else [entry.amount]
+                if not isinstance(entry.extras, Mapping) or not all(
+                    isinstance(v, Mapping) for v in entry.extras.values()
+                ):
+                    raise ValueError(f"price override {provider}.{model}: extras must map "
+                                     "field -> {value: amount}")
+                values += [v for by_value in entry.extras.values() for v in by_value.values()]
                 if any(not isinstance(v, (int, float)) or v < 0 for v in values):
                     raise ValueError(
                         f"price override {provider}.{model}: prices must be numbers >= 0"
@@ -347,6 +390,7 @@ def price(
     ratio: str | None = None,
     duration: float | None = None,
     table: PriceTable | None = None,
+    body: Mapping[str, Any] | None = None,
 ) -> Price:
     """The price of one generation of `model` on `provider`.
 
@@ -356,6 +400,8 @@ def price(
         ratio: The output ratio ("1280:720"), where the price depends on the resolution.
         duration: Seconds of video, where priced per second.
         table: Prices to use (default: the built-in table).
+        body: The request body, where some of its fields change the price (veo3.1's
+            ``audio``, gen4.5's ``outputFormat``).
 
     Returns:
         The amount, its unit, its source and the date it was checked.
@@ -364,4 +410,5 @@ def price(
         UnknownPrice: no price for this provider and model.
         ValueError: `ratio` / `duration` needed but missing.
     """
-    return (table or _DEFAULT_TABLE).price(provider, model, ratio=ratio, duration=duration)
+    return (table or _DEFAULT_TABLE).price(provider, model, ratio=ratio, duration=duration,
+                                           body=body)

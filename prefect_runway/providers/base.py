@@ -18,7 +18,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -75,6 +75,8 @@ class PreparedRequest:
     summary: dict[str, Any]
     base_url: str
     spec: ModelSpec = field(repr=False)
+    #: The request's model options (``{"audio": True}``), already in ``body``.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 # Ratios that mean the same picture shape across the providers' vocabularies. A ratio that a
@@ -93,6 +95,9 @@ def map_ratio(ratio: str | None, spec: ModelSpec, provider: str) -> str:
     """Return ``ratio`` in the model's own vocabulary, or raise naming the allowed values."""
     if ratio is None:
         return spec.default_ratio
+    if not spec.ratios:
+        raise InvalidRequest("ratio", f"is not taken by {spec.model}", allowed="none: leave it unset",
+                             provider=provider, model=spec.model)
     if ratio in spec.ratios:
         return ratio
     for group in RATIO_GROUPS:
@@ -132,6 +137,8 @@ class Provider(ABC):
     can_cancel: ClassVar[bool] = False
     #: Whether the provider has an upload route (``uploads_needed`` / ``upload_call``).
     can_upload: ClassVar[bool] = False
+    #: Whether the bodies carry a request's model ``options`` (Runway's API hub).
+    takes_options: ClassVar[bool] = False
     #: Input size limits, from the catalogue.
     limits: ClassVar[InputLimits]
     #: The models this provider still serves, from the catalogue.
@@ -163,6 +170,12 @@ class Provider(ABC):
                 "content_moderation", "has no field here", allowed=offered,
                 provider=self.name, model=spec.model,
             )
+        if request.options and not self.takes_options:
+            raise UnsupportedOption(
+                f"options.{next(iter(request.options))}", "has no field here",
+                allowed="runway (the options of Runway's API hub models)",
+                provider=self.name, model=spec.model,
+            )
         ratio = map_ratio(request.ratio, spec, self.name)
         lo, hi = spec.seed_range
         if request.seed is not None and not lo <= request.seed <= hi:
@@ -172,7 +185,7 @@ class Provider(ABC):
             )
         identities: dict[str, str] = {}
         if isinstance(request, VideoRequest):
-            if request.duration not in spec.durations:
+            if not spec.duration_open and request.duration not in spec.durations:
                 raise InvalidRequest(
                     "duration",
                     f"{request.duration} is not allowed "
@@ -223,7 +236,8 @@ class Provider(ABC):
                 identities[img.wire] = img.identity
                 refs.append({"uri": img.wire, "tag": ref.tag})
             body = self.image_body(spec, request, ratio, refs)
-        return self._finish(spec, body, identities, base_url or self.default_base_url)
+        prepared = self._finish(spec, body, identities, base_url or self.default_base_url)
+        return replace(prepared, options=dict(request.options)) if request.options else prepared
 
     def _finish(
         self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str

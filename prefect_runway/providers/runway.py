@@ -157,20 +157,32 @@ class RunwayProvider(Provider):
     checks_aspect = True
     can_cancel = True
     can_upload = True
+    takes_options = True
     limits = LIMITS
     models = catalogue.specs("runway")
 
     # ---- request side --------------------------------------------------------------------
 
+    def prepare(self, request: Request, base_url: str | None = None) -> PreparedRequest:
+        """As the base, then the body checked against the model's rules in Runway's spec
+        (:func:`prefect_runway.models.catalogue.check_body`): a field the model does not take,
+        a value outside its choices or stated range, is refused before anything is sent."""
+        prepared = super().prepare(request, base_url)
+        catalogue.check_body(catalogue.REQUEST_ENDPOINTS[prepared.kind], prepared.body)
+        return prepared
+
     def image_body(
         self, spec: ModelSpec, request: ImageRequest, ratio: str, refs: list[dict[str, str]]
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": spec.wire_name, "promptText": request.prompt, "ratio": ratio}
+        body: dict[str, Any] = {"model": spec.wire_name, "promptText": request.prompt}
+        if ratio:  # a hub model whose ratio is optional: sent only when the request names one
+            body["ratio"] = ratio
         if refs:
-            body["referenceImages"] = refs
+            body["referenceImages"] = refs if spec.reference_tags else [{"uri": r["uri"]} for r in refs]
         if request.seed is not None:
             body["seed"] = request.seed
         _add_content_moderation(body, request)
+        body.update(catalogue.check_options("image", spec.model, request.options))
         return body
 
     def video_body(
@@ -186,11 +198,14 @@ class RunwayProvider(Provider):
         body: dict[str, Any] = {"model": spec.wire_name, "promptImage": prompt_image}
         if has_prompt:  # optional for gen4_turbo; an empty one is left out
             body["promptText"] = request.prompt
-        body["ratio"] = ratio
-        body["duration"] = request.duration
+        if ratio:
+            body["ratio"] = ratio
+        if not spec.fields or "duration" in spec.fields:
+            body["duration"] = request.duration
         if request.seed is not None:
             body["seed"] = request.seed
         _add_content_moderation(body, request)
+        body.update(catalogue.check_options("video", spec.model, request.options))
         return body
 
     def resolve_image(self, value: str, field_name: str) -> ResolvedImage:
@@ -290,8 +305,8 @@ class RunwayProvider(Provider):
         return {"Authorization": f"Bearer {api_key}", "X-Runway-Version": API_VERSION}
 
     def submit_call(self, prepared: PreparedRequest) -> HttpCall:
-        path = "/v1/text_to_image" if prepared.kind == "image" else "/v1/image_to_video"
-        return HttpCall("POST", f"{prepared.base_url}{path}", json=prepared.body)
+        endpoint = catalogue.REQUEST_ENDPOINTS[prepared.kind]
+        return HttpCall("POST", f"{prepared.base_url}/v1/{endpoint}", json=prepared.body)
 
     def parse_submit(self, prepared: PreparedRequest, body: Any) -> Generation:
         job_id = body.get("id") if isinstance(body, dict) else None

@@ -13,25 +13,11 @@ import runwayml
 from conformance_helpers import KEYS, download
 from PIL import Image
 from runwayml import AsyncRunwayML, RunwayML
-from runwayml.lib import polling
 from runwayml.lib.polling import TaskFailedError
 
 from prefect_runway.emulator.media import fit, mean_abs_difference, probe_video
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def fast_polling(monkeypatch):
-    monkeypatch.setattr(polling, "POLL_TIME", 0.1)
-    monkeypatch.setattr(polling, "POLL_JITTER", 0)
-
-
-@pytest.fixture
-def client(emu):
-    sdk = RunwayML(api_key=KEYS["runway"], base_url=emu.url, max_retries=0)
-    yield sdk
-    sdk.close()
 
 
 def test_sdk_version():

@@ -1,0 +1,49 @@
+"""Models of Runway's API hub through the public flows against the emulator: veo3.1 with a
+first and a last frame, stored with its sidecar; a bad option refused before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from prefect_runway.emulator.media import mean_abs_difference, probe_video
+from prefect_runway.errors import InvalidRequest
+from prefect_runway.flows import animate_image
+
+
+def _frame(path: Path, colour: tuple[int, int, int]) -> str:
+    Image.new("RGB", (640, 360), colour).save(path)
+    return str(path)
+
+
+async def test_veo_first_and_last_frame_through_animate_image(runway_credentials, runway_emulator,
+                                                              tmp_path):
+    first = _frame(tmp_path / "first.png", (240, 40, 40))
+    last = _frame(tmp_path / "last.png", (40, 40, 240))
+    out = await animate_image(image=first, last_image=last, model="veo3.1", duration=4,
+                              ratio="1280:720", prompt="the light turns",
+                              credentials=runway_credentials, storage=str(tmp_path / "out"))
+    info = probe_video(Path(out.location).read_bytes())
+    assert (info.width, info.height, info.duration) == (1280, 720, 4.0)
+    # decoded: the video starts on the first frame and ends on the last
+    assert mean_abs_difference(info.first_frame, Image.new("RGB", (1280, 720), (240, 40, 40))) < 8
+    assert mean_abs_difference(info.last_frame, Image.new("RGB", (1280, 720), (40, 40, 240))) < 8
+    sidecar = json.loads(Path(out.sidecar).read_text())
+    assert sidecar["model"] == "veo3.1"
+    assert [p["position"] for p in sidecar["request"]["promptImage"]] == ["first", "last"]
+    # audio left unset is priced as on (40 credits a second): what the emulator charged
+    assert (sidecar["cost"], sidecar["cost_unit"], sidecar["cost_estimated"]) == (160, "credits", False)
+    assert runway_emulator.stats()["runway"]["submissions"] == {"veo3.1": 1}
+
+
+async def test_a_length_veo_does_not_take_is_refused_before_anything_is_sent(
+        runway_credentials, runway_emulator, tmp_path):
+    before = runway_emulator.stats()["runway"]["total_submissions"]
+    with pytest.raises(InvalidRequest) as caught:
+        await animate_image(image=_frame(tmp_path / "a.png", (1, 2, 3)), model="veo3.1",
+                            duration=5, credentials=runway_credentials, storage=str(tmp_path))
+    assert (caught.value.field, caught.value.allowed) == ("duration", [4, 6, 8])
+    assert runway_emulator.stats()["runway"]["total_submissions"] == before
