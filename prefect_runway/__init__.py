@@ -1,12 +1,6 @@
 """prefect-runway: Runway's generative models as dependable Prefect pipeline steps.
 
-gen4_image stills and gen4_turbo / gen3a_turbo animations on Segmind, AI/ML API or Runway's
-own API, with credentials in Prefect blocks, submit / wait / download as retried and cached
-tasks, and flows that chain a still into a video.
-
-The names here are the public API: blocks, flows, tasks, requests, results, errors and the
-storage types ``storage=`` accepts. The HTTP engine is :mod:`prefect_runway.engine`, the
-provider translations :mod:`prefect_runway.providers`; neither is exported here.
+The names here are the public API: blocks, flows, tasks, requests and results.
 """
 
 from prefect_runway._version import __version__

@@ -1,20 +1,4 @@
-"""The emulator's state: jobs, their media, per-provider accounting. No HTTP here.
-
-Like moto's `models.py`, this module is the service itself; the protocol modules
-(`segmind.py`, `aimlapi.py`, `runway.py`) only parse requests and shape answers.
-
-A job's phase is not stored but computed from the clock, so nothing has to tick:
-
-    WAITING   over the key's concurrency limit, not started (Runway THROTTLED,
-              AIMLAPI `waiting`, Segmind QUEUED)
-    QUEUED    started, in the first `queued_fraction` of its latency
-    RUNNING   until `latency` has passed (and for as long as its media is still being made)
-    SUCCEEDED / FAILED    after that
-    CANCELLED once cancelled
-
-Media is made on a thread pool as soon as a job is accepted, so the event loop never
-encodes. Everything here is guarded by one lock and safe to call from any thread.
-"""
+"""The emulator's state: jobs, their media, per-provider accounting. No HTTP here."""
 
 from __future__ import annotations
 
@@ -340,7 +324,7 @@ class Backend:
         return table
 
     def price_of(self, provider: str, model: str, spec: JobSpec) -> tuple[float, str]:
-        """(amount, unit) one job costs, per `prefect_runway.pricing` (0 when unpriced)."""
+        """(amount, unit) one job costs, per `prefect_runway.money.prices` (0 when unpriced)."""
         try:
             found = self._prices.price(
                 provider, model, ratio=spec.ratio,

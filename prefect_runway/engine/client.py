@@ -1,14 +1,4 @@
-"""The facade of the engine: submit, status, result, refresh_outputs, cancel, wait, download.
-
-:class:`GenerationClient` puts together the pieces of :mod:`prefect_runway.engine`: a
-:class:`~prefect_runway.engine.transport.Transport` (one httpx client, the key's origin
-check, scrubbing, TLS), the one retry loop with its submit and read classifiers
-(:mod:`prefect_runway.engine.retry`), the downloader (:mod:`prefect_runway.engine.download`)
-and the latency-aware poll schedule (:mod:`prefect_runway.engine.polling`). Everything
-provider-specific comes from a :class:`~prefect_runway.providers.base.Provider` (pure
-translation); everything Prefect-specific lives in ``tasks/`` and ``flows/``. This module
-knows neither Prefect nor any provider's field names.
-"""
+"""The facade of the engine: submit, status, result, refresh_outputs, cancel, wait, download."""
 
 from __future__ import annotations
 
@@ -190,7 +180,7 @@ class GenerationClient:
     def prepare(self, request: Request) -> PreparedRequest:
         """Validate ``request`` for this provider and build its body; sends nothing.
 
-        Flows prepare once in :mod:`prefect_runway.plan` and submit the prepared request.
+        Flows prepare once in :mod:`prefect_runway.flows.plan` and submit the prepared request.
         """
         return self.provider.prepare(request, self.base_url)
 
