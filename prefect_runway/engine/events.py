@@ -15,7 +15,6 @@ __all__ = [
     "JOB_STATES",
     "EngineLogger",
     "JobEvent",
-    "current_target",
     "emit_job",
     "job_scope",
     "log_to",
@@ -155,11 +154,6 @@ def log_to(logger: logging.Logger | logging.LoggerAdapter[Any] | None) -> Iterat
         yield
     finally:
         _TARGET.reset(token)
-
-
-def current_target() -> Any:
-    """The logger set by the innermost :func:`log_to`, or None."""
-    return _TARGET.get()
 
 
 class EngineLogger:
