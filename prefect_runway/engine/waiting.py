@@ -209,7 +209,8 @@ class _Wait:
             raise self.client.provider.failure_error(generation, update)
         if update.state is JobState.CANCELLED:
             raise GenerationCancelled(
-                "the generation was cancelled", provider=generation.provider, job_id=generation.job_id,
+                "the generation was cancelled", provider=generation.provider,
+                job_id=generation.job_id,
             )
         if update.needs_result_call:
             update = await self.client.result(generation, update)

@@ -1,4 +1,4 @@
-"""Every exception prefect-runway raises, importable from here; each is a :class:`PrefectRunwayError`."""
+"""Every exception prefect-runway raises, each a :class:`PrefectRunwayError`, imported from here."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ async def run_generation(
     with ``collect-generation``'s retries (:func:`_collect_in_flow`): no task run is open
     while the provider works, and none is made for what a re-run does again anyway (a job's
     wait and download are neither cached nor persisted). That halves the Prefect API
-    messages and task engines of a generation (``python -m benchmarks.orchestrator``). At most
+    messages and task engines of a generation (``benchmarks.orchestrator``). At most
     ``PREFECT_RUNWAY_MAX_TASK_RUNS`` (default 64) submit task runs are open at once in the
     flow run's process (:func:`prefect_runway.tasks.limits.task_run_slot`); the rest wait for a
     place, in the flow. A failed, cancelled or expired job, or the wait's deadline, fails the
@@ -338,7 +338,7 @@ def _opaque(value: T) -> T:
     Prefect walks every task argument twice (``visit_collection``), looking for futures and
     states to resolve and for upstream task runs to record as inputs. A credentials block, a
     prepared request or a finished generation holds neither, but walking them made two-thirds
-    of a storyboard's ``visit_collection`` calls (``benchmarks.orchestrator --profile``), and their
+    of a storyboard's ``visit_collection`` calls (``benchmarks.orchestrator``), and their
     strings, matched by ``id`` against earlier tasks' results, drew arrows in the run graph
     that meant nothing (``credentials`` after the still's submit). ``opaque`` skips the walk;
     the task receives ``value`` itself, and its cache key is the same. The real upstream
@@ -365,9 +365,9 @@ async def _wait_in_flow(
 
     A task run open for the whole wait holds Prefect's objects for a running task (its
     TaskRun, states, contexts, engine), a thousand sets of them for a storyboard of a
-    thousand shots (``python -m benchmarks.orchestrator``); the wait needs none of them: it
-    is not cached, not persisted, and a re-run polls the job again anyway. Its errors are
-    what the task's would have been: a final one (the job failed, was cancelled or expired, our deadline
+    thousand shots (``benchmarks.orchestrator``); the wait needs none of them: it is not cached,
+    not persisted, and a re-run polls the job again anyway. Its errors are what the task's
+    would have been: a final one (the job failed, was cancelled or expired, our deadline
     passed) is raised here, as the task raised it without a retry; one the task would have
     retried hands :func:`_collect_in_flow` the job, which waits again with its retries.
     """

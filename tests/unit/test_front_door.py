@@ -140,7 +140,9 @@ def test_the_prefect_collection_entry_point_registers_the_blocks():
     (``Block.load("segmind-credentials/...")`` in a worker that imported nothing else)."""
     pyproject = (Path(prefect_runway.__file__).parents[1] / "pyproject.toml").read_text()
     section = pyproject.split('[project.entry-points."prefect.collections"]')[1].split("\n[")[0]
-    module = re.search(r'^prefect_runway = "([\w.]+)"$', section, re.M).group(1)  # type: ignore[union-attr]
+    found = re.search(r'^prefect_runway = "([\w.]+)"$', section, re.M)
+    assert found is not None
+    module = found.group(1)
     slugs = _fresh(
         "import json, importlib\n"
         "from prefect.blocks.core import Block\n"
