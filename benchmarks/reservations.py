@@ -1,7 +1,7 @@
 """Daily-budget reservations: what pricing a submit against a block's daily budget costs.
 
 ``python -m benchmarks.reservations`` reserves and releases ``--count`` jobs one after the
-other in one block's daily budget (:class:`prefect_runway.spend.DailySpend`) on local
+other in one block's daily budget (:class:`prefect_runway.money.daily.DailySpend`) on local
 storage, as a run does around each submit, and reports the time of a reserve + release as
 the day's records grow (each reservation reads the records written since the last one and
 lists the day's folders). No HTTP and no emulator: the storage cost alone.

@@ -1,9 +1,4 @@
-"""Credentials blocks, one per provider. The block you pass picks the provider.
-
-Each block holds the API key as a ``SecretStr`` (read with ``get_secret_value()`` only where
-a request is authenticated), the API's base URL, and how to poll and pace calls. Its
-:meth:`get_client` returns a ready :class:`~prefect_runway.engine.GenerationClient`.
-"""
+"""Credentials blocks, one per provider. The block you pass picks the provider."""
 
 from __future__ import annotations
 
@@ -116,7 +111,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
             "or a currency like 'USD 50'. A storyboard or image_to_video whose plan would "
             "pass it with today's spend is refused before anything is sent; during a "
             "storyboard no new job starts past it. Spend is recorded beside the submission "
-            "ledger in the run's storage (prefect_runway.spend). Empty: no daily cap."
+            "ledger in the run's storage (prefect_runway.money.daily). Empty: no daily cap."
         ),
     )
 
@@ -124,7 +119,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
         default=None,
         description=(
             "Prices of models on this provider where they differ from the built-in table "
-            "(prefect_runway.pricing) or it has none: {model: amount} or {model: {amount or "
+            "(prefect_runway.money.prices) or it has none: {model: amount} or {model: {amount or "
             "tiers, unit, per}}; a model the table lacks is priced in the provider's unit, "
             "per job, unless per: second is given. Used by plans, budgets and the cost "
             "ledger's estimates. A run with a budget refuses a model with no known price."

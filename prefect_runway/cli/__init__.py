@@ -1,8 +1,4 @@
-"""The ``prefect-runway`` command: demo, emulator, serve, plan, storyboard, blocks and ledger.
-
-A mistake on the command line is one line on stderr naming the field and what is allowed,
-with exit status 2, before anything starts: no emulator, no Prefect server, no request.
-"""
+"""The ``prefect-runway`` command: demo, emulator, serve, plan, storyboard, blocks and ledger."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def demo_credentials(provider: str, emulator_url: str | None) -> tuple[Any, bool
 
 def watched(run: Callable[[], Coroutine[Any, Any, R]], title: str | None = None) -> R:
     """Run a flow in this process with its jobs on show: a live table on a terminal, plain
-    lines in a pipe or CI log (:mod:`prefect_runway.live`)."""
+    lines in a pipe or CI log (:mod:`prefect_runway.cli.live`)."""
     from prefect_runway.cli.live import LiveDisplay
 
     with server_settings(), LiveDisplay(title=title):

@@ -1,22 +1,4 @@
-"""What the ``prefect-runway`` command shows while a run goes: one row per job, live.
-
-The CLI runs the flows in its own process (``demo``, ``storyboard``), so it watches their jobs
-through :func:`prefect_runway.engine.events.subscribe` rather than reading logs back: each
-:class:`~prefect_runway.engine.events.JobEvent` updates a :class:`JobBoard`, and a
-:class:`LiveDisplay` draws the board with `rich <https://rich.readthedocs.io>`_ (installed with
-Prefect):
-
-```
- shot      kind   provider/model      state     progress                         job
- harbour   still  segmind/gen4_image  stored    ━━━━━━━━━━━━━━━━━━━━ done          3f2a9c
- harbour   video  runway/gen4_turbo   running   ━━━━━━━━━╺━━━━━━━━━━ 45% (provider) 8c1d07
- 2 jobs: 1 stored, 1 running · 14 s
-```
-
-Only on a terminal: where stdout is a pipe or a CI log, the display writes one plain line per
-change of a job's state (no escape codes) and a last line with the totals. Watching never
-fails a run: whatever the display raises is dropped (the run goes on, its logs unchanged).
-"""
+"""What the ``prefect-runway`` command shows while a run goes: one row per job, live."""
 
 from __future__ import annotations
 
@@ -320,7 +302,7 @@ class LiveDisplay:
 
 
 def cost_plan_table(cost_plan: Any) -> Table:
-    """A :class:`~prefect_runway.costs.CostPlan` as a rich table (``prefect-runway plan``)."""
+    """A :class:`~prefect_runway.money.cost_plan.CostPlan` as a rich table (``prefect-runway plan``)."""
     from prefect_runway.money.costs import format_amount
 
     usd = cost_plan.total_usd

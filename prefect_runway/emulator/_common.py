@@ -1,9 +1,4 @@
-"""Small helpers shared by the protocol modules: request parsing and value checks.
-
-The validation *tables* (models, ratios, limits) live in each protocol module; these are
-only the generic checks they are built from. A failed check raises `FieldError`, which each
-protocol turns into its own 400 shape.
-"""
+"""Small helpers shared by the protocol modules: request parsing and value checks."""
 
 from __future__ import annotations
 

@@ -1,39 +1,4 @@
-"""The emulator's ASGI app: the three protocols at the server root, plus `/_emulator/*`.
-
-    GET  /_emulator/media/{media_id}   made media: Content-Type, Content-Length, ETag,
-                                       Accept-Ranges; `Range: bytes=...` -> 206 with
-                                       Content-Range (416 if unsatisfiable; `If-Range`
-                                       honoured). Signed URLs (`?exp=&n=&sig=`) are checked:
-                                       403 when wrong or expired. Unknown/expired: 404. An
-                                       oversized output (`oversize_marker`) streams padded
-                                       to `oversize_bytes`, chunked with `oversize_chunked`.
-    GET  /_emulator/stats              per-provider counters, among them `credits_used`
-                                       (net of refunds), `credits_remaining` (the only
-                                       account's balance; null when several keys were
-                                       used), `accounts: {key_id: {spent, balance}}`,
-                                       `charges`, `credit_refusals`, `quota_refusals`,
-                                       `uploads`, `upload_bytes`, `empty`
-    GET  /_emulator/charges            every accepted job's charge, in submission order:
-                                       [{provider, model, job_id, fingerprint, key_id,
-                                       amount, unit, charged, refunded, phase, created_at}]
-                                       (`key_id`: sha256(key)[:12], `backend.key_id`)
-    POST /_emulator/uploads/{id}       the target of Runway's presigned upload form (see
-                                       runway.py)
-    POST /_emulator/reset              forget jobs, media, counters and faults
-    GET  /_emulator/config             the configuration; POST {field: value} to change it
-    GET  /_emulator/faults             the fault plan and its counters; POST a plan to set
-                                       it (see `faults.py`); DELETE to clear it
-    GET  /_emulator/jobs               live jobs per provider (debugging; benchmarks read
-                                       when each job is done, on the monotonic clock)
-    GET  /_emulator/health             {"ok": true}
-
-Every route answers only requests addressed to this machine (`Host: 127.0.0.1`, `localhost`
-or `[::1]`, any port; else 403), so a web page cannot reach it by DNS rebinding. The control
-routes (`/_emulator/*` but media and uploads) also refuse a browser's cross-site request (an
-`Origin` that is not loopback: 403) and a body that is not `application/json` (415), the
-kinds of request a page may send without asking. No answer holds an API key or part of one:
-accounts are named by `key_id` (sha256(key)[:12]).
-"""
+"""The emulator's ASGI app: the three protocols at the server root, plus ``/_emulator/*``."""
 
 from __future__ import annotations
 

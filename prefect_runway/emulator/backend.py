@@ -1,20 +1,4 @@
-"""The emulator's state: jobs, their media, per-provider accounting. No HTTP here.
-
-Like moto's `models.py`, this module is the service itself; the protocol modules
-(`segmind.py`, `aimlapi.py`, `runway.py`) only parse requests and shape answers.
-
-A job's phase is not stored but computed from the clock, so nothing has to tick:
-
-    WAITING   over the key's concurrency limit, not started (Runway THROTTLED,
-              AIMLAPI `waiting`, Segmind QUEUED)
-    QUEUED    started, in the first `queued_fraction` of its latency
-    RUNNING   until `latency` has passed (and for as long as its media is still being made)
-    SUCCEEDED / FAILED    after that
-    CANCELLED once cancelled
-
-Media is made on a thread pool as soon as a job is accepted, so the event loop never
-encodes. Everything here is guarded by one lock and safe to call from any thread.
-"""
+"""The emulator's state: jobs, their media, per-provider accounting. No HTTP here."""
 
 from __future__ import annotations
 
@@ -342,7 +326,7 @@ class Backend:
     def price_of(
         self, provider: str, model: str, spec: JobSpec, body: dict[str, Any] | None = None
     ) -> tuple[float, str]:
-        """(amount, unit) one job costs, per `prefect_runway.pricing` (0 when unpriced); the
+        """(amount, unit) one job costs, per `prefect_runway.money.prices` (0 when unpriced); the
         body where its fields change the price (veo3.1's `audio`)."""
         try:
             found = self._prices.price(
@@ -521,42 +505,13 @@ class Backend:
             stats = self._stats[provider]
             cost, unit = self.price_of(provider, model, spec, body)
             now = self.clock.monotonic()
-            limit = config.daily_limits.get(model)
-            recent = self._recent.setdefault((provider, api_key, model), deque())
-            while recent and recent[0] <= now - DAY:
-                recent.popleft()
-            if limit is not None and len(recent) >= limit:
-                stats["quota_refusals"] += 1
-                raise QuotaExceeded(
-                    f"daily limit of {limit} generations of {model} reached"
-                )
-            left = self.balance(provider, api_key)
-            if cost > left + 1e-9:
-                stats["credit_refusals"] += 1
-                raise InsufficientCredits(f"job costs {cost:g} {unit}, {left:g} remain")
+            recent = self._check_allowance(provider, model, api_key, cost, unit, now)
             if config.latency_range is not None:
                 latency = self._rng.uniform(*config.latency_range)
             else:
                 latency = config.latency
             prompt = spec.prompt or ""
-            fail = None
-            unsafe_output = _UNSAFE_OUTPUT.search(prompt)
-            if config.fail_marker and config.fail_marker in prompt:
-                fail = Failure("fail_marker", "The prompt was rejected by content moderation.")
-            elif UNSAFE_INPUT_MARKER in prompt:
-                fail = Failure("unsafe_input", "The input text was rejected by content moderation.")
-            elif unsafe_output:
-                seen_key = (provider, api_key, prompt)
-                self._unsafe_seen[seen_key] += 1
-                if self._unsafe_seen[seen_key] <= int(unsafe_output.group(1) or 1):
-                    fail = Failure("unsafe_output", "The output was rejected by content moderation.")
-            elif INTERNAL_MARKER in prompt:
-                fail = Failure("internal_marker", "The model produced a bad output.")
-            elif internal_first := _INTERNAL_FIRST.search(prompt):
-                seen_key = (f"{provider}#internal", api_key, prompt)
-                self._unsafe_seen[seen_key] += 1
-                if self._unsafe_seen[seen_key] <= int(internal_first.group(1)):
-                    fail = Failure("internal_marker", "The model produced a bad output.")
+            fail = self._failure_for(provider, api_key, prompt)
             expire = bool(config.expire_marker and config.expire_marker in prompt)
             oversize = bool(config.oversize_marker and config.oversize_marker in prompt)
             job = Job(
@@ -591,22 +546,69 @@ class Backend:
             stats["credits_used"] += cost
             stats["charges"] += 1
             if fail is None:
-                media_id = uuid.uuid4().hex
-                job.media_ids.append(media_id)
-                self._media[media_id] = Media(
-                    id=media_id,
-                    provider=provider,
-                    job_id=job.id,
-                    content_type=spec.content_type,
-                    signed=spec.signed_outputs,
-                    expires_at=job.expires_at,
-                    served_size=config.oversize_bytes if oversize else 0,
-                )
-                self._media_executor().submit(self._produce, job)
+                self._start_media(job, config.oversize_bytes if oversize else 0)
             else:
                 job.media_done = True
             self._admit(self._lane_key(job), now)
             return job
+
+    def _check_allowance(
+        self, provider: str, model: str, api_key: str, cost: float, unit: str, now: float
+    ) -> deque[float]:
+        """Refuse a submission over the key's daily quota or balance (the lock is held); the
+        key's recent submissions of the model, to append the accepted one to."""
+        stats = self._stats[provider]
+        limit = self._config.daily_limits.get(model)
+        recent = self._recent.setdefault((provider, api_key, model), deque())
+        while recent and recent[0] <= now - DAY:
+            recent.popleft()
+        if limit is not None and len(recent) >= limit:
+            stats["quota_refusals"] += 1
+            raise QuotaExceeded(
+                f"daily limit of {limit} generations of {model} reached"
+            )
+        left = self.balance(provider, api_key)
+        if cost > left + 1e-9:
+            stats["credit_refusals"] += 1
+            raise InsufficientCredits(f"job costs {cost:g} {unit}, {left:g} remain")
+        return recent
+
+    def _failure_for(self, provider: str, api_key: str, prompt: str) -> Failure | None:
+        """How a job with this prompt fails, by its markers, or None (the lock is held)."""
+        config = self._config
+        unsafe_output = _UNSAFE_OUTPUT.search(prompt)
+        if config.fail_marker and config.fail_marker in prompt:
+            return Failure("fail_marker", "The prompt was rejected by content moderation.")
+        if UNSAFE_INPUT_MARKER in prompt:
+            return Failure("unsafe_input", "The input text was rejected by content moderation.")
+        if unsafe_output:
+            seen_key = (provider, api_key, prompt)
+            self._unsafe_seen[seen_key] += 1
+            if self._unsafe_seen[seen_key] <= int(unsafe_output.group(1) or 1):
+                return Failure("unsafe_output", "The output was rejected by content moderation.")
+        elif INTERNAL_MARKER in prompt:
+            return Failure("internal_marker", "The model produced a bad output.")
+        elif internal_first := _INTERNAL_FIRST.search(prompt):
+            seen_key = (f"{provider}#internal", api_key, prompt)
+            self._unsafe_seen[seen_key] += 1
+            if self._unsafe_seen[seen_key] <= int(internal_first.group(1)):
+                return Failure("internal_marker", "The model produced a bad output.")
+        return None
+
+    def _start_media(self, job: Job, served_size: int) -> None:
+        """Register the job's output and start making it on the media pool (the lock is held)."""
+        media_id = uuid.uuid4().hex
+        job.media_ids.append(media_id)
+        self._media[media_id] = Media(
+            id=media_id,
+            provider=job.provider,
+            job_id=job.id,
+            content_type=job.spec.content_type,
+            signed=job.spec.signed_outputs,
+            expires_at=job.expires_at,
+            served_size=served_size,
+        )
+        self._media_executor().submit(self._produce, job)
 
     def lookup(self, provider: str, job_id: str, *, count: str | None = None) -> JobView:
         """A snapshot of a job; `count` ("status" or "result") is added to the stats.

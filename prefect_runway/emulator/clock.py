@@ -1,10 +1,4 @@
-"""Time sources for the emulator.
-
-Job phases, expiry and signed-URL lifetimes are computed from a `Clock` rather than from
-`time` directly, so tests can move time forward without sleeping (`ManualClock`).
-`monotonic()` orders events; `time()` is wall-clock epoch seconds for timestamps that leave
-the emulator (`createdAt`, the expiry inside a signed URL).
-"""
+"""Time sources for the emulator: ``SystemClock``, and ``ManualClock`` for tests."""
 
 from __future__ import annotations
 

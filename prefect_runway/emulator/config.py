@@ -1,9 +1,4 @@
-"""Run-time configuration of the emulator.
-
-One `EmulatorConfig` holds every knob; the backend reads it on each request, so a change
-made with `Emulator.configure(...)` or `POST /_emulator/config` applies to the next call.
-Durations are seconds.
-"""
+"""Run-time configuration of the emulator: one ``EmulatorConfig`` holds every knob."""
 
 from __future__ import annotations
 
@@ -128,7 +123,7 @@ class EmulatorConfig(BaseModel):
         ge=0,
         description=(
             "Starting balance of every API key on every provider, in that provider's unit "
-            "(Runway and AIMLAPI credits, Segmind USD; see `prefect_runway.pricing`). None: "
+            "(Runway and AIMLAPI credits, Segmind USD; see `prefect_runway.money.prices`). None: "
             "`balances` decides."
         ),
     )

@@ -1,17 +1,4 @@
-"""Reading the images a request points at, and the URL rules shared by the protocols.
-
-The providers take input images as HTTPS URLs or `data:` URIs. The emulator has no
-internet, so it reads:
-
-- `data:` URIs, decoded in place;
-- `http(s)` URLs whose host is loopback (127.0.0.1, localhost, ::1): its own
-  `/_emulator/media/...` URLs straight from its media store (a signed URL must still be
-  valid), anything else (e.g. a moto S3 presigned URL) with httpx;
-- any other URL fails the job: "emulator cannot fetch non-loopback image URL".
-
-Development exception: where a provider demands `https://`, the emulator also accepts
-`http://` for loopback hosts, because its own media URLs (and a local S3) are plain HTTP.
-"""
+"""Reading the images a request points at, and the URL rules shared by the protocols."""
 
 from __future__ import annotations
 

@@ -1,15 +1,4 @@
-"""Real media for the emulator: PNG stills (Pillow) and H.264 MP4 videos (PyAV).
-
-- `make_still` draws a deterministic picture for a prompt and seed: a two-colour gradient,
-  translucent shapes and the prompt's text, at the exact pixel size asked for.
-- `make_video` animates an image: the first frame IS the input image (resized and
-  centre-cropped to the video size), then a slow zoom so the picture moves; exactly
-  `round(duration_s * fps)` frames, so the decoded duration equals `duration_s`. With a last
-  frame it cross-fades to that image over the final second.
-
-Both are CPU-bound and blocking: the server runs them in a thread pool, never on its event
-loop. `MediaCache` memoises results by their inputs (optional, for benchmarks).
-"""
+"""Real media for the emulator: PNG stills (Pillow) and H.264 MP4 videos (PyAV)."""
 
 from __future__ import annotations
 

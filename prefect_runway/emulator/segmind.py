@@ -1,34 +1,4 @@
-"""Segmind's serverless protocol (seeds 000-002, `segmind` SDK 1.3.0).
-
-Routes (auth: `x-api-key`):
-
-    POST /v2/{slug}                  -> 200 {request_id, status: QUEUED, poll_url, status_url,
-                                              response_url}  (absolute URLs)
-    GET  /v2/requests/{id}/status    -> {status, request_id, status_url, response_url, metrics}
-    GET  /v2/requests/{id}           -> {status, request_id, metrics: {inference_time}, output}
-    POST /v1/{slug}                  -> the media bytes (sync), `x-remaining-credits` header
-    GET  /v1/get-user-credits        -> {credits, "free-credits", credits_used, currency:
-                                        "USD"} (the key's account; Segmind's credits are
-                                        dollars; free-credits always 0 here)
-
-Each accepted submission is charged its price (`prefect_runway.pricing`, USD) to the key's
-balance; the v2 submit answer and the sync answer carry `x-remaining-credits` (after the
-charge). Failed requests are refunded, except input-safety ones (`[fail]`, `[unsafe-input]`). Over the balance: 406
-`{"error": "Insufficient credits: Not enough credits to process request (...)"}`. Over
-`daily_limits`: 429 `{"error": "Too many requests: ..."}`. Prompt markers fail the request
-(FAILED, HTTP 422, `error`): `[fail]` / `[unsafe-input]` "Request blocked by content
-moderation (RAI)...", `[unsafe-output]` "Output blocked by content moderation (RAI)...",
-`[internal]` "Internal server error while generating...".
-
-Statuses QUEUED, PROCESSING, COMPLETED, FAILED; FAILED is HTTP 422 on both GETs with the
-body still carrying `status` and `error`; an unknown or expired id is 404 (results are kept
-`expiry` seconds, one hour by default). Errors are `{"error": "..."}`: 400 bad parameters
-(naming the field), 401 missing/invalid key, 404 unknown slug or id, 406 insufficient
-credits. The SDK derives `/v2` from `base_url=".../v1"`, so point it at `{emulator}/v1`.
-
-Development exception: `promptImage` must be HTTPS, but `http://` is accepted for loopback
-hosts (the emulator's own media URLs, a local S3).
-"""
+"""Segmind's serverless protocol (v2 async and v1 sync routes, credits)."""
 
 from __future__ import annotations
 

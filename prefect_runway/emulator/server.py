@@ -1,14 +1,4 @@
-"""Running the emulator: in a background thread (tests, demos) or in the foreground (CLI).
-
-    with Emulator(EmulatorConfig(latency=0.3)) as emu:       # or: async with Emulator(...)
-        emu.url                                              # http://127.0.0.1:PORT
-        emu.stats(); emu.reset(); emu.configure(latency=1.0); emu.set_faults(...)
-
-    run_forever(EmulatorConfig(), port=8765)                 # blocks until Ctrl-C
-    main(["--port", "8765", "--latency", "5"])               # the same, from argv
-
-The server binds 127.0.0.1 only.
-"""
+"""Running the emulator: in a background thread (tests, demos) or in the foreground (CLI)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The one HTTP engine: config, transport, the retry loop, downloads, and the client facade.
-
-Imports nothing from Prefect; a provider's translation (:mod:`prefect_runway.providers`)
-says what to send, this package sends it.
-"""
+"""The one HTTP engine: config, transport, the retry loop, polling, downloads, the client."""
 
 from prefect_runway.engine.client import GenerationClient
 from prefect_runway.engine.config import ConnectionLimits, EngineConfig, RetryPolicy, Timeouts

@@ -1,22 +1,10 @@
-"""The facade of the engine: submit, status, result, refresh_outputs, cancel, wait, download.
-
-:class:`GenerationClient` puts together the pieces of :mod:`prefect_runway.engine`: a
-:class:`~prefect_runway.engine.transport.Transport` (one httpx client, the key's origin
-check, scrubbing, TLS), the one retry loop with its submit and read classifiers
-(:mod:`prefect_runway.engine.retry`), the downloader (:mod:`prefect_runway.engine.download`)
-and the latency-aware poll schedule (:mod:`prefect_runway.engine.polling`). Everything
-provider-specific comes from a :class:`~prefect_runway.providers.base.Provider` (pure
-translation); everything Prefect-specific lives in ``tasks/`` and ``flows/``. This module
-knows neither Prefect nor any provider's field names.
-"""
+"""The facade of the engine: submit, status, result, refresh_outputs, cancel, wait, download."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -27,14 +15,7 @@ from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.credits import CreditBook, credit_book_for
 from prefect_runway.engine.download import DownloadedFile, Downloader, OnWritten, max_downloads
 from prefect_runway.engine.events import EngineLogger
-from prefect_runway.engine.polling import (
-    LATENCY,
-    LatencyBook,
-    LatencyTrack,
-    PollSchedule,
-    latency_key,
-)
-from prefect_runway.engine.progress import ProgressLine, watch_poll
+from prefect_runway.engine.polling import LATENCY, LatencyBook, PollSchedule
 from prefect_runway.engine.retry import (
     RETRY_STATUS,
     Retry,
@@ -43,12 +24,9 @@ from prefect_runway.engine.retry import (
     with_retries,
 )
 from prefect_runway.engine.transport import Transport
+from prefect_runway.engine.waiting import DEFAULT_QUEUE_TIMEOUT, OnUpdate, wait_for
 from prefect_runway.errors import (
     BadResponse,
-    GenerationCancelled,
-    GenerationExpired,
-    GenerationFailed,
-    GenerationTimedOut,
     PrefectRunwayError,
     ProviderRejected,
     ProviderUnavailable,
@@ -58,17 +36,11 @@ from prefect_runway.models import (
     Balance,
     Generation,
     GenerationResult,
-    JobState,
     Request,
     StatusUpdate,
-    utc_now,
 )
 from prefect_runway.providers.base import PreparedRequest, Provider
 from prefect_runway.providers.wire import HttpCall, PendingUpload, redact_url
-
-#: How long a job may sit THROTTLED (held back by the provider's concurrency limit) by default,
-#: in seconds; this time does not count against the wait's deadline.
-DEFAULT_QUEUE_TIMEOUT = 3600.0
 
 __all__ = ["DownloadedFile", "GenerationClient", "PollSchedule", "RetryPolicy"]
 
@@ -93,11 +65,6 @@ def _scrubbed(
             raise
 
     return step
-
-
-#: A wait that starts later than this after the job's submission is a resumed one (a job
-#: found in the submit cache, or waited for again after a crash or a timeout).
-RESUMED_WAIT_SECONDS = 10.0
 
 
 class GenerationClient:
@@ -190,7 +157,7 @@ class GenerationClient:
     def prepare(self, request: Request) -> PreparedRequest:
         """Validate ``request`` for this provider and build its body; sends nothing.
 
-        Flows prepare once in :mod:`prefect_runway.plan` and submit the prepared request.
+        Flows prepare once in :mod:`prefect_runway.flows.plan` and submit the prepared request.
         """
         return self.provider.prepare(request, self.base_url)
 
@@ -258,7 +225,7 @@ class GenerationClient:
         generation: Generation,
         *,
         timeout: float | None = None,
-        on_update: Callable[[StatusUpdate], Awaitable[None] | None] | None = None,
+        on_update: OnUpdate | None = None,
         queue_timeout: float | None = None,
     ) -> GenerationResult:
         """Poll until the job is terminal, within a deadline.
@@ -288,151 +255,8 @@ class GenerationClient:
             GenerationTimedOut: the deadline passed, or the job sat THROTTLED longer than
                 ``queue_timeout``; carries the job id to resume later.
         """
-        started = time.monotonic()
-        deadline = started + (timeout if timeout is not None else self.poll.timeout)
-        # The job's age: from its submission (which may be long ago, for a resumed wait).
-        try:
-            submitted_age = max(0.0, (utc_now() - generation.submitted_at).total_seconds())
-        except TypeError:  # a naive timestamp from elsewhere: count from now
-            submitted_age = 0.0
-        track = None
-        if self.poll.adaptive:
-            track = self.latency.track(
-                latency_key(generation.provider, generation.base_url, generation.model,
-                            generation.request),
-                public=generation.base_url.rstrip("/") == self.provider.default_base_url.rstrip("/"),
-            )
-            # A wait on an older job (found in the cache, resumed after a crash) polls late
-            # not by choice: a job it never sees running tells nothing of its latency.
-            track.resumed = submitted_age > RESUMED_WAIT_SECONDS
-        try:
-            result = await self._poll_until_done(
-                generation, deadline, timeout, on_update, track,
-                lambda: submitted_age + time.monotonic() - started,
-                self.queue_timeout if queue_timeout is None else queue_timeout,
-            )
-        except (GenerationFailed, GenerationCancelled, GenerationExpired):
-            if self.credits is not None:  # it may be refunded: the balance moves
-                self.credits.finished(generation.job_id, succeeded=False)
-            raise
-        else:
-            if self.credits is not None:
-                self.credits.finished(generation.job_id, succeeded=True)
-            return result
-        finally:
-            if track is not None:
-                track.close()
-
-    async def _poll_until_done(
-        self,
-        generation: Generation,
-        deadline: float,
-        timeout: float | None,
-        on_update: Callable[[StatusUpdate], Awaitable[None] | None] | None,
-        track: LatencyTrack | None,
-        age: Callable[[], float],
-        queue_timeout: float,
-    ) -> GenerationResult:
-        last_state: JobState | None = None
-        last_raw: str | None = None
-        classic = self.poll.delays()
-        first = True
-        progress = ProgressLine(generation)
-        queue = _QueueClock(queue_timeout, time.monotonic())
-        while True:
-            window = track.window() if track is not None else None
-            if window is None or (first and self.poll.first_delay is not None):
-                delay = next(classic)
-            else:
-                delay = self.poll.next_delay(age(), window)
-            first = False
-            now = time.monotonic()
-            if queue.over(now):
-                raise GenerationTimedOut(
-                    f"the job sat THROTTLED (held back by {generation.provider}'s concurrency "
-                    f"limit) for more than queue_timeout ({queue_timeout:g} s); it may still run "
-                    "remotely — wait again with this job id",
-                    timeout=queue_timeout,
-                    last_status=last_raw,
-                    provider=generation.provider,
-                    job_id=generation.job_id,
-                )
-            # Time spent THROTTLED moves the deadline out; ``queue_timeout`` bounds it instead.
-            remaining = min(deadline + queue.spent(now) - now, queue.remaining(now))
-            if remaining <= 0:
-                raise GenerationTimedOut(
-                    "the job did not finish before the deadline; it may still finish remotely — "
-                    "wait again with this job id",
-                    timeout=timeout if timeout is not None else self.poll.timeout,
-                    last_status=last_raw,
-                    provider=generation.provider,
-                    job_id=generation.job_id,
-                )
-            await asyncio.sleep(min(delay, remaining))
-            update = await self.status(generation)
-            progress.seen(update, age(), window)
-            watch_poll(generation, update, age(), window)
-            self._note_throttle(generation, update, queue, time.monotonic())
-            if track is not None:
-                if update.state.terminal:
-                    if update.state is JobState.SUCCEEDED:
-                        track.finished(age())
-                else:
-                    track.pending(age())
-            if update.state is not last_state:
-                logger.info(
-                    "%s job %s is %s", generation.provider, generation.job_id,
-                    update.raw_status or update.state.value,
-                )
-                last_state = update.state
-                if on_update is not None:
-                    maybe = on_update(update)
-                    if asyncio.iscoroutine(maybe):
-                        await maybe
-            last_raw = update.raw_status
-            if not update.state.terminal:
-                continue
-            if update.state is JobState.FAILED:
-                raise self.provider.failure_error(generation, update)
-            if update.state is JobState.CANCELLED:
-                raise GenerationCancelled(
-                    "the generation was cancelled", provider=generation.provider, job_id=generation.job_id,
-                )
-            if update.needs_result_call:
-                update = await self.result(generation, update)
-            if not update.outputs:
-                raise BadResponse(
-                    "the job succeeded but named no output", provider=generation.provider,
-                    job_id=generation.job_id,
-                )
-            return GenerationResult(
-                generation=generation,
-                state=update.state,
-                outputs=update.outputs,
-                metrics=update.metrics,
-                cost=update.cost,
-            )
-
-    def _note_throttle(
-        self, generation: Generation, update: StatusUpdate, queue: _QueueClock, now: float
-    ) -> None:
-        """Count THROTTLED time and log once when the job enters and leaves that state."""
-        if update.throttled and queue.since is None:
-            queue.enter(now)
-            logger.warning(
-                "%s job %s is THROTTLED: %s; queued time does not count against the wait's "
-                "deadline (queue_timeout %g s)",
-                generation.provider, generation.job_id,
-                update.throttle_reason or "the provider is holding it back", queue.limit,
-            )
-        elif not update.throttled and queue.since is not None:
-            queue.leave(now)
-            logger.info(
-                "%s job %s left THROTTLED after %.1f s queued; it is %s",
-                generation.provider, generation.job_id, queue.total,
-                update.raw_status or update.state.value,
-            )
-        queue.seen(now)
+        return await wait_for(self, generation, timeout=timeout, on_update=on_update,
+                              queue_timeout=queue_timeout)
 
     # ---- uploads -----------------------------------------------------------------------
 
@@ -574,37 +398,3 @@ class GenerationClient:
             read_classifier(self.transport, call, job_id, ok),
             what=f"{self.provider.name} {call.method} {redact_url(call.url)}",
         )
-
-
-class _QueueClock:
-    """Time a job spent THROTTLED during one wait, against its ``queue_timeout``."""
-
-    def __init__(self, limit: float, now: float) -> None:
-        self.limit = limit
-        self.total = 0.0
-        self.since: float | None = None
-        self._last_seen = now
-
-    def seen(self, now: float) -> None:
-        self._last_seen = now
-
-    def enter(self, now: float) -> None:
-        # Counted from the previous observation: a task over the limit is THROTTLED from
-        # its creation, not from the poll that first saw it.
-        self.since = self._last_seen
-
-    def leave(self, now: float) -> None:
-        if self.since is not None:
-            self.total += now - self.since
-        self.since = None
-
-    def spent(self, now: float) -> float:
-        return self.total + (now - self.since if self.since is not None else 0.0)
-
-    def over(self, now: float) -> bool:
-        return self.since is not None and self.spent(now) > self.limit
-
-    def remaining(self, now: float) -> float:
-        if self.since is None:
-            return float("inf")
-        return self.limit - self.spent(now)

@@ -1,9 +1,4 @@
-"""The engine's settings as explicit, typed values: retries, timeouts, connection limits.
-
-Nothing here is read from the environment or from Prefect: a credentials block (or a
-caller) builds an :class:`EngineConfig` and hands it to
-:class:`~prefect_runway.engine.client.GenerationClient`.
-"""
+"""The engine's settings as explicit, typed values: retries, timeouts, connection limits."""
 
 from __future__ import annotations
 

@@ -1,29 +1,4 @@
-"""What a submit was charged, from the balance the provider reports after it (Segmind).
-
-Segmind reports no cost per job, but its submit answer carries the account's balance after
-the submit (``x-remaining-credits``). The difference between the balance just before a
-submit and that header is the submit's charge *only when nothing else moved the balance in
-between*. :class:`CreditBook` (one per provider, API and key, shared by every client of the
-process) decides when that is provable from what this process saw:
-
-* a **baseline** is a balance known while this process had no submit in flight and no job
-  of the account open: a balance read (``GenerationClient.balance``, e.g. the check before a
-  run), or the header of the previous submit once that job was seen to succeed (a failed or
-  cancelled job may be refunded, which moves the balance: the baseline is then dropped);
-* a baseline older than :data:`BASELINE_MAX_AGE` seconds is not used (a top-up or another
-  worker may have moved the balance meanwhile);
-* a submit's charge is ``baseline - remaining`` when it began with a baseline, no other
-  submit of the account began before its answer, and the difference is positive;
-* otherwise (jobs of the same account running at once, a lost answer, a job never seen to
-  end) the charge is not provable and stays unknown: the cost ledger keeps the price
-  table's estimate, marked estimated.
-
-What this process cannot see it cannot exclude: another process or worker spending from the
-same key between the two readings makes the difference wrong. Give each concurrent worker
-its own key where exact Segmind costs matter, or treat them as estimates.
-
-The key is hashed to tell accounts apart; the hash stays in this process's memory.
-"""
+"""What a submit was charged, from the balance the provider reports after it (Segmind)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,4 @@
-"""Downloading one output: streamed to disk while hashed, resumed, verified.
-
-The transfer resumes with an HTTP Range request after a broken connection where the server
-allows it, and starts over where it does not; the retries are
-:func:`~prefect_runway.engine.retry.with_retries` with a download classifier. What arrives
-is checked against Content-Length, the expected media type and the file's magic bytes; a
-truncated or mismatched body is never returned, nor one larger than the limit of its kind
-(:class:`~prefect_runway.engine.config.DownloadLimits`). The partial file is opened once,
-never through a symbolic link, and written through that descriptor only.
-
-At most ``PREFECT_RUNWAY_MAX_DOWNLOADS`` (default 32) bodies stream at once per event loop
-(a flow run's), whichever client they come from: each holds read buffers (and a large one up
-to ``(BACKLOG + 1) * BATCH`` bytes of batches), so a storyboard whose thousand videos finish
-together would otherwise hold them all at once. A download waits for a slot before its
-request is sent and gives it back when the body is on disk (not during a retry's backoff).
-"""
+"""Downloading one output: streamed to disk while hashed, resumed, verified."""
 
 from __future__ import annotations
 

@@ -1,22 +1,4 @@
-"""Where the engine's messages go: the caller's logger while it says so, else the module's.
-
-The engine imports nothing from Prefect, yet what it has to say (a state change, a retry and
-its reason, a download resumed with HTTP Range, a cancellation, progress while waiting)
-belongs in the run's logs. Each engine module logs through an :class:`EngineLogger`; inside
-:func:`log_to` (the tasks pass Prefect's run logger) its records go to that logger, and
-outside it to the stdlib logger of the module's name (``prefect_runway.engine.*``).
-
-The target is held in a context variable, so concurrent tasks of one process (a storyboard
-runs many chains at once) each log to their own run, and asyncio tasks started inside
-:func:`log_to` inherit it.
-
-Besides log lines, the same process can **watch its jobs**: :func:`subscribe` a callable and it
-receives a :class:`JobEvent` for each step of every job (queued, submitted, each poll while it
-runs or is throttled, downloading, stored, failed). The CLI's live display
-(:mod:`prefect_runway.live`) is such a subscriber. A subscriber that raises is dropped from
-that event, never from the run: watching never fails a job. With no subscriber, an event
-costs one check.
-"""
+"""Where the engine's messages go (the caller's logger, else the module's), and job events."""
 
 from __future__ import annotations
 
@@ -33,7 +15,6 @@ __all__ = [
     "JOB_STATES",
     "EngineLogger",
     "JobEvent",
-    "current_target",
     "emit_job",
     "job_scope",
     "log_to",
@@ -173,11 +154,6 @@ def log_to(logger: logging.Logger | logging.LoggerAdapter[Any] | None) -> Iterat
         yield
     finally:
         _TARGET.reset(token)
-
-
-def current_target() -> Any:
-    """The logger set by the innermost :func:`log_to`, or None."""
-    return _TARGET.get()
 
 
 class EngineLogger:

@@ -1,40 +1,4 @@
-"""When to poll a job: latency-aware schedules, learned per model in this process.
-
-A provider says only whether a job has finished, never when it will. A fixed cadence either
-wastes requests (for most of a video job's life nothing can have happened yet) or notices
-completions late. :class:`PollSchedule` spends polls where completion is likely, using what
-a :class:`LatencyBook` knows of the model's latency — a window ``[low, high]``: the expected
-minimum, and the age by which nearly every job (95%) has finished:
-
-* **Before ``low``** no job of the model finishes: the next poll is at ``low``.
-* **Between ``low`` and ``high``** the interval is ``sqrt(2 * poll_cost * (high - age))``:
-  it tightens as completion nears. This is the interval that minimises *mean notice delay +
-  poll_cost x polls* when latencies are spread evenly over the window (in general
-  ``sqrt(2 * poll_cost / hazard)``, and the hazard of an even spread at age ``t`` is
-  ``1 / (high - t)``): ``poll_cost`` is how many seconds of delay one poll is worth.
-* **Past ``high``** the job is overdue and nothing more is known: the interval grows again
-  from ``interval`` by ``multiplier - 1`` times the time overdue.
-* **With no knowledge at all** (no prior for the model at this API, no job seen yet) it is
-  the classic schedule: ``first_delay`` (or ``interval``), growing by ``multiplier``.
-
-Every interval is clamped to ``[interval, max_interval]`` and to the wait's deadline, so a
-credentials block's ``poll_interval_seconds`` (the shortest interval) and
-``max_poll_interval_seconds`` (the longest, first poll included) bound whatever is learned.
-
-What is known is kept per (provider, API base URL, model, video duration):
-
-* the latencies of the jobs this process saw finish, each the midpoint of the bracket
-  between the last poll that found it running and the poll that found it done;
-* the ages of jobs still being waited for: a batch in flight is censored data, so the window
-  is a Kaplan-Meier estimate and early finishers do not pass for the whole batch; while
-  fewer than 5% have finished the upper end is extrapolated from the survival curve so far;
-* a prior per model (:data:`DEFAULT_PRIORS`) for the providers' public APIs only: it is used
-  until ``min_events`` jobs were seen, and dropped at once if one of them contradicts it.
-  Other endpoints (an emulator, a proxy) start from nothing, unless given a prior with
-  :meth:`LatencyBook.set_prior`.
-
-Nothing here reads a clock: ages are passed in, so every schedule is reproducible.
-"""
+"""When to poll a job: latency-aware schedules, learned per model in this process."""
 
 from __future__ import annotations
 

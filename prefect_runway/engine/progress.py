@@ -1,10 +1,4 @@
-"""A progress line while a job runs: at most one per :data:`PROGRESS_EVERY` seconds per job.
-
-Between "submitted" and "succeeded" a video job takes minutes; a person watching the run's
-logs should see that it is alive and how far along it is: the provider's own progress where
-it reports one (Runway's ``progress``, 0-1), else the job's age against the window the
-latency book expects (:mod:`prefect_runway.engine.polling`).
-"""
+"""A progress line while a job runs: at most one per :data:`PROGRESS_EVERY` seconds per job."""
 
 from __future__ import annotations
 
@@ -38,7 +32,7 @@ def watch_poll(
 
     A pending job is ``submitted`` (or ``throttled``, held back by the provider), a running
     one ``running``; how a job ends (stored, or failed after any resubmit) is the flows' to
-    say (:mod:`prefect_runway.watch`).
+    say (:mod:`prefect_runway.flows.watch`).
     """
     if update.throttled:
         state = "throttled"

@@ -1,14 +1,4 @@
-"""A request-rate budget per provider key, shared by every task in a process.
-
-Hundreds of jobs in flight each poll their status; without a shared budget they would trip
-the provider's rate limit together. :func:`limiter_for` returns the one limiter for a
-(provider, base URL, key) triple, so every client built from the same credentials — in any
-task, on any thread or event loop of the process — draws from the same budget. For a budget
-shared across processes and machines, a :class:`GlobalRateLimit` takes slots of a global limit.
-
-The limiter is a token bucket guarded by a thread lock (not an asyncio lock), so it works
-across event loops and threads.
-"""
+"""A request-rate budget per provider key, shared by every task in a process."""
 
 from __future__ import annotations
 

@@ -1,23 +1,4 @@
-"""The one retry loop, and the classifiers that decide what a retry may cure.
-
-:func:`with_retries` runs an attempt, hands its outcome (an answer, or the exception it
-raised) to a *classifier*, and either waits and tries again (the classifier returned
-:class:`Retry`), returns what the classifier returned, or lets the classifier's exception
-through. The policy (:class:`~prefect_runway.engine.config.RetryPolicy`) bounds it in
-attempts and in time, with capped exponential backoff and full jitter.
-
-The rules, in one place:
-
-* **Reads** (status, result, cancel; :func:`read_classifier`) retry on transport errors,
-  unreadable answers, 408/425/429 (honouring ``Retry-After``) and 5xx.
-* **Submits** (POST; :func:`submit_classifier`) are retried only where the provider provably
-  did not take the job: the connection could not be made (nothing was sent), or the answer
-  was 429 or 503 (refused). A read timeout, a dropped connection after sending, or a
-  500/502/504 leave the outcome unknown: that raises
-  :class:`~prefect_runway.errors.SubmissionUncertain`, never a resend.
-* **Downloads** use the same loop with their own classifier
-  (:mod:`prefect_runway.engine.download`): they resume where they broke off.
-"""
+"""The one retry loop, and the classifiers that decide what a retry may cure."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""Sending one HTTP call: the AsyncClient, the key's origin check, scrubbing, TLS, log redaction.
-
-A :class:`Transport` sends what a provider's translation describes (an
-:class:`~prefect_runway.providers.base.HttpCall`) and reads the answer into memory, bounded
-(:data:`~prefect_runway.engine.config.MAX_API_BODY`). It never retries: that is
-:mod:`prefect_runway.engine.retry`'s one loop. It knows neither Prefect nor any provider's
-field names.
-"""
+"""Sending one HTTP call: the AsyncClient, the key's origin check, scrubbing, TLS, redaction."""
 
 from __future__ import annotations
 

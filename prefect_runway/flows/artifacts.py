@@ -1,23 +1,4 @@
-"""What a flow run leaves for a person to look at in the Prefect UI.
-
-- a **summary** per flow run, the artifact to look at first (:func:`publish_outputs`): the
-  still and the video's preview as pictures, and a table of every output (shot, kind,
-  provider/model, seconds, cost, size, link);
-- the same outputs as a **table** artifact, the columns a person reads first on the left;
-- each still (:func:`publish_still`) and each video's preview, a GIF or contact sheet stored
-  beside it (:func:`publish_video_preview`), keyed so the UI shows their history across runs;
-- for batches, a **progress** artifact updated as jobs finish (:class:`BatchProgress`);
-- a run's **submissions in doubt**, each with the commands that settle it
-  (:func:`publish_doubts`; a storyboard's are in its summary).
-
-Every picture renders wherever the outputs are: it is **inlined** as a small ``data:`` URI
-(a JPEG thumbnail, or the GIF preview itself) inside a markdown artifact, which the Prefect
-UI renders, so it shows after the run and holds no URL to the output; only a picture too
-large to read for a thumbnail is shown by its link. Links to open an output (S3: presigned
-``GET`` URLs) live as long as the storage says (``S3Storage.link_seconds``, one day by
-default). Never a provider's temporary URL, never a ``file://`` link (browsers do not open
-them from a web page). Nothing here holds a key.
-"""
+"""What a flow run leaves for a person to look at in the Prefect UI."""
 
 from __future__ import annotations
 
@@ -193,7 +174,7 @@ def output_rows(
     """One table row per output, the columns a person reads first on the left: shot, kind,
     provider/model, seconds, cost, size, link; then location, job, bytes, sha256, preview,
     source, and the cost's unit and whether it is an estimate (see
-    :func:`prefect_runway.costs.charged_cost`).
+    :func:`prefect_runway.money.costs.charged_cost`).
 
     ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); the link
     is then the short text ``[open](URL)``. Without one it is the output's key: a local path
@@ -320,7 +301,7 @@ DOUBTS_ARTIFACT_KEY = "submission-doubts"
 @_never_fails
 async def publish_doubts(doubts: Sequence[Doubt]) -> UUID:
     """The submissions in doubt a run met, each with the commands that settle it
-    (:func:`prefect_runway.ledger.doubts_markdown`), as a markdown artifact."""
+    (:func:`prefect_runway.flows.doubts.doubts_markdown`), as a markdown artifact."""
     return await acreate_markdown_artifact(
         markdown=doubts_markdown(doubts), key=DOUBTS_ARTIFACT_KEY,
         description=f"{len(doubts)} submission(s) in doubt: settle each with "

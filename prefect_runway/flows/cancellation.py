@@ -1,17 +1,4 @@
-"""Cancelling a flow run cancels its remote jobs, so they stop billing.
-
-When a flow run is cancelled, Prefect's worker or runner stops the flow's process and runs
-the flow's ``on_cancellation`` hooks — usually in *another* process. So the hook finds the
-jobs through the Prefect API: the persisted results of the run's ``submit-generation`` task
-runs (and those of its subflow runs) are the submitted :class:`Generation` objects. Each job
-that is not yet finished is cancelled where the provider can cancel (Runway's
-``DELETE /v1/tasks/{id}``); where it cannot (Segmind, AIMLAPI), the log says so.
-
-The credentials come from the flow run's parameters: a saved block's name
-(``"runway-credentials/nightly"``) or reference. Jobs submitted by a flow running in this same
-process are also known from memory, so an in-process cancellation finds their blocks even
-when they were passed as objects.
-"""
+"""Cancelling a flow run cancels its remote jobs, so they stop billing."""
 
 from __future__ import annotations
 
@@ -24,7 +11,7 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.models import Generation
 from prefect_runway.tasks.cache_records import submitted_generation
 
-logger = logging.getLogger("prefect_runway.cancellation")
+logger = logging.getLogger(__name__)
 
 _CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials")
 _active: dict[str, dict[str, tuple[ProviderCredentials, Generation]]] = {}

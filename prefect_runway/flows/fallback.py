@@ -1,46 +1,4 @@
-"""Provider fallback: when a provider provably did not take a job, the next one serves it.
-
-The same Runway model is sold by several providers (gen4_turbo on Segmind, AIMLAPI and
-Runway; gen4_image on Segmind and Runway). A step given fallbacks
-(``image_to_video(..., video_fallback=[AimlapiCredentials(...), "runway-credentials/x"])``,
-``storyboard(..., video_fallback=[...])``) goes to the next provider in order when its
-provider **provably did not take** the job, and only then:
-
-==================== ===================================================================
-reason               what proves that no job was made
-==================== ===================================================================
-``unavailable``      503 answers, or no connection (nothing sent), past the retry budget
-``rate_limited``     429 answers past the retry budget
-``daily_quota``      the provider's daily quota is spent (a 429 that is not retried)
-``insufficient_credits``  the account cannot pay (Segmind 406, AIMLAPI 403, Runway 400)
-``model_unsupported``  the provider does not serve the model or an option
-                     (``ModelRetired``, ``UnsupportedOption``): known from the catalogue
-                     before anything is sent, so the step starts on the next provider
-==================== ===================================================================
-
-``fallback_on`` picks the reasons (default: all of :data:`DEFAULT_REASONS`). A step
-**never** falls back after :class:`~prefect_runway.errors.SubmissionUncertain` (a submit
-whose answer was lost, a 500/502/504 after sending, an earlier submit in doubt in the
-ledger): the first provider may have taken, and may bill, the job, so a second provider
-would make the client pay twice. Nor after an authentication error, a request the provider
-refused as invalid, or anything that happened to a job after it was accepted (a failed,
-expired or timed-out job).
-
-Each fallback provider is checked before anything is sent: the step's request is prepared
-for every provider of its route (ratios mapped to its vocabulary, its durations, seed range
-and image rules), so a request one of them cannot take is an
-:class:`~prefect_runway.errors.InvalidRequest` at plan time, naming the field, the provider
-and the allowed values. The engine's retry budget (attempts with backoff, ``Retry-After``
-honoured) is each provider's budget; the submit task's own retries are spent on the last
-provider of the route only, so that a provider that is down hands over without delay.
-
-The fallback provider's submit is an ordinary submit: the same cached task, the same
-submission ledger (a refusal that made no job clears its intent, so nothing is left that
-blocks a later run), and priced on its own provider against the run's budget before it is
-sent (docs/money.md). A fallback is said at WARNING in the run's log, recorded in the output's
-sidecar (``fallback``: each provider skipped, why, and the error) and shown in the outputs
-table and the storyboard summary.
-"""
+"""Provider fallback: when a provider provably did not take a job, the next one serves it."""
 
 from __future__ import annotations
 
@@ -335,7 +293,7 @@ def fallback_logger(logger: Any) -> Any:
     except Exception:  # noqa: BLE001 - outside a run: the module's logger
         import logging
 
-        return logging.getLogger("prefect_runway.fallback")
+        return logging.getLogger(__name__)
 
 
 #: ``(prepared, credentials, last) -> Generation``: one submit (``last``: the route's last

@@ -1,11 +1,4 @@
-"""Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``.
-
-Each flow validates its request against the chosen provider before anything is sent, then
-runs one Prefect task per job — the submit, cached and persisted — and waits for the job and
-downloads its outputs in the flow run itself, and publishes artifacts: the still as
-an image artifact, each video's preview (GIF or contact sheet) as an image artifact, and a
-table of every output with its link, provider, seconds and cost.
-"""
+"""Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``."""
 
 
 import asyncio
@@ -115,7 +108,7 @@ async def run_generation(
 ) -> tuple[GenerationResult, list[StoredOutput]]:
     """Submit (cached), wait and download one request; resubmit where the failure allows.
 
-    Call it inside a flow, with the request prepared (:func:`prefect_runway.plan.prepare`,
+    Call it inside a flow, with the request prepared (:func:`prefect_runway.blocks.requests.prepare`,
     so an invalid request costs nothing) and the storage resolved once per flow run. One
     task run per request: ``submit-generation``, cached and persisted, so a re-run never
     pays twice, its run named for what it does (``submit still 'harbour' on segmind``). The
@@ -123,9 +116,9 @@ async def run_generation(
     with ``collect-generation``'s retries (:func:`_collect_in_flow`): no task run is open
     while the provider works, and none is made for what a re-run does again anyway (a job's
     wait and download are neither cached nor persisted). That halves the Prefect API
-    messages and task engines of a generation (benchmarks/README.md, section 5). At most
+    messages and task engines of a generation (``benchmarks.orchestrator``). At most
     ``PREFECT_RUNWAY_MAX_TASK_RUNS`` (default 64) submit task runs are open at once in the
-    flow run's process (:func:`prefect_runway.limits.task_run_slot`); the rest wait for a
+    flow run's process (:func:`prefect_runway.tasks.limits.task_run_slot`); the rest wait for a
     place, in the flow. A failed, cancelled or expired job, or the wait's deadline, fails the
     flow's call here; a transient error of the wait or the download is retried.
 
@@ -141,9 +134,9 @@ async def run_generation(
     An input rejected by moderation (``ContentRejected``) and every other failure are final.
 
     Every submit (the first, a fallback's, each resubmit) is priced before it is sent
-    (:meth:`prefect_runway.costs.BudgetGuard.admit`, by the block's prices): its estimate is
+    (:meth:`prefect_runway.money.budget.BudgetGuard.admit`, by the block's prices): its estimate is
     reserved in ``guard`` (the run's budget and the blocks' daily budgets), or it is refused
-    with :class:`~prefect_runway.costs.NotStarted` and nothing is sent. The reservation is
+    with :class:`~prefect_runway.errors.NotStarted` and nothing is sent. The reservation is
     released when the submit provably cost nothing (refused, or an earlier job reused) and
     when the job ends, with what it was charged (a job that ended without a known charge
     counts its estimate). See docs/money.md.
@@ -163,14 +156,14 @@ async def run_generation(
         resubmit_internal: Resubmit an internal failure once.
         reseed: ``seed -> PreparedRequest``: the same request with another seed.
         fallback: Where the first submit goes when ``credentials`` provably refuses it
-            (:class:`prefect_runway.fallback.StepFallback`); the outputs' sidecars record it.
+            (:class:`prefect_runway.flows.fallback.StepFallback`); the outputs' sidecars record it.
         after: The finished job this one follows (the still a video animates): the run
             graph draws this submit after the submit that made it.
         guard: The run's budget guard (shared by its chains); None: the daily budgets of
             the route's blocks, where they have one.
         what: The step as a refusal names it (default ``the still 'name'``).
         doubts: Where a submit in doubt (``SubmissionUncertain``, raised on) is noted as a
-            :class:`~prefect_runway.ledger.Doubt` for the caller's summary; None: published
+            :class:`~prefect_runway.flows.doubts.Doubt` for the caller's summary; None: published
             as this run's ``submission-doubts`` artifact. Either way it is a Prefect event
             (``prefect-runway.submission.in-doubt``) and a warning in the log, with the
             commands that settle it.
@@ -235,7 +228,7 @@ async def run_generation(
 
     if fallback is None:
         generation = await submit(prepared, force)
-    else:  # the route's next provider where this one provably refuses (prefect_runway.fallback)
+    else:  # the route's next provider where this one provably refuses (prefect_runway.flows.fallback)
         served = await fallback.submit(prepared, credentials, reseed,
                                        lambda p, c, last: submit(p, force, c, last))
         credentials, prepared, reseed = served.credentials, served.prepared, served.reseed
@@ -345,7 +338,7 @@ def _opaque(value: T) -> T:
     Prefect walks every task argument twice (``visit_collection``), looking for futures and
     states to resolve and for upstream task runs to record as inputs. A credentials block, a
     prepared request or a finished generation holds neither, but walking them made two-thirds
-    of a storyboard's ``visit_collection`` calls (benchmarks/README.md, section 5), and their
+    of a storyboard's ``visit_collection`` calls (``benchmarks.orchestrator``), and their
     strings, matched by ``id`` against earlier tasks' results, drew arrows in the run graph
     that meant nothing (``credentials`` after the still's submit). ``opaque`` skips the walk;
     the task receives ``value`` itself, and its cache key is the same. The real upstream
@@ -372,7 +365,7 @@ async def _wait_in_flow(
 
     A task run open for the whole wait holds Prefect's objects for a running task (its
     TaskRun, states, contexts, engine), a thousand sets of them for a storyboard of a
-    thousand shots (benchmarks/README §5); the wait needs none of them: it is not cached,
+    thousand shots (``benchmarks.orchestrator``); the wait needs none of them: it is not cached,
     not persisted, and a re-run polls the job again anyway. Its errors are what the task's
     would have been: a final one (the job failed, was cancelled or expired, our deadline
     passed) is raised here, as the task raised it without a retry; one the task would have
@@ -663,7 +656,7 @@ async def image_to_video(
         check_balance: Before the run, read each provider's balance (where it has an
             endpoint) and refuse a plan it cannot pay (unless the step has a fallback).
         image_fallback: Where the still goes, in order, when its provider provably does not
-            take the job (see :mod:`prefect_runway.fallback`): blocks or saved blocks' names.
+            take the job (see :mod:`prefect_runway.flows.fallback`): blocks or saved blocks' names.
         video_fallback: The same for the video (e.g. ``["aimlapi-credentials/prod"]``).
         fallback_on: The reasons that allow a fallback (default: all of
             ``unavailable``, ``rate_limited``, ``daily_quota``, ``insufficient_credits``,
@@ -672,7 +665,7 @@ async def image_to_video(
             date: created once, updated as each step ends (a Prefect API call each);
             False for none.
         review: Wait for a person to approve, reject or regenerate the still before the
-            video is paid for (see :mod:`prefect_runway.review`).
+            video is paid for (see :mod:`prefect_runway.flows.review`).
         review_timeout: How long the review waits, in seconds.
         on_timeout: When nobody answers in time: ``"fail"``, ``"reject"`` or ``"approve"``.
         review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the

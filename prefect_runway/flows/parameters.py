@@ -1,14 +1,4 @@
-"""The flows' parameters, checked before Prefect's own validation: one error shape per mistake.
-
-Prefect validates a flow's parameters against their annotations before the flow body runs,
-and a wrong value there is a ``ParameterTypeError`` in pydantic's words (``duration="5s"``:
-"Input should be a valid integer"). This package's rule is a typed
-:class:`~prefect_runway.errors.InvalidRequest` naming the field and the allowed values, raised
-before anything is sent. :class:`RunwayFlow` checks the parameters it knows first
-(:func:`check_parameters`), then lets Prefect validate the rest as usual (so saved blocks
-passed by reference from a deployment are still resolved). The request fields proper
-(prompts, ratios, images) are checked by the request models and each provider's ``prepare``.
-"""
+"""The flows' parameters, checked before Prefect's own validation: one error shape per mistake."""
 
 from __future__ import annotations
 
@@ -101,7 +91,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
 
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
     ``seed``, ``timeout``, ``queue_timeout``, ``retry_unsafe_output``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
-    review's settings (:func:`prefect_runway.review.review_settings`), ``name``
+    review's settings (:func:`prefect_runway.flows.review_form.review_settings`), ``name``
     (:func:`prefect_runway.models.check_name`), and that ``key_template`` and the prompts are
     text.
 

@@ -1,18 +1,4 @@
-"""Planning: every request validated and prepared once, every setting checked before paying.
-
-What a flow sends is decided here, before its first submit:
-
-* :func:`prepare` is the one place a request is checked against its provider and turned into
-  a :class:`PreparedRequest` (the body, the fingerprint). The flows, the submit task and its
-  cache key all take the prepared request; nothing prepares it again.
-* :func:`plan_chain` is the one two-step planner (a still, then that still animated), used by
-  ``image_to_video`` and by every shot of a ``storyboard`` (:func:`plan_storyboard`). The
-  still is prepared; the video step is checked with a placeholder image, and prepared once
-  when the still's URL is known (:meth:`ChainPlan.video`).
-* :func:`check_run` checks every setting of a run before anything is sent: the storage is
-  writable, the key template renders with the run's real values, the preview format exists.
-  Further checks before paying belong here.
-"""
+"""Planning: every request validated and prepared once, every setting checked before paying."""
 
 from __future__ import annotations
 
@@ -145,7 +131,7 @@ async def check_run(
       storage root;
     * the storage's staging directory is writable;
     * ``PREFECT_RUNWAY_MAX_TASK_RUNS``, if set, is a number of task runs
-      (:func:`prefect_runway.limits.max_task_runs`).
+      (:func:`prefect_runway.tasks.limits.max_task_runs`).
 
     Raises:
         InvalidRequest: naming the setting at fault; nothing was sent.
@@ -298,7 +284,7 @@ async def plan_storyboard(
     Args:
         router: ``(row, name, shot, image_credentials, video_credentials) -> (image, video
             credentials)``: where a shot's steps start, given its fallback routes
-            (:meth:`prefect_runway.fallback.ShotRouter.plan_on`: a provider that does not
+            (:meth:`prefect_runway.flows.routing.ShotRouter.plan_on`: a provider that does not
             serve the model hands the step to its fallback); the shot is planned there.
 
     Raises:

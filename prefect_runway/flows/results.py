@@ -1,8 +1,4 @@
-"""What the flows return: a chain's two outputs, a storyboard's per-shot summary.
-
-Plain pydantic models (no Prefect): a flow's return value, its markdown artifact's text,
-and what :class:`~prefect_runway.errors.StoryboardFailed` carries.
-"""
+"""What the flows return: a chain's two outputs, a storyboard's per-shot summary."""
 
 from __future__ import annotations
 
@@ -69,7 +65,7 @@ class StoryboardSummary(BaseModel):
     costs: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Spent per provider and model (each job once) beside the plan's estimate "
-                    "(see prefect_runway.costs.spending).",
+                    "(see prefect_runway.money.cost_plan.spending).",
     )
     doubts: list[Doubt] = Field(
         default_factory=list,

@@ -1,47 +1,4 @@
-"""The review gate: a person looks at the stills and decides which are animated.
-
-``image_to_video(..., review=True)`` and ``storyboard(..., review=True)`` stop between the
-still and the video:
-
-1. **The stills are made** (``storyboard(variants=N)``: N seeds per shot, each a distinct
-   still) and **published** as a markdown artifact, ``review-stills``, the pictures inline
-   (a presigned URL on S3, a small ``data:`` thumbnail elsewhere: see
-   :func:`prefect_runway.artifacts.picture`), so they render on every storage.
-2. **The flow run waits** for a :class:`ReviewDecision`, Prefect's interactive input: the
-   UI shows a *Resume* form, one row per shot (``approve`` / ``reject`` / ``regenerate``,
-   which variant, an optional new seed and an edited still prompt); from code,
-   ``prefect.flow_runs.resume_flow_run(flow_run_id, run_input={"shots": [...]})``. A shot
-   not named in the answer is rejected: nothing is spent without a yes.
-3. **Only approved and regenerated shots are animated.** A regenerated still (the new seed
-   and/or prompt) is made and animated at once, without a second review round: the person
-   already said what they want; to look at it first, reject the shot and run it again with
-   that seed. Rejected shots are reported as ``rejected``, not failed.
-
-How it waits (``review_mode``):
-
-* ``"pause"``: :func:`prefect.flow_runs.apause_flow_run` keeps the process (and so a worker)
-  while it waits; the timeout policy is applied by this process.
-* ``"suspend"``: :func:`prefect.flow_runs.asuspend_flow_run` ends the process, so no worker
-  is held; on resume Prefect runs the flow **again from the start**. That second run finds
-  the stills of the first in a flow-run input it saved before suspending
-  (:data:`STILLS_INPUT_KEY`): nothing is submitted, polled or downloaded again for them (the
-  cached submit task and the submission ledger would also refuse to pay twice). The
-  suspension's timeout is kept by the Prefect server, which fails a run nobody resumed in
-  time; no process is left to apply another policy, so ``suspend`` needs
-  ``on_timeout="fail"``.
-* ``"auto"`` (default): ``suspend`` when the flow run comes from a deployment (it has a
-  ``deployment_id``) and ``on_timeout="fail"``, otherwise ``pause``.
-
-The timeout policy (``on_timeout``) when nobody answers within ``review_timeout`` seconds:
-``"fail"`` (default: the run fails with :class:`ReviewTimedOut`; nothing is animated),
-``"reject"`` (every shot rejected; the run completes) or ``"approve"`` (every shot approved,
-its first variant; the run goes on). In ``pause`` mode the policy's answer is recorded as
-the run's input, as if a person had sent it.
-
-After the wait a still's provider URL may have expired: the video step is handed the still
-from storage (:func:`prefect_runway.flows.generation.still_reference`: a presigned S3 URL, a
-URL refreshed from the provider, or a data URI of the stored copy), never the old URL.
-"""
+"""The review gate: a person looks at the stills and decides which are animated."""
 
 from __future__ import annotations
 
@@ -487,7 +444,7 @@ async def review_storyboard(
     under the first one's name; a name two different shots share gets ``#row``).
 
     Args:
-        groups: The storyboard's groups of identical :class:`~prefect_runway.plan.ShotPlan`.
+        groups: The storyboard's groups of identical :class:`~prefect_runway.flows.plan.ShotPlan`.
         make_still: ``(plan, prepared still, its request, label) -> (job, stored still)``.
         store: The run's storage.
         settings: From :func:`review_settings`.

@@ -34,7 +34,7 @@ class ShotRouter:
 
     A shot's own ``image_fallback`` / ``video_fallback`` (saved blocks' names) replace the
     flow's. Call :meth:`route` as each shot is planned
-    (:func:`prefect_runway.plan.plan_storyboard`'s ``router``), so a shot is planned on the
+    (:func:`prefect_runway.flows.plan.plan_storyboard`'s ``router``), so a shot is planned on the
     provider its route starts on: the head is dropped when it does not serve the model.
 
     Args:
@@ -108,7 +108,7 @@ class ShotRouter:
         image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
     ) -> tuple[ProviderCredentials, ProviderCredentials]:
         """:meth:`route`, then where the shot's still and video start: the
-        ``router`` of :func:`prefect_runway.plan.plan_storyboard`."""
+        ``router`` of :func:`prefect_runway.flows.plan.plan_storyboard`."""
         routes = await self.route(row, name, shot, image_credentials, video_credentials)
         return routes.still.primary, routes.video.primary
 
@@ -131,7 +131,7 @@ async def load_route(
         field_name: The parameter naming them (``video_fallback``), for errors.
         policy: Which failures allow a fallback (default: every reason).
         load: ``(value, field) -> credentials`` (default
-            :func:`prefect_runway.plan.load_credentials`).
+            :func:`prefect_runway.blocks.requests.load_credentials`).
 
     Raises:
         InvalidRequest: naming ``field_name[i]``: not credentials, or the same provider and

@@ -1,33 +1,4 @@
-"""Reading a storyboard's shots: a list, or a JSON / CSV / YAML file, local or in S3.
-
-Every shot is checked as it is read, and an invalid one stops the whole storyboard with an
-:class:`~prefect_runway.errors.InvalidShot` that names the file, the row and the field —
-before anything is submitted.
-
-File formats (picked by the file's extension):
-
-- **JSON** / **YAML**: a list of shots, or a mapping ``{"defaults": {...}, "shots": [...]}``
-  whose ``defaults`` apply to every shot that does not set the field itself.
-- **CSV**: a header row naming shot fields, then one shot per row; empty cells are unset.
-  ``reference_images`` is ``tag=uri`` entries separated by ``|``, or a JSON list.
-
-```yaml
-defaults: {credentials: segmind-credentials/nightly, ratio: "1280:720", duration: 5}
-shots:
-  - name: harbour
-    still_prompt: a harbour at dawn, in the style of @style
-    reference_images: [{uri: "https://example.com/style.png", tag: style}]
-    motion_prompt: slow pan right
-    seed: 42
-  - name: lighthouse
-    still_prompt: a lighthouse at dusk, @style
-    reference_images: [{uri: "https://example.com/style.png", tag: style}]
-    motion_prompt: waves roll in
-    video_credentials: runway-credentials/nightly
-```
-
-In YAML, ``16:9`` is read as the text "16:9" (not as YAML 1.1's base-60 number 969).
-"""
+"""Reading a storyboard's shots: a list, or a JSON / CSV / YAML file, local or in S3."""
 
 from __future__ import annotations
 
@@ -81,7 +52,7 @@ async def load_shots(
     Example:
         ```python
         from prefect import flow
-        from prefect_runway.shots import load_shots
+        from prefect_runway.flows.shots import load_shots
 
         @flow
         async def count_shots(path: str) -> int:

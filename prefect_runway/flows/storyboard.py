@@ -1,32 +1,4 @@
-"""The ``storyboard`` flow: many shots, each a gen4_image still then that still animated.
-
-How a storyboard runs:
-
-1. **Read and check every shot** (a list, or a JSON / CSV / YAML file, local or in S3), then
-   plan each as a chain (:func:`prefect_runway.plan.plan_storyboard`: the still prepared,
-   the video checked against the provider it will go to). One bad shot stops the storyboard
-   with an :class:`~prefect_runway.errors.InvalidShot` naming its row and field, *before
-   anything is submitted*; so does a bad run setting (:func:`prefect_runway.plan.check_run`).
-2. **Generate each distinct shot once.** Shots are keyed by their request fingerprints (still
-   and video, provider and API); identical shots share one generation, and shots that share a
-   still share its one job.
-3. **Run the chains concurrently**, at most ``concurrency`` at a time in this flow run. Each
-   job also holds a slot of the Prefect global concurrency limit named for its provider
-   (``segmind-jobs``, ...) when one exists, so several workers share a provider's
-   concurrency; every request draws from the credentials block's rate limits.
-4. **Report per shot.** One failed shot does not stop the others. The flow returns a
-   :class:`StoryboardSummary` (each shot's stored outputs, or the reason it failed, and each
-   submission in doubt with the commands that settle it), shows it as a markdown artifact,
-   and ends Completed when every shot succeeded — otherwise Failed, with the summary in the
-   state's message and in its :class:`StoryboardFailed` result.
-
-The chains call :func:`~prefect_runway.flows.generation.run_generation` directly inside this
-one flow run rather than running ``image_to_video`` as a subflow per shot: a subflow costs a
-flow run (and its API traffic) per shot, where a storyboard may have hundreds, and a shared
-still could not be shared across subflows. The steps are the same (a cached submit task run
-per job, then the wait and the download in the flow run), with the same caching: a re-run of
-the storyboard finds every job already submitted.
-"""
+"""The ``storyboard`` flow: many shots, each a gen4_image still then that still animated."""
 
 from __future__ import annotations
 
@@ -105,7 +77,7 @@ async def storyboard(
     Args:
         shots: The shots (``Shot`` objects or mappings of their fields), or the path or
             ``s3://bucket/key`` of a JSON, CSV or YAML shots file (see
-            :mod:`prefect_runway.shots`).
+            :mod:`prefect_runway.flows.shots`).
         credentials: Credentials for both steps of every shot that names none itself: a block
             or a saved block's name (``"segmind-credentials/nightly"``).
         image_credentials: Credentials for the stills (default ``credentials``).
@@ -131,17 +103,17 @@ async def storyboard(
             during the run no new job starts once spent + in flight would pass it (running
             jobs finish; the summary names the shots not started).
         dry_run: Plan and price the run (the ``cost-plan`` artifact), submit nothing, and
-            return the :class:`~prefect_runway.costs.CostPlan`.
+            return the :class:`~prefect_runway.money.cost_plan.CostPlan`.
         check_balance: Before the run, read each provider's balance (where it has an
             endpoint) and refuse a plan it cannot pay (unless its steps have a fallback).
         image_fallback: Where every still goes, in order, when its provider provably does
-            not take the job (see :mod:`prefect_runway.fallback`); a shot's own
+            not take the job (see :mod:`prefect_runway.flows.fallback`); a shot's own
             ``image_fallback`` replaces it.
         video_fallback: The same for every video (a shot's ``video_fallback`` replaces it).
         fallback_on: The reasons that allow a fallback (default: all); never after
             ``SubmissionUncertain``.
         review: Make every still, then wait for a person to approve, reject or regenerate
-            each shot before any video is paid for (see :mod:`prefect_runway.review`);
+            each shot before any video is paid for (see :mod:`prefect_runway.flows.review`);
             identical shots are reviewed once, under the first one's name.
         variants: With ``review``: stills per shot, each with its own seed (1-8).
         review_timeout: How long the review waits, in seconds.
@@ -149,7 +121,7 @@ async def storyboard(
         review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the
             worker; deployments only).
 
-    A credentials block's ``daily_budget`` is enforced too (see :mod:`prefect_runway.spend`):
+    A credentials block's ``daily_budget`` is enforced too (see :mod:`prefect_runway.money.daily`):
     a plan over what the block has left today (UTC) is refused before anything is sent, and
     no new job starts once the block's spend today plus this run's jobs in flight would
     pass it.
@@ -256,7 +228,7 @@ async def storyboard(
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
     doubts: list[Doubt] = []  # submissions in doubt, for the summary
-    # Progress artifact (prefect_runway.artifacts.BatchProgress), advanced as shots finish.
+    # Progress artifact (prefect_runway.flows.progress.BatchProgress), advanced as shots finish.
     tracker = (BatchProgress(len(plans), key="storyboard-progress", description="storyboard")
                if progress else None)
     if tracker is not None:

@@ -1,15 +1,4 @@
-"""What the flows tell a watcher in the same process about their jobs.
-
-The engine reports what it sees of a job while it waits (see
-:func:`prefect_runway.engine.events.emit_job`); the flows add what only they know: the jobs a
-run will make before any is sent (``queued``), the job id once the submit task returns (also
-for a job found in the cache), and how each job ended (``stored`` or ``failed``). Every event
-carries the shot's name and the job's kind, so a watcher (the CLI's live display,
-:mod:`prefect_runway.live`) shows one row per step of each shot, across resubmits.
-
-Nothing here talks to the Prefect API or fails a run: with no subscriber, each call is one
-check.
-"""
+"""What the flows tell a watcher in the same process about their jobs."""
 
 from __future__ import annotations
 
@@ -35,7 +24,7 @@ def announce_chains(groups: Iterable[Sequence[Any]]) -> None:
     shot that uses it, as it runs) and each distinct chain's video (its first shot's name).
 
     Args:
-        groups: The shot plans (:class:`prefect_runway.plan.ShotPlan`), grouped by chain.
+        groups: The shot plans (:class:`prefect_runway.flows.plan.ShotPlan`), grouped by chain.
     """
     stills: set[str] = set()
     for group in groups:

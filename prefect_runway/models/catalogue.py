@@ -1,27 +1,4 @@
-"""The model catalogue: every model each provider sells, its rules, and whether it is served.
-
-One source of truth for the per-model rules (ratios, durations, seed range, reference-image
-counts, prompt and last-frame rules, content moderation) and for each model's status on each
-provider: ``served``, ``new`` (served, added since this package first shipped), or
-``retired`` (with the date and the replacement). The provider modules build their
-``models`` tables from here, and :func:`check_model` refuses a retired model with
-:class:`~prefect_runway.errors.ModelRetired` before anything is sent.
-
-Every entry names its sources and the date they were checked; ``docs/providers.md`` lists
-them in prose.
-
-Example:
-    ```python
-    from prefect_runway.models import catalogue
-
-    catalogue.status("runway", "gen3a_turbo")     # ModelStatus.RETIRED
-    catalogue.served_by("gen3a_turbo")            # ("segmind", "aimlapi")
-    catalogue.durations("gen4_turbo", "runway")   # (2, 3, ..., 10)
-    ```
-
-This module imports nothing from the rest of the package except the errors, so that
-:mod:`prefect_runway.models` may consult it.
-"""
+"""The model catalogue: every model each provider sells, its rules, and whether it is served."""
 
 from __future__ import annotations
 

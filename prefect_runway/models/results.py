@@ -140,7 +140,7 @@ class StoredOutput(BaseModel):
         default=None,
         description=(
             "The providers this step did not run on, in order, each {provider, reason, error, "
-            "stage}: the step fell back (see prefect_runway.fallback). None: it did not."
+            "stage}: the step fell back (see prefect_runway.flows.fallback). None: it did not."
         ),
     )
 

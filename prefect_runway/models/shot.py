@@ -98,7 +98,7 @@ class Shot(StrictModel):
     image_fallback: list[str] | None = Field(
         default=None,
         description="Saved credentials blocks the still falls back to, in order, when its "
-                    "provider provably does not take the job (see prefect_runway.fallback).",
+                    "provider provably does not take the job (see prefect_runway.flows.fallback).",
     )
     video_fallback: list[str] | None = Field(
         default=None,

@@ -109,7 +109,7 @@ class Budget:
 @dataclass
 class Reservation:
     """What :meth:`BudgetGuard.admit` reserved for one submit: in the run's budget, and in its
-    block's daily budget (a :class:`prefect_runway.spend.DailySpend`) where it has one.
+    block's daily budget (a :class:`prefect_runway.money.daily.DailySpend`) where it has one.
 
     Attributes:
         run: The amount reserved in the run's budget (its terms).
@@ -130,7 +130,7 @@ class Reservation:
 
 class BudgetGuard:
     """The one reservation path of a run's submits, against the run's budget (one flow run)
-    and the daily budgets of its blocks (``daily``: :class:`prefect_runway.spend.DailyBudgets`).
+    and the daily budgets of its blocks (``daily``: :class:`prefect_runway.money.daily.DailyBudgets`).
 
     Before each submit, :meth:`admit` reserves its estimate in both; one that would pass
     either (or that has no known price while there is a budget) is refused with
@@ -138,7 +138,7 @@ class BudgetGuard:
     (refused, or an earlier job reused) or its job ended, :meth:`settle` releases the
     reservation and counts what was charged. The run's reservations are taken under one
     lock, shared by the flow run's concurrent chains; a daily budget's on the spend records'
-    storage, shared by every run (see :mod:`prefect_runway.spend`).
+    storage, shared by every run (see :mod:`prefect_runway.money.daily`).
     """
 
     def __init__(self, budget: Budget | None, daily: Any = None) -> None:

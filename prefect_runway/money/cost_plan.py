@@ -216,13 +216,13 @@ def plan_costs(
     case, every fallback and allowed resubmit taken.
 
     Args:
-        plans: Shot plans (:class:`~prefect_runway.plan.ShotPlan`) or chain plans
-            (:class:`~prefect_runway.plan.ChainPlan`).
+        plans: Shot plans (:class:`~prefect_runway.flows.plan.ShotPlan`) or chain plans
+            (:class:`~prefect_runway.flows.plan.ChainPlan`).
         table: The prices (default: each step's block's, see :func:`prices_of`).
         cached: Step keys (a chain's ``still_key`` / ``chain_key``) already submitted, not
             paid again (see :func:`cached_steps`).
         routes: Per plan, in order, the still's and the video's route
-            (:class:`~prefect_runway.fallback.Route`, or None: no fallback), each of whose
+            (:class:`~prefect_runway.flows.fallback.Route`, or None: no fallback), each of whose
             providers the step may go to.
         attempts: The run's resubmits and review (default: :class:`Attempts`'s).
 

@@ -1,40 +1,4 @@
-"""Prices as data: what one generation costs, per provider and model.
-
-Pure: no Prefect import and no I/O except reading an optional user YAML file of overrides.
-The client (plans, budgets, the cost ledger) and the emulator (which charges each accepted job)
-read the same table, so the emulator's charges and a client-side ledger agree.
-
-Each entry has its unit (`credits` - the provider's own credits - or `USD`), how it scales
-(`per="job"` or `per="second"` of video), an optional price per resolution tier, its source
-and the date it was checked. Entries whose source is not a published price are marked
-`estimate=True` and say so in `source`.
-
-Resolution tiers (Runway `gen4_image`): a ratio whose shorter side is 720 px is "720p",
-anything larger "1080p" (Runway's gen4_image ratio list groups them the same way).
-
-Model names are the canonical ones (`gen4_image`, `gen4_image_turbo`, `gen4_turbo`, `gen4.5`,
-`gen3a_turbo`); the providers' own ids (`runway-gen4-turbo`, `runway/gen4_turbo`, ...) are
-accepted too.
-
-Example:
-    ```python
-    from prefect_runway.pricing import price, PriceTable
-
-    price("runway", "gen4_turbo", duration=8).amount        # 40.0 credits
-    table = PriceTable.default().with_overrides(
-        {"segmind": {"gen4_turbo": {"amount": 0.06, "unit": "USD", "per": "second"}}}
-    )
-    table.price("segmind", "gen4_turbo", duration=5).amount  # 0.3
-    ```
-
-Overrides (a dict, or a YAML file of the same shape, see `PriceTable.from_yaml`):
-
-    runway:
-      gen4_turbo: {amount: 5, unit: credits, per: second}
-      gen4_image: {tiers: {720p: 5, 1080p: 8}, unit: credits}
-    segmind:
-      gen4_turbo: {amount: 0.06}        # unit/per default to the entry being overridden
-"""
+"""Prices as data: what one generation costs, per provider and model."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Pure provider translations: request -> HTTP call, HTTP answer -> status/result/error.
-
-Each module knows one API's endpoints, headers, field names, allowed values and status
-vocabulary, and never opens a socket. :func:`get_provider` returns one by name.
-"""
+"""Pure provider translations: request -> HTTP call, HTTP answer -> status/result/error."""
 
 from __future__ import annotations
 

@@ -1,28 +1,4 @@
-"""AI/ML API ("AIMLAPI") for the Runway video models, on either of its two routes.
-
-* universal (default): ``POST /v2/video/generations``
-  ``{model, prompt, image_url, tail_image_url, aspect_ratio, duration, seed}``;
-  ``GET /v2/video/generations?generation_id=ID``
-* legacy: ``POST /v2/generate/video/runway/generation``
-  ``{model, prompt, image_url, last_image_url, ratio, duration, seed}``;
-  ``GET /v2/generate/video/runway/generation?generation_id=ID``
-
-Both answer a submit with ``{id, status: "queued"}`` and a poll with ``{id, status, video, ...}``,
-where ``video`` is a list of URLs (legacy) or ``{url}`` (universal), ``error`` is
-``{name, message}`` (or a string) and ``meta.usage.credits_used`` is the cost. Statuses:
-``queued | waiting | generating`` (pending), ``completed``, ``error | failed``.
-
-The route a job was submitted on is recorded in its ``Generation.status_url``, so a job is
-always polled on the route it was created on, whatever route the provider is set to now.
-
-HTTP errors carry ``{message, path, requestId, statusCode, timestamp}``; a 403 is either an
-empty balance ("You've run out of credits...") or a key that is not allowed. Output URLs are
-signed CDN links that expire after about 24-48 hours. AIMLAPI offers no cancel.
-
-Sources: AIMLAPI's OpenAPI files for the two models (``aimlapi/api-docs``,
-``docs/api-references/video-models/runway/gen4_turbo.json`` and ``gen3a_turbo.json``,
-``universal-video-fetch.json``) and its error pages (``docs/errors-and-messages/``).
-"""
+"""AI/ML API ("AIMLAPI") for the Runway video models, on either of its two routes."""
 
 from __future__ import annotations
 

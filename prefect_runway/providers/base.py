@@ -1,16 +1,4 @@
-"""What every provider module implements, and the rules they share.
-
-A provider is *pure translation*: it knows endpoints, headers, field names, allowed values
-and status vocabularies, and turns
-
-* a request into the exact body it would POST (``prepare``, which validates first),
-* a submit answer into a :class:`~prefect_runway.models.Generation`,
-* a status answer into a :class:`~prefect_runway.models.StatusUpdate`,
-* an HTTP error into the right typed exception.
-
-It never opens a socket; the one HTTP engine is :mod:`prefect_runway.engine`. (``prepare``
-does read a local image file when a request names one: that is input, not network.)
-"""
+"""What every provider module implements, and the rules they share."""
 
 from __future__ import annotations
 

@@ -1,35 +1,4 @@
-"""Runway's own API (``api.dev.runwayml.com``, version ``2024-11-06``).
-
-* ``POST /v1/text_to_image`` ``{model: gen4_image, promptText, ratio, referenceImages, seed}``
-* ``POST /v1/image_to_video`` ``{model, promptImage, promptText, ratio, duration, seed}``;
-  ``promptImage`` is a URI, or ``[{uri, position: "first"}, {uri, position: "last"}]`` for
-  gen3a_turbo with a last frame
-* both answer ``{id}``; ``GET /v1/tasks/{id}`` ->
-  ``{id, status, createdAt, output?, failure?, failureCode?, progress?, cost?, estimatedCost?}``
-  with status ``PENDING | THROTTLED | RUNNING | SUCCEEDED | FAILED | CANCELLED``
-* ``DELETE /v1/tasks/{id}`` cancels a pending or running task.
-* Errors are ``{error: "..."}``; an empty balance is a plain 400 "You do not have enough
-  credits to run this task."; an unknown task id is 404.
-
-The ``output`` URLs are signed and expire within 24-48 hours; fetching the task again gives
-fresh ones, so every status answer's URLs replace the previous ones.
-
-Since 2026-07-30 Runway's API no longer serves gen3a_turbo (nor gen4_aleph): a request for
-it is refused with :class:`~prefect_runway.errors.ModelRetired` before anything is sent.
-Today's API adds ``gen4_image_turbo`` (one to three reference images required),
-``gen4.5`` (image-to-video, 2-10 s, prompt required), gen4_turbo lengths of 2-10 s,
-``contentModeration: {publicFigureThreshold: auto | low}``, ephemeral uploads
-(``POST /v1/uploads`` -> a presigned form and a ``runway://`` URI valid 24 h), the account's
-balance and limits (``GET /v1/organization``) and ``failureCode`` on failed tasks. The rules
-live in :mod:`prefect_runway.models.catalogue`; ``docs/providers.md`` has their sources.
-
-Sources: the ``runwayml`` SDK 5.24.0 (``types/text_to_image_create_params.py`` class
-``Gen4Image``, ``types/image_to_video_create_params.py`` class ``Gen4Turbo``,
-``types/task_retrieve_response.py``, ``resources/tasks.py``). gen3a_turbo left the SDK's
-``image_to_video`` types in 5.0.0; its shape here is the one of SDK 4.18.0 (class
-``Gen3aTurbo``: ratios ``1280:768 | 768:1280``, duration 5 or 10, ``promptText`` required,
-``promptImage`` positions ``first | last``).
-"""
+"""Runway's own API (``api.dev.runwayml.com``, version ``2024-11-06``)."""
 
 from __future__ import annotations
 

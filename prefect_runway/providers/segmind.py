@@ -1,18 +1,4 @@
-"""Segmind's serverless v2 (async) protocol for the Runway models.
-
-* ``POST /v2/{slug}`` -> ``{request_id, status: "QUEUED", poll_url, status_url, response_url}``
-* ``GET /v2/requests/{id}/status`` -> ``{status, request_id, metrics, ...}``
-* ``GET /v2/requests/{id}`` -> the result body ``{status, metrics, output}``
-* ``QUEUED | PROCESSING | COMPLETED | FAILED``; FAILED is served as HTTP 422 with the body
-  still carrying ``status`` and ``error``; an unknown or expired id is 404 (results are kept
-  for one hour).
-* Auth: ``x-api-key``. 406 means insufficient credits. The submit answer's
-  ``x-remaining-credits`` header is the account's balance after the submit (USD).
-
-What is retried on submit: only answers that prove Segmind did not take the job (429, 503,
-and connection failures before the request was sent). Segmind offers no way to look a job up
-by its inputs, so a submit whose outcome is unknown raises ``SubmissionUncertain``.
-"""
+"""Segmind's serverless v2 (async) protocol for the Runway models."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""Where outputs land: a local directory, S3, or any Prefect writable filesystem block.
-
-* :mod:`~prefect_runway.storage.keys`: every key rule (templates, safety, sidecar, preview
-  and partial names).
-* :mod:`~prefect_runway.storage.base`: :class:`OutputStorage`, what every storage does.
-* :mod:`~prefect_runway.storage.local`: :class:`LocalStorage` and
-  :class:`FileSystemBlockStorage`.
-* :mod:`~prefect_runway.storage.s3`: :class:`S3Storage` (multipart uploads, presigned URLs).
-
-A flow resolves its ``storage=`` argument once (:func:`resolve_storage`) and passes the
-resolved storage down to its tasks, so an ``s3://`` storage builds its ``S3Bucket`` and
-presigner once per flow run.
-"""
+"""Where outputs land: a local directory, S3, or any Prefect writable filesystem block."""
 
 from __future__ import annotations
 

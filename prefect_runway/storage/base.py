@@ -1,10 +1,4 @@
-"""What every storage of outputs does: :class:`OutputStorage`.
-
-A download arrives as a verified temporary file (see
-:meth:`prefect_runway.engine.GenerationClient.download`); a storage puts it under a key,
-atomically where the medium allows, and writes a JSON sidecar beside it (the
-:class:`~prefect_runway.models.StoredOutput`, without secrets).
-"""
+"""What every storage of outputs does: :class:`OutputStorage`."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""Storing a finished job's outputs: refresh expired URLs, download, verify, preview, sidecar.
-
-Plain code (no Prefect): the tasks in :mod:`prefect_runway.tasks` call :func:`deliver` with
-a client, a resolved storage and a logger.
-
-Each output streams to a temporary file while being hashed, is checked (length, media type,
-magic bytes), then lands atomically under its key (to S3: a multipart upload from that
-file); a JSON sidecar beside it records the request (no secrets), provider, job, timings,
-metrics, sha256 and size. A video also gets a small preview beside it
-(``<key>.preview.gif`` or ``.preview.png``), named in its sidecar as ``preview_key``. An
-output already stored and still matching its sidecar is not downloaded again. A signed
-output URL that has expired is refreshed from the provider once.
-"""
+"""Storing a finished job's outputs: refresh expired URLs, download, verify, preview, sidecar."""
 
 from __future__ import annotations
 
@@ -34,7 +22,7 @@ _EXPIRED = (401, 403, 404, 410)
 
 
 class Charge(Protocol):
-    """What a job cost, as its outputs' sidecars record it (a ``prefect_runway.money.Cost``)."""
+    """What a job cost, as its outputs' sidecars record it (a ``prefect_runway.money.costs.Cost``)."""
 
     @property
     def amount(self) -> float: ...

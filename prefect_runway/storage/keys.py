@@ -1,10 +1,4 @@
-"""Every rule for storage keys: the templates, rendering, safety, and derived names.
-
-Keys come from a template such as ``{flow_run}/{name}-{seed}.{ext}``; every value is made
-safe (:func:`slug`: ``café`` is ``cafe``), and a key that would climb out of the storage root (``..``, absolute paths) is refused.
-Beside an output's key live its sidecar (``<key>.json``), its preview
-(``<key>.preview.gif``) and, while it downloads, its partial file (``.part-<hash>``).
-"""
+"""Every rule for storage keys: the templates, rendering, safety, and derived names."""
 
 from __future__ import annotations
 

@@ -1,12 +1,4 @@
-"""Small previews of videos for people: an animated GIF or a contact-sheet PNG.
-
-A preview is made from the downloaded file (before it is moved into storage), with PyAV to
-decode and Pillow to draw, and stored beside the video under ``<video key>.preview.gif``
-(or ``.preview.png``). It is deterministic: the same video always gives the same bytes
-(evenly spaced frames, fixed sizes, median-cut palettes, no timestamps), and small: a few
-frames, 320 pixels wide by default. Decoding keeps only the sampled frames, downscaled, so a
-long or large video does not fill memory.
-"""
+"""Small previews of videos for people: an animated GIF or a contact-sheet PNG."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""Outputs in S3 (or any S3-compatible store) through a prefect-aws ``S3Bucket`` block.
-
-A finished download is a verified temporary file; :class:`S3Storage` uploads it from that
-file with boto3's managed transfer (multipart above a threshold, a bounded number of parts in
-flight), so a large video never sits whole in memory. Objects carry their sha256 as metadata
-(``x-amz-meta-sha256``); a re-run compares size and that digest with the sidecar instead of
-downloading the file again (``verify_bytes=True`` streams and hashes it instead).
-
-The still of a chain reaches the video provider as a short-lived presigned ``GET`` URL.
-"""
+"""Outputs in S3 (or any S3-compatible store) through a prefect-aws ``S3Bucket`` block."""
 
 from __future__ import annotations
 

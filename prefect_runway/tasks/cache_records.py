@@ -1,8 +1,4 @@
-"""The submit task's cache records: JSON we wrote, read back only as a ``Generation``.
-
-Whoever can write the result storage can write these records: what they write is data,
-never code (see the README's security section).
-"""
+"""The submit task's cache records: JSON we wrote, read back only as a ``Generation``."""
 
 from __future__ import annotations
 

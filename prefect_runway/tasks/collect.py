@@ -10,9 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
 from prefect_runway.engine.events import emit_job
 from prefect_runway.engine.retry import read_retryable
+from prefect_runway.engine.waiting import RESUMED_WAIT_SECONDS
 from prefect_runway.errors import StorageError
 from prefect_runway.models import Generation, GenerationResult, StoredOutput
 from prefect_runway.money.costs import charged_cost

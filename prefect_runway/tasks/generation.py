@@ -73,7 +73,7 @@ async def _retry_submit(task: Any, task_run: Any, state: Any) -> bool:
     cache_expiration=timedelta(hours=1),
     persist_result=True,
     # The cache record is a Generation as JSON, read back into that model only (never a
-    # pickle): see prefect_runway.cache_records.
+    # pickle): see prefect_runway.tasks.cache_records.
     result_serializer=GENERATION_SERIALIZER,
     # Prefect's TaskRunNameCallbackWithParameters protocol declares a classmethod that no
     # function has, so mypy refuses any callable taking `parameters`; Prefect calls it so.
@@ -97,11 +97,11 @@ async def submit_generation(
     Before the POST leaves, an intent is written to the submission ledger that lives with
     ``storage``; after the answer, the job. A job already recorded is returned without a
     POST; an intent without a job (an earlier submit whose outcome is unknown) refuses with
-    :class:`~prefect_runway.ledger.SubmissionInDoubt` until ``force=True`` or
+    :class:`~prefect_runway.errors.SubmissionInDoubt` until ``force=True`` or
     ``prefect-runway ledger resolve``.
 
     Args:
-        request: The request prepared by :func:`prefect_runway.plan.prepare` (what the
+        request: The request prepared by :func:`prefect_runway.blocks.requests.prepare` (what the
             flows pass), or an ImageRequest / VideoRequest, prepared here.
         credentials: A SegmindCredentials, AimlapiCredentials or RunwayCredentials block.
         storage: Where the run's outputs go (the ledger lives with them); None: beside
@@ -256,7 +256,7 @@ def submit_task_for(
     credentials: ProviderCredentials, *, refresh: bool = False, retries: bool = True
 ) -> Any:
     """``submit_generation`` with the cache expiry set to the provider's retention window,
-    and the submit lock (:func:`prefect_runway.locks.submission_cache_policy`, read from the
+    and the submit lock (:func:`prefect_runway.tasks.locks.submission_cache_policy`, read from the
     settings now) around it; ``retries=False``: without the task's retries (a submit with a
     fallback after it).
 

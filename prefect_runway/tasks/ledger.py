@@ -1,34 +1,4 @@
-"""The submission ledger: a durable record of every paid submit, written before the POST.
-
-A paid submit leaves three kinds of trace here, one small JSON record per submission scope
-(the request fingerprint and the API it goes to, see ``submission_cache_key``):
-
-* ``intent``: written durably and atomically *before* the POST leaves the process (who is
-  sending what, from which flow run, when);
-* ``job``: written after the provider's answer, with the job id and the ``Generation``;
-* ``cleared``: the intent is known to have made no job (a 4xx that provably created
-  nothing), or a user resolved the doubt (``force=True``, ``prefect-runway ledger resolve``).
-
-An intent without a job means the outcome of a submit is unknown: a crash, a lost answer,
-a kill right after the provider accepted the job. :meth:`SubmissionLedger.begin` then
-refuses with :class:`SubmissionInDoubt` (a :class:`~prefect_runway.errors.SubmissionUncertain`)
-instead of paying again, until a person settles it: clears it (the next run submits again)
-or adopts the job the provider's dashboard shows (:meth:`SubmissionLedger.adopt`: the next run
-continues with it). A record that cannot be read is never taken as absent: it raises
-:class:`LedgerRecordUnreadable`, also a doubt. Each doubt a run meets is a :class:`Doubt`: a
-Prefect event and a line of the run's summary, with the commands that settle it.
-
-Records live where the results live: under Prefect's local result storage
-(``PREFECT_RESULTS_LOCAL_STORAGE_PATH``) in ``prefect-runway-ledger/`` by default, or in S3
-(``s3://bucket/prefix``, an ``S3Storage`` or a prefect-aws ``S3Bucket``) under
-``<prefix>/prefect-runway-ledger/``. Locally a record is written to a temporary file,
-fsynced, then linked (a new intent: fails if one appeared meanwhile) or renamed into place,
-and the directory is fsynced. On S3 each record is one ``PUT``; a new intent is a
-conditional ``PUT`` (``If-None-Match: *``) so two workers cannot both create it.
-
-Records hold no secret: the API key never reaches this module, and of the base URL only the
-origin (scheme, host, port) is kept.
-"""
+"""The submission ledger: a durable record of every paid submit, written before the POST."""
 
 from __future__ import annotations
 
@@ -106,7 +76,7 @@ class SubmissionLedger:
 
     Example:
         ```python
-        from prefect_runway.ledger import IntentMeta, JobRecord, ledger_for
+        from prefect_runway.tasks.ledger import IntentMeta, JobRecord, ledger_for
 
         ledger = ledger_for(storage)
         began = await ledger.begin(scope, IntentMeta.from_prepared(prepared), force=force)

@@ -1,19 +1,4 @@
-"""Prefect global concurrency limits per provider: which exist, and a slot of one per job.
-
-A storyboard's jobs each hold a slot of the limit named for their provider
-(``segmind-jobs``, ...) where it exists, so that several workers share a provider's
-concurrency. The lookup runs once per flow run.
-
-Where a provider has no such limit, :class:`ModelSlots` bounds its jobs per model in this
-flow run by what the account itself allows at once (Runway's ``GET /v1/organization``:
-``tier.models[m].maxConcurrentGenerations``, read with the balance before the run), so that
-no job waits THROTTLED at the provider.
-
-:func:`task_run_slot` bounds this package's Prefect task runs open at once in one event loop
-(``PREFECT_RUNWAY_MAX_TASK_RUNS``, default 64): each holds Prefect's objects for a running
-task (its TaskRun, states, contexts, engine), so the chains of a large batch wait for a place
-in the flow, where waiting costs a coroutine.
-"""
+"""Prefect global concurrency limits per provider, model slots, and task-run slots."""
 
 from __future__ import annotations
 

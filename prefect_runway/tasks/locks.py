@@ -1,33 +1,4 @@
-"""Locks around a paid submit, through Prefect's own transaction machinery.
-
-The submit task runs in a Prefect transaction with ``IsolationLevel.SERIALIZABLE`` keyed on
-the submission scope: of two runs of the same request at the same instant, one takes the
-lock and submits; the other waits on the lock, then finds the committed result record and
-reuses the job. Which lock manager holds the locks:
-
-* one machine (the default): :class:`RunwayFileSystemLockManager`, lock files under
-  ``PREFECT_RUNWAY_LOCK_DIR`` or ``<PREFECT_RESULTS_LOCAL_STORAGE_PATH>/prefect-runway-locks``;
-* several machines: prefect-redis's ``RedisLockManager`` (``pip install prefect-redis``),
-  chosen by ``PREFECT_RUNWAY_LOCK_REDIS_URL=redis://host:6379/0`` (or ``rediss://``,
-  ``redis+sentinel://``).
-
-Both hold a lock at most ``PREFECT_RUNWAY_LOCK_HOLD_SECONDS`` (default 900 s): Prefect asks
-for locks without a hold timeout, so a worker killed while holding one would otherwise
-block that request forever. A lock that claims to last longer (a far-future expiry, none at
-all: written by hand or by someone else) counts as held only that long. A submit waits for
-a lock at most twice the hold time, then raises :class:`~prefect_runway.errors.LockTimeout`.
-The file-system manager also frees at once a lock whose holder process, on this host, is
-gone.
-
-Example:
-    ```python
-    from prefect import task
-    from prefect_runway.locks import submission_cache_policy
-
-    @task(cache_policy=submission_cache_policy(my_cache_key_fn), persist_result=True)
-    async def submit(...): ...
-    ```
-"""
+"""Locks around a paid submit, through Prefect's own transaction machinery."""
 
 from __future__ import annotations
 
@@ -428,7 +399,7 @@ def submission_cache_policy(
         lock_manager: default :func:`lock_manager_from_settings`.
         key_storage: Where the records' metadata is read and written (Prefect's
             ``key_storage``; the submit task's is
-            :data:`prefect_runway.cache_records.SUBMIT_RECORD_KEYS`); None: with the results.
+            :data:`prefect_runway.tasks.cache_records.SUBMIT_RECORD_KEYS`); None: with the results.
     """
     return CacheKeyFnPolicy(cache_key_fn=cache_key_fn).configure(
         key_storage=key_storage,

@@ -1,18 +1,4 @@
-"""Count what a flow costs the orchestrator: the Prefect API requests and events a process sends.
-
-On Prefect Cloud every REST request counts against the workspace's rate limit (the Hobby tier
-allows 625 a minute) and every event is one more message on the events websocket; a nightly
-batch can hit those limits long before the provider's. Wrap a run in
-:func:`count_prefect_api_calls` to see what it sends, by kind::
-
-    with count_prefect_api_calls() as calls:
-        await storyboard(shots, credentials=creds)
-    print(calls.table(generations=2 * len(shots)))
-
-REST requests are counted at ``httpx`` (every Prefect client in the process goes through it;
-only requests to the Prefect API URL count, not the providers'); events at Prefect's events
-worker, one per event sent. Counting changes nothing that is sent.
-"""
+"""Count what a flow costs the orchestrator: the Prefect API requests and events it sends."""
 
 from __future__ import annotations
 

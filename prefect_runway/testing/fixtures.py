@@ -1,9 +1,4 @@
-"""Pytest fixtures: a Prefect test server, the emulator, and credentials blocks pointing at it.
-
-``prefect_harness`` starts one Prefect temporary server for the whole session (it takes
-10-25 s), with analytics off. ``runway_emulator`` runs the emulator on 127.0.0.1 for the
-session with short latencies; the ``*_credentials`` fixtures point each provider's block at it.
-"""
+"""Pytest fixtures: a Prefect test server, the emulator, and credentials blocks pointing at it."""
 
 from __future__ import annotations
 

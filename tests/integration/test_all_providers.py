@@ -14,13 +14,9 @@ from PIL import Image
 from prefect import flow
 from pydantic import SecretStr
 
-from prefect_runway import (
-    InvalidRequest,
-    RunwayCredentials,
-    SegmindCredentials,
-    image_to_video,
-)
+from prefect_runway import RunwayCredentials, SegmindCredentials, image_to_video
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows import animate_image, generate_image
 from prefect_runway.flows import generation as generation_flows
 

@@ -29,14 +29,9 @@ from prefect.client.schemas.filters import (
 from prefect.logging.handlers import APILogHandler
 from pydantic import SecretStr
 
-from prefect_runway import (
-    InvalidRequest,
-    RunwayCredentials,
-    SegmindCredentials,
-    generate_image,
-    image_to_video,
-)
+from prefect_runway import RunwayCredentials, SegmindCredentials, generate_image, image_to_video
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import InvalidRequest
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 IMAGE_REFS = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)|<img[^>]+src=\"([^\"]+)\"")

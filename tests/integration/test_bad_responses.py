@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from prefect_runway import (
+from prefect_runway import ImageRequest, VideoRequest
+from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
+from prefect_runway.errors import (
     AuthenticationError,
     BadResponse,
     DownloadError,
@@ -29,16 +31,13 @@ from prefect_runway import (
     GenerationExpired,
     GenerationFailed,
     GenerationTimedOut,
-    ImageRequest,
     InsufficientCredits,
     InvalidRequest,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
     SubmissionUncertain,
-    VideoRequest,
 )
-from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.models import Generation
 from prefect_runway.providers import get_provider
 

@@ -321,7 +321,7 @@ async def test_throttled_time_does_not_eat_the_wait_deadline(one_slot, tmp_path,
     image = bytes_to_data_uri(_png(128, 72, noise=False), "image/png")
     holder = await _hold_the_slot(one_slot, credentials, image, seconds=4.0)
 
-    with caplog.at_level(logging.INFO, logger="prefect_runway.engine.client"):
+    with caplog.at_level(logging.INFO, logger="prefect_runway.engine.waiting"):
         video = await animate_image(
             image=image, credentials=credentials, prompt=_prompt(), duration=2,
             storage=str(tmp_path / "out"), preview=None,

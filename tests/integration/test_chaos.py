@@ -22,11 +22,11 @@ from prefect_runway import (
     AimlapiCredentials,
     ImageRequest,
     RunwayCredentials,
-    RunwayError,
     SegmindCredentials,
     VideoRequest,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import RunwayError
 from prefect_runway.flows import run_generation
 from prefect_runway.models import bytes_to_data_uri
 

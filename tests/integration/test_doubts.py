@@ -25,10 +25,10 @@ from prefect.events.filters import (
     EventResourceFilter,
 )
 
-from prefect_runway import StoryboardFailed, SubmissionUncertain, generate_image, storyboard
+from prefect_runway import generate_image, storyboard
 from prefect_runway.cli import main as cli_main
 from prefect_runway.emulator import Emulator
-from prefect_runway.errors import SubmissionInDoubt
+from prefect_runway.errors import StoryboardFailed, SubmissionInDoubt, SubmissionUncertain
 from prefect_runway.flows.events import DOUBT_EVENT
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 

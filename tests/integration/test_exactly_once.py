@@ -25,10 +25,15 @@ from typing import Any
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from prefect_runway import InvalidRequest, StorageError, SubmissionUncertain, image_to_video
+from prefect_runway import image_to_video
 from prefect_runway.cli import main as cli_main
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.errors import SubmissionInDoubt
+from prefect_runway.errors import (
+    InvalidRequest,
+    StorageError,
+    SubmissionInDoubt,
+    SubmissionUncertain,
+)
 from prefect_runway.tasks.ledger import ledger_for
 from prefect_runway.tasks.ledger_records import Intent
 

@@ -20,14 +20,13 @@ from pydantic import SecretStr
 
 from prefect_runway import (
     AimlapiCredentials,
-    InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,
-    SubmissionUncertain,
     image_to_video,
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import InvalidRequest, SubmissionUncertain
 from prefect_runway.tasks.ledger import ledger_of
 from prefect_runway.tasks.ledger_records import Intent
 
@@ -161,7 +160,7 @@ async def test_segmind_out_of_credits_aimlapi_serves_the_video(emu, tmp_path):
 
 
 async def test_a_reason_left_out_of_fallback_on_is_no_fallback(emu, tmp_path):
-    from prefect_runway import InsufficientCredits
+    from prefect_runway.errors import InsufficientCredits
 
     _switch(emu, providers={"segmind": "empty"})
     state = await _chain_on_segmind_with_fallback(emu, tmp_path, f"strict {uuid.uuid4().hex[:6]}",
@@ -260,7 +259,7 @@ async def test_a_storyboard_shot_falls_over_and_the_summary_says_so(emu, tmp_pat
 
 
 async def test_a_fallback_that_cannot_take_a_shot_names_its_row_before_anything_is_sent(emu, tmp_path):
-    from prefect_runway import InvalidShot
+    from prefect_runway.errors import InvalidShot
 
     with pytest.raises(InvalidShot) as info:
         await storyboard(

@@ -20,15 +20,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from pydantic import SecretStr
 
-from prefect_runway import (
-    GenerationTimedOut,
-    ImageRequest,
-    InvalidRequest,
-    RunwayCredentials,
-    SegmindCredentials,
-    SubmissionUncertain,
-)
+from prefect_runway import ImageRequest, RunwayCredentials, SegmindCredentials
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import GenerationTimedOut, InvalidRequest, SubmissionUncertain
 from prefect_runway.flows import generate_image, run_generation
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -59,7 +53,7 @@ async def test_expired_job_is_resubmitted_exactly_once(emu, tmp_path, caplog):
 
 
 async def test_expired_twice_gives_up_after_one_resubmission(emu, tmp_path):
-    from prefect_runway import GenerationExpired
+    from prefect_runway.errors import GenerationExpired
 
     emu.set_faults(scripted=[{"route": "segmind.status", "nth": 1, "times": 50, "fault": "404"}])
     with pytest.raises(GenerationExpired):

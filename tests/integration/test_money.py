@@ -28,9 +28,6 @@ from prefect.events.filters import (
 
 from prefect_runway import (
     AimlapiCredentials,
-    BudgetExceeded,
-    InsufficientCredits,
-    InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,
     image_to_video,
@@ -38,6 +35,7 @@ from prefect_runway import (
 )
 from prefect_runway.cli import main
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import BudgetExceeded, InsufficientCredits, InvalidRequest
 from prefect_runway.flows.artifacts import output_rows
 from prefect_runway.flows.events import CHARGED_EVENT
 from prefect_runway.money.budget import Budget

@@ -13,8 +13,9 @@ import uuid
 import pytest
 from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
-from prefect_runway import BudgetExceeded, RunwayCredentials, image_to_video, storyboard
+from prefect_runway import RunwayCredentials, image_to_video, storyboard
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import BudgetExceeded
 from prefect_runway.models import Generation, GenerationResult, JobState
 from prefect_runway.money.costs import Cost
 from prefect_runway.money.daily import (

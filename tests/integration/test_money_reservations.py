@@ -26,15 +26,14 @@ from test_exactly_once import _finish, _kill, _wait_ready
 from test_review import paused_run
 
 from prefect_runway import (
-    BudgetExceeded,
     RunwayCredentials,
     SegmindCredentials,
-    StoryboardFailed,
     generate_image,
     image_to_video,
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import BudgetExceeded, StoryboardFailed
 from prefect_runway.money.costs import USD_PER_UNIT
 from prefect_runway.money.daily import SPEND_FOLDER, DailyBudgets, block_identity, utc_day
 from prefect_runway.testing.fixtures import _fast

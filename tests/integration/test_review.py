@@ -29,7 +29,6 @@ from prefect.input import keyset_from_base_key
 from prefect.input.actions import aread_flow_run_input
 
 from prefect_runway import (
-    InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,
     StoryboardSummary,
@@ -37,7 +36,7 @@ from prefect_runway import (
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.errors import ReviewTimedOut
+from prefect_runway.errors import InvalidRequest, ReviewTimedOut
 from prefect_runway.flows.review import REVIEW_ARTIFACT_KEY, STILLS_INPUT_KEY
 from prefect_runway.flows.review_form import REVIEW_KEY
 from prefect_runway.testing.fixtures import _fast

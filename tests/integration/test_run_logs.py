@@ -20,17 +20,11 @@ from prefect.client.schemas.filters import (
 from prefect.logging.handlers import APILogHandler
 from pydantic import SecretStr
 
-from prefect_runway import (
-    InvalidRequest,
-    InvalidShot,
-    RunwayCredentials,
-    SegmindCredentials,
-    image_to_video,
-    storyboard,
-)
+from prefect_runway import RunwayCredentials, SegmindCredentials, image_to_video, storyboard
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.engine import GenerationClient
 from prefect_runway.engine.polling import LatencyBook, PollSchedule, latency_key
+from prefect_runway.errors import InvalidRequest, InvalidShot
 from prefect_runway.models import ImageRequest, utc_now
 from prefect_runway.providers import get_provider
 

@@ -23,7 +23,6 @@ from pydantic import SecretStr
 
 from prefect_runway import (
     AimlapiCredentials,
-    InvalidRequest,
     RunwayCredentials,
     SegmindCredentials,
     animate_image,
@@ -32,6 +31,7 @@ from prefect_runway import (
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import InvalidRequest
 
 CANARY = "sk-LEAK-CANARY-7d41c9e2a0"
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

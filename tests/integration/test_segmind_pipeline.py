@@ -15,15 +15,9 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from prefect_runway import (
-    AuthenticationError,
-    GenerationFailed,
-    InvalidRequest,
-    SegmindCredentials,
-    StoredOutput,
-    image_to_video,
-)
+from prefect_runway import SegmindCredentials, StoredOutput, image_to_video
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import AuthenticationError, GenerationFailed, InvalidRequest
 from prefect_runway.flows import animate_image, generate_image
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

@@ -18,16 +18,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from pydantic import SecretStr
 from s3_helpers import AWS_KEY_ID, AWS_SECRET, moto_server
 
-from prefect_runway import (
-    InvalidRequest,
-    InvalidShot,
-    RunwayCredentials,
-    SegmindCredentials,
-    StoryboardFailed,
-    StoryboardSummary,
-    storyboard,
-)
+from prefect_runway import RunwayCredentials, SegmindCredentials, StoryboardSummary, storyboard
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.errors import InvalidRequest, InvalidShot, StoryboardFailed
 from prefect_runway.testing.fixtures import _fast
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

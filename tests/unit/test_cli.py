@@ -59,7 +59,7 @@ for cwd, *args in json.load(sys.stdin):
     saved = [os.dup(1), os.dup(2)]
     for fd, file in ((1, captured[0]), (2, captured[1])):
         os.dup2(file.fileno(), fd)
-    sys.argv = ["prefect_runway/cli.py", *args]
+    sys.argv = ["prefect_runway/cli/__main__.py", *args]
     try:
         runpy.run_module("prefect_runway.cli", run_name="__main__", alter_sys=True)
         status = 0

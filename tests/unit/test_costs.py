@@ -7,13 +7,8 @@ import asyncio
 import pytest
 from pydantic import SecretStr
 
-from prefect_runway import (
-    BudgetExceeded,
-    ImageRequest,
-    InvalidRequest,
-    RunwayCredentials,
-    SegmindCredentials,
-)
+from prefect_runway import ImageRequest, RunwayCredentials, SegmindCredentials
+from prefect_runway.errors import BudgetExceeded, InvalidRequest
 from prefect_runway.flows.plan import plan_chain
 from prefect_runway.models import Generation, GenerationResult, JobState, VideoRequest
 from prefect_runway.money.budget import Budget, BudgetGuard

@@ -8,19 +8,14 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import SecretStr
 
-from prefect_runway import (
-    AimlapiCredentials,
-    InvalidRequest,
-    RunwayCredentials,
-    SegmindCredentials,
-    VideoRequest,
-)
+from prefect_runway import AimlapiCredentials, RunwayCredentials, SegmindCredentials, VideoRequest
 from prefect_runway.errors import (
     AuthenticationError,
     BadResponse,
     DailyQuotaExceeded,
     GenerationFailed,
     InsufficientCredits,
+    InvalidRequest,
     ModelRetired,
     ProviderRejected,
     ProviderUnavailable,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import prefect_runway.engine.client as client_module
+import prefect_runway.engine.waiting as client_module
 from prefect_runway.blocks import SegmindCredentials
 from prefect_runway.engine import GenerationClient
 from prefect_runway.engine.polling import (

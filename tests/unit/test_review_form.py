@@ -6,7 +6,8 @@ import pydantic
 import pytest
 from pydantic import SecretStr
 
-from prefect_runway import InvalidRequest, SegmindCredentials
+from prefect_runway import SegmindCredentials
+from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows.parameters import check_parameters
 from prefect_runway.flows.review import ReviewItem
 from prefect_runway.flows.review_form import review_form, review_settings, timeout_answer

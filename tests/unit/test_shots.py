@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from prefect_runway import InvalidRequest, InvalidShot, Shot, StoryboardFailed
+from prefect_runway import Shot
+from prefect_runway.errors import InvalidRequest, InvalidShot, StoryboardFailed
 from prefect_runway.flows.results import ShotResult, StoryboardSummary
 from prefect_runway.flows.shots import format_of, load_shots, parse_shots
 

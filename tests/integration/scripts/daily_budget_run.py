@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from prefect_runway import BudgetExceeded, RunwayCredentials, StoryboardFailed, storyboard
+from prefect_runway import RunwayCredentials, storyboard
+from prefect_runway.errors import BudgetExceeded, StoryboardFailed
 
 
 async def main() -> dict[str, object]:

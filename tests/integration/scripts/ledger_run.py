@@ -11,8 +11,8 @@ import sys
 
 from pydantic import SecretStr
 
-from prefect_runway import SegmindCredentials, StoryboardFailed, image_to_video, storyboard
-from prefect_runway.errors import SubmissionInDoubt
+from prefect_runway import SegmindCredentials, image_to_video, storyboard
+from prefect_runway.errors import StoryboardFailed, SubmissionInDoubt
 
 
 async def main() -> int:
