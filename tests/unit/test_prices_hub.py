@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from prefect_runway import BudgetExceeded, ImageRequest, RunwayCredentials
+from prefect_runway import ImageRequest, RunwayCredentials
+from prefect_runway.errors import BudgetExceeded
 from prefect_runway.flows.plan import plan_chain
 from prefect_runway.models import VideoRequest, catalogue
 from prefect_runway.money.budget import Budget
