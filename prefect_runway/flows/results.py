@@ -127,9 +127,10 @@ class StoryboardSummary(BaseModel):
                 reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
             for note in r.fallbacks():
                 reason = (reason + "; " if reason else "") + note.replace("|", "\\|")
+            shown = None if r.same_as else pictures  # an identical shot's pictures: once
             lines.append(
-                f"| {r.row} | {md(r.name)} | {r.status} | {_cell(r.still, pictures, links)} "
-                f"| {_cell(r.video, pictures, links)} | {reason} |"
+                f"| {r.row} | {md(r.name)} | {r.status} | {_cell(r.still, shown, links)} "
+                f"| {_cell(r.video, shown, links)} | {reason} |"
             )
         if self.doubts:
             lines += ["", doubts_markdown(self.doubts)]
