@@ -1,0 +1,90 @@
+"""The documents a user reads: no machine path or issue number in them, the README's links
+resolve, and deployments/prefect.yaml names a Prefect version the package accepts.
+
+The pages' own links and anchors are checked by ``mkdocs build --strict`` (see ``.ci/run``)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+DOCS = sorted(
+    [README, REPO / "benchmarks" / "README.md", REPO / "CHANGELOG.md",
+     *(REPO / "docs").rglob("*.md")]
+)
+
+#: A path on the machine the docs were written on: it means nothing on the reader's.
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|root)/")
+#: "issue 12", "issues 11 and 13", "#12" (not an anchor such as "#3-global-limits", nor "&#12").
+ISSUE = re.compile(r"\bissues?\s+#?\d+|(?<![\w&/])#\d+(?![\w-])", re.IGNORECASE)
+#: A markdown link or image: [text](target) / ![alt](target "title").
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    return list(enumerate(path.read_text(encoding="utf-8").splitlines(), 1))
+
+
+def test_the_docs_exist():
+    names = {p.relative_to(REPO).as_posix() for p in DOCS}
+    assert {"README.md", "benchmarks/README.md", "docs/architecture.md",
+            "docs/getting-started.md", "docs/settings.md"} <= names
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_machine_path_or_issue_number(path):
+    found = [f"{path.name}:{n}: {m.group(0)!r} in {line.strip()[:100]!r}"
+             for n, line in _lines(path)
+             for pattern in (MACHINE_PATH, ISSUE) for m in pattern.finditer(line)]
+    assert not found, "\n".join(found)
+
+
+def test_the_patterns_catch_what_they_are_for():
+    # The test above can fail: each pattern finds what it is for, and not an anchor.
+    assert MACHINE_PATH.search("see /work/shared/seeds/") and MACHINE_PATH.search("in /tmp/x")
+    assert not MACHINE_PATH.search("s3://bucket/tmp/x") and not MACHINE_PATH.search("./tmp/")
+    for text in ("issue 17", "Issues 11 and 13", "(#12)", "fixed in #7.", "issue #25"):
+        assert ISSUE.search(text), text
+    for text in ("[limits](deployments.md#3-global-concurrency-limits)", "(#3-global)",
+                 "&#12;", "### 1. Prefect server", "C#1x", "color: #fff"):
+        assert not ISSUE.search(text), text
+
+
+def test_every_relative_link_of_the_readme_resolves_to_a_file():
+    targets = [m.group(1) for _, line in _lines(README) for m in LINK.finditer(line)]
+    relative = [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t) and
+                not t.startswith("#")]
+    assert relative, "the README links to no page"
+    missing = [t for t in relative if not (README.parent / t.split("#", 1)[0]).is_file()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_every_docs_page_is_linked_from_the_readme_or_the_index():
+    linked = {m.group(1).split("#", 1)[0] for path in (README, REPO / "docs" / "index.md")
+              for _, line in _lines(path) for m in LINK.finditer(line)}
+    pages = {p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md")} - {
+        "docs/index.md"}
+    reached = {f"docs/{t}" for t in linked} | linked
+    assert pages <= reached, f"pages no one links to: {sorted(pages - reached)}"
+
+
+def test_the_readme_stays_short():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_prefect_yaml_names_a_prefect_version_the_package_accepts():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    prefect = next(Requirement(d) for d in project["dependencies"]
+                   if Requirement(d).name == "prefect")
+    config = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    version = Version(str(config["prefect-version"]))
+    assert version in prefect.specifier, (
+        f"deployments/prefect.yaml says prefect-version {version}; pyproject requires {prefect}")
