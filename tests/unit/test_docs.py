@@ -6,10 +6,10 @@ The pages' own links and anchors are checked by ``mkdocs build --strict`` (see `
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
