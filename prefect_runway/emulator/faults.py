@@ -144,7 +144,10 @@ class FaultPlan(BaseModel):
     random: dict[str, float] = Field(default_factory=dict)
     random_routes: list[str] = Field(default_factory=lambda: ["*"])
     seed: int = 0
-    retry_after: float = Field(default=1.0, ge=0, description="Retry-After of 429/503 faults.")
+    retry_after: float = Field(
+        default=1.0, ge=0,
+        description="Retry-After of 429/503 faults, in whole seconds (rounded up; 0 is sent as 0).",
+    )
 
     @field_validator("random")
     @classmethod
@@ -362,7 +365,7 @@ class FaultMiddleware:
         assert status is not None
         headers = {}
         if status in (429, 503) and fault.retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(fault.retry_after)))
+            headers["Retry-After"] = str(math.ceil(fault.retry_after))
         message = FAULT_MESSAGES.get(status, f"Injected fault {status}")
         if provider in self.error_factories and not scope["path"].startswith("/_emulator/"):
             response = self.error_factories[provider](

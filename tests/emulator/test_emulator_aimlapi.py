@@ -183,7 +183,9 @@ def test_auth_unknown_id_and_credits(emu, client):
 
 
 def test_waiting_while_over_the_concurrency_limit(emu, client):
-    emu.configure(aimlapi_concurrency=1, latency=1.0)
+    # 2 s of latency: the first job's video is made well before the second one ends, even on
+    # a loaded machine (its slot frees after its latency; "completed" also needs its media).
+    emu.configure(aimlapi_concurrency=1, latency=2.0)
     body = {"model": "runway/gen4_turbo", "image_url": data_uri(picture(64, 64))}
     first = client.post(LEGACY, headers=AIMLAPI_HEADERS, json=body).json()["id"]
     second = client.post(LEGACY, headers=AIMLAPI_HEADERS, json=body).json()["id"]

@@ -31,6 +31,12 @@ def test_scripted_status_fault_on_the_nth_call(emu, client):
     assert stats["status_calls"] == 2  # the faulted calls never reached the handler
 
 
+@pytest.mark.parametrize(("retry_after", "sent"), [(0, "0"), (0.2, "1"), (2.5, "3")])
+def test_retry_after_is_the_plans_in_whole_seconds(emu, client, retry_after, sent):
+    emu.set_faults(scripted=[{"route": "segmind.submit", "fault": "429"}], retry_after=retry_after)
+    assert submit(client).headers["retry-after"] == sent
+
+
 def test_faults_use_each_providers_error_shape(emu, client):
     emu.set_faults(scripted=[{"route": "*", "fault": "429", "times": 10}])
     runway = client.get("/v1/tasks/x", headers=RUNWAY_HEADERS)

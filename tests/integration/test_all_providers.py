@@ -202,6 +202,7 @@ async def test_expired_segmind_still_is_handed_over_as_data_uri(tmp_path, monkey
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_demo_command_runs_a_mixed_chain_into_s3(tmp_path):
     """The README's first command with a mixed chain (a Runway still animated on AIMLAPI),
     storing into S3 (moto on 127.0.0.1) named only by the environment, as a user would."""
@@ -225,7 +226,7 @@ def test_demo_command_runs_a_mixed_chain_into_s3(tmp_path):
             [sys.executable, "-m", "prefect_runway.cli", "demo", "--image-provider", "runway",
              "--video-provider", "aimlapi", "--latency", "0.3", "--fps", "4",
              "--storage", f"s3://{bucket}/renders"],
-            env=env, capture_output=True, text=True, timeout=240,
+            env=env, capture_output=True, text=True, timeout=180,
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert "emulator" in proc.stdout

@@ -40,6 +40,7 @@ async def _until(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # bounded waits of 60, 60, 30 and 30 s
 async def test_cancelling_the_flow_run_cancels_the_runway_job(tmp_path):
     with Emulator(EmulatorConfig(latency=120, video_fps=4)) as emu:
         block = f"cancel-{uuid.uuid4().hex[:8]}"
@@ -60,10 +61,10 @@ async def test_cancelling_the_flow_run_cancels_the_runway_job(tmp_path):
                 },
                 timeout=0,
             )
-            await _until(lambda: emu.stats()["runway"]["total_submissions"] >= 1, 90, "the submit")
+            await _until(lambda: emu.stats()["runway"]["total_submissions"] >= 1, 60, "the submit")
             async with get_client() as client:
                 await client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
-            await _until(lambda: emu.stats()["runway"]["cancels"] >= 1, 90, "the remote cancel")
+            await _until(lambda: emu.stats()["runway"]["cancels"] >= 1, 60, "the remote cancel")
             async with get_client() as client:
                 for _ in range(60):
                     state = (await client.read_flow_run(flow_run.id)).state

@@ -55,8 +55,12 @@ def _check_file(path: str, sha256: str, media_type: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_200_generations_under_20_percent_faults(tmp_path):
-    config = EmulatorConfig(latency=0.3, video_fps=2, runway_concurrency=50, media_workers=2)
+    # Stock media (one still and one video per size, made once): what is under test is the
+    # flows' handling of faults and of the bytes they download, not the emulator's drawing.
+    config = EmulatorConfig(latency=0.3, video_fps=2, runway_concurrency=50, media_workers=2,
+                            stock_media=True)
     with Emulator(config) as emu:
         kw = dict(
             api_key=SecretStr("chaos-key"), base_url=emu.url, poll_interval_seconds=0.2,
@@ -110,7 +114,7 @@ async def test_200_generations_under_20_percent_faults(tmp_path):
 
             return await asyncio.gather(*(one(p, r) for p, r in jobs))
 
-        outcomes = await asyncio.wait_for(chaos(), timeout=420)
+        outcomes = await asyncio.wait_for(chaos(), timeout=240)
         stats = emu.stats()
         emu.clear_faults()
 

@@ -36,7 +36,9 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float, what: str) -> N
         if proc.poll() is not None:
             raise AssertionError(f"the flow process ended before {what}: {proc.stdout.read()[-3000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            _kill(proc)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; the flow process "
+                                 f"({SCRIPT.name}) said: {proc.stdout.read()[-3000:]}")
         time.sleep(0.02)
 
 
@@ -48,7 +50,12 @@ def _kill(proc: subprocess.Popen) -> None:
 def _rerun(emu: Emulator, out: Path, prompt: str) -> None:
     proc = _start(emu, out, prompt)
     try:
-        output, _ = proc.communicate(timeout=180)
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        output, _ = proc.communicate()
+        raise AssertionError(f"the re-run ({SCRIPT.name}) did not end in 120 s: "
+                             f"{output[-3000:]}") from None
     finally:
         if proc.poll() is None:
             _kill(proc)
@@ -70,6 +77,7 @@ def _segmind(emu: Emulator) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(270)  # waits of at most 90 + 30 s, a re-run of at most 120 s
 @pytest.mark.parametrize("moment", ["after-submit", "mid-poll", "mid-download"])
 def test_sigkill_then_rerun_resumes_without_resubmitting(tmp_path, moment):
     with Emulator(EmulatorConfig(latency=3.0, video_fps=4)) as emu:
@@ -82,15 +90,15 @@ def test_sigkill_then_rerun_resumes_without_resubmitting(tmp_path, moment):
         try:
             if moment == "after-submit":
                 # The still's job is submitted and its id persisted: the first poll proves it.
-                _wait_for(lambda: _segmind(emu)["status_calls"] >= 1, proc, 120, "the first poll")
+                _wait_for(lambda: _segmind(emu)["status_calls"] >= 1, proc, 90, "the first poll")
             elif moment == "mid-poll":
                 # The video job is submitted; with 3 s of latency it is being polled for a while.
-                _wait_for(lambda: _segmind(emu)["total_submissions"] >= 2, proc, 120, "the video submit")
+                _wait_for(lambda: _segmind(emu)["total_submissions"] >= 2, proc, 90, "the video submit")
                 polls = _segmind(emu)["status_calls"]
-                _wait_for(lambda: _segmind(emu)["status_calls"] > polls, proc, 60, "a poll of the video")
+                _wait_for(lambda: _segmind(emu)["status_calls"] > polls, proc, 30, "a poll of the video")
             else:
                 _wait_for(lambda: out.exists() and any(p.name.startswith(".part") for p in out.iterdir())
-                          and _segmind(emu)["total_submissions"] >= 2, proc, 120, "the video download")
+                          and _segmind(emu)["total_submissions"] >= 2, proc, 90, "the video download")
                 time.sleep(0.3)
             _kill(proc)
         finally:

@@ -89,7 +89,7 @@ async def _chain_on_segmind_with_fallback(emu: Emulator, tmp_path: Path, prompt:
 
 
 async def test_segmind_down_past_its_retries_aimlapi_serves_the_video(emu, tmp_path):
-    _switch(emu, providers={"segmind": "unavailable"})
+    _switch(emu, providers={"segmind": "unavailable"}, retry_after=0)  # retried at once
     state = await _chain_on_segmind_with_fallback(emu, tmp_path, f"outage {uuid.uuid4().hex[:6]}",
                                                   check_balance=False)
     assert state.is_completed(), state.message
@@ -233,7 +233,7 @@ async def test_a_storyboard_shot_falls_over_and_the_summary_says_so(emu, tmp_pat
              "motion_prompt": "waves", "video_credentials": f"runway-credentials/fb-runway-{tag}"},
         ],
     }))
-    _switch(emu, providers={"segmind": "submits_unavailable"})
+    _switch(emu, providers={"segmind": "submits_unavailable"}, retry_after=0)
     state = await storyboard(
         shots=str(shots), image_credentials=_creds(RunwayCredentials, emu),
         video_credentials=_creds(SegmindCredentials, emu), storage=str(tmp_path / "out"),

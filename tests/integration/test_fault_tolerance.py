@@ -120,7 +120,8 @@ def emulator_process():
                 httpx.get(f"{url}/_emulator/health", timeout=1).raise_for_status()
                 break
             except httpx.HTTPError:
-                assert time.monotonic() < deadline and proc.poll() is None, "emulator did not start"
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    f"the emulator process ({' '.join(proc.args)}) did not start in 30 s")
                 time.sleep(0.1)
         yield url
     finally:
@@ -134,6 +135,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.timeout(240)
 async def test_shared_limiter_keeps_many_jobs_under_the_providers_rate_limit(emulator_process, tmp_path):
     """30 jobs at once with a 5 req/s budget shared by every task: the provider, limiting each
     key to 6 req/s, never has to refuse one."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -114,7 +115,9 @@ async def test_a_storyboard_shows_throttled_and_failed_jobs_and_a_broken_watcher
     emu, tmp_path
 ):
     # Runway runs one task per key at a time here: the second video waits THROTTLED. A third
-    # shot's still fails (the emulator's fail marker), so its video never starts.
+    # shot's still fails (the emulator's fail marker), so its video never starts. Jobs of
+    # 1.5 s, so that concurrent submits overlap even when a loaded machine spaces them out.
+    emu.configure(latency=1.5)
     credentials = _creds(RunwayCredentials, emu)
     tag = uuid.uuid4().hex[:6]
     shots = [{"name": f"s{i}", "still_prompt": f"board {tag} {i} @hero{' [fail]' if i == 2 else ''}",
@@ -170,6 +173,7 @@ async def test_image_to_video_keeps_a_progress_artifact_of_its_two_steps(emu, tm
     assert await progress_of(uuid.UUID(quiet.still.flow_run_id)) == []
 
 
+@pytest.mark.timeout(180)
 def test_the_storyboard_command_in_a_pipe_prints_plain_lines(tmp_path):
     shots = tmp_path / "shots.json"
     shots.write_text(json.dumps([
@@ -179,11 +183,14 @@ def test_the_storyboard_command_in_a_pipe_prints_plain_lines(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     for key in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY", "RUNWAYML_API_SECRET"):
         env.pop(key, None)
-    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    # On the session's Prefect server: what is checked is the output, and starting Prefect's
+    # temporary server in the process is proven by the demo's test (test_all_providers).
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_URL=str(PREFECT_API_URL.value()))
     proc = subprocess.run(
         [sys.executable, "-m", "prefect_runway.cli", "storyboard", str(shots), "--emulator",
-         "--latency", "0.5", "--fps", "4", "--storage", str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+         "--latency", "0.3", "--fps", "4", "--storage", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ESCAPE not in proc.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials
@@ -37,12 +38,34 @@ def _shots(tag: str, count: int, seed: int) -> list[dict[str, Any]]:
             for i in range(count)]
 
 
-async def test_a_storyboard_stays_within_its_prefect_api_budget(runway_emulator, tmp_path):
+@pytest.fixture(scope="module")
+async def counted(runway_emulator, prefect_harness, tmp_path_factory) -> tuple[Any, Any, int]:
+    """A storyboard of SHOTS shots with default settings, counted twice over: the Prefect API
+    messages it sent, and Prefect's nested ``visit_collection`` calls while it ran."""
+    import prefect.utilities.collections as collections
+
+    walked = 0
+    prefects = collections.visit_collection
+
+    def visit(*args: Any, **kwargs: Any) -> Any:
+        nonlocal walked
+        walked += 1
+        return prefects(*args, **kwargs)
+
     credentials, shots = _credentials(runway_emulator), _shots("budget", SHOTS, 500)
     await flush_prefect_workers()
-    with count_prefect_api_calls() as calls:
-        summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path))
+    with pytest.MonkeyPatch.context() as patch, count_prefect_api_calls() as calls:
+        # Prefect's own recursion goes through the module's name, so every nested visit counts.
+        patch.setattr(collections, "visit_collection", visit)
+        summary = await storyboard(shots=shots, credentials=credentials,
+                                   storage=str(tmp_path_factory.mktemp("budget")))
+        visits = walked
         await flush_prefect_workers()
+    return summary, calls, visits
+
+
+async def test_a_storyboard_stays_within_its_prefect_api_budget(counted):
+    summary, calls, _ = counted
     print(calls.table(2 * SHOTS))
     assert summary.completed == SHOTS
     generations = 2 * SHOTS
@@ -76,22 +99,8 @@ async def test_a_storyboard_without_progress_sends_no_progress_updates(runway_em
 WALK_BUDGET_PER_GENERATION = 150
 
 
-async def test_prefect_does_not_walk_into_the_generation_tasks_arguments(
-        runway_emulator, tmp_path, monkeypatch):
-    import prefect.utilities.collections as collections
-
-    walked = 0
-    prefects = collections.visit_collection
-
-    def counted(*args, **kwargs):
-        nonlocal walked
-        walked += 1
-        return prefects(*args, **kwargs)
-
-    # Prefect's own recursion goes through the module's name, so every nested visit counts.
-    monkeypatch.setattr(collections, "visit_collection", counted)
-    credentials, shots = _credentials(runway_emulator), _shots("walk", SHOTS, 900)
-    summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path))
+async def test_prefect_does_not_walk_into_the_generation_tasks_arguments(counted):
+    summary, _, walked = counted
     assert summary.completed == SHOTS
     print(f"{walked / (2 * SHOTS):.1f} nested visits per generation")
     assert 0 < walked <= WALK_BUDGET_PER_GENERATION * 2 * SHOTS

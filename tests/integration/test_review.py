@@ -43,6 +43,9 @@ from prefect_runway.testing.fixtures import _fast
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 #: How long a test waits for its flow run to pause (bounded; the stills take < 2 s).
 PAUSE_DEADLINE = 90.0
+#: The review timeout of the tests that answer: under a minute, so the paused run looks for
+#: the answer every second (from 60 s on, every 2 s or more), and still ample for the test.
+ANSWERED_WITHIN = 59
 
 
 def _shot(i: int, **extra: object) -> dict[str, object]:
@@ -100,7 +103,7 @@ async def test_review_in_a_process_approves_two_and_regenerates_one(own_emulator
     with tags(tag):
         task = asyncio.ensure_future(storyboard(
             shots=shots, credentials=credentials, storage=str(tmp_path), review=True,
-            review_mode="pause", review_timeout=120, return_state=True,
+            review_mode="pause", review_timeout=ANSWERED_WITHIN, return_state=True,
         ))
     run = await paused_run(tag, task)
 
@@ -152,7 +155,7 @@ async def test_review_rejects_and_picks_a_variant(own_emulator, tmp_path):
     with tags(tag):
         task = asyncio.ensure_future(storyboard(
             shots=[_shot(1), _shot(2)], credentials=credentials, storage=str(tmp_path),
-            review=True, variants=2, review_mode="pause", review_timeout=120,
+            review=True, variants=2, review_mode="pause", review_timeout=ANSWERED_WITHIN,
             return_state=True,
         ))
     run = await paused_run(tag, task)
@@ -282,7 +285,8 @@ async def test_review_stills_fall_back_to_another_provider(own_emulator, tmp_pat
     # Segmind refuses every submit (503): each still variant goes to Runway, its fallback;
     # the approved variant is animated on Runway.
     httpx.post(f"{own_emulator.url}/_emulator/faults",
-               json={"providers": {"segmind": "submits_unavailable"}}, timeout=10).raise_for_status()
+               json={"providers": {"segmind": "submits_unavailable"}, "retry_after": 0},
+               timeout=10).raise_for_status()
     runway = _fast(RunwayCredentials, own_emulator.url)
     state = await storyboard(
         shots=[_shot(1, ratio="1280:720")], image_credentials=_fast(SegmindCredentials, own_emulator.url),

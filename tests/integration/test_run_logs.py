@@ -31,7 +31,7 @@ from prefect_runway import (
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.engine import GenerationClient
 from prefect_runway.models import ImageRequest, utc_now
-from prefect_runway.polling import LatencyBook, latency_key
+from prefect_runway.polling import LatencyBook, PollSchedule, latency_key
 from prefect_runway.providers import get_provider
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -123,8 +123,10 @@ async def test_a_cached_job_is_no_latency_and_no_long_wait(emu):
     # A job submitted long ago (found in the submit cache, or resumed after a crash) and done
     # by now: the wait finds it at its first poll. That bounds nothing of the model's latency.
     book = LatencyBook()
+    # Polled as the tests' blocks poll (the default schedule's first poll waits up to 15 s).
+    fast = PollSchedule(interval=0.1, max_interval=0.5)
     async with GenerationClient(get_provider("segmind"), SecretStr("k"), emu.url,
-                                latency=book) as client:
+                                latency=book, poll=fast) as client:
         generation = await client.submit(ImageRequest(prompt="old @hero", reference_images=REF))
         await client.wait(generation)  # done; the book learns this one
         key = latency_key(generation.provider, generation.base_url, generation.model,

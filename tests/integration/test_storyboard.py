@@ -64,8 +64,9 @@ async def _artifacts(flow_run_id) -> dict[str, object]:
 
 @pytest.fixture()
 def own_emulator():
-    """An emulator of the test's own, so its counters are the test's alone."""
-    with Emulator(EmulatorConfig(latency=0.3, video_fps=4, runway_concurrency=8)) as emulator:
+    """An emulator of the test's own, so its counters are the test's alone (videos at 2 fps:
+    nothing here looks at their frames, and the twenty-shot storyboard makes eighteen)."""
+    with Emulator(EmulatorConfig(latency=0.3, video_fps=2, runway_concurrency=8)) as emulator:
         yield emulator
 
 

@@ -73,6 +73,16 @@ async def _run(tag: str, emulator: Any, tmp_path: Any) -> tuple[Any, list[Any]]:
     return summary, runs
 
 
+@pytest.fixture(scope="module")
+async def unlimited(runway_emulator, prefect_harness, tmp_path_factory) -> tuple[Any, list[Any]]:
+    """One storyboard without the variable (the default limit, 64), and its task runs: what
+    the three tests after the limited one read."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(MAX_TASK_RUNS_ENV, raising=False)
+        assert max_task_runs() == 64
+        return await _run("unlimited", runway_emulator, tmp_path_factory.mktemp("unlimited"))
+
+
 async def test_a_storyboard_keeps_at_most_the_limit_of_task_runs_open(
     runway_emulator, tmp_path, monkeypatch
 ):
@@ -81,20 +91,13 @@ async def test_a_storyboard_keeps_at_most_the_limit_of_task_runs_open(
     assert _most_open_at_once(runs) == 2  # never more, and the two places are used
 
 
-async def test_without_the_variable_the_chains_task_runs_overlap(
-    runway_emulator, tmp_path, monkeypatch
-):
-    monkeypatch.delenv(MAX_TASK_RUNS_ENV, raising=False)
-    assert max_task_runs() == 64
-    _, runs = await _run("many-open", runway_emulator, tmp_path)
+async def test_without_the_variable_the_chains_task_runs_overlap(unlimited):
+    _, runs = unlimited
     assert _most_open_at_once(runs) > 2  # what the test above would see without its limit
 
 
-async def test_the_wait_and_the_download_are_the_flow_runs_and_no_task_run_spans_them(
-    runway_emulator, tmp_path, monkeypatch
-):
-    monkeypatch.delenv(MAX_TASK_RUNS_ENV, raising=False)
-    summary, runs = await _run("flow-wait", runway_emulator, tmp_path)
+async def test_the_wait_and_the_download_are_the_flow_runs_and_no_task_run_spans_them(unlimited):
+    summary, runs = unlimited
     flow_run_id = summary.shots[0].video.flow_run_id
     await APILogHandler.aflush()
     async with get_client() as client:
@@ -128,12 +131,12 @@ async def test_a_bad_limit_is_refused_before_anything_is_sent(raw, runway_emulat
     assert runway_emulator.stats()["segmind"]["total_submissions"] == before
 
 
-async def test_the_run_graph_draws_each_shot_as_one_chain(runway_emulator, tmp_path):
+async def test_the_run_graph_draws_each_shot_as_one_chain(unlimited):
     """Each task run's upstream, as the API records it (the arrows of the run graph): a
     video's submit after its still's submit (``wait_for``), and none from the tasks' arguments: they are not walked, so no arrow comes from a string
     they share with an earlier task's result. (Prefect's own ``__parents__`` guess, by the
     ``id`` of a value, is left out: it can match a recycled ``id``.)"""
-    _, runs = await _run("graph", runway_emulator, tmp_path)
+    _, runs = unlimited
     names = {run.id: run.name for run in runs}
     follows = {"submit video": "submit still"}
     for run in runs:

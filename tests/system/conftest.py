@@ -1,5 +1,8 @@
 """A real Prefect server for the system tests — not the shared test harness.
 
+Every test here is marked ``system``: ``pytest -q`` leaves them out, ``pytest -m system`` runs
+them (``.ci/run`` runs both).
+
 ``prefect_server`` starts ``prefect server start`` on 127.0.0.1 and a free port, in its own
 process group, with its own ``PREFECT_HOME`` (so its own SQLite database) and analytics off,
 and yields how to reach it; on teardown every process the tests started with it is stopped,

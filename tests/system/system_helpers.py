@@ -15,6 +15,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import descendants
+
+__all__ = ["BIN", "SERVER_START_TIMEOUT", "PrefectServer", "Proc", "clean_env", "descendants",
+           "free_port", "start", "stop"]
+
 BIN = Path(sys.executable).parent
 SERVER_START_TIMEOUT = 120.0
 
@@ -64,33 +69,6 @@ def start(name: str, args: list[str], env: dict[str, str], logs: Path, cwd: Path
             start_new_session=True,
         )
     return Proc(name, popen, log)
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (Linux /proc), deepest last."""
-    tree = _children()
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _signal(pid: int, sig: int, group: bool) -> None:

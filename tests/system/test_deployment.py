@@ -32,7 +32,7 @@ from system_helpers import BIN, PrefectServer
 
 from prefect_runway.emulator import Emulator, EmulatorConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "runway-process"

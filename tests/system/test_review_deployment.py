@@ -24,13 +24,14 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.flow_runs import resume_flow_run
 from prefect.input.actions import aread_flow_run_input
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from processes import command_line
 from system_helpers import BIN, PrefectServer, descendants
 from test_deployment import POOL, REF, RUN_TIMEOUT, check_stored, snapshot_repository, wait_final
 
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.review import STILLS_INPUT_KEY
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 
 SEGMIND_KEY = "sys-review-segmind-key-7d3a"
 
@@ -38,15 +39,8 @@ SEGMIND_KEY = "sys-review-segmind-key-7d3a"
 def flow_run_processes(worker_pid: int) -> list[str]:
     """The command lines of the worker's descendants that run a flow (``python -m
     prefect.engine``, what Prefect's process worker starts per flow run)."""
-    found = []
-    for pid in descendants(worker_pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "prefect.engine" in cmdline:
-            found.append(cmdline)
-    return found
+    return [cmdline for cmdline in map(command_line, descendants(worker_pid))
+            if "prefect.engine" in cmdline]
 
 
 async def wait_until(predicate, what: str, server: PrefectServer, timeout: float = RUN_TIMEOUT):

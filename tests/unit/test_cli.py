@@ -2,7 +2,7 @@
 
 Each case runs ``python -m prefect_runway.cli`` in a subprocess with its own ``PREFECT_HOME``:
 no Prefect database may appear there (the temporary server never started) and no output
-directory is created.
+directory is created. The table of mistakes runs in one subprocess (see ``mistakes``).
 """
 
 from __future__ import annotations
@@ -13,21 +13,72 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from prefect_runway import __version__
 
+pytestmark = pytest.mark.timeout(120)  # a command is bounded at 60 s, the mistakes at 90 s
 
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+
+def cli_env(home: Path) -> dict[str, str]:
+    """This environment without a Prefect API or provider keys, and Prefect's home at ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     for key in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY", "RUNWAYML_API_SECRET"):
         env.pop(key, None)
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return env
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "prefect_runway.cli", *args],
-        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=cli_env(tmp_path / "prefect-home"), capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
     )
+
+
+#: Runs each case ``[working directory, *args]`` of the JSON on stdin as ``python -m
+#: prefect_runway.cli *args`` would (the module's code run afresh as ``__main__``, exit status
+#: from SystemExit, an uncaught exception printed as the interpreter does), its stdout and
+#: stderr read at file descriptors 1 and 2; says on its own stderr which case it begins, and
+#: prints a JSON list of [status, stdout, stderr, whether a Prefect database exists under
+#: PREFECT_HOME after the case].
+_MISTAKES_RUNNER = r"""
+import json, os, runpy, sys, tempfile, traceback
+from pathlib import Path
+
+home = Path(os.environ["PREFECT_HOME"])
+real_stdout, real_stderr = os.dup(1), os.dup(2)
+results = []
+for cwd, *args in json.load(sys.stdin):
+    os.write(real_stderr, (json.dumps(args) + "\n").encode())
+    os.chdir(cwd)
+    captured = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    saved = [os.dup(1), os.dup(2)]
+    for fd, file in ((1, captured[0]), (2, captured[1])):
+        os.dup2(file.fileno(), fd)
+    sys.argv = ["prefect_runway/cli.py", *args]
+    try:
+        runpy.run_module("prefect_runway.cli", run_name="__main__", alter_sys=True)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, copy in ((1, saved[0]), (2, saved[1])):
+        os.dup2(copy, fd)
+        os.close(copy)
+    out, err = (file.seek(0) or file.read().decode(errors="replace") for file in captured)
+    results.append([status, out, err, any(home.rglob("*.db"))])
+os.write(real_stdout, json.dumps(results).encode())
+"""
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -40,49 +91,73 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     return lines[0]
 
 
-@pytest.mark.parametrize(
-    ("args", "needles"),
-    [
-        (["demo", "--seed", "100000"], ["seed", "allowed: 1-99999"]),
-        (["demo", "--still-prompt", ""], ["still's prompt", "empty"]),
-        (["demo", "--motion-prompt", ""], ["video's prompt"]),
-        (["demo", "--duration", "7"], ["duration", "allowed: 5, 10"]),
-        (["demo", "--seed", "seven"], ["--seed", "'seven'"]),
-        (["demo", "--latency", "0"], ["--latency", "above 0"]),
-        (["demo", "--provider", "aimlapi", "--image-provider", "aimlapi"], ["--image-provider"]),
-        (["demo", "--output", "/proc/no-such-dir/out"], ["--output", "writable"]),
-        (["serve", "--shots", "no-such-shots.yaml"], ["shots", "is not a file"]),
-        (["serve", "--credentials", "justaname"], ["--credentials", "block-type/name"]),
-        (["emulator", "--port", "99999"], ["--port", "0-65535"]),
-        (["bogus-command"], ["invalid choice"]),
-        (["storyboard", "no-such-shots.yaml", "--emulator"], ["shots", "is not a file"]),
-        (["storyboard", "no-such-shots.yaml", "--concurrency", "0"], ["--concurrency", "above 0"]),
-        # Every option that takes a number: nan, inf and out-of-range values are one line.
-        (["demo", "--latency", "nan"], ["--latency", "'nan'", "above 0"]),
-        (["demo", "--latency", "inf"], ["--latency", "'inf'", "above 0"]),  # it hung
-        (["demo", "--latency", "1e400"], ["--latency", "above 0"]),
-        (["demo", "--fps", "100000"], ["--fps", "'100000'", "allowed: 1-60"]),
-        (["demo", "--fps", "nan"], ["--fps", "'nan'"]),
-        (["storyboard", "x.json", "--emulator", "--latency", "nan"], ["--latency", "above 0"]),
-        (["storyboard", "x.json", "--emulator", "--fps", "61"], ["--fps", "allowed: 1-60"]),
-        (["storyboard", "x.json", "--concurrency", "inf"], ["--concurrency", "'inf'"]),
-        (["serve", "--concurrency", "-1"], ["--concurrency", "above 0"]),
-        (["serve", "--limit", "0"], ["--limit", "above 0"]),
-        (["blocks", "create", "--max-requests-per-second", "nan"],
-         ["--max-requests-per-second", "above 0"]),
-        (["emulator", "--latency", "inf"], ["latency", "finite"]),
-        (["emulator", "--latency", "nan"], ["latency"]),
-        (["emulator", "--fps", "1000"], ["video_fps", "60"]),
-        (["emulator", "--rate-limit", "nan"], ["rate_limit_per_key"]),
-        (["demo", "--name", "two\nlines"], ["--name", "control character"]),
-    ],
-)
-def test_a_mistake_is_one_line_exit_2_and_nothing_starts(tmp_path, args, needles):
-    proc = run_cli(tmp_path, *args)
+MISTAKES = [
+    (["demo", "--seed", "100000"], ["seed", "allowed: 1-99999"]),
+    (["demo", "--still-prompt", ""], ["still's prompt", "empty"]),
+    (["demo", "--motion-prompt", ""], ["video's prompt"]),
+    (["demo", "--duration", "7"], ["duration", "allowed: 5, 10"]),
+    (["demo", "--seed", "seven"], ["--seed", "'seven'"]),
+    (["demo", "--latency", "0"], ["--latency", "above 0"]),
+    (["demo", "--provider", "aimlapi", "--image-provider", "aimlapi"], ["--image-provider"]),
+    (["demo", "--output", "/proc/no-such-dir/out"], ["--output", "writable"]),
+    (["serve", "--shots", "no-such-shots.yaml"], ["shots", "is not a file"]),
+    (["serve", "--credentials", "justaname"], ["--credentials", "block-type/name"]),
+    (["emulator", "--port", "99999"], ["--port", "0-65535"]),
+    (["bogus-command"], ["invalid choice"]),
+    (["storyboard", "no-such-shots.yaml", "--emulator"], ["shots", "is not a file"]),
+    (["storyboard", "no-such-shots.yaml", "--concurrency", "0"], ["--concurrency", "above 0"]),
+    # Every option that takes a number: nan, inf and out-of-range values are one line.
+    (["demo", "--latency", "nan"], ["--latency", "'nan'", "above 0"]),
+    (["demo", "--latency", "inf"], ["--latency", "'inf'", "above 0"]),  # it hung
+    (["demo", "--latency", "1e400"], ["--latency", "above 0"]),
+    (["demo", "--fps", "100000"], ["--fps", "'100000'", "allowed: 1-60"]),
+    (["demo", "--fps", "nan"], ["--fps", "'nan'"]),
+    (["storyboard", "x.json", "--emulator", "--latency", "nan"], ["--latency", "above 0"]),
+    (["storyboard", "x.json", "--emulator", "--fps", "61"], ["--fps", "allowed: 1-60"]),
+    (["storyboard", "x.json", "--concurrency", "inf"], ["--concurrency", "'inf'"]),
+    (["serve", "--concurrency", "-1"], ["--concurrency", "above 0"]),
+    (["serve", "--limit", "0"], ["--limit", "above 0"]),
+    (["blocks", "create", "--max-requests-per-second", "nan"],
+     ["--max-requests-per-second", "above 0"]),
+    (["emulator", "--latency", "inf"], ["latency", "finite"]),
+    (["emulator", "--latency", "nan"], ["latency"]),
+    (["emulator", "--fps", "1000"], ["video_fps", "60"]),
+    (["emulator", "--rate-limit", "nan"], ["rate_limit_per_key"]),
+    (["demo", "--name", "two\nlines"], ["--name", "control character"]),
+]
+
+
+@pytest.fixture(scope="module")
+def mistakes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Any, bool]]:
+    """Every case of MISTAKES, each in a working directory of its own, through the module's
+    code in one subprocess (one start of the interpreter and of Prefect's imports, not one
+    per case): (working directory, the finished process, a Prefect database after it)."""
+    root = tmp_path_factory.mktemp("mistakes")
+    cwds = [root / f"case-{i}" for i in range(len(MISTAKES))]
+    for cwd in cwds:
+        cwd.mkdir()
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-c", _MISTAKES_RUNNER],
+            input=json.dumps([[str(cwd), *args] for cwd, (args, _) in zip(cwds, MISTAKES, strict=True)]),
+            env=cli_env(root / "prefect-home"), capture_output=True, text=True, timeout=90, cwd=root,
+        )
+    except subprocess.TimeoutExpired as exc:
+        begun = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise AssertionError(f"the table of mistakes did not end in 90 s; the last case begun: "
+                             f"prefect-runway {' '.join(json.loads(begun[-1])) if begun else '?'}") from None
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return [(cwd, subprocess.CompletedProcess(args, status, out, err), db)
+            for cwd, (args, _), (status, out, err, db)
+            in zip(cwds, MISTAKES, json.loads(ran.stdout), strict=True)]
+
+
+@pytest.mark.parametrize(("args", "needles"), MISTAKES)
+def test_a_mistake_is_one_line_exit_2_and_nothing_starts(mistakes, args, needles):
+    cwd, proc, database = mistakes[MISTAKES.index((args, needles))]
     assert_one_line_error(proc, *needles)
-    home = tmp_path / "prefect-home"
-    assert not any(home.rglob("*.db")), "the Prefect server was started"
-    assert not (tmp_path / "runway-outputs").exists()
+    assert not database, "the Prefect server was started"
+    assert not (cwd / "runway-outputs").exists()
 
 
 def test_an_output_path_under_a_file_is_refused(tmp_path):

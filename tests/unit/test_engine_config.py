@@ -41,5 +41,6 @@ def test_the_log_filter_is_installed_by_a_client_not_by_an_import():
         "GenerationClient(SegmindProvider(), SecretStr('k'))\n"
         "print(before, len(log.filters))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=60)
     assert out.stdout.split() == ["0", "1"]
