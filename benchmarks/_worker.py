@@ -149,7 +149,7 @@ def jobs(args: argparse.Namespace) -> dict[str, Any]:
     emulator = args.emulator.rstrip("/")
     control = httpx.Client(base_url=emulator, timeout=30)
     if args.public_priors:
-        from prefect_runway.polling import DEFAULT_PRIORS, LATENCY
+        from prefect_runway.engine.polling import DEFAULT_PRIORS, LATENCY
 
         for model, prior in DEFAULT_PRIORS.items():
             LATENCY.set_prior(model, prior, base_url=emulator)
@@ -184,7 +184,7 @@ def jobs(args: argparse.Namespace) -> dict[str, Any]:
             "stats_before": stats_before, "stats_after": stats_after,
         })
         if args.client.startswith("ours-"):
-            from prefect_runway.polling import LATENCY
+            from prefect_runway.engine.polling import LATENCY
 
             batches[-1]["latency_book"] = LATENCY.snapshot()
     control.close()
@@ -409,7 +409,7 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
             from prefect_runway.blocks import SegmindCredentials
             from prefect_runway.models import Generation, GenerationResult, JobState
             from prefect_runway.storage import LocalStorage
-            from prefect_runway.tasks.generation import download_generation
+            from prefect_runway.tasks.collect import download_generation
 
             credentials = SegmindCredentials(api_key=SecretStr(KEY), base_url="http://127.0.0.1:9")
 

@@ -2,8 +2,8 @@
 
 ``python -m benchmarks.polling_sim`` replays what ``benchmarks.polling`` measures — 50 jobs
 submitted together, latencies uniform 20-40 s, a cold batch (a fresh latency book with the
-built-in priors) then a warm one — through :class:`prefect_runway.polling.PollSchedule` and
-:class:`~prefect_runway.polling.LatencyBook` exactly as ``GenerationClient.wait`` drives them,
+built-in priors) then a warm one — through :class:`prefect_runway.engine.polling.PollSchedule` and
+:class:`~prefect_runway.engine.polling.LatencyBook` exactly as ``GenerationClient.wait`` drives them,
 over many seeded trials. A status poll costs no time here, so the delays are the schedule's
 own; the real benchmark adds request and queueing time on top.
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._common import machine, report
-from prefect_runway.polling import LatencyBook, LatencyWindow, PollSchedule
+from prefect_runway.engine.polling import LatencyBook, LatencyWindow, PollSchedule
 
 COLUMNS = ["schedule", "batch", "mean delay s", "p95 delay s", "polls/job", "share of 1 s polls"]
 KEY = ("segmind", "https://api.segmind.com", "gen4_turbo/5s")

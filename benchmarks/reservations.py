@@ -20,8 +20,8 @@ from pydantic import SecretStr
 
 from benchmarks._common import machine, percentile, report
 from prefect_runway import RunwayCredentials
-from prefect_runway.costs import Cost
-from prefect_runway.spend import DailyBudgets
+from prefect_runway.money.costs import Cost
+from prefect_runway.money.daily import DailyBudgets
 
 COLUMNS = ["reservations so far", "records in the day", "mean ms", "p95 ms"]
 

@@ -56,6 +56,7 @@ from prefect_runway.flows import (
     image_to_video,
     storyboard,
 )
+from prefect_runway.flows.results import ImageToVideoResult, ShotResult, StoryboardSummary
 from prefect_runway.models import (
     Generation,
     GenerationResult,
@@ -65,7 +66,6 @@ from prefect_runway.models import (
     StoredOutput,
     VideoRequest,
 )
-from prefect_runway.results import ImageToVideoResult, ShotResult, StoryboardSummary
 from prefect_runway.storage import (
     FileSystemBlockStorage,
     LocalStorage,

@@ -48,7 +48,7 @@ PrefectRunwayError                  (RunwayError: the same class, its earlier na
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -148,6 +148,10 @@ def _rebuild_invalid_shot(row: int, field: str, message: str, kwargs: dict[str, 
     return InvalidShot(row, field, message, **kwargs)
 
 
+class UsageError(PrefectRunwayError):
+    """A mistake on the ``prefect-runway`` command line: printed as one line, exit status 2."""
+
+
 class StoryboardFailed(PrefectRunwayError):
     """Some shots of a storyboard failed; the others were generated and stored.
 
@@ -185,6 +189,43 @@ class BudgetExceeded(PrefectRunwayError):
 def _rebuild_budget_exceeded(message: str, planned: float | None,
                              budget: float | None) -> BudgetExceeded:
     return BudgetExceeded(message, planned=planned, budget=budget)
+
+
+class NotStarted(BudgetExceeded):
+    """A submit was refused before it was sent: it would pass a budget, or it has no known
+    price while the run has one (an unknown price counts as unbounded). Nothing was sent.
+
+    Attributes:
+        what: The step it was for (``its video``, ``the video on runway (fallback)``).
+        limit: The budget it would pass (``the budget of USD 5.00``).
+        unpriced: ``model on provider`` when it has no known price, else None.
+    """
+
+    def __init__(self, what: str, limit: str, *, unpriced: str | None = None,
+                 planned: float | None = None, budget: float | None = None) -> None:
+        self.what, self.limit, self.unpriced = what, limit, unpriced
+        if unpriced:
+            message = (f"not started: {what} has no known price ({unpriced}), so it could pass "
+                       f"{limit}; give its price in the credentials block's prices")
+        else:
+            message = f"not started: {what} would pass {limit}"
+        super().__init__(message, planned=planned, budget=budget)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_not_started, (self.what, self.limit, self.unpriced, self.planned,
+                                       self.budget))
+
+
+def _rebuild_not_started(what: str, limit: str, unpriced: str | None, planned: float | None,
+                         budget: float | None) -> NotStarted:
+    return NotStarted(what, limit, unpriced=unpriced, planned=planned, budget=budget)
+
+
+class UnknownPrice(PrefectRunwayError, KeyError):
+    """No price is known for this provider and model."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; say it plainly
+        return str(self.args[0]) if self.args else "unknown price"
 
 
 class StorageError(PrefectRunwayError):
@@ -574,3 +615,112 @@ class DailyQuotaExceeded(RateLimited):
     """The provider's rolling daily generation quota is spent (Runway: 429 on task creation)."""
 
     retryable = False
+
+
+# ---- the submission ledger ------------------------------------------------------------------
+
+
+class LedgerError(PrefectRunwayError):
+    """Something about the submission ledger itself (not the provider) went wrong."""
+
+
+class LedgerStorageError(LedgerError, StorageError):
+    """The ledger's storage could not be read or written (permissions, no bucket, a file
+    where a directory should be). Nothing was sent; no retry cures it."""
+
+
+class LedgerNotFound(LedgerError, LookupError):
+    """No ledger record matches the fingerprint (or prefix) given."""
+
+
+class LedgerAmbiguous(LedgerError, LookupError):
+    """A fingerprint prefix matches several ledger records; give more of it.
+
+    Attributes:
+        matches: The fingerprints that matched.
+    """
+
+    def __init__(self, message: str, matches: list[str]) -> None:
+        self.matches = matches
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.args[0], self.matches))
+
+
+class SubmissionInDoubt(SubmissionUncertain):
+    """An earlier submit of this request has an intent and no job: it may have been billed.
+
+    Raised by the submission ledger's ``begin`` instead of submitting again.
+
+    Attributes:
+        intent: The ledger record of the earlier submit (a ``LedgerRecord``).
+    """
+
+    def __init__(self, intent: Any) -> None:
+        self.intent = intent
+        run = intent.flow_run_id or "no flow run"
+        message = (
+            f"a submit of this request was sent at {intent.created_at.isoformat()} by flow run "
+            f"{run} (attempt {intent.attempt_id}, {intent.host}:{intent.pid}) and no job was "
+            f"recorded for it: it may exist and be billed, so it was not sent again. Check the "
+            f"{intent.provider} dashboard, then adopt the job it shows with `prefect-runway "
+            f"ledger resolve {intent.fingerprint[:16]} --job JOB_ID` (the next run continues "
+            f"with it, nothing paid again), or clear the doubt with `prefect-runway ledger "
+            f"resolve {intent.fingerprint[:16]}` or force=True (a new, billed job)"
+        )
+        super().__init__(message, fingerprint=intent.fingerprint, provider=intent.provider)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.intent,))
+
+
+class LedgerRecordUnreadable(SubmissionUncertain):
+    """A ledger record exists but cannot be read; it is never taken as absent.
+
+    Attributes:
+        scope: The submission scope of the record.
+        location: Where the record is.
+    """
+
+    def __init__(self, scope: str, location: str, reason: str) -> None:
+        self.scope = scope
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"the ledger record at {location} cannot be read ({reason}); a submit of this "
+            f"request may have been sent, so nothing is sent until it is resolved: check the "
+            f"provider's dashboard, then use force=True or `prefect-runway ledger resolve "
+            f"{scope}`",
+            fingerprint=scope,
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.scope, self.location, self.reason))
+
+
+# ---- the review gate ------------------------------------------------------------------------
+
+
+class ReviewTimedOut(PrefectRunwayError):
+    """Nobody answered the review within ``review_timeout`` and ``on_timeout="fail"``.
+
+    Attributes:
+        stills: The stills that were waiting for a decision (stored; nothing was animated).
+    """
+
+    def __init__(self, message: str, stills: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.stills = list(stills)
+
+
+class ShotRejected(PrefectRunwayError):
+    """A shot was rejected at review (not a failure: nothing was animated, as asked)."""
+
+    def __init__(self, name: str, still: Any) -> None:
+        super().__init__(f"shot {name!r} was rejected at review; nothing was animated")
+        self.still = still
+
+
+class ReviewFailed(PrefectRunwayError):
+    """A reviewed shot's still (or its regeneration) could not be made."""

@@ -14,10 +14,12 @@ from typing import Any, ClassVar, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
+from prefect_runway.blocks.rate_limits import PREFECT_GLOBAL_SLOTS
 from prefect_runway.engine import EngineConfig, GenerationClient, PollSchedule, RetryPolicy
 from prefect_runway.engine.config import DownloadLimits
+from prefect_runway.engine.ratelimit import limiter_for
 from prefect_runway.providers import Provider, get_provider
-from prefect_runway.providers.base import check_base_url
+from prefect_runway.providers.wire import check_base_url
 
 _DOCS = HttpUrl("https://github.com/prefect-runway/prefect-runway#readme")
 _LOGO = HttpUrl("https://avatars.githubusercontent.com/u/30443925?s=200")
@@ -132,7 +134,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
     @field_validator("daily_budget")
     @classmethod
     def _check_daily_budget(cls, value: float | str | None) -> float | str | None:
-        from prefect_runway.costs import Budget
+        from prefect_runway.money.budget import Budget
 
         Budget.parse(value, field="daily_budget")  # InvalidRequest (a ValueError) if not
         return value
@@ -140,7 +142,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
     @model_validator(mode="after")
     def _check_prices(self) -> ProviderCredentials:
         if self.prices:
-            from prefect_runway.costs import prices_of
+            from prefect_runway.money.prices import prices_of
 
             try:
                 prices_of(self)
@@ -184,7 +186,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
 
         Whatever the schedule learns of a model's latency, every interval between two polls
         of a job stays within [``poll_interval_seconds``, ``max_poll_interval_seconds``] and
-        the wait within ``wait_timeout_seconds`` (see :mod:`prefect_runway.polling`).
+        the wait within ``wait_timeout_seconds`` (see :mod:`prefect_runway.engine.polling`).
         """
         return PollSchedule(
             interval=self.poll_interval_seconds,
@@ -207,8 +209,6 @@ class ProviderCredentials(CredentialsBlock, ABC):
         Returns:
             A :class:`~prefect_runway.engine.GenerationClient`.
         """
-        from prefect_runway.ratelimit import limiter_for
-
         config = dataclasses.replace(config or EngineConfig(), downloads=DownloadLimits(
             max_image_bytes=self.max_still_bytes, max_video_bytes=self.max_video_bytes,
         ))
@@ -222,7 +222,7 @@ class ProviderCredentials(CredentialsBlock, ABC):
             queue_timeout=self.queue_timeout_seconds,
             limiter=limiter_for(
                 self.provider_name, self.resolved_base_url(), self.api_key,
-                self.max_requests_per_second, self.global_rate_limit,
+                self.max_requests_per_second, self.global_rate_limit, PREFECT_GLOBAL_SLOTS,
             ),
         )
 

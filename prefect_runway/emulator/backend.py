@@ -35,7 +35,8 @@ from enum import Enum
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-from ..pricing import PriceTable, UnknownPrice
+from ..errors import UnknownPrice
+from ..money.prices import PriceTable
 from . import media as media_mod
 from .clock import Clock, SystemClock
 from .config import PROVIDERS, EmulatorConfig

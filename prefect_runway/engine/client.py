@@ -4,7 +4,7 @@
 :class:`~prefect_runway.engine.transport.Transport` (one httpx client, the key's origin
 check, scrubbing, TLS), the one retry loop with its submit and read classifiers
 (:mod:`prefect_runway.engine.retry`), the downloader (:mod:`prefect_runway.engine.download`)
-and the latency-aware poll schedule (:mod:`prefect_runway.polling`). Everything
+and the latency-aware poll schedule (:mod:`prefect_runway.engine.polling`). Everything
 provider-specific comes from a :class:`~prefect_runway.providers.base.Provider` (pure
 translation); everything Prefect-specific lives in ``tasks/`` and ``flows/``. This module
 knows neither Prefect nor any provider's field names.
@@ -27,6 +27,13 @@ from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.credits import CreditBook, credit_book_for
 from prefect_runway.engine.download import DownloadedFile, Downloader, max_downloads
 from prefect_runway.engine.events import EngineLogger
+from prefect_runway.engine.polling import (
+    LATENCY,
+    LatencyBook,
+    LatencyTrack,
+    PollSchedule,
+    latency_key,
+)
 from prefect_runway.engine.progress import ProgressLine, watch_poll
 from prefect_runway.engine.retry import (
     RETRY_STATUS,
@@ -56,20 +63,8 @@ from prefect_runway.models import (
     StatusUpdate,
     utc_now,
 )
-from prefect_runway.polling import (
-    LATENCY,
-    LatencyBook,
-    LatencyTrack,
-    PollSchedule,
-    latency_key,
-)
-from prefect_runway.providers.base import (
-    HttpCall,
-    PendingUpload,
-    PreparedRequest,
-    Provider,
-    redact_url,
-)
+from prefect_runway.providers.base import PreparedRequest, Provider
+from prefect_runway.providers.wire import HttpCall, PendingUpload, redact_url
 
 #: How long a job may sit THROTTLED (held back by the provider's concurrency limit) by default,
 #: in seconds; this time does not count against the wait's deadline.
@@ -116,10 +111,10 @@ class GenerationClient:
         poll: The poll schedule of :meth:`wait`.
         timeout: httpx timeouts for one request (overrides ``config.timeouts``).
         limiter: An async context manager factory entered around every request, to share a
-            rate budget (see :mod:`prefect_runway.ratelimit`), or None.
+            rate budget (see :mod:`prefect_runway.engine.ratelimit`), or None.
         http: An AsyncClient to use instead of making one (not closed here).
         latency: Where :meth:`wait` learns and reads each model's latency (see
-            :mod:`prefect_runway.polling`); default the book shared by the whole process.
+            :mod:`prefect_runway.engine.polling`); default the book shared by the whole process.
         config: Retries, timeouts, connection limits and user agent, as one value.
         queue_timeout: How long :meth:`wait` lets a job sit THROTTLED, in seconds (that time
             does not count against the wait's deadline).

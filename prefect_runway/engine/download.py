@@ -43,28 +43,27 @@ from prefect_runway.errors import (
     StorageError,
 )
 from prefect_runway.models import sniff_media_type
-from prefect_runway.providers.base import redact_url
+from prefect_runway.providers.wire import redact_url
+from prefect_runway.settings import get_settings
 
-__all__ = ["DownloadedFile", "Downloader", "MAX_DOWNLOADS_ENV", "max_downloads"]
+__all__ = ["DownloadedFile", "Downloader", "max_downloads"]
 
 logger = EngineLogger("prefect_runway.engine.download")
 
-#: Bodies streamed at once per event loop (see the module's docstring).
-MAX_DOWNLOADS_ENV = "PREFECT_RUNWAY_MAX_DOWNLOADS"
-DEFAULT_MAX_DOWNLOADS = 32
-#: The running event loop's download slots (new ones when the setting changed: downloads
-#: under the old ones finish under them).
-_DOWNLOAD_SLOTS = LoopSlots(MAX_DOWNLOADS_ENV, DEFAULT_MAX_DOWNLOADS, "downloads")
-
-
 def max_downloads() -> int:
-    """``PREFECT_RUNWAY_MAX_DOWNLOADS`` (1 to 10000), or 32.
+    """Bodies streamed at once per event loop (see the module's docstring): the setting
+    ``PREFECT_RUNWAY_MAX_DOWNLOADS`` (1 to 10000), or 32.
 
     Raises:
-        InvalidRequest: the variable is set to something else (checked when a client is
+        InvalidRequest: a setting holds a value it does not take (checked when a client is
             made, before it sends anything).
     """
-    return _DOWNLOAD_SLOTS.limit()
+    return get_settings().max_downloads
+
+
+#: The running event loop's download slots (new ones when the setting changed: downloads
+#: under the old ones finish under them).
+_DOWNLOAD_SLOTS = LoopSlots(max_downloads)
 
 
 @dataclass

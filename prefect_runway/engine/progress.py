@@ -3,7 +3,7 @@
 Between "submitted" and "succeeded" a video job takes minutes; a person watching the run's
 logs should see that it is alive and how far along it is: the provider's own progress where
 it reports one (Runway's ``progress``, 0-1), else the job's age against the window the
-latency book expects (:mod:`prefect_runway.polling`).
+latency book expects (:mod:`prefect_runway.engine.polling`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 
 from prefect_runway.engine.events import EngineLogger, emit_job
+from prefect_runway.engine.polling import LatencyWindow
 from prefect_runway.models import Generation, JobState, StatusUpdate
-from prefect_runway.polling import LatencyWindow
 
 __all__ = ["PROGRESS_EVERY", "ProgressLine", "describe_progress", "watch_poll"]
 

@@ -32,11 +32,17 @@ import httpx
 from prefect_runway.engine.config import RetryPolicy
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.transport import Transport, retry_after
-from prefect_runway.errors import BadResponse, ProviderUnavailable, SubmissionUncertain
-from prefect_runway.providers.base import HttpCall, redact_url
+from prefect_runway.errors import (
+    BadResponse,
+    PrefectRunwayError,
+    ProviderError,
+    ProviderUnavailable,
+    SubmissionUncertain,
+)
+from prefect_runway.providers.wire import HttpCall, redact_url
 
-__all__ = ["RETRY_STATUS", "SUBMIT_SAFE_STATUS", "Retry", "read_classifier", "retry_reason",
-           "submit_classifier", "with_retries"]
+__all__ = ["RETRY_STATUS", "SUBMIT_SAFE_STATUS", "Retry", "made_no_job", "read_classifier",
+           "read_retryable", "retry_reason", "submit_classifier", "with_retries"]
 
 #: Answers a read (and a download) retries.
 RETRY_STATUS = (408, 425, 429, 500, 502, 503, 504)
@@ -185,3 +191,23 @@ def read_classifier(
         return response, transport.body(response)
 
     return classify
+
+
+def made_no_job(exc: BaseException) -> bool:
+    """Whether a failed submit provably created no job: a 4xx answer (429 included), a 503,
+    or a connection that was never made. Anything else may have been billed."""
+    if not isinstance(exc, ProviderError) or isinstance(exc, SubmissionUncertain):
+        return False
+    status = exc.status_code or 0
+    return 400 <= status < 500 or (
+        isinstance(exc, ProviderUnavailable) and exc.status_code in (None, 503)
+    )
+
+
+def read_retryable(exc: BaseException | None) -> bool:
+    """Whether a wait or download that raised ``exc`` is worth trying again: not when the
+    error is final (a failed, cancelled or expired job, our deadline, a bad request, bad
+    credentials); yes for a transient provider error and for anything unexpected."""
+    if isinstance(exc, ProviderError):
+        return exc.retryable
+    return not isinstance(exc, PrefectRunwayError)

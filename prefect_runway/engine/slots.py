@@ -1,59 +1,30 @@
-"""Places per event loop, their number read from an environment variable.
-
-Two bounds of one process's work use it: output bodies streaming at once
-(``PREFECT_RUNWAY_MAX_DOWNLOADS``, :mod:`prefect_runway.engine.download`) and this package's
-Prefect task runs open at once (``PREFECT_RUNWAY_MAX_TASK_RUNS``, :mod:`prefect_runway.limits`).
-Each event loop (a flow run's) has its own places; a changed setting makes new ones, and
-what holds an old one finishes under it.
-"""
+"""Places per event loop, their number a setting read when places are taken (the downloads
+streaming at once, this package's task runs open at once)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import weakref
-
-from prefect_runway.errors import InvalidRequest
+from collections.abc import Callable
 
 __all__ = ["LoopSlots"]
 
-#: The largest value any of these settings accepts.
-MAXIMUM = 10_000
-
 
 class LoopSlots:
-    """At most ``os.environ[env]`` (1 to 10000; ``default`` when unset) holders at once per
-    event loop.
+    """At most ``limit()`` holders at once per event loop.
 
     Args:
-        env: The environment variable that sets the number.
-        default: The number when it is unset or empty.
-        what: What is counted, for the error (``"downloads"``).
+        limit: The number of places (a setting, read when places are taken: a changed
+            setting makes new places, and what holds an old one finishes under it).
     """
 
-    def __init__(self, env: str, default: int, what: str) -> None:
-        self.env, self.default, self.what = env, default, what
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
         self._lock = threading.Lock()
         self._held: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]
         ] = weakref.WeakKeyDictionary()
-
-    def limit(self) -> int:
-        """The setting's value.
-
-        Raises:
-            InvalidRequest: the variable holds anything but a whole number from 1 to 10000
-                (named, with what it allows).
-        """
-        raw = os.environ.get(self.env, "").strip()
-        if not raw:
-            return self.default
-        value = int(raw) if raw.isdigit() else 0
-        if not 1 <= value <= MAXIMUM:
-            raise InvalidRequest(self.env, f"{raw!r} is not a number of {self.what}",
-                                 allowed=f"1 to {MAXIMUM}")
-        return value
 
     def semaphore(self) -> asyncio.Semaphore:
         """The running event loop's places, :meth:`limit` of them."""

@@ -23,13 +23,8 @@ from pydantic import SecretStr
 
 from prefect_runway.engine.config import MAX_API_BODY, EngineConfig
 from prefect_runway.errors import BadResponse, ProviderError, RateLimited
-from prefect_runway.providers.base import (
-    HttpCall,
-    Provider,
-    check_base_url,
-    json_or_text,
-    redact_url,
-)
+from prefect_runway.providers.base import Provider
+from prefect_runway.providers.wire import HttpCall, check_base_url, json_or_text, redact_url
 
 __all__ = [
     "MIN_SECRET_LENGTH", "Transport", "install_log_redaction", "retry_after", "shared_ssl_context",

@@ -6,8 +6,8 @@ from prefect_runway.flows.generation import (
     image_to_video,
     run_generation,
 )
+from prefect_runway.flows.results import ImageToVideoResult, ShotResult, StoryboardSummary
 from prefect_runway.flows.storyboard import storyboard
-from prefect_runway.results import ImageToVideoResult, ShotResult, StoryboardSummary
 
 __all__ = [
     "ImageToVideoResult", "ShotResult", "StoryboardSummary", "animate_image", "generate_image",

@@ -17,53 +17,43 @@ from typing import Any, TypeVar, cast
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import opaque
 
-from prefect_runway.artifacts import (
-    BatchProgress,
-    advance_quietly,
-    emit_doubt,
-    note_progress,
-    publish_doubts,
-    publish_outputs,
-    publish_still,
-    publish_video_preview,
-)
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.cancellation import cancel_remote_jobs, track, untrack
-from prefect_runway.costs import (
-    Attempts,
-    Budget,
-    BudgetGuard,
-    Cost,
-    NotStarted,
-    Reservation,
-    charged_cost,
-    check_balances,
-    emit_charged,
-    estimate_step,
-    output_cost,
-    plan_costs,
-    prices_of,
-    submit_charge,
-)
+from prefect_runway.blocks.requests import load_credentials, prepare, reseeder, upload_images
 from prefect_runway.engine.events import emit_job
+from prefect_runway.engine.retry import made_no_job, read_retryable
 from prefect_runway.errors import (
     BudgetExceeded,
     ClassifiedFailure,
     GenerationExpired,
     InvalidRequest,
+    NotStarted,
+    ShotRejected,
     SubmissionUncertain,
 )
-from prefect_runway.fallback import (
+from prefect_runway.flows.artifacts import (
+    publish_doubts,
+    publish_outputs,
+    publish_still,
+    publish_video_preview,
+)
+from prefect_runway.flows.cancellation import cancel_remote_jobs, track, untrack
+from prefect_runway.flows.doubts import Doubt
+from prefect_runway.flows.events import emit_charged, emit_doubt
+from prefect_runway.flows.fallback import (
     FallbackPolicy,
     Route,
     StepFallback,
     balance_covered,
-    load_route,
     same_request,
 )
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.ledger import Doubt
-from prefect_runway.limits import task_run_slot
+from prefect_runway.flows.plan import check_run, plan_chain
+from prefect_runway.flows.progress import BatchProgress, advance_quietly, note_progress
+from prefect_runway.flows.results import ImageToVideoResult
+from prefect_runway.flows.review import review_one
+from prefect_runway.flows.review_form import DEFAULT_REVIEW_TIMEOUT, review_settings
+from prefect_runway.flows.routing import load_route
+from prefect_runway.flows.watch import announce, watched_generation
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
     Generation,
@@ -75,30 +65,24 @@ from prefect_runway.models import (
     VideoRequest,
     bytes_to_data_uri,
 )
-from prefect_runway.plan import (
-    PreparedRequest,
-    check_run,
-    load_credentials,
-    plan_chain,
-    prepare,
-    upload_images,
+from prefect_runway.money.balances import check_balances
+from prefect_runway.money.budget import Budget, BudgetGuard, Reservation
+from prefect_runway.money.cost_plan import Attempts, plan_costs
+from prefect_runway.money.costs import (
+    Cost,
+    charged_cost,
+    estimate_step,
+    output_cost,
+    submit_charge,
 )
-from prefect_runway.results import ImageToVideoResult
-from prefect_runway.review import DEFAULT_REVIEW_TIMEOUT, ShotRejected, review_one, review_settings
-from prefect_runway.spend import budget_guard, record_spend
+from prefect_runway.money.daily import budget_guard, record_spend
+from prefect_runway.money.prices import prices_of
+from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage, resolve_storage
-from prefect_runway.tasks.generation import (
-    collect_generation,
-    collect_job,
-    describe_job,
-    flow_run_id,
-    made_no_job,
-    read_retryable,
-    reuses_a_job,
-    submit_task_for,
-    wait_for_job,
-)
-from prefect_runway.watch import announce, watched_generation
+from prefect_runway.tasks.collect import collect_generation, collect_job, wait_for_job
+from prefect_runway.tasks.generation import reuses_a_job, submit_task_for
+from prefect_runway.tasks.limits import task_run_slot
+from prefect_runway.tasks.runs import describe_job, flow_run_id
 
 T = TypeVar("T")
 
@@ -204,7 +188,7 @@ async def run_generation(
     step = what or "the " + describe_job(prepared.kind, name, None)
     if guard is None:
         guard = budget_guard(None, fallback.route.providers if fallback else [credentials],
-                             storage)
+                             storage, flow_run)
     held: Reservation | None = None  # the reservation of the job in hand
 
     async def settle(charged: Cost | None, job_id: str | None = None) -> None:
@@ -272,7 +256,7 @@ async def run_generation(
                 cost = (output_cost(stored[0]) if stored
                         else charged_cost(result, prices_of(credentials)))
                 await emit_charged(result, cost)
-                await record_spend(credentials, storage, result, cost, logger)  # daily budgets
+                await record_spend(credentials, storage, result, cost, logger, flow_run)  # daily budgets
                 await settle(cost, generation.job_id)
                 return result, stored
             except GenerationExpired:
@@ -454,11 +438,6 @@ def _collect_retry_delays() -> list[float]:
     return [float(delays[min(i, len(delays) - 1)]) for i in range(retries)]
 
 
-def _reseeder(request: Request, credentials: ProviderCredentials) -> Callable[[int], PreparedRequest]:
-    """``seed -> PreparedRequest``: ``request`` with another seed, prepared."""
-    return lambda seed: prepare(request.model_copy(update={"seed": seed}), credentials)
-
-
 async def _one_request(
     request: Request,
     credentials: ProviderCredentials,
@@ -478,7 +457,7 @@ async def _one_request(
     await check_run(store, [(prepared, name)], key_template=key_template, preview=preview)
     _, stored = await run_generation(
         prepared, credentials, storage=store, key_template=key_template, name=name,
-        preview=preview, reseed=_reseeder(request, credentials), **run,
+        preview=preview, reseed=reseeder(request, credentials), **run,
     )
     return stored
 
@@ -743,7 +722,8 @@ async def image_to_video(
     if cap is not None:
         cap.check(cost_plan)
     # Every submit of the run, whichever route leads to it, is priced against this guard.
-    guard = budget_guard(cap, [*image_route.providers, *video_route.providers], store)
+    guard = budget_guard(cap, [*image_route.providers, *video_route.providers], store,
+                         flow_run_id())
     if guard is not None and guard.daily:  # each block's cap per UTC day, with today's spend
         await guard.daily.check(cost_plan, [chain])
     if check_balance:
@@ -761,7 +741,7 @@ async def image_to_video(
     ) -> tuple[GenerationResult, StoredOutput]:
         result, stored = await run_generation(
             prepared, image_creds, storage=store, key_template=key_template, name=name,
-            timeout=timeout, force=force, reseed=_reseeder(request, image_creds),
+            timeout=timeout, force=force, reseed=reseeder(request, image_creds),
             queue_timeout=queue_timeout, retry_unsafe_output=retry_unsafe_output,
             resubmit_internal=resubmit_internal,
             fallback=image_route.runtime(same_request(request), name), guard=guard,
@@ -795,7 +775,7 @@ async def image_to_video(
         _, video_stored = await advance_quietly(tracker, run_generation(
             prepare(video_step, video_creds), video_creds, storage=store,
             key_template=key_template, name=name, timeout=timeout, force=force, preview=preview,
-            reseed=_reseeder(video_step, video_creds), queue_timeout=queue_timeout,
+            reseed=reseeder(video_step, video_creds), queue_timeout=queue_timeout,
             retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
             fallback=video_route.runtime(video_for, name), after=still_result, guard=guard,
             what="the video",

@@ -20,11 +20,11 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
+from prefect_runway.blocks.requests import credentials_mapping_refused
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.models import SEED_MAX, model_durations, seconds_value
-from prefect_runway.names import check_name
-from prefect_runway.plan import check_preview, credentials_mapping_refused
-from prefect_runway.review import check_review_parameters
+from prefect_runway.flows.review_form import check_review_parameters
+from prefect_runway.models import SEED_MAX, check_name, model_durations, seconds_value
+from prefect_runway.storage.previews import check_preview
 
 __all__ = ["CREDENTIAL_PARAMETERS", "RunwayFlow", "check_parameters", "credentials_in_clear",
            "forget_credentials_in_clear", "runway_flow"]
@@ -102,7 +102,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     Checked where present: ``duration`` (the lengths of ``video_model`` / ``model``),
     ``seed``, ``timeout``, ``queue_timeout``, ``retry_unsafe_output``, ``force``, ``preview``, ``fallback_on``, ``concurrency``, the
     review's settings (:func:`prefect_runway.review.review_settings`), ``name``
-    (:func:`prefect_runway.names.check_name`), and that ``key_template`` and the prompts are
+    (:func:`prefect_runway.models.check_name`), and that ``key_template`` and the prompts are
     text.
 
     Raises:
@@ -137,7 +137,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     if "preview" in parameters:
         check_preview(parameters["preview"])
     if "fallback_on" in parameters:
-        from prefect_runway.fallback import check_fallback_on
+        from prefect_runway.flows.fallback import check_fallback_on
 
         check_fallback_on(parameters["fallback_on"])
     if "concurrency" in parameters:

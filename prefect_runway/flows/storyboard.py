@@ -36,49 +36,32 @@ from typing import Any
 from prefect.logging import get_run_logger
 from prefect.states import Failed
 
-from prefect_runway.artifacts import BatchProgress, publish_summary
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.cancellation import cancel_remote_jobs
-from prefect_runway.costs import (
-    Attempts,
-    Budget,
-    CostPlan,
-    NotStarted,
-    cached_steps,
-    check_balances,
-    output_cost,
-    plan_costs,
-    publish_cost_plan,
-    spending,
-)
-from prefect_runway.errors import InvalidRequest, StoryboardFailed
-from prefect_runway.fallback import (
-    FallbackPolicy,
-    ShotRouter,
-    ShotRoutes,
-    balance_covered,
-    same_request,
-)
+from prefect_runway.errors import InvalidRequest, NotStarted, ShotRejected, StoryboardFailed
+from prefect_runway.flows.artifacts import publish_cost_plan, publish_summary
+from prefect_runway.flows.cancellation import cancel_remote_jobs
+from prefect_runway.flows.doubts import Doubt
+from prefect_runway.flows.fallback import FallbackPolicy, balance_covered, same_request
 from prefect_runway.flows.generation import run_generation, still_reference
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.ledger import Doubt
-from prefect_runway.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
+from prefect_runway.flows.plan import ShotPlan, check_run, plan_storyboard
+from prefect_runway.flows.progress import BatchProgress
+from prefect_runway.flows.results import ShotResult, StoryboardSummary
+from prefect_runway.flows.review import ReviewOutcome, review_storyboard, reviewed_still
+from prefect_runway.flows.review_form import DEFAULT_REVIEW_TIMEOUT, review_settings
+from prefect_runway.flows.routing import ShotRouter, ShotRoutes
+from prefect_runway.flows.shots import load_shots
+from prefect_runway.flows.watch import announce_chains
 from prefect_runway.models import Shot, StoredOutput
-from prefect_runway.plan import ShotPlan, check_run, plan_storyboard
-from prefect_runway.results import ShotResult, StoryboardSummary
-from prefect_runway.review import (
-    DEFAULT_REVIEW_TIMEOUT,
-    ReviewOutcome,
-    ShotRejected,
-    review_settings,
-    review_storyboard,
-    reviewed_still,
-)
-from prefect_runway.shots import load_shots
-from prefect_runway.spend import budget_guard
+from prefect_runway.money.balances import check_balances
+from prefect_runway.money.budget import Budget
+from prefect_runway.money.cost_plan import Attempts, CostPlan, plan_costs, spending
+from prefect_runway.money.costs import output_cost
+from prefect_runway.money.daily import budget_guard
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
-from prefect_runway.tasks.generation import submission_cache_key, submit_generation
-from prefect_runway.watch import announce_chains
+from prefect_runway.tasks.generation import cached_steps, submission_cache_key, submit_generation
+from prefect_runway.tasks.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
+from prefect_runway.tasks.runs import flow_run_id
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
@@ -244,7 +227,7 @@ async def storyboard(
     # Every submit of the run, whichever route leads to it, is priced against this guard
     # (the run's budget, each block's cap per UTC day); its chains share it.
     guard = budget_guard(cap, {id(c): c for r in routes.values() for step in (r.still, r.video)
-                               for c in step.providers}.values(), store)
+                               for c in step.providers}.values(), store, flow_run_id())
     if guard is not None and guard.daily:
         await guard.daily.check(cost_plan, plans)
     if dry_run:

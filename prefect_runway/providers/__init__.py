@@ -6,18 +6,11 @@ vocabulary, and never opens a socket. :func:`get_provider` returns one by name.
 
 from __future__ import annotations
 
-from prefect_runway.providers import catalogue
 from prefect_runway.providers.aimlapi import AimlapiProvider
-from prefect_runway.providers.base import (
-    HttpCall,
-    ModelSpec,
-    PendingUpload,
-    PreparedRequest,
-    Provider,
-    UploadForm,
-)
+from prefect_runway.providers.base import ModelSpec, PreparedRequest, Provider
 from prefect_runway.providers.runway import RunwayProvider
 from prefect_runway.providers.segmind import SegmindProvider
+from prefect_runway.providers.wire import HttpCall, PendingUpload, UploadForm
 
 PROVIDERS: dict[str, type[Provider]] = {
     SegmindProvider.name: SegmindProvider,
@@ -39,5 +32,5 @@ def get_provider(name: str, **options: object) -> Provider:
 
 __all__ = [
     "HttpCall", "ModelSpec", "PendingUpload", "PreparedRequest", "Provider", "PROVIDERS", "UploadForm",
-    "catalogue", "get_provider",
+    "get_provider",
 ]

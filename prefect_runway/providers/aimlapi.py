@@ -43,16 +43,10 @@ from prefect_runway.models import (
     JobState,
     StatusUpdate,
     VideoRequest,
+    catalogue,
 )
-from prefect_runway.providers import catalogue
-from prefect_runway.providers.base import (
-    HttpCall,
-    ModelSpec,
-    PreparedRequest,
-    Provider,
-    error_detail,
-    number,
-)
+from prefect_runway.providers.base import ModelSpec, PreparedRequest, Provider
+from prefect_runway.providers.wire import HttpCall, error_detail, number
 
 Route = Literal["universal", "legacy"]
 ROUTES: tuple[str, ...] = ("universal", "legacy")

@@ -14,21 +14,14 @@ does read a local image file when a request names one: that is input, not networ
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
 import hashlib
-import html
-import io
-import ipaddress
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from prefect_runway.errors import (
     AuthenticationError,
@@ -51,60 +44,23 @@ from prefect_runway.models import (
     StatusUpdate,
     VideoRequest,
     bytes_to_data_uri,
+    catalogue,
     sniff_media_type,
 )
-from prefect_runway.providers import catalogue
-from prefect_runway.providers.catalogue import InputLimits, ModelSpec
+from prefect_runway.models.catalogue import InputLimits, ModelSpec
+from prefect_runway.providers.wire import (
+    HttpCall,
+    PendingUpload,
+    UploadForm,
+    decode_data_uri,
+    error_detail,
+    image_size,
+    is_loopback_host,
+    redact_url,
+)
 
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp")
-
-
-@dataclass(frozen=True)
-class HttpCall:
-    """One HTTP request, described but not sent. ``url`` is absolute."""
-
-    method: Literal["GET", "POST", "DELETE"]
-    url: str
-    json: dict[str, Any] | None = None
-    params: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class PendingUpload:
-    """A local image that must go through the provider's upload route before the request.
-
-    Attributes:
-        field: Where it is in the request: ``image`` or ``reference_images[i].uri``.
-        data: The image's bytes.
-        media_type: ``image/png``, ``image/jpeg`` or ``image/webp``.
-        sha256: sha256 of ``data`` (hex): the image's identity in the fingerprint.
-        filename: The name to announce to the upload route.
-    """
-
-    field: str
-    data: bytes = dataclasses.field(repr=False)
-    media_type: str
-    sha256: str
-    filename: str
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-
-@dataclass(frozen=True)
-class UploadForm:
-    """A provider's answer to "I want to upload": where to POST the file, and the result URI.
-
-    The file goes as ``multipart/form-data`` to ``url`` with every entry of ``fields`` and the
-    file itself under ``file_field``, without the API key (the form is presigned).
-    """
-
-    url: str
-    fields: dict[str, str]
-    uri: str
-    file_field: str = "file"
 
 
 @dataclass(frozen=True)
@@ -151,76 +107,6 @@ def map_ratio(ratio: str | None, spec: ModelSpec, provider: str) -> str:
         provider=provider,
         model=spec.model,
     )
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-#: What an API base URL may be (the key is sent there).
-BASE_URL_ALLOWED = "https://host[:port][/path] (http only on loopback: 127.0.0.1, ::1, localhost)"
-
-
-def check_base_url(url: Any, field: str = "base_url") -> str:
-    """``url`` if it is an API base URL the key may be sent to: https, or http on loopback.
-
-    Raises:
-        InvalidRequest: naming ``field``, for anything else (plain http to another host, a
-            URL without a host, a bad port, not a URL at all).
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise InvalidRequest(field, "is not a URL", allowed=BASE_URL_ALLOWED)
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - a bad port raises here
-    except ValueError:
-        raise InvalidRequest(field, "is not a URL (it cannot be parsed)",
-                             allowed=BASE_URL_ALLOWED) from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(field, f"{redact_url(url)!r} is not an absolute http(s) URL",
-                             allowed=BASE_URL_ALLOWED)
-    if scheme == "http" and not is_loopback_host(parts.hostname):
-        raise InvalidRequest(
-            field, f"{redact_url(url)!r} is plain http to a host that is not this machine: "
-            "the API key would cross the network unencrypted", allowed=BASE_URL_ALLOWED,
-        )
-    return url.strip()
-
-
-def redact_url(url: str) -> str:
-    """The URL without its query string and fragment: safe to log (signatures live there)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def decode_data_uri(uri: str, field_name: str) -> tuple[str, bytes]:
-    """(media type, bytes) of a base64 ``data:`` URI."""
-    m = re.match(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,(.*)$", uri, re.S)
-    if not m or not (m.group(2) or "").endswith("base64"):
-        raise InvalidRequest(field_name, "is not a base64 data URI", allowed="data:image/png;base64,...")
-    try:
-        data = base64.b64decode(m.group(3), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(field_name, "data URI is not valid base64") from None
-    return (m.group(1) or sniff_media_type(data) or "application/octet-stream"), data
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:
-        return None
 
 
 @dataclass(frozen=True)
@@ -573,41 +459,6 @@ def _needs_sha256(field_name: str, provider: str) -> InvalidRequest:
     )
 
 
-def number(value: Any) -> float | None:
-    """``value`` as a float if it is a JSON number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def whole(value: Any) -> int | None:
-    """``value`` as an int if it is a whole JSON number (not a bool), else None."""
-    n = number(value)
-    return int(n) if n is not None and n == int(n) else None
-
-
-def error_detail(body: Any, limit: int = 300) -> str | None:
-    """A short, human-readable error text from a provider body (JSON or not)."""
-    if body is None:
-        return None
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail", "failure", "msg"):
-            v = body.get(key)
-            if isinstance(v, dict):
-                v = v.get("message") or v.get("name") or json.dumps(v)[:limit]
-            if isinstance(v, list):
-                v = "; ".join(str(x) for x in v)
-            if v:
-                return str(v)[:limit]
-        return json.dumps(body, sort_keys=True)[:limit]
-    text = str(body)
-    if "<" in text and ">" in text:  # an HTML error page: keep its words only
-        text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", text)
-        text = html.unescape(re.sub(r"<[^>]+>", " ", text))
-    text = " ".join(text.split())
-    return text[:limit] or None
-
-
 def _replace_strings(value: Any, identities: dict[str, str]) -> Any:
     """Copy of a body with image inputs replaced by their identities (for fingerprints/logs)."""
     if isinstance(value, str):
@@ -632,11 +483,3 @@ def _redact_urls(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact_urls(v) for v in value]
     return value
-
-
-def json_or_text(content: bytes) -> Any:
-    """Parse a response body as JSON; fall back to its text (HTML pages, plain errors)."""
-    try:
-        return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return content.decode("utf-8", errors="replace")

@@ -21,7 +21,7 @@ Today's API adds ``gen4_image_turbo`` (one to three reference images required),
 ``contentModeration: {publicFigureThreshold: auto | low}``, ephemeral uploads
 (``POST /v1/uploads`` -> a presigned form and a ``runway://`` URI valid 24 h), the account's
 balance and limits (``GET /v1/organization``) and ``failureCode`` on failed tasks. The rules
-live in :mod:`prefect_runway.providers.catalogue`; ``docs/providers.md`` has their sources.
+live in :mod:`prefect_runway.models.catalogue`; ``docs/providers.md`` has their sources.
 
 Sources: the ``runwayml`` SDK 5.24.0 (``types/text_to_image_create_params.py`` class
 ``Gen4Image``, ``types/image_to_video_create_params.py`` class ``Gen4Turbo``,
@@ -63,26 +63,23 @@ from prefect_runway.models import (
     Request,
     StatusUpdate,
     VideoRequest,
+    catalogue,
 )
-from prefect_runway.providers import catalogue
 from prefect_runway.providers.base import (
     IMAGE_MEDIA_TYPES,
-    HttpCall,
     ModelSpec,
-    PendingUpload,
     PreparedRequest,
     Provider,
     ResolvedImage,
+)
+from prefect_runway.providers.wire import (
+    HttpCall,
+    PendingUpload,
     UploadForm,
     decode_data_uri,
     error_detail,
     number,
     whole,
-)
-from prefect_runway.providers.catalogue import (  # noqa: F401  (re-exported)
-    GEN3A_TURBO_RATIOS,
-    GEN4_IMAGE_RATIOS,
-    GEN4_TURBO_RATIOS,
 )
 
 API_VERSION = "2024-11-06"

@@ -28,11 +28,10 @@ from prefect_runway.models import (
     JobState,
     StatusUpdate,
     VideoRequest,
+    catalogue,
 )
-from prefect_runway.providers import catalogue
-from prefect_runway.providers.base import HttpCall, ModelSpec, PreparedRequest, Provider, number
-from prefect_runway.providers.catalogue import GEN4_TURBO_RATIOS as GEN4_VIDEO_RATIOS  # noqa: F401
-from prefect_runway.providers.catalogue import SEGMIND_SEEDS  # noqa: F401  (re-exported)
+from prefect_runway.providers.base import ModelSpec, PreparedRequest, Provider
+from prefect_runway.providers.wire import HttpCall, number
 
 SLUGS = {model: spec.wire_name for model, spec in catalogue.specs("segmind").items()}
 

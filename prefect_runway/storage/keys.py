@@ -1,7 +1,7 @@
 """Every rule for storage keys: the templates, rendering, safety, and derived names.
 
 Keys come from a template such as ``{flow_run}/{name}-{seed}.{ext}``; every value is made
-safe (:func:`prefect_runway.names.slug`: ``café`` is ``cafe``), and a key that would climb out of the storage root (``..``, absolute paths) is refused.
+safe (:func:`slug`: ``café`` is ``cafe``), and a key that would climb out of the storage root (``..``, absolute paths) is refused.
 Beside an output's key live its sidecar (``<key>.json``), its preview
 (``<key>.preview.gif``) and, while it downloads, its partial file (``.part-<hash>``).
 """
@@ -11,17 +11,19 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+import unicodedata
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.names import KEY_CHARACTERS, slug
-from prefect_runway.providers.base import redact_url
+from prefect_runway.providers.wire import redact_url
 
 #: Storage keys of single generations and chains.
 DEFAULT_KEY_TEMPLATE = "{kind}-{fingerprint}.{ext}"
 #: Storage keys of a storyboard's outputs (``{name}`` is the shot's name).
 STORYBOARD_KEY_TEMPLATE = "{name}-{kind}-{fingerprint}.{ext}"
+#: The characters a storage key's component keeps (the rest become ``-``).
+KEY_CHARACTERS = "A-Za-z0-9._=+-"
 KEY_FIELDS = (
     "flow_run", "name", "seed", "kind", "model", "provider", "job_id", "fingerprint", "ext",
     "index", "date",
@@ -30,6 +32,31 @@ KEY_FIELDS = (
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4"}
 _UNSAFE = re.compile(f"[^{KEY_CHARACTERS}]+")
 MAX_COMPONENT = 120
+
+
+def slug(text: str, *, allowed: str = KEY_CHARACTERS, lower: bool = False,
+         max_length: int = 120, collapse: bool = True) -> str:
+    """``text`` as a safe ASCII identifier: accents dropped (``café`` -> ``cafe``), each run
+    of characters outside ``allowed`` (a regex character class's contents) one ``-`` (each
+    such character one ``-`` when not ``collapse``), no leading or trailing ``.`` or ``-``,
+    at most ``max_length`` characters.
+
+    Where letters with no ASCII form were dropped (``東京``), 8 hex digits of the text's
+    sha256 are appended, so two such names stay two slugs. Empty only for an empty text
+    (or one of separators only).
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    ascii_text = kept.encode("ascii", "ignore").decode()
+    if lower:
+        ascii_text = ascii_text.lower()
+    out = re.sub(f"[^{allowed}]{'+' if collapse else ''}", "-", ascii_text).strip(".-")
+    if len(ascii_text) == len(kept):
+        return out[:max_length]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    if not out:
+        return f"u{digest}"[:max_length]
+    return f"{out[:max_length - 9].rstrip('.-')}-{digest}"
 
 
 def render_key(template: str, **values: Any) -> str:

@@ -27,16 +27,12 @@ from boto3.s3.transfer import TransferConfig
 
 from prefect_runway.errors import InvalidRequest, StorageError
 from prefect_runway.models import StoredOutput
+from prefect_runway.settings import MAX_PRESIGN_SECONDS, get_settings, link_seconds
 from prefect_runway.storage.base import OutputStorage
 from prefect_runway.storage.keys import safe_key
 
-#: The longest a SigV4 presigned URL may live (7 days).
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-#: How long the links in artifacts live, when neither ``link_seconds`` nor this is set.
-ARTIFACT_LINK_ENV = "PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS"
-DEFAULT_LINK_SECONDS = 24 * 3600
 #: S3 error codes that mean "nothing is stored there".
-_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
+S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
 #: S3 error codes that no retry cures: the storage is misconfigured.
 _MISCONFIGURED = frozenset({
     "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -244,7 +240,7 @@ class S3Storage(OutputStorage):
         try:
             return self.client().get_object(Bucket=self.bucket_name, Key=object_key)
         except Exception as exc:
-            if _code(exc) in _ABSENT:
+            if s3_error_code(exc) in S3_ABSENT:
                 return None
             raise
 
@@ -298,7 +294,7 @@ class S3Storage(OutputStorage):
             try:
                 return self.client().head_object(Bucket=self.bucket_name, Key=object_key)
             except Exception as exc:
-                if _code(exc) in _ABSENT:
+                if s3_error_code(exc) in S3_ABSENT:
                     return None
                 raise
 
@@ -336,22 +332,14 @@ class S3Storage(OutputStorage):
 
 
 def artifact_link_seconds(value: int | None = None) -> int:
-    """The lifetime of artifact links: ``value``, else ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS``,
-    else one day.
+    """The lifetime of artifact links: ``value``, else the setting
+    ``PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS`` (one day unless set).
 
     Raises:
         InvalidRequest: not a whole number of seconds from 60 to 604800 (SigV4's limit).
     """
-    field, raw = ("link_seconds", value) if value is not None else (
-        ARTIFACT_LINK_ENV, os.environ.get(ARTIFACT_LINK_ENV) or DEFAULT_LINK_SECONDS)
-    try:
-        seconds = int(str(raw).strip())
-    except ValueError:
-        seconds = -1
-    if isinstance(raw, bool) or not 60 <= seconds <= MAX_PRESIGN_SECONDS:
-        raise InvalidRequest(field, f"{raw!r} is not a link lifetime",
-                             allowed=f"whole seconds, 60 to {MAX_PRESIGN_SECONDS} (7 days)")
-    return seconds
+    return get_settings().artifact_link_seconds if value is None else link_seconds(
+        value, "link_seconds")
 
 
 def _private_directory(path: Path) -> None:
@@ -376,7 +364,8 @@ def _clean_prefix(prefix: str) -> str:
     return safe_key(prefix) if prefix else ""
 
 
-def _code(exc: BaseException) -> str | None:
+def s3_error_code(exc: BaseException) -> str | None:
+    """The error code of a boto3 ``ClientError`` (``NoSuchKey``, ``403``), or None."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         return str((response.get("Error") or {}).get("Code") or "") or None
@@ -400,7 +389,7 @@ def _s3_errors(storage: S3Storage, object_key: str) -> Iterator[None]:
     except Exception as exc:
         # boto3's S3UploadFailedError wraps the ClientError that says why (or only names it).
         inner = exc.__cause__ or exc.__context__
-        code = _code(exc) or (_code(inner) if inner is not None else None)
+        code = s3_error_code(exc) or (s3_error_code(inner) if inner is not None else None)
         if code is None:
             code = next((c for c in _MISCONFIGURED if f"({c})" in str(exc)), None)
         if code in _MISCONFIGURED:

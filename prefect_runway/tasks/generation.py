@@ -1,48 +1,36 @@
-"""Prefect tasks: submit, wait for, and download a generation.
-
-``submit_generation`` is cached on the request fingerprint (provider, model, canonical
-request — never the key) with a persisted result, so a retried task, a retried flow or a
-re-run of the same flow finds the job already submitted instead of paying for it again, for
-as long as the provider holds it. ``wait_for_generation`` and ``download_generation`` retry
-what a retry can cure and nothing else.
-"""
+"""The submit task: one paid submit, cached on the request's fingerprint, written ahead in the
+submission ledger, locked per request."""
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
+from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
-from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import NotSet
 
 from prefect_runway.blocks.credentials import ProviderCredentials
-from prefect_runway.cache_records import GENERATION_SERIALIZER, SUBMIT_RECORD_KEYS, take_rejection
-from prefect_runway.costs import prices_of
-from prefect_runway.delivery import deliver
-from prefect_runway.engine.client import RESUMED_WAIT_SECONDS
-from prefect_runway.engine.events import emit_job, log_to
-from prefect_runway.errors import (
-    PrefectRunwayError,
-    ProviderError,
-    ProviderUnavailable,
-    StorageError,
-    SubmissionUncertain,
+from prefect_runway.blocks.requests import prepare
+from prefect_runway.engine.retry import made_no_job
+from prefect_runway.errors import ProviderError
+from prefect_runway.models import Generation, Request
+from prefect_runway.providers.base import PreparedRequest
+from prefect_runway.tasks.cache_records import (
+    GENERATION_SERIALIZER,
+    SUBMIT_RECORD_KEYS,
+    take_rejection,
 )
-from prefect_runway.ledger import IntentMeta, JobRecord, ledger_of, scope_for
-from prefect_runway.locks import lock_manager_from_settings, submission_cache_policy
-from prefect_runway.models import Generation, GenerationResult, Request, StoredOutput
-from prefect_runway.plan import PreparedRequest, check_preview, prepare
-from prefect_runway.storage import resolve_storage
+from prefect_runway.tasks.ledger import SubmissionLedger, ledger_of
+from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord, scope_for
+from prefect_runway.tasks.locks import lock_manager_from_settings, submission_cache_policy
+from prefect_runway.tasks.runs import describe_job, failure_of, logs_to_run, provider_of
 
-P = ParamSpec("P")
-R = TypeVar("R")
+__all__ = ["cached_steps", "reuses_a_job", "submission_cache_key", "submit_generation",
+           "submit_task_for"]
 
 
 def submission_cache_key(
@@ -60,109 +48,18 @@ def _cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return submission_cache_key(parameters["credentials"], parameters["request"])
 
 
-def _kind_label(kind: str | None) -> str:
-    return {"image": "still", "video": "video"}.get(kind or "", kind or "job")
-
-
-def describe_job(kind: str | None, name: str | None, provider: str | None) -> str:
-    """What a job is, for a task run's name: ``still 'harbour' on segmind``."""
-    label = _kind_label(kind)
-    if name:
-        label += f" {name!r}"
-    return f"{label} on {provider}" if provider else label
-
-
-def _provider_of(credentials: Any) -> str | None:
-    return getattr(credentials, "provider_name", None)
-
-
 def _submit_run_name(parameters: dict[str, Any]) -> str:
     request = parameters.get("request")
     return "submit " + describe_job(
         getattr(request, "kind", None), parameters.get("name"),
-        _provider_of(parameters.get("credentials")),
+        provider_of(parameters.get("credentials")),
     )
-
-
-def _generation_run_name(verb: str, key: str) -> Callable[..., str]:
-    def name(parameters: dict[str, Any]) -> str:
-        generation = parameters.get(key)
-        if isinstance(generation, GenerationResult):
-            generation = generation.generation
-        return f"{verb} " + describe_job(
-            getattr(generation, "kind", None), parameters.get("name"),
-            getattr(generation, "provider", None) or _provider_of(parameters.get("credentials")),
-        )
-
-    return name
-
-
-def _logs_to_run(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Run ``fn`` with the engine's messages (state changes, retries, resumed downloads,
-    progress) going to the task run's logger (see :mod:`prefect_runway.engine.events`)."""
-
-    @functools.wraps(fn)
-    async def logged(*args: P.args, **kwargs: P.kwargs) -> R:
-        with log_to(_run_logger()):
-            return await fn(*args, **kwargs)
-
-    return logged
-
-
-def _run_logger() -> Any:
-    """The current run's logger, or None outside a run (the engine keeps its own loggers)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return None
-
-
-def made_no_job(exc: BaseException) -> bool:
-    """Whether a failed submit provably created no job: a 4xx answer (429 included), a 503,
-    or a connection that was never made. Anything else may have been billed."""
-    if not isinstance(exc, ProviderError) or isinstance(exc, SubmissionUncertain):
-        return False
-    status = exc.status_code or 0
-    return 400 <= status < 500 or (
-        isinstance(exc, ProviderUnavailable) and exc.status_code in (None, 503)
-    )
-
-
-async def _failure(state: Any) -> BaseException | None:
-    if isinstance(state.data, BaseException):
-        return state.data
-    try:
-        await state.aresult()
-    except BaseException as exc:  # noqa: BLE001 - we only classify it
-        return exc
-    return None
 
 
 async def _retry_submit(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a submit only where the provider provably did not take the job."""
-    exc = await _failure(state)
+    exc = await failure_of(state)
     return isinstance(exc, ProviderError) and exc.retryable
-
-
-async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a read unless the error is final (a failed job, a bad request, bad credentials)."""
-    return read_retryable(await _failure(state))
-
-
-def read_retryable(exc: BaseException | None) -> bool:
-    """Whether a wait or download that raised ``exc`` is worth trying again: not when the
-    error is final (a failed, cancelled or expired job, our deadline, a bad request, bad
-    credentials); yes for a transient provider error and for anything unexpected."""
-    if isinstance(exc, ProviderError):
-        return exc.retryable
-    return not isinstance(exc, PrefectRunwayError)
-
-
-#: The reading tasks (wait, download, collect): a job's state changes over time, so they are
-#: never cached by their inputs and have nothing worth persisting. (Under
-#: ``PREFECT_RESULTS_PERSIST_BY_DEFAULT`` Prefect would otherwise hash their storage argument,
-#: fail, and log a traceback per task run.)
-_UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(
@@ -182,7 +79,7 @@ _UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
     # function has, so mypy refuses any callable taking `parameters`; Prefect calls it so.
     task_run_name=_submit_run_name,  # type: ignore[arg-type]
 )
-@_logs_to_run
+@logs_to_run
 async def submit_generation(
     request: PreparedRequest | Request,
     credentials: ProviderCredentials,
@@ -239,8 +136,30 @@ async def submit_generation(
     """
     prepared = request if isinstance(request, PreparedRequest) else prepare(request, credentials)
     ledger = ledger_of(storage)
-    scope = submission_cache_key(credentials, prepared)
-    retention = credentials.provider().retention_seconds
+    began = await _begin(ledger, submission_cache_key(credentials, prepared), prepared,
+                         force, credentials.provider().retention_seconds)
+    if isinstance(began, JobRecord):
+        generation = began.to_generation()
+        get_run_logger().info(
+            "Reusing %s job %s recorded in the submission ledger (fingerprint %s); nothing sent",
+            generation.provider, generation.job_id, generation.fingerprint[:12],
+        )
+        return generation
+    return await _send(ledger, began, prepared, credentials)
+
+
+async def _begin(
+    ledger: SubmissionLedger, scope: str, prepared: PreparedRequest, force: bool,
+    retention: float,
+) -> Intent | JobRecord:
+    """The ledger's word before a paid POST: the job recorded for ``scope`` (reuse it), or the
+    intent now written (send the POST).
+
+    Raises:
+        CacheRecordRejected: the cache record at ``scope`` is not one we wrote, and the
+            ledger holds no job for it.
+        SubmissionUncertain: the ledger holds a doubt for ``scope`` (see ``begin``).
+    """
     rejected = None if force else take_rejection(scope)
     if rejected is not None:
         # A record at this cache key that we did not write was refused unread, and Prefect
@@ -252,24 +171,25 @@ async def submit_generation(
             "%s; the submission ledger holds its job, which is reused (the record is "
             "written again)", rejected,
         )
-    began = await ledger.begin(
+    return await ledger.begin(
         scope, IntentMeta.from_prepared(prepared), force=force, job_max_age=retention * 0.95
     )
-    if isinstance(began, JobRecord):
-        generation = began.to_generation()
-        get_run_logger().info(
-            "Reusing %s job %s recorded in the submission ledger (fingerprint %s); nothing sent",
-            generation.provider, generation.job_id, generation.fingerprint[:12],
-        )
-        return generation
+
+
+async def _send(
+    ledger: SubmissionLedger, intent: Intent, prepared: PreparedRequest,
+    credentials: ProviderCredentials,
+) -> Generation:
+    """The paid POST of ``intent``'s request: its job recorded in the ledger, or its intent
+    cleared where the refusal provably made no job."""
     try:
         async with credentials.get_client() as client:
             generation = await client.submit(prepared)
     except ProviderError as exc:
         if made_no_job(exc):
-            await ledger.clear(began, f"{type(exc).__name__} (http {exc.status_code}): provably no job")
+            await ledger.clear(intent, f"{type(exc).__name__} (http {exc.status_code}): provably no job")
         raise
-    await ledger.record_job(began, generation)  # the engine logged "Submitted ...", once
+    await ledger.record_job(intent, generation)  # the engine logged "Submitted ...", once
     return generation
 
 
@@ -293,6 +213,43 @@ async def reuses_a_job(
         return await ledger_of(storage).reusable(scope, max_age) is not None
     except Exception:
         return False
+
+
+async def cached_steps(
+    plans: Sequence[Any], cache_key: Callable[[Any, Any], str], task: Any,
+) -> set[str]:
+    """The steps of ``plans`` the submit task's cache already holds: not paid again.
+
+    Args:
+        plans: Shot plans or chain plans.
+        cache_key: The submit task's cache key of (credentials, prepared request)
+            (:func:`prefect_runway.tasks.generation.submission_cache_key`).
+        task: The submit task (``submit_generation``), whose result store holds the records.
+
+    Looks up each distinct still's submission cache key in the current result store (the
+    flow's, inside a flow run). A video's request names its still's bytes, unknown until the
+    still is stored, so videos are not looked up here: a cached video still counts as a
+    request to pay (the plan errs on the side of paying).
+    """
+    from prefect.results import get_result_store
+
+    try:  # the submit task's own store: where its cache records are
+        store = await get_result_store().aupdate_for_task(task)
+    except Exception:
+        return set()
+    found: set[str] = set()
+    looked: set[str] = set()
+    for plan in plans:
+        chain = getattr(plan, "chain", plan)
+        if chain.still_key in looked:
+            continue
+        looked.add(chain.still_key)
+        try:
+            if await store.aexists(cache_key(chain.image_credentials, chain.still)):
+                found.add(chain.still_key)
+        except Exception:  # an unreadable cache only makes the plan pay more
+            continue
+    return found
 
 
 def submit_task_for(
@@ -326,201 +283,3 @@ def submit_task_for(
 
 #: submit_task_for's tasks, by (retention, refresh, retries, lock manager); a few at most.
 _submit_tasks: dict[tuple[Any, ...], Any] = {}
-
-
-@task(
-    name="wait-for-generation",
-    **_UNCACHED,
-    retries=2,
-    retry_delay_seconds=[1, 10],
-    retry_condition_fn=_retry_read,
-    task_run_name=_generation_run_name("wait for", "generation"),
-)
-@_logs_to_run
-async def wait_for_generation(
-    generation: Generation,
-    credentials: ProviderCredentials,
-    timeout: float | None = None,
-    queue_timeout: float | None = None,
-) -> GenerationResult:
-    """Poll a submitted job until it finishes, within a deadline.
-
-    A failed job raises its typed error (Runway: ``ContentRejected``, ``OutputRejected``,
-    ``GenerationInternalError``, ``InvalidAsset`` by failure code); none is retried by this
-    task (a failed job fails again when polled again): the flows decide about resubmitting.
-
-    Args:
-        generation: The job from ``submit_generation``.
-        credentials: The same provider's credentials block.
-        timeout: Overall deadline in seconds (None: the block's ``wait_timeout_seconds``).
-        queue_timeout: How long the job may sit THROTTLED, in seconds (None: the block's
-            ``queue_timeout_seconds``); that time does not count against ``timeout``.
-
-    Returns:
-        The finished job's output URLs, metrics and cost.
-
-    Raises:
-        GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut.
-    """
-    return await wait_for_job(generation, credentials, timeout, queue_timeout)
-
-
-@_logs_to_run
-async def wait_for_job(
-    generation: Generation,
-    credentials: ProviderCredentials,
-    timeout: float | None = None,
-    queue_timeout: float | None = None,
-) -> GenerationResult:
-    """What :func:`wait_for_generation` does, without a task run of its own: in a flow run
-    (the flows wait so, see :func:`collect_generation`), its messages go to the flow run's
-    log; outside any run, to the engine's loggers. Same arguments, result and errors."""
-    began = time.monotonic()
-    async with credentials.get_client() as client:
-        result = await client.wait(generation, timeout=timeout, queue_timeout=queue_timeout)
-    waited = time.monotonic() - began
-    logger = _run_logger()
-    if logger is not None:
-        logger.info(
-            "%s job %s finished with %d output(s) after a %.1f s wait%s",
-            generation.provider, generation.job_id, len(result.outputs), waited,
-            _resumed_note(result, waited),
-        )
-    return result
-
-
-def _resumed_note(result: GenerationResult, waited: float) -> str:
-    """For a job older than this wait (found in the cache, resumed): how old it was."""
-    age = result.seconds
-    if age - waited > RESUMED_WAIT_SECONDS:
-        return f" (a job submitted {age:.0f} s ago, found in the cache or resumed)"
-    return ""
-
-
-@task(
-    name="download-generation",
-    **_UNCACHED,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_read,
-    task_run_name=_generation_run_name("download", "result"),
-)
-@_logs_to_run
-async def download_generation(
-    result: GenerationResult,
-    credentials: ProviderCredentials,
-    storage: Any = None,
-    key_template: str | None = None,
-    name: str | None = None,
-    preview: str | None = "gif",
-) -> list[StoredOutput]:
-    """Download every output of a finished job into storage, verified, with a sidecar each.
-
-    Each output streams to a temporary file while being hashed, is checked (length, media
-    type, magic bytes), then lands atomically under its key (to S3: a multipart upload from
-    that file); a JSON sidecar beside it records the request (no secrets), provider, job,
-    timings, metrics, sha256 and size. A video also gets a small preview beside it
-    (``<key>.preview.gif`` or ``.preview.png``), named in its sidecar as ``preview_key``. An
-    output already stored and still matching its sidecar is not downloaded again. A signed
-    output URL that has expired is refreshed from the provider once.
-
-    Args:
-        result: The finished job from ``wait_for_generation``.
-        credentials: The provider's credentials block (to re-fetch expired output URLs).
-        storage: A resolved storage (what the flows pass), a directory,
-            ``s3://bucket/prefix``, or a Prefect filesystem block (default ``./runway-outputs``).
-        key_template: e.g. ``"{flow_run}/{name}-{seed}.{ext}"``; default
-            ``"{kind}-{fingerprint}.{ext}"``.
-        name: A name for the ``{name}`` placeholder.
-        preview: For videos: ``"gif"`` (animated), ``"png"`` (contact sheet) or None.
-
-    Returns:
-        One StoredOutput per output.
-    """
-    store = resolve_storage(storage)
-    check_preview(preview)
-    emit_job("downloading", result.generation, name=name)
-    try:
-        async with credentials.get_client() as client:
-            return await deliver(
-                result, client, store, key_template=key_template, name=name, preview=preview,
-                flow_run=flow_run_id(), logger=get_run_logger(), prices=prices_of(credentials),
-            )
-    except OSError as exc:
-        if isinstance(exc, (ConnectionError, TimeoutError, FileNotFoundError)):
-            raise  # the network, or another process of the same run moving a file: retried
-        raise StorageError(
-            f"outputs cannot be written to {store!r} ({type(exc).__name__}: "
-            f"{exc.strerror or exc})"
-        ) from None
-
-
-async def collect_job(
-    generation: Generation | GenerationResult,
-    credentials: ProviderCredentials,
-    storage: Any = None,
-    key_template: str | None = None,
-    name: str | None = None,
-    preview: str | None = "gif",
-    timeout: float | None = None,
-    queue_timeout: float | None = None,
-) -> tuple[GenerationResult, list[StoredOutput]]:
-    """Wait for a submitted job, then download its outputs into storage.
-
-    What :func:`wait_for_generation` then :func:`download_generation` do, in one call.
-    ``collect_generation`` is this as one task run, for flows of your own (retried twice, after
-    1 s then 10 s, unless the error is final). Neither step is cached (the submit is, and
-    stays its own task, persisted as soon as the provider returns the job id): a retry waits
-    again (a finished job answers at once) and finds outputs already stored and verified.
-    Given a finished job (a :class:`GenerationResult`) it only downloads (a retry downloads
-    again, refreshing expired output URLs).
-
-    This package's flows call ``collect_job`` in the flow run itself, with
-    ``collect_generation``'s retries (:func:`prefect_runway.flows.generation.run_generation`):
-    a task run per job costs the Prefect API three state events and the process a task
-    engine, and holds nothing a re-run needs. Called so, its messages go to the flow run's log.
-
-    Args:
-        generation: The job from ``submit_generation``, or the finished job (then nothing
-            is polled and ``timeout`` and ``queue_timeout`` do not apply).
-        credentials: The same provider's credentials block.
-        storage: A directory, ``s3://bucket/prefix``, or a Prefect filesystem block.
-        key_template: Storage key template (see :func:`download_generation`).
-        name: A name for the ``{name}`` placeholder.
-        preview: For videos: ``"gif"``, ``"png"`` or None.
-        timeout: The wait's deadline in seconds (None: the block's ``wait_timeout_seconds``).
-        queue_timeout: How long the job may sit THROTTLED (None: the block's
-            ``queue_timeout_seconds``).
-
-    Returns:
-        The finished job and one StoredOutput per output.
-
-    Raises:
-        GenerationFailed, GenerationCancelled, GenerationExpired, GenerationTimedOut,
-        DownloadError.
-    """
-    if isinstance(generation, GenerationResult):
-        result = generation  # finished: the flow waited for it
-    else:
-        result = await wait_for_generation.fn(generation, credentials, timeout, queue_timeout)
-    stored = await download_generation.fn(result, credentials, storage, key_template, name, preview)
-    return result, stored
-
-
-#: :func:`collect_job` as one task run (``collect still 'harbour' on segmind``).
-collect_generation = task(
-    name="collect-generation",
-    **_UNCACHED,
-    retries=2,
-    retry_delay_seconds=[1, 10],
-    retry_condition_fn=_retry_read,
-    task_run_name=_generation_run_name("collect", "generation"),  # type: ignore[arg-type]
-)(_logs_to_run(collect_job))
-
-
-def flow_run_id() -> str | None:
-    """The current flow run's id, or None outside a flow run."""
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None

@@ -158,7 +158,7 @@ async def test_stale_runway_still_is_passed_on_by_a_fresh_url(runway_credentials
 
     @flow
     async def hand_over():
-        from prefect_runway.tasks.generation import wait_for_generation
+        from prefect_runway.tasks.collect import wait_for_generation
 
         gen = await generation_flows.submit_task_for(runway_credentials)(
             generation_flows.ImageRequest(prompt="fresh url @hero", reference_images=REF), runway_credentials,
@@ -181,7 +181,7 @@ async def test_expired_segmind_still_is_handed_over_as_data_uri(tmp_path, monkey
 
         @flow
         async def chain_after_expiry():
-            from prefect_runway.tasks.generation import download_generation, wait_for_generation
+            from prefect_runway.tasks.collect import download_generation, wait_for_generation
 
             req = generation_flows.ImageRequest(prompt="expiring still @hero", reference_images=REF)
             gen = await generation_flows.submit_task_for(segmind)(req, segmind)

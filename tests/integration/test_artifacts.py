@@ -140,7 +140,7 @@ async def test_a_unicode_name_names_everything_safely_and_is_paid_once(
 async def test_an_artifact_that_cannot_be_published_never_fails_a_paid_run(
     segmind_credentials, runway_emulator, tmp_path, monkeypatch,
 ):
-    from prefect_runway import artifacts
+    from prefect_runway.flows import artifacts
 
     async def refused(*args, **kwargs):
         raise RuntimeError("the artifacts API is down")

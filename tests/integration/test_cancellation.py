@@ -15,9 +15,9 @@ from prefect.states import Cancelling
 from pydantic import SecretStr
 
 from prefect_runway import RunwayCredentials, SegmindCredentials
-from prefect_runway.cancellation import cancel_remote_jobs, track
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.flows import animate_image
+from prefect_runway.flows.cancellation import cancel_remote_jobs, track
 from prefect_runway.models import Generation, bytes_to_data_uri
 
 

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from prefect_runway import animate_image, image_to_video
 from prefect_runway.blocks import RunwayCredentials
+from prefect_runway.blocks.requests import prepare
 from prefect_runway.errors import (
     ContentRejected,
     GenerationInternalError,
@@ -30,7 +31,6 @@ from prefect_runway.errors import (
     OutputRejected,
 )
 from prefect_runway.models import VideoRequest, bytes_to_data_uri
-from prefect_runway.plan import prepare
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -351,7 +351,7 @@ async def test_a_data_uri_too_long_for_runway_is_uploaded_automatically(
     runway_credentials, runway_emulator
 ):
     """What ``image_to_video`` hands Runway when a locally stored still must go inline."""
-    from prefect_runway.plan import upload_images
+    from prefect_runway.blocks.requests import upload_images
 
     data = _png(1400, 1400, noise=True)  # ~5.9 MB: over the 5 MB data-URI limit
     request = VideoRequest(image=bytes_to_data_uri(data, "image/png"), prompt="p", duration=2)

@@ -26,10 +26,10 @@ from prefect.events.filters import (
 )
 
 from prefect_runway import StoryboardFailed, SubmissionUncertain, generate_image, storyboard
-from prefect_runway.artifacts import DOUBT_EVENT
 from prefect_runway.cli import main as cli_main
 from prefect_runway.emulator import Emulator
-from prefect_runway.ledger import SubmissionInDoubt
+from prefect_runway.errors import SubmissionInDoubt
+from prefect_runway.flows.events import DOUBT_EVENT
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

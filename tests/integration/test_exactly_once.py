@@ -28,7 +28,9 @@ from prefect.settings import PREFECT_API_URL
 from prefect_runway import InvalidRequest, StorageError, SubmissionUncertain, image_to_video
 from prefect_runway.cli import main as cli_main
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.ledger import Intent, SubmissionInDoubt, ledger_for
+from prefect_runway.errors import SubmissionInDoubt
+from prefect_runway.tasks.ledger import ledger_for
+from prefect_runway.tasks.ledger_records import Intent
 
 SCRIPT = Path(__file__).parent / "scripts" / "ledger_run.py"
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -311,7 +313,7 @@ async def test_s3_settings_are_checked_before_any_request(
 
 def test_a_ledger_record_is_plain_json_without_secrets(tmp_path: Path) -> None:
     """What `ledger ls` reads is what the flows wrote (checked on a fresh record)."""
-    from prefect_runway.ledger import IntentMeta
+    from prefect_runway.tasks.ledger_records import IntentMeta
 
     ledger = ledger_for(str(tmp_path))
     meta = IntentMeta(fingerprint="ab" * 32, provider="segmind",

@@ -28,7 +28,8 @@ from prefect_runway import (
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.ledger import Intent, ledger_of
+from prefect_runway.tasks.ledger import ledger_of
+from prefect_runway.tasks.ledger_records import Intent
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 VIDEO_MODELS = ("gen4_turbo", "gen3a_turbo", "gen3_alphaturbo")
@@ -109,7 +110,7 @@ async def test_segmind_down_past_its_retries_aimlapi_serves_the_video(emu, tmp_p
     assert "503" in sidecar["fallback"][0]["error"]
     assert json.loads(Path(result.still.sidecar).read_text())["fallback"] is None
     # ... and so does the outputs table.
-    from prefect_runway.artifacts import output_rows
+    from prefect_runway.flows.artifacts import output_rows
 
     rows = {r["kind"]: r for r in output_rows([result.still, result.video])}
     assert rows["video"]["fallback"] == "segmind unavailable" and rows["image"]["fallback"] == ""

@@ -22,7 +22,7 @@ from prefect_runway.emulator import media
 from prefect_runway.errors import StorageError
 from prefect_runway.models import Generation, GenerationResult, JobState, StoredOutput
 from prefect_runway.storage import output_key, partial_name
-from prefect_runway.tasks.generation import download_generation
+from prefect_runway.tasks.collect import download_generation
 
 STILL = media.make_still("planted links", 4, 640, 360)
 
@@ -132,8 +132,8 @@ async def test_a_lock_with_a_far_future_expiry_delays_a_submit_by_the_hold_time_
     import asyncio
 
     from prefect_runway import ImageRequest, generate_image
-    from prefect_runway.locks import LOCK_DIR_ENV, LOCK_HOLD_ENV
-    from prefect_runway.plan import prepare
+    from prefect_runway.blocks.requests import prepare
+    from prefect_runway.settings import LOCK_DIR_ENV, LOCK_HOLD_ENV
     from prefect_runway.tasks.generation import submission_cache_key
 
     monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
@@ -252,8 +252,8 @@ async def test_a_record_we_did_not_write_for_a_job_the_ledger_does_not_know_is_a
     from prefect.settings import get_current_settings
 
     from prefect_runway import ImageRequest, generate_image
+    from prefect_runway.blocks.requests import prepare
     from prefect_runway.errors import CacheRecordRejected, SubmissionUncertain
-    from prefect_runway.plan import prepare
     from prefect_runway.tasks.generation import submission_cache_key
 
     ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -290,8 +290,8 @@ async def test_the_cancellation_hook_reads_a_planted_record_as_no_job(
     from prefect.settings import get_current_settings
 
     from prefect_runway import ImageRequest, generate_image
-    from prefect_runway.cancellation import cancel_remote_jobs
-    from prefect_runway.plan import prepare
+    from prefect_runway.blocks.requests import prepare
+    from prefect_runway.flows.cancellation import cancel_remote_jobs
     from prefect_runway.tasks.generation import submission_cache_key
 
     ref = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

@@ -36,7 +36,7 @@ from prefect_runway.emulator.media import write_padded_video
 from prefect_runway.models import Generation, GenerationResult, JobState, StoredOutput
 from prefect_runway.storage import LocalStorage
 from prefect_runway.storage.s3 import S3Storage
-from prefect_runway.tasks.generation import download_generation
+from prefect_runway.tasks.collect import download_generation
 
 SIZE = 300 * 1024 * 1024
 LIMIT = 100 * 1000 * 1000

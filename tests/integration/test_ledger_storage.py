@@ -23,21 +23,13 @@ from pathlib import Path
 import pytest
 from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
-from prefect_runway.ledger import (
-    LEDGER_FOLDER,
-    Intent,
-    IntentMeta,
-    JobRecord,
-    LedgerRecordUnreadable,
-    LedgerStorageError,
-    S3LedgerBackend,
-    SubmissionInDoubt,
-    SubmissionLedger,
-    format_ledger,
-    ledger_for,
-)
+from prefect_runway.cli.ledger import format_ledger
+from prefect_runway.errors import LedgerRecordUnreadable, LedgerStorageError, SubmissionInDoubt
 from prefect_runway.models import Generation
+from prefect_runway.storage.records import LEDGER_FOLDER, S3LedgerBackend
 from prefect_runway.storage.s3 import S3Storage
+from prefect_runway.tasks.ledger import SubmissionLedger, ledger_for
+from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord
 
 SCOPE = "prefect-runway-submit-" + "5" * 40
 FP = "5e" * 32
@@ -163,9 +155,11 @@ _CHILD = textwrap.dedent('''
     import httpx
     from prefect import flow, task
 
-    from prefect_runway.ledger import IntentMeta, JobRecord, SubmissionLedger, LocalLedgerBackend
-    from prefect_runway.locks import RunwayFileSystemLockManager, submission_cache_policy
     from prefect_runway.models import Generation
+    from prefect_runway.storage.records import LocalLedgerBackend
+    from prefect_runway.tasks.ledger import SubmissionLedger
+    from prefect_runway.tasks.ledger_records import IntentMeta, JobRecord
+    from prefect_runway.tasks.locks import RunwayFileSystemLockManager, submission_cache_policy
 
     url, work, name, locked = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     SCOPE = "prefect-runway-submit-" + "7" * 40
@@ -346,7 +340,8 @@ def test_a_redis_lock_that_never_expires_is_held_at_most_the_hold_time(
     it gets the hold time, and the submit takes the lock after it."""
     import redis
 
-    from prefect_runway.locks import LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV, lock_manager_from_settings
+    from prefect_runway.settings import LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV
+    from prefect_runway.tasks.locks import lock_manager_from_settings
 
     monkeypatch.setenv(LOCK_REDIS_URL_ENV, redis_url)
     monkeypatch.setenv(LOCK_HOLD_ENV, "1")

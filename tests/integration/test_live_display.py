@@ -24,9 +24,9 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from prefect_runway import RunwayCredentials, SegmindCredentials, image_to_video, storyboard
+from prefect_runway.cli.live import LiveDisplay
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.engine.events import subscribed
-from prefect_runway.live import LiveDisplay
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 ESCAPE = "\x1b"

@@ -36,10 +36,12 @@ from prefect_runway import (
     image_to_video,
     storyboard,
 )
-from prefect_runway.artifacts import output_rows
 from prefect_runway.cli import main
-from prefect_runway.costs import CHARGED_EVENT, Budget, CostPlan
 from prefect_runway.emulator import Emulator, EmulatorConfig
+from prefect_runway.flows.artifacts import output_rows
+from prefect_runway.flows.events import CHARGED_EVENT
+from prefect_runway.money.budget import Budget
+from prefect_runway.money.cost_plan import CostPlan
 from prefect_runway.testing.fixtures import _fast
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

@@ -14,10 +14,16 @@ import pytest
 from s3_helpers import aws_credentials, get_object, list_keys, moto_url, new_bucket  # noqa: F401
 
 from prefect_runway import BudgetExceeded, RunwayCredentials, image_to_video, storyboard
-from prefect_runway.costs import Cost
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.models import Generation, GenerationResult, JobState
-from prefect_runway.spend import SPEND_FOLDER, DailyBudgets, block_identity, record_spend, utc_day
+from prefect_runway.money.costs import Cost
+from prefect_runway.money.daily import (
+    SPEND_FOLDER,
+    DailyBudgets,
+    block_identity,
+    record_spend,
+    utc_day,
+)
 from prefect_runway.storage.s3 import S3Storage
 from prefect_runway.testing.fixtures import _fast
 

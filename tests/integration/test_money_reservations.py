@@ -34,9 +34,9 @@ from prefect_runway import (
     image_to_video,
     storyboard,
 )
-from prefect_runway.costs import USD_PER_UNIT
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.spend import SPEND_FOLDER, DailyBudgets, block_identity, utc_day
+from prefect_runway.money.costs import USD_PER_UNIT
+from prefect_runway.money.daily import SPEND_FOLDER, DailyBudgets, block_identity, utc_day
 from prefect_runway.testing.fixtures import _fast
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
@@ -237,10 +237,10 @@ async def test_a_model_with_no_known_price_is_refused_unless_the_block_prices_it
         tmp_path, monkeypatch):
     # A model the client's price table does not know (as when a provider adds one before
     # the table has it): here the table without gen4.5; the emulator still charges for it.
-    from prefect_runway import costs
-    from prefect_runway.pricing import DEFAULT_ENTRIES, PriceTable
+    from prefect_runway.money import prices
+    from prefect_runway.money.prices import DEFAULT_ENTRIES, PriceTable
 
-    monkeypatch.setattr(costs, "_DEFAULT_TABLE",
+    monkeypatch.setattr(prices, "_DEFAULT_TABLE",
                         PriceTable([e for e in DEFAULT_ENTRIES if e.model != "gen4.5"]))
     token = uuid.uuid4().hex[:8]
     with Emulator(EmulatorConfig(latency=0.3, video_fps=4)) as emulator:

@@ -37,7 +37,9 @@ from prefect_runway import (
     storyboard,
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.review import REVIEW_ARTIFACT_KEY, REVIEW_KEY, STILLS_INPUT_KEY, ReviewTimedOut
+from prefect_runway.errors import ReviewTimedOut
+from prefect_runway.flows.review import REVIEW_ARTIFACT_KEY, STILLS_INPUT_KEY
+from prefect_runway.flows.review_form import REVIEW_KEY
 from prefect_runway.testing.fixtures import _fast
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

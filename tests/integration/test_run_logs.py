@@ -30,8 +30,8 @@ from prefect_runway import (
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.engine import GenerationClient
+from prefect_runway.engine.polling import LatencyBook, PollSchedule, latency_key
 from prefect_runway.models import ImageRequest, utc_now
-from prefect_runway.polling import LatencyBook, PollSchedule, latency_key
 from prefect_runway.providers import get_provider
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

@@ -34,8 +34,8 @@ from s3_helpers import (  # noqa: F401
 )
 
 from prefect_runway import StoredOutput, image_to_video
-from prefect_runway.artifacts import BatchProgress
 from prefect_runway.flows import animate_image
+from prefect_runway.flows.progress import BatchProgress
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]

@@ -23,7 +23,7 @@ from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import ImageRequest, StoredOutput
 from prefect_runway.storage import LocalStorage, resolve_storage
 from prefect_runway.storage.s3 import S3Storage
-from prefect_runway.tasks.generation import download_generation
+from prefect_runway.tasks.collect import download_generation
 from prefect_runway.testing.fixtures import EMULATOR_KEY
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
@@ -233,7 +233,7 @@ async def test_sidecars_hold_no_secret_in_s3_or_on_disk(image_result, segmind_cr
 async def test_artifact_links_live_a_day_unless_told_otherwise(bucket, monkeypatch):
     """The links a person opens from an artifact: one day by default, then the
     environment's PREFECT_RUNWAY_ARTIFACT_LINK_SECONDS, then the storage's own setting."""
-    from prefect_runway.storage.s3 import ARTIFACT_LINK_ENV
+    from prefect_runway.settings import ARTIFACT_LINK_ENV
 
     monkeypatch.delenv(ARTIFACT_LINK_ENV, raising=False)
     assert "X-Amz-Expires=86400&" in await S3Storage(bucket).link("p.png")

@@ -253,7 +253,7 @@ async def test_shots_file_in_s3(own_emulator, tmp_path, monkeypatch):
 
 
 async def test_a_shots_file_in_s3_over_the_size_limit_is_refused(monkeypatch):
-    from prefect_runway import shots
+    from prefect_runway.flows import shots
 
     with moto_server() as endpoint:
         s3 = _boards_bucket(endpoint, monkeypatch)

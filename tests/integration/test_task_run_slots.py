@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from prefect_runway import SegmindCredentials
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows import storyboard
-from prefect_runway.limits import MAX_TASK_RUNS_ENV, max_task_runs
+from prefect_runway.settings import MAX_TASK_RUNS_ENV
+from prefect_runway.tasks.limits import max_task_runs
 
 SHOTS = 6
 

@@ -29,7 +29,7 @@ from system_helpers import BIN, PrefectServer, descendants
 from test_deployment import POOL, REF, RUN_TIMEOUT, check_stored, snapshot_repository, wait_final
 
 from prefect_runway.emulator import Emulator, EmulatorConfig
-from prefect_runway.review import STILLS_INPUT_KEY
+from prefect_runway.flows.review import STILLS_INPUT_KEY
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 

@@ -1,4 +1,4 @@
-"""The model catalogue (prefect_runway.providers.catalogue): status, rules, one source of truth.
+"""The model catalogue (prefect_runway.models.catalogue): status, rules, one source of truth.
 
 Pure data and pure functions; the SDK's own types referee the Runway rules.
 """
@@ -15,9 +15,9 @@ from runwayml.types.text_to_image_create_params import Gen4Image, Gen4ImageTurbo
 from typing_extensions import Required
 
 from prefect_runway.errors import InvalidRequest, ModelRetired
-from prefect_runway.models import IMAGE_MODELS, VIDEO_MODELS, ImageRequest, VideoRequest
-from prefect_runway.providers import PROVIDERS, catalogue, get_provider
-from prefect_runway.providers.catalogue import ModelStatus
+from prefect_runway.models import IMAGE_MODELS, VIDEO_MODELS, ImageRequest, VideoRequest, catalogue
+from prefect_runway.models.catalogue import ModelStatus
+from prefect_runway.providers import PROVIDERS, get_provider
 
 
 def test_every_entry_names_its_sources_and_the_day_they_were_checked():

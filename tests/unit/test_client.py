@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from prefect_runway.engine import GenerationClient, PollSchedule, RetryPolicy
+from prefect_runway.engine.ratelimit import RateLimiter
 from prefect_runway.engine.transport import retry_after as _retry_after
 from prefect_runway.errors import (
     AuthenticationError,
@@ -33,7 +34,6 @@ from prefect_runway.errors import (
 )
 from prefect_runway.models import Generation, JobState, VideoRequest
 from prefect_runway.providers.segmind import SegmindProvider
-from prefect_runway.ratelimit import RateLimiter
 
 KEY = "sk-test-KEY-9f8e7d6c5b4a"
 BASE = "https://api.segmind.com"

@@ -1,4 +1,4 @@
-"""The pure parts of prefect_runway.costs: plan pricing, the ledger's rule, budgets."""
+"""The pure parts of prefect_runway.money: plan pricing, the ledger's rule, budgets."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from prefect_runway import (
     RunwayCredentials,
     SegmindCredentials,
 )
-from prefect_runway.costs import Budget, BudgetGuard, Cost, charged_cost, plan_costs
+from prefect_runway.flows.plan import plan_chain
 from prefect_runway.models import Generation, GenerationResult, JobState, VideoRequest
-from prefect_runway.plan import plan_chain
+from prefect_runway.money.budget import Budget, BudgetGuard
+from prefect_runway.money.cost_plan import plan_costs
+from prefect_runway.money.costs import Cost, charged_cost
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 SEGMIND = SegmindCredentials(api_key=SecretStr("k"))
@@ -95,8 +97,8 @@ def _dear_runway(**extra):
 
 
 def test_the_worst_case_takes_every_fallback_and_allowed_resubmit():
-    from prefect_runway.costs import Attempts
-    from prefect_runway.fallback import Route
+    from prefect_runway.flows.fallback import Route
+    from prefect_runway.money.cost_plan import Attempts
 
     chain = _chain(1, "pan")  # a Segmind still (USD 0.05), then a Segmind video (0.25)
     video = Route("video", "video_fallback", [SEGMIND, _dear_runway()])
@@ -124,8 +126,8 @@ def test_the_worst_case_takes_every_fallback_and_allowed_resubmit():
 
 
 def test_an_unknown_price_is_unbounded_and_a_budget_refuses_it():
-    from prefect_runway.costs import NotStarted
-    from prefect_runway.pricing import DEFAULT_ENTRIES, PriceTable
+    from prefect_runway.errors import NotStarted
+    from prefect_runway.money.prices import DEFAULT_ENTRIES, PriceTable
 
     no_video_price = PriceTable([e for e in DEFAULT_ENTRIES if e.model != "gen4_turbo"])
     plan = plan_costs([_chain(1, "pan")], table=no_video_price)
@@ -149,8 +151,9 @@ def test_an_unknown_price_is_unbounded_and_a_budget_refuses_it():
 def test_a_blocks_prices_price_its_jobs_and_are_checked():
     from pydantic import ValidationError
 
-    from prefect_runway.costs import estimate_step, prices_of
-    from prefect_runway.plan import prepare
+    from prefect_runway.blocks.requests import prepare
+    from prefect_runway.money.costs import estimate_step
+    from prefect_runway.money.prices import prices_of
 
     video = VideoRequest(image="https://example.com/a.png", prompt="pan", ratio="1280:720",
                          duration=5)

@@ -11,9 +11,10 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials
-from prefect_runway.cli import build_parser, serve_deployments
-from prefect_runway.plan import plan_storyboard
-from prefect_runway.shots import load_shots
+from prefect_runway.cli import build_parser
+from prefect_runway.cli.serve import serve_deployments
+from prefect_runway.flows.plan import plan_storyboard
+from prefect_runway.flows.shots import load_shots
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"

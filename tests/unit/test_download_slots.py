@@ -13,9 +13,10 @@ from pydantic import SecretStr
 
 from prefect_runway.engine import GenerationClient
 from prefect_runway.engine.config import RetryPolicy
-from prefect_runway.engine.download import MAX_DOWNLOADS_ENV, max_downloads
+from prefect_runway.engine.download import max_downloads
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.providers.segmind import SegmindProvider
+from prefect_runway.settings import MAX_DOWNLOADS_ENV
 
 BODY = b"\x89PNG\r\n\x1a\n" + os.urandom(200_000)
 

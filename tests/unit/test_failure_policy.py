@@ -14,7 +14,8 @@ from prefect_runway.errors import (
     OutputRejected,
     ProviderUnavailable,
 )
-from prefect_runway.tasks.generation import _retry_read, _retry_submit
+from prefect_runway.tasks.collect import _retry_read
+from prefect_runway.tasks.generation import _retry_submit
 
 
 @pytest.mark.parametrize("cls", [

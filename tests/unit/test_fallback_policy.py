@@ -25,21 +25,22 @@ from prefect_runway.errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    SubmissionInDoubt,
     SubmissionUncertain,
     UnsupportedOption,
 )
-from prefect_runway.fallback import (
+from prefect_runway.flows.fallback import (
     DEFAULT_REASONS,
     REASONS,
     FallbackPolicy,
     StepFallback,
     check_fallback_on,
     failure_reason,
-    load_route,
 )
 from prefect_runway.flows.parameters import check_parameters
-from prefect_runway.ledger import Intent, SubmissionInDoubt
+from prefect_runway.flows.routing import load_route
 from prefect_runway.models import PLACEHOLDER_IMAGE, Generation
+from prefect_runway.tasks.ledger_records import Intent
 
 URL = "https://emulator.invalid"
 
@@ -187,7 +188,7 @@ async def _step(refusals: dict[str, BaseException]) -> tuple[StepFallback, list[
             raise refusals[credentials.provider_name]
         return _generation(credentials.provider_name)
 
-    from prefect_runway.plan import prepare
+    from prefect_runway.blocks.requests import prepare
 
     return step, tried, (prepare(_video(), segmind), segmind, submit)
 
@@ -228,7 +229,7 @@ async def test_the_last_refusal_is_raised_with_every_skip_noted():
 
 def test_a_shot_names_its_own_fallbacks_as_a_list_or_a_csv_cell():
     from prefect_runway import Shot
-    from prefect_runway.shots import parse_shots
+    from prefect_runway.flows.shots import parse_shots
 
     shot = Shot(still_prompt="s", video_fallback="aimlapi-credentials/a | runway-credentials/b")
     assert shot.video_fallback == ["aimlapi-credentials/a", "runway-credentials/b"]

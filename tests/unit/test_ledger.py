@@ -10,33 +10,31 @@ from typing import Any
 
 import pytest
 
-from prefect_runway.errors import InvalidRequest, SubmissionUncertain
-from prefect_runway.ledger import (
-    LEDGER_FOLDER,
-    Intent,
-    IntentMeta,
-    JobRecord,
+from prefect_runway.cli.ledger import format_ledger
+from prefect_runway.errors import (
+    InvalidRequest,
     LedgerAmbiguous,
     LedgerNotFound,
     LedgerRecordUnreadable,
     LedgerStorageError,
-    LocalLedgerBackend,
     SubmissionInDoubt,
-    SubmissionLedger,
-    api_origin,
-    default_ledger_directory,
-    format_ledger,
-    ledger_for,
+    SubmissionUncertain,
 )
-from prefect_runway.locks import (
-    LOCK_DIR_ENV,
-    LOCK_HOLD_ENV,
-    LOCK_REDIS_URL_ENV,
+from prefect_runway.models import Generation
+from prefect_runway.providers.wire import api_origin
+from prefect_runway.settings import LOCK_DIR_ENV, LOCK_HOLD_ENV, LOCK_REDIS_URL_ENV
+from prefect_runway.storage.records import (
+    LEDGER_FOLDER,
+    LocalLedgerBackend,
+    default_ledger_directory,
+)
+from prefect_runway.tasks.ledger import SubmissionLedger, ledger_for
+from prefect_runway.tasks.ledger_records import Intent, IntentMeta, JobRecord
+from prefect_runway.tasks.locks import (
     RunwayFileSystemLockManager,
     lock_manager_from_settings,
     submission_cache_policy,
 )
-from prefect_runway.models import Generation
 
 SCOPE = "prefect-runway-submit-" + "a" * 40
 OTHER = "prefect-runway-submit-" + "b" * 40
@@ -449,7 +447,7 @@ async def test_an_acquire_without_a_timeout_has_a_deadline_and_a_typed_error(
 
 
 def test_each_backend_says_what_ledger_commands_take_as_storage(tmp_path: Path) -> None:
-    from prefect_runway.ledger import S3LedgerBackend
+    from prefect_runway.storage.records import S3LedgerBackend
 
     assert ledger_for(str(tmp_path / "out")).backend.storage == str((tmp_path / "out").resolve())
     assert S3LedgerBackend(None, "media", f"renders/{LEDGER_FOLDER}").storage == "s3://media/renders"
@@ -459,7 +457,7 @@ def test_each_backend_says_what_ledger_commands_take_as_storage(tmp_path: Path) 
 async def test_an_intent_keeps_the_kind_and_summary_a_job_adopted_for_it_carries(
     ledger: SubmissionLedger,
 ) -> None:
-    from prefect_runway.ledger import scope_for
+    from prefect_runway.tasks.ledger_records import scope_for
 
     base_url = "https://api.segmind.com/v1"
     scope = scope_for(FP, base_url)

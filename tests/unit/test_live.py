@@ -10,9 +10,9 @@ import re
 
 from rich.console import Console
 
-from prefect_runway.costs import CostPlan, CostRow
+from prefect_runway.cli.live import JobBoard, plain_line, print_cost_plan
 from prefect_runway.engine.events import JobEvent, emit_job, job_scope, subscribed
-from prefect_runway.live import JobBoard, plain_line, print_cost_plan
+from prefect_runway.money.cost_plan import CostPlan, CostRow
 
 
 def test_events_reach_every_subscriber_with_the_scope_and_a_broken_one_is_ignored():

@@ -1,4 +1,4 @@
-"""Latency-aware polling (prefect_runway.polling) and how ``GenerationClient.wait`` uses it.
+"""Latency-aware polling (prefect_runway.engine.polling) and how ``GenerationClient.wait`` uses it.
 
 Nothing here reads a clock: schedules take ages as arguments, and the ``wait`` tests replace
 ``asyncio.sleep`` and ``time.monotonic`` inside the client with a fake clock that moves only
@@ -18,9 +18,7 @@ from pydantic import SecretStr
 import prefect_runway.engine.client as client_module
 from prefect_runway.blocks import SegmindCredentials
 from prefect_runway.engine import GenerationClient
-from prefect_runway.errors import GenerationFailed, GenerationTimedOut
-from prefect_runway.models import Generation
-from prefect_runway.polling import (
+from prefect_runway.engine.polling import (
     DEFAULT_PRIORS,
     LatencyBook,
     LatencyPrior,
@@ -28,6 +26,8 @@ from prefect_runway.polling import (
     PollSchedule,
     latency_key,
 )
+from prefect_runway.errors import GenerationFailed, GenerationTimedOut
+from prefect_runway.models import Generation
 from prefect_runway.providers.segmind import SegmindProvider
 
 PUBLIC = "https://api.segmind.com"

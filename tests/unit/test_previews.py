@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from prefect_runway.emulator import media
-from prefect_runway.previews import make_preview, preview_key, sample_frames
+from prefect_runway.storage.keys import preview_key
+from prefect_runway.storage.previews import make_preview, sample_frames
 
 
 @pytest.fixture(scope="module")

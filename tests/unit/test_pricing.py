@@ -1,10 +1,11 @@
-"""prefect_runway.pricing: prices as data, overrides from a dict or a YAML file."""
+"""prefect_runway.money.prices: prices as data, overrides from a dict or a YAML file."""
 
 from __future__ import annotations
 
 import pytest
 
-from prefect_runway.pricing import PriceTable, UnknownPrice, price, resolution_tier
+from prefect_runway.errors import UnknownPrice
+from prefect_runway.money.prices import PriceTable, price, resolution_tier
 
 
 @pytest.mark.parametrize(

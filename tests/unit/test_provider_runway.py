@@ -46,19 +46,18 @@ from prefect_runway.models import (
     bytes_to_data_uri,
     utf16_len,
 )
+from prefect_runway.models.catalogue import GEN4_IMAGE_RATIOS, GEN4_TURBO_RATIOS
 from prefect_runway.providers import PROVIDERS, get_provider
 from prefect_runway.providers import runway as runway_module
 from prefect_runway.providers.aimlapi import AimlapiProvider
-from prefect_runway.providers.base import UploadForm
 from prefect_runway.providers.runway import (
-    GEN4_IMAGE_RATIOS,
-    GEN4_TURBO_RATIOS,
     MAX_DATA_URI_BYTES,
     FailureKind,
     RunwayProvider,
     classify_failure,
     data_uri_length,
 )
+from prefect_runway.providers.wire import UploadForm
 
 BASE = "https://api.dev.runwayml.com"
 IMG = "https://example.com/first.png"

@@ -30,8 +30,8 @@ from prefect_runway.models import (
     bytes_to_data_uri,
 )
 from prefect_runway.providers import get_provider
-from prefect_runway.providers.base import error_detail
 from prefect_runway.providers.segmind import SegmindProvider
+from prefect_runway.providers.wire import error_detail
 
 BASE = "https://api.segmind.com"
 # The seeds' own example inputs.

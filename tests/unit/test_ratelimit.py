@@ -1,4 +1,4 @@
-"""The shared request-rate budget (prefect_runway.ratelimit), on a fake clock."""
+"""The shared request-rate budget (prefect_runway.engine.ratelimit), on a fake clock."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from itertools import pairwise
 import pytest
 from pydantic import SecretStr
 
-from prefect_runway import ratelimit
-from prefect_runway.ratelimit import RateLimiter, limiter_for
+from prefect_runway.engine import ratelimit
+from prefect_runway.engine.ratelimit import RateLimiter, limiter_for
 
 KEY = "sk-ratelimit-SECRET-0123456789"
 
@@ -192,7 +192,7 @@ def test_secret_appears_in_no_repr(registry):
 
 async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(monkeypatch):
     """One Prefect API call per batch: GLOBAL_SLOT_BATCH, or as many as wait (up to the limit)."""
-    from prefect_runway import ratelimit
+    from prefect_runway.engine import ratelimit
 
     fetched: list[int] = []
     sizes: list[str] = []
@@ -205,9 +205,8 @@ async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(mo
         sizes.append(name)
         return None  # unknown: fixed batches
 
-    monkeypatch.setattr(ratelimit, "_take_global_slots", take)
-    monkeypatch.setattr(ratelimit, "_limit_size", size)
-    reservoir = ratelimit._SlotReservoir("limit", batch=5, max_age=60.0)
+    slots = ratelimit.GlobalSlots(take=take, size=size)
+    reservoir = ratelimit.SlotReservoir("limit", slots, batch=5, max_age=60.0)
     await asyncio.gather(*(reservoir.take() for _ in range(12)))
     assert fetched == [5, 5, 5]  # 12 requests: three batches, not twelve calls
     await reservoir.take()
@@ -217,7 +216,7 @@ async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(mo
     await reservoir.take()
     assert fetched == [5, 5, 5, 5]
     assert sizes == ["limit"]  # the limit's size is read once
-    stale = ratelimit._SlotReservoir("limit", batch=5, max_age=0.0)
+    stale = ratelimit.SlotReservoir("limit", slots, batch=5, max_age=0.0)
     await stale.take()
     await asyncio.sleep(0.01)
     await stale.take()
@@ -226,7 +225,7 @@ async def test_a_global_limit_takes_its_slots_in_batches_and_drops_stale_ones(mo
 
 async def test_a_global_limit_takes_as_many_slots_as_wait_up_to_its_size(monkeypatch):
     """Many waiters: one call takes a slot for each of them, never more than the limit holds."""
-    from prefect_runway import ratelimit
+    from prefect_runway.engine import ratelimit
 
     fetched: list[int] = []
 
@@ -237,9 +236,8 @@ async def test_a_global_limit_takes_as_many_slots_as_wait_up_to_its_size(monkeyp
     async def size(name: str) -> int | None:
         return 30
 
-    monkeypatch.setattr(ratelimit, "_take_global_slots", take)
-    monkeypatch.setattr(ratelimit, "_limit_size", size)
-    reservoir = ratelimit._SlotReservoir("limit", batch=5, max_age=60.0)
+    slots = ratelimit.GlobalSlots(take=take, size=size)
+    reservoir = ratelimit.SlotReservoir("limit", slots, batch=5, max_age=60.0)
     await asyncio.gather(*(reservoir.take() for _ in range(100)))
     # The first request goes alone (nobody else waits yet); then the limit's 30 at a time.
     assert fetched == [5, 30, 30, 30, 5]  # 5 calls, where fixed batches of 5 would make 20

@@ -8,13 +8,9 @@ from pydantic import SecretStr
 
 from prefect_runway import InvalidRequest, SegmindCredentials
 from prefect_runway.flows.parameters import check_parameters
+from prefect_runway.flows.review import ReviewItem
+from prefect_runway.flows.review_form import review_form, review_settings, timeout_answer
 from prefect_runway.models import ImageRequest
-from prefect_runway.review import (
-    ReviewItem,
-    review_form,
-    review_settings,
-    timeout_answer,
-)
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 

@@ -9,17 +9,15 @@ import httpx
 import pytest
 
 from prefect_runway.engine.events import EngineLogger, log_to
+from prefect_runway.engine.polling import LatencyBook, LatencyWindow
 from prefect_runway.engine.progress import ProgressLine, describe_progress
 from prefect_runway.engine.retry import retry_reason
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows.parameters import check_parameters
 from prefect_runway.models import Generation, JobState, StatusUpdate
-from prefect_runway.polling import LatencyBook, LatencyWindow
-from prefect_runway.tasks.generation import (
-    _generation_run_name,
-    _submit_run_name,
-    describe_job,
-)
+from prefect_runway.tasks.generation import _submit_run_name
+from prefect_runway.tasks.runs import describe_job
+from prefect_runway.tasks.runs import generation_run_name as _generation_run_name
 
 
 class _Collect(logging.Handler):

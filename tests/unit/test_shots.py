@@ -8,8 +8,8 @@ import pickle
 import pytest
 
 from prefect_runway import InvalidRequest, InvalidShot, Shot, StoryboardFailed
-from prefect_runway.results import ShotResult, StoryboardSummary
-from prefect_runway.shots import format_of, load_shots, parse_shots
+from prefect_runway.flows.results import ShotResult, StoryboardSummary
+from prefect_runway.flows.shots import format_of, load_shots, parse_shots
 
 REF = {"uri": "https://example.com/ref.png", "tag": "hero"}
 
@@ -153,7 +153,7 @@ def test_summary_text_and_markdown():
 
 async def test_planning_names_the_shots_field_for_provider_rules():
     from prefect_runway import AimlapiCredentials, SegmindCredentials
-    from prefect_runway.plan import plan_storyboard
+    from prefect_runway.flows.plan import plan_storyboard
 
     aimlapi = AimlapiCredentials(api_key="k")
     segmind = SegmindCredentials(api_key="k")
@@ -225,7 +225,7 @@ def test_a_non_finite_number_is_an_invalid_shot_naming_its_field(value):
 
 
 async def test_a_shots_file_over_the_size_limit_is_not_read_whole(tmp_path, monkeypatch):
-    from prefect_runway import shots
+    from prefect_runway.flows import shots
 
     path = tmp_path / "big.json"
     path.write_bytes(json.dumps([{"still_prompt": "x" * 100}] * 100).encode())

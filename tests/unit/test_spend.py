@@ -10,10 +10,17 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from prefect_runway.blocks import RunwayCredentials, SegmindCredentials
-from prefect_runway.costs import Budget, BudgetGuard, Cost, NotStarted
-from prefect_runway.errors import InvalidRequest
+from prefect_runway.errors import InvalidRequest, NotStarted
 from prefect_runway.models import Generation, GenerationResult, JobState
-from prefect_runway.spend import SPEND_FOLDER, DailyBudgets, block_identity, record_spend, utc_day
+from prefect_runway.money.budget import Budget, BudgetGuard
+from prefect_runway.money.costs import Cost
+from prefect_runway.money.daily import (
+    SPEND_FOLDER,
+    DailyBudgets,
+    block_identity,
+    record_spend,
+    utc_day,
+)
 
 
 def _creds(**extra):

@@ -267,8 +267,8 @@ async def test_stored_files_and_sidecars_are_readable_by_others(tmp_path):
 
 
 def test_one_slug_rule_for_names_in_keys_and_artifact_keys():
-    from prefect_runway.artifacts import _artifact_key
-    from prefect_runway.names import slug
+    from prefect_runway.flows.artifacts import artifact_key as _artifact_key
+    from prefect_runway.storage.keys import slug
 
     assert render_key("{name}.{ext}", name="Café Noir", ext="png") == "Cafe-Noir.png"
     assert render_key("{name}.{ext}", name="harbour at dawn", ext="png") == "harbour-at-dawn.png"
@@ -285,7 +285,7 @@ def test_one_slug_rule_for_names_in_keys_and_artifact_keys():
 @pytest.mark.parametrize("name", ["two\nlines", "esc\x1b[2J", "nul\x00", "\u202eevil",
                                   "lone \ud800", "x" * 201, 5])
 def test_a_name_that_cannot_be_shown_safely_is_refused(name):
-    from prefect_runway.names import check_name
+    from prefect_runway.models import check_name
 
     with pytest.raises(InvalidRequest) as info:
         check_name(name)
@@ -293,7 +293,7 @@ def test_a_name_that_cannot_be_shown_safely_is_refused(name):
 
 
 def test_any_other_unicode_name_is_kept():
-    from prefect_runway.names import check_name
+    from prefect_runway.models import check_name
 
     for name in ("café", "東京", "👨‍👩‍👧 family", "x" * 200, None):
         assert check_name(name) == name

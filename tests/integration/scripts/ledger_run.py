@@ -12,7 +12,7 @@ import sys
 from pydantic import SecretStr
 
 from prefect_runway import SegmindCredentials, StoryboardFailed, image_to_video, storyboard
-from prefect_runway.ledger import SubmissionInDoubt
+from prefect_runway.errors import SubmissionInDoubt
 
 
 async def main() -> int:

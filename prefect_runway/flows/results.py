@@ -1,0 +1,142 @@
+"""What the flows return: a chain's two outputs, a storyboard's per-shot summary.
+
+Plain pydantic models (no Prefect): a flow's return value, its markdown artifact's text,
+and what :class:`~prefect_runway.errors.StoryboardFailed` carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from prefect_runway.flows.doubts import Doubt, doubts_markdown
+from prefect_runway.models import StoredOutput
+
+__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
+
+
+class ImageToVideoResult(BaseModel):
+    """The two outputs of the chain (no video when the still was rejected at review)."""
+
+    still: StoredOutput
+    video: StoredOutput | None = None
+    status: Literal["completed", "rejected"] = Field(
+        default="completed", description="completed, or rejected at review (no video)."
+    )
+
+
+class ShotResult(BaseModel):
+    """What became of one shot: its stored outputs, or why it failed."""
+
+    row: int = Field(description="1-based position of the shot in the storyboard.")
+    name: str = Field(description="The shot's name (default shot-NNN).")
+    status: Literal["completed", "failed", "not_started", "rejected"] = Field(
+        description="completed, failed, not_started (a step would have passed the budget), "
+                    "or rejected at review (its still was not animated, as asked)."
+    )
+    still: StoredOutput | None = Field(default=None, description="The stored still, if made.")
+    video: StoredOutput | None = Field(default=None, description="The stored video, if made.")
+    error: str | None = Field(default=None, description="Why the shot failed.")
+    same_as: str | None = Field(
+        default=None,
+        description="The shot this one is identical to: its outputs were generated once.",
+    )
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "rejected")
+
+    def fallbacks(self) -> list[str]:
+        """How this shot's steps fell back to another provider (empty when none did)."""
+        from prefect_runway.flows.fallback import describe_fallback
+
+        return [note for note in (describe_fallback(self.still), describe_fallback(self.video))
+                if note]
+
+
+class StoryboardSummary(BaseModel):
+    """Every shot's result, in storyboard order, and the counts."""
+
+    total: int = Field(description="Shots in the storyboard.")
+    completed: int = Field(description="Shots whose still and video are stored.")
+    failed: int = Field(description="Shots that failed.")
+    generated: int = Field(description="Distinct shots generated (identical shots count once).")
+    shots: list[ShotResult] = Field(description="One result per shot, in order.")
+    not_started: int = Field(default=0, description="Shots not started: over the budget.")
+    rejected: int = Field(default=0, description="Shots rejected at review (not animated).")
+    costs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Spent per provider and model (each job once) beside the plan's estimate "
+                    "(see prefect_runway.costs.spending).",
+    )
+    doubts: list[Doubt] = Field(
+        default_factory=list,
+        description="Submissions in doubt the run met (their shots failed), each with the "
+                    "commands that settle it.",
+    )
+
+    @classmethod
+    def of(cls, results: Sequence[ShotResult], generated: int) -> StoryboardSummary:
+        done = sum(1 for r in results if r.status == "completed")
+        rejected = sum(1 for r in results if r.status == "rejected")
+        return cls(total=len(results), completed=done, failed=len(results) - done - rejected,
+                   generated=generated, shots=list(results), rejected=rejected)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def describe(self, limit: int = 10) -> str:
+        """One paragraph: the counts, then each failed shot and its reason."""
+        text = f"{self.completed} of {self.total} shots completed"
+        fell = sum(1 for r in self.shots if r.fallbacks())
+        if fell:
+            text += f" ({fell} on a fallback provider)"
+        if self.rejected:
+            text += f" ({self.rejected} rejected at review)"
+        if not self.failed:
+            return text + "."
+        failures = [r for r in self.shots if not r.ok]
+        shown = "; ".join(f"row {r.row} {r.name}: {r.error}" for r in failures[:limit])
+        more = f"; and {len(failures) - limit} more" if len(failures) > limit else ""
+        doubts = (f" ({len(self.doubts)} submission(s) in doubt: the summary artifact gives "
+                  "the command that settles each)") if self.doubts else ""
+        return f"{text}, {self.failed} failed{doubts}: {shown}{more}"
+
+    def markdown(self) -> str:
+        """The summary as a markdown table, linking every stored output."""
+        title = f"# Storyboard: {self.completed} of {self.total} shots completed"
+        if self.failed:
+            title += f", {self.failed} failed"
+        if self.not_started:
+            title += f" ({self.not_started} not started: over the budget)"
+        if self.rejected:
+            title += f", {self.rejected} rejected at review"
+        lines = [title, "", "| # | shot | status | still | video | reason |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for r in self.shots:
+            reason = (r.error or "").replace("|", "\\|").replace("\n", " ")
+            if r.same_as:
+                reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
+            for note in r.fallbacks():
+                reason = (reason + "; " if reason else "") + note.replace("|", "\\|")
+            lines.append(
+                f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
+                f"| {reason} |"
+            )
+        if self.doubts:
+            lines += ["", doubts_markdown(self.doubts)]
+        if self.costs:
+            from prefect_runway.money.cost_plan import spending_markdown
+
+            lines += ["", "## Costs: spent vs plan", "", spending_markdown(self.costs)]
+        return "\n".join(lines)
+
+
+def _link(output: StoredOutput | None) -> str:
+    if output is None:
+        return ""
+    target = output.location if "://" in output.location else f"file://{output.location}"
+    return f"[{output.key}]({target})"

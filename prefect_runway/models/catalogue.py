@@ -1,0 +1,355 @@
+"""The model catalogue: every model each provider sells, its rules, and whether it is served.
+
+One source of truth for the per-model rules (ratios, durations, seed range, reference-image
+counts, prompt and last-frame rules, content moderation) and for each model's status on each
+provider: ``served``, ``new`` (served, added since this package first shipped), or
+``retired`` (with the date and the replacement). The provider modules build their
+``models`` tables from here, and :func:`check_model` refuses a retired model with
+:class:`~prefect_runway.errors.ModelRetired` before anything is sent.
+
+Every entry names its sources and the date they were checked; ``docs/providers.md`` lists
+them in prose.
+
+Example:
+    ```python
+    from prefect_runway.models import catalogue
+
+    catalogue.status("runway", "gen3a_turbo")     # ModelStatus.RETIRED
+    catalogue.served_by("gen3a_turbo")            # ("segmind", "aimlapi")
+    catalogue.durations("gen4_turbo", "runway")   # (2, 3, ..., 10)
+    ```
+
+This module imports nothing from the rest of the package except the errors, so that
+:mod:`prefect_runway.models` may consult it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+from typing import Literal
+
+from prefect_runway.errors import InvalidRequest, ModelRetired
+
+#: The day the entries below were last checked against their sources.
+CHECKED = date(2026, 12, 1)
+
+SEED_MAX = 4_294_967_295
+MiB = 1024 * 1024
+
+
+class ModelStatus(str, Enum):
+    """A model's status on one provider."""
+
+    SERVED = "served"
+    NEW = "new"
+    RETIRED = "retired"
+
+    @property
+    def usable(self) -> bool:
+        return self is not ModelStatus.RETIRED
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model as one provider sells it: its wire name and the rules of its request.
+
+    Attributes:
+        model: The Runway model name used in requests (``gen4_turbo``).
+        wire_name: What the provider calls it (a Segmind slug, an AIMLAPI id, ...).
+        kind: ``image`` or ``video`` (``video_to_video`` for catalogue-only entries).
+        ratios: The ratios the provider takes for this model, in its own vocabulary.
+        default_ratio: What is sent when the request names none.
+        seed_range: Inclusive bounds of ``seed``.
+        durations: Allowed video lengths in seconds.
+        min_reference_images: Reference images required (stills).
+        max_reference_images: Reference images allowed (stills).
+        last_image: Whether a last frame may be given.
+        requires_prompt: Whether a non-empty prompt is required.
+        content_moderation: Whether ``contentModeration.publicFigureThreshold`` is taken.
+    """
+
+    model: str
+    wire_name: str
+    kind: Literal["image", "video", "video_to_video"]
+    ratios: tuple[str, ...]
+    default_ratio: str
+    seed_range: tuple[int, int] = (0, SEED_MAX)
+    durations: tuple[int, ...] = (5, 10)
+    min_reference_images: int = 0
+    max_reference_images: int = 3
+    last_image: bool = False
+    requires_prompt: bool = False
+    content_moderation: bool = False
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A model on a provider: its rules, its status, and where the facts come from."""
+
+    provider: str
+    spec: ModelSpec
+    status: ModelStatus = ModelStatus.SERVED
+    retired_on: date | None = None
+    replacement: str | None = None
+    added_on: date | None = None
+    sources: tuple[str, ...] = ()
+    checked: date = CHECKED
+    note: str = ""
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How large an input image may be on a provider, by the way it is passed (bytes).
+
+    Attributes:
+        data_uri: Longest accepted ``data:`` URI, counted in characters of the encoded URI
+            (None: data URIs are not accepted).
+        url: Largest image behind an https URL.
+        upload: Largest image sent through the provider's upload route (None: no uploads).
+        upload_scheme: The URI scheme of an uploaded image (``runway://``), if any.
+        aspect: Inclusive width/height bounds checked by the provider, if any.
+    """
+
+    data_uri: int | None
+    url: int
+    upload: int | None = None
+    upload_scheme: str | None = None
+    aspect: tuple[float, float] | None = None
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+
+# ---- ratio vocabularies ----------------------------------------------------------------------
+
+# gen4_image: the 16 resolutions of runwayml 5.24.0 `Gen4Image.ratio` (and `Gen4ImageTurbo.ratio`).
+# Ordered 720p tier first, so that a generic ratio ("16:9", "4:3", "1:1", ...) maps to the
+# cheaper 720p resolution of its shape, like the default; 1080p-class resolutions are used
+# when asked for by name.
+GEN4_IMAGE_RATIOS = (
+    "1280:720", "720:1280", "720:720", "960:720", "720:960", "1680:720",
+    "1920:1080", "1080:1920", "1080:1080", "1024:1024", "1360:768",
+    "1440:1080", "1080:1440", "1168:880", "1808:768", "2112:912",
+)
+# gen4_turbo and gen4.5: runwayml 5.24.0 `Gen4Turbo.ratio`, `Gen4_5.ratio`; Segmind's seed 001.
+GEN4_TURBO_RATIOS = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
+# gen3a_turbo on Runway: runwayml 4.18.0 `Gen3aTurbo.ratio`.
+GEN3A_TURBO_RATIOS = ("1280:768", "768:1280")
+AIMLAPI_GEN4_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+WIDE_TALL = ("16:9", "9:16")
+
+RUNWAY_DURATIONS = tuple(range(2, 11))
+FIVE_OR_TEN = (5, 10)
+SEGMIND_SEEDS = (1, 99_999)
+
+# ---- sources -----------------------------------------------------------------------------------
+
+_SDK = "runwayml 5.24.0"
+_RW_I2V = f"{_SDK} types/image_to_video_create_params.py"
+_RW_T2I = f"{_SDK} types/text_to_image_create_params.py"
+_RW_418 = "runwayml 4.18.0 types/image_to_video_create_params.py class Gen3aTurbo"
+_RW_CHANGELOG = "runwayml 5.0.0 (June 2026) dropped gen3a_turbo and gen4_aleph from the SDK"
+_RW_RETIRED = "Runway API changelog: Gen-3 Alpha Turbo retired 2026-07-30 (issue 17)"
+_RW_INPUTS = "https://docs.dev.runwayml.com/assets/inputs (size limits table)"
+_SEG_000 = "seeds/000 (Segmind runway-gen4-image)"
+_SEG_001 = "seeds/001 (Segmind runway-gen4-turbo)"
+_SEG_002 = "seeds/002 (Segmind runway-gen3-alphaturbo)"
+_AIML_003 = "seeds/003 (AIMLAPI universal video route)"
+_AIML_004 = "seeds/004 (AIMLAPI legacy runway route)"
+_AIML_API_DOCS = "aimlapi/api-docs docs/api-references/video-models/runway/{gen4_turbo,gen3a_turbo}.json"
+
+_RETIRED_ON = date(2026, 7, 30)
+
+CATALOGUE: tuple[CatalogueEntry, ...] = (
+    # ---- Runway ---------------------------------------------------------------------------
+    CatalogueEntry(
+        "runway",
+        ModelSpec("gen4_image", "gen4_image", "image", GEN4_IMAGE_RATIOS, "1280:720",
+                  content_moderation=True),
+        sources=(f"{_RW_T2I} class Gen4Image",),
+    ),
+    CatalogueEntry(
+        "runway",
+        ModelSpec("gen4_image_turbo", "gen4_image_turbo", "image", GEN4_IMAGE_RATIOS, "1280:720",
+                  min_reference_images=1, max_reference_images=3, content_moderation=True),
+        status=ModelStatus.NEW,
+        sources=(f"{_RW_T2I} class Gen4ImageTurbo (referenceImages required, one to three)",),
+        note="2 credits a still (gen4_image: 5 at 720p, 8 at 1080p).",
+    ),
+    CatalogueEntry(
+        "runway",
+        ModelSpec("gen4_turbo", "gen4_turbo", "video", GEN4_TURBO_RATIOS, "1280:720",
+                  durations=RUNWAY_DURATIONS, content_moderation=True),
+        sources=(f"{_RW_I2V} class Gen4Turbo", "issue 17: any duration from 2 to 10 seconds"),
+    ),
+    CatalogueEntry(
+        "runway",
+        ModelSpec("gen4.5", "gen4.5", "video", GEN4_TURBO_RATIOS, "1280:720",
+                  durations=RUNWAY_DURATIONS, requires_prompt=True, content_moderation=True),
+        status=ModelStatus.NEW,
+        sources=(f"{_RW_I2V} class Gen4_5 (duration 2-10 and promptText required)",),
+    ),
+    CatalogueEntry(
+        "runway",
+        ModelSpec("gen3a_turbo", "gen3a_turbo", "video", GEN3A_TURBO_RATIOS, "1280:768",
+                  last_image=True, requires_prompt=True),
+        status=ModelStatus.RETIRED, retired_on=_RETIRED_ON, replacement="gen4_turbo",
+        sources=(_RW_418, _RW_CHANGELOG, _RW_RETIRED),
+    ),
+    CatalogueEntry(
+        "runway",
+        ModelSpec("gen4_aleph", "gen4_aleph", "video_to_video", (), ""),
+        status=ModelStatus.RETIRED, retired_on=_RETIRED_ON, replacement="aleph2",
+        sources=(_RW_CHANGELOG, f"{_SDK} types/video_to_video_create_params.py (model aleph2)"),
+        note="video-to-video; not a request model of this package, listed for completeness.",
+    ),
+    # ---- Segmind --------------------------------------------------------------------------
+    CatalogueEntry(
+        "segmind",
+        ModelSpec("gen4_image", "runway-gen4-image", "image",
+                  (*GEN4_TURBO_RATIOS, "1920:1080", "1080:1920"), "1280:720",
+                  seed_range=SEGMIND_SEEDS, min_reference_images=1, max_reference_images=3),
+        sources=(_SEG_000,),
+    ),
+    CatalogueEntry(
+        "segmind",
+        ModelSpec("gen4_turbo", "runway-gen4-turbo", "video", GEN4_TURBO_RATIOS, "1280:720",
+                  seed_range=SEGMIND_SEEDS, durations=FIVE_OR_TEN, requires_prompt=True),
+        sources=(_SEG_001,),
+    ),
+    CatalogueEntry(
+        "segmind",
+        ModelSpec("gen3a_turbo", "runway-gen3-alphaturbo", "video", WIDE_TALL, "16:9",
+                  seed_range=SEGMIND_SEEDS, durations=FIVE_OR_TEN, requires_prompt=True),
+        sources=(_SEG_002,),
+        note="still listed by Segmind after Runway's own API retired the model.",
+    ),
+    # ---- AIMLAPI --------------------------------------------------------------------------
+    CatalogueEntry(
+        "aimlapi",
+        ModelSpec("gen4_turbo", "runway/gen4_turbo", "video", AIMLAPI_GEN4_RATIOS, "16:9",
+                  durations=FIVE_OR_TEN),
+        sources=(_AIML_003, _AIML_004, _AIML_API_DOCS),
+    ),
+    CatalogueEntry(
+        "aimlapi",
+        ModelSpec("gen3a_turbo", "gen3a_turbo", "video", WIDE_TALL, "16:9",
+                  durations=FIVE_OR_TEN, last_image=True),
+        sources=(_AIML_004, _AIML_API_DOCS),
+        note="AIMLAPI's id has no 'runway/' prefix; still listed after Runway retired it.",
+    ),
+)
+
+#: Input size limits per provider (bytes; data URIs counted in encoded characters).
+LIMITS: dict[str, InputLimits] = {
+    "runway": InputLimits(
+        data_uri=5 * MiB, url=16 * MiB, upload=200 * MiB, upload_scheme="runway",
+        aspect=(0.5, 2.0),
+        sources=(_RW_INPUTS, "issue 17 (uploads: 200 MB, runway:// valid 24 h)"),
+    ),
+    "segmind": InputLimits(data_uri=None, url=16 * MiB, sources=(_SEG_001,)),
+    "aimlapi": InputLimits(
+        data_uri=16 * MiB, url=16 * MiB, aspect=(0.5, 2.0), sources=(_AIML_003, _AIML_004),
+    ),
+}
+
+#: Models a request may name, by kind (the union over providers, retired ones included so
+#: that a request for one is refused with the replacement named, not "unknown model").
+IMAGE_MODELS: tuple[str, ...] = ("gen4_image", "gen4_image_turbo")
+VIDEO_MODELS: tuple[str, ...] = ("gen4_turbo", "gen4.5", "gen3a_turbo")
+
+_BY_KEY: dict[tuple[str, str], CatalogueEntry] = {(e.provider, e.model): e for e in CATALOGUE}
+
+
+def entry(provider: str, model: str) -> CatalogueEntry | None:
+    """The catalogue entry of ``model`` on ``provider``, or None if the provider never sold it."""
+    return _BY_KEY.get((provider, model))
+
+
+def entries(
+    provider: str | None = None, model: str | None = None, *, usable: bool | None = None
+) -> list[CatalogueEntry]:
+    """Catalogue entries, filtered by provider, model and whether they are still served."""
+    return [
+        e for e in CATALOGUE
+        if (provider is None or e.provider == provider)
+        and (model is None or e.model == model)
+        and (usable is None or e.status.usable == usable)
+    ]
+
+
+def providers() -> tuple[str, ...]:
+    """Every provider in the catalogue, in catalogue order."""
+    return tuple(dict.fromkeys(e.provider for e in CATALOGUE))
+
+
+def status(provider: str, model: str) -> ModelStatus | None:
+    """``model``'s status on ``provider`` (None if the provider never sold it)."""
+    found = entry(provider, model)
+    return found.status if found else None
+
+
+def served_by(model: str) -> tuple[str, ...]:
+    """The providers that still serve ``model``."""
+    return tuple(e.provider for e in entries(model=model, usable=True))
+
+
+def specs(provider: str) -> dict[str, ModelSpec]:
+    """The rules of every model ``provider`` still serves, by model name."""
+    return {e.model: e.spec for e in entries(provider, usable=True) if e.spec.kind != "video_to_video"}
+
+
+def durations(model: str, provider: str | None = None) -> tuple[int, ...]:
+    """Allowed lengths of ``model`` on ``provider``; without a provider, on any that serve it."""
+    found = entries(provider, model, usable=True) or entries(provider, model)
+    return tuple(sorted({d for e in found for d in e.spec.durations}))
+
+
+def describe_durations(model: str) -> str:
+    """Which provider takes which lengths of ``model``, e.g. ``runway 2-10; segmind 5 or 10``."""
+    parts = []
+    for e in entries(model=model, usable=True):
+        parts.append(f"{e.provider} {_span(e.spec.durations)}")
+    return "; ".join(parts)
+
+
+def _span(values: tuple[int, ...]) -> str:
+    if len(values) > 2 and list(values) == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return " or ".join(str(v) for v in values)
+
+
+def check_model(provider: str, model: str, kind: str | None = None) -> ModelSpec:
+    """The rules of ``model`` on ``provider``, or the typed error that says why not.
+
+    Raises:
+        ModelRetired: the provider retired the model (names the replacement and the providers
+            that still serve it).
+        InvalidRequest: the provider does not sell the model (names the ones it does, and who
+            serves this one), or the model is not of ``kind``.
+    """
+    served = specs(provider)
+    found = entry(provider, model)
+    if found is not None and found.status is ModelStatus.RETIRED:
+        raise ModelRetired(
+            model,
+            provider=provider,
+            retired_on=found.retired_on,
+            replacement=found.replacement,
+            served_by=served_by(model),
+            allowed=sorted(served),
+        )
+    spec = served.get(model)
+    if spec is None:
+        elsewhere = served_by(model)
+        hint = f"; served by {', '.join(elsewhere)}" if elsewhere else ""
+        raise InvalidRequest(
+            "model", f"{model!r} is not offered{hint}", allowed=sorted(served), provider=provider,
+        )
+    if kind is not None and spec.kind != kind:
+        raise InvalidRequest("model", f"{model!r} is not a {kind} model")
+    return spec

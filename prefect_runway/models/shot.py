@@ -1,0 +1,181 @@
+"""A storyboard's shot: a still, then that still animated."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from prefect_runway.errors import InvalidRequest
+from prefect_runway.models.base import StrictModel, check_name
+from prefect_runway.models.requests import (
+    PLACEHOLDER_IMAGE,
+    ImageRequest,
+    ReferenceImage,
+    VideoModel,
+    VideoRequest,
+    duration_seconds,
+    model_durations,
+)
+
+__all__ = ["Shot"]
+
+
+def _renamed(error: InvalidRequest, field: str) -> InvalidRequest:
+    """The same error, naming ``field`` (a shot's field) instead of the request's field."""
+    if error.field != field:
+        text = str(error)
+        prefix = f"{error.field}: "
+        error.field = field
+        error.args = (field + ": " + (text[len(prefix):] if text.startswith(prefix) else text),)
+    return error
+
+
+class Shot(StrictModel):
+    """One shot of a storyboard: a gen4_image still, then that still animated.
+
+    Shots are checked here for what holds everywhere (prompt length, seed range, duration,
+    ratio form, reference image tags); the ``storyboard`` flow then checks every shot
+    against its provider before it submits anything.
+
+    Example:
+        ```python
+        from prefect_runway import Shot
+
+        shot = Shot(
+            name="harbour",
+            still_prompt="a harbour at dawn, in the style of @style",
+            reference_images=[{"uri": "https://example.com/style.png", "tag": "style"}],
+            motion_prompt="slow pan right, gulls overhead",
+            ratio="1280:720",
+            duration=5,
+            seed=42,
+            video_credentials="runway-credentials/nightly",
+        )
+        ```
+    """
+
+    name: str | None = Field(
+        default=None,
+        description="The shot's name, used in the summary and storage keys; default shot-NNN.",
+    )
+    still_prompt: str = Field(
+        description="The still's prompt; refer to reference images as @tag."
+    )
+    reference_images: list[ReferenceImage] = Field(
+        default_factory=list,
+        description="Tagged reference images for the still (Segmind needs at least one).",
+    )
+    motion_prompt: str = Field(default="", description="The animation's prompt.")
+    ratio: str | None = Field(
+        default=None, description="The still's ratio, e.g. '1280:720'; provider default if empty."
+    )
+    video_ratio: str | None = Field(
+        default=None, description="The video's ratio; default: the still's ratio."
+    )
+    duration: int = Field(
+        default=5,
+        description="The video's length in seconds: 5 or 10; 2-10 for gen4_turbo/gen4.5 on Runway.",
+    )
+    seed: int | None = Field(default=None, description="Seed for both steps; random if empty.")
+    video_model: VideoModel = Field(
+        default="gen4_turbo",
+        description=(
+            "The video model: gen4_turbo, gen4.5 (Runway only) or gen3a_turbo (Segmind and "
+            "AIMLAPI; retired on Runway's own API)."
+        ),
+    )
+    credentials: str | None = Field(
+        default=None,
+        description="A saved credentials block for both steps ('segmind-credentials/nightly').",
+    )
+    image_credentials: str | None = Field(
+        default=None, description="A saved credentials block for the still only."
+    )
+    video_credentials: str | None = Field(
+        default=None, description="A saved credentials block for the video only."
+    )
+    image_fallback: list[str] | None = Field(
+        default=None,
+        description="Saved credentials blocks the still falls back to, in order, when its "
+                    "provider provably does not take the job (see prefect_runway.fallback).",
+    )
+    video_fallback: list[str] | None = Field(
+        default=None,
+        description="Saved credentials blocks the video falls back to, in order.",
+    )
+
+    @field_validator("image_fallback", "video_fallback", mode="before")
+    @classmethod
+    def _fallback(cls, v: Any) -> Any:
+        # A CSV cell (or a YAML scalar): block names separated by "|" or ",".
+        if isinstance(v, str):
+            return [part.strip() for part in v.replace(",", "|").split("|") if part.strip()]
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None:
+            v = v.strip()
+            if not v:
+                raise InvalidRequest("name", "must not be empty when given")
+        return check_name(v)
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any, info: Any) -> Any:
+        # A typed error naming the allowed lengths, not pydantic's "valid integer"; the
+        # model's own lengths are checked with the video step (video_request).
+        allowed = model_durations(info.data.get("video_model", "gen4_turbo"))
+        return duration_seconds(v, allowed, check_allowed=False)
+
+    @field_validator("credentials", "image_credentials", "video_credentials")
+    @classmethod
+    def _block_name(cls, v: str | None, info: Any) -> str | None:
+        if v is not None:
+            v = v.strip()
+            if v.count("/") != 1 or v.startswith("/") or v.endswith("/"):
+                raise InvalidRequest(
+                    info.field_name, f"{v!r} is not a saved block's name",
+                    allowed="'block-type/name', e.g. 'segmind-credentials/nightly'",
+                )
+        return v or None
+
+    @model_validator(mode="after")
+    def _both_steps(self) -> Shot:
+        self.still_request()
+        self.video_request(PLACEHOLDER_IMAGE)
+        return self
+
+    def shot_field(self, step: Literal["still", "video"], field: str) -> str:
+        """What a request's ``field`` is called in a shot, for the still or the video step."""
+        if step == "still":
+            return {"prompt": "still_prompt"}.get(field, field)
+        return {
+            "prompt": "motion_prompt",
+            "model": "video_model",
+            "ratio": "video_ratio" if self.video_ratio else "ratio",
+        }.get(field, field)
+
+    def still_request(self) -> ImageRequest:
+        """The shot's still as an :class:`ImageRequest`."""
+        try:
+            return ImageRequest(
+                prompt=self.still_prompt, reference_images=list(self.reference_images),
+                ratio=self.ratio, seed=self.seed,
+            )
+        except InvalidRequest as e:
+            raise _renamed(e, self.shot_field("still", e.field)) from None
+
+    def video_request(self, image: str, image_sha256: str | None = None) -> VideoRequest:
+        """The shot's animation of ``image`` as a :class:`VideoRequest`."""
+        try:
+            return VideoRequest(
+                image=image, image_sha256=image_sha256, prompt=self.motion_prompt,
+                model=self.video_model, ratio=self.video_ratio or self.ratio,
+                duration=self.duration, seed=self.seed,
+            )
+        except InvalidRequest as e:
+            raise _renamed(e, self.shot_field("video", e.field)) from None
+

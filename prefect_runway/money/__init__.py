@@ -1,0 +1,1 @@
+"""Money: prices, cost plans, budgets, balances and daily spend; pure (no Prefect)."""
