@@ -5,6 +5,7 @@ The pages' own links and anchors are checked by ``mkdocs build --strict`` (see `
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -25,6 +26,12 @@ DOCS = sorted(
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|root)/")
 #: "issue 12", "issues 11 and 13", "#12" (not an anchor such as "#3-global-limits", nor "&#12").
 ISSUE = re.compile(r"\bissues?\s+#?\d+|(?<![\w&/])#\d+(?![\w-])", re.IGNORECASE)
+#: A dotted name in the package: ``prefect_runway.money.prices.PriceTable``.
+DOTTED = re.compile(r"\bprefect_runway(?:\.[A-Za-z_]\w*)+")
+#: ``from prefect_runway.x import a, b`` in an example.
+FROM_IMPORT = re.compile(r"\bfrom (prefect_runway[\w.]*) import \(?([\w, ]+)")
+#: A file of the repository named by its path: ``prefect_runway/money/prices.py``.
+REPO_FILE = re.compile(r"(?<![\w/.])((?:prefect_runway|tests|benchmarks)/[\w/]+\.py)\b")
 #: A markdown link or image: [text](target) / ![alt](target "title").
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
@@ -56,6 +63,57 @@ def test_the_patterns_catch_what_they_are_for():
     for text in ("[limits](deployments.md#3-global-concurrency-limits)", "(#3-global)",
                  "&#12;", "### 1. Prefect server", "C#1x", "color: #fff"):
         assert not ISSUE.search(text), text
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``dotted`` is a module of the package or a name in one."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:end]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[end:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+def _named_in(path: Path) -> list[tuple[int, str]]:
+    """The package names and repository files a document names, with their line."""
+    named = []
+    for n, line in _lines(path):
+        named += [(n, m.group(0)) for m in DOTTED.finditer(line)]
+        named += [(n, f"{m.group(1)}.{name}") for m in FROM_IMPORT.finditer(line)
+                  for name in re.split(r"[\s,]+", m.group(2)) if name]
+        named += [(n, m.group(1)) for m in REPO_FILE.finditer(line)]
+    return named
+
+
+def _exists(name: str) -> bool:
+    return (REPO / name).is_file() if name.endswith(".py") else _resolves(name)
+
+
+@pytest.mark.parametrize("path", [p for p in DOCS if p.name != "CHANGELOG.md"],
+                         ids=lambda p: p.relative_to(REPO).as_posix())
+def test_every_module_and_file_a_doc_names_exists(path):
+    # The tree moves; a page naming a module that moved sends its reader nowhere. (The
+    # CHANGELOG names the old paths on purpose: it says what moved where.)
+    missing = [f"{path.name}:{n}: {name}" for n, name in _named_in(path) if not _exists(name)]
+    assert not missing, "\n".join(missing)
+
+
+def test_the_name_check_can_fail():
+    assert _resolves("prefect_runway.money.prices.PriceTable")
+    assert _resolves("prefect_runway.errors")
+    assert not _resolves("prefect_runway.pricing.PriceTable")
+    assert not _resolves("prefect_runway.money.prices.NoSuchName")
+    assert _exists("tests/unit/test_docs.py") and not _exists("prefect_runway/costs.py")
+    line = "from prefect_runway.pricing import price, PriceTable; see `prefect_runway/costs.py`"
+    assert [m.group(1) for m in REPO_FILE.finditer(line)] == ["prefect_runway/costs.py"]
+    assert FROM_IMPORT.search(line).group(2) == "price, PriceTable"
 
 
 def test_every_relative_link_of_the_readme_resolves_to_a_file():
