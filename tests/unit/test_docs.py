@@ -146,3 +146,19 @@ def test_prefect_yaml_names_a_prefect_version_the_package_accepts():
     version = Version(str(config["prefect-version"]))
     assert version in prefect.specifier, (
         f"deployments/prefect.yaml says prefect-version {version}; pyproject requires {prefect}")
+
+
+def test_the_settings_page_has_one_row_per_variable():
+    from prefect_runway.settings import ENV_PREFIX, RunwaySettings
+
+    rows = {m.group(1): line.split("|")[3].strip()
+            for _, line in _lines(REPO / "docs" / "settings.md")
+            if (m := re.match(r"\| `(PREFECT_RUNWAY_\w+)` \|", line))}
+    read = {ENV_PREFIX + name.upper(): field.default
+            for name, field in RunwaySettings.model_fields.items()}
+    deploy = set(re.findall(r"PREFECT_RUNWAY_\w+",
+                            (REPO / "deployments" / "prefect.yaml").read_text()))
+    assert set(rows) == set(read) | deploy
+    for variable, default in read.items():
+        if isinstance(default, (int, float)):
+            assert rows[variable].startswith(f"{default:g}"), (variable, rows[variable])
