@@ -162,3 +162,17 @@ def test_the_settings_page_has_one_row_per_variable():
     for variable, default in read.items():
         if isinstance(default, (int, float)):
             assert rows[variable].startswith(f"{default:g}"), (variable, rows[variable])
+
+
+def test_the_errors_tree_names_every_exception_class():
+    import inspect
+
+    import prefect_runway.errors as errors
+
+    classes = {name for name, value in vars(errors).items() if inspect.isclass(value)
+               and issubclass(value, BaseException) and value.__module__ == errors.__name__}
+    page = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    tree = page[page.index("```\nPrefectRunwayError"):]
+    tree = tree[:tree.index("```", 4)]
+    missing = sorted(name for name in classes if not re.search(rf"\b{name}\b", tree))
+    assert not missing, f"the errors tree in docs/getting-started.md lacks {missing}"
