@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect_runway.cli.common import (
+    KEY_ENV,
     PROVIDERS,
     demo_credentials,
     emulator_option,
@@ -83,7 +84,28 @@ def plan(args: argparse.Namespace) -> int:
     """Check and price a storyboard without submitting anything; print the table."""
     quiet_prefect_env()
     with server_settings():
-        return asyncio.run(_plan(args))
+        try:
+            return asyncio.run(_plan(args))
+        finally:
+            if args.credentials or args.image_credentials or args.video_credentials:
+                _events_sent()
+
+
+#: How long ``plan`` waits for the events it emitted to be sent, in seconds.
+EVENTS_WAIT_SECONDS = 15.0
+
+
+def _events_sent() -> None:
+    """Wait (bounded) until the events loading a saved block emitted (``...loaded``) are sent,
+    so that the temporary server does not stop under them (Prefect's worker then warns
+    "Still processing items" as the command exits)."""
+    import threading
+
+    from prefect.events.worker import EventsWorker
+
+    waiting = threading.Thread(target=EventsWorker.instance().wait_until_empty, daemon=True)
+    waiting.start()
+    waiting.join(EVENTS_WAIT_SECONDS)
 
 
 async def _plan(args: argparse.Namespace) -> int:
@@ -101,9 +123,20 @@ async def _plan(args: argparse.Namespace) -> int:
     if "://" not in args.shots and not Path(args.shots).is_file():
         raise UsageError(f"{args.shots}: no such shots file")
     shots = await load_shots(args.shots)
+    credentials: Any = args.credentials
+    if not (args.credentials or args.image_credentials or args.video_credentials):
+        # No saved block: priced at the provider's public prices, checked against its public
+        # API's rules; no key is needed, as nothing is sent (--balance reads one from the
+        # environment).
+        credentials, keyless = demo_credentials(args.provider, None)
+        if args.balance and keyless:
+            raise UsageError(f"--balance: no {KEY_ENV[args.provider]} in the environment; "
+                             "allowed: set it, or give --credentials 'block-type/name'")
+        print(f"Priced at {args.provider}'s prices (no saved block; nothing is sent)",
+              file=sys.stderr)
     router = ShotRouter(source=args.shots)
     plans = await plan_storyboard(  # a shot's own fallbacks checked, and used, as the flow does
-        shots, credentials=args.credentials, image_credentials=args.image_credentials,
+        shots, credentials=credentials, image_credentials=args.image_credentials,
         video_credentials=args.video_credentials, source=args.shots, router=router.plan_on,
     )
     from prefect_runway.tasks.generation import submission_cache_key, submit_generation
@@ -118,15 +151,15 @@ async def _plan(args: argparse.Namespace) -> int:
     if budget is not None:
         within = budget.check(cost_plan)
         print(f"within the budget of {budget.describe()} ({within:g})")
-    credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
-    daily = DailyBudgets.of({id(c): c for c in credentials}.values(), resolve_storage(args.storage))
+    blocks = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
+    daily = DailyBudgets.of({id(c): c for c in blocks}.values(), resolve_storage(args.storage))
     if daily:  # each block's daily budget, with what was spent today beside --storage
         spent = await daily.check(cost_plan, plans)
         for folder, entry in sorted(daily.entries.items()):
             print(f"{entry.label}: {spent[folder]:g} spent today ({utc_day()} UTC), "
                   f"within {entry.describe()}")
     if args.balance:
-        balances = await check_balances(cost_plan, credentials)
+        balances = await check_balances(cost_plan, blocks)
         for provider, balance in sorted(balances.items()):
             print(f"{provider} balance: {balance.credits:g} {balance.unit} (enough)")
     # What the run may spend at worst: beside the table, which scripts read from stdout.
@@ -142,6 +175,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--credentials", help="saved credentials block for both steps, 'block-type/name'")
     p.add_argument("--image-credentials", help="saved credentials block for the stills")
     p.add_argument("--video-credentials", help="saved credentials block for the videos")
+    p.add_argument("--provider", choices=PROVIDERS, default="segmind",
+                   help="without --credentials: price and check at this provider's public "
+                   "prices and rules; no saved block or key needed (default %(default)s)")
     p.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
                    "or a currency, e.g. 'USD 5.00' (exit 1)")
     p.add_argument("--balance", action="store_true",

@@ -40,7 +40,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from prefect_runway.flows.doubts import Doubt, doubts_markdown
-from prefect_runway.flows.markdown import code, md, size_text
+from prefect_runway.flows.markdown import code, cost_text, md, size_text
 from prefect_runway.models import StoredOutput
 from prefect_runway.providers.wire import redact_url
 from prefect_runway.storage import OutputStorage
@@ -191,8 +191,8 @@ def output_rows(
     shot: str | None = None,
 ) -> list[dict[str, Any]]:
     """One table row per output, the columns a person reads first on the left: shot, kind,
-    provider/model, seconds, cost, size, link; then location, job, bytes, sha256, preview,
-    source, and the cost's unit and whether it is an estimate (see
+    provider/model, seconds, cost, size, link; then job, bytes, sha256, preview, source, the
+    cost's unit and whether it is an estimate, and last the full location (see
     :func:`prefect_runway.costs.charged_cost`).
 
     ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); the link
@@ -216,7 +216,6 @@ def output_rows(
             "size": size_text(o.size),
             "link": f"[open]({url})" if url else o.key,
             "output": o.key,
-            "location": o.location,
             "provider": o.provider,
             "model": o.model,
             "job": o.job_id,
@@ -227,6 +226,8 @@ def output_rows(
             "cost_unit": o.cost_unit or "",
             "cost_estimated": "" if o.cost_estimated is None else o.cost_estimated,
             "fallback": "; ".join(f"{s['provider']} {s['reason']}" for s in o.fallback or ()),
+            # Last: a full path or URL is the widest cell, and pushes no column off the page.
+            "location": o.location,
         })
     return rows
 
@@ -289,6 +290,7 @@ async def publish_outputs(
     for row in rows:
         cells = [
             row["link"] if column == "link" and row["link"].startswith("[open](")
+            else cost_text(row["cost"], row["cost_unit"]) if column == "cost"
             else md("" if row[column] is None else row[column])
             for column in _SUMMARY_COLUMNS
         ]
@@ -328,11 +330,39 @@ async def publish_doubts(doubts: Sequence[Doubt]) -> UUID:
     )
 
 
+#: A storyboard summary shows the pictures of its shots up to this many characters of
+#: inlined pictures (about 6 MB); the shots after that show their keys and links only.
+SUMMARY_PICTURE_CHARS = 8_000_000
+
+
 @_never_fails
-async def publish_summary(summary: Any) -> None:
-    """The summary as a markdown artifact, keyed so the UI shows its history across runs."""
+async def publish_summary(summary: Any, store: OutputStorage | None = None) -> None:
+    """The summary as a markdown contact sheet (each shot's still and its video's preview
+    inlined, as the single chain's summary shows them, up to :data:`SUMMARY_PICTURE_CHARS`),
+    keyed so the UI shows its history across runs."""
+    pictures: dict[str, str] = {}
+    links: dict[str, str] = {}
+    if store is not None:
+        left = SUMMARY_PICTURE_CHARS
+        for shot in summary.shots:
+            if shot.same_as:  # an identical shot shows the outputs of the one it repeats
+                continue
+            for output in (shot.still, shot.video):
+                if output is None:
+                    continue
+                if url := await store.link(output.key):
+                    links[output.key] = url
+                key, media = ((output.preview_key, _preview_media_type(output.preview_key))
+                              if output.kind == "video" and output.preview_key
+                              else (output.key, output.media_type))
+                if output.kind == "video" and not output.preview_key or left <= 0:
+                    continue
+                shown = await picture(store, key, media, None if key != output.key else output.size)
+                if shown is not None:
+                    pictures[key] = shown[0]
+                    left -= len(shown[0])
     await acreate_markdown_artifact(
-        markdown=summary.markdown(),
+        markdown=summary.markdown(pictures, links),
         key=SUMMARY_ARTIFACT_KEY,
         description=summary.describe(limit=3),
     )
@@ -347,3 +377,50 @@ async def publish_cost_plan(plan: Any, key: str = "cost-plan") -> None:
         description=f"{plan.requests} request(s) to pay"
         + ("" if usd is None else f", about USD {usd:.2f}"),
     )
+
+
+#: The review's stills, for a person to decide on (see :mod:`prefect_runway.flows.review`).
+REVIEW_ARTIFACT_KEY = "review-stills"
+
+
+async def review_markdown(
+    made: Sequence[Any], store: OutputStorage, title: str, *, inline: bool = True
+) -> str:
+    """The stills as markdown: per shot, each variant's picture, seed and stored key."""
+    lines = [f"# Review: {md(title)}", "",
+             "Approve, reject or regenerate each shot in the flow run's **Resume** form "
+             "(or with `resume_flow_run(flow_run_id, run_input={\"shots\": [...]})`); "
+             "a shot not named is rejected.", ""]
+    by_shot: dict[str, list[Any]] = {}
+    for m in made:
+        by_shot.setdefault(m.name, []).append(m)
+    for name, variants in by_shot.items():
+        lines += [f"## {md(name)}", ""]
+        for m in variants:
+            if m.still is None:
+                lines.append(f"- variant {m.variant}: failed: {md(m.error)}")
+                continue
+            seed = m.still.request.get("seed")
+            label = f"variant {m.variant}" + (f", seed {seed}" if seed is not None else "")
+            shown = await picture(store, m.still.key, m.still.media_type, m.still.size) if inline else None
+            if shown is not None:
+                lines.append(f"**{label}**\n\n![{md(name)} {label}]({shown[0]})\n")
+            # A blank line after the item: the next variant's label is not read as its
+            # continuation (indented under it).
+            lines.append(f"- {label}: {code(m.still.key)} ({m.still.provider} job "
+                         f"{code(m.still.job_id)})\n")
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def publish_review(made: Sequence[Any], store: OutputStorage, title: str) -> str:
+    """Publish the stills for review (the ``review-stills`` artifact); returns its markdown."""
+    from prefect.artifacts import acreate_markdown_artifact
+
+    text = await review_markdown(made, store, title)
+    shots = len({m.name for m in made})
+    await acreate_markdown_artifact(
+        markdown=text, key=REVIEW_ARTIFACT_KEY,
+        description=f"{title}: {len(made)} still(s) of {shots} shot(s) for review",
+    )
+    return text

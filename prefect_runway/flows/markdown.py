@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["code", "md", "size_text"]
+__all__ = ["code", "cost_text", "md", "size_text"]
 
 
 def md(text: Any) -> str:
@@ -24,3 +24,14 @@ def size_text(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"  # pragma: no cover
+
+
+def cost_text(amount: float | None, unit: str | None) -> str:
+    """A cost as every artifact shows it: at least two decimals, more only where the amount
+    has them, and always its unit (``1.00 credits``, ``0.15 USD``, ``0.0035 USD``)."""
+    if amount is None:
+        return ""
+    text = f"{amount:.2f}"
+    if abs(float(text) - amount) > 1e-9:
+        text = f"{amount:.6f}".rstrip("0")
+    return f"{text} {unit}" if unit else text

@@ -13,6 +13,7 @@ passed by reference from a deployment are still resolved). The request fields pr
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -36,6 +37,8 @@ R = TypeVar("R")
 CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials")
 #: The parameters (of a flow, and of a shot) that take a list of credentials.
 FALLBACK_PARAMETERS = ("image_fallback", "video_fallback")
+#: The parameter groups (:mod:`prefect_runway.flows.options`) that take credentials too.
+GROUPS_WITH_CREDENTIALS = ("still", "video")
 #: What a flow run's stored parameters hold instead of credentials given as a mapping.
 REFUSED = "<credentials given as a mapping: refused, not stored>"
 #: A secret as Prefect stores it (a block given as an object: its ``SecretStr`` key).
@@ -87,6 +90,15 @@ def credentials_in_clear(
         for name in FALLBACK_PARAMETERS:
             if isinstance(out.get(name), (list, tuple)):
                 out[name] = [clean(v, f"{prefix}{name}[{i}]") for i, v in enumerate(out[name])]
+        for group in GROUPS_WITH_CREDENTIALS:  # the still's and the video's own providers
+            if isinstance(out.get(group), Mapping) and set(out[group]) != {"$ref"}:
+                steps = dict(out[group])
+                if "credentials" in steps:
+                    steps["credentials"] = clean(steps["credentials"], f"{prefix}{group}.credentials")
+                if isinstance(steps.get("fallback"), (list, tuple)):
+                    steps["fallback"] = [clean(v, f"{prefix}{group}.fallback[{i}]")
+                                         for i, v in enumerate(steps["fallback"])]
+                out[group] = steps
         return out
 
     cleaned = fields(parameters, "")
@@ -168,14 +180,26 @@ class RunwayFlow(Flow[P, R]):
         options["on_failure"] = [*(options.get("on_failure") or []), forget_credentials_in_clear]
         super().__init__(fn, *args, **options)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the flow; the old flat keywords (``video_model=``) go to their groups."""
+        from prefect_runway.flows.options import fold
+
+        return super().__call__(*args, **fold(kwargs, self._annotations()))
+
+    def _annotations(self) -> dict[str, Any]:
+        return typing.get_type_hints(self.fn)
+
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """What Prefect stores as the flow run's parameters: credentials given as a mapping
         are left out (:data:`REFUSED` in their place); the run then fails on them."""
         return super().serialize_parameters(credentials_in_clear(parameters)[0])
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        check_parameters(parameters)
-        return super().validate_parameters(parameters)
+        from prefect_runway.flows.options import flatten, fold
+
+        annotations = self._annotations()
+        check_parameters(flatten(parameters, annotations))
+        return super().validate_parameters(fold(parameters, annotations))
 
 
 async def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:

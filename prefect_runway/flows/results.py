@@ -6,12 +6,13 @@ and what :class:`~prefect_runway.errors.StoryboardFailed` carries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from prefect_runway.flows.doubts import Doubt, doubts_markdown
+from prefect_runway.flows.markdown import code, cost_text, md
 from prefect_runway.models import StoredOutput
 
 __all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
@@ -105,8 +106,12 @@ class StoryboardSummary(BaseModel):
                   "the command that settles each)") if self.doubts else ""
         return f"{text}, {self.failed} failed{doubts}: {shown}{more}"
 
-    def markdown(self) -> str:
-        """The summary as a markdown table, linking every stored output."""
+    def markdown(self, pictures: Mapping[str, str] | None = None,
+                 links: Mapping[str, str] | None = None) -> str:
+        """The summary as a markdown contact sheet: a row per shot with its still and its
+        video's preview (``pictures``: a stored key -> the picture's data URI or URL), each
+        output's key and, where ``links`` has one (a stored key -> a URL a browser opens),
+        an ``open`` link. Never a ``file://`` link: a browser does not open one from a page."""
         title = f"# Storyboard: {self.completed} of {self.total} shots completed"
         if self.failed:
             title += f", {self.failed} failed"
@@ -122,21 +127,41 @@ class StoryboardSummary(BaseModel):
                 reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
             for note in r.fallbacks():
                 reason = (reason + "; " if reason else "") + note.replace("|", "\\|")
+            shown = None if r.same_as else pictures  # an identical shot's pictures: once
             lines.append(
-                f"| {r.row} | {r.name} | {r.status} | {_link(r.still)} | {_link(r.video)} "
-                f"| {reason} |"
+                f"| {r.row} | {md(r.name)} | {r.status} | {_cell(r.still, shown, links)} "
+                f"| {_cell(r.video, shown, links)} | {reason} |"
             )
         if self.doubts:
             lines += ["", doubts_markdown(self.doubts)]
         if self.costs:
-            from prefect_runway.money.cost_plan import spending_markdown
-
-            lines += ["", "## Costs: spent vs plan", "", spending_markdown(self.costs)]
+            lines += ["", "## Costs: spent vs plan", "", _spending(self.costs)]
         return "\n".join(lines)
 
 
-def _link(output: StoredOutput | None) -> str:
+def _spending(rows: Sequence[dict[str, Any]]) -> str:
+    """Spent beside planned, per provider and model, each amount with its unit."""
+    lines = ["| provider | model | jobs | spent | planned | of which estimated |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['provider']} | {r['model']} | {r['jobs']} | "
+                     f"{cost_text(r['spent'], r['unit'])} | {cost_text(r['planned'], r['unit'])} "
+                     f"| {r['estimated']} job(s) |")
+    return "\n".join(lines)
+
+
+def _cell(output: StoredOutput | None, pictures: Mapping[str, str] | None,
+          links: Mapping[str, str] | None) -> str:
+    """An output in the contact sheet: its picture (a video: its preview), its key, and a
+    link a browser opens, where there is one."""
     if output is None:
         return ""
-    target = output.location if "://" in output.location else f"file://{output.location}"
-    return f"[{output.key}]({target})"
+    shown = (pictures or {}).get(output.preview_key or output.key if output.kind == "video"
+                                 else output.key)
+    url = (links or {}).get(output.key)
+    if url is None and output.location.startswith(("https://", "http://")):
+        url = output.location
+    parts = [f"![{md(output.kind)}]({shown}) " if shown else "", code(output.key)]
+    if url:
+        parts.append(f" [open]({url})")
+    return "".join(parts)

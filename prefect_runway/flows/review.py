@@ -60,8 +60,7 @@ from pydantic import BaseModel
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.blocks.requests import prepare
 from prefect_runway.errors import BudgetExceeded, ReviewFailed, ShotRejected
-from prefect_runway.flows.artifacts import picture
-from prefect_runway.flows.markdown import code, md
+from prefect_runway.flows.artifacts import publish_review, review_markdown
 from prefect_runway.flows.review_form import (
     ReviewSettings,
     ShotDecision,
@@ -78,17 +77,15 @@ from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage
 
 __all__ = [
-    "MAX_DESCRIPTION_CHARS", "REVIEW_ARTIFACT_KEY", "STILLS_INPUT_KEY", "MakeStill",
-    "ReviewItem", "ReviewOutcome", "publish_review", "review_markdown", "review_one",
-    "review_stills", "review_storyboard", "reviewed_still",
+    "MAX_DESCRIPTION_CHARS", "STILLS_INPUT_KEY", "MakeStill", "ReviewItem", "ReviewOutcome",
+    "regenerate", "review_one", "review_stills", "review_storyboard", "reviewed_still",
 ]
 
 #: The flow-run input holding the stills made before the wait (read again after a suspend).
 STILLS_INPUT_KEY = "prefect-runway-review-stills"
-#: The artifact showing the stills.
-REVIEW_ARTIFACT_KEY = "review-stills"
 #: A run-input description with inline pictures longer than this refers to the artifact.
 MAX_DESCRIPTION_CHARS = 400_000
+
 
 @dataclass
 class ReviewItem:
@@ -249,49 +246,6 @@ async def _made_stills(
     return made
 
 
-async def review_markdown(
-    made: Sequence[_Made], store: OutputStorage, title: str, *, inline: bool = True
-) -> str:
-    """The stills as markdown: per shot, each variant's picture, seed and stored key."""
-    lines = [f"# Review: {md(title)}", "",
-             "Approve, reject or regenerate each shot in the flow run's **Resume** form "
-             "(or with `resume_flow_run(flow_run_id, run_input={\"shots\": [...]})`); "
-             "a shot not named is rejected.", ""]
-    by_shot: dict[str, list[_Made]] = {}
-    for m in made:
-        by_shot.setdefault(m.name, []).append(m)
-    for name, variants in by_shot.items():
-        lines += [f"## {md(name)}", ""]
-        for m in variants:
-            if m.still is None:
-                lines.append(f"- variant {m.variant}: failed: {md(m.error)}")
-                continue
-            seed = m.still.request.get("seed")
-            label = f"variant {m.variant}" + (f", seed {seed}" if seed is not None else "")
-            shown = await picture(store, m.still.key, m.still.media_type, m.still.size) if inline else None
-            if shown is not None:
-                lines.append(f"**{label}**\n\n![{md(name)} {label}]({shown[0]})\n")
-            # A blank line after the item: the next variant's label is not read as its
-            # continuation (indented under it).
-            lines.append(f"- {label}: {code(m.still.key)} ({m.still.provider} job "
-                         f"{code(m.still.job_id)})\n")
-        lines.append("")
-    return "\n".join(lines)
-
-
-async def publish_review(made: Sequence[_Made], store: OutputStorage, title: str) -> str:
-    """Publish the stills for review (the ``review-stills`` artifact); returns its markdown."""
-    from prefect.artifacts import acreate_markdown_artifact
-
-    text = await review_markdown(made, store, title)
-    shots = len({m.name for m in made})
-    await acreate_markdown_artifact(
-        markdown=text, key=REVIEW_ARTIFACT_KEY,
-        description=f"{title}: {len(made)} still(s) of {shots} shot(s) for review",
-    )
-    return text
-
-
 async def review_stills(
     items: Sequence[ReviewItem],
     make_still: MakeStill,
@@ -342,7 +296,7 @@ async def review_stills(
         if decision is None or decision.decision == "reject":
             continue
         if decision.decision == "regenerate":
-            regenerations.append(_regenerate(item, decision, outcomes[item.name], make_still,
+            regenerations.append(regenerate(item, decision, outcomes[item.name], make_still,
                                              raise_errors))
             continue
         _approve(outcomes[item.name], by_shot[item.name], decision)
@@ -398,12 +352,13 @@ def _approve(outcome: ReviewOutcome, variants: Sequence[_Made], decision: ShotDe
     outcome.result = _handoff(chosen.result)
 
 
-async def _regenerate(
+async def regenerate(
     item: ReviewItem, decision: ShotDecision, outcome: ReviewOutcome, make_still: MakeStill,
     raise_errors: bool,
 ) -> None:
-    """Make the shot's new still (the decision's seed and prompt); it is animated without
-    another review. Its failure fails the shot (raised with ``raise_errors``)."""
+    """The review regeneration (one of :class:`prefect_runway.flows.retries.Retries`): make
+    the shot's new still (the decision's seed and prompt); it is animated without another
+    review. Its failure fails the shot (raised with ``raise_errors``)."""
     logger = get_run_logger()
     seed = decision.seed if decision.seed is not None else item.random_seed()
     try:

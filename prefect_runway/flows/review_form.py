@@ -22,7 +22,7 @@ from prefect_runway.models import SEED_MAX, StoredOutput, seconds_value
 __all__ = [
     "DEFAULT_REVIEW_TIMEOUT", "MAX_VARIANTS", "ON_TIMEOUT", "REVIEW_KEY", "REVIEW_MODES",
     "ReviewDecision", "ReviewSettings", "ShotDecision", "check_review_parameters",
-    "flow_run_context", "review_form", "review_settings", "timeout_answer", "wait_for_review",
+    "flow_run_context", "plain_optional", "review_form", "review_settings", "timeout_answer", "wait_for_review",
     "wait_mode",
 ]
 
@@ -103,7 +103,7 @@ def check_review_parameters(parameters: Mapping[str, Any]) -> None:
         review_settings(**{name: parameters[name] for name in names if name in parameters})
 
 
-def _plain_optional(schema: dict[str, Any]) -> None:
+def plain_optional(schema: dict[str, Any]) -> None:
     """Show an optional field in Prefect's form as a plain input, left empty to leave it out.
 
     Pydantic describes ``int | None`` as ``anyOf: [integer, null]`` with ``default: null``,
@@ -131,11 +131,11 @@ class ShotDecision(BaseModel):
     seed: int | None = Field(
         default=None, ge=0, le=SEED_MAX,
         description="regenerate: the new still's seed (empty: a new random seed).",
-        json_schema_extra=_plain_optional,
+        json_schema_extra=plain_optional,
     )
     still_prompt: str | None = Field(
         default=None, description="regenerate: the new still's prompt (empty: the shot's own).",
-        json_schema_extra=_plain_optional,
+        json_schema_extra=plain_optional,
     )
 
 

@@ -31,6 +31,8 @@ the storyboard finds every job already submitted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from prefect.logging import get_run_logger
@@ -40,32 +42,34 @@ from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest, NotStarted, ShotRejected, StoryboardFailed
 from prefect_runway.flows.artifacts import publish_cost_plan, publish_summary
 from prefect_runway.flows.cancellation import cancel_remote_jobs
+from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run
 from prefect_runway.flows.doubts import Doubt
-from prefect_runway.flows.fallback import FallbackPolicy, balance_covered, same_request
-from prefect_runway.flows.generation import run_generation, still_reference
+from prefect_runway.flows.fallback import FallbackPolicy
+from prefect_runway.flows.options import (
+    DEFAULT_CONCURRENCY,
+    StoryboardReview,
+    StoryboardRun,
+    StoryboardStill,
+    StoryboardVideo,
+)
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.flows.plan import ShotPlan, check_run, plan_storyboard
 from prefect_runway.flows.progress import BatchProgress
 from prefect_runway.flows.results import ShotResult, StoryboardSummary
 from prefect_runway.flows.review import ReviewOutcome, review_storyboard, reviewed_still
-from prefect_runway.flows.review_form import DEFAULT_REVIEW_TIMEOUT, review_settings
+from prefect_runway.flows.review_form import review_settings
 from prefect_runway.flows.routing import ShotRouter, ShotRoutes
 from prefect_runway.flows.shots import load_shots
 from prefect_runway.flows.watch import announce_chains
 from prefect_runway.models import Shot, StoredOutput
-from prefect_runway.money.balances import check_balances
 from prefect_runway.money.budget import Budget
 from prefect_runway.money.cost_plan import Attempts, CostPlan, plan_costs, spending
 from prefect_runway.money.costs import output_cost
-from prefect_runway.money.daily import budget_guard
-from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE, resolve_storage
+from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.generation import cached_steps, submission_cache_key, submit_generation
-from prefect_runway.tasks.limits import DEFAULT_PROVIDER_LIMIT, ModelSlots, ProviderSlots
-from prefect_runway.tasks.runs import flow_run_id
+from prefect_runway.tasks.limits import ModelSlots, ProviderSlots
 
-#: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
-#: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
-DEFAULT_CONCURRENCY = 4
+__all__ = ["DEFAULT_CONCURRENCY", "storyboard"]
 
 
 @runway_flow(name="storyboard", on_cancellation=[cancel_remote_jobs])
@@ -74,168 +78,128 @@ async def storyboard(
     # row and field (1-based), where Prefect's parameter validation would not.
     shots: list[Shot | dict[str, Any]] | str,
     credentials: ProviderCredentials | str | None = None,
-    image_credentials: ProviderCredentials | str | None = None,
-    video_credentials: ProviderCredentials | str | None = None,
     storage: Any = None,
-    key_template: str = STORYBOARD_KEY_TEMPLATE,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    provider_limit: str | None = DEFAULT_PROVIDER_LIMIT,
-    timeout: float | None = None,
-    force: bool = False,
-    preview: str | None = "gif",
-    progress: bool = True,
     budget: float | str | None = None,
-    dry_run: bool = False,
-    check_balance: bool = True,
-    image_fallback: list[ProviderCredentials | str] | None = None,
-    video_fallback: list[ProviderCredentials | str] | None = None,
-    fallback_on: list[str] | str | None = None,
     review: bool = False,
-    variants: int = 1,
-    review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
-    on_timeout: str = "fail",
-    review_mode: str = "auto",
+    still: StoryboardStill = StoryboardStill(),  # noqa: B008 - an immutable default
+    video: StoryboardVideo = StoryboardVideo(),  # noqa: B008
+    run: StoryboardRun = StoryboardRun(),  # noqa: B008
+    review_options: StoryboardReview = StoryboardReview(),  # noqa: B008
 ) -> StoryboardSummary | CostPlan:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
     Every shot is checked against its provider before anything is submitted; identical shots
     are generated once; the chains run concurrently; one failed shot does not stop the
     others. The run ends Completed when every shot succeeded, else Failed with the summary.
+    The options come in groups (see :mod:`prefect_runway.flows.options`); their old flat
+    keywords still work (``concurrency=8`` is ``run={"concurrency": 8}``).
 
     Args:
         shots: The shots (``Shot`` objects or mappings of their fields), or the path or
-            ``s3://bucket/key`` of a JSON, CSV or YAML shots file (see
-            :mod:`prefect_runway.shots`).
+            ``s3://bucket/key`` of a JSON, CSV or YAML shots file.
         credentials: Credentials for both steps of every shot that names none itself: a block
             or a saved block's name (``"segmind-credentials/nightly"``).
-        image_credentials: Credentials for the stills (default ``credentials``).
-        video_credentials: Credentials for the videos (default ``credentials``).
         storage: Directory, ``s3://bucket/prefix`` or filesystem block for the outputs
             (default ``./runway-outputs``; on a worker, give an absolute directory or S3).
-        key_template: Storage key template; ``{name}`` is the shot's name.
-        concurrency: How many shots run at once in this flow run. Where a provider has no
-            active global concurrency limit, its jobs of each model are also bounded by what
-            the account allows at once (Runway's ``maxConcurrentGenerations``, read with the
-            balance when ``check_balance``).
-        provider_limit: Name of the Prefect global concurrency limit each job holds a slot
-            of while it runs, ``{provider}`` replaced by the provider's name; used where it
-            exists, so that every worker shares it. Empty to use none.
-        timeout: Wait deadline per job, in seconds (default: the block's).
-        force: Submit new jobs even where the same requests are cached.
-        preview: Each video's preview stored beside it: ``"gif"``, ``"png"`` (contact
-            sheet) or None (none: saves the CPU time of decoding every video).
-        progress: Keep a ``storyboard-progress`` artifact up to date as shots finish (a
-            Prefect API call per update, coalesced); False for none.
         budget: This run's cap: a number in the provider's unit (``300`` Runway credits) or
-            a currency (``"USD 5.00"``). A plan over it is refused before anything is sent;
-            during the run no new job starts once spent + in flight would pass it (running
-            jobs finish; the summary names the shots not started).
-        dry_run: Plan and price the run (the ``cost-plan`` artifact), submit nothing, and
-            return the :class:`~prefect_runway.costs.CostPlan`.
-        check_balance: Before the run, read each provider's balance (where it has an
-            endpoint) and refuse a plan it cannot pay (unless its steps have a fallback).
-        image_fallback: Where every still goes, in order, when its provider provably does
-            not take the job (see :mod:`prefect_runway.fallback`); a shot's own
-            ``image_fallback`` replaces it.
-        video_fallback: The same for every video (a shot's ``video_fallback`` replaces it).
-        fallback_on: The reasons that allow a fallback (default: all); never after
-            ``SubmissionUncertain``.
+            a currency (``"USD 5.00"``); a plan over it is refused before anything is sent,
+            and no new job starts once spent + in flight would pass it. A block's
+            ``daily_budget`` is enforced the same way.
         review: Make every still, then wait for a person to approve, reject or regenerate
-            each shot before any video is paid for (see :mod:`prefect_runway.review`);
-            identical shots are reviewed once, under the first one's name.
-        variants: With ``review``: stills per shot, each with its own seed (1-8).
-        review_timeout: How long the review waits, in seconds.
-        on_timeout: When nobody answers in time: ``"fail"``, ``"reject"`` or ``"approve"``.
-        review_mode: ``"auto"``, ``"pause"`` (keep the process) or ``"suspend"`` (free the
-            worker; deployments only).
-
-    A credentials block's ``daily_budget`` is enforced too (see :mod:`prefect_runway.spend`):
-    a plan over what the block has left today (UTC) is refused before anything is sent, and
-    no new job starts once the block's spend today plus this run's jobs in flight would
-    pass it.
+            each shot before any video is paid for.
+        still: Where every still goes unless its shot says: credentials and fallback.
+        video: Where every video goes unless its shot says: credentials and fallback.
+        run: How the shots run: key template, concurrency, deadlines, caching, preview,
+            dry run, checks.
+        review_options: How the review waits, and the stills per shot to choose from.
 
     Returns:
-        The per-shot summary (shots rejected at review: ``rejected``, not failed). When
-        any shot failed, the run ends Failed: calling the flow raises
+        The per-shot summary (or, with ``run.dry_run``, the cost plan). When any shot
+        failed, the run ends Failed: calling the flow raises
         :class:`~prefect_runway.errors.StoryboardFailed`, whose ``summary`` is this.
 
     Raises:
         InvalidShot: a shot is invalid (names the row and field); nothing was submitted.
-        StoryboardFailed: some shots failed (the others were stored).
-        BudgetExceeded: the plan costs more than ``budget``, or than what a credentials
-            block's ``daily_budget`` has left today (UTC); nothing was sent.
+        BudgetExceeded: the plan costs more than ``budget`` or a block has left today.
         InsufficientCredits: a provider's balance cannot pay the plan; nothing was sent.
-
-    Example:
-        ```python
-                from prefect_runway import SegmindCredentials, storyboard
-
-        @flow
-        async def nightly():
-            credentials = await SegmindCredentials.load("BLOCK_NAME")
-            return await storyboard(
-                shots="s3://my-bucket/storyboards/tonight.yaml",
-                credentials=credentials,
-                storage="s3://my-bucket/outputs",
-                concurrency=4,
-            )
-        ```
     """
-    logger = get_run_logger()
-    if concurrency < 1:
-        raise InvalidRequest("concurrency", f"{concurrency} is too small", allowed="1 or more")
+    if run.concurrency < 1:
+        raise InvalidRequest("concurrency", f"{run.concurrency} is too small", allowed="1 or more")
     if isinstance(storage, str) and not storage.strip():
         raise InvalidRequest("storage", "is empty", allowed="a directory, s3://bucket/prefix or a block")
-    cap = Budget.parse(budget)
-    settings = review_settings(review_timeout, on_timeout, review_mode, variants, review=review)
-    source = shots if isinstance(shots, str) else None
-    shot_list = await load_shots(shots)
-    router = ShotRouter(  # every shot's fallback providers checked, too
-        image_fallback=image_fallback, video_fallback=video_fallback,
-        policy=FallbackPolicy.parse(fallback_on), source=source,
-    )
-    plans = await plan_storyboard(  # each shot planned where its route starts
-        shot_list, credentials=credentials, image_credentials=image_credentials,
-        video_credentials=video_credentials, source=source, router=router.plan_on,
-    )
-    routes = router.routes
-    groups: dict[str, list[ShotPlan]] = {}
-    for plan in plans:
-        groups.setdefault(plan.chain_key, []).append(plan)
-    logger.info(
-        "Storyboard of %d shot(s), %d distinct; all checked; running %d at a time",
-        len(plans), len(groups), concurrency,
-    )
-
+    settings = review_settings(review_options.timeout, review_options.on_timeout,
+                               review_options.mode, review_options.variants, review=review)
+    plans, routes = await _plan(shots, credentials, still, video, run)
     store = resolve_storage(storage)
     await check_run(
         store, [(step, p.name) for p in plans for step in (p.chain.still, p.chain.video_check)],
-        key_template=key_template, preview=preview,
+        key_template=run.key_template, preview=run.preview,
     )
+    cost_plan, guard = await _price(plans, routes, store, Budget.parse(budget), run,
+                                    settings.variants, review)
+    if run.dry_run:
+        get_run_logger().info("Dry run: nothing submitted")
+        return cost_plan
+    balances = await check_balances(cost_plan, [c for p in plans for c in (
+        p.image_credentials, p.video_credentials)], [s for r in routes.values() for s in (
+            r.still, r.video)]) if run.check_balance else {}
+    chain = Chain(store, JobOptions(key_template=run.key_template, timeout=run.timeout,
+                                    force=run.force, preview=run.preview),
+                  guard, doubts=[], slot=await _slots(plans, run.provider_limit, balances),
+                  article="its")
+    results = await _run_shots(chain, plans, routes, run.concurrency, settings if review else None,
+                               run.progress)
+    return await _finish(results, cost_plan, chain.doubts or [],
+                         len({p.chain_key for p in plans}), store)
 
-    # Money before the first submit: the plan priced (an artifact), the budget, the balances.
+
+async def _plan(
+    shots: list[Shot | dict[str, Any]] | str, credentials: ProviderCredentials | str | None,
+    still: StoryboardStill, video: StoryboardVideo, run: StoryboardRun,
+) -> tuple[list[ShotPlan], dict[int, ShotRoutes]]:
+    """Every shot read and checked (and its fallback providers), before anything is sent."""
+    source = shots if isinstance(shots, str) else None
+    shot_list = await load_shots(shots)
+    router = ShotRouter(  # every shot's fallback providers checked, too
+        image_fallback=still.fallback, video_fallback=video.fallback,
+        policy=FallbackPolicy.parse(run.fallback_on), source=source,
+    )
+    plans = await plan_storyboard(  # each shot planned where its route starts
+        shot_list, credentials=credentials, image_credentials=still.credentials,
+        video_credentials=video.credentials, source=source, router=router.plan_on,
+    )
+    get_run_logger().info(
+        "Storyboard of %d shot(s), %d distinct; all checked; running %d at a time",
+        len(plans), len({p.chain_key for p in plans}), run.concurrency,
+    )
+    return plans, router.routes
+
+
+async def _price(
+    plans: list[ShotPlan], routes: dict[int, ShotRoutes], store: OutputStorage,
+    cap: Budget | None, run: StoryboardRun, variants: int, review: bool,
+) -> tuple[CostPlan, Any]:
+    """The plan priced (the ``cost-plan`` artifact) and checked against the budgets; the
+    guard every submit of the run is priced against."""
+    logger = get_run_logger()
     cost_plan = plan_costs(
-        plans, cached=() if force or settings.variants > 1 else await cached_steps(
+        plans, cached=() if run.force or variants > 1 else await cached_steps(
             plans, submission_cache_key, submit_generation),
         routes=[(routes[p.row].still, routes[p.row].video) for p in plans],
-        attempts=Attempts(variants=settings.variants, review=review),
+        attempts=Attempts(variants=variants, review=review),
     )
     await publish_cost_plan(cost_plan)
     logger.info("Cost plan:\n%s\n%s", cost_plan.table(), "\n".join(cost_plan.worst_case()))
-    if cap is not None:
-        cap.check(cost_plan)
-    # Every submit of the run, whichever route leads to it, is priced against this guard
-    # (the run's budget, each block's cap per UTC day); its chains share it.
-    guard = budget_guard(cap, {id(c): c for r in routes.values() for step in (r.still, r.video)
-                               for c in step.providers}.values(), store, flow_run_id())
-    if guard is not None and guard.daily:
-        await guard.daily.check(cost_plan, plans)
-    if dry_run:
-        logger.info("Dry run: nothing submitted")
-        return cost_plan
-    balances = (await _check_balances(cost_plan, plans, logger, routes)
-                if check_balance else {})
+    providers = {id(c): c for r in routes.values() for step in (r.still, r.video)
+                 for c in step.providers}.values()
+    return cost_plan, await guard_run(cost_plan, cap, providers, store, plans)
 
+
+async def _slots(plans: list[ShotPlan], provider_limit: str | None,
+                 balances: dict[str, Any]) -> Any:
+    """The places each job holds: its provider's global concurrency limit (where active),
+    else the account's per-model limit (Runway's maxConcurrentGenerations)."""
+    logger = get_run_logger()
     providers = {p.image_credentials.provider_name for p in plans}
     providers |= {p.video_credentials.provider_name for p in plans}
     slots = ProviderSlots(providers, provider_limit)
@@ -246,147 +210,118 @@ async def storyboard(
         else:
             logger.info("No active global concurrency limit %r: %s jobs are bounded by this "
                         "run's concurrency only", name, provider)
-    # Without the user's own limit, the account's per-model limit (Runway's
-    # maxConcurrentGenerations, read with the balance) bounds this run's jobs of that model.
     model_slots = ModelSlots.from_balances(balances, slots)
     for (provider, model), bound in sorted(model_slots.bounds.items()):
         logger.info("At most %d %s %s job(s) at once in this run: the account's "
                     "maxConcurrentGenerations", bound, provider, model)
 
+    @contextlib.asynccontextmanager
+    async def slot(provider: str, model: str) -> AsyncIterator[None]:
+        async with slots.slot(provider), model_slots.slot(provider, model):
+            yield
+
+    return slot
+
+
+async def _run_shots(
+    chain: Chain, plans: list[ShotPlan], routes: dict[int, ShotRoutes], concurrency: int,
+    review: Any, progress: bool,
+) -> list[ShotResult]:
+    """Every distinct chain once (identical shots share it; shots that share a still share
+    its job), at most ``concurrency`` at a time; each shot's result, in order."""
+    groups: dict[str, list[ShotPlan]] = {}
+    for plan in plans:
+        groups.setdefault(plan.chain_key, []).append(plan)
     semaphore = asyncio.Semaphore(concurrency)
     stills: dict[str, asyncio.Task[Any]] = {}
-    doubts: list[Doubt] = []  # submissions in doubt, for the summary
-    # Progress artifact (prefect_runway.artifacts.BatchProgress), advanced as shots finish.
     tracker = (BatchProgress(len(plans), key="storyboard-progress", description="storyboard")
                if progress else None)
     if tracker is not None:
         await tracker.start()
     announce_chains(groups.values())  # to a watcher in this process (the CLI's live display)
 
-    async def make_still(
-        plan: ShotPlan, request: Any = None, image: Any = None, label: str = "still",
-    ) -> tuple[Any, StoredOutput]:
-        request = request or plan.chain.still
-        provider = plan.image_credentials.provider_name
-        async with slots.slot(provider), model_slots.slot(provider, request.model):
-            result, stored = await run_generation(
-                request, plan.image_credentials, storage=store,
-                key_template=key_template, name=plan.name, timeout=timeout, force=force,
-                fallback=routes[plan.row].still.runtime(
-                    same_request(image or plan.shot.still_request()), plan.name),
-                guard=guard, what=f"its {label}", doubts=doubts,
-            )
-        return result, stored[0]
+    async def make_still(plan: ShotPlan, request: Any = None, image: Any = None,
+                         label: str = "still") -> tuple[Any, StoredOutput]:
+        return await chain.still(plan.chain, plan.name, routes[plan.row].still, request, image,
+                                 label)
 
-    async def run_chain(group: list[ShotPlan]) -> list[ShotResult]:
-        plan = group[0]
-        still: StoredOutput | None = None
-        video: StoredOutput | None = None
-        error: str | None = None
-        skipped = False
-        rejected: ShotRejected | None = None  # at review: carries the still that was shown
+    async def still_of(plan: ShotPlan) -> tuple[Any, StoredOutput]:
+        if plan.chain_key in reviewed:  # the still a person approved (or asked for)
+            return reviewed_still(reviewed[plan.chain_key])
+        if plan.still_key not in stills:
+            stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
+        return await stills[plan.still_key]
+
+    async def run_group(group: list[ShotPlan]) -> list[ShotResult]:
         async with semaphore:
-            try:
-                if plan.chain_key in reviewed:  # the still a person approved (or asked for)
-                    still_result, still = reviewed_still(reviewed[plan.chain_key])
-                else:
-                    if plan.still_key not in stills:
-                        stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
-                    still_result, still = await stills[plan.still_key]
-                made_on = routes[plan.row].still.credentials_for(still.provider)
-                image = await still_reference(
-                    still, still_result, made_on, plan.video_credentials, store,
-                )
-
-                async def video_for(creds: ProviderCredentials) -> Any:  # a fallback's request
-                    handed = await still_reference(still, still_result, made_on, creds, store)
-                    return plan.chain.video_request(handed, still.sha256)
-
-                video_step = plan.chain.video(image, still.sha256)
-                provider = plan.video_credentials.provider_name
-                async with slots.slot(provider), model_slots.slot(provider, video_step.model):
-                    _, stored = await run_generation(
-                        video_step, plan.video_credentials, storage=store,
-                        key_template=key_template, name=plan.name, timeout=timeout,
-                        force=force, preview=preview,
-                        fallback=routes[plan.row].video.runtime(video_for, plan.name),
-                        after=still_result, guard=guard, what="its video", doubts=doubts,
-                    )
-                video = stored[0]
-            except NotStarted as exc:
-                error, skipped = str(exc), True
-                logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
-            except ShotRejected as exc:
-                rejected = exc
-                logger.info("Shot %s (row %d) was rejected at review", plan.name, plan.row)
-            except Exception as exc:  # one shot's failure is reported, not raised
-                error = f"{type(exc).__name__}: {exc}"
-                logger.warning("Shot %s (row %d) failed: %s", plan.name, plan.row, error)
-        results = [
-            ShotResult(
-                row=p.row, name=p.name,
-                status="not_started" if skipped else "rejected" if rejected
-                else "failed" if error else "completed",
-                still=rejected.still if rejected else still, video=video, error=error,
-                same_as=None if p is plan else plan.name,
-            )
-            for p in group
-        ]
+            results = await _shot(chain, group, routes[group[0].row], still_of)
         try:
             if tracker is not None:
-                await tracker.advance(len(group), failed=error is not None)
+                await tracker.advance(len(group), failed=any(r.error for r in results))
         except Exception as exc:  # progress is for people; never fail a shot over it
-            logger.debug("Could not update the progress artifact: %s", exc)
+            get_run_logger().debug("Could not update the progress artifact: %s", exc)
         return results
 
     reviewed: dict[str, ReviewOutcome] = {}
-    if review:  # every still first, then a person's decision, then only the chosen videos
+    if review is not None:  # every still first, then a person's decision, then the videos
         async def reused(plan: ShotPlan, still: StoredOutput) -> None:  # made before a suspend
-            if guard is not None:  # this run paid for it, in its first process
-                await guard.settle(still.provider, 0.0, output_cost(still))
+            if chain.guard is not None:  # this run paid for it, in its first process
+                await chain.guard.settle(still.provider, 0.0, output_cost(still))
 
-        reviewed = await review_storyboard(list(groups.values()), make_still, store, settings,
-                                           reused)
-    chained = await asyncio.gather(*(run_chain(group) for group in groups.values()))
-    results = sorted((r for group in chained for r in group), key=lambda r: r.row)
-    summary = StoryboardSummary.of(results, generated=len(groups))
+        reviewed = await review_storyboard(list(groups.values()), make_still, chain.store,
+                                           review, reused)
+    chained = await asyncio.gather(*(run_group(group) for group in groups.values()))
+    return sorted((r for group in chained for r in group), key=lambda r: r.row)
+
+
+async def _shot(chain: Chain, group: list[ShotPlan], routes: ShotRoutes, still_of: Any,
+                ) -> list[ShotResult]:
+    """One distinct shot's chain (its still, then its video); the result of every shot of
+    ``group``. Its failure is reported, not raised."""
+    logger = get_run_logger()
+    plan = group[0]
+    still: StoredOutput | None = None
+    video: StoredOutput | None = None
+    error: str | None = None
+    skipped = False
+    rejected: ShotRejected | None = None  # at review: carries the still that was shown
+    try:
+        still_result, still = await still_of(plan)
+        video = await chain.video(plan.chain, plan.name, (routes.still, routes.video),
+                                  still_result, still)
+    except NotStarted as exc:
+        error, skipped = str(exc), True
+        logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
+    except ShotRejected as exc:
+        rejected = exc
+        logger.info("Shot %s (row %d) was rejected at review", plan.name, plan.row)
+    except Exception as exc:  # one shot's failure is reported, not raised
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("Shot %s (row %d) failed: %s", plan.name, plan.row, error)
+    return [
+        ShotResult(
+            row=p.row, name=p.name,
+            status="not_started" if skipped else "rejected" if rejected
+            else "failed" if error else "completed",
+            still=rejected.still if rejected else still, video=video, error=error,
+            same_as=None if p is plan else plan.name,
+        )
+        for p in group
+    ]
+
+
+async def _finish(results: list[ShotResult], cost_plan: CostPlan, doubts: list[Doubt],
+                  generated: int, store: OutputStorage) -> StoryboardSummary:
+    """The summary (an artifact); the run's state: Completed, or Failed with the summary."""
+    logger = get_run_logger()
+    summary = StoryboardSummary.of(results, generated=generated)
     summary.not_started = sum(1 for r in results if r.status == "not_started")
-    summary.costs = spending(
-        [o for r in results for o in (r.still, r.video)], cost_plan,
-    )
+    summary.costs = spending([o for r in results for o in (r.still, r.video)], cost_plan)
     summary.doubts = doubts
-    await publish_summary(summary)
+    await publish_summary(summary, store)
     if summary.ok:
         logger.info("Storyboard done: %s", summary.describe())
         return summary
     message = f"Storyboard failed: {summary.describe()}"
     logger.error("%s", message)
     return Failed(message=message, data=StoryboardFailed(message, summary))  # type: ignore[return-value]
-
-
-async def _check_balances(cost_plan: CostPlan, plans: list[ShotPlan], logger: Any,
-                          routes: dict[int, ShotRoutes] | None = None) -> dict[str, Any]:
-    """Refuse a plan a provider's balance cannot pay (unless its steps have a fallback); a
-    balance that cannot be read is skipped.
-
-    Returns the balances read, per provider (their per-model limits bound the run's jobs).
-    """
-    from prefect_runway.errors import InsufficientCredits, PrefectRunwayError
-
-    credentials = [p.image_credentials for p in plans] + [p.video_credentials for p in plans]
-    try:
-        balances = await check_balances(cost_plan, credentials)
-    except InsufficientCredits as exc:
-        steps = [r for shot in (routes or {}).values() for r in (shot.still, shot.video)]
-        if balance_covered(exc, steps, logger):
-            return {}
-        raise
-    except (PrefectRunwayError, OSError) as exc:
-        logger.warning("Could not read a provider's balance; not checked: %s", exc)
-        return {}
-    for provider, balance in sorted(balances.items()):
-        logger.info("%s balance: %s %s", provider, balance.credits, balance.unit)
-    return dict(balances)
-
-
-__all__ = ["DEFAULT_CONCURRENCY", "storyboard"]

@@ -6,7 +6,7 @@ import base64
 import math
 import unicodedata
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -53,13 +53,21 @@ def sniff_media_type(data: bytes) -> str | None:
     return None
 
 
-def as_invalid_request(error: ValidationError) -> InvalidRequest:
-    """The first problem in a pydantic ValidationError, as the typed InvalidRequest."""
+def as_invalid_request(error: ValidationError, model: type[BaseModel] | None = None) -> InvalidRequest:
+    """The first problem in a pydantic ValidationError, as the typed InvalidRequest; a value
+    outside a ``Literal`` field of ``model`` names the allowed values, as every check does."""
     first = error.errors()[0]
     original = (first.get("ctx") or {}).get("error")
     if isinstance(original, InvalidRequest):
         return original
-    field = ".".join(str(p) for p in first.get("loc", ())) or "request"
+    loc = first.get("loc", ())
+    field = ".".join(str(p) for p in loc) or "request"
+    if first.get("type") == "literal_error" and model is not None and len(loc) == 1:
+        info = model.model_fields.get(str(loc[0]))
+        allowed = get_args(info.annotation) if info is not None else ()
+        if allowed and get_origin(info.annotation) is Literal:  # type: ignore[union-attr]
+            return InvalidRequest(field, f"{first.get('input')!r} is not allowed",
+                                  allowed=list(allowed))
     return InvalidRequest(field, first.get("msg", "is invalid"))
 
 
@@ -72,14 +80,14 @@ class StrictModel(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as e:
-            raise as_invalid_request(e) from None
+            raise as_invalid_request(e, type(self)) from None
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         try:
             return super().model_validate(obj, **kwargs)
         except ValidationError as e:
-            raise as_invalid_request(e) from None
+            raise as_invalid_request(e, cls) from None
 
 
 def seconds_value(field: str, value: Any, allowed: str = "a number of seconds > 0") -> float:

@@ -18,8 +18,7 @@ from prefect_runway.money.costs import (
 )
 from prefect_runway.money.prices import PriceTable
 
-__all__ = ["Attempts", "CostPlan", "CostRow", "PlannedStep", "plan_costs", "spending",
-           "spending_markdown"]
+__all__ = ["Attempts", "CostPlan", "CostRow", "PlannedStep", "plan_costs", "spending"]
 
 
 @dataclass(frozen=True)
@@ -312,14 +311,3 @@ def spending(outputs: Iterable[Any], plan: CostPlan | None = None) -> list[dict[
             row["spent"] = round(row["spent"] + cost.amount, 6)
             row["estimated"] += int(cost.estimated)
     return [rows[k] for k in sorted(rows)]
-
-
-def spending_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The spending rows as a markdown table."""
-    lines = ["| provider | model | jobs | spent | unit | planned | of which estimated |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        planned = "" if r["planned"] is None else format_amount(r["planned"])
-        lines.append(f"| {r['provider']} | {r['model']} | {r['jobs']} | {format_amount(r['spent'])} | "
-                     f"{r['unit']} | {planned} | {r['estimated']} job(s) |")
-    return "\n".join(lines)

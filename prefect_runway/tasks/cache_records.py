@@ -169,12 +169,19 @@ class SubmitRecordKeys(WritableFileSystem):
         """The result storage of the current task run (else flow run, else Prefect's
         default): where Prefect reads and writes the records' results."""
         from prefect.context import FlowRunContext, TaskRunContext
+        from prefect.filesystems import LocalFileSystem
         from prefect.results import aget_default_result_storage
+        from prefect.settings import get_current_settings
 
         for context in (TaskRunContext.get(), FlowRunContext.get()):
             store = getattr(context, "result_store", None) if context else None
             if store is not None and store.result_storage is not None:
                 return store.result_storage
+        settings = get_current_settings()
+        if settings.api.url is None and settings.results.default_storage_block is None:
+            # No run and no Prefect server (``prefect-runway plan``): the local result
+            # storage, without starting a temporary server to ask for a default.
+            return LocalFileSystem(basepath=str(settings.results.local_storage_path))
         return await aget_default_result_storage()
 
     async def aread_path(self, path: str) -> bytes:

@@ -28,7 +28,7 @@ from prefect_runway.tasks.runs import (
     run_logger,
 )
 
-__all__ = ["collect_generation", "collect_job", "download_generation", "wait_for_generation",
+__all__ = ["COLLECT_RETRY_DELAYS", "collect_generation", "collect_job", "download_generation", "wait_for_generation",
            "wait_for_job"]
 
 
@@ -36,6 +36,10 @@ async def _retry_read(task: Any, task_run: Any, state: Any) -> bool:
     """Retry a read unless the error is final (a failed job, a bad request, bad credentials)."""
     return read_retryable(await failure_of(state))
 
+
+#: How long a failed collect waits before each retry, in seconds (so: how many retries), for
+#: the ``collect-generation`` task and for the flows, which collect in the flow run.
+COLLECT_RETRY_DELAYS: tuple[float, ...] = (1.0, 10.0)
 
 #: The reading tasks (wait, download, collect): a job's state changes over time, so they are
 #: never cached by their inputs and have nothing worth persisting. (Under
@@ -192,8 +196,8 @@ async def collect_job(
     Given a finished job (a :class:`GenerationResult`) it only downloads (a retry downloads
     again, refreshing expired output URLs).
 
-    This package's flows call ``collect_job`` in the flow run itself, with
-    ``collect_generation``'s retries (:func:`prefect_runway.flows.generation.run_generation`):
+    This package's flows call ``collect_job`` in the flow run itself, with the same
+    :data:`COLLECT_RETRY_DELAYS` (:class:`prefect_runway.flows.retries.Retries`):
     a task run per job costs the Prefect API three state events and the process a task
     engine, and holds nothing a re-run needs. Called so, its messages go to the flow run's log.
 
@@ -228,8 +232,8 @@ async def collect_job(
 collect_generation = task(
     name="collect-generation",
     **_UNCACHED,
-    retries=2,
-    retry_delay_seconds=[1, 10],
+    retries=len(COLLECT_RETRY_DELAYS),
+    retry_delay_seconds=list(COLLECT_RETRY_DELAYS),
     retry_condition_fn=_retry_read,
     task_run_name=generation_run_name("collect", "generation"),  # type: ignore[arg-type]
 )(logs_to_run(collect_job))

@@ -231,10 +231,15 @@ async def cached_steps(
     still is stored, so videos are not looked up here: a cached video still counts as a
     request to pay (the plan errs on the side of paying).
     """
-    from prefect.results import get_result_store
+    from prefect.filesystems import WritableFileSystem
+    from prefect.results import ResultStore, get_result_store
 
+    key_storage = getattr(task.cache_policy, "key_storage", None)
     try:  # the submit task's own store: where its cache records are
-        store = await get_result_store().aupdate_for_task(task)
+        if isinstance(key_storage, WritableFileSystem):  # read as it is: no Prefect API needed
+            store = ResultStore(metadata_storage=key_storage)
+        else:
+            store = await get_result_store().aupdate_for_task(task)
     except Exception:
         return set()
     found: set[str] = set()

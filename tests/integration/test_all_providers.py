@@ -22,7 +22,9 @@ from prefect_runway import (
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.flows import animate_image, generate_image
-from prefect_runway.flows import generation as generation_flows
+from prefect_runway.flows import chain as chain_flows
+from prefect_runway.models import ImageRequest
+from prefect_runway.tasks.generation import submit_task_for
 
 REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
 
@@ -154,17 +156,17 @@ async def test_stale_runway_still_is_passed_on_by_a_fresh_url(runway_credentials
         still_prompt="fresh url @hero", motion_prompt="m", credentials=runway_credentials,
         reference_images=REF, storage=str(tmp_path),
     )
-    monkeypatch.setattr(generation_flows, "FRESH_URL_SECONDS", -1)
+    monkeypatch.setattr(chain_flows, "FRESH_URL_SECONDS", -1)
 
     @flow
     async def hand_over():
         from prefect_runway.tasks.collect import wait_for_generation
 
-        gen = await generation_flows.submit_task_for(runway_credentials)(
-            generation_flows.ImageRequest(prompt="fresh url @hero", reference_images=REF), runway_credentials,
+        gen = await submit_task_for(runway_credentials)(
+            ImageRequest(prompt="fresh url @hero", reference_images=REF), runway_credentials,
         )
         result = await wait_for_generation(gen, runway_credentials)
-        url = await generation_flows.still_reference(first.still, result, runway_credentials,
+        url = await chain_flows.still_reference(first.still, result, runway_credentials,
                                                      runway_credentials, str(tmp_path))
         return result.outputs[0], url
 
@@ -177,21 +179,21 @@ async def test_expired_segmind_still_is_handed_over_as_data_uri(tmp_path, monkey
     with Emulator(EmulatorConfig(latency=0.2, video_fps=4)) as emu:
         kw = dict(api_key=SecretStr("k"), base_url=emu.url, poll_interval_seconds=0.1)
         segmind, runway = SegmindCredentials(**kw), RunwayCredentials(**kw)
-        monkeypatch.setattr(generation_flows, "FRESH_URL_SECONDS", -1)
+        monkeypatch.setattr(chain_flows, "FRESH_URL_SECONDS", -1)
 
         @flow
         async def chain_after_expiry():
             from prefect_runway.tasks.collect import download_generation, wait_for_generation
 
-            req = generation_flows.ImageRequest(prompt="expiring still @hero", reference_images=REF)
-            gen = await generation_flows.submit_task_for(segmind)(req, segmind)
+            req = ImageRequest(prompt="expiring still @hero", reference_images=REF)
+            gen = await submit_task_for(segmind)(req, segmind)
             result = await wait_for_generation(gen, segmind)
             still = (await download_generation(result, segmind, str(tmp_path)))[0]
             emu.reset()  # the provider has forgotten the job (past its retention)
-            handed = await generation_flows.still_reference(still, result, segmind, runway, str(tmp_path))
+            handed = await chain_flows.still_reference(still, result, segmind, runway, str(tmp_path))
             segmind_only = None
             try:
-                await generation_flows.still_reference(still, result, segmind, segmind, str(tmp_path))
+                await chain_flows.still_reference(still, result, segmind, segmind, str(tmp_path))
             except InvalidRequest as exc:
                 segmind_only = exc
             return handed, segmind_only

@@ -38,7 +38,8 @@ from prefect_runway import (
 )
 from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.errors import ReviewTimedOut
-from prefect_runway.flows.review import REVIEW_ARTIFACT_KEY, STILLS_INPUT_KEY
+from prefect_runway.flows.artifacts import REVIEW_ARTIFACT_KEY
+from prefect_runway.flows.review import STILLS_INPUT_KEY
 from prefect_runway.flows.review_form import REVIEW_KEY
 from prefect_runway.testing.fixtures import _fast
 

@@ -228,9 +228,9 @@ async def test_a_download_failing_every_retry_fails_the_flow_run_with_its_error(
     from prefect_runway import generate_image
     from prefect_runway.engine.config import RetryPolicy
     from prefect_runway.errors import ProviderError
-    from prefect_runway.tasks import collect_generation
+    from prefect_runway.flows import retries
 
-    monkeypatch.setattr(collect_generation, "retry_delay_seconds", [0.2, 0.2])  # not 1 s, 10 s
+    monkeypatch.setattr(retries, "COLLECT_RETRY_DELAYS", (0.2, 0.2))  # not 1 s, 10 s
     attempts = RetryPolicy().max_attempts
     emu.set_faults(scripted=[{"route": "media.download", "nth": 1, "fault": "503",
                               "times": 3 * attempts}], retry_after=0)

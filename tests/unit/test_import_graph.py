@@ -106,7 +106,7 @@ def test_the_graph_is_read():
     graph = _graph()
     assert "prefect_runway.engine.client" in graph
     assert "prefect_runway.engine.transport" in graph["prefect_runway.engine.client"]
-    assert "prefect" in {m.split(".")[0] for m in graph["prefect_runway.flows.generation"]}
+    assert "prefect" in {m.split(".")[0] for m in graph["prefect_runway.flows.retries"]}
 
 
 def test_every_module_is_in_a_layer():

@@ -1,0 +1,75 @@
+"""What a person sees of a storyboard and a chain with grouped options: a contact sheet with
+every picture inline, costs with their units, never a ``file://`` link."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from pydantic import SecretStr
+
+from prefect_runway import RunwayCredentials, SegmindCredentials, image_to_video, storyboard
+from prefect_runway.emulator import Emulator, EmulatorConfig
+
+REF = [{"uri": "https://example.com/ref.png", "tag": "hero"}]
+
+
+async def _artifacts(flow_run_id: str) -> dict[str, object]:
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])))
+    return {a.key: a for a in found if a.key}
+
+
+async def test_the_storyboard_summary_is_a_contact_sheet_with_costs_in_their_units(tmp_path):
+    token = uuid.uuid4().hex[:8]
+    shots = [{"name": f"s{i}", "still_prompt": f"scene {i} {token}, @hero", "motion_prompt": "pan",
+              "reference_images": REF, "seed": 10 + i} for i in (1, 2, 3)]
+    shots.append({**shots[0], "name": "again"})  # identical to s1: shown once
+    with Emulator(EmulatorConfig(latency=0.2, video_fps=4)) as emu:
+        credentials = SegmindCredentials(api_key=SecretStr("k"), base_url=emu.url,
+                                         poll_interval_seconds=0.1)
+        summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path),
+                                   run={"check_balance": False, "progress": False})
+    assert summary.completed == 4
+    sheet = (await _artifacts(summary.shots[0].still.flow_run_id))["storyboard-summary"].data
+    assert "file://" not in sheet
+    rows = [line for line in sheet.splitlines() if line.startswith("| ") and "| completed |" in line]
+    assert len(rows) == 4
+    for row, shot in zip(rows[:3], summary.shots[:3], strict=True):
+        # The still and the video's animated preview inline, and each output's key.
+        assert row.count("](data:image/") == 2, row
+        assert f"`{shot.still.key}`" in row and f"`{shot.video.key}`" in row
+    assert "](data:image/" not in rows[3] and "(identical to s1)" in rows[3]
+    costs = sheet.split("## Costs: spent vs plan", 1)[1]
+    amounts = re.findall(r"\| (\d+\.\d+) ([A-Za-z]+) \|", costs)
+    assert amounts and all(unit == "USD" and len(value.split(".")[1]) >= 2
+                           for value, unit in amounts), costs
+
+
+async def test_image_to_video_takes_its_options_in_groups_and_shows_costs_with_units(tmp_path):
+    with Emulator(EmulatorConfig(latency=0.2, video_fps=4)) as emu:
+        kw = dict(api_key=SecretStr("k"), base_url=emu.url, poll_interval_seconds=0.1)
+        result = await image_to_video(
+            still_prompt=f"a bay {uuid.uuid4().hex[:8]}, @hero", motion_prompt="drift",
+            name="bay", seed=7, storage=str(tmp_path),
+            still={"reference_images": REF, "credentials": SegmindCredentials(**kw)},
+            video={"model": "gen4_turbo", "duration": 10, "credentials": RunwayCredentials(**kw)},
+            run={"preview": "png", "check_balance": False},
+        )
+    assert result.video.provider == "runway" and result.video.request["duration"] == 10
+    assert result.video.preview_key.endswith(".png")
+    artifacts = await _artifacts(result.still.flow_run_id)
+    assert "file://" not in json.dumps([a.model_dump(mode="json") for a in artifacts.values()])
+    summary = artifacts["summary-image-to-video"].data
+    header = next(line for line in summary.splitlines() if line.startswith("| shot |"))
+    cost_at = [c.strip() for c in header.split("|")].index("cost")
+    costs = [line.split("|")[cost_at].strip() for line in summary.splitlines()
+             if line.startswith("| bay |")]
+    assert len(costs) == 2 and all(re.fullmatch(r"\d+\.\d{2,} (USD|credits)", c) for c in costs)
+    table = json.loads(artifacts["outputs-image-to-video"].data)
+    assert list(table[0])[-1] == "location"  # the widest cell last: no column pushed off

@@ -1,0 +1,60 @@
+"""``prefect-runway plan`` as a planner meets it: no saved block, no key, no server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHOTS = """\
+- name: harbour
+  still_prompt: a harbour at dawn, @hero
+  reference_images: [{uri: "https://example.com/ref.png", tag: hero}]
+  motion_prompt: slow pan
+- name: market
+  still_prompt: a market at noon, @hero
+  reference_images: [{uri: "https://example.com/ref.png", tag: hero}]
+  motion_prompt: tracking shot
+  duration: %s
+"""
+
+
+def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command in a fresh process with its own PREFECT_HOME and no Prefect server set."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("PREFECT_") and k not in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY",
+                                                           "RUNWAYML_API_SECRET")}
+    clean.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                 **env)
+    return subprocess.run([sys.executable, "-m", "prefect_runway.cli", *args], cwd=tmp_path,
+                          env=clean, capture_output=True, text=True, timeout=240)
+
+
+def test_plan_prices_a_storyboard_with_no_block_no_key_and_no_server(tmp_path):
+    (tmp_path / "shots.yaml").write_text(SHOTS % 5)
+    done = _cli(tmp_path, "plan", "shots.yaml", "--provider", "runway")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "runway    gen4_image" in done.stdout and "runway    gen4_turbo" in done.stdout
+    assert "2 shot(s), 4 step(s), 4 request(s) to pay" in done.stdout
+    assert "temporary server" not in output
+    assert "Priced at runway's prices (no saved block; nothing is sent)" in done.stderr
+    # --balance needs a key: said in one line, nothing started.
+    refused = _cli(tmp_path, "plan", "shots.yaml", "--provider", "runway", "--balance")
+    assert refused.returncode != 0
+    assert "--balance: no RUNWAYML_API_SECRET in the environment" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_refused_shot_leaves_no_stray_events_warning(tmp_path):
+    (tmp_path / "bad.yaml").write_text(SHOTS % 7)  # 7 s: not a length Segmind serves
+    saved = _cli(tmp_path, "blocks", "create", SEGMIND_API_KEY="sk-not-used")
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    refused = _cli(tmp_path, "plan", "bad.yaml", "--credentials", "segmind-credentials/default")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "duration: 7 is not allowed" in output
+    assert "allowed: 5, 10" in output
+    assert "Still processing items" not in output, output
