@@ -176,3 +176,17 @@ def test_the_errors_tree_names_every_exception_class():
     tree = tree[:tree.index("```", 4)]
     missing = sorted(name for name in classes if not re.search(rf"\b{name}\b", tree))
     assert not missing, f"the errors tree in docs/getting-started.md lacks {missing}"
+
+
+def test_the_architecture_page_names_every_module_of_each_folder():
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)/` \| (.*) \|$", page, re.M)}
+    package = REPO / "prefect_runway"
+    folders = sorted(p.name for p in package.iterdir() if (p / "__init__.py").is_file()
+                     and p.name not in ("emulator", "testing"))
+    assert sorted(rows) == folders
+    missing = [f"{folder}/{module.name}" for folder in folders
+               for module in sorted((package / folder).glob("*.py"))
+               if module.stem not in ("__init__", "__main__")
+               and f"`{module.name}`" not in rows[folder]]
+    assert not missing, f"docs/architecture.md does not name {missing}"
