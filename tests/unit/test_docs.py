@@ -190,3 +190,18 @@ def test_the_architecture_page_names_every_module_of_each_folder():
                if module.stem not in ("__init__", "__main__")
                and f"`{module.name}`" not in rows[folder]]
     assert not missing, f"docs/architecture.md does not name {missing}"
+
+
+def test_the_options_table_names_every_option_of_each_group():
+    from prefect_runway.flows import options
+
+    page = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines() if re.match(r"\| `(still|video|run|review_options)`", line)]
+    assert len(rows) == 4
+    for row in rows:
+        groups = re.findall(r"\(`(\w+)`(?:; a storyboard's `(\w+)`)?\)", row)
+        assert groups, row
+        for name in (n for pair in groups for n in pair if n):
+            fields = getattr(options, name).model_fields
+            missing = [f for f in fields if f"`{f}`" not in row.split("|")[2]]
+            assert not missing, f"{name}: the options table lacks {missing}"
