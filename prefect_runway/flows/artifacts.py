@@ -85,7 +85,7 @@ def artifact_key(text: str) -> str:
     return slug(text, allowed="a-z0-9-", lower=True, max_length=60, collapse=False)
 
 
-def inline_image(data: bytes, media_type: str) -> str:
+def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH) -> str:
     """A ``data:`` URI of a picture small enough to live inside an artifact.
 
     A GIF of at most :data:`INLINE_GIF_BYTES` stays as it is (it keeps its animation); any
@@ -96,7 +96,7 @@ def inline_image(data: bytes, media_type: str) -> str:
     with Image.open(io.BytesIO(data)) as image:
         image.seek(0)
         thumb = image.convert("RGB")
-        thumb.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
+        thumb.thumbnail((width, width * 4))
         out = io.BytesIO()
         thumb.save(out, "JPEG", quality=80, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
@@ -104,6 +104,7 @@ def inline_image(data: bytes, media_type: str) -> str:
 
 async def picture(
     store: OutputStorage, key: str, media_type: str, size: int | None = None,
+    width: int = THUMBNAIL_WIDTH,
 ) -> tuple[str, bool] | None:
     """What an artifact shows for a stored picture: ``(data URI, False)``, a thumbnail
     inlined, for a picture of at most :data:`INLINE_SOURCE_BYTES` (``size``; None: a
@@ -112,7 +113,7 @@ async def picture(
     if size is None or size <= INLINE_SOURCE_BYTES:
         data = await store.read_bytes(key)
         if data is not None:
-            return await asyncio.to_thread(inline_image, data, media_type), False
+            return await asyncio.to_thread(inline_image, data, media_type, width), False
     url = await store.link(key)
     return (url, True) if url else None
 
@@ -191,8 +192,8 @@ def output_rows(
     shot: str | None = None,
 ) -> list[dict[str, Any]]:
     """One table row per output, the columns a person reads first on the left: shot, kind,
-    provider/model, seconds, cost, size, link; then job, bytes, sha256, preview, source, the
-    cost's unit and whether it is an estimate, and last the full location (see
+    provider/model, seconds, cost and its unit, size, link; then job, bytes, sha256, preview,
+    source, whether the cost is an estimate, and last the full location (see
     :func:`prefect_runway.costs.charged_cost`).
 
     ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); the link
@@ -213,6 +214,7 @@ def output_rows(
             "provider/model": f"{o.provider}/{o.model}",
             "seconds": seconds,
             "cost": o.cost,
+            "cost_unit": o.cost_unit or "",  # beside its number
             "size": size_text(o.size),
             "link": f"[open]({url})" if url else o.key,
             "output": o.key,
@@ -223,7 +225,6 @@ def output_rows(
             "sha256": o.sha256[:16],
             "preview": o.preview_key or "",
             "source": redact_url(o.source_url),
-            "cost_unit": o.cost_unit or "",
             "cost_estimated": "" if o.cost_estimated is None else o.cost_estimated,
             "fallback": "; ".join(f"{s['provider']} {s['reason']}" for s in o.fallback or ()),
             # Last: a full path or URL is the widest cell, and pushes no column off the page.
@@ -330,6 +331,8 @@ async def publish_doubts(doubts: Sequence[Doubt]) -> UUID:
     )
 
 
+#: How wide a still is in a storyboard's contact sheet (a still and a preview side by side).
+SHEET_THUMBNAIL_WIDTH = 320
 #: A storyboard summary shows the pictures of its shots up to this many characters of
 #: inlined pictures (about 6 MB); the shots after that show their keys and links only.
 SUMMARY_PICTURE_CHARS = 8_000_000
@@ -357,7 +360,8 @@ async def publish_summary(summary: Any, store: OutputStorage | None = None) -> N
                               else (output.key, output.media_type))
                 if output.kind == "video" and not output.preview_key or left <= 0:
                     continue
-                shown = await picture(store, key, media, None if key != output.key else output.size)
+                shown = await picture(store, key, media, None if key != output.key else output.size,
+                                      width=SHEET_THUMBNAIL_WIDTH)
                 if shown is not None:
                     pictures[key] = shown[0]
                     left -= len(shown[0])

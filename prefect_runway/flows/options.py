@@ -3,7 +3,9 @@ UI's run form shows them; each group also takes its old flat keywords (``video_m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,8 +17,9 @@ from prefect_runway.models import ReferenceImage
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE
 from prefect_runway.tasks.limits import DEFAULT_PROVIDER_LIMIT
 
-__all__ = ["Group", "ImageToVideoRun", "Providers", "ReviewOptions", "StillOptions",
-           "StoryboardReview", "StoryboardRun", "VideoOptions", "flatten", "fold"]
+__all__ = ["UNSET", "Group", "ImageToVideoRun", "Providers", "ReviewOptions", "StillOptions",
+           "StoryboardReview", "StoryboardRun", "VideoOptions", "accepting_flat", "flatten",
+           "fold", "without_unset"]
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
@@ -195,3 +198,45 @@ def flatten(parameters: Mapping[str, Any], signature: Mapping[str, Any]) -> dict
         elif given is not None:
             out[group] = given
     return out
+
+
+class _Unset:
+    """An old flat keyword not given (so the group's value stands)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: The default of every old flat keyword in a flow's calling signature.
+UNSET: Any = _Unset()
+
+
+def without_unset(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """``parameters`` without the old flat keywords that were not given."""
+    return {k: v for k, v in parameters.items() if v is not UNSET}
+
+
+def accepting_flat(fn: Callable[..., Awaitable[Any]],
+                   signature: Mapping[str, Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` (a flow's function, ``signature``: its annotations) callable with the old flat
+    keywords too (each keyword-only, default :data:`UNSET`): Prefect binds a deployment's
+    stored parameters to the flow's function before the flow sees them, and those may name
+    the old keywords. They are folded into their groups before ``fn`` runs."""
+    groups = _groups(signature)
+    flat = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=UNSET,
+                              annotation=Any)
+            for model in groups.values() for name in model.FLAT.values()
+            if name not in signature]
+    original = inspect.signature(fn, eval_str=True)  # its annotations resolved where it lives
+
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        folded = fold(without_unset(kwargs), signature)
+        for group, model in groups.items():
+            if isinstance(folded.get(group), Mapping):
+                folded[group] = model(**folded[group])
+        return await fn(*args, **folded)
+
+    call.__signature__ = original.replace(  # type: ignore[attr-defined]
+        parameters=[*original.parameters.values(), *flat])
+    return call

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
 from pydantic import SecretStr
+from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from prefect_runway.blocks.requests import credentials_mapping_refused
 from prefect_runway.errors import InvalidRequest
@@ -172,34 +174,49 @@ class RunwayFlow(Flow[P, R]):
     parameters) has them removed from its stored parameters as it fails
     (:func:`forget_credentials_in_clear`, an ``on_failure`` hook of every such flow).
 
-    ``Flow.with_options`` returns a plain :class:`prefect.Flow` (Prefect's own validation
-    only).
+    Its options come in groups (:mod:`prefect_runway.flows.options`); the old flat keywords
+    are folded into them, in a call and in a deployment's stored parameters.
     """
 
     def __init__(self, fn: Callable[P, R], *args: Any, **options: Any) -> None:
+        from prefect_runway.flows.options import accepting_flat
+
         options["on_failure"] = [*(options.get("on_failure") or []), forget_credentials_in_clear]
         super().__init__(fn, *args, **options)
+        # The run form shows the groups (``self.parameters``, from ``fn``); the function
+        # Prefect binds parameters to also takes the old flat keywords (a deployment's).
+        self.hints = typing.get_type_hints(fn)
+        self.fn = accepting_flat(fn, self.hints)  # type: ignore[arg-type,assignment]
+
+    def with_options(self, **options: Any) -> RunwayFlow[P, R]:  # type: ignore[override]
+        """``Flow.with_options``, still a :class:`RunwayFlow` (its checks, its groups)."""
+        with warnings.catch_warnings():  # the schema of the flat keywords: replaced below
+            warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+            flow = super().with_options(**options)
+        flow.__class__ = type(self)
+        flow.hints, flow.parameters = self.hints, self.parameters  # type: ignore[attr-defined]
+        flow.__wrapped__ = self.__wrapped__  # type: ignore[attr-defined]
+        return flow  # type: ignore[return-value]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the flow; the old flat keywords (``video_model=``) go to their groups."""
         from prefect_runway.flows.options import fold
 
-        return super().__call__(*args, **fold(kwargs, self._annotations()))
-
-    def _annotations(self) -> dict[str, Any]:
-        return typing.get_type_hints(self.fn)
+        return super().__call__(*args, **fold(kwargs, self.hints))
 
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """What Prefect stores as the flow run's parameters: credentials given as a mapping
         are left out (:data:`REFUSED` in their place); the run then fails on them."""
-        return super().serialize_parameters(credentials_in_clear(parameters)[0])
+        from prefect_runway.flows.options import without_unset
+
+        return super().serialize_parameters(credentials_in_clear(without_unset(parameters))[0])
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        from prefect_runway.flows.options import flatten, fold
+        from prefect_runway.flows.options import flatten, fold, without_unset
 
-        annotations = self._annotations()
-        check_parameters(flatten(parameters, annotations))
-        return super().validate_parameters(fold(parameters, annotations))
+        given = without_unset(parameters)
+        check_parameters(flatten(given, self.hints))
+        return without_unset(super().validate_parameters(fold(given, self.hints)))
 
 
 async def forget_credentials_in_clear(flow: Any, flow_run: Any, state: Any) -> None:

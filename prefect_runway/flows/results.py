@@ -127,11 +127,11 @@ class StoryboardSummary(BaseModel):
                 reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
             for note in r.fallbacks():
                 reason = (reason + "; " if reason else "") + note.replace("|", "\\|")
-            shown = None if r.same_as else pictures  # an identical shot's pictures: once
             lines.append(
-                f"| {r.row} | {md(r.name)} | {r.status} | {_cell(r.still, shown, links)} "
-                f"| {_cell(r.video, shown, links)} | {reason} |"
+                f"| {r.row} | {md(r.name)} | {r.status} | {_cell(r.still, links)} "
+                f"| {_cell(r.video, links)} | {reason} |"
             )
+        lines += _contact_sheet(self.shots, pictures or {})
         if self.doubts:
             lines += ["", doubts_markdown(self.doubts)]
         if self.costs:
@@ -150,18 +150,30 @@ def _spending(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(output: StoredOutput | None, pictures: Mapping[str, str] | None,
-          links: Mapping[str, str] | None) -> str:
-    """An output in the contact sheet: its picture (a video: its preview), its key, and a
-    link a browser opens, where there is one."""
+def _contact_sheet(shots: Sequence[ShotResult], pictures: Mapping[str, str]) -> list[str]:
+    """Each shot's still and its video's preview, side by side (an identical shot's once)."""
+    rows = []
+    for r in shots:
+        cells = [f"![{md(o.kind)}]({pictures[_shown_key(o)]})" if o and _shown_key(o) in pictures
+                 else "" for o in (r.still, r.video)]
+        if not r.same_as and any(cells):
+            rows.append(f"| {md(r.name)} | {cells[0]} | {cells[1]} |")
+    if not rows:
+        return []
+    return ["", "## Contact sheet", "", "| shot | still | video (preview) |", "| --- | --- | --- |",
+            *rows]
+
+
+def _shown_key(output: StoredOutput) -> str:
+    """The stored picture that shows ``output``: a video's preview, a still itself."""
+    return (output.preview_key or output.key) if output.kind == "video" else output.key
+
+
+def _cell(output: StoredOutput | None, links: Mapping[str, str] | None) -> str:
+    """An output in the summary: its key, and a link a browser opens where there is one."""
     if output is None:
         return ""
-    shown = (pictures or {}).get(output.preview_key or output.key if output.kind == "video"
-                                 else output.key)
     url = (links or {}).get(output.key)
     if url is None and output.location.startswith(("https://", "http://")):
         url = output.location
-    parts = [f"![{md(output.kind)}]({shown}) " if shown else "", code(output.key)]
-    if url:
-        parts.append(f" [open]({url})")
-    return "".join(parts)
+    return code(output.key) + (f" [open]({url})" if url else "")
