@@ -367,6 +367,19 @@ async def _warm_flow() -> None:
     await warmup()
 
 
+def _bench_bucket(endpoint: str) -> Any:
+    """A boto3 client of moto at ``endpoint``, with the bucket ``bench-outputs``."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="AKIABENCHMARK0000000", aws_secret_access_key="bench-secret")
+    try:
+        s3.create_bucket(Bucket="bench-outputs")
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return s3
+
+
 def download(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
     import statistics
@@ -378,30 +391,71 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))
     try:
         if args.target == "s3-upload":
-            import boto3
-
             from prefect_runway.storage.s3 import default_transfer_config
 
-            s3 = boto3.client("s3", endpoint_url=args.s3_endpoint, region_name="us-east-1",
-                              aws_access_key_id="AKIABENCHMARK0000000",
-                              aws_secret_access_key="bench-secret")
-            try:
-                s3.create_bucket(Bucket="bench-outputs")
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
+            s3 = _bench_bucket(args.s3_endpoint)
 
             async def once(i: int) -> None:
                 await asyncio.to_thread(s3.upload_file, args.file, "bench-outputs",
                                         f"ceiling/{i}.mp4", Config=default_transfer_config())
             timed_task = None
-        elif args.target == "raw":
+        elif args.target == "s3-copy":
+            from concurrent.futures import ThreadPoolExecutor
+
+            from prefect_runway.storage.s3 import default_transfer_config
+
+            s3 = _bench_bucket(args.s3_endpoint)
+            config = default_transfer_config()
+            part = config.multipart_chunksize
+
+            def put_then_copy(i: int) -> None:
+                # What S3 must do for a streamed output that keeps its sha256 metadata: each
+                # part put as an object, then one multipart upload copying them, then the
+                # parts deleted. Straight from the file, no download.
+                keys = [f"staged/{i}/{n}" for n in range(-(-args.size // part))]
+
+                def put(n: int) -> None:
+                    with open(args.file, "rb") as f:
+                        f.seek(n * part)
+                        s3.put_object(Bucket="bench-outputs", Key=keys[n], Body=f.read(part))
+
+                with ThreadPoolExecutor(config.max_concurrency) as pool:
+                    list(pool.map(put, range(len(keys))))
+                    key = f"copied/{i}.mp4"
+                    upload = s3.create_multipart_upload(Bucket="bench-outputs", Key=key,
+                                                        Metadata={"sha256": "0" * 64})["UploadId"]
+
+                    def copy(n: int) -> dict[str, Any]:
+                        answer = s3.upload_part_copy(
+                            Bucket="bench-outputs", Key=key, UploadId=upload, PartNumber=n + 1,
+                            CopySource={"Bucket": "bench-outputs", "Key": keys[n]})
+                        return {"ETag": answer["CopyPartResult"]["ETag"], "PartNumber": n + 1}
+
+                    parts = list(pool.map(copy, range(len(keys))))
+                s3.complete_multipart_upload(Bucket="bench-outputs", Key=key, UploadId=upload,
+                                             MultipartUpload={"Parts": parts})
+                s3.delete_objects(Bucket="bench-outputs",
+                                  Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+
             async def once(i: int) -> None:
+                await asyncio.to_thread(put_then_copy, i)
+            timed_task = None
+        elif args.target == "raw":
+            import hashlib
+
+            async def once(i: int) -> None:
+                # What any correct client must do: the bytes to a file on the same disk as
+                # ours, hashed. (The file is removed after the clock stops.)
+                target = work / f"raw-{i}.mp4"
+                digest = hashlib.sha256()
                 async with httpx.AsyncClient(timeout=60) as http:
                     async with http.stream("GET", args.url) as response:
                         response.raise_for_status()
-                        with open(os.devnull, "wb") as sink:
+                        with open(target, "wb") as sink:
                             async for chunk in response.aiter_bytes():
                                 sink.write(chunk)
+                                digest.update(chunk)
+                assert target.stat().st_size == args.size and digest.hexdigest()
             timed_task = None
         else:
             from pydantic import SecretStr
@@ -470,6 +524,8 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
                     started = time.monotonic()
                     await once(i)
                     seconds.append(time.monotonic() - started)
+                    for left in work.glob("raw-*"):
+                        left.unlink()  # keep the disk from filling (untimed)
             return {"seconds": seconds, "median_seconds": statistics.median(seconds),
                     "rss_before_mb": before, "rss_peak_mb": process_rss_mb()[1],
                     "peak_reset": cleared}
@@ -511,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--warmup", type=int, default=3)
     c.add_argument("--latency", type=float, required=True, help="the emulator's job latency")
     d = sub.add_parser("download")
-    d.add_argument("target", choices=["raw", "local", "s3", "s3-upload"])
+    d.add_argument("target", choices=["raw", "local", "s3", "s3-upload", "s3-copy"])
     d.add_argument("--file", default=None, help="s3-upload: the file to upload")
     d.add_argument("--url", required=True)
     d.add_argument("--size", type=int, required=True)

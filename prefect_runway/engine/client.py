@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from prefect_runway.engine.config import EngineConfig, RetryPolicy, Timeouts
 from prefect_runway.engine.credits import CreditBook, credit_book_for
-from prefect_runway.engine.download import DownloadedFile, Downloader, max_downloads
+from prefect_runway.engine.download import DownloadedFile, Downloader, OnWritten, max_downloads
 from prefect_runway.engine.events import EngineLogger
 from prefect_runway.engine.polling import (
     LATENCY,
@@ -535,11 +535,13 @@ class GenerationClient:
         expected_media: tuple[str, ...] = ("image/", "video/"),
         job_id: str | None = None,
         partial_name: str | None = None,
+        on_written: OnWritten | None = None,
     ) -> DownloadedFile:
         """Stream ``url`` to a temporary file in ``directory``, hashed, resumed and verified
         (see :meth:`prefect_runway.engine.download.Downloader.download`)."""
         return await self.downloader.download(
             url, directory, expected_media=expected_media, job_id=job_id, partial_name=partial_name,
+            on_written=on_written,
         )
 
     @_scrubbed

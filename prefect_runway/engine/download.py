@@ -24,6 +24,7 @@ import os
 import stat
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,11 @@ from prefect_runway.models import sniff_media_type
 from prefect_runway.providers.wire import redact_url
 from prefect_runway.settings import get_settings
 
-__all__ = ["DownloadedFile", "Downloader", "max_downloads"]
+__all__ = ["DownloadedFile", "Downloader", "OnWritten", "max_downloads"]
+
+#: Told ``(fd, end)`` on the event loop each time the partial file at ``fd`` holds its first
+#: ``end`` bytes, written and hashed; ``end`` goes back when a download starts over.
+OnWritten = Callable[[int, int], None]
 
 logger = EngineLogger("prefect_runway.engine.download")
 
@@ -84,6 +89,7 @@ class _Progress:
     fd: int
     digest: Any
     limit: int
+    on_written: OnWritten | None = None
     received: int = 0
     total: int | None = None
     media_type: str = ""
@@ -109,6 +115,7 @@ class Downloader:
         job_id: str | None = None,
         partial_name: str | None = None,
         max_bytes: int | None = None,
+        on_written: OnWritten | None = None,
     ) -> DownloadedFile:
         """Stream ``url`` to a temporary file in ``directory`` while hashing it, and verify it.
 
@@ -118,6 +125,8 @@ class Downloader:
                 name is resumed from where it stopped, instead of being left behind.
             max_bytes: The largest body accepted (default: the config's
                 :class:`~prefect_runway.engine.config.DownloadLimits` for ``expected_media``).
+            on_written: Told how much of the partial file is written as it grows (see
+                :data:`OnWritten`), e.g. to upload its parts while the rest arrives.
 
         Returns:
             The temporary file, its size, sha256 and media type. The caller moves it into
@@ -141,7 +150,7 @@ class Downloader:
             tmp = Path(tmp_name)
         try:
             return await self._download_into(
-                url, _Progress(fd, hashlib.sha256(), max_bytes), tmp, expected_media, job_id,
+                url, _Progress(fd, hashlib.sha256(), max_bytes, on_written), tmp, expected_media, job_id,
             )
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -159,6 +168,8 @@ class Downloader:
             # A partial left by an earlier, killed attempt.
             progress.digest.update(block)
             progress.received += len(block)
+        if progress.received and progress.on_written is not None:
+            progress.on_written(progress.fd, progress.received)
         if progress.received > progress.limit:
             raise self._too_large(safe_url, progress, progress.received, job_id)
         if progress.received:
@@ -262,7 +273,7 @@ class Downloader:
                 if os.lseek(p.fd, 0, os.SEEK_END) != p.received:
                     os.ftruncate(p.fd, p.received)
                 os.lseek(p.fd, p.received, os.SEEK_SET)
-                sink = _Sink(p.fd, p.digest)
+                sink = _Sink(p.fd, p.digest, p.received, p.on_written)
                 try:
                     async for chunk in response.aiter_bytes():
                         if p.received + len(chunk) > p.limit:  # a chunked or lying body
@@ -328,16 +339,20 @@ class _Sink:
     of ``BATCH`` bytes the worker writes them with one ``os.writev`` and hashes them as one
     block: both run without the GIL, which a call per small chunk would have to take back
     each time. At most ``BACKLOG`` batches wait, so a large download holds at most
-    ``(BACKLOG + 1) * BATCH`` bytes. Writes go to the partial's descriptor, from its offset.
+    ``(BACKLOG + 1) * BATCH`` bytes. Writes go to the partial's descriptor, from its offset;
+    ``on_written`` is told the file's length after each write.
     """
 
     INLINE = 8 << 20
     BATCH = 2 << 20
     BACKLOG = 4
 
-    def __init__(self, fd: int, digest: Any) -> None:
+    def __init__(self, fd: int, digest: Any, offset: int = 0,
+                 on_written: OnWritten | None = None) -> None:
         self._fd = fd
         self._digest = digest
+        self._end = offset  # where the next chunk goes (queued or written)
+        self._on_written = on_written
         self._inline = 0
         self._batch: list[bytes] = []
         self._size = 0
@@ -355,9 +370,12 @@ class _Sink:
         self._digest.update(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def add(self, chunk: bytes) -> None:
+        self._end += len(chunk)
         if self._executor is None and self._inline < self.INLINE:
             self._inline += len(chunk)
             self._write([chunk])
+            if self._on_written is not None:
+                self._on_written(self._fd, self._end)
             return
         self._batch.append(chunk)
         self._size += len(chunk)
@@ -369,9 +387,18 @@ class _Sink:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="prefect-runway-download")
         loop = asyncio.get_running_loop()
-        self._pending.append(loop.run_in_executor(self._executor, self._write, chunks))
+        written = loop.run_in_executor(self._executor, self._write, chunks)
+        if self._on_written is not None:
+            written.add_done_callback(self._told(self._end))
+        self._pending.append(written)
         while len(self._pending) > self.BACKLOG:
             await self._pending.popleft()
+
+    def _told(self, end: int) -> Callable[[asyncio.Future[None]], None]:
+        def done(written: asyncio.Future[None]) -> None:
+            if self._on_written is not None and not written.cancelled() and written.exception() is None:
+                self._on_written(self._fd, end)
+        return done
 
     async def finish(self) -> None:
         """Write and hash what is left, and wait until every batch is done (also when the
@@ -381,6 +408,8 @@ class _Sink:
                 if self._executor is None:
                     chunks, self._batch, self._size = self._batch, [], 0
                     self._write(chunks)
+                    if self._on_written is not None:
+                        self._on_written(self._fd, self._end)
                 else:
                     await self._submit()
             while self._pending:

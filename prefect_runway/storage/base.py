@@ -12,11 +12,27 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, Protocol
 
 from prefect_runway.models import StoredOutput
 from prefect_runway.storage.keys import sidecar_key
 
-__all__ = ["OutputStorage"]
+__all__ = ["OutputStorage", "StreamedPut"]
+
+
+class StreamedPut(Protocol):
+    """An output sent to its storage while it downloads (see :meth:`OutputStorage.streamed`)."""
+
+    def written(self, fd: int, end: int) -> None:
+        """The partial file at ``fd`` now holds ``end`` bytes (less: it started over)."""
+
+    async def land(self, path: Path, key: str, media_type: str, sha256: str, size: int) -> str:
+        """Put the verified download at ``path`` under ``key`` (from what was sent, when it
+        is whole and hashes to ``sha256``; else from the file) and delete the file; returns
+        the location."""
+
+    async def close(self) -> None:
+        """Remove whatever was sent that did not land (also after a failure)."""
 
 
 class OutputStorage(ABC):
@@ -39,6 +55,11 @@ class OutputStorage(ABC):
         ``sha256`` is the digest already computed while downloading, for storages that
         record it beside the bytes (S3 object metadata).
         """
+
+    def streamed(self, key: str, logger: Any = None) -> StreamedPut | None:
+        """A way to send the output for ``key`` while it downloads (``logger`` says when
+        it falls back to the file); None (the default): :meth:`put` takes the finished file."""
+        return None
 
     @abstractmethod
     async def read_bytes(self, key: str) -> bytes | None:

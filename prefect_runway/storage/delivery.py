@@ -19,7 +19,7 @@ import logging
 from typing import Any, Protocol
 
 from prefect_runway.engine.client import GenerationClient
-from prefect_runway.engine.download import DownloadedFile
+from prefect_runway.engine.download import DownloadedFile, OnWritten
 from prefect_runway.errors import DownloadError
 from prefect_runway.models import GenerationResult, StoredOutput
 from prefect_runway.providers.wire import redact_url
@@ -92,14 +92,17 @@ class _Outputs:
         self.result, self.client, self.log = result, client, log
         self.urls = list(result.outputs)
 
-    async def fetch(self, index: int, store: OutputStorage, key: str) -> DownloadedFile:
-        """Download output ``index`` (verified) into the storage's staging directory.
+    async def fetch(
+        self, index: int, store: OutputStorage, key: str, on_written: OnWritten | None = None,
+    ) -> DownloadedFile:
+        """Download output ``index`` (verified) into the storage's staging directory;
+        ``on_written`` is told how much of it is on disk as it arrives.
 
         Raises:
             DownloadError: it cannot be fetched, even from a fresh URL.
         """
         try:
-            return await self._download(self.urls[index], store, key)
+            return await self._download(self.urls[index], store, key, on_written)
         except DownloadError as exc:
             if exc.status_code not in _EXPIRED:
                 raise
@@ -112,14 +115,16 @@ class _Outputs:
             if len(fresh.outputs) <= index:
                 raise
             self.urls = list(fresh.outputs)
-            return await self._download(self.urls[index], store, key)
+            return await self._download(self.urls[index], store, key, on_written)
 
-    async def _download(self, url: str, store: OutputStorage, key: str) -> DownloadedFile:
+    async def _download(
+        self, url: str, store: OutputStorage, key: str, on_written: OnWritten | None,
+    ) -> DownloadedFile:
         generation = self.result.generation
         return await self.client.download(
             url, store.staging_dir(),
             expected_media=("image/",) if generation.kind == "image" else ("video/",),
-            job_id=generation.job_id, partial_name=partial_name(key, url),
+            job_id=generation.job_id, partial_name=partial_name(key, url), on_written=on_written,
         )
 
 
@@ -145,13 +150,25 @@ async def _deliver_one(
         return existing.model_copy(
             update={"sidecar": existing.sidecar or store.location(sidecar_key(key))}
         )
-    downloaded = await outputs.fetch(index, store, key)
-    if downloaded.media_type != default_media:
-        key = output_key(key_template, media_type=downloaded.media_type, **key_args)
-    made = None
-    if preview and downloaded.media_type.startswith("video/"):
-        made = await _make_preview(downloaded.path, preview, key, log)
-    location = await store.put(downloaded.path, key, downloaded.media_type, sha256=downloaded.sha256)
+    # Where the storage can take it, the output is sent while it downloads (S3: its parts).
+    streamed = store.streamed(key, log)
+    try:
+        downloaded = await outputs.fetch(index, store, key,
+                                         streamed.written if streamed else None)
+        if downloaded.media_type != default_media:
+            key = output_key(key_template, media_type=downloaded.media_type, **key_args)
+        made = None
+        if preview and downloaded.media_type.startswith("video/"):
+            made = await _make_preview(downloaded.path, preview, key, log)
+        if streamed is None:
+            location = await store.put(downloaded.path, key, downloaded.media_type,
+                                       sha256=downloaded.sha256)
+        else:
+            location = await streamed.land(downloaded.path, key, downloaded.media_type,
+                                           downloaded.sha256, downloaded.size)
+    finally:
+        if streamed is not None:
+            await streamed.close()
     previewed = None
     if made is not None:
         previewed = preview_key(key, preview)  # type: ignore[arg-type]
