@@ -192,8 +192,8 @@ def output_rows(
     shot: str | None = None,
 ) -> list[dict[str, Any]]:
     """One table row per output, the columns a person reads first on the left: shot, kind,
-    provider/model, seconds, cost and its unit, size, link; then job, bytes, sha256, preview,
-    source, whether the cost is an estimate, and last the full location (see
+    provider/model, seconds, cost, size, link; then job, bytes, sha256, preview, source, the
+    cost's unit and whether it is an estimate, and last the full location (see
     :func:`prefect_runway.costs.charged_cost`).
 
     ``links`` maps an output's key to a URL a person can open (a presigned S3 URL); the link
@@ -214,7 +214,6 @@ def output_rows(
             "provider/model": f"{o.provider}/{o.model}",
             "seconds": seconds,
             "cost": o.cost,
-            "cost_unit": o.cost_unit or "",  # beside its number
             "size": size_text(o.size),
             "link": f"[open]({url})" if url else o.key,
             "output": o.key,
@@ -225,6 +224,7 @@ def output_rows(
             "sha256": o.sha256[:16],
             "preview": o.preview_key or "",
             "source": redact_url(o.source_url),
+            "cost_unit": o.cost_unit or "",
             "cost_estimated": "" if o.cost_estimated is None else o.cost_estimated,
             "fallback": "; ".join(f"{s['provider']} {s['reason']}" for s in o.fallback or ()),
             # Last: a full path or URL is the widest cell, and pushes no column off the page.
