@@ -144,6 +144,41 @@ RUNWAY_DURATIONS = tuple(range(2, 11))
 FIVE_OR_TEN = (5, 10)
 SEGMIND_SEEDS = (1, 99_999)
 
+# Ratios that mean the same picture shape across the providers' vocabularies. A ratio that a
+# model does not list is mapped to the member of its group that the model does list.
+RATIO_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"16:9", "1280:720", "1920:1080", "1280:768", "1360:768"}),
+    frozenset({"9:16", "720:1280", "1080:1920", "768:1280"}),
+    frozenset({"1:1", "960:960", "1024:1024", "1080:1080", "720:720"}),
+    frozenset({"4:3", "1104:832", "1168:880", "1440:1080", "960:720"}),
+    frozenset({"3:4", "832:1104", "1080:1440", "720:960"}),
+    frozenset({"21:9", "1584:672", "1808:768", "2112:912", "1680:720"}),
+)
+
+
+def map_ratio(ratio: str | None, spec: ModelSpec, provider: str) -> str:
+    """Return ``ratio`` in the model's own vocabulary, or raise naming the allowed values."""
+    if ratio is None:
+        return spec.default_ratio
+    if not spec.ratios:
+        raise InvalidRequest("ratio", f"is not taken by {spec.model}", allowed="none: leave it unset",
+                             provider=provider, model=spec.model)
+    if ratio in spec.ratios:
+        return ratio
+    for group in RATIO_GROUPS:
+        if ratio in group:
+            candidates = [r for r in spec.ratios if r in group]
+            if candidates:
+                return spec.default_ratio if spec.default_ratio in candidates else candidates[0]
+    raise InvalidRequest(
+        "ratio",
+        f"{ratio!r} has no equivalent",
+        allowed=spec.ratios,
+        provider=provider,
+        model=spec.model,
+    )
+
+
 # ---- sources -----------------------------------------------------------------------------------
 
 _SDK = "runwayml 5.24.0"
