@@ -1,8 +1,6 @@
 """One job in a flow run (submit, wait, collect) and every retry and resubmit of it, named.
 
-The lower layers retry too: a request in ``engine/retry.py``, the submit task in
-``tasks/generation.py``; what a flow does again after that is all here (:class:`Retries`).
-"""
+The engine and the submit task retry below it: docs/never-paying-twice.md lists them all."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.models import catalogue
+from prefect_runway.models import catalogue, runway_api
 from prefect_runway.models.base import StrictModel, bytes_to_data_uri, sniff_media_type, utf16_len
 from prefect_runway.models.catalogue import (
     IMAGE_MODELS,
@@ -173,7 +173,7 @@ class _Request(StrictModel):
 
     @model_validator(mode="after")
     def _options(self) -> _Request:
-        catalogue.check_options(self.kind, self.model, self.options)  # type: ignore[attr-defined]
+        runway_api.check_options(self.kind, self.model, self.options)  # type: ignore[attr-defined]
         return self
 
     @field_validator("prompt")

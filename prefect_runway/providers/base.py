@@ -35,7 +35,7 @@ from prefect_runway.models import (
     catalogue,
     sniff_media_type,
 )
-from prefect_runway.models.catalogue import InputLimits, ModelSpec
+from prefect_runway.models.catalogue import InputLimits, ModelSpec, map_ratio
 from prefect_runway.providers.wire import (
     HttpCall,
     PendingUpload,
@@ -67,41 +67,6 @@ class PreparedRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-# Ratios that mean the same picture shape across the providers' vocabularies. A ratio that a
-# model does not list is mapped to the member of its group that the model does list.
-RATIO_GROUPS: tuple[frozenset[str], ...] = (
-    frozenset({"16:9", "1280:720", "1920:1080", "1280:768", "1360:768"}),
-    frozenset({"9:16", "720:1280", "1080:1920", "768:1280"}),
-    frozenset({"1:1", "960:960", "1024:1024", "1080:1080", "720:720"}),
-    frozenset({"4:3", "1104:832", "1168:880", "1440:1080", "960:720"}),
-    frozenset({"3:4", "832:1104", "1080:1440", "720:960"}),
-    frozenset({"21:9", "1584:672", "1808:768", "2112:912", "1680:720"}),
-)
-
-
-def map_ratio(ratio: str | None, spec: ModelSpec, provider: str) -> str:
-    """Return ``ratio`` in the model's own vocabulary, or raise naming the allowed values."""
-    if ratio is None:
-        return spec.default_ratio
-    if not spec.ratios:
-        raise InvalidRequest("ratio", f"is not taken by {spec.model}", allowed="none: leave it unset",
-                             provider=provider, model=spec.model)
-    if ratio in spec.ratios:
-        return ratio
-    for group in RATIO_GROUPS:
-        if ratio in group:
-            candidates = [r for r in spec.ratios if r in group]
-            if candidates:
-                return spec.default_ratio if spec.default_ratio in candidates else candidates[0]
-    raise InvalidRequest(
-        "ratio",
-        f"{ratio!r} has no equivalent",
-        allowed=spec.ratios,
-        provider=provider,
-        model=spec.model,
-    )
-
-
 @dataclass(frozen=True)
 class ResolvedImage:
     """An image input, with its bytes where they are at hand (data URI or local file)."""
@@ -109,6 +74,10 @@ class ResolvedImage:
     wire: str  # what goes in the body: the URL or a data URI
     identity: str  # what the fingerprint uses
     data: bytes | None = None
+
+
+#: A body to send, and its images' identities (the wire value -> what the fingerprint uses).
+_Parts = tuple[dict[str, Any], dict[str, str]]
 
 
 class Provider(ABC):
@@ -147,6 +116,17 @@ class Provider(ABC):
             InvalidRequest: naming the field and the allowed values.
         """
         spec = self.spec_for(request.model)
+        ratio = self._check_shared(spec, request)
+        if isinstance(request, VideoRequest):
+            body, identities = self._video_parts(spec, request, ratio)
+        else:
+            assert isinstance(request, ImageRequest)
+            body, identities = self._image_parts(spec, request, ratio)
+        prepared = self._finish(spec, body, identities, base_url or self.default_base_url)
+        return replace(prepared, options=dict(request.options)) if request.options else prepared
+
+    def _check_shared(self, spec: ModelSpec, request: Request) -> str:
+        """What a still and a video share checked; returns the ratio in this provider's words."""
         if spec.kind != request.kind:
             raise InvalidRequest("model", f"{request.model!r} is not a {request.kind} model")
         if request.content_moderation is not None and not spec.content_moderation:
@@ -171,61 +151,64 @@ class Provider(ABC):
                 "seed", f"{request.seed} is out of range", allowed=f"{lo}-{hi}",
                 provider=self.name, model=spec.model,
             )
+        return ratio
+
+    def _video_parts(self, spec: ModelSpec, request: VideoRequest, ratio: str) -> _Parts:
+        """A video's body and identities, its length, prompt, first and last frame checked."""
+        if not spec.duration_open and request.duration not in spec.durations:
+            raise InvalidRequest(
+                "duration",
+                f"{request.duration} is not allowed "
+                f"[{spec.model} lengths by provider: {catalogue.describe_durations(spec.model)}]",
+                allowed=spec.durations, provider=self.name, model=spec.model,
+            )
+        if spec.requires_prompt and not request.prompt.strip():
+            raise InvalidRequest(
+                "prompt", "is required", allowed="a non-empty motion prompt",
+                provider=self.name, model=spec.model,
+            )
+        image = self.resolve_image(request.image, "image")
+        if request.image_sha256:
+            image = ResolvedImage(image.wire, f"sha256:{request.image_sha256}", image.data)
+        elif self.is_upload_uri(image.wire):
+            raise _needs_sha256("image_sha256", self.name)
+        last = None
+        if request.last_image is not None:
+            if not spec.last_image:
+                raise InvalidRequest(
+                    "last_image", "is not supported", allowed="only for models that take a last frame",
+                    provider=self.name, model=spec.model,
+                )
+            last = self.resolve_image(request.last_image, "last_image")
+        for name, img in (("image", image), ("last_image", last)):
+            if img is not None and img.data is not None and self.checks_aspect:
+                self._check_aspect(img.data, name, spec)
+        body = self.video_body(spec, request, ratio, image.wire, last.wire if last else None)
+        identities = {image.wire: image.identity}
+        if last:
+            identities[last.wire] = last.identity
+        return body, identities
+
+    def _image_parts(self, spec: ModelSpec, request: ImageRequest, ratio: str) -> _Parts:
+        """A still's body and identities, its reference images counted and resolved."""
+        n = len(request.reference_images)
+        if not spec.min_reference_images <= n <= spec.max_reference_images:
+            raise InvalidRequest(
+                "reference_images", f"{n} given",
+                allowed=f"{spec.min_reference_images}-{spec.max_reference_images} images",
+                provider=self.name, model=spec.model,
+            )
         identities: dict[str, str] = {}
-        if isinstance(request, VideoRequest):
-            if not spec.duration_open and request.duration not in spec.durations:
-                raise InvalidRequest(
-                    "duration",
-                    f"{request.duration} is not allowed "
-                    f"[{spec.model} lengths by provider: {catalogue.describe_durations(spec.model)}]",
-                    allowed=spec.durations, provider=self.name, model=spec.model,
-                )
-            if spec.requires_prompt and not request.prompt.strip():
-                raise InvalidRequest(
-                    "prompt", "is required", allowed="a non-empty motion prompt",
-                    provider=self.name, model=spec.model,
-                )
-            image = self.resolve_image(request.image, "image")
-            if request.image_sha256:
-                image = ResolvedImage(image.wire, f"sha256:{request.image_sha256}", image.data)
-            elif self.is_upload_uri(image.wire):
-                raise _needs_sha256("image_sha256", self.name)
-            last = None
-            if request.last_image is not None:
-                if not spec.last_image:
-                    raise InvalidRequest(
-                        "last_image", "is not supported", allowed="only for models that take a last frame",
-                        provider=self.name, model=spec.model,
-                    )
-                last = self.resolve_image(request.last_image, "last_image")
-            for name, img in (("image", image), ("last_image", last)):
-                if img is not None and img.data is not None and self.checks_aspect:
-                    self._check_aspect(img.data, name, spec)
-            body = self.video_body(spec, request, ratio, image.wire, last.wire if last else None)
-            identities = {image.wire: image.identity}
-            if last:
-                identities[last.wire] = last.identity
-        else:
-            assert isinstance(request, ImageRequest)
-            n = len(request.reference_images)
-            if not spec.min_reference_images <= n <= spec.max_reference_images:
-                raise InvalidRequest(
-                    "reference_images", f"{n} given",
-                    allowed=f"{spec.min_reference_images}-{spec.max_reference_images} images",
-                    provider=self.name, model=spec.model,
-                )
-            refs = []
-            for ref in request.reference_images:
-                img = self.resolve_image(ref.uri, "reference_images.uri")
-                if ref.sha256:
-                    img = ResolvedImage(img.wire, f"sha256:{ref.sha256}", img.data)
-                elif self.is_upload_uri(img.wire):
-                    raise _needs_sha256("reference_images.sha256", self.name)
-                identities[img.wire] = img.identity
-                refs.append({"uri": img.wire, "tag": ref.tag})
-            body = self.image_body(spec, request, ratio, refs)
-        prepared = self._finish(spec, body, identities, base_url or self.default_base_url)
-        return replace(prepared, options=dict(request.options)) if request.options else prepared
+        refs = []
+        for ref in request.reference_images:
+            img = self.resolve_image(ref.uri, "reference_images.uri")
+            if ref.sha256:
+                img = ResolvedImage(img.wire, f"sha256:{ref.sha256}", img.data)
+            elif self.is_upload_uri(img.wire):
+                raise _needs_sha256("reference_images.sha256", self.name)
+            identities[img.wire] = img.identity
+            refs.append({"uri": img.wire, "tag": ref.tag})
+        return self.image_body(spec, request, ratio, refs), identities
 
     def _finish(
         self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str

@@ -33,6 +33,7 @@ from prefect_runway.models import (
     StatusUpdate,
     VideoRequest,
     catalogue,
+    runway_api,
 )
 from prefect_runway.providers.base import (
     IMAGE_MEDIA_TYPES,
@@ -134,10 +135,10 @@ class RunwayProvider(Provider):
 
     def prepare(self, request: Request, base_url: str | None = None) -> PreparedRequest:
         """As the base, then the body checked against the model's rules in Runway's spec
-        (:func:`prefect_runway.models.catalogue.check_body`): a field the model does not take,
+        (:func:`prefect_runway.models.runway_api.check_body`): a field the model does not take,
         a value outside its choices or stated range, is refused before anything is sent."""
         prepared = super().prepare(request, base_url)
-        catalogue.check_body(catalogue.REQUEST_ENDPOINTS[prepared.kind], prepared.body)
+        runway_api.check_body(runway_api.REQUEST_ENDPOINTS[prepared.kind], prepared.body)
         return prepared
 
     def image_body(
@@ -151,7 +152,7 @@ class RunwayProvider(Provider):
         if request.seed is not None:
             body["seed"] = request.seed
         _add_content_moderation(body, request)
-        body.update(catalogue.check_options("image", spec.model, request.options))
+        body.update(runway_api.check_options("image", spec.model, request.options))
         return body
 
     def video_body(
@@ -174,7 +175,7 @@ class RunwayProvider(Provider):
         if request.seed is not None:
             body["seed"] = request.seed
         _add_content_moderation(body, request)
-        body.update(catalogue.check_options("video", spec.model, request.options))
+        body.update(runway_api.check_options("video", spec.model, request.options))
         return body
 
     def resolve_image(self, value: str, field_name: str) -> ResolvedImage:
@@ -274,7 +275,7 @@ class RunwayProvider(Provider):
         return {"Authorization": f"Bearer {api_key}", "X-Runway-Version": API_VERSION}
 
     def submit_call(self, prepared: PreparedRequest) -> HttpCall:
-        endpoint = catalogue.REQUEST_ENDPOINTS[prepared.kind]
+        endpoint = runway_api.REQUEST_ENDPOINTS[prepared.kind]
         return HttpCall("POST", f"{prepared.base_url}/v1/{endpoint}", json=prepared.body)
 
     def parse_submit(self, prepared: PreparedRequest, body: Any) -> Generation:

@@ -24,7 +24,8 @@ from prefect_runway import RunwayCredentials
 from prefect_runway.emulator import media
 from prefect_runway.errors import DownloadError, DownloadTooLarge
 from prefect_runway.flows import animate_image
-from prefect_runway.storage.s3 import STAGING_FOLDER, S3Storage
+from prefect_runway.storage.s3 import S3Storage
+from prefect_runway.storage.s3_stream import STAGING_FOLDER
 
 MiB = 1024 * 1024
 

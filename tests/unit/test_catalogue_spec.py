@@ -16,8 +16,8 @@ import runwayml
 
 from prefect_runway.emulator import sdk_spec
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.models import ImageRequest, VideoRequest, catalogue
-from prefect_runway.models.catalogue import RUNWAY_API, ApiModel
+from prefect_runway.models import ImageRequest, VideoRequest, catalogue, runway_api
+from prefect_runway.models.runway_api import RUNWAY_API, ApiModel
 from prefect_runway.providers import get_provider
 
 RUNWAY = get_provider("runway")
@@ -54,7 +54,7 @@ def disagreements(data: dict[str, dict[str, ApiModel]], spec: dict[str, dict[str
 
 
 def test_the_catalogue_agrees_with_the_sdk_it_names():
-    assert catalogue.RUNWAY_API_SDK == f"runwayml {runwayml.__version__}"
+    assert runway_api.RUNWAY_API_SDK == f"runwayml {runwayml.__version__}"
     problems = disagreements(RUNWAY_API, sdk_spec.spec())
     assert not problems, "\n".join(problems)
 
@@ -62,8 +62,8 @@ def test_the_catalogue_agrees_with_the_sdk_it_names():
 def test_it_covers_every_model_of_the_four_endpoints():
     counts = {endpoint: len(models) for endpoint, models in RUNWAY_API.items()}
     assert counts == {"image_to_video": 25, "text_to_video": 24, "text_to_image": 21, "video_upscale": 2}
-    assert catalogue.RUNWAY_API_CHECKED == date(2026, 12, 7)
-    assert any("runwayml 5.24.0" in s for s in catalogue.RUNWAY_API_SOURCES)
+    assert runway_api.RUNWAY_API_CHECKED == date(2026, 12, 7)
+    assert any("runwayml 5.24.0" in s for s in runway_api.RUNWAY_API_SOURCES)
 
 
 def _sdk_copy_with_veo_ratio(monkeypatch, added: str) -> Any:
@@ -190,7 +190,7 @@ def test_an_unknown_model_is_refused_naming_the_field():
         VideoRequest(model="veo9", image=IMAGE)
     assert caught.value.field == "model" and "veo3.1" in str(caught.value)
     with pytest.raises(InvalidRequest) as caught:
-        catalogue.api_model("image_to_video", "gpt_image_2")
+        runway_api.api_model("image_to_video", "gpt_image_2")
     assert caught.value.field == "model" and "served on text_to_image" in str(caught.value)
 
 
@@ -224,7 +224,7 @@ def test_fields_a_model_does_not_take_are_refused_before_sending():
 def test_check_body_names_nested_fields_and_ranges():
     good = {"model": "magnific_video_upscaler_creative", "videoUri": "https://e.com/v.mp4",
             "resolution": "4k", "creativity": 40}
-    assert catalogue.check_body("video_upscale", good).model == "magnific_video_upscaler_creative"
+    assert runway_api.check_body("video_upscale", good).model == "magnific_video_upscaler_creative"
     for bad, field, allowed in [
         ({**good, "resolution": "8k"}, "options.resolution", ["720p", "1k", "2k", "4k"]),
         ({**good, "creativity": 101}, "options.creativity", "0-100"),
@@ -232,15 +232,15 @@ def test_check_body_names_nested_fields_and_ranges():
         ({"model": "magnific_video_upscaler_creative"}, "video", None),
     ]:
         with pytest.raises(InvalidRequest) as caught:
-            catalogue.check_body("video_upscale", bad)
+            runway_api.check_body("video_upscale", bad)
         assert (caught.value.field, caught.value.allowed) == (field, allowed)
     veo = {"model": "veo3.1", "promptText": "p", "ratio": "1280:720",
            "promptImage": [{"uri": IMAGE, "position": "middle"}]}
     with pytest.raises(InvalidRequest) as caught:
-        catalogue.check_body("image_to_video", veo)
+        runway_api.check_body("image_to_video", veo)
     assert (caught.value.field, caught.value.allowed) == ("image[0].position", ["first", "last"])
     with pytest.raises(InvalidRequest) as caught:
-        catalogue.check_body("text_to_video", {"model": "gen4.5", "promptText": "p",
+        runway_api.check_body("text_to_video", {"model": "gen4.5", "promptText": "p",
                                                "ratio": "1104:832", "duration": 5})
     assert caught.value.allowed == ["1280:720", "720:1280"]
 

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from prefect_runway import ImageRequest, RunwayCredentials
 from prefect_runway.errors import InvalidRequest, UnsupportedOption
 from prefect_runway.flows.plan import plan_chain
-from prefect_runway.models import VideoRequest, catalogue
+from prefect_runway.models import VideoRequest, runway_api
 from prefect_runway.money.cost_plan import plan_costs, spending
 from prefect_runway.providers import get_provider
 
@@ -35,9 +35,9 @@ def test_options_go_in_the_body_by_their_wire_names():
 
 
 def test_the_option_names_come_from_the_catalogue():
-    veo = catalogue.RUNWAY_API["image_to_video"]["veo3.1"]
-    assert sorted(catalogue.option_name(w) for w in veo.options) == ["audio", "negative_prompt"]
-    assert catalogue.option_name("fpsBoost") == "fps_boost"
+    veo = runway_api.RUNWAY_API["image_to_video"]["veo3.1"]
+    assert sorted(runway_api.option_name(w) for w in veo.options) == ["audio", "negative_prompt"]
+    assert runway_api.option_name("fpsBoost") == "fps_boost"
 
 
 def test_options_are_part_of_the_fingerprint():
@@ -66,7 +66,7 @@ def test_bad_options_are_refused_by_the_request_type(model, options, field, allo
                      options=options)
     assert caught.value.field == field
     if allowed is None:
-        allowed = list(catalogue.RUNWAY_API["image_to_video"][model].output_formats)
+        allowed = list(runway_api.RUNWAY_API["image_to_video"][model].output_formats)
     assert caught.value.allowed == allowed
 
 

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from prefect_runway import ImageRequest, RunwayCredentials
 from prefect_runway.errors import BudgetExceeded
 from prefect_runway.flows.plan import plan_chain
-from prefect_runway.models import VideoRequest, catalogue
+from prefect_runway.models import VideoRequest, runway_api
 from prefect_runway.money.budget import Budget
 from prefect_runway.money.cost_plan import plan_costs
 from prefect_runway.money.prices import DEFAULT_ENTRIES, PriceTable, price
@@ -45,7 +45,7 @@ def test_published_prices(model, kwargs, amount):
 
 
 def test_every_priced_hub_model_is_one_the_catalogue_serves_and_names_its_source():
-    hub = {m for models in catalogue.RUNWAY_API.values() for m in models}
+    hub = {m for models in runway_api.RUNWAY_API.values() for m in models}
     for entry in DEFAULT_ENTRIES:
         if entry.provider == "runway" and entry.model != "gen3a_turbo":
             assert entry.model in hub
