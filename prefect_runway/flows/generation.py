@@ -77,6 +77,7 @@ async def generate_image(
     queue_timeout: float | None = None,
     retry_unsafe_output: int = 0,
     resubmit_internal: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> StoredOutput:
     """Generate one gen4_image still and store it.
 
@@ -100,6 +101,7 @@ async def generate_image(
             retried with a new random seed (each a new, billed job); 0: never.
         resubmit_internal: Resubmit a job that failed internally once (not when the
             provider says it was charged).
+        options: The model's own options (Runway's API), e.g. ``{"output_format": "png"}``.
 
     Returns:
         The stored, verified still.
@@ -108,6 +110,7 @@ async def generate_image(
     store = resolve_storage(storage)
     request: Request = ImageRequest(
         prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed,
+        options=options or {},
     )
     stored = await _one_request(
         request, credentials, store, key_template=key_template, name=name, preview=None,
@@ -139,6 +142,7 @@ async def animate_image(
     queue_timeout: float | None = None,
     retry_unsafe_output: int = 0,
     resubmit_internal: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> StoredOutput:
     """Animate one image with gen4_turbo or gen3a_turbo and store the video.
 
@@ -167,6 +171,7 @@ async def animate_image(
             retried with a new random seed (each a new, billed job); 0: never.
         resubmit_internal: Resubmit a job that failed internally once (not when the
             provider says it was charged).
+        options: The model's own options (Runway's API), e.g. ``{"audio": True}`` for veo3.1.
 
     Returns:
         The stored, verified video.
@@ -175,7 +180,7 @@ async def animate_image(
     store = resolve_storage(storage)
     request: Request = VideoRequest(
         image=image, prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
-        last_image=last_image,
+        last_image=last_image, options=options or {},
     )
     stored = await _one_request(
         request, credentials, store, key_template=key_template, name=name, preview=preview,
@@ -236,12 +241,13 @@ async def image_to_video(
                                review_options.mode)
     store = resolve_storage(storage)
     still_request = ImageRequest(prompt=still_prompt, reference_images=still.reference_images,
-                                 ratio=still.ratio, seed=seed)
+                                 ratio=still.ratio, seed=seed, options=still.options)
 
     def video_request(image: str, image_sha256: str | None) -> VideoRequest:
         return VideoRequest(
             image=image, image_sha256=image_sha256, prompt=motion_prompt, model=video.model,
             ratio=video.ratio or still.ratio, duration=video.duration, seed=seed,
+            options=video.options,
         )
 
     plan, routes = await _plan_chain(credentials, still, video, run, still_request, video_request)
