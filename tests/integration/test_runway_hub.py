@@ -100,3 +100,17 @@ async def test_a_storyboard_shot_runs_with_its_video_options(runway_credentials,
     sidecar = json.loads(Path(video.sidecar).read_text())
     assert (sidecar["request"]["audio"], sidecar["request"]["negativePrompt"]) == (False, "rain")
     assert sidecar["cost"] == 80
+
+
+async def test_a_group_option_the_model_lacks_is_refused_before_anything_is_sent(
+        runway_credentials, runway_emulator, tmp_path):
+    from prefect_runway.flows import image_to_video
+
+    before = runway_emulator.stats()["runway"]["total_submissions"]
+    with pytest.raises(InvalidRequest) as caught:
+        await image_to_video(still_prompt="a lighthouse", motion_prompt="pan",
+                             credentials=runway_credentials, storage=str(tmp_path),
+                             video_model="veo3.1", duration=4, video_options={"loop": True})
+    assert (caught.value.field, caught.value.allowed) == ("options.loop",
+                                                          ["audio", "negative_prompt"])
+    assert runway_emulator.stats()["runway"]["total_submissions"] == before
