@@ -573,6 +573,8 @@ def _hub_spec(rules: ApiModel) -> ModelSpec:
         reference_tags="tag" in item.get("object", {}),
     )
 
+hub_spec = _hub_spec  # public: the request rules of any hub model (text_to_video ones too)
+
 
 def _off_wide(ratio: str) -> float:
     """How far ``W:H`` is from 16:9 (``auto`` and other words: furthest)."""
