@@ -368,7 +368,7 @@ class TextToVideoRequest(_Request):
 
     Example:
         ```python
-        from prefect_runway.models import TextToVideoRequest
+        from prefect_runway import TextToVideoRequest
 
         request = TextToVideoRequest(model="gen4.5", prompt="a harbour at dawn, gulls",
                                      ratio="1280:720", duration=5)
