@@ -229,7 +229,18 @@ class _Request(StrictModel):
         return v
 
 
-class ImageRequest(_Request):
+class _PromptRequired(_Request):
+    """A request that needs a prompt (a still; a video from text alone): not an empty one."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise InvalidRequest("prompt", "must not be empty")
+        return v
+
+
+class ImageRequest(_PromptRequired):
     """A gen4_image (or gen4_image_turbo) still: a prompt, tagged reference images, ratio, seed.
 
     gen4_image_turbo is served by Runway's API only and needs one to three reference images.
@@ -256,13 +267,6 @@ class ImageRequest(_Request):
     @property
     def kind(self) -> Kind:
         return "image"
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_nonempty(cls, v: str) -> str:
-        if not v.strip():
-            raise InvalidRequest("prompt", "must not be empty")
-        return v
 
     @model_validator(mode="after")
     def _unique_tags(self) -> ImageRequest:
@@ -363,7 +367,7 @@ def duration_seconds(
 
 
 
-class TextToVideoRequest(_Request):
+class TextToVideoRequest(_PromptRequired):
     """A video from a prompt alone, no still (Runway's ``text_to_video``: gen4.5, veo3.1, ...).
 
     Example:
@@ -386,13 +390,6 @@ class TextToVideoRequest(_Request):
     @classmethod
     def _model(cls, v: str) -> str:
         catalogue.api_model("text_to_video", v)  # names the text_to_video models
-        return v
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_nonempty(cls, v: str) -> str:
-        if not v.strip():
-            raise InvalidRequest("prompt", "must not be empty")
         return v
 
     @field_validator("duration", mode="before")
