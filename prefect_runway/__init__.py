@@ -19,7 +19,13 @@ if TYPE_CHECKING:
         SegmindCredentials,
     )
     from prefect_runway.errors import PrefectRunwayError
-    from prefect_runway.flows import animate_image, generate_image, image_to_video, storyboard
+    from prefect_runway.flows import (
+        animate_image,
+        generate_image,
+        image_to_video,
+        storyboard,
+        text_to_video,
+    )
     from prefect_runway.flows.results import ImageToVideoResult, ShotResult, StoryboardSummary
     from prefect_runway.models import (
         Generation,
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
         ReferenceImage,
         Shot,
         StoredOutput,
+        TextToVideoRequest,
         VideoRequest,
     )
     from prefect_runway.tasks import (
@@ -50,6 +57,7 @@ _PUBLIC = {
     "generate_image": "prefect_runway.flows",
     "image_to_video": "prefect_runway.flows",
     "storyboard": "prefect_runway.flows",
+    "text_to_video": "prefect_runway.flows",
     # tasks
     "collect_generation": "prefect_runway.tasks",
     "download_generation": "prefect_runway.tasks",
@@ -59,6 +67,7 @@ _PUBLIC = {
     "ImageRequest": "prefect_runway.models",
     "ReferenceImage": "prefect_runway.models",
     "Shot": "prefect_runway.models",
+    "TextToVideoRequest": "prefect_runway.models",
     "VideoRequest": "prefect_runway.models",
     # results
     "Generation": "prefect_runway.models",
@@ -94,11 +103,11 @@ __all__ = [
     # blocks
     "AimlapiCredentials", "ProviderCredentials", "RunwayCredentials", "SegmindCredentials",
     # flows
-    "animate_image", "generate_image", "image_to_video", "storyboard",
+    "animate_image", "generate_image", "image_to_video", "storyboard", "text_to_video",
     # tasks
     "collect_generation", "download_generation", "submit_generation", "wait_for_generation",
     # requests
-    "ImageRequest", "ReferenceImage", "Shot", "VideoRequest",
+    "ImageRequest", "ReferenceImage", "Shot", "TextToVideoRequest", "VideoRequest",
     # results
     "Generation", "GenerationResult", "ImageToVideoResult", "ShotResult", "StoredOutput",
     "StoryboardSummary",

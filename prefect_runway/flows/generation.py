@@ -1,4 +1,5 @@
-"""Flows: ``generate_image``, ``animate_image`` and the chain ``image_to_video``."""
+"""Flows: ``generate_image``, ``animate_image``, ``text_to_video`` and the chain
+``image_to_video``."""
 
 from typing import Any
 
@@ -26,14 +27,17 @@ from prefect_runway.models import (
     ReferenceImage,
     Request,
     StoredOutput,
+    TextToVideoRequest,
     VideoRequest,
 )
 from prefect_runway.money.budget import Budget
 from prefect_runway.money.cost_plan import Attempts, plan_costs
+from prefect_runway.money.daily import budget_guard
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage, resolve_storage
+from prefect_runway.tasks.runs import flow_run_id
 
-__all__ = ["animate_image", "generate_image", "image_to_video"]
+__all__ = ["animate_image", "generate_image", "image_to_video", "text_to_video"]
 
 
 async def _one_request(
@@ -77,6 +81,7 @@ async def generate_image(
     queue_timeout: float | None = None,
     retry_unsafe_output: int = 0,
     resubmit_internal: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> StoredOutput:
     """Generate one gen4_image still and store it.
 
@@ -100,6 +105,7 @@ async def generate_image(
             retried with a new random seed (each a new, billed job); 0: never.
         resubmit_internal: Resubmit a job that failed internally once (not when the
             provider says it was charged).
+        options: The model's own options (Runway's API), e.g. ``{"output_format": "png"}``.
 
     Returns:
         The stored, verified still.
@@ -108,6 +114,7 @@ async def generate_image(
     store = resolve_storage(storage)
     request: Request = ImageRequest(
         prompt=prompt, reference_images=reference_images or [], ratio=ratio, seed=seed,
+        options=options or {},
     )
     stored = await _one_request(
         request, credentials, store, key_template=key_template, name=name, preview=None,
@@ -139,6 +146,7 @@ async def animate_image(
     queue_timeout: float | None = None,
     retry_unsafe_output: int = 0,
     resubmit_internal: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> StoredOutput:
     """Animate one image with gen4_turbo or gen3a_turbo and store the video.
 
@@ -167,6 +175,7 @@ async def animate_image(
             retried with a new random seed (each a new, billed job); 0: never.
         resubmit_internal: Resubmit a job that failed internally once (not when the
             provider says it was charged).
+        options: The model's own options (Runway's API), e.g. ``{"audio": True}`` for veo3.1.
 
     Returns:
         The stored, verified video.
@@ -175,7 +184,7 @@ async def animate_image(
     store = resolve_storage(storage)
     request: Request = VideoRequest(
         image=image, prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
-        last_image=last_image,
+        last_image=last_image, options=options or {},
     )
     stored = await _one_request(
         request, credentials, store, key_template=key_template, name=name, preview=preview,
@@ -184,6 +193,75 @@ async def animate_image(
     )
     await publish_video_preview(stored[0], store, name)
     await publish_outputs(stored, f"{model} video", store, name)
+    return stored[0]
+
+
+@runway_flow(name="text-to-video", on_cancellation=[cancel_remote_jobs])
+async def text_to_video(
+    prompt: str,
+    credentials: ProviderCredentials | str,
+    model: str = "gen4.5",
+    ratio: str | None = None,
+    duration: int = 5,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+    storage: Any = None,
+    budget: float | str | None = None,
+    key_template: str | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    preview: str | None = "gif",
+    queue_timeout: float | None = None,
+    retry_unsafe_output: int = 0,
+    resubmit_internal: bool = True,
+) -> StoredOutput:
+    """A video from a prompt alone, no still (Runway's ``text_to_video``: gen4.5, veo3.1, ...).
+
+    Args:
+        prompt: What the video shows.
+        credentials: Runway's credentials block (or ``"block-type/name"``).
+        model: A text_to_video model of Runway's API (``gen4.5``: 1280:720 or 720:1280).
+        ratio: Output ratio, one the model takes (the model's default when None).
+        duration: Seconds, as the model takes them (gen4.5: 2-10; veo3.1: 4, 6 or 8).
+        seed: Seed (provider's random when None).
+        options: The model's own options, e.g. ``{"audio": False}`` for veo3.1.
+        storage: Directory, ``s3://bucket/prefix`` or filesystem block.
+        budget: This run's cap (a number in the provider's unit or ``"USD 5.00"``): a job
+            that would pass it, or whose price is unknown, is not sent.
+        key_template: Storage key template.
+        name: Value of ``{name}`` in the key template.
+        timeout: Wait deadline in seconds.
+        force: Submit a new job even if the same request is cached.
+        preview: The video's preview stored beside it: ``"gif"``, ``"png"`` or None.
+        queue_timeout: How long a job may sit THROTTLED, in seconds (not counted against
+            ``timeout``; default: the block's).
+        retry_unsafe_output: How many times an output rejected by moderation is retried
+            with a new random seed (each a new, billed job); 0: never.
+        resubmit_internal: Resubmit a job that failed internally once (not when the
+            provider says it was charged).
+
+    Returns:
+        The stored, verified video.
+
+    Raises:
+        NotStarted: the job would pass ``budget`` or has no known price; nothing was sent.
+    """
+    credentials = await load_credentials(credentials)
+    store = resolve_storage(storage)
+    request: Request = TextToVideoRequest(
+        prompt=prompt, model=model, ratio=ratio, duration=duration, seed=seed,
+        options=options or {},
+    )
+    guard = budget_guard(Budget.parse(budget), [credentials], store, flow_run_id())
+    stored = await _one_request(
+        request, credentials, store, key_template=key_template, name=name, preview=preview,
+        upload=False, timeout=timeout, force=force, queue_timeout=queue_timeout,
+        retry_unsafe_output=retry_unsafe_output, resubmit_internal=resubmit_internal,
+        guard=guard, what="the video",
+    )
+    await publish_video_preview(stored[0], store, name)
+    await publish_outputs(stored, f"{model} text-to-video", store, name)
     return stored[0]
 
 
@@ -236,12 +314,13 @@ async def image_to_video(
                                review_options.mode)
     store = resolve_storage(storage)
     still_request = ImageRequest(prompt=still_prompt, reference_images=still.reference_images,
-                                 ratio=still.ratio, seed=seed)
+                                 ratio=still.ratio, seed=seed, options=still.options)
 
     def video_request(image: str, image_sha256: str | None) -> VideoRequest:
         return VideoRequest(
             image=image, image_sha256=image_sha256, prompt=motion_prompt, model=video.model,
             ratio=video.ratio or still.ratio, duration=video.duration, seed=seed,
+            options=video.options,
         )
 
     plan, routes = await _plan_chain(credentials, still, video, run, still_request, video_request)

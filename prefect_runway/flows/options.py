@@ -52,12 +52,15 @@ class StillOptions(Providers):
 
     FLAT: ClassVar[dict[str, str]] = {
         "reference_images": "reference_images", "ratio": "still_ratio",
-        "credentials": "image_credentials", "fallback": "image_fallback"}
+        "options": "still_options", "credentials": "image_credentials",
+        "fallback": "image_fallback"}
     reference_images: list[ReferenceImage | dict[str, Any]] = Field(
         default_factory=list, description="Tagged reference images {uri, tag}, referred to "
         "as @tag in the still's prompt.")
     ratio: str | None = Field(default=None, description="The still's ratio (e.g. 1920:1080; "
                               "default: the provider's).", **_OPTIONAL)
+    options: dict[str, Any] = Field(default_factory=dict, description="The still model's "
+                                    "own options (Runway's API), e.g. {'output_format': 'png'}.")
 
 
 class VideoOptions(Providers):
@@ -65,12 +68,14 @@ class VideoOptions(Providers):
 
     FLAT: ClassVar[dict[str, str]] = {
         "model": "video_model", "ratio": "video_ratio", "duration": "duration",
-        "credentials": "video_credentials", "fallback": "video_fallback"}
+        "options": "video_options", "credentials": "video_credentials", "fallback": "video_fallback"}
     model: str = Field(default="gen4_turbo", description="The video model: gen4_turbo or "
                        "gen3a_turbo (or another the provider serves).")
     ratio: str | None = Field(default=None, description="The video's ratio (default: the "
                               "still's, mapped to the video model's).", **_OPTIONAL)
     duration: int = Field(default=5, description="Seconds: 5 or 10.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The video model's "
+                                    "own options (Runway's API), e.g. {'audio': true} for veo3.1.")
 
 
 class StoryboardProviders(Providers):

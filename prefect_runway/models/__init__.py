@@ -24,6 +24,7 @@ from prefect_runway.models.requests import (
     Kind,
     ReferenceImage,
     Request,
+    TextToVideoRequest,
     VideoModel,
     VideoRequest,
     duration_seconds,
@@ -44,7 +45,8 @@ __all__ = [
     "DURATIONS", "IMAGE_MODELS", "MAX_NAME", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE", "SEED_MAX",
     "VIDEO_MODELS", "Balance", "ContentModeration", "Generation", "GenerationResult",
     "ImageRequest", "JobState", "Kind", "ModelLimits", "ReferenceImage", "Request", "Shot",
-    "StatusUpdate", "StoredOutput", "StrictModel", "VideoModel", "VideoRequest",
+    "StatusUpdate", "StoredOutput", "StrictModel", "TextToVideoRequest", "VideoModel",
+    "VideoRequest",
     "as_invalid_request", "bytes_to_data_uri", "catalogue", "check_name", "duration_seconds",
     "model_durations", "seconds_value", "sniff_media_type", "utc_now", "utf16_len",
 ]

@@ -294,7 +294,7 @@ LIMITS: dict[str, InputLimits] = {
 # ---- Runway's API hub: its image_to_video and text_to_image models, as catalogue entries ----
 
 
-def _hub_spec(rules: ApiModel) -> ModelSpec:
+def hub_spec(rules: ApiModel) -> ModelSpec:
     """The request rules of a hub model, in the shape the providers read."""
     kind: Literal["image", "video"] = "image" if rules.endpoint == "text_to_image" else "video"
     ratios = rules.ratios
@@ -324,6 +324,7 @@ def _hub_spec(rules: ApiModel) -> ModelSpec:
     )
 
 
+
 def _off_wide(ratio: str) -> float:
     """How far ``W:H`` is from 16:9 (``auto`` and other words: furthest)."""
     width, _, height = ratio.partition(":")
@@ -340,7 +341,7 @@ MAX_UNSTATED_REFERENCES = 16
 RUNWAY_HUB: tuple[CatalogueEntry, ...] = tuple(
     CatalogueEntry(
         "runway",
-        _hub_spec(rules),
+        hub_spec(rules),
         status=ModelStatus.NEW,
         added_on=RUNWAY_API_CHECKED,
         sources=(f"{RUNWAY_API_SDK} types/{endpoint}_create_params.py class {rules.sdk_class}",

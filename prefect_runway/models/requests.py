@@ -23,7 +23,7 @@ from prefect_runway.models.catalogue import (
 __all__ = [
     "DURATIONS", "IMAGE_MODELS", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE", "SEED_MAX",
     "VIDEO_MODELS", "ContentModeration", "ImageRequest", "Kind", "ReferenceImage", "Request",
-    "VideoModel", "VideoRequest", "duration_seconds", "model_durations",
+    "TextToVideoRequest", "VideoModel", "VideoRequest", "duration_seconds", "model_durations",
 ]
 
 if TYPE_CHECKING:
@@ -229,7 +229,18 @@ class _Request(StrictModel):
         return v
 
 
-class ImageRequest(_Request):
+class _PromptRequired(_Request):
+    """A request that needs a prompt (a still; a video from text alone): not an empty one."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise InvalidRequest("prompt", "must not be empty")
+        return v
+
+
+class ImageRequest(_PromptRequired):
     """A gen4_image (or gen4_image_turbo) still: a prompt, tagged reference images, ratio, seed.
 
     gen4_image_turbo is served by Runway's API only and needs one to three reference images.
@@ -256,13 +267,6 @@ class ImageRequest(_Request):
     @property
     def kind(self) -> Kind:
         return "image"
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_nonempty(cls, v: str) -> str:
-        if not v.strip():
-            raise InvalidRequest("prompt", "must not be empty")
-        return v
 
     @model_validator(mode="after")
     def _unique_tags(self) -> ImageRequest:
@@ -363,7 +367,58 @@ def duration_seconds(
 
 
 
-Request = ImageRequest | VideoRequest
+class TextToVideoRequest(_PromptRequired):
+    """A video from a prompt alone, no still (Runway's ``text_to_video``: gen4.5, veo3.1, ...).
+
+    Example:
+        ```python
+        from prefect_runway import TextToVideoRequest
+
+        request = TextToVideoRequest(model="gen4.5", prompt="a harbour at dawn, gulls",
+                                     ratio="1280:720", duration=5)
+        ```
+    """
+
+    model: str = Field(default="gen4.5", description="A text_to_video model of Runway's API.")
+    duration: int = Field(default=5, description="Length in seconds, as the model takes.")
+
+    @property
+    def kind(self) -> Kind:
+        return "video"
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        runway_api.api_model("text_to_video", v)  # names the text_to_video models
+        return v
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any, info: Any) -> int:
+        model = info.data.get("model")
+        allowed = runway_api.RUNWAY_API["text_to_video"][model].durations if model else ()
+        if not allowed:
+            return duration_seconds(v, "a whole number of seconds >= 1", minimum=1)
+        return duration_seconds(v, allowed)
+
+    @model_validator(mode="after")
+    def _options(self) -> TextToVideoRequest:
+        """The ratio and the options' names against the model's text_to_video rules (their
+        values are checked with the whole body, by the provider)."""
+        rules = runway_api.api_model("text_to_video", self.model)
+        if self.ratio is not None and rules.ratios and self.ratio not in rules.ratios:
+            raise InvalidRequest("ratio", f"{self.ratio!r} is not allowed", allowed=rules.ratios,
+                                 model=self.model)
+        offered = sorted(runway_api.option_name(w) for w in rules.options)
+        for name in self.options:
+            if name not in offered:
+                raise InvalidRequest(f"options.{name}", "is not one of the model's options",
+                                     allowed=offered or "none: the model takes no options",
+                                     model=self.model)
+        return self
+
+
+Request = ImageRequest | VideoRequest | TextToVideoRequest
 
 #: The first frame used to check a shot's video step before its still exists.
 PLACEHOLDER_IMAGE = "https://example.invalid/still.png"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -85,6 +86,16 @@ class Shot(StrictModel):
             "AIMLAPI; retired on Runway's own API)."
         ),
     )
+    still_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The still model's own options, e.g. {'output_format': 'png'} (Runway's "
+                    "API; a JSON object in a CSV cell).",
+    )
+    video_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The video model's own options, e.g. {'audio': true} for veo3.1 "
+                    "(Runway's API; a JSON object in a CSV cell).",
+    )
     credentials: str | None = Field(
         default=None,
         description="A saved credentials block for both steps ('segmind-credentials/nightly').",
@@ -111,6 +122,20 @@ class Shot(StrictModel):
         # A CSV cell (or a YAML scalar): block names separated by "|" or ",".
         if isinstance(v, str):
             return [part.strip() for part in v.replace(",", "|").split("|") if part.strip()]
+        return v
+
+    @field_validator("still_options", "video_options", mode="before")
+    @classmethod
+    def _options(cls, v: Any, info: Any) -> Any:
+        # A CSV cell (or a YAML scalar): a JSON object of the model's options.
+        if isinstance(v, str):
+            try:
+                v = json.loads(v) if v.strip() else {}
+            except (json.JSONDecodeError, RecursionError):
+                v = None
+        if not isinstance(v, dict):
+            raise InvalidRequest(info.field_name, "is not a mapping of the model's options",
+                                 allowed="a JSON object, e.g. {\"audio\": true}")
         return v
 
     @field_validator("name")
@@ -150,6 +175,8 @@ class Shot(StrictModel):
 
     def shot_field(self, step: Literal["still", "video"], field: str) -> str:
         """What a request's ``field`` is called in a shot, for the still or the video step."""
+        if field.startswith("options."):  # a model option: still_options.x, video_options.x
+            return f"{step}_{field}"
         if step == "still":
             return {"prompt": "still_prompt"}.get(field, field)
         return {
@@ -163,7 +190,7 @@ class Shot(StrictModel):
         try:
             return ImageRequest(
                 prompt=self.still_prompt, reference_images=list(self.reference_images),
-                ratio=self.ratio, seed=self.seed,
+                ratio=self.ratio, seed=self.seed, options=dict(self.still_options),
             )
         except InvalidRequest as e:
             raise _renamed(e, self.shot_field("still", e.field)) from None
@@ -174,7 +201,7 @@ class Shot(StrictModel):
             return VideoRequest(
                 image=image, image_sha256=image_sha256, prompt=self.motion_prompt,
                 model=self.video_model, ratio=self.video_ratio or self.ratio,
-                duration=self.duration, seed=self.seed,
+                duration=self.duration, seed=self.seed, options=dict(self.video_options),
             )
         except InvalidRequest as e:
             raise _renamed(e, self.shot_field("video", e.field)) from None

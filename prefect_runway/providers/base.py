@@ -6,7 +6,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ from prefect_runway.models import (
     ImageRequest,
     Request,
     StatusUpdate,
+    TextToVideoRequest,
     VideoRequest,
     bytes_to_data_uri,
     catalogue,
@@ -115,6 +116,8 @@ class Provider(ABC):
         Raises:
             InvalidRequest: naming the field and the allowed values.
         """
+        if isinstance(request, TextToVideoRequest):
+            return self.prepare_text_to_video(request, base_url or self.default_base_url)
         spec = self.spec_for(request.model)
         ratio = self._check_shared(spec, request)
         if isinstance(request, VideoRequest):
@@ -122,8 +125,8 @@ class Provider(ABC):
         else:
             assert isinstance(request, ImageRequest)
             body, identities = self._image_parts(spec, request, ratio)
-        prepared = self._finish(spec, body, identities, base_url or self.default_base_url)
-        return replace(prepared, options=dict(request.options)) if request.options else prepared
+        return self._finish(spec, body, identities, base_url or self.default_base_url,
+                            request.options)
 
     def _check_shared(self, spec: ModelSpec, request: Request) -> str:
         """What a still and a video share checked; returns the ratio in this provider's words."""
@@ -210,8 +213,15 @@ class Provider(ABC):
             refs.append({"uri": img.wire, "tag": ref.tag})
         return self.image_body(spec, request, ratio, refs), identities
 
+    def prepare_text_to_video(self, request: TextToVideoRequest, base_url: str) -> PreparedRequest:
+        """A video from a prompt alone: served by Runway's API only."""
+        raise InvalidRequest("model", f"text_to_video ({request.model}) is not served by "
+                             f"{self.name}", allowed="runway credentials", provider=self.name,
+                             model=request.model)
+
     def _finish(
-        self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str
+        self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str,
+        options: Mapping[str, Any] | None = None,
     ) -> PreparedRequest:
         identified = _replace_strings(body, identities)
         # Catalogue-only kinds (video_to_video) have no request type, so never reach here.
@@ -232,6 +242,7 @@ class Provider(ABC):
             summary=_redact_urls(identified),
             base_url=base_url.rstrip("/"),
             spec=spec,
+            options=dict(options or {}),
         )
 
     def is_upload_uri(self, value: str) -> bool:

@@ -31,6 +31,7 @@ from prefect_runway.models import (
     ModelLimits,
     Request,
     StatusUpdate,
+    TextToVideoRequest,
     VideoRequest,
     catalogue,
     runway_api,
@@ -42,6 +43,7 @@ from prefect_runway.providers.base import (
     Provider,
     ResolvedImage,
 )
+from prefect_runway.providers.hub import add_content_moderation, endpoint_of, text_to_video_body
 from prefect_runway.providers.wire import (
     HttpCall,
     PendingUpload,
@@ -135,11 +137,15 @@ class RunwayProvider(Provider):
 
     def prepare(self, request: Request, base_url: str | None = None) -> PreparedRequest:
         """As the base, then the body checked against the model's rules in Runway's spec
-        (:func:`prefect_runway.models.runway_api.check_body`): a field the model does not take,
-        a value outside its choices or stated range, is refused before anything is sent."""
+        (``runway_api.check_body``): a field it does not take is refused before sending."""
         prepared = super().prepare(request, base_url)
-        runway_api.check_body(runway_api.REQUEST_ENDPOINTS[prepared.kind], prepared.body)
+        runway_api.check_body(endpoint_of(prepared), prepared.body)
         return prepared
+
+    def prepare_text_to_video(self, request: TextToVideoRequest, base_url: str) -> PreparedRequest:
+        """``POST /v1/text_to_video``: the body by the model's rules (:mod:`.hub`)."""
+        spec, body = text_to_video_body(request, self.name)
+        return self._finish(spec, body, {}, base_url, request.options)
 
     def image_body(
         self, spec: ModelSpec, request: ImageRequest, ratio: str, refs: list[dict[str, str]]
@@ -151,7 +157,7 @@ class RunwayProvider(Provider):
             body["referenceImages"] = refs if spec.reference_tags else [{"uri": r["uri"]} for r in refs]
         if request.seed is not None:
             body["seed"] = request.seed
-        _add_content_moderation(body, request)
+        add_content_moderation(body, request)
         body.update(runway_api.check_options("image", spec.model, request.options))
         return body
 
@@ -174,7 +180,7 @@ class RunwayProvider(Provider):
             body["duration"] = request.duration
         if request.seed is not None:
             body["seed"] = request.seed
-        _add_content_moderation(body, request)
+        add_content_moderation(body, request)
         body.update(runway_api.check_options("video", spec.model, request.options))
         return body
 
@@ -224,7 +230,7 @@ class RunwayProvider(Provider):
         spots: list[tuple[str, str]] = []
         if isinstance(request, VideoRequest):
             spots.append(("image", request.image))  # no Runway model served takes a last frame
-        else:
+        elif isinstance(request, ImageRequest):  # a text_to_video request has no image
             spots += [(f"reference_images[{i}].uri", r.uri) for i, r in enumerate(request.reference_images)]
         pending = []
         for where, value in spots:
@@ -275,8 +281,8 @@ class RunwayProvider(Provider):
         return {"Authorization": f"Bearer {api_key}", "X-Runway-Version": API_VERSION}
 
     def submit_call(self, prepared: PreparedRequest) -> HttpCall:
-        endpoint = runway_api.REQUEST_ENDPOINTS[prepared.kind]
-        return HttpCall("POST", f"{prepared.base_url}/v1/{endpoint}", json=prepared.body)
+        url = f"{prepared.base_url}/v1/{endpoint_of(prepared)}"
+        return HttpCall("POST", url, json=prepared.body)
 
     def parse_submit(self, prepared: PreparedRequest, body: Any) -> Generation:
         job_id = body.get("id") if isinstance(body, dict) else None
@@ -401,14 +407,6 @@ class RunwayProvider(Provider):
         )
 
 
-def _add_content_moderation(body: dict[str, Any], request: ImageRequest | VideoRequest) -> None:
-    """``contentModeration: {publicFigureThreshold}``, only when the request sets it."""
-    if request.content_moderation is not None:
-        body["contentModeration"] = {
-            "publicFigureThreshold": request.content_moderation.public_figure_threshold,
-        }
-
-
 def data_uri_length(size: int, media_type: str) -> int:
     """Characters of ``data:<media_type>;base64,<...>`` for ``size`` bytes of image."""
     return len(f"data:{media_type};base64,") + 4 * ((size + 2) // 3)
@@ -457,12 +455,13 @@ def apply_uploads(request: Request, uploaded: Mapping[str, str], pending: list[P
         pending: What ``uploads_needed`` returned.
     """
     by_field = {p.field: p for p in pending}
+    if not uploaded:  # nothing uploaded (a text_to_video request has no image)
+        return request
     if isinstance(request, VideoRequest):
-        if "image" not in uploaded:
-            return request
         return request.model_copy(
             update={"image": uploaded["image"], "image_sha256": by_field["image"].sha256}
         )
+    assert isinstance(request, ImageRequest)
     refs = []
     for i, ref in enumerate(request.reference_images):
         key = f"reference_images[{i}].uri"
@@ -498,3 +497,4 @@ def _metrics(body: dict[str, Any]) -> dict[str, Any]:
 def _mapping(value: Any) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one."""
     return value if isinstance(value, dict) else {}
+

@@ -58,3 +58,21 @@ def test_a_refused_shot_leaves_no_stray_events_warning(tmp_path):
     assert refused.returncode != 0 and "duration: 7 is not allowed" in output
     assert "allowed: 5, 10" in output
     assert "Still processing items" not in output, output
+
+
+def test_plan_shows_and_prices_a_shots_model_options(tmp_path):
+    shot = ('- {name: %s, still_prompt: a harbour, video_model: veo3.1, duration: 4, '
+            'ratio: "1280:720"%s}\n')
+    (tmp_path / "shots.yaml").write_text(shot % ("loud", "") + shot % (
+        "quiet", ", video_options: {audio: false}"))
+    done = _cli(tmp_path, "plan", "shots.yaml", "--provider", "runway")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line[10:32].strip(): line.split() for line in done.stdout.splitlines()
+            if line.startswith("runway    veo3.1")}
+    assert rows["veo3.1"][-3:] == ["160", "credits", "1.60"]  # audio unset: priced as on
+    assert rows["veo3.1 [audio=false]"][-3:] == ["80", "credits", "0.80"]
+    (tmp_path / "bad.yaml").write_text(shot % ("bad", ", video_options: {loop: true}"))
+    refused = _cli(tmp_path, "plan", "bad.yaml", "--provider", "runway")
+    assert refused.returncode != 0
+    assert "video_options.loop: is not one of the model's options" in refused.stderr
+    assert "allowed: 'audio', 'negative_prompt'" in refused.stderr

@@ -47,3 +47,70 @@ async def test_a_length_veo_does_not_take_is_refused_before_anything_is_sent(
                             duration=5, credentials=runway_credentials, storage=str(tmp_path))
     assert (caught.value.field, caught.value.allowed) == ("duration", [4, 6, 8])
     assert runway_emulator.stats()["runway"]["total_submissions"] == before
+
+
+async def test_video_options_reach_the_request_the_price_and_the_sidecar(
+        runway_credentials, runway_emulator, tmp_path):
+    from prefect_runway.flows import image_to_video
+
+    before = runway_emulator.stats()["runway"]["submissions"]
+    done = await image_to_video(
+        still_prompt="a lighthouse at dusk", motion_prompt="the beam turns", seed=7,
+        credentials=runway_credentials, storage=str(tmp_path / "out"),
+        still={"ratio": "1280:720"},
+        video={"model": "veo3.1", "duration": 4, "options": {"audio": False}},
+        run={"preview": None, "check_balance": False})
+    assert done.video is not None
+    sidecar = json.loads(Path(done.video.sidecar).read_text())
+    assert sidecar["request"]["audio"] is False
+    # audio off is veo3.1's lower price (20 credits a second), as the emulator charged it
+    assert (sidecar["cost"], sidecar["cost_estimated"]) == (80, False)
+    after = runway_emulator.stats()["runway"]["submissions"]
+    assert {m: after[m] - before.get(m, 0) for m in after} == {"gen4_image": 1, "veo3.1": 1}
+
+
+async def test_a_shot_option_the_model_lacks_is_refused_before_anything_is_sent(
+        runway_credentials, runway_emulator, tmp_path):
+    from prefect_runway.errors import InvalidShot
+    from prefect_runway.flows import storyboard
+
+    shots = [{"name": "ok", "still_prompt": "a harbour", "motion_prompt": "pan",
+              "video_model": "veo3.1", "duration": 4, "ratio": "1280:720",
+              "video_options": {"audio": True}},
+             {"name": "bad", "still_prompt": "a market", "video_model": "veo3.1",
+              "duration": 4, "ratio": "1280:720", "video_options": {"loop": True}}]
+    before = runway_emulator.stats()["runway"]["total_submissions"]
+    with pytest.raises(InvalidShot) as caught:
+        await storyboard(shots=shots, credentials=runway_credentials, storage=str(tmp_path))
+    assert caught.value.field == "video_options.loop"
+    assert "'audio', 'negative_prompt'" in str(caught.value)
+    assert runway_emulator.stats()["runway"]["total_submissions"] == before
+
+
+async def test_a_storyboard_shot_runs_with_its_video_options(runway_credentials, runway_emulator,
+                                                             tmp_path):
+    from prefect_runway.flows import storyboard
+
+    shots = [{"name": "quiet", "still_prompt": "a harbour", "motion_prompt": "pan", "seed": 3,
+              "video_model": "veo3.1", "duration": 4, "ratio": "1280:720",
+              "video_options": '{"audio": false, "negative_prompt": "rain"}'}]  # a CSV cell
+    summary = await storyboard(shots=shots, credentials=runway_credentials,
+                               storage=str(tmp_path), preview=None, check_balance=False)
+    video = summary.shots[0].video
+    sidecar = json.loads(Path(video.sidecar).read_text())
+    assert (sidecar["request"]["audio"], sidecar["request"]["negativePrompt"]) == (False, "rain")
+    assert sidecar["cost"] == 80
+
+
+async def test_a_group_option_the_model_lacks_is_refused_before_anything_is_sent(
+        runway_credentials, runway_emulator, tmp_path):
+    from prefect_runway.flows import image_to_video
+
+    before = runway_emulator.stats()["runway"]["total_submissions"]
+    with pytest.raises(InvalidRequest) as caught:
+        await image_to_video(still_prompt="a lighthouse", motion_prompt="pan",
+                             credentials=runway_credentials, storage=str(tmp_path),
+                             video_model="veo3.1", duration=4, video_options={"loop": True})
+    assert (caught.value.field, caught.value.allowed) == ("options.loop",
+                                                          ["audio", "negative_prompt"])
+    assert runway_emulator.stats()["runway"]["total_submissions"] == before

@@ -22,9 +22,9 @@ from prefect_runway import errors
 #: and results, and the root of every error.
 PUBLIC = {
     "AimlapiCredentials", "ProviderCredentials", "RunwayCredentials", "SegmindCredentials",
-    "animate_image", "generate_image", "image_to_video", "storyboard",
+    "animate_image", "generate_image", "image_to_video", "storyboard", "text_to_video",
     "collect_generation", "download_generation", "submit_generation", "wait_for_generation",
-    "ImageRequest", "ReferenceImage", "Shot", "VideoRequest",
+    "ImageRequest", "ReferenceImage", "Shot", "TextToVideoRequest", "VideoRequest",
     "Generation", "GenerationResult", "ImageToVideoResult", "ShotResult", "StoredOutput",
     "StoryboardSummary",
     "PrefectRunwayError",
