@@ -27,8 +27,10 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith("PREFECT_") and k not in ("SEGMIND_API_KEY", "AIMLAPI_API_KEY",
                                                            "RUNWAYML_API_SECRET")}
+    # A command that does start Prefect's temporary server (saving a block) gets time to do
+    # so on a loaded machine: Prefect's default start-up bound is 20 s.
     clean.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                 **env)
+                 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120", **env)
     return subprocess.run([sys.executable, "-m", "prefect_runway.cli", *args], cwd=tmp_path,
                           env=clean, capture_output=True, text=True, timeout=240)
 
