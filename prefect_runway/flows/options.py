@@ -102,7 +102,7 @@ class _RunOptions(Group):
     force: bool = Field(default=False, description="Submit new jobs even where the same "
                         "requests are cached.")
     preview: str | None = Field(default="gif", description="Each video's preview stored "
-                                "beside it: gif, png (contact sheet) or none.")
+                                "beside it: gif, png (contact sheet), or null for none.")
     progress: bool = Field(default=True, description="Keep a progress artifact up to date.")
     check_balance: bool = Field(default=True, description="Read each provider's balance "
                                 "first and refuse a plan it cannot pay.")
