@@ -11,10 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from boto3.s3.transfer import TransferConfig
 
 from prefect_runway.errors import InvalidRequest, StorageError
 from prefect_runway.models import StoredOutput
@@ -22,6 +20,9 @@ from prefect_runway.settings import MAX_PRESIGN_SECONDS, get_settings, link_seco
 from prefect_runway.storage.base import OutputStorage, StreamedPut
 from prefect_runway.storage.keys import safe_key
 from prefect_runway.storage.s3_stream import StreamedUpload
+
+if TYPE_CHECKING:  # boto3 is imported when S3 is used, not by every flow run
+    from boto3.s3.transfer import TransferConfig
 
 #: S3 error codes that mean "nothing is stored there".
 S3_ABSENT = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -35,6 +36,8 @@ _MiB = 1024 * 1024
 
 def default_transfer_config() -> TransferConfig:
     """Multipart above 16 MiB, 8 MiB parts, 4 in flight: at most ~32 MiB buffered."""
+    from boto3.s3.transfer import TransferConfig
+
     return TransferConfig(
         multipart_threshold=16 * _MiB,
         multipart_chunksize=8 * _MiB,

@@ -14,11 +14,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import Any, Protocol
-
-from boto3.s3.transfer import TransferConfig
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prefect_runway.errors import InvalidRequest
+
+if TYPE_CHECKING:  # boto3 is imported when S3 is used, not by every flow run
+    from boto3.s3.transfer import TransferConfig
 
 _MiB = 1024 * 1024
 #: S3's smallest part (all but the last).

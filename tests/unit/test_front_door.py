@@ -127,6 +127,18 @@ def test_importing_errors_or_models_loads_neither_prefect_nor_the_rest():
     assert loaded == []
 
 
+def test_a_flow_run_loads_no_boto3_until_it_uses_s3():
+    """The flows and tasks (what a worker imports for every flow run) leave boto3 to the
+    runs that store to S3."""
+    loaded = _fresh(
+        "import json, sys\n"
+        "import prefect_runway.flows, prefect_runway.tasks, prefect_runway.storage\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'botocore', 's3transfer'))))"
+    )
+    assert loaded == []
+
+
 def test_the_package_alone_loads_only_its_version():
     loaded = _fresh(
         "import json, sys\nimport prefect_runway\n"
