@@ -109,3 +109,15 @@ def test_orchestrator_smoke():
     assert memory["traced_growth_kb_per_chain"] > 0
     assert 1 <= len(memory["sites"]) <= 5 and all(":" in s["site"] for s in memory["sites"])
     assert {p["package"] for p in memory["packages"]} & {"prefect", "pydantic", "httpx"}
+
+
+def test_imports_smoke():
+    """One fresh interpreter per import: every row timed, and a flow run's imports leave
+    boto3 out."""
+    from benchmarks import imports
+
+    rows = {row[0]: row for row in imports.measure(1)}
+    assert list(rows) == list(imports.STATEMENTS)
+    assert all(row[1] >= 0 and row[3] > 0 for row in rows.values())
+    assert rows["prefect_runway.flows, .tasks (a flow run)"][5] == "no"
+    assert rows["prefect (the floor)"][4] == 1.0

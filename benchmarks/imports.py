@@ -1,0 +1,73 @@
+"""Start-up: what importing the package costs a process, beside what importing Prefect costs.
+
+``python -m benchmarks.imports`` times each import in ``--runs`` fresh interpreters (median and
+fastest) and counts the modules it loads; ``import prefect`` is the floor a flow run pays anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks._common import machine, report
+
+COLUMNS = ["import", "median s", "fastest s", "modules", "x import prefect", "boto3 loaded"]
+
+#: What each row imports: the package alone, its bottom layers, what a flow run imports, Prefect.
+STATEMENTS = {
+    "prefect_runway": "import prefect_runway",
+    "prefect_runway.errors, .models": "import prefect_runway.errors, prefect_runway.models",
+    "prefect_runway.flows, .tasks (a flow run)": "import prefect_runway.flows, prefect_runway.tasks",
+    "prefect (the floor)": "import prefect",
+}
+
+_PROBE = """\
+import json, sys, time
+started = time.perf_counter()
+{statement}
+took = time.perf_counter() - started
+print(json.dumps([took, len(sys.modules), "boto3" in sys.modules]))
+"""
+
+
+def _once(statement: str) -> tuple[float, int, bool]:
+    done = subprocess.run([sys.executable, "-c", _PROBE.format(statement=statement)],
+                          capture_output=True, text=True, timeout=120, check=True,
+                          env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    took, modules, boto3 = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(took), int(modules), bool(boto3)
+
+
+def measure(runs: int) -> list[list[Any]]:
+    samples = {label: [_once(statement) for _ in range(runs)]
+               for label, statement in STATEMENTS.items()}
+    floor = statistics.median(t for t, _, _ in samples["prefect (the floor)"])
+    rows = []
+    for label, results in samples.items():
+        times = [t for t, _, _ in results]
+        median = statistics.median(times)
+        rows.append([label, round(median, 3), round(min(times), 3), results[-1][1],
+                     round(median / floor, 2), "yes" if results[-1][2] else "no"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.imports",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="fresh interpreters per import")
+    parser.add_argument("--name", default="imports")
+    args = parser.parse_args(argv)
+    info = machine()
+    rows = measure(max(1, args.runs))
+    title = f"Start-up: each import timed in {args.runs} fresh interpreter(s)"
+    report("benchmarks.imports", argv, args.name, title, COLUMNS, {"rows": rows}, [], info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
