@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from prefect_runway.errors import UsageError
 
 __all__ = [
-    "DEFAULT_BLOCK_NAME", "KEY_ENV", "PROVIDERS", "Parser", "demo_credentials",
+    "DEFAULT_BLOCK_NAME", "KEY_ENV", "PROVIDERS", "Parser", "add_credentials_options",
+    "add_emulator_options", "demo_credentials",
     "emulator_option", "fail", "positive", "quiet_prefect_env", "server_settings", "watched",
     "writable_directory",
 ]
@@ -144,6 +145,23 @@ def emulator_option(field: str) -> Any:
         return value
 
     return parse
+
+
+def add_credentials_options(parser: argparse.ArgumentParser) -> None:
+    """``--credentials`` for both steps, ``--image-credentials`` and ``--video-credentials``."""
+    parser.add_argument("--credentials",
+                        help="saved credentials block for both steps, 'block-type/name'")
+    parser.add_argument("--image-credentials", help="saved credentials block for the stills")
+    parser.add_argument("--video-credentials", help="saved credentials block for the videos")
+
+
+def add_emulator_options(parser: argparse.ArgumentParser, when: str) -> None:
+    """``--latency`` and ``--fps`` of the built-in emulator, each checked against its bounds;
+    ``when`` begins their help (``"emulator"``, ``"with --emulator:"``)."""
+    parser.add_argument("--latency", type=emulator_option("latency"), default=2.0,
+                        help=f"{when} job latency, seconds")
+    parser.add_argument("--fps", type=emulator_option("video_fps"), default=24,
+                        help=f"{when} video frame rate (1-60)")
 
 
 def fail(command: str, message: str, status: int) -> int:

@@ -10,8 +10,8 @@ from typing import Any
 from prefect_runway.cli.common import (
     KEY_ENV,
     PROVIDERS,
+    add_emulator_options,
     demo_credentials,
-    emulator_option,
     quiet_prefect_env,
     watched,
     writable_directory,
@@ -125,8 +125,5 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--output", default="runway-outputs", help="local output directory")
     d.add_argument("--storage", help="storage instead of --output, e.g. s3://bucket/prefix "
                    "(endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID...)")
-    d.add_argument("--latency", type=emulator_option("latency"), default=2.0,
-                   help="emulator job latency, seconds")
-    d.add_argument("--fps", type=emulator_option("video_fps"), default=24,
-                   help="emulator video frame rate (1-60)")
+    add_emulator_options(d, "emulator")
     d.set_defaults(func=demo)

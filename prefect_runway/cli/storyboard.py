@@ -11,8 +11,9 @@ from typing import Any
 from prefect_runway.cli.common import (
     KEY_ENV,
     PROVIDERS,
+    add_credentials_options,
+    add_emulator_options,
     demo_credentials,
-    emulator_option,
     positive,
     quiet_prefect_env,
     server_settings,
@@ -172,9 +173,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("plan", help="check and price a storyboard: requests to pay per provider "
                        "and model, estimated cost and total; submits nothing")
     p.add_argument("shots", help="shots file (JSON, CSV, YAML; local or s3://)")
-    p.add_argument("--credentials", help="saved credentials block for both steps, 'block-type/name'")
-    p.add_argument("--image-credentials", help="saved credentials block for the stills")
-    p.add_argument("--video-credentials", help="saved credentials block for the videos")
+    add_credentials_options(p)
     p.add_argument("--provider", choices=PROVIDERS, default="segmind",
                    help="without --credentials: price and check at this provider's public "
                    "prices and rules; no saved block or key needed (default %(default)s)")
@@ -190,9 +189,7 @@ def add_parsers(sub: Any) -> None:
     sb = sub.add_parser("storyboard", help="run a storyboard in this process, its jobs shown "
                         "live: a still, then a video, per shot")
     sb.add_argument("shots", help="shots file (JSON, CSV, YAML; local or s3://)")
-    sb.add_argument("--credentials", help="saved credentials block for both steps, 'block-type/name'")
-    sb.add_argument("--image-credentials", help="saved credentials block for the stills")
-    sb.add_argument("--video-credentials", help="saved credentials block for the videos")
+    add_credentials_options(sb)
     sb.add_argument("--emulator", action="store_true",
                     help="run every shot on the built-in emulator (no key, no cost)")
     sb.add_argument("--provider", choices=PROVIDERS, default="segmind",
@@ -203,8 +200,5 @@ def add_parsers(sub: Any) -> None:
                     help="shots at once (default %(default)s)")
     sb.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
                     "or a currency, e.g. 'USD 5.00'")
-    sb.add_argument("--latency", type=emulator_option("latency"), default=2.0,
-                    help="with --emulator: job latency, seconds")
-    sb.add_argument("--fps", type=emulator_option("video_fps"), default=24,
-                    help="with --emulator: video frame rate (1-60)")
+    add_emulator_options(sb, "with --emulator:")
     sb.set_defaults(func=storyboard_run)
