@@ -1,11 +1,12 @@
-"""The ``prefect-runway`` command: demo, emulator, serve, plan, storyboard, blocks and ledger."""
+"""The ``prefect-runway`` command: demo, emulator, serve, plan, storyboard, blocks, ledger and
+models."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from prefect_runway.cli import blocks, demo, ledger, serve, storyboard
+from prefect_runway.cli import blocks, demo, ledger, models, serve, storyboard
 from prefect_runway.cli.common import Parser, fail
 from prefect_runway.errors import UsageError
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     storyboard.add_parsers(sub)
     blocks.add_parser(sub)
     ledger.add_parser(sub)
+    models.add_parser(sub)
     return parser
 
 

@@ -423,11 +423,12 @@ def describe_durations(model: str) -> str:
     """Which provider takes which lengths of ``model``, e.g. ``runway 2-10; segmind 5 or 10``."""
     parts = []
     for e in entries(model=model, usable=True):
-        parts.append(f"{e.provider} {_span(e.spec.durations)}")
+        parts.append(f"{e.provider} {span_text(e.spec.durations)}")
     return "; ".join(parts)
 
 
-def _span(values: tuple[int, ...]) -> str:
+def span_text(values: tuple[int, ...]) -> str:
+    """Lengths in words: ``2-10``, ``5 or 10``; none: any whole number of seconds."""
     if not values:
         return "any whole number of seconds"
     if len(values) > 2 and list(values) == list(range(values[0], values[-1] + 1)):

@@ -57,6 +57,21 @@ class PriceEntry:
     #: as JSON text (``"true"``, ``"prores"``); :data:`UNSET` prices a field left out.
     extras: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """The rule in words: ``12 credits a second``, ``5 credits (720p), 8 credits (1080p)
+        a job``, ``+20 with audio true or unset``; ``(estimate)`` where not published."""
+        unit = "credits" if self.unit == "credits" else self.unit
+        amounts = ([f"{_number(self.amount)} {unit}"] if self.amount is not None else
+                   [f"{_number(v)} {unit} ({tier})" for tier, v in self.tiers.items()])
+        text = f"{', '.join(amounts)} a {self.per}"
+        for name, by_value in self.extras.items():
+            by_extra: dict[float, list[str]] = {}
+            for value, extra in by_value.items():
+                by_extra.setdefault(extra, []).append("unset" if value == UNSET else value)
+            for extra, values in by_extra.items():
+                text += f"; +{_number(extra)} with {name} {' or '.join(values)}"
+        return text + (" (estimate)" if self.estimate else "")
+
     def cost(
         self, *, ratio: str | None = None, duration: float | None = None,
         body: Mapping[str, Any] | None = None,
@@ -118,6 +133,10 @@ def _extra(by_value: Mapping[str, float], value: Any) -> float:
     """What one field's value adds (a value not listed adds nothing)."""
     key = UNSET if value is None else json.dumps(value) if not isinstance(value, str) else value
     return by_value.get(key, 0.0)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if value < 1e6 else f"{value:,.0f}".replace(",", " ")
 
 
 def resolution_tier(ratio: str) -> str:
