@@ -152,6 +152,10 @@ async def _plan(
             "review", f"shot {stillless.name!r} (row {stillless.row}) has no still to review: "
             f"{why}", allowed="review=False, or a still_prompt on every shot and "
             "run.continuity off")
+    unused = [p.row for p in plans if p.chain.mode == "continued" and p.shot.still_prompt]
+    if unused:
+        get_run_logger().warning("With continuity, the still prompts of rows %s are not used: "
+                                 "each starts on the shot before it", unused)
     get_run_logger().info(
         "Storyboard of %d shot(s), %d distinct; all checked; %s", len(plans),
         len({p.chain_key for p in plans}),
