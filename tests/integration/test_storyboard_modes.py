@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from s3_helpers import aws_credentials, get_object, moto_url, new_bucket  # noqa: F401
 
 from prefect_runway import RunwayCredentials, SegmindCredentials, storyboard
 from prefect_runway.emulator import Emulator, EmulatorConfig
@@ -183,3 +184,31 @@ async def test_continuity_needs_a_way_to_hand_the_frame_on(own_emulator, tmp_pat
                          run={"continuity": True, "check_balance": False})
     assert caught.value.field == "run.continuity" and "s3://" in str(caught.value.allowed)
     assert own_emulator.stats()["segmind"]["total_submissions"] == 0
+
+
+async def test_continuity_on_segmind_hands_the_frame_over_as_a_presigned_s3_url(
+        own_emulator, moto_url):  # noqa: F811
+    # Segmind takes images by https URL only: the frame goes as a presigned URL of the PNG
+    # stored in S3, which the emulator fetches over loopback.
+    credentials = _fast(SegmindCredentials, own_emulator.url)
+    bucket = new_bucket(aws_credentials(moto_url), "continuity", "sequences")
+    shots = [{"name": name, "motion_prompt": f"move {i}", "video_model": "gen4_turbo",
+              "ratio": "16:9", "duration": 5, "seed": 20 + i} for i, name in enumerate(
+                  ("first", "second"))]
+    shots[0].update(still_prompt="a lighthouse, @hero",
+                    reference_images=[{"uri": "https://example.com/ref.png", "tag": "hero"}])
+    run = {"continuity": True, "preview": None, "check_balance": False}
+    summary = await storyboard(shots=shots, credentials=credentials, storage=bucket, run=run)
+    assert summary.completed == 2
+    first, second = (probe_video(get_object(bucket, f"sequences/{s.video.key}"))
+                     for s in summary.shots)
+    assert mean_abs_difference(second.first_frame, first.last_frame) < 4
+    video = summary.shots[1].video
+    lineage = json.loads(get_object(bucket, f"sequences/{video.key}.json"))["first_frame"]
+    frame = get_object(bucket, f"sequences/{lineage['frame']}")
+    assert hashlib.sha256(frame).hexdigest() == lineage["frame_sha256"]
+    stats = own_emulator.stats()["segmind"]
+    assert stats["total_submissions"] == 3  # a still, two videos
+
+    await storyboard(shots=shots, credentials=credentials, storage=bucket, run=run)
+    assert own_emulator.stats()["segmind"]["total_submissions"] == 3  # a rerun pays nothing
