@@ -87,24 +87,31 @@ async def last_frame(store: OutputStorage, video: StoredOutput) -> Frame:
     """The stored ``video``'s last frame, stored beside it (:data:`FRAME_SUFFIX`).
 
     Raises:
-        InvalidRequest: the video is larger than :data:`MAX_VIDEO_BYTES`, gone from storage,
-            changed since it was stored, or has no decodable last frame.
+        InvalidRequest: naming ``run.continuity``: the video is larger than
+            :data:`MAX_VIDEO_BYTES`, gone from storage, changed since it was stored, or has no
+            decodable last frame.
     """
     if video.size > MAX_VIDEO_BYTES:
         raise InvalidRequest("run.continuity", f"the stored video {video.key!r} is "
                              f"{video.size} bytes", allowed=f"at most {MAX_VIDEO_BYTES}")
     data = await store.read_bytes(video.key)
-    if data is None or hashlib.sha256(data).hexdigest() != video.sha256:
-        raise InvalidRequest("run.continuity", f"the stored video {video.key!r} is gone or "
-                             "changed since it was stored", allowed="the video as it was stored")
-    try:
-        png = await asyncio.to_thread(last_frame_png, data)
+    if data is None:
+        raise InvalidRequest("run.continuity", f"the stored video {video.key!r} is gone",
+                             allowed="the video as it was stored")
+    try:  # hashed and decoded off the event loop
+        png = await asyncio.to_thread(_checked_last_frame, data, video.sha256)
     except ValueError as exc:
         raise InvalidRequest("run.continuity", f"the last frame of {video.key!r} cannot be "
-                             f"decoded ({exc})", allowed="an MP4 PyAV decodes") from None
+                             f"taken: {exc}", allowed="the MP4 as it was stored") from None
     key = video.key + FRAME_SUFFIX
     await store.write_bytes(key, png)
     return Frame(png, key, hashlib.sha256(png).hexdigest(), video)
+
+
+def _checked_last_frame(data: bytes, sha256: str) -> bytes:
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError("it changed since it was stored (its sha256 differs from its sidecar's)")
+    return last_frame_png(data)
 
 
 async def frame_reference(store: OutputStorage, frame: Frame, credentials: ProviderCredentials,

@@ -397,9 +397,10 @@ async def _plan_shot(
                     f"{own} ('block-type/name')",
         )
 
-    def invalid(step: str, e: InvalidRequest, field: str = "credentials") -> InvalidShot:
+    def invalid(step: str, e: InvalidRequest, image_field: str = "") -> InvalidShot:
+        # the still's model is its credentials' choice: named by the field that chose them
         if step == "still":
-            field = field if e.field == "model" else shot.shot_field("still", e.field)
+            field = image_field if e.field == "model" else shot.shot_field("still", e.field)
         else:
             field = shot.shot_field("video", e.field)
         return InvalidShot(row, field, message_of(e), source=source, shot=name,
