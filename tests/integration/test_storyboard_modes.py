@@ -173,6 +173,21 @@ async def test_continuity_each_shot_starts_on_the_last_frame_before_it(own_emula
     assert rerun["uploads"] == stats["uploads"]
 
 
+async def test_with_continuity_a_failed_shot_stops_the_shots_after_it(own_emulator, tmp_path):
+    credentials = _fast(RunwayCredentials, own_emulator.url)
+    shots = [dict(shot) for shot in CONTINUED]
+    shots[1]["motion_prompt"] += " [fail]"  # the emulator fails this job
+    state = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path),
+                             run={"continuity": True, "preview": None, "check_balance": False},
+                             return_state=True)
+    assert state.is_failed()
+    summary = (await state.result(raise_on_failure=False)).summary
+    assert [s.status for s in summary.shots] == ["completed", "failed", "failed"]
+    assert summary.shots[2].error.startswith("InvalidRequest: run.continuity: not started")
+    # the third shot sent nothing: no gen4.5 job
+    assert _runway(own_emulator)["submissions"] == {"gen4_image": 1, "gen4_turbo": 2}
+
+
 async def test_continuity_needs_a_way_to_hand_the_frame_on(own_emulator, tmp_path):
     # Segmind takes images by https URL only; local storage makes none: refused up front.
     credentials = _fast(SegmindCredentials, own_emulator.url)
