@@ -1,6 +1,6 @@
-"""The one still -> video chain, run by ``image_to_video`` and by every storyboard shot: the
-run's money checked once (budget, daily budgets, balances), then per chain the still, the
-still handed to the video provider, and the video, each job through ``run_generation``."""
+"""The one still -> video chain, run by ``image_to_video`` and every storyboard shot: the run's
+money checked once, then per chain the still, the still handed to the video provider, and the
+video (or a video from a prompt alone, or from a given frame), each through ``run_generation``."""
 
 from __future__ import annotations
 

@@ -35,7 +35,9 @@ def _renamed(error: InvalidRequest, field: str) -> InvalidRequest:
 
 
 class Shot(StrictModel):
-    """One shot of a storyboard: a gen4_image still, then that still animated.
+    """One shot of a storyboard: a gen4_image still, then that still animated; with no
+    ``still_prompt``, a video from ``motion_prompt`` alone (text-to-video), or, in a
+    storyboard with continuity, from the previous shot's last frame.
 
     Shots are checked here for what holds everywhere (prompt length, seed range, duration,
     ratio form, reference image tags); the ``storyboard`` flow then checks every shot
