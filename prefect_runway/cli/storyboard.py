@@ -42,10 +42,11 @@ def storyboard_run(args: argparse.Namespace) -> int:
     from prefect_runway.flows.plan import plan_storyboard
     from prefect_runway.flows.shots import load_shots
 
-    shots = asyncio.run(load_shots(args.shots))  # an invalid shot: one line, nothing started
+    # an invalid shot: one line, nothing started
+    shots = asyncio.run(load_shots(args.shots, continuity=args.continuity))
     if args.emulator:  # every shot checked against the provider's rules (pure: no request)
         asyncio.run(plan_storyboard(shots, credentials=demo_credentials(args.provider, None)[0],
-                                    source=args.shots))
+                                    source=args.shots, continuity=args.continuity))
     storage = args.storage if "://" in args.storage else str(
         writable_directory(Path(args.storage).resolve(), "--storage"))
     credentials: Any = args.credentials
@@ -65,7 +66,7 @@ def storyboard_run(args: argparse.Namespace) -> int:
         summary = watched(lambda: storyboard(
             shots=args.shots, credentials=credentials, image_credentials=args.image_credentials,
             video_credentials=args.video_credentials, storage=storage,
-            concurrency=args.concurrency, budget=budget,
+            concurrency=args.concurrency, budget=budget, continuity=args.continuity,
         ), title="storyboard")
     except StoryboardFailed as failed:  # the doubts' commands, then the one line
         for doubt in getattr(failed.summary, "doubts", ()):
@@ -123,7 +124,7 @@ async def _plan(args: argparse.Namespace) -> int:
     budget = Budget.parse(args.budget) if args.budget is not None else None
     if "://" not in args.shots and not Path(args.shots).is_file():
         raise UsageError(f"{args.shots}: no such shots file")
-    shots = await load_shots(args.shots)
+    shots = await load_shots(args.shots, continuity=args.continuity)
     credentials: Any = args.credentials
     if not (args.credentials or args.image_credentials or args.video_credentials):
         # No saved block: priced at the provider's public prices, checked against its public
@@ -139,6 +140,7 @@ async def _plan(args: argparse.Namespace) -> int:
     plans = await plan_storyboard(  # a shot's own fallbacks checked, and used, as the flow does
         shots, credentials=credentials, image_credentials=args.image_credentials,
         video_credentials=args.video_credentials, source=args.shots, router=router.plan_on,
+        continuity=args.continuity,
     )
     from prefect_runway.tasks.generation import submission_cache_key, submit_generation
 
@@ -184,6 +186,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--storage", default="runway-outputs",
                    help="the runs' storage: a block's daily_budget is checked against the spend "
                    "recorded there today (UTC) (default ./runway-outputs)")
+    add_continuity_option(p)
     p.set_defaults(func=plan)
 
     sb = sub.add_parser("storyboard", help="run a storyboard in this process, its jobs shown "
@@ -200,5 +203,13 @@ def add_parsers(sub: Any) -> None:
                     help="shots at once (default %(default)s)")
     sb.add_argument("--budget", help="refuse a plan over this: a number in the provider's unit "
                     "or a currency, e.g. 'USD 5.00'")
+    add_continuity_option(sb)
     add_emulator_options(sb, "with --emulator:")
     sb.set_defaults(func=storyboard_run)
+
+
+def add_continuity_option(parser: Any) -> None:
+    """``--continuity``: the storyboard's run.continuity."""
+    parser.add_argument("--continuity", action="store_true",
+                        help="each shot after the first starts on the previous shot's last "
+                        "frame (no still of its own); the shots run one after another")

@@ -1,11 +1,11 @@
-"""The one still -> video chain, run by ``image_to_video`` and by every storyboard shot: the
-run's money checked once (budget, daily budgets, balances), then per chain the still, the
-still handed to the video provider, and the video, each job through ``run_generation``."""
+"""The one still -> video chain, run by ``image_to_video`` and every storyboard shot: the run's
+money checked once, then per chain the still, the still handed to the video provider, and the
+video (or a video from a prompt alone, or from a given frame), each through ``run_generation``."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -101,7 +101,7 @@ class Chain:
         regeneration: ``prepared`` and ``request``, named by ``label``)."""
         prepared = prepared or plan.still
         request = request or plan.still_request  # type: ignore[assignment]
-        assert request is not None
+        assert request is not None and prepared is not None
         credentials, options = plan.image_credentials, self.options
         async with self._held(credentials.provider_name, prepared.model):
             result, stored = await run_generation(
@@ -122,27 +122,52 @@ class Chain:
         """Hand the stored still to the video provider (:func:`still_reference`), then make
         and store the video; ``routes``: the still's and the video's."""
         made_on = routes[0].credentials_for(still.provider)  # where the still was made
-        credentials, options, upload = plan.video_credentials, self.options, self.options.upload
+
+        async def handed(creds: ProviderCredentials) -> str:
+            return await still_reference(still, still_result, made_on, creds, self.store,
+                                         upload=self.options.upload)
+
+        return await self.animate(plan, name, routes[1], handed, still.sha256, after=still_result)
+
+    async def animate(
+        self, plan: ChainPlan, name: str | None, route: Route,
+        handed: Callable[[ProviderCredentials], Awaitable[str]], image_sha256: str | None,
+        after: GenerationResult | None = None,
+    ) -> StoredOutput:
+        """Make and store the video of a first frame whose bytes hash to ``image_sha256``:
+        ``handed(credentials)`` is how each provider of ``route`` receives it (a URL or a
+        data URI, uploaded where needed: :func:`upload_images`)."""
+        credentials, upload = plan.video_credentials, self.options.upload
 
         async def video_for(creds: ProviderCredentials) -> Request:  # a fallback's request
-            handed = await still_reference(still, still_result, made_on, creds, self.store,
-                                           upload=upload)
-            return await upload_images(plan.video_request(handed, still.sha256), creds,
-                                       upload=upload)
+            return await upload_images(plan.video_request(await handed(creds), image_sha256),
+                                       creds, upload=upload)
 
-        image = await still_reference(still, still_result, made_on, credentials, self.store,
-                                      upload=upload)
-        step = await plan.video_request_uploading(image, still.sha256, upload=upload)
-        prepared = prepare(step, credentials)
+        step = await plan.video_request_uploading(await handed(credentials), image_sha256,
+                                                  upload=upload)
+        return await self._video_job(plan, prepare(step, credentials), step,
+                                     route.runtime(video_for, name), name, after)
+
+    async def text_video(self, plan: ChainPlan, name: str | None, route: Route) -> StoredOutput:
+        """Make and store a text-to-video chain's video (its request is whole: no still)."""
+        request = plan.text_request
+        assert request is not None
+        return await self._video_job(plan, plan.video_check, request,
+                                     route.runtime(same_request(request), name), name)
+
+    async def _video_job(
+        self, plan: ChainPlan, prepared: PreparedRequest, request: Request, fallback: Any,
+        name: str | None, after: GenerationResult | None = None,
+    ) -> StoredOutput:
+        credentials, options = plan.video_credentials, self.options
         async with self._held(credentials.provider_name, prepared.model):
             _, stored = await run_generation(
                 prepared, credentials, storage=self.store, key_template=options.key_template,
                 name=name, timeout=options.timeout, force=options.force,
-                preview=options.preview, reseed=reseeder(step, credentials),
+                preview=options.preview, reseed=reseeder(request, credentials),
                 queue_timeout=options.queue_timeout,
                 retry_unsafe_output=options.retry_unsafe_output,
-                resubmit_internal=options.resubmit_internal,
-                fallback=routes[1].runtime(video_for, name), after=still_result,
+                resubmit_internal=options.resubmit_internal, fallback=fallback, after=after,
                 guard=self.guard, what=f"{self.article} video", doubts=self.doubts,
             )
         return stored[0]

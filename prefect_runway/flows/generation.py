@@ -324,6 +324,7 @@ async def image_to_video(
         )
 
     plan, routes = await _plan_chain(credentials, still, video, run, still_request, video_request)
+    assert plan.still is not None  # a still, then that still animated
     await check_run(store, [(plan.still, name), (plan.video_check, name)],
                     key_template=run.key_template, preview=run.preview)
     cost_plan = plan_costs(  # priced, not published: two steps need no artifact
@@ -394,6 +395,7 @@ async def _run_chain(
             return ImageToVideoResult(still=rejected.still, video=None, status="rejected")
         await note_progress(tracker)
     else:
+        assert plan.still is not None
         still_result, still = await advance_quietly(
             tracker, make_still(name, plan.still, still_request))
     await publish_still(still, chain.store, name)

@@ -132,7 +132,7 @@ class StoryboardRun(_RunOptions):
     __doc__ = _RunOptions.__doc__
     FLAT: ClassVar[dict[str, str]] = {name: name for name in (
         "key_template", "timeout", "force", "preview", "progress", "check_balance",
-        "fallback_on", "concurrency", "provider_limit", "dry_run")}
+        "fallback_on", "concurrency", "provider_limit", "dry_run", "continuity")}
     key_template: str | None = Field(default=STORYBOARD_KEY_TEMPLATE, description="Storage "
                                      "key template; {name} is the shot's name.")
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, description="Shots at once in "
@@ -142,6 +142,9 @@ class StoryboardRun(_RunOptions):
         "each job holds a slot of, {provider} replaced; empty for none.")
     dry_run: bool = Field(default=False, description="Plan and price the run (the cost-plan "
                           "artifact), submit nothing.")
+    continuity: bool = Field(default=False, description="Each shot after the first starts "
+                             "on the previous shot's last frame (no still of its own); the "
+                             "shots run one after another.")
 
 
 class ReviewOptions(Group):

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.blocks.requests import load_credentials, prepare, upload_images
@@ -19,6 +19,7 @@ from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
     Request,
     Shot,
+    TextToVideoRequest,
     VideoRequest,
     check_name,
 )
@@ -30,35 +31,65 @@ from prefect_runway.tasks.limits import max_task_runs
 __all__ = ["ChainPlan", "ShotPlan", "check_run", "check_storage", "plan_chain", "plan_storyboard"]
 
 
+#: Where a chain's video starts: its own still, nothing (text-to-video), or the previous
+#: shot's last frame (a storyboard's continuity).
+Mode = Literal["still", "text", "continued"]
+
+
 @dataclass
 class ChainPlan:
-    """A still, then that still animated: the still prepared, the video step checked.
+    """A still, then that still animated: the still prepared, the video step checked. Or a
+    chain with no still: a video from its prompt alone (``text_request``), or from the last
+    frame of the chain keyed ``after``.
 
     Attributes:
-        still: The still's prepared request.
-        image_credentials: Where the still goes.
+        still: The still's prepared request (None: the chain has no still).
+        image_credentials: Where the still goes (no still: the video's).
         video_credentials: Where the video goes.
-        video_check: The video step prepared with a placeholder image (checked, never sent).
+        video_check: The video step prepared with a placeholder image (checked, never sent);
+            text-to-video: the video's request, as it is sent.
         video_request: Builds the video request from the still's URL and sha256.
         still_request: The still's request (what a fallback provider is priced on).
+        text_request: The video's whole request, made from its prompt alone.
+        after: The ``chain_key`` of the chain whose last frame this video starts on.
     """
 
-    still: PreparedRequest
+    still: PreparedRequest | None
     image_credentials: ProviderCredentials
     video_credentials: ProviderCredentials
     video_check: PreparedRequest
-    video_request: Callable[[str, str | None], VideoRequest]
+    video_request: Callable[[str, str | None], VideoRequest | TextToVideoRequest]
     still_request: Request | None = None
+    text_request: TextToVideoRequest | None = None
+    after: str | None = None
+
+    @property
+    def mode(self) -> Mode:
+        """Where the video starts (:data:`Mode`)."""
+        if self.still is not None:
+            return "still"
+        return "text" if self.text_request is not None else "continued"
 
     @property
     def still_key(self) -> str:
-        """What identifies the still's job: its fingerprint at its API."""
-        return f"{self.still.fingerprint}|{self.still.base_url}"
+        """What identifies the still's job: its fingerprint at its API ("" with no still)."""
+        return f"{self.still.fingerprint}|{self.still.base_url}" if self.still else ""
 
     @property
     def chain_key(self) -> str:
-        """What identifies the whole chain (identical chains are generated once)."""
-        return f"{self.still_key}|{self.video_check.fingerprint}|{self.video_check.base_url}"
+        """What identifies the whole chain (identical chains are generated once; a continued
+        chain is identified with the chain it continues)."""
+        video = f"{self.video_check.fingerprint}|{self.video_check.base_url}"
+        return f"{self.after}>{video}" if self.after is not None else f"{self.still_key}|{video}"
+
+    def known_steps(self) -> list[tuple[str, ProviderCredentials, PreparedRequest]]:
+        """``(key, credentials, prepared request)`` of the steps whose request is whole
+        before anything runs: the still, or a text-to-video chain's video."""
+        if self.still is not None:
+            return [(self.still_key, self.image_credentials, self.still)]
+        if self.text_request is not None:
+            return [(self.chain_key, self.video_credentials, self.video_check)]
+        return []
 
     def video(self, image: str, image_sha256: str | None = None) -> PreparedRequest:
         """The video step, prepared once the still's URL (or data URI) is known."""
@@ -73,6 +104,37 @@ class ChainPlan:
         )
         assert isinstance(request, VideoRequest)
         return request
+
+
+def plan_video(
+    video_request: Callable[[str, str | None], VideoRequest] | TextToVideoRequest,
+    credentials: ProviderCredentials,
+    *,
+    after: str | None = None,
+    on_invalid: Callable[[str, InvalidRequest], Exception] | None = None,
+) -> ChainPlan:
+    """Plan a chain with no still: a video from its prompt alone (``video_request`` a
+    :class:`TextToVideoRequest`), or from the last frame of the chain keyed ``after``
+    (``video_request``: ``(image, image_sha256) -> VideoRequest``).
+
+    Raises:
+        InvalidRequest: the video step is invalid (or ``on_invalid("video", error)``).
+    """
+    text = video_request if isinstance(video_request, TextToVideoRequest) else None
+    build: Callable[[str, str | None], VideoRequest | TextToVideoRequest]
+    if isinstance(video_request, TextToVideoRequest):
+        build = lambda image, sha256: video_request  # noqa: E731 - its image is never used
+    else:
+        build = video_request
+    try:
+        check = prepare(build(PLACEHOLDER_IMAGE, None), credentials)
+    except InvalidRequest as e:
+        if on_invalid is None:
+            raise
+        raise on_invalid("video", e) from None
+    return ChainPlan(still=None, image_credentials=credentials, video_credentials=credentials,
+                     video_check=check, video_request=build, text_request=text,
+                     after=None if text is not None else after)
 
 
 def plan_chain(
@@ -276,16 +338,18 @@ async def plan_storyboard(
     image_credentials: ProviderCredentials | str | None = None,
     video_credentials: ProviderCredentials | str | None = None,
     source: str | None = None,
-    router: Callable[[int, str, Shot, ProviderCredentials, ProviderCredentials],
-                     Awaitable[tuple[ProviderCredentials, ProviderCredentials]]] | None = None,
+    router: Callable[..., Awaitable[tuple[ProviderCredentials, ProviderCredentials]]] | None = None,
+    continuity: bool = False,
 ) -> list[ShotPlan]:
     """Check every shot against its provider, before anything is submitted.
 
     Args:
-        router: ``(row, name, shot, image_credentials, video_credentials) -> (image, video
-            credentials)``: where a shot's steps start, given its fallback routes
-            (:meth:`prefect_runway.flows.routing.ShotRouter.plan_on`: a provider that does not
-            serve the model hands the step to its fallback); the shot is planned there.
+        router: ``(row, name, shot, image_credentials, video_credentials, mode=...) ->
+            (image, video credentials)``: where a shot's steps start, given its fallback
+            routes (:meth:`prefect_runway.flows.routing.ShotRouter.plan_on`: a provider that
+            does not serve the model hands the step to its fallback); the shot is planned there.
+        continuity: Every shot after the first starts on the previous shot's last frame: it
+            has no still step (its ``still_prompt`` is not used).
 
     Raises:
         InvalidShot: naming the row and field of the first invalid shot.
@@ -299,47 +363,64 @@ async def plan_storyboard(
             defaults[param] = None if value is None else await blocks.get(value)
         except InvalidRequest as e:
             raise InvalidRequest(param, message_of(e), allowed=e.allowed) from None
-
     plans: list[ShotPlan] = []
     for row, shot in enumerate(shots, start=1):
-        name = shot.name or f"shot-{row:03d}"
-
-        async def pick(step: str, shot: Shot = shot, row: int = row, name: str = name) -> tuple[
-            ProviderCredentials, str
-        ]:
-            own = f"{step}_credentials"
-            for field, value in ((own, getattr(shot, own)), ("credentials", shot.credentials)):
-                if value:
-                    try:
-                        return await blocks.get(value), field
-                    except InvalidRequest as e:
-                        raise InvalidShot(row, field, message_of(e), source=source, shot=name,
-                                          allowed=e.allowed) from None
-            for field in (own, "credentials"):
-                if defaults[field] is not None:
-                    return defaults[field], field  # type: ignore[return-value]
-            raise InvalidShot(
-                row, "credentials", f"no credentials for the {step}", source=source, shot=name,
-                allowed="the flow's credentials, or the shot's credentials / "
-                        f"{own} ('block-type/name')",
-            )
-
-        image_creds, image_field = await pick("image")
-        video_creds, _ = await pick("video")
-        if router is not None:
-            image_creds, video_creds = await router(row, name, shot, image_creds, video_creds)
-        still_request = shot.still_request()
-
-        def invalid(step: str, e: InvalidRequest, shot: Shot = shot, row: int = row,
-                    name: str = name, image_field: str = image_field) -> InvalidShot:
-            if step == "still":
-                field = image_field if e.field == "model" else shot.shot_field("still", e.field)
-            else:
-                field = shot.shot_field("video", e.field)
-            return InvalidShot(row, field, message_of(e), source=source, shot=name,
-                               allowed=e.allowed, provider=e.provider, model=e.model)
-
-        chain = plan_chain(still_request, shot.video_request, image_creds, video_creds,
-                           on_invalid=invalid)
-        plans.append(ShotPlan(row=row, name=name, shot=shot, chain=chain))
+        mode: Mode = ("continued" if continuity and row > 1
+                      else "still" if shot.still_prompt is not None else "text")
+        after = plans[-1].chain_key if mode == "continued" else None
+        plans.append(await _plan_shot(row, shot, mode, after, blocks, defaults, source, router))
     return plans
+
+
+async def _plan_shot(
+    row: int, shot: Shot, mode: Mode, after: str | None, blocks: _Credentials,
+    defaults: dict[str, ProviderCredentials | None], source: str | None, router: Any,
+) -> ShotPlan:
+    """One shot planned as ``mode`` says (``after``: the chain a continued shot starts on)."""
+    name = shot.name or f"shot-{row:03d}"
+
+    async def pick(step: str) -> tuple[ProviderCredentials, str]:
+        own = f"{step}_credentials"
+        for field, value in ((own, getattr(shot, own)), ("credentials", shot.credentials)):
+            if value:
+                try:
+                    return await blocks.get(value), field
+                except InvalidRequest as e:
+                    raise InvalidShot(row, field, message_of(e), source=source, shot=name,
+                                      allowed=e.allowed) from None
+        for field in (own, "credentials"):
+            if defaults[field] is not None:
+                return defaults[field], field  # type: ignore[return-value]
+        raise InvalidShot(
+            row, "credentials", f"no credentials for the {step}", source=source, shot=name,
+            allowed="the flow's credentials, or the shot's credentials / "
+                    f"{own} ('block-type/name')",
+        )
+
+    def invalid(step: str, e: InvalidRequest, image_field: str = "") -> InvalidShot:
+        # the still's model is its credentials' choice: named by the field that chose them
+        if step == "still":
+            field = image_field if e.field == "model" else shot.shot_field("still", e.field)
+        else:
+            field = shot.shot_field("video", e.field)
+        return InvalidShot(row, field, message_of(e), source=source, shot=name,
+                           allowed=e.allowed, provider=e.provider, model=e.model)
+
+    image_creds, image_field = await pick("image") if mode == "still" else (None, "")
+    video_creds, _ = await pick("video")
+    image_creds = image_creds or video_creds  # a shot with no still: the video's
+    try:  # a shot with no still names its fields as a shot does (still_prompt, video_model)
+        text = shot.text_request() if mode == "text" else None
+    except InvalidRequest as e:
+        raise InvalidShot(row, e.field, message_of(e), source=source, shot=name,
+                          allowed=e.allowed, provider=e.provider, model=e.model) from None
+    if router is not None:
+        image_creds, video_creds = await router(row, name, shot, image_creds, video_creds,
+                                                mode=mode)
+    if mode == "still":
+        chain = plan_chain(shot.still_request(), shot.video_request, image_creds, video_creds,
+                           on_invalid=lambda step, e: invalid(step, e, image_field))
+    else:
+        chain = plan_video(text or shot.video_request, video_creds, after=after,
+                           on_invalid=invalid)
+    return ShotPlan(row=row, name=name, shot=shot, chain=chain)

@@ -57,7 +57,8 @@ class StoryboardSummary(BaseModel):
     """Every shot's result, in storyboard order, and the counts."""
 
     total: int = Field(description="Shots in the storyboard.")
-    completed: int = Field(description="Shots whose still and video are stored.")
+    completed: int = Field(description="Shots whose outputs are stored (the still, where the "
+                           "shot has one, and the video).")
     failed: int = Field(description="Shots that failed.")
     generated: int = Field(description="Distinct shots generated (identical shots count once).")
     shots: list[ShotResult] = Field(description="One result per shot, in order.")

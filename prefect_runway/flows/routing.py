@@ -70,8 +70,11 @@ class ShotRouter:
     async def route(
         self, row: int, name: str, shot: Any,
         image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
+        mode: str = "still",
     ) -> ShotRoutes:
-        """The shot's routes (kept in :attr:`routes` by row), each checked against the shot.
+        """The shot's routes (kept in :attr:`routes` by row), each checked against the shot
+        as ``mode`` plans it (:data:`prefect_runway.flows.plan.Mode`; with no still, the
+        still's route is its provider alone and is not checked).
 
         Raises:
             InvalidRequest: a flow-level fallback is not usable (naming ``video_fallback[i]``).
@@ -81,8 +84,10 @@ class ShotRouter:
         from prefect_runway.flows.shots import message_of
 
         chosen: dict[str, Route] = {}
+        has_still = mode == "still"  # no still: its route is the video's provider alone
         steps: tuple[tuple[Step, Any, Any, Any], ...] = (
-            ("still", image_credentials, shot.image_fallback, self.image_fallback),
+            ("still", image_credentials, shot.image_fallback if has_still else None,
+             self.image_fallback if has_still else None),
             ("video", video_credentials, shot.video_fallback, self.video_fallback),
         )
         for step, primary, own, flow_level in steps:
@@ -96,20 +101,24 @@ class ShotRouter:
                 raise InvalidShot(row, e.field, message_of(e), source=self.source,
                                   shot=name, allowed=e.allowed) from None
             chosen[step] = route
-        chosen["still"].check(shot.still_request(),
-                              on_invalid=invalid_shot(chosen["still"], row, shot, name, self.source))
-        chosen["video"].check(shot.video_request(PLACEHOLDER_IMAGE, None),
-                              on_invalid=invalid_shot(chosen["video"], row, shot, name, self.source))
+        if has_still:
+            chosen["still"].check(shot.still_request(), on_invalid=invalid_shot(
+                chosen["still"], row, shot, name, self.source))
+        video = (shot.text_request() if mode == "text"
+                 else shot.video_request(PLACEHOLDER_IMAGE, None))
+        chosen["video"].check(video, on_invalid=invalid_shot(chosen["video"], row, shot, name,
+                                                             self.source))
         routes = self.routes[row] = ShotRoutes(still=chosen["still"], video=chosen["video"])
         return routes
 
     async def plan_on(
         self, row: int, name: str, shot: Any,
         image_credentials: ProviderCredentials, video_credentials: ProviderCredentials,
+        mode: str = "still",
     ) -> tuple[ProviderCredentials, ProviderCredentials]:
         """:meth:`route`, then where the shot's still and video start: the
         ``router`` of :func:`prefect_runway.flows.plan.plan_storyboard`."""
-        routes = await self.route(row, name, shot, image_credentials, video_credentials)
+        routes = await self.route(row, name, shot, image_credentials, video_credentials, mode)
         return routes.still.primary, routes.video.primary
 
 

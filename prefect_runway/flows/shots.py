@@ -34,6 +34,7 @@ async def load_shots(
     source: str | os.PathLike[str] | Sequence[Shot | Mapping[str, Any]],
     *,
     format: str | None = None,
+    continuity: bool = False,
 ) -> list[Shot]:
     """The shots of a storyboard, each checked.
 
@@ -41,6 +42,8 @@ async def load_shots(
         source: Shots (``Shot`` objects or mappings), or the path or ``s3://bucket/key`` of a
             JSON, CSV or YAML file.
         format: ``json``, ``csv`` or ``yaml``; default: from the file's extension.
+        continuity: The storyboard's shots after the first start on the previous shot's
+            last frame (a shot with no still is then text-to-video only if it is the first).
 
     Returns:
         The shots, in order.
@@ -62,10 +65,10 @@ async def load_shots(
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         data = await read_source(name)
-        return parse_shots(data, format or format_of(name), source=name)
+        return parse_shots(data, format or format_of(name), source=name, continuity=continuity)
     if isinstance(source, (Shot, Mapping)):
         raise InvalidRequest("shots", "is a single shot", allowed="a list of shots or a file")
-    return shots_from_items(list(source))
+    return shots_from_items(list(source), continuity=continuity)
 
 
 def format_of(name: str) -> str:
@@ -116,8 +119,10 @@ async def _read_s3(uri: str) -> bytes:
     return data
 
 
-def parse_shots(data: bytes | str, format: str, *, source: str | None = None) -> list[Shot]:
-    """Shots from the text of a JSON, CSV or YAML shots file.
+def parse_shots(data: bytes | str, format: str, *, source: str | None = None,
+                continuity: bool = False) -> list[Shot]:
+    """Shots from the text of a JSON, CSV or YAML shots file (``continuity``: as
+    :func:`load_shots`).
 
     Raises:
         InvalidShot: a shot is invalid.
@@ -131,7 +136,7 @@ def parse_shots(data: bytes | str, format: str, *, source: str | None = None) ->
         raise InvalidRequest("shots", f"{where} is not UTF-8 text (byte {e.start})",
                              allowed="a JSON, CSV or YAML file in UTF-8") from None
     if format == "csv":
-        return _csv_shots(text, source)
+        return _csv_shots(text, source, continuity)
     if format == "json":
         try:
             document = json.loads(text)
@@ -178,7 +183,7 @@ def parse_shots(data: bytes | str, format: str, *, source: str | None = None) ->
             "shots", f"{where} holds no list of shots",
             allowed="a list of shots, or {defaults: {...}, shots: [...]}",
         )
-    return shots_from_items(document, defaults=defaults, source=source)
+    return shots_from_items(document, defaults=defaults, source=source, continuity=continuity)
 
 
 def shots_from_items(
@@ -187,8 +192,11 @@ def shots_from_items(
     defaults: Mapping[str, Any] | None = None,
     source: str | None = None,
     lines: Sequence[int | None] | None = None,
+    continuity: bool = False,
 ) -> list[Shot]:
-    """Check each item (a Shot or a mapping of shot fields) and return the shots.
+    """Check each item (a Shot or a mapping of shot fields) and return the shots; a shot
+    with no still is checked as text-to-video unless ``continuity`` starts it on the
+    previous shot's last frame (every shot after the first).
 
     Raises:
         InvalidShot: naming the row (1-based) and the field.
@@ -201,7 +209,13 @@ def shots_from_items(
     shots: list[Shot] = []
     for row, item in enumerate(items, start=1):
         line = lines[row - 1] if lines else None
+        text_only = not (continuity and row > 1)  # a shot with no still: text-to-video
         if isinstance(item, Shot):
+            try:
+                if text_only and item.still_prompt is None:
+                    item.text_request()
+            except InvalidRequest as e:
+                raise _invalid(row, e, source, item.name, line) from None
             shots.append(item)
             continue
         if not isinstance(item, Mapping):
@@ -212,13 +226,19 @@ def shots_from_items(
         shot_name = str(name) if name not in (None, "") else None
         _check_fields(item, row=row, source=source, line=line, shot=shot_name)
         try:
-            shots.append(Shot(**fields))
+            shot = Shot(**fields)
+            if text_only and shot.still_prompt is None:
+                shot.text_request()
         except InvalidRequest as e:
-            raise InvalidShot(
-                row, e.field, message_of(e), source=source, shot=shot_name, line=line,
-                allowed=e.allowed, provider=e.provider, model=e.model,
-            ) from None
+            raise _invalid(row, e, source, shot_name, line) from None
+        shots.append(shot)
     return shots
+
+
+def _invalid(row: int, e: InvalidRequest, source: str | None, shot: str | None,
+             line: int | None) -> InvalidShot:
+    return InvalidShot(row, e.field, message_of(e), source=source, shot=shot, line=line,
+                       allowed=e.allowed, provider=e.provider, model=e.model)
 
 
 def message_of(error: InvalidRequest) -> str:
@@ -247,14 +267,14 @@ def _check_fields(
             )
 
 
-def _csv_shots(text: str, source: str | None) -> list[Shot]:
+def _csv_shots(text: str, source: str | None, continuity: bool = False) -> list[Shot]:
     try:
-        return _csv_rows(text, source)
+        return _csv_rows(text, source, continuity)
     except csv.Error as e:  # a cell past csv's field size limit, a stray quote
         raise InvalidRequest("shots", f"{source or 'the CSV'} is not valid CSV ({e})") from None
 
 
-def _csv_rows(text: str, source: str | None) -> list[Shot]:
+def _csv_rows(text: str, source: str | None, continuity: bool) -> list[Shot]:
     reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
     if not reader.fieldnames:
         raise InvalidRequest("shots", f"{source or 'the CSV'} has no header row")
@@ -288,7 +308,7 @@ def _csv_rows(text: str, source: str | None) -> list[Shot]:
         items.append(item)
         lines.append(start)
         start = reader.line_num + 1
-    return shots_from_items(items, source=source, lines=lines)
+    return shots_from_items(items, source=source, lines=lines, continuity=continuity)
 
 
 def _reference_cell(value: str) -> list[dict[str, str]]:

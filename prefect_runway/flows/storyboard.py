@@ -1,4 +1,5 @@
-"""The ``storyboard`` flow: many shots, each a gen4_image still then that still animated."""
+"""The ``storyboard`` flow: many shots, each a gen4_image still then that still animated (or a
+video from its prompt alone), optionally each starting on the previous shot's last frame."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from prefect_runway.errors import InvalidRequest, NotStarted, ShotRejected, Stor
 from prefect_runway.flows.artifacts import publish_cost_plan, publish_summary
 from prefect_runway.flows.cancellation import cancel_remote_jobs
 from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run
+from prefect_runway.flows.continuity import check_handoff, continue_from
 from prefect_runway.flows.doubts import Doubt
 from prefect_runway.flows.fallback import FallbackPolicy
 from prefect_runway.flows.options import (
@@ -60,6 +62,10 @@ async def storyboard(
 ) -> StoryboardSummary | CostPlan:
     """Generate a storyboard: for every shot a gen4_image still, then that still animated.
 
+    A shot with no ``still_prompt`` is text-to-video (its ``motion_prompt`` alone, on a
+    text_to_video model); with ``run.continuity`` every shot after the first starts on the
+    previous shot's last frame, and the shots run one after another (docs/storyboards.md).
+
     Every shot is checked against its provider before anything is submitted; identical shots
     are generated once; the chains run concurrently; one failed shot does not stop the
     others. The run ends Completed when every shot succeeded, else Failed with the summary.
@@ -78,7 +84,7 @@ async def storyboard(
             and no new job starts once spent + in flight would pass it. A block's
             ``daily_budget`` is enforced the same way.
         review: Make every still, then wait for a person to approve, reject or regenerate
-            each shot before any video is paid for.
+            each shot before any video is paid for (refused for a shot with no still).
         still: Where every still goes unless its shot says: credentials and fallback.
         video: Where every video goes unless its shot says: credentials and fallback.
         run: How the shots run: key template, concurrency, deadlines, caching, preview,
@@ -101,12 +107,9 @@ async def storyboard(
         raise InvalidRequest("storage", "is empty", allowed="a directory, s3://bucket/prefix or a block")
     settings = review_settings(review_options.timeout, review_options.on_timeout,
                                review_options.mode, review_options.variants, review=review)
-    plans, routes = await _plan(shots, credentials, still, video, run)
+    plans, routes = await _plan(shots, credentials, still, video, run, review)
     store = resolve_storage(storage)
-    await check_run(
-        store, [(step, p.name) for p in plans for step in (p.chain.still, p.chain.video_check)],
-        key_template=run.key_template, preview=run.preview,
-    )
+    await _check(plans, routes, store, run)
     cost_plan, guard = await _price(plans, routes, store, Budget.parse(budget), run,
                                     settings.variants, review)
     if run.dry_run:
@@ -120,18 +123,18 @@ async def storyboard(
                   guard, doubts=[], slot=await _slots(plans, run.provider_limit, balances),
                   article="its")
     results = await _run_shots(chain, plans, routes, run.concurrency, settings if review else None,
-                               run.progress)
+                               run.progress, run.continuity)
     return await _finish(results, cost_plan, chain.doubts or [],
                          len({p.chain_key for p in plans}), store)
 
 
 async def _plan(
     shots: list[Shot | dict[str, Any]] | str, credentials: ProviderCredentials | str | None,
-    still: StoryboardStill, video: StoryboardVideo, run: StoryboardRun,
+    still: StoryboardStill, video: StoryboardVideo, run: StoryboardRun, review: bool = False,
 ) -> tuple[list[ShotPlan], dict[int, ShotRoutes]]:
     """Every shot read and checked (and its fallback providers), before anything is sent."""
     source = shots if isinstance(shots, str) else None
-    shot_list = await load_shots(shots)
+    shot_list = await load_shots(shots, continuity=run.continuity)
     router = ShotRouter(  # every shot's fallback providers checked, too
         image_fallback=still.fallback, video_fallback=video.fallback,
         policy=FallbackPolicy.parse(run.fallback_on), source=source,
@@ -139,12 +142,39 @@ async def _plan(
     plans = await plan_storyboard(  # each shot planned where its route starts
         shot_list, credentials=credentials, image_credentials=still.credentials,
         video_credentials=video.credentials, source=source, router=router.plan_on,
+        continuity=run.continuity,
     )
+    stillless = next((p for p in plans if p.chain.still is None), None)
+    if review and stillless is not None:  # a person approves stills before videos are paid
+        why = ("it starts on the previous shot's last frame"
+               if stillless.chain.mode == "continued" else "it is text-to-video")
+        raise InvalidRequest(
+            "review", f"shot {stillless.name!r} (row {stillless.row}) has no still to review: "
+            f"{why}", allowed="review=False, or a still_prompt on every shot and "
+            "run.continuity off")
+    unused = [p.row for p in plans if p.chain.mode == "continued" and p.shot.still_prompt]
+    if unused:
+        get_run_logger().warning("With continuity, the still prompts of rows %s are not used: "
+                                 "each starts on the shot before it", unused)
     get_run_logger().info(
-        "Storyboard of %d shot(s), %d distinct; all checked; running %d at a time",
-        len(plans), len({p.chain_key for p in plans}), run.concurrency,
+        "Storyboard of %d shot(s), %d distinct; all checked; %s", len(plans),
+        len({p.chain_key for p in plans}),
+        "one after another, each from the last frame of the one before" if run.continuity
+        else f"running {run.concurrency} at a time",
     )
     return plans, router.routes
+
+
+async def _check(plans: list[ShotPlan], routes: dict[int, ShotRoutes], store: OutputStorage,
+                 run: StoryboardRun) -> None:
+    """Every setting the run needs (:func:`check_run`), and with continuity, how each frame
+    reaches its provider."""
+    await check_run(
+        store, [(step, p.name) for p in plans for step in (p.chain.still, p.chain.video_check)
+                if step is not None], key_template=run.key_template, preview=run.preview,
+    )
+    if run.continuity:
+        await check_handoff(plans, routes, store)
 
 
 async def _price(
@@ -197,10 +227,11 @@ async def _slots(plans: list[ShotPlan], provider_limit: str | None,
 
 async def _run_shots(
     chain: Chain, plans: list[ShotPlan], routes: dict[int, ShotRoutes], concurrency: int,
-    review: Any, progress: bool,
+    review: Any, progress: bool, continuity: bool = False,
 ) -> list[ShotResult]:
     """Every distinct chain once (identical shots share it; shots that share a still share
-    its job), at most ``concurrency`` at a time; each shot's result, in order."""
+    its job), at most ``concurrency`` at a time (``continuity``: one after another, each
+    from the video before it); each shot's result, in order."""
     groups: dict[str, list[ShotPlan]] = {}
     for plan in plans:
         groups.setdefault(plan.chain_key, []).append(plan)
@@ -224,9 +255,10 @@ async def _run_shots(
             stills[plan.still_key] = asyncio.ensure_future(make_still(plan))
         return await stills[plan.still_key]
 
-    async def run_group(group: list[ShotPlan]) -> list[ShotResult]:
+    async def run_group(group: list[ShotPlan],
+                        previous: StoredOutput | None = None) -> list[ShotResult]:
         async with semaphore:
-            results = await _shot(chain, group, routes[group[0].row], still_of)
+            results = await _shot(chain, group, routes[group[0].row], still_of, previous)
         try:
             if tracker is not None:
                 await tracker.advance(len(group), failed=any(r.error for r in results))
@@ -242,14 +274,21 @@ async def _run_shots(
 
         reviewed = await review_storyboard(list(groups.values()), make_still, chain.store,
                                            review, reused)
-    chained = await asyncio.gather(*(run_group(group) for group in groups.values()))
+    if continuity:  # each shot needs the video before it
+        chained, previous = [], None
+        for group in groups.values():
+            chained.append(await run_group(group, previous))
+            previous = chained[-1][0].video
+    else:
+        chained = await asyncio.gather(*(run_group(group) for group in groups.values()))
     return sorted((r for group in chained for r in group), key=lambda r: r.row)
 
 
 async def _shot(chain: Chain, group: list[ShotPlan], routes: ShotRoutes, still_of: Any,
-                ) -> list[ShotResult]:
-    """One distinct shot's chain (its still, then its video); the result of every shot of
-    ``group``. Its failure is reported, not raised."""
+                previous: StoredOutput | None = None) -> list[ShotResult]:
+    """One distinct shot's chain (its still, then its video; or its video from its prompt
+    alone, or from the last frame of ``previous``); the result of every shot of ``group``.
+    Its failure is reported, not raised."""
     logger = get_run_logger()
     plan = group[0]
     still: StoredOutput | None = None
@@ -258,9 +297,14 @@ async def _shot(chain: Chain, group: list[ShotPlan], routes: ShotRoutes, still_o
     skipped = False
     rejected: ShotRejected | None = None  # at review: carries the still that was shown
     try:
-        still_result, still = await still_of(plan)
-        video = await chain.video(plan.chain, plan.name, (routes.still, routes.video),
-                                  still_result, still)
+        if plan.chain.mode == "text":
+            video = await chain.text_video(plan.chain, plan.name, routes.video)
+        elif plan.chain.mode == "continued":
+            video = await continue_from(chain, plan, routes.video, previous)
+        else:
+            still_result, still = await still_of(plan)
+            video = await chain.video(plan.chain, plan.name, (routes.still, routes.video),
+                                      still_result, still)
     except NotStarted as exc:
         error, skipped = str(exc), True
         logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)

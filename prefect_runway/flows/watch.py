@@ -29,7 +29,7 @@ def announce_chains(groups: Iterable[Sequence[Any]]) -> None:
     stills: set[str] = set()
     for group in groups:
         plan = group[0]
-        if plan.still_key not in stills:
+        if plan.chain.still is not None and plan.still_key not in stills:
             stills.add(plan.still_key)
             announce(plan.name, "image", plan.image_credentials.provider_name, plan.chain.still.model)
         announce(plan.name, "video", plan.video_credentials.provider_name,

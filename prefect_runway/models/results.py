@@ -136,6 +136,14 @@ class StoredOutput(BaseModel):
             "PNG) stored beside it, e.g. '<video key>.preview.gif'."
         ),
     )
+    first_frame: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "For a video that starts on another video's last frame (a storyboard with "
+            "continuity): {video, video_sha256, frame, frame_sha256}, the stored video's key "
+            "and the key of that frame stored beside it as a PNG. None: it did not."
+        ),
+    )
     fallback: list[dict[str, str]] | None = Field(
         default=None,
         description=(

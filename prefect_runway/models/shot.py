@@ -1,4 +1,5 @@
-"""A storyboard's shot: a still, then that still animated."""
+"""A storyboard's shot: a still, then that still animated; or, with no still, a video from its
+prompt alone (text-to-video) or from the previous shot's last frame (continuity)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prefect_runway.models.requests import (
     PLACEHOLDER_IMAGE,
     ImageRequest,
     ReferenceImage,
+    TextToVideoRequest,
     VideoModel,
     VideoRequest,
     duration_seconds,
@@ -33,7 +35,9 @@ def _renamed(error: InvalidRequest, field: str) -> InvalidRequest:
 
 
 class Shot(StrictModel):
-    """One shot of a storyboard: a gen4_image still, then that still animated.
+    """One shot of a storyboard: a gen4_image still, then that still animated; with no
+    ``still_prompt``, a video from ``motion_prompt`` alone (text-to-video), or, in a
+    storyboard with continuity, from the previous shot's last frame.
 
     Shots are checked here for what holds everywhere (prompt length, seed range, duration,
     ratio form, reference image tags); the ``storyboard`` flow then checks every shot
@@ -60,14 +64,20 @@ class Shot(StrictModel):
         default=None,
         description="The shot's name, used in the summary and storage keys; default shot-NNN.",
     )
-    still_prompt: str = Field(
-        description="The still's prompt; refer to reference images as @tag."
+    still_prompt: str | None = Field(
+        default=None,
+        description="The still's prompt; refer to reference images as @tag. Empty: the shot "
+                    "has no still, and its video is made from motion_prompt alone "
+                    "(text-to-video: a text_to_video video_model such as gen4.5 or veo3.1 on "
+                    "Runway's API), or, with the storyboard's continuity, from the previous "
+                    "shot's last frame.",
     )
     reference_images: list[ReferenceImage] = Field(
         default_factory=list,
         description="Tagged reference images for the still (Segmind needs at least one).",
     )
-    motion_prompt: str = Field(default="", description="The animation's prompt.")
+    motion_prompt: str = Field(default="", description="The animation's prompt (a shot with no "
+                               "still: the whole video's prompt).")
     ratio: str | None = Field(
         default=None, description="The still's ratio, e.g. '1280:720'; provider default if empty."
     )
@@ -138,6 +148,11 @@ class Shot(StrictModel):
                                  allowed="a JSON object, e.g. {\"audio\": true}")
         return v
 
+    @field_validator("still_prompt")
+    @classmethod
+    def _still_prompt(cls, v: str | None) -> str | None:
+        return v if v is not None and v.strip() else None  # empty: no still
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
@@ -169,8 +184,11 @@ class Shot(StrictModel):
 
     @model_validator(mode="after")
     def _both_steps(self) -> Shot:
-        self.still_request()
-        self.video_request(PLACEHOLDER_IMAGE)
+        # A shot with no still is checked as it is planned: text-to-video (text_request), or
+        # from the previous shot's last frame, which only the storyboard knows.
+        if self.still_prompt is not None:
+            self.still_request()
+            self.video_request(PLACEHOLDER_IMAGE)
         return self
 
     def shot_field(self, step: Literal["still", "video"], field: str) -> str:
@@ -189,7 +207,7 @@ class Shot(StrictModel):
         """The shot's still as an :class:`ImageRequest`."""
         try:
             return ImageRequest(
-                prompt=self.still_prompt, reference_images=list(self.reference_images),
+                prompt=self.still_prompt or "", reference_images=list(self.reference_images),
                 ratio=self.ratio, seed=self.seed, options=dict(self.still_options),
             )
         except InvalidRequest as e:
@@ -206,3 +224,26 @@ class Shot(StrictModel):
         except InvalidRequest as e:
             raise _renamed(e, self.shot_field("video", e.field)) from None
 
+    def text_request(self) -> TextToVideoRequest:
+        """The shot's video from its ``motion_prompt`` alone, as a :class:`TextToVideoRequest`
+        (a shot with no still, and not continued from the previous shot).
+
+        Raises:
+            InvalidRequest: naming the shot's field; a video model that makes no video from
+                text names ``still_prompt`` (the shot needs one, or a text_to_video model).
+        """
+        try:
+            return TextToVideoRequest(
+                prompt=self.motion_prompt, model=self.video_model,
+                ratio=self.video_ratio or self.ratio, duration=self.duration, seed=self.seed,
+                options=dict(self.video_options),
+            )
+        except InvalidRequest as e:
+            if e.field != "model":
+                raise _renamed(e, self.shot_field("video", e.field)) from None
+            raise InvalidRequest(
+                "still_prompt", f"is empty, so the shot is text-to-video, and {self.video_model} "
+                "makes no video from text", model=self.video_model,
+                allowed=f"a still prompt, or a text_to_video video_model: {', '.join(e.allowed)}"
+                if isinstance(e.allowed, list) else "a still prompt",
+            ) from None

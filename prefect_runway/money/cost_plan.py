@@ -245,6 +245,8 @@ def plan_costs(
              lambda c=chain: c.video_request(PLACEHOLDER_IMAGE, None), 1, 1),
         )
         for key, prepared, credentials, route, request, count, requests in steps:
+            if prepared is None:  # a chain with no still (text-to-video; continuity)
+                continue
             cost = estimate_step(prepared, table, credentials)
             unit = cost.unit if cost else PROVIDER_UNITS.get(prepared.provider, "credits")
             options = options_label(prepared)

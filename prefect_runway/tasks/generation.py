@@ -227,9 +227,10 @@ async def cached_steps(
         task: The submit task (``submit_generation``), whose result store holds the records.
 
     Looks up each distinct still's submission cache key in the current result store (the
-    flow's, inside a flow run). A video's request names its still's bytes, unknown until the
-    still is stored, so videos are not looked up here: a cached video still counts as a
-    request to pay (the plan errs on the side of paying).
+    flow's, inside a flow run), and a text-to-video chain's video (its request is whole). A
+    video's request names its still's bytes, unknown until the still is stored, so those
+    videos are not looked up here: a cached one still counts as a request to pay (the plan
+    errs on the side of paying).
     """
     from prefect.filesystems import WritableFileSystem
     from prefect.results import ResultStore, get_result_store
@@ -245,15 +246,15 @@ async def cached_steps(
     found: set[str] = set()
     looked: set[str] = set()
     for plan in plans:
-        chain = getattr(plan, "chain", plan)
-        if chain.still_key in looked:
-            continue
-        looked.add(chain.still_key)
-        try:
-            if await store.aexists(cache_key(chain.image_credentials, chain.still)):
-                found.add(chain.still_key)
-        except Exception:  # an unreadable cache only makes the plan pay more
-            continue
+        for key, credentials, prepared in getattr(plan, "chain", plan).known_steps():
+            if key in looked:
+                continue
+            looked.add(key)
+            try:
+                if await store.aexists(cache_key(credentials, prepared)):
+                    found.add(key)
+            except Exception:  # an unreadable cache only makes the plan pay more
+                continue
     return found
 
 

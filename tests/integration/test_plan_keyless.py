@@ -78,3 +78,25 @@ def test_plan_shows_and_prices_a_shots_model_options(tmp_path):
     assert refused.returncode != 0
     assert "video_options.loop: is not one of the model's options" in refused.stderr
     assert "allowed: 'audio', 'negative_prompt'" in refused.stderr
+
+
+def test_plan_prices_text_to_video_shots_and_continuity(tmp_path):
+    (tmp_path / "shots.yaml").write_text(
+        '- {name: dawn, still_prompt: a lighthouse, motion_prompt: dolly in, ratio: "1280:720",'
+        " video_model: gen4_turbo, duration: 5}\n"
+        '- {name: gulls, motion_prompt: gulls circle, ratio: "1280:720", video_model: gen4_turbo,'
+        " duration: 5}\n")
+    alone = _cli(tmp_path, "plan", "shots.yaml", "--provider", "runway")
+    assert alone.returncode != 0  # alone, the second is text-to-video: gen4_turbo is not
+    assert "row 2" in alone.stderr and "still_prompt: is empty, so the shot is text-to-video" \
+        in alone.stderr
+    continued = _cli(tmp_path, "plan", "shots.yaml", "--provider", "runway", "--continuity")
+    assert continued.returncode == 0, continued.stdout + continued.stderr
+    assert "2 shot(s), 3 step(s), 3 request(s) to pay" in continued.stdout  # one still
+    (tmp_path / "text.yaml").write_text(
+        '- {name: gulls, motion_prompt: gulls circle, ratio: "1280:720", video_model: gen4.5,'
+        " duration: 4}\n")
+    text = _cli(tmp_path, "plan", "text.yaml", "--provider", "runway")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "1 shot(s), 1 step(s), 1 request(s) to pay" in text.stdout
+    assert "total runway: 48 credits" in text.stdout  # gen4.5: 12 credits a second

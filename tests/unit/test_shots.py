@@ -254,3 +254,50 @@ def test_a_shot_name_with_a_control_character_is_an_invalid_shot():
     assert (info.value.row, info.value.field) == (2, "name")
     (shot,) = parse_shots('[{"name": "café 東京", "still_prompt": "x"}]', "json")
     assert shot.name == "café 東京"
+
+
+def test_a_shot_with_no_still_is_text_to_video_in_every_format():
+    csv_text = ("name,still_prompt,motion_prompt,video_model,ratio,duration\n"
+                "a,a harbour,pan,gen4_turbo,1280:720,5\n"
+                "b,,gulls over the pier,veo3.1,1280:720,4\n")
+    yaml_text = ("shots:\n  - {name: a, still_prompt: a harbour, motion_prompt: pan}\n"
+                 "  - {name: b, still_prompt: '  ', motion_prompt: gulls over the pier, "
+                 "video_model: veo3.1, ratio: 1280:720, duration: 4}\n")
+    for text, fmt in ((csv_text, "csv"), (yaml_text, "yaml")):
+        a, b = parse_shots(text, fmt)
+        assert a.still_prompt == "a harbour" and b.still_prompt is None  # blank: no still
+        request = b.text_request()
+        assert (request.model, request.prompt, request.ratio, request.duration) == (
+            "veo3.1", "gulls over the pier", "1280:720", 4)
+
+
+@pytest.mark.parametrize("shot, field, allowed", [
+    ({"motion_prompt": "gulls", "video_model": "gen4.5", "ratio": "1104:832"}, "ratio",
+     ["1280:720", "720:1280"]),
+    ({"motion_prompt": "gulls", "video_model": "gen4.5", "video_ratio": "960:960"},
+     "video_ratio", ["1280:720", "720:1280"]),
+    ({"motion_prompt": "gulls", "video_model": "veo3.1", "duration": 10}, "duration", [4, 6, 8]),
+    ({"motion_prompt": "gulls", "video_model": "veo3.1", "duration": 4,
+      "video_options": {"loop": True}}, "video_options.loop", ["audio", "negative_prompt"]),
+    ({"motion_prompt": "", "video_model": "gen4.5"}, "motion_prompt", None),
+])
+def test_a_bad_text_to_video_shot_names_its_row_and_field(shot, field, allowed):
+    with pytest.raises(InvalidShot) as caught:
+        parse_shots(json.dumps([{"still_prompt": "x"}, shot]), "json", source="board.json")
+    assert (caught.value.row, caught.value.field) == (2, field)
+    if allowed is not None:
+        assert caught.value.allowed == allowed
+
+
+def test_with_continuity_a_shot_after_the_first_needs_no_still_nor_text_model():
+    text = ("still_prompt,motion_prompt,video_model\n"
+            "a lighthouse,dolly in,gen4_turbo\n,the light turns,gen4_turbo\n")
+    with pytest.raises(InvalidShot) as caught:  # alone, row 2 would be text-to-video
+        parse_shots(text, "csv")
+    assert (caught.value.row, caught.value.field) == (2, "still_prompt")
+    assert "gen4.5" in str(caught.value.allowed)
+    first, second = parse_shots(text, "csv", continuity=True)
+    assert second.still_prompt is None and second.video_model == "gen4_turbo"
+    with pytest.raises(InvalidShot) as caught:  # the first shot starts on nothing before it
+        parse_shots("still_prompt,motion_prompt\n,pan\n", "csv", continuity=True)
+    assert (caught.value.row, caught.value.field) == (1, "still_prompt")
