@@ -763,10 +763,10 @@ class Backend:
             if config.stock_media and spec.source is None:
                 data = self._stock(spec, config.video_fps)
             elif spec.source is not None:  # a finishing step: the source, upscaled or retimed
-                source, fps = spec.source, spec.fps or Fraction(config.video_fps)
-                key = ("finish", hashlib.sha256(source).hexdigest(), spec.width, spec.height, fps)
+                source, rate = spec.source, spec.fps or Fraction(config.video_fps)
+                key = ("finish", hashlib.sha256(source).hexdigest(), spec.width, spec.height, rate)
                 make = lambda: media_mod.finish_video(  # noqa: E731
-                    source, spec.width, spec.height, fps)
+                    source, spec.width, spec.height, rate)
             elif spec.kind == "still":
                 key = ("still", spec.prompt, spec.seed, spec.width, spec.height)
                 make = lambda: media_mod.make_still(  # noqa: E731

@@ -8,9 +8,15 @@ from prefect_runway.blocks.requests import load_credentials, prepare, reseeder, 
 from prefect_runway.errors import BudgetExceeded, NotStarted, ShotRejected
 from prefect_runway.flows.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.flows.cancellation import cancel_remote_jobs
-from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run
+from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run, plan_finish
 from prefect_runway.flows.fallback import FallbackPolicy, Route
-from prefect_runway.flows.options import ImageToVideoRun, ReviewOptions, StillOptions, VideoOptions
+from prefect_runway.flows.options import (
+    FinishOptions,
+    ImageToVideoRun,
+    ReviewOptions,
+    StillOptions,
+    VideoOptions,
+)
 from prefect_runway.flows.parameters import runway_flow
 from prefect_runway.flows.plan import ChainPlan, check_run, plan_chain
 from prefect_runway.flows.progress import BatchProgress, advance_quietly, note_progress
@@ -22,6 +28,7 @@ from prefect_runway.flows.routing import load_route
 from prefect_runway.flows.watch import announce
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
+    FinishRequest,
     GenerationResult,
     ImageRequest,
     ReferenceImage,
@@ -279,8 +286,10 @@ async def image_to_video(
     video: VideoOptions = VideoOptions(),  # noqa: B008
     run: ImageToVideoRun = ImageToVideoRun(),  # noqa: B008
     review_options: ReviewOptions = ReviewOptions(),  # noqa: B008
+    finish: FinishOptions | None = None,
 ) -> ImageToVideoResult:
-    """A gen4_image still, then that still animated: the chain, across providers if you like.
+    """A gen4_image still, then that still animated (then, if asked, that video upscaled or
+    retimed): the chain, across providers if you like.
 
     The options come in groups (``still``, ``video``, ``run``, ``review_options``: see
     :mod:`prefect_runway.flows.options`); their old flat keywords still work
@@ -301,10 +310,14 @@ async def image_to_video(
         video: The video: model, ratio, duration, its own credentials and fallback.
         run: How the jobs run: key template, deadlines, caching, preview, retries, checks.
         review_options: How the review waits, and what happens when nobody answers.
+        finish: A finishing step after the video, on Runway's API: ``{"model":
+            "magnific_video_upscaler_creative", "options": {"resolution": "4k"}}`` or
+            ``{"model": "enhance_frame_rate", "options": {"target_framerate": "60"}}``
+            (and its own ``credentials``); None: none.
 
     Returns:
-        The stored still and video (with ``review``: ``status="rejected"`` and no video
-        when the still was rejected).
+        The stored still and video, and the finished video with ``finish`` (with
+        ``review``: ``status="rejected"`` and no video when the still was rejected).
 
     Raises:
         BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
@@ -324,7 +337,10 @@ async def image_to_video(
         )
 
     plan, routes = await _plan_chain(credentials, still, video, run, still_request, video_request)
-    await check_run(store, [(plan.still, name), (plan.video_check, name)],
+    if finish is not None:
+        await _plan_finish(plan, finish, video, credentials, run.key_template)
+    await check_run(store, [(step, name) for step in (plan.still, plan.video_check,
+                                                       plan.finish_check) if step],
                     key_template=run.key_template, preview=run.preview)
     cost_plan = plan_costs(  # priced, not published: two steps need no artifact
         [plan], routes=[routes],
@@ -333,7 +349,8 @@ async def image_to_video(
     guard = await guard_run(cost_plan, Budget.parse(budget),
                             [*routes[0].providers, *routes[1].providers], store, [plan])
     if run.check_balance:
-        await check_balances(cost_plan, [plan.image_credentials, plan.video_credentials], routes)
+        await check_balances(cost_plan, [c for c in (plan.image_credentials, plan.video_credentials,
+                                                     plan.finish_credentials) if c], routes)
     announce(name, "image", plan.image_credentials.provider_name, plan.still.model)
     announce(name, "video", plan.video_credentials.provider_name, plan.video_check.model)
     chain = Chain(store, JobOptions(
@@ -367,14 +384,31 @@ async def _plan_chain(
             (image_route, video_route))
 
 
+async def _plan_finish(plan: ChainPlan, finish: FinishOptions, video: VideoOptions,
+                       credentials: ProviderCredentials | str | None,
+                       key_template: str | None) -> None:
+    """The chain's finishing step, checked (model, options, provider) before anything is
+    sent: on ``finish.credentials``, else the video's, else the flow's."""
+    given = finish.credentials or video.credentials or credentials
+    creds = await load_credentials(given, "finish.credentials" if finish.credentials else
+                                   "video_credentials" if video.credentials else "credentials")
+
+    def finish_request(uri: str, sha256: str | None, duration: float | None) -> FinishRequest:
+        return FinishRequest(model=finish.model, video=uri, video_sha256=sha256,
+                             options=finish.options, duration=duration)
+
+    plan_finish(plan, finish_request, creds, key_template)
+
+
 async def _run_chain(
     chain: Chain, plan: ChainPlan, routes: tuple[Route, Route], name: str | None,
     still_request: ImageRequest, review: ReviewSettings | None, progress: bool,
 ) -> ImageToVideoResult:
     """The chain's still (reviewed, when asked), then its video; the artifacts."""
+    steps = ("still", "video", "finish") if plan.finish_check else ("still", "video")
     tracker = await BatchProgress.begin(
-        2, key="image-to-video-progress", description=f"image-to-video{f' {name!r}' if name else ''}",
-        steps=("still", "video"),
+        len(steps), key="image-to-video-progress",
+        description=f"image-to-video{f' {name!r}' if name else ''}", steps=steps,
     ) if progress else None
 
     async def make_still(
@@ -409,5 +443,7 @@ async def _run_chain(
             planned=exc.planned, budget=exc.budget,
         ) from None
     await publish_video_preview(video, chain.store, name)
-    await publish_outputs([still, video], "image-to-video", chain.store, name)
-    return ImageToVideoResult(still=still, video=video)
+    finished = await advance_quietly(tracker, chain.finish(plan, name, video))
+    await publish_outputs([o for o in (still, video, finished) if o], "image-to-video",
+                          chain.store, name)
+    return ImageToVideoResult(still=still, video=video, finished=finished)

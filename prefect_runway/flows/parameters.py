@@ -30,7 +30,7 @@ CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials"
 #: The parameters (of a flow, and of a shot) that take a list of credentials.
 FALLBACK_PARAMETERS = ("image_fallback", "video_fallback")
 #: The parameter groups (:mod:`prefect_runway.flows.options`) that take credentials too.
-GROUPS_WITH_CREDENTIALS = ("still", "video")
+GROUPS_WITH_CREDENTIALS = ("still", "video", "finish")
 #: What a flow run's stored parameters hold instead of credentials given as a mapping.
 REFUSED = "<credentials given as a mapping: refused, not stored>"
 #: A secret as Prefect stores it (a block given as an object: its ``SecretStr`` key).

@@ -17,6 +17,7 @@ from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.flows.shots import message_of
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
+    FinishRequest,
     Request,
     Shot,
     VideoRequest,
@@ -41,6 +42,10 @@ class ChainPlan:
         video_check: The video step prepared with a placeholder image (checked, never sent).
         video_request: Builds the video request from the still's URL and sha256.
         still_request: The still's request (what a fallback provider is priced on).
+        finish_check: The finishing step (if any) prepared with a placeholder video.
+        finish_credentials: Where the finishing step goes.
+        finish_request: Builds the finishing step's request from the video's URI, sha256
+            and length (see :func:`prefect_runway.flows.chain.plan_finish`).
     """
 
     still: PreparedRequest
@@ -49,6 +54,9 @@ class ChainPlan:
     video_check: PreparedRequest
     video_request: Callable[[str, str | None], VideoRequest]
     still_request: Request | None = None
+    finish_check: PreparedRequest | None = None
+    finish_credentials: ProviderCredentials | None = None
+    finish_request: Callable[[str, str | None, float | None], FinishRequest] | None = None
 
     @property
     def still_key(self) -> str:

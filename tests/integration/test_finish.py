@@ -1,0 +1,121 @@
+"""The chain's finishing step against the emulator, through ``image_to_video``: the video
+upscaled (or retimed) once, stored beside it with its lineage; bad options refused first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prefect_runway.emulator.media import probe_video
+from prefect_runway.errors import BudgetExceeded, InvalidRequest
+from prefect_runway.flows import image_to_video
+
+UPSCALER = "magnific_video_upscaler_creative"
+
+
+def _runway(emulator) -> dict:
+    return emulator.stats()["runway"]
+
+
+async def _chain(credentials, storage: Path, finish: dict | None, **extra):
+    return await image_to_video(
+        still_prompt="a lighthouse at dusk", motion_prompt="slow dolly in", seed=7,
+        credentials=credentials, storage=str(storage), still={"ratio": "1280:720"},
+        video={"model": "gen4_turbo", "duration": 2}, finish=finish, **extra)
+
+
+async def test_an_upscale_is_stored_beside_the_video_with_its_lineage_once(
+        runway_credentials, runway_emulator, tmp_path):
+    before = _runway(runway_emulator)
+    out = await _chain(runway_credentials, tmp_path / "out",
+                       {"model": UPSCALER, "options": {"resolution": "2k", "flavor": "natural"}})
+    assert out.finished is not None and out.video is not None
+    video, finished = probe_video(Path(out.video.location).read_bytes()), probe_video(
+        Path(out.finished.location).read_bytes())
+    assert (video.width, video.height) == (1280, 720)
+    assert (finished.width, finished.height) == (2560, 1440)  # 2k: 1440 lines
+    assert finished.duration == pytest.approx(video.duration, abs=0.1)
+    assert Path(out.finished.location).parent == Path(out.video.location).parent
+    assert out.finished.location != out.video.location
+    sidecar = json.loads(Path(out.finished.sidecar).read_text())
+    assert sidecar["lineage"] == {"key": out.video.key, "location": out.video.location,
+                                  "sha256": out.video.sha256}
+    assert sidecar["model"] == UPSCALER and sidecar["sha256"] == out.finished.sha256
+    assert sidecar["request"]["videoUri"] == f"sha256:{out.video.sha256}"
+    assert sidecar["request"]["resolution"] == "2k"
+    assert (sidecar["cost"], sidecar["cost_unit"]) == (20, "credits")  # 10 a second, 2 s
+    after = _runway(runway_emulator)
+    assert after["submissions"].get(UPSCALER, 0) - before["submissions"].get(UPSCALER, 0) == 1
+    assert after["total_submissions"] - before["total_submissions"] == 3  # still, video, finish
+
+    again = await _chain(runway_credentials, tmp_path / "out",
+                         {"model": UPSCALER, "options": {"resolution": "2k", "flavor": "natural"}})
+    assert again.finished is not None and again.finished.sha256 == out.finished.sha256
+    rerun = _runway(runway_emulator)
+    assert rerun["total_submissions"] == after["total_submissions"]  # nothing sent again
+    assert rerun["credits_used"] == after["credits_used"]  # nothing paid again
+
+
+async def test_enhance_frame_rate_gives_the_asked_rate_through_an_upload(
+        runway_credentials, runway_emulator, tmp_path):
+    before = _runway(runway_emulator)
+    out = await _chain(runway_credentials, tmp_path / "fps",
+                       {"model": "enhance_frame_rate", "options": {"target_framerate": "24"}},
+                       run={"upload": True})
+    assert out.finished is not None and out.video is not None
+    video = probe_video(Path(out.video.location).read_bytes())
+    finished = probe_video(Path(out.finished.location).read_bytes())
+    assert video.fps == 4  # the emulator's videos
+    assert finished.fps == 24 and (finished.width, finished.height) == (video.width, video.height)
+    assert finished.frames == round(video.duration * 24)
+    after = _runway(runway_emulator)
+    assert after["uploads"] - before["uploads"] == 2  # the still, then the video
+    assert json.loads(Path(out.finished.sidecar).read_text())["lineage"]["sha256"] == \
+        out.video.sha256
+
+
+@pytest.mark.parametrize(("finish", "field", "allowed"), [
+    ({"model": UPSCALER, "options": {"resolution": "8k"}}, "finish.options.resolution",
+     ["720p", "1k", "2k", "4k"]),
+    ({"model": UPSCALER, "options": {"creativity": 140}}, "finish.options.creativity", "0-100"),
+    ({"model": "enhance_frame_rate"}, "finish.options.target_framerate",
+     ["24", "25", "30", "48", "50", "60", "120", "23_98", "29_97", "59_94"]),
+    ({"model": "gen4.5"}, "finish.model", [UPSCALER, "enhance_frame_rate"]),
+])
+async def test_bad_finishing_options_are_refused_before_anything_is_billed(
+        runway_credentials, runway_emulator, tmp_path, finish, field, allowed):
+    before = _runway(runway_emulator)
+    with pytest.raises(InvalidRequest) as caught:
+        await _chain(runway_credentials, tmp_path, finish)
+    assert (caught.value.field, caught.value.allowed) == (field, allowed)
+    after = _runway(runway_emulator)
+    for counter in ("total_submissions", "credits_used", "uploads"):
+        assert after[counter] == before[counter]
+
+
+async def test_a_finishing_step_on_segmind_is_refused_naming_the_field(
+        runway_credentials, segmind_credentials, runway_emulator, tmp_path):
+    before = _runway(runway_emulator)["total_submissions"]
+    with pytest.raises(InvalidRequest) as caught:
+        await _chain(runway_credentials, tmp_path,
+                     {"model": UPSCALER, "credentials": segmind_credentials})
+    assert caught.value.field == "finish.model" and caught.value.provider == "segmind"
+    assert "runway" in str(caught.value.allowed)
+    assert _runway(runway_emulator)["total_submissions"] == before
+
+
+async def test_a_budget_refuses_an_upscale_with_no_price_unless_the_block_gives_one(
+        runway_credentials, runway_emulator, tmp_path):
+    before = _runway(runway_emulator)["total_submissions"]
+    finish = {"model": UPSCALER, "options": {"resolution": "720p"}}
+    with pytest.raises(BudgetExceeded) as caught:
+        await _chain(runway_credentials, tmp_path, finish, budget="USD 5")
+    assert UPSCALER in str(caught.value)
+    assert _runway(runway_emulator)["total_submissions"] == before
+
+    priced = runway_credentials.model_copy(
+        update={"prices": {UPSCALER: {"amount": 10, "per": "second"}}})
+    out = await _chain(priced, tmp_path, finish, budget="USD 5")
+    assert out.finished is not None and out.finished.cost == 20
