@@ -37,8 +37,8 @@ from prefect_runway.models import (
     TextToVideoRequest,
     VideoRequest,
 )
-from prefect_runway.money.budget import Budget
-from prefect_runway.money.cost_plan import Attempts, plan_costs
+from prefect_runway.money.budget import Budget, BudgetGuard
+from prefect_runway.money.cost_plan import Attempts, CostPlan, plan_costs
 from prefect_runway.money.daily import budget_guard
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage, resolve_storage
@@ -286,10 +286,8 @@ async def image_to_video(
     video: VideoOptions = VideoOptions(),  # noqa: B008
     run: ImageToVideoRun = ImageToVideoRun(),  # noqa: B008
     review_options: ReviewOptions = ReviewOptions(),  # noqa: B008
-    finish: FinishOptions | None = None,
 ) -> ImageToVideoResult:
-    """A gen4_image still, then that still animated (then, if asked, that video upscaled or
-    retimed): the chain, across providers if you like.
+    """A gen4_image still, then that still animated (and finished, if asked): the chain.
 
     The options come in groups (``still``, ``video``, ``run``, ``review_options``: see
     :mod:`prefect_runway.flows.options`); their old flat keywords still work
@@ -307,17 +305,15 @@ async def image_to_video(
         review: Wait for a person to approve, reject or regenerate the still before the
             video is paid for.
         still: The still: reference images, ratio, its own credentials and fallback.
-        video: The video: model, ratio, duration, its own credentials and fallback.
+        video: The video: model, ratio, duration, its own credentials and fallback, and
+            its ``finish``: a finishing step on Runway's API (see ``FinishOptions``), e.g.
+            ``{"model": "magnific_video_upscaler_creative", "options": {"resolution": "4k"}}``.
         run: How the jobs run: key template, deadlines, caching, preview, retries, checks.
         review_options: How the review waits, and what happens when nobody answers.
-        finish: A finishing step after the video, on Runway's API: ``{"model":
-            "magnific_video_upscaler_creative", "options": {"resolution": "4k"}}`` or
-            ``{"model": "enhance_frame_rate", "options": {"target_framerate": "60"}}``
-            (and its own ``credentials``); None: none.
 
     Returns:
-        The stored still and video, and the finished video with ``finish`` (with
-        ``review``: ``status="rejected"`` and no video when the still was rejected).
+        The stored still, video and finished video (with ``review``: ``status="rejected"``
+        and no video when the still was rejected).
 
     Raises:
         BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
@@ -337,20 +333,13 @@ async def image_to_video(
         )
 
     plan, routes = await _plan_chain(credentials, still, video, run, still_request, video_request)
-    if finish is not None:
-        await _plan_finish(plan, finish, video, credentials, run.key_template)
-    await check_run(store, [(step, name) for step in (plan.still, plan.video_check,
-                                                       plan.finish_check) if step],
-                    key_template=run.key_template, preview=run.preview)
+    steps = [(step, name) for step in (plan.still, plan.video_check, plan.finish_check) if step]
+    await check_run(store, steps, key_template=run.key_template, preview=run.preview)
     cost_plan = plan_costs(  # priced, not published: two steps need no artifact
         [plan], routes=[routes],
         attempts=Attempts(run.retry_unsafe_output, run.resubmit_internal, review=review))
-    # Every submit of the run, whichever route leads to it, is priced against this guard.
-    guard = await guard_run(cost_plan, Budget.parse(budget),
-                            [*routes[0].providers, *routes[1].providers], store, [plan])
-    if run.check_balance:
-        await check_balances(cost_plan, [c for c in (plan.image_credentials, plan.video_credentials,
-                                                     plan.finish_credentials) if c], routes)
+    guard = await _guard_chain(plan, routes, cost_plan, Budget.parse(budget), store,
+                               run.check_balance)
     announce(name, "image", plan.image_credentials.provider_name, plan.still.model)
     announce(name, "video", plan.video_credentials.provider_name, plan.video_check.model)
     chain = Chain(store, JobOptions(
@@ -367,8 +356,8 @@ async def _plan_chain(
     run: ImageToVideoRun, still_request: ImageRequest,
     video_request: Any,
 ) -> tuple[ChainPlan, tuple[Route, Route]]:
-    """The chain planned (both steps checked against every provider of their routes, before
-    anything is sent), and its two routes."""
+    """The chain planned (both steps checked against every provider of their routes, and
+    its finishing step, before anything is sent), and its two routes."""
     image_creds = await load_credentials(
         still.credentials or credentials, "image_credentials" if still.credentials else "credentials",
     )
@@ -380,8 +369,25 @@ async def _plan_chain(
     video_route = await load_route("video", video_creds, video.fallback, "video_fallback", policy)
     image_creds = image_route.check(still_request).primary
     video_creds = video_route.check(video_request(PLACEHOLDER_IMAGE, None)).primary
-    return (plan_chain(still_request, video_request, image_creds, video_creds),
-            (image_route, video_route))
+    plan = plan_chain(still_request, video_request, image_creds, video_creds)
+    if video.finish is not None:
+        await _plan_finish(plan, video.finish, video, credentials, run.key_template)
+    return plan, (image_route, video_route)
+
+
+async def _guard_chain(
+    plan: ChainPlan, routes: tuple[Route, Route], cost_plan: CostPlan, cap: Budget | None,
+    store: OutputStorage, check_balance: bool,
+) -> BudgetGuard | None:
+    """The chain's money checked (budget, daily budgets, balances) before anything is sent;
+    the guard every submit of the run is priced against, whichever route leads to it."""
+    finishing = [plan.finish_credentials] if plan.finish_credentials else []
+    guard = await guard_run(cost_plan, cap, [*routes[0].providers, *routes[1].providers,
+                                             *finishing], store, [plan])
+    if check_balance:
+        await check_balances(cost_plan, [plan.image_credentials, plan.video_credentials,
+                                         *finishing], routes)
+    return guard
 
 
 async def _plan_finish(plan: ChainPlan, finish: FinishOptions, video: VideoOptions,
@@ -390,14 +396,14 @@ async def _plan_finish(plan: ChainPlan, finish: FinishOptions, video: VideoOptio
     """The chain's finishing step, checked (model, options, provider) before anything is
     sent: on ``finish.credentials``, else the video's, else the flow's."""
     given = finish.credentials or video.credentials or credentials
-    creds = await load_credentials(given, "finish.credentials" if finish.credentials else
+    creds = await load_credentials(given, "video.finish.credentials" if finish.credentials else
                                    "video_credentials" if video.credentials else "credentials")
 
     def finish_request(uri: str, sha256: str | None, duration: float | None) -> FinishRequest:
         return FinishRequest(model=finish.model, video=uri, video_sha256=sha256,
                              options=finish.options, duration=duration)
 
-    plan_finish(plan, finish_request, creds, key_template)
+    plan_finish(plan, finish_request, creds, key_template, field="video.finish")
 
 
 async def _run_chain(

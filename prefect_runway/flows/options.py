@@ -63,21 +63,6 @@ class StillOptions(Providers):
                                     "own options (Runway's API), e.g. {'output_format': 'png'}.")
 
 
-class VideoOptions(Providers):
-    """The video: its model, ratio and length, and where it is made."""
-
-    FLAT: ClassVar[dict[str, str]] = {
-        "model": "video_model", "ratio": "video_ratio", "duration": "duration",
-        "options": "video_options", "credentials": "video_credentials", "fallback": "video_fallback"}
-    model: str = Field(default="gen4_turbo", description="The video model: gen4_turbo or "
-                       "gen3a_turbo (or another the provider serves).")
-    ratio: str | None = Field(default=None, description="The video's ratio (default: the "
-                              "still's, mapped to the video model's).", **_OPTIONAL)
-    duration: int = Field(default=5, description="Seconds: 5 or 10.")
-    options: dict[str, Any] = Field(default_factory=dict, description="The video model's "
-                                    "own options (Runway's API), e.g. {'audio': true} for veo3.1.")
-
-
 class FinishOptions(Group):
     """The finishing step after the video (Runway's ``video_upscale``): its model, its
     options, and where it is made."""
@@ -92,6 +77,25 @@ class FinishOptions(Group):
     credentials: ProviderCredentials | str | None = Field(
         default=None, description="Runway's credentials for this step (default: the "
         "video's, else the flow's): a block or a saved block's name.", **_OPTIONAL)
+
+
+class VideoOptions(Providers):
+    """The video: its model, ratio and length, where it is made, and its finishing."""
+
+    FLAT: ClassVar[dict[str, str]] = {
+        "model": "video_model", "ratio": "video_ratio", "duration": "duration",
+        "options": "video_options", "credentials": "video_credentials", "fallback": "video_fallback"}
+    model: str = Field(default="gen4_turbo", description="The video model: gen4_turbo or "
+                       "gen3a_turbo (or another the provider serves).")
+    ratio: str | None = Field(default=None, description="The video's ratio (default: the "
+                              "still's, mapped to the video model's).", **_OPTIONAL)
+    duration: int = Field(default=5, description="Seconds: 5 or 10.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The video model's "
+                                    "own options (Runway's API), e.g. {'audio': true} for veo3.1.")
+    finish: FinishOptions | None = Field(
+        default=None, description="A finishing step after the video (Runway's API): an "
+        "upscale or a new frame rate, e.g. {'model': 'magnific_video_upscaler_creative', "
+        "'options': {'resolution': '4k'}}; null for none.", **_OPTIONAL)
 
 
 class StoryboardProviders(Providers):

@@ -30,7 +30,7 @@ CREDENTIAL_PARAMETERS = ("credentials", "image_credentials", "video_credentials"
 #: The parameters (of a flow, and of a shot) that take a list of credentials.
 FALLBACK_PARAMETERS = ("image_fallback", "video_fallback")
 #: The parameter groups (:mod:`prefect_runway.flows.options`) that take credentials too.
-GROUPS_WITH_CREDENTIALS = ("still", "video", "finish")
+GROUPS_WITH_CREDENTIALS = ("still", "video")
 #: What a flow run's stored parameters hold instead of credentials given as a mapping.
 REFUSED = "<credentials given as a mapping: refused, not stored>"
 #: A secret as Prefect stores it (a block given as an object: its ``SecretStr`` key).
@@ -90,6 +90,10 @@ def credentials_in_clear(
                 if isinstance(steps.get("fallback"), (list, tuple)):
                     steps["fallback"] = [clean(v, f"{prefix}{group}.fallback[{i}]")
                                          for i, v in enumerate(steps["fallback"])]
+                finish = steps.get("finish")  # the video's finishing step: its own provider
+                if isinstance(finish, Mapping) and "credentials" in finish:
+                    steps["finish"] = {**finish, "credentials": clean(
+                        finish["credentials"], f"{prefix}{group}.finish.credentials")}
                 out[group] = steps
         return out
 

@@ -23,7 +23,7 @@ async def _chain(credentials, storage: Path, finish: dict | None, **extra):
     return await image_to_video(
         still_prompt="a lighthouse at dusk", motion_prompt="slow dolly in", seed=7,
         credentials=credentials, storage=str(storage), still={"ratio": "1280:720"},
-        video={"model": "gen4_turbo", "duration": 2}, finish=finish, **extra)
+        video={"model": "gen4_turbo", "duration": 2, "finish": finish}, **extra)
 
 
 async def test_an_upscale_is_stored_beside_the_video_with_its_lineage_once(
@@ -77,12 +77,12 @@ async def test_enhance_frame_rate_gives_the_asked_rate_through_an_upload(
 
 
 @pytest.mark.parametrize(("finish", "field", "allowed"), [
-    ({"model": UPSCALER, "options": {"resolution": "8k"}}, "finish.options.resolution",
+    ({"model": UPSCALER, "options": {"resolution": "8k"}}, "video.finish.options.resolution",
      ["720p", "1k", "2k", "4k"]),
-    ({"model": UPSCALER, "options": {"creativity": 140}}, "finish.options.creativity", "0-100"),
-    ({"model": "enhance_frame_rate"}, "finish.options.target_framerate",
+    ({"model": UPSCALER, "options": {"creativity": 140}}, "video.finish.options.creativity", "0-100"),
+    ({"model": "enhance_frame_rate"}, "video.finish.options.target_framerate",
      ["24", "25", "30", "48", "50", "60", "120", "23_98", "29_97", "59_94"]),
-    ({"model": "gen4.5"}, "finish.model", [UPSCALER, "enhance_frame_rate"]),
+    ({"model": "gen4.5"}, "video.finish.model", [UPSCALER, "enhance_frame_rate"]),
 ])
 async def test_bad_finishing_options_are_refused_before_anything_is_billed(
         runway_credentials, runway_emulator, tmp_path, finish, field, allowed):
@@ -101,7 +101,7 @@ async def test_a_finishing_step_on_segmind_is_refused_naming_the_field(
     with pytest.raises(InvalidRequest) as caught:
         await _chain(runway_credentials, tmp_path,
                      {"model": UPSCALER, "credentials": segmind_credentials})
-    assert caught.value.field == "finish.model" and caught.value.provider == "segmind"
+    assert caught.value.field == "video.finish.model" and caught.value.provider == "segmind"
     assert "runway" in str(caught.value.allowed)
     assert _runway(runway_emulator)["total_submissions"] == before
 
