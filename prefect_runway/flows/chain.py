@@ -25,10 +25,7 @@ from prefect_runway.flows.doubts import Doubt
 from prefect_runway.flows.fallback import Route, balance_covered, same_request
 from prefect_runway.flows.plan import ChainPlan
 from prefect_runway.flows.retries import run_generation
-from prefect_runway.flows.shots import message_of
 from prefect_runway.models import (
-    PLACEHOLDER_VIDEO,
-    FinishRequest,
     GenerationResult,
     ImageRequest,
     Request,
@@ -42,11 +39,11 @@ from prefect_runway.money.daily import budget_guard
 from prefect_runway.providers.base import PreparedRequest, Provider
 from prefect_runway.providers.runway import MAX_UPLOAD_BYTES
 from prefect_runway.providers.wire import PendingUpload, data_uri_length
-from prefect_runway.storage import OutputStorage, output_key, resolve_storage
+from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.runs import flow_run_id
 
-__all__ = ["FRESH_URL_SECONDS", "HANDOFF_URL_SECONDS", "Chain", "Finish", "JobOptions",
-           "check_balances", "guard_run", "plan_finish", "still_reference", "video_reference"]
+__all__ = ["FRESH_URL_SECONDS", "HANDOFF_URL_SECONDS", "Chain", "JobOptions", "check_balances",
+           "guard_run", "still_reference", "video_reference"]
 
 #: How old a provider output URL may be before it is refreshed from the provider.
 FRESH_URL_SECONDS = 600
@@ -69,34 +66,6 @@ class JobOptions:
     retry_unsafe_output: int = 0
     resubmit_internal: bool = True
     upload: bool = False
-
-
-#: ``(video URI, its sha256, its length in seconds) -> FinishRequest``: a finishing step.
-Finish = Callable[[str, "str | None", "float | None"], FinishRequest]
-
-
-def plan_finish(plan: ChainPlan, finish: Finish, credentials: ProviderCredentials,
-                key_template: str | None, field: str = "finish") -> None:
-    """Add a finishing step to a planned chain: checked (the model, its options, the
-    provider) with a placeholder video of the video step's length, before anything is sent.
-
-    Raises:
-        InvalidRequest: naming ``field`` and the bad part (``finish.options.resolution``);
-            or a key template that would store the finished video over the video itself.
-    """
-    duration = plan.video_check.summary.get("duration")
-    try:
-        check = prepare(finish(PLACEHOLDER_VIDEO, None, duration), credentials)
-    except InvalidRequest as e:
-        raise InvalidRequest(f"{field}.{e.field}", message_of(e), allowed=e.allowed,
-                             provider=e.provider, model=e.model) from None
-    keys = {output_key(key_template, kind=step.kind, model=step.model, provider=step.provider,
-                       fingerprint=step.fingerprint, seed=None, name="n",
-                       media_type="video/mp4") for step in (plan.video_check, check)}
-    if len(keys) < 2:
-        raise InvalidRequest("key_template", "would store the finished video over the video",
-                             allowed="a template with {model} or {fingerprint}")
-    plan.finish_check, plan.finish_request, plan.finish_credentials = check, finish, credentials
 
 
 @dataclass

@@ -8,7 +8,7 @@ from prefect_runway.blocks.requests import load_credentials, prepare, reseeder, 
 from prefect_runway.errors import BudgetExceeded, NotStarted, ShotRejected
 from prefect_runway.flows.artifacts import publish_outputs, publish_still, publish_video_preview
 from prefect_runway.flows.cancellation import cancel_remote_jobs
-from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run, plan_finish
+from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run
 from prefect_runway.flows.fallback import FallbackPolicy, Route
 from prefect_runway.flows.options import (
     FinishOptions,
@@ -18,7 +18,7 @@ from prefect_runway.flows.options import (
     VideoOptions,
 )
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.flows.plan import ChainPlan, check_run, plan_chain
+from prefect_runway.flows.plan import ChainPlan, check_run, plan_chain, plan_finish
 from prefect_runway.flows.progress import BatchProgress, advance_quietly, note_progress
 from prefect_runway.flows.results import ImageToVideoResult
 from prefect_runway.flows.retries import run_generation

@@ -17,6 +17,7 @@ from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.flows.shots import message_of
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
+    PLACEHOLDER_VIDEO,
     FinishRequest,
     Request,
     Shot,
@@ -28,7 +29,12 @@ from prefect_runway.storage import OutputStorage, output_key
 from prefect_runway.storage.previews import check_preview
 from prefect_runway.tasks.limits import max_task_runs
 
-__all__ = ["ChainPlan", "ShotPlan", "check_run", "check_storage", "plan_chain", "plan_storyboard"]
+__all__ = ["ChainPlan", "Finish", "ShotPlan", "check_run", "check_storage", "plan_chain",
+           "plan_finish", "plan_storyboard"]
+
+
+#: ``(video URI, its sha256, its length in seconds) -> FinishRequest``: a finishing step.
+Finish = Callable[[str, "str | None", "float | None"], FinishRequest]
 
 
 @dataclass
@@ -45,7 +51,7 @@ class ChainPlan:
         finish_check: The finishing step (if any) prepared with a placeholder video.
         finish_credentials: Where the finishing step goes.
         finish_request: Builds the finishing step's request from the video's URI, sha256
-            and length (see :func:`prefect_runway.flows.chain.plan_finish`).
+            and length (see :func:`plan_finish`).
     """
 
     still: PreparedRequest
@@ -56,7 +62,7 @@ class ChainPlan:
     still_request: Request | None = None
     finish_check: PreparedRequest | None = None
     finish_credentials: ProviderCredentials | None = None
-    finish_request: Callable[[str, str | None, float | None], FinishRequest] | None = None
+    finish_request: Finish | None = None
 
     @property
     def still_key(self) -> str:
@@ -120,6 +126,31 @@ def plan_chain(
         video_credentials=video_credentials, video_check=steps["video"],
         video_request=video_request, still_request=still_request,
     )
+
+
+#: ``(video URI, its sha256, its length in seconds) -> FinishRequest``: a finishing step.
+def plan_finish(plan: ChainPlan, finish: Finish, credentials: ProviderCredentials,
+                key_template: str | None, field: str = "finish") -> None:
+    """Add a finishing step to a planned chain: checked (the model, its options, the
+    provider) with a placeholder video of the video step's length, before anything is sent.
+
+    Raises:
+        InvalidRequest: naming ``field`` and the bad part (``finish.options.resolution``);
+            or a key template that would store the finished video over the video itself.
+    """
+    duration = plan.video_check.summary.get("duration")
+    try:
+        check = prepare(finish(PLACEHOLDER_VIDEO, None, duration), credentials)
+    except InvalidRequest as e:
+        raise InvalidRequest(f"{field}.{e.field}", message_of(e), allowed=e.allowed,
+                             provider=e.provider, model=e.model) from None
+    keys = {output_key(key_template, kind=step.kind, model=step.model, provider=step.provider,
+                       fingerprint=step.fingerprint, seed=None, name="n",
+                       media_type="video/mp4") for step in (plan.video_check, check)}
+    if len(keys) < 2:
+        raise InvalidRequest("key_template", "would store the finished video over the video",
+                             allowed="a template with {model} or {fingerprint}")
+    plan.finish_check, plan.finish_request, plan.finish_credentials = check, finish, credentials
 
 
 async def check_run(
@@ -286,6 +317,7 @@ async def plan_storyboard(
     source: str | None = None,
     router: Callable[[int, str, Shot, ProviderCredentials, ProviderCredentials],
                      Awaitable[tuple[ProviderCredentials, ProviderCredentials]]] | None = None,
+    key_template: str | None = None,
 ) -> list[ShotPlan]:
     """Check every shot against its provider, before anything is submitted.
 
@@ -294,6 +326,7 @@ async def plan_storyboard(
             credentials)``: where a shot's steps start, given its fallback routes
             (:meth:`prefect_runway.flows.routing.ShotRouter.plan_on`: a provider that does not
             serve the model hands the step to its fallback); the shot is planned there.
+        key_template: The run's storage key template (see :func:`plan_finish`).
 
     Raises:
         InvalidShot: naming the row and field of the first invalid shot.
@@ -342,6 +375,8 @@ async def plan_storyboard(
                     name: str = name, image_field: str = image_field) -> InvalidShot:
             if step == "still":
                 field = image_field if e.field == "model" else shot.shot_field("still", e.field)
+            elif step == "finish":  # finish.model -> finish_model, finish.options.x -> ...
+                field = e.field.replace("finish.", "finish_", 1)
             else:
                 field = shot.shot_field("video", e.field)
             return InvalidShot(row, field, message_of(e), source=source, shot=name,
@@ -349,5 +384,18 @@ async def plan_storyboard(
 
         chain = plan_chain(still_request, shot.video_request, image_creds, video_creds,
                            on_invalid=invalid)
+        if shot.finish_model is not None:  # its finishing step, on the video's credentials
+            _plan_shot_finish(chain, shot, video_creds, key_template, invalid)
         plans.append(ShotPlan(row=row, name=name, shot=shot, chain=chain))
     return plans
+
+
+def _plan_shot_finish(chain: ChainPlan, shot: Shot, credentials: ProviderCredentials,
+                      key_template: str | None,
+                      invalid: Callable[[str, InvalidRequest], Exception]) -> None:
+    """A shot's finishing step planned (:func:`plan_finish`), its error naming the shot's
+    field (``finish_options.resolution``)."""
+    try:
+        plan_finish(chain, shot.finish_request, credentials, key_template)
+    except InvalidRequest as e:
+        raise invalid("finish", e) from None

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from prefect_runway.emulator.media import probe_video
-from prefect_runway.errors import BudgetExceeded, InvalidRequest
-from prefect_runway.flows import image_to_video
+from prefect_runway.errors import BudgetExceeded, InvalidRequest, InvalidShot
+from prefect_runway.flows import image_to_video, storyboard
 
 UPSCALER = "magnific_video_upscaler_creative"
 
@@ -119,3 +119,31 @@ async def test_a_budget_refuses_an_upscale_with_no_price_unless_the_block_gives_
         update={"prices": {UPSCALER: {"amount": 10, "per": "second"}}})
     out = await _chain(priced, tmp_path, finish, budget="USD 5")
     assert out.finished is not None and out.finished.cost == 20
+
+
+async def test_a_storyboard_shot_with_an_upscale_stores_it_beside_its_video(
+        runway_credentials, runway_emulator, tmp_path):
+    shot = {"name": "harbour", "still_prompt": "a harbour at dawn, the shot's own",
+            "motion_prompt": "slow pan", "ratio": "1280:720", "video_model": "gen4_turbo",
+            "duration": 2, "finish_model": UPSCALER, "finish_options": {"resolution": "720p"}}
+    before = _runway(runway_emulator)
+    summary = await storyboard(shots=[shot], credentials=runway_credentials,
+                               storage=str(tmp_path))
+    (result,) = summary.shots
+    assert result.status == "completed" and result.finished is not None
+    assert result.finished.lineage == {"key": result.video.key,
+                                       "location": result.video.location,
+                                       "sha256": result.video.sha256}
+    assert result.finished.key.startswith("harbour-video-")  # the storyboard's key template
+    finished = probe_video(Path(result.finished.location).read_bytes())
+    assert (finished.width, finished.height) == (1280, 720)  # 720p of a 1280x720 video
+    after = _runway(runway_emulator)
+    assert after["submissions"].get(UPSCALER, 0) - before["submissions"].get(UPSCALER, 0) == 1
+    assert {(c["model"], c["jobs"]) for c in summary.costs} >= {(UPSCALER, 1)}
+
+    bad = {**shot, "name": "bad", "finish_options": {"resolution": "8k"}}
+    with pytest.raises(InvalidShot) as caught:
+        await storyboard(shots=[shot, bad], credentials=runway_credentials,
+                         storage=str(tmp_path))
+    assert (caught.value.row, caught.value.field) == (2, "finish_options.resolution")
+    assert _runway(runway_emulator)["total_submissions"] == after["total_submissions"]
