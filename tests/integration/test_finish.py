@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from s3_helpers import aws_credentials, get_object, moto_url, new_bucket  # noqa: F401
 
 from prefect_runway.emulator.media import probe_video
 from prefect_runway.errors import BudgetExceeded, InvalidRequest, InvalidShot
@@ -19,10 +20,12 @@ def _runway(emulator) -> dict:
     return emulator.stats()["runway"]
 
 
-async def _chain(credentials, storage: Path, finish: dict | None, **extra):
+async def _chain(credentials, storage, finish: dict | None, **extra):
+    """The chain on Runway: a 1280x720 still, 2 s of gen4_turbo, then ``finish``."""
     return await image_to_video(
         still_prompt="a lighthouse at dusk", motion_prompt="slow dolly in", seed=7,
-        credentials=credentials, storage=str(storage), still={"ratio": "1280:720"},
+        credentials=credentials, storage=str(storage) if isinstance(storage, Path) else storage,
+        still={"ratio": "1280:720"},
         video={"model": "gen4_turbo", "duration": 2, "finish": finish}, **extra)
 
 
@@ -147,3 +150,27 @@ async def test_a_storyboard_shot_with_an_upscale_stores_it_beside_its_video(
                          storage=str(tmp_path))
     assert (caught.value.row, caught.value.field) == (2, "finish_options.resolution")
     assert _runway(runway_emulator)["total_submissions"] == after["total_submissions"]
+
+
+async def test_from_s3_the_video_is_handed_over_as_a_presigned_url_and_paid_once(
+        runway_credentials, runway_emulator, moto_url):  # noqa: F811
+    bucket = new_bucket(aws_credentials(moto_url), "runway-finish", "clips")
+    finish = {"model": UPSCALER, "options": {"resolution": "720p", "sharpen": 10}}
+    before = _runway(runway_emulator)
+    out = await _chain(runway_credentials, bucket, finish)
+    assert out.finished is not None and out.video is not None
+    assert out.finished.location.startswith("s3://runway-finish/clips/")
+    finished = probe_video(get_object(bucket, f"clips/{out.finished.key}"))
+    assert (finished.width, finished.height) == (1280, 720)
+    sidecar = json.loads(get_object(bucket, f"clips/{out.finished.key}.json"))
+    assert sidecar["lineage"]["key"] == out.video.key
+    assert sidecar["request"]["videoUri"] == f"sha256:{out.video.sha256}"  # not the URL
+    after = _runway(runway_emulator)
+    assert after["uploads"] == before["uploads"]  # a presigned URL: nothing uploaded
+    assert after["total_submissions"] - before["total_submissions"] == 3
+
+    again = await _chain(runway_credentials, bucket, finish)
+    assert again.finished is not None and again.finished.sha256 == out.finished.sha256
+    rerun = _runway(runway_emulator)
+    assert rerun["total_submissions"] == after["total_submissions"]
+    assert rerun["credits_used"] == after["credits_used"]
