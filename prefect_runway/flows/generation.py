@@ -440,16 +440,25 @@ async def _run_chain(
     try:
         video = await advance_quietly(tracker, chain.video(plan, name, routes, still_result, still))
     except NotStarted as exc:  # the still may have cost more than its estimate
-        if exc.unpriced:
-            raise
-        cost = "an unknown amount" if still.cost is None else f"{still.cost:g} {still.cost_unit}"
-        raise BudgetExceeded(
-            f"{exc.what} was not started: the still cost {cost} and it would pass "
-            f"{exc.limit}; the still is stored at {still.location}",
-            planned=exc.planned, budget=exc.budget,
-        ) from None
+        raise _over_budget(exc, still, "still") from None
     await publish_video_preview(video, chain.store, name)
-    finished = await advance_quietly(tracker, chain.finish(plan, name, video))
+    try:
+        finished = await advance_quietly(tracker, chain.finish(plan, name, video))
+    except NotStarted as exc:  # the steps before it may have cost more than their estimates
+        raise _over_budget(exc, video, "video") from None
     await publish_outputs([o for o in (still, video, finished) if o], "image-to-video",
                           chain.store, name)
     return ImageToVideoResult(still=still, video=video, finished=finished)
+
+
+def _over_budget(exc: NotStarted, made: StoredOutput, label: str) -> Exception:
+    """A step not started once the step before it was paid for (it may have cost more than
+    its estimate): the error saying what that step cost and where its output is stored."""
+    if exc.unpriced:
+        return exc
+    cost = "an unknown amount" if made.cost is None else f"{made.cost:g} {made.cost_unit}"
+    return BudgetExceeded(
+        f"{exc.what} was not started: the {label} cost {cost} and it would pass "
+        f"{exc.limit}; the {label} is stored at {made.location}",
+        planned=exc.planned, budget=exc.budget,
+    )

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from s3_helpers import aws_credentials, get_object, moto_url, new_bucket  # noqa: F401
 
+from prefect_runway import RunwayCredentials
+from prefect_runway.emulator import Emulator, EmulatorConfig
 from prefect_runway.emulator.media import probe_video
 from prefect_runway.errors import BudgetExceeded, InvalidRequest, InvalidShot
 from prefect_runway.flows import image_to_video, storyboard
+from prefect_runway.testing.fixtures import _fast
 
 UPSCALER = "magnific_video_upscaler_creative"
 
@@ -174,3 +177,19 @@ async def test_from_s3_the_video_is_handed_over_as_a_presigned_url_and_paid_once
     rerun = _runway(runway_emulator)
     assert rerun["total_submissions"] == after["total_submissions"]
     assert rerun["credits_used"] == after["credits_used"]
+
+
+async def test_an_upscale_past_the_budget_once_the_video_cost_more_names_the_stored_video(
+        tmp_path):
+    config = EmulatorConfig(latency=0.3, video_fps=4,
+                            price_overrides={"runway": {"gen4_turbo": {"amount": 20}}})
+    with Emulator(config) as emulator:
+        credentials = _fast(RunwayCredentials, emulator.url).model_copy(
+            update={"prices": {UPSCALER: {"amount": 10, "per": "second"}}})
+        # Planned: 5 (still) + 10 (2 s of video) + 20 (2 s upscaled) = 35; the video costs 40.
+        with pytest.raises(BudgetExceeded, match="the finished video was not started: the video "
+                           "cost 40 credits and it would pass the budget of 40") as caught:
+            await _chain(credentials, tmp_path, {"model": UPSCALER}, budget=40)
+        stored = str(caught.value).rsplit("stored at ", 1)[1]
+        assert Path(stored).is_file() and probe_video(Path(stored).read_bytes()).width == 1280
+        assert [c["model"] for c in emulator.charges()] == ["gen4_image", "gen4_turbo"]
