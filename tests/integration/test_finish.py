@@ -4,6 +4,7 @@ upscaled (or retimed) once, stored beside it with its lineage; bad options refus
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,19 @@ from prefect_runway.flows import image_to_video, storyboard
 from prefect_runway.testing.fixtures import _fast
 
 UPSCALER = "magnific_video_upscaler_creative"
+#: In every prompt: the submit task's cache outlives a session (an emulator on the same port).
+SESSION = uuid.uuid4().hex[:8]
 
 
 def _runway(emulator) -> dict:
     return emulator.stats()["runway"]
 
 
-async def _chain(credentials, storage, finish: dict | None, **extra):
+async def _chain(credentials, storage, finish: dict | None,
+                 still_prompt: str = "a lighthouse at dusk", **extra):
     """The chain on Runway: a 1280x720 still, 2 s of gen4_turbo, then ``finish``."""
     return await image_to_video(
-        still_prompt="a lighthouse at dusk", motion_prompt="slow dolly in", seed=7,
+        still_prompt=f"{still_prompt} {SESSION}", motion_prompt="slow dolly in", seed=7,
         credentials=credentials, storage=str(storage) if isinstance(storage, Path) else storage,
         still={"ratio": "1280:720"},
         video={"model": "gen4_turbo", "duration": 2, "finish": finish}, **extra)
@@ -129,7 +133,7 @@ async def test_a_budget_refuses_an_upscale_with_no_price_unless_the_block_gives_
 
 async def test_a_storyboard_shot_with_an_upscale_stores_it_beside_its_video(
         runway_credentials, runway_emulator, tmp_path):
-    shot = {"name": "harbour", "still_prompt": "a harbour at dawn, the shot's own",
+    shot = {"name": "harbour", "still_prompt": f"a harbour at dawn, the shot's own {SESSION}",
             "motion_prompt": "slow pan", "ratio": "1280:720", "video_model": "gen4_turbo",
             "duration": 2, "finish_model": UPSCALER, "finish_options": {"resolution": "720p"}}
     before = _runway(runway_emulator)
@@ -160,7 +164,7 @@ async def test_from_s3_the_video_is_handed_over_as_a_presigned_url_and_paid_once
     bucket = new_bucket(aws_credentials(moto_url), "runway-finish", "clips")
     finish = {"model": UPSCALER, "options": {"resolution": "720p", "sharpen": 10}}
     before = _runway(runway_emulator)
-    out = await _chain(runway_credentials, bucket, finish)
+    out = await _chain(runway_credentials, bucket, finish, still_prompt="a lighthouse in S3")
     assert out.finished is not None and out.video is not None
     assert out.finished.location.startswith("s3://runway-finish/clips/")
     finished = probe_video(get_object(bucket, f"clips/{out.finished.key}"))
@@ -172,7 +176,7 @@ async def test_from_s3_the_video_is_handed_over_as_a_presigned_url_and_paid_once
     assert after["uploads"] == before["uploads"]  # a presigned URL: nothing uploaded
     assert after["total_submissions"] - before["total_submissions"] == 3
 
-    again = await _chain(runway_credentials, bucket, finish)
+    again = await _chain(runway_credentials, bucket, finish, still_prompt="a lighthouse in S3")
     assert again.finished is not None and again.finished.sha256 == out.finished.sha256
     rerun = _runway(runway_emulator)
     assert rerun["total_submissions"] == after["total_submissions"]
