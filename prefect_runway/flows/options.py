@@ -17,9 +17,9 @@ from prefect_runway.models import ReferenceImage
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE
 from prefect_runway.tasks.limits import DEFAULT_PROVIDER_LIMIT
 
-__all__ = ["UNSET", "FinishOptions", "Group", "ImageToVideoRun", "Providers", "ReviewOptions", "StillOptions",
-           "StoryboardReview", "StoryboardRun", "VideoOptions", "accepting_flat", "flatten",
-           "fold", "without_unset"]
+__all__ = ["UNSET", "FinishOptions", "Group", "ImageToVideoRun", "Providers", "ReviewOptions",
+           "StillOptions", "StoryboardReview", "StoryboardRun", "VideoOptions", "accepting_flat",
+           "flatten", "fold", "without_unset"]
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.

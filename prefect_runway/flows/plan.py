@@ -128,7 +128,6 @@ def plan_chain(
     )
 
 
-#: ``(video URI, its sha256, its length in seconds) -> FinishRequest``: a finishing step.
 def plan_finish(plan: ChainPlan, finish: Finish, credentials: ProviderCredentials,
                 key_template: str | None, field: str = "finish") -> None:
     """Add a finishing step to a planned chain: checked (the model, its options, the
@@ -145,8 +144,9 @@ def plan_finish(plan: ChainPlan, finish: Finish, credentials: ProviderCredential
         raise InvalidRequest(f"{field}.{e.field}", message_of(e), allowed=e.allowed,
                              provider=e.provider, model=e.model) from None
     keys = {output_key(key_template, kind=step.kind, model=step.model, provider=step.provider,
-                       fingerprint=step.fingerprint, seed=None, name="n",
-                       media_type="video/mp4") for step in (plan.video_check, check)}
+                       fingerprint=step.fingerprint, seed=None, name="n", job_id=job,
+                       media_type="video/mp4") for step, job in ((plan.video_check, "video-job"),
+                                                                (check, "finish-job"))}
     if len(keys) < 2:
         raise InvalidRequest("key_template", "would store the finished video over the video",
                              allowed="a template with {model} or {fingerprint}")

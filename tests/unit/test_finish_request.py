@@ -91,3 +91,27 @@ def test_it_has_no_price_unless_given_one_per_second_of_the_source():
         {"runway": {UPSCALER: {"amount": 10, "unit": "credits", "per": "second"}}})
     cost = estimate_step(prepared, table)
     assert cost is not None and (cost.amount, cost.unit) == (80, "credits")
+
+
+def test_a_key_template_that_would_store_it_over_the_video_is_refused():
+    from pydantic import SecretStr
+
+    from prefect_runway.blocks import RunwayCredentials
+    from prefect_runway.flows.plan import plan_chain, plan_finish
+    from prefect_runway.models import ImageRequest, VideoRequest
+
+    runway = RunwayCredentials(api_key=SecretStr("sk-unused"))
+    plan = plan_chain(ImageRequest(prompt="a harbour", ratio="1280:720"),
+                      lambda image, sha256: VideoRequest(image=image, image_sha256=sha256,
+                                                         ratio="1280:720", duration=4),
+                      runway, runway)
+
+    def finish(video: str, sha256: str | None, seconds: float | None) -> FinishRequest:
+        return FinishRequest(model="enhance_frame_rate", video=video, video_sha256=sha256,
+                             options={"target_framerate": "60"}, duration=seconds)
+
+    with pytest.raises(InvalidRequest) as caught:
+        plan_finish(plan, finish, runway, "{name}.{ext}")
+    assert caught.value.field == "key_template" and plan.finish_check is None
+    plan_finish(plan, finish, runway, "{name}-{job_id}.{ext}")  # a job id of its own
+    assert plan.finish_check is not None and plan.finish_check.summary["duration"] == 4
