@@ -442,8 +442,10 @@ async def _run_chain(
     except NotStarted as exc:  # the still may have cost more than its estimate
         raise _over_budget(exc, still, "still") from None
     await publish_video_preview(video, chain.store, name)
-    try:
-        finished = await advance_quietly(tracker, chain.finish(plan, name, video))
+    finished = None
+    try:  # the finishing step, if the chain has one
+        if plan.finish_check is not None:
+            finished = await advance_quietly(tracker, chain.finish(plan, name, video))
     except NotStarted as exc:  # the steps before it may have cost more than their estimates
         raise _over_budget(exc, video, "video") from None
     await publish_outputs([o for o in (still, video, finished) if o], "image-to-video",

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from s3_helpers import aws_credentials, get_object, moto_url, new_bucket  # noqa: F401
 
 from prefect_runway import RunwayCredentials
@@ -59,6 +61,11 @@ async def test_an_upscale_is_stored_beside_the_video_with_its_lineage_once(
     after = _runway(runway_emulator)
     assert after["submissions"].get(UPSCALER, 0) - before["submissions"].get(UPSCALER, 0) == 1
     assert after["total_submissions"] - before["total_submissions"] == 3  # still, video, finish
+    async with get_client() as client:  # the run's progress: three steps
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(out.still.flow_run_id)])))
+    [progress] = [a for a in artifacts if a.type == "progress"]
+    assert progress.description.endswith("3 of 3 finished: still done, video done, finish done")
 
     again = await _chain(runway_credentials, tmp_path / "out",
                          {"model": UPSCALER, "options": {"resolution": "2k", "flavor": "natural"}})
