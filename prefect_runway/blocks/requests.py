@@ -9,7 +9,13 @@ from prefect.blocks.core import Block
 
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest
-from prefect_runway.models import PLACEHOLDER_IMAGE, ImageRequest, Request, VideoRequest
+from prefect_runway.models import (
+    PLACEHOLDER_IMAGE,
+    FinishRequest,
+    ImageRequest,
+    Request,
+    VideoRequest,
+)
 from prefect_runway.providers.base import PreparedRequest
 
 __all__ = [
@@ -18,7 +24,7 @@ __all__ = [
 ]
 
 
-def prepare(request: Request, credentials: ProviderCredentials) -> PreparedRequest:
+def prepare(request: Request | FinishRequest, credentials: ProviderCredentials) -> PreparedRequest:
     """Check ``request`` against the credentials' provider and build what would be sent.
 
     The one place a request is prepared; the result is what the submit task takes.

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
+from fractions import Fraction
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
@@ -24,7 +25,16 @@ from ..money.prices import PriceTable
 from . import media as media_mod
 from .clock import Clock, SystemClock
 from .config import PROVIDERS, EmulatorConfig
-from .inputs import ImageLoader, InputError
+from .inputs import ImageLoader, InputError, decode_data_uri, is_data_uri
+
+#: What the emulator bills a second of a finishing step's source video (Runway publishes no
+#: price for them; the package's own table leaves them unknown).
+FINISH_PRICES: dict[str, dict[str, Any]] = {
+    "magnific_video_upscaler_creative": {"amount": 10, "unit": "credits", "per": "second",
+                                         "source": "the emulator's stand-in"},
+    "enhance_frame_rate": {"amount": 4, "unit": "credits", "per": "second",
+                           "source": "the emulator's stand-in"},
+}
 
 
 class Phase(str, Enum):
@@ -115,6 +125,9 @@ class JobSpec:
     max_image_bytes: int | None = None
     aspect_range: tuple[float, float] | None = None
     signed_outputs: bool = False
+    #: A finishing step's source video (then ``width``/``height`` and ``fps`` are the new ones).
+    source: bytes | None = field(default=None, repr=False)
+    fps: Fraction | None = None
 
     @property
     def content_type(self) -> str:
@@ -318,7 +331,7 @@ class Backend:
             return self._config
 
     def _price_table(self) -> PriceTable:
-        table = PriceTable.default()
+        table = PriceTable.default().with_overrides({"runway": FINISH_PRICES})
         if self._config.price_overrides:
             table = table.with_overrides(self._config.price_overrides)
         return table
@@ -745,11 +758,17 @@ class Backend:
         config = self._config
         data: bytes | None = None
         failure: Failure | None = None
+        key: tuple[Any, ...]
         try:
-            if config.stock_media:
+            if config.stock_media and spec.source is None:
                 data = self._stock(spec, config.video_fps)
+            elif spec.source is not None:  # a finishing step: the source, upscaled or retimed
+                source, rate = spec.source, spec.fps or Fraction(config.video_fps)
+                key = ("finish", hashlib.sha256(source).hexdigest(), spec.width, spec.height, rate)
+                make = lambda: media_mod.finish_video(  # noqa: E731
+                    source, spec.width, spec.height, rate)
             elif spec.kind == "still":
-                key: tuple[Any, ...] = ("still", spec.prompt, spec.seed, spec.width, spec.height)
+                key = ("still", spec.prompt, spec.seed, spec.width, spec.height)
                 make = lambda: media_mod.make_still(  # noqa: E731
                     spec.prompt, spec.seed, spec.width, spec.height
                 )
@@ -826,6 +845,23 @@ class Backend:
                 max_workers=self._config.media_workers, thread_name_prefix="emulator-media"
             )
         return self._executor
+
+    def read_input(self, reference: str, max_bytes: int) -> bytes:
+        """The bytes of an input (a data URI, a ``runway://`` upload, a loopback URL), at
+        most ``max_bytes`` (a source video of the finishing step, read when it is submitted).
+
+        Raises:
+            InputError: it cannot be read, or is larger.
+        """
+        if is_data_uri(reference):
+            data = decode_data_uri(reference)[1]
+        elif reference.startswith("runway://"):
+            data = self._read_upload(reference)
+        else:
+            data = self.loader.fetch(reference)
+        if len(data) > max_bytes:
+            raise InputError(f"input is {len(data)} bytes, more than {max_bytes}")
+        return data
 
     def _read_upload(self, uri: str) -> bytes:
         """For the image loader: the bytes of a `runway://` upload."""

@@ -1,4 +1,5 @@
-"""Real media for the emulator: PNG stills (Pillow) and H.264 MP4 videos (PyAV)."""
+"""Real media for the emulator: PNG stills (Pillow), H.264 MP4 videos (PyAV), and a made
+video upscaled or retimed (the finishing step)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
@@ -175,6 +177,49 @@ def make_video(
                     alpha = (index - (count - fade_frames) + 1) / fade_frames
                     frame_image = Image.blend(frame_image, end, alpha)
                 frame = av.VideoFrame.from_image(frame_image)
+                frame.pts = index
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def decode_frames(data: bytes) -> tuple[list[Image.Image], float]:
+    """Every frame of a video (RGB) and its length in seconds."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_image().convert("RGB") for frame in container.decode(stream)]
+        rate = float(stream.average_rate or 0)
+    if not frames:
+        raise ValueError("video has no frames")
+    return frames, (len(frames) / rate if rate else float(len(frames)))
+
+
+def finish_video(data: bytes, width: int, height: int, fps: Fraction) -> bytes:
+    """A made video at another size and frame rate, over the same length: each new frame
+    the source's frames around its time, blended, and scaled (an upscale, a new frame rate).
+
+    Args:
+        data: The source MP4's bytes.
+        width: The new width (even).
+        height: The new height (even).
+        fps: The new frame rate (``Fraction(24000, 1001)`` for 23.98).
+    """
+    frames, seconds = decode_frames(data)
+    count = max(1, round(seconds * fps))
+    with tempfile.TemporaryDirectory(prefix="emulator-finish-") as directory:
+        path = os.path.join(directory, "out.mp4")
+        with av.open(path, mode="w", format="mp4", options={"movflags": "faststart"}) as out:
+            stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast",
+                                                                  "crf": "23"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.time_base = 1 / fps
+            for index in range(count):
+                at = min(index / count * len(frames), len(frames) - 1)  # source frame time
+                low = int(at)
+                high = min(low + 1, len(frames) - 1)
+                image = Image.blend(frames[low], frames[high], at - low) if high != low else frames[low]
+                frame = av.VideoFrame.from_image(image.resize((width, height), Image.Resampling.BILINEAR))
                 frame.pts = index
                 out.mux(stream.encode(frame))
             out.mux(stream.encode(None))

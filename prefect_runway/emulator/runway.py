@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import inspect
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -200,6 +202,8 @@ def upload_uris(body: dict[str, Any]) -> list[tuple[str, str]]:
     elif isinstance(prompt_image, list):
         found += [(f"promptImage[{i}].uri", item.get("uri")) for i, item in
                   enumerate(prompt_image) if isinstance(item, dict)]
+    if isinstance(body.get("videoUri"), str):
+        found.append(("videoUri", body["videoUri"]))
     references = body.get("referenceImages")
     if isinstance(references, list):
         found += [(f"referenceImages[{i}].uri", item.get("uri")) for i, item in
@@ -437,6 +441,54 @@ def validate_text_to_video(
     return validate_hub("text_to_video", body)
 
 
+#: Lines (the shorter side) of an upscale by its ``resolution`` (``2k`` when none is asked).
+UPSCALE_LINES = {"720p": 720, "1k": 1080, "2k": 1440, "4k": 2160}
+DEFAULT_UPSCALE = "2k"
+#: The NTSC rates of ``targetFramerate``; the others are whole numbers.
+NTSC_RATES = {"23_98": Fraction(24000, 1001), "29_97": Fraction(30000, 1001),
+              "59_94": Fraction(60000, 1001)}
+#: The most a finishing step's output may hold (frames x width x height): what the emulator
+#: makes in a few seconds; more is refused as an output it cannot make.
+MAX_FINISH_PIXELS = 2_000_000_000
+
+
+def validate_video_upscale(body: dict[str, Any]) -> tuple[str, str]:
+    """Check a ``video_upscale`` body by the SDK's types and Runway's stated ranges; returns
+    (model, the source video's URI)."""
+    models = sdk_spec.table()["video_upscale"]
+    model = get_choice(body, "model", list(models), required=True)
+    sdk_spec.check(models[model], body)
+    for name in ("creativity", "sharpen", "smartGrain"):  # 0-100, as Runway's docs say
+        get_int(body, name, low=0, high=100)
+    return model, _check_uri("videoUri", body["videoUri"])
+
+
+def finish_spec(backend: Backend, model: str, body: dict[str, Any], uri: str) -> JobSpec:
+    """The finishing step's job: its source video read and decoded, the output's size and
+    frame rate (an upscale keeps the rate; ``enhance_frame_rate`` keeps the size)."""
+    try:
+        data = backend.read_input(uri, MAX_UPLOAD_BYTES)
+        info = media.probe_video(data)
+    except InputError as exc:
+        raise FieldError("videoUri", str(exc)) from exc
+    except (ValueError, OSError) as exc:  # PyAV's errors are OSErrors
+        raise FieldError("videoUri", "is not a readable video") from exc
+    width, height = info.width, info.height
+    if model == "enhance_frame_rate":
+        rate = body["targetFramerate"]
+        fps = NTSC_RATES.get(rate) or Fraction(int(rate))
+    else:
+        scale = UPSCALE_LINES[body.get("resolution") or DEFAULT_UPSCALE] / min(width, height)
+        width, height = (round(side * scale / 2) * 2 for side in (width, height))
+        fps = Fraction(info.fps).limit_denominator(1001) if info.fps else Fraction(24)
+    if info.duration * fps * width * height > MAX_FINISH_PIXELS:
+        raise FieldError("videoUri", f"a {info.duration:g} s video at {width}x{height} and "
+                         f"{float(fps):g} fps is more than the emulator makes; use a shorter "
+                         "video or a lower resolution")
+    return JobSpec(kind="video", prompt="", seed=0, width=width, height=height,
+                   duration=info.duration, source=data, fps=fps, signed_outputs=True)
+
+
 class RunwayProtocol:
     """Parses Runway requests and shapes Runway answers over a `Backend`."""
 
@@ -452,6 +504,8 @@ class RunwayProtocol:
             Route("/v1/text_to_image", self.text_to_image, methods=["POST"],
                   name="runway.submit"),
             Route("/v1/text_to_video", self.text_to_video, methods=["POST"],
+                  name="runway.submit"),
+            Route("/v1/video_upscale", self.video_upscale, methods=["POST"],
                   name="runway.submit"),
             Route("/v1/tasks/{task_id}", self.get_task, methods=["GET"], name="runway.status"),
             Route("/v1/tasks/{task_id}", self.delete_task, methods=["DELETE"],
@@ -486,7 +540,8 @@ class RunwayProtocol:
             return key
         try:
             body = await read_json_object(request)
-            model, spec = validate(body, self.backend.config.runway_retired)
+            checked = validate(body, self.backend.config.runway_retired)
+            model, spec = await checked if inspect.isawaitable(checked) else checked
             for name, uri in upload_uris(body):
                 try:
                     self.backend.upload_bytes(uri, key)
@@ -519,6 +574,13 @@ class RunwayProtocol:
 
     async def text_to_video(self, request: Request) -> Response:
         return await self._submit(request, validate_text_to_video)
+
+    async def video_upscale(self, request: Request) -> Response:
+        return await self._submit(request, self._validate_finish)
+
+    async def _validate_finish(self, body: dict[str, Any], retired: Any) -> tuple[str, JobSpec]:
+        model, uri = validate_video_upscale(body)
+        return model, await run_in_threadpool(finish_spec, self.backend, model, body, uri)
 
     def _find(self, request: Request, count: str | None) -> JobView | Response:
         key = self._authorize(request)

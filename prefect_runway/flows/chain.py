@@ -1,6 +1,6 @@
-"""The one still -> video chain, run by ``image_to_video`` and every storyboard shot: the run's
-money checked once, then per chain the still, the still handed to the video provider, and the
-video (or a video from a prompt alone, or from a given frame), each through ``run_generation``."""
+"""The one still -> video (-> finished video) chain, run by ``image_to_video`` and every
+storyboard shot: the run's money checked once, then per chain each step's input handed on
+(a still, a prompt alone, a given frame, a made video) and each job through ``run_generation``."""
 
 from __future__ import annotations
 
@@ -37,11 +37,13 @@ from prefect_runway.money.budget import Budget, BudgetGuard
 from prefect_runway.money.cost_plan import CostPlan
 from prefect_runway.money.daily import budget_guard
 from prefect_runway.providers.base import PreparedRequest, Provider
+from prefect_runway.providers.runway import MAX_UPLOAD_BYTES
+from prefect_runway.providers.wire import PendingUpload, data_uri_length
 from prefect_runway.storage import OutputStorage, resolve_storage
 from prefect_runway.tasks.runs import flow_run_id
 
 __all__ = ["FRESH_URL_SECONDS", "HANDOFF_URL_SECONDS", "Chain", "JobOptions", "check_balances",
-           "guard_run", "still_reference"]
+           "guard_run", "still_reference", "video_reference"]
 
 #: How old a provider output URL may be before it is refreshed from the provider.
 FRESH_URL_SECONDS = 600
@@ -171,6 +173,63 @@ class Chain:
                 guard=self.guard, what=f"{self.article} video", doubts=self.doubts,
             )
         return stored[0]
+
+    async def finish(self, plan: ChainPlan, name: str | None,
+                     video: StoredOutput) -> StoredOutput | None:
+        """The chain's finishing step, if it has one: the stored video handed to Runway
+        (:func:`video_reference`), finished, and stored beside it, its sidecar naming the
+        video it was made from (``lineage``)."""
+        if plan.finish_request is None or plan.finish_credentials is None:
+            return None
+        credentials, options = plan.finish_credentials, self.options
+        source = await video_reference(video, credentials, self.store, upload=options.upload)
+        request = plan.finish_request(source, video.sha256, video.request.get("duration"))
+        prepared = prepare(request, credentials)
+        async with self._held(credentials.provider_name, prepared.model):
+            _, stored = await run_generation(
+                prepared, credentials, storage=self.store, key_template=options.key_template,
+                name=name, timeout=options.timeout, force=options.force,
+                preview=options.preview, queue_timeout=options.queue_timeout,
+                resubmit_internal=options.resubmit_internal, guard=self.guard,
+                what=f"{self.article} finished video", doubts=self.doubts,
+            )
+        finished = stored[0].model_copy(update={"lineage": {
+            "key": video.key, "location": video.location, "sha256": video.sha256}})
+        finished.sidecar = await self.store.write_sidecar(finished)
+        return finished
+
+
+async def video_reference(
+    video: StoredOutput, credentials: ProviderCredentials, storage: OutputStorage, *,
+    upload: bool = False,
+) -> str:
+    """How Runway should receive a stored video for its finishing step: a presigned URL of
+    it (S3 storage; valid :data:`HANDOFF_URL_SECONDS`), else a data URI where it fits one
+    (unless ``upload``), else an ephemeral ``runway://`` upload (at most Runway's upload
+    limit).
+
+    Raises:
+        InvalidRequest: the video is larger than an upload takes, or cannot be read back.
+    """
+    provider = credentials.provider()
+    presigned = None if upload else await storage.presigned_url(video.key, HANDOFF_URL_SECONDS)
+    if presigned:
+        return presigned
+    if video.size > MAX_UPLOAD_BYTES:
+        raise InvalidRequest("finish.video", f"the video is {video.size} bytes",
+                             allowed=f"at most {MAX_UPLOAD_BYTES} bytes, or store outputs in "
+                             "S3 (storage='s3://bucket/prefix') to hand it on as a URL")
+    data = await storage.read_bytes(video.key)
+    if data is None:
+        raise InvalidRequest("finish.video", f"the stored video {video.location} cannot be "
+                             "read back", allowed="a storage the run can read")
+    fits = data_uri_length(len(data), video.media_type) <= provider.max_data_uri_bytes
+    if fits and not upload:
+        return bytes_to_data_uri(data, video.media_type)
+    pending = PendingUpload(field="video", data=data, media_type=video.media_type,
+                            sha256=video.sha256, filename=video.key.rsplit("/", 1)[-1])
+    async with credentials.get_client() as client:
+        return await client.upload(pending)
 
 
 async def guard_run(

@@ -10,9 +10,15 @@ from prefect_runway.flows.artifacts import publish_outputs, publish_still, publi
 from prefect_runway.flows.cancellation import cancel_remote_jobs
 from prefect_runway.flows.chain import Chain, JobOptions, check_balances, guard_run
 from prefect_runway.flows.fallback import FallbackPolicy, Route
-from prefect_runway.flows.options import ImageToVideoRun, ReviewOptions, StillOptions, VideoOptions
+from prefect_runway.flows.options import (
+    FinishOptions,
+    ImageToVideoRun,
+    ReviewOptions,
+    StillOptions,
+    VideoOptions,
+)
 from prefect_runway.flows.parameters import runway_flow
-from prefect_runway.flows.plan import ChainPlan, check_run, plan_chain
+from prefect_runway.flows.plan import ChainPlan, check_run, plan_chain, plan_finish
 from prefect_runway.flows.progress import BatchProgress, advance_quietly, note_progress
 from prefect_runway.flows.results import ImageToVideoResult
 from prefect_runway.flows.retries import run_generation
@@ -22,6 +28,7 @@ from prefect_runway.flows.routing import load_route
 from prefect_runway.flows.watch import announce
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
+    FinishRequest,
     GenerationResult,
     ImageRequest,
     ReferenceImage,
@@ -30,8 +37,8 @@ from prefect_runway.models import (
     TextToVideoRequest,
     VideoRequest,
 )
-from prefect_runway.money.budget import Budget
-from prefect_runway.money.cost_plan import Attempts, plan_costs
+from prefect_runway.money.budget import Budget, BudgetGuard
+from prefect_runway.money.cost_plan import Attempts, CostPlan, plan_costs
 from prefect_runway.money.daily import budget_guard
 from prefect_runway.providers.base import PreparedRequest
 from prefect_runway.storage import OutputStorage, resolve_storage
@@ -280,7 +287,7 @@ async def image_to_video(
     run: ImageToVideoRun = ImageToVideoRun(),  # noqa: B008
     review_options: ReviewOptions = ReviewOptions(),  # noqa: B008
 ) -> ImageToVideoResult:
-    """A gen4_image still, then that still animated: the chain, across providers if you like.
+    """A gen4_image still, then that still animated (and finished, if asked): the chain.
 
     The options come in groups (``still``, ``video``, ``run``, ``review_options``: see
     :mod:`prefect_runway.flows.options`); their old flat keywords still work
@@ -298,13 +305,15 @@ async def image_to_video(
         review: Wait for a person to approve, reject or regenerate the still before the
             video is paid for.
         still: The still: reference images, ratio, its own credentials and fallback.
-        video: The video: model, ratio, duration, its own credentials and fallback.
+        video: The video: model, ratio, duration, its own credentials and fallback, and
+            its ``finish``: a finishing step on Runway's API (see ``FinishOptions``), e.g.
+            ``{"model": "magnific_video_upscaler_creative", "options": {"resolution": "4k"}}``.
         run: How the jobs run: key template, deadlines, caching, preview, retries, checks.
         review_options: How the review waits, and what happens when nobody answers.
 
     Returns:
-        The stored still and video (with ``review``: ``status="rejected"`` and no video
-        when the still was rejected).
+        The stored still, video and finished video (with ``review``: ``status="rejected"``
+        and no video when the still was rejected).
 
     Raises:
         BudgetExceeded: the plan costs more than ``budget``; nothing was sent.
@@ -325,16 +334,13 @@ async def image_to_video(
 
     plan, routes = await _plan_chain(credentials, still, video, run, still_request, video_request)
     assert plan.still is not None  # a still, then that still animated
-    await check_run(store, [(plan.still, name), (plan.video_check, name)],
-                    key_template=run.key_template, preview=run.preview)
+    steps = [(step, name) for step in (plan.still, plan.video_check, plan.finish_check) if step]
+    await check_run(store, steps, key_template=run.key_template, preview=run.preview)
     cost_plan = plan_costs(  # priced, not published: two steps need no artifact
         [plan], routes=[routes],
         attempts=Attempts(run.retry_unsafe_output, run.resubmit_internal, review=review))
-    # Every submit of the run, whichever route leads to it, is priced against this guard.
-    guard = await guard_run(cost_plan, Budget.parse(budget),
-                            [*routes[0].providers, *routes[1].providers], store, [plan])
-    if run.check_balance:
-        await check_balances(cost_plan, [plan.image_credentials, plan.video_credentials], routes)
+    guard = await _guard_chain(plan, routes, cost_plan, Budget.parse(budget), store,
+                               run.check_balance)
     announce(name, "image", plan.image_credentials.provider_name, plan.still.model)
     announce(name, "video", plan.video_credentials.provider_name, plan.video_check.model)
     chain = Chain(store, JobOptions(
@@ -351,8 +357,8 @@ async def _plan_chain(
     run: ImageToVideoRun, still_request: ImageRequest,
     video_request: Any,
 ) -> tuple[ChainPlan, tuple[Route, Route]]:
-    """The chain planned (both steps checked against every provider of their routes, before
-    anything is sent), and its two routes."""
+    """The chain planned (both steps checked against every provider of their routes, and
+    its finishing step, before anything is sent), and its two routes."""
     image_creds = await load_credentials(
         still.credentials or credentials, "image_credentials" if still.credentials else "credentials",
     )
@@ -364,8 +370,41 @@ async def _plan_chain(
     video_route = await load_route("video", video_creds, video.fallback, "video_fallback", policy)
     image_creds = image_route.check(still_request).primary
     video_creds = video_route.check(video_request(PLACEHOLDER_IMAGE, None)).primary
-    return (plan_chain(still_request, video_request, image_creds, video_creds),
-            (image_route, video_route))
+    plan = plan_chain(still_request, video_request, image_creds, video_creds)
+    if video.finish is not None:
+        await _plan_finish(plan, video.finish, video, credentials, run.key_template)
+    return plan, (image_route, video_route)
+
+
+async def _guard_chain(
+    plan: ChainPlan, routes: tuple[Route, Route], cost_plan: CostPlan, cap: Budget | None,
+    store: OutputStorage, check_balance: bool,
+) -> BudgetGuard | None:
+    """The chain's money checked (budget, daily budgets, balances) before anything is sent;
+    the guard every submit of the run is priced against, whichever route leads to it."""
+    finishing = [plan.finish_credentials] if plan.finish_credentials else []
+    guard = await guard_run(cost_plan, cap, [*routes[0].providers, *routes[1].providers,
+                                             *finishing], store, [plan])
+    if check_balance:
+        await check_balances(cost_plan, [plan.image_credentials, plan.video_credentials,
+                                         *finishing], routes)
+    return guard
+
+
+async def _plan_finish(plan: ChainPlan, finish: FinishOptions, video: VideoOptions,
+                       credentials: ProviderCredentials | str | None,
+                       key_template: str | None) -> None:
+    """The chain's finishing step, checked (model, options, provider) before anything is
+    sent: on ``finish.credentials``, else the video's, else the flow's."""
+    given = finish.credentials or video.credentials or credentials
+    creds = await load_credentials(given, "video.finish.credentials" if finish.credentials else
+                                   "video_credentials" if video.credentials else "credentials")
+
+    def finish_request(uri: str, sha256: str | None, duration: float | None) -> FinishRequest:
+        return FinishRequest(model=finish.model, video=uri, video_sha256=sha256,
+                             options=finish.options, duration=duration)
+
+    plan_finish(plan, finish_request, creds, key_template, field="video.finish")
 
 
 async def _run_chain(
@@ -373,9 +412,10 @@ async def _run_chain(
     still_request: ImageRequest, review: ReviewSettings | None, progress: bool,
 ) -> ImageToVideoResult:
     """The chain's still (reviewed, when asked), then its video; the artifacts."""
+    steps = ("still", "video", "finish") if plan.finish_check else ("still", "video")
     tracker = await BatchProgress.begin(
-        2, key="image-to-video-progress", description=f"image-to-video{f' {name!r}' if name else ''}",
-        steps=("still", "video"),
+        len(steps), key="image-to-video-progress",
+        description=f"image-to-video{f' {name!r}' if name else ''}", steps=steps,
     ) if progress else None
 
     async def make_still(
@@ -402,14 +442,27 @@ async def _run_chain(
     try:
         video = await advance_quietly(tracker, chain.video(plan, name, routes, still_result, still))
     except NotStarted as exc:  # the still may have cost more than its estimate
-        if exc.unpriced:
-            raise
-        cost = "an unknown amount" if still.cost is None else f"{still.cost:g} {still.cost_unit}"
-        raise BudgetExceeded(
-            f"{exc.what} was not started: the still cost {cost} and it would pass "
-            f"{exc.limit}; the still is stored at {still.location}",
-            planned=exc.planned, budget=exc.budget,
-        ) from None
+        raise _over_budget(exc, still, "still") from None
     await publish_video_preview(video, chain.store, name)
-    await publish_outputs([still, video], "image-to-video", chain.store, name)
-    return ImageToVideoResult(still=still, video=video)
+    finished = None
+    try:  # the finishing step, if the chain has one
+        if plan.finish_check is not None:
+            finished = await advance_quietly(tracker, chain.finish(plan, name, video))
+    except NotStarted as exc:  # the steps before it may have cost more than their estimates
+        raise _over_budget(exc, video, "video") from None
+    await publish_outputs([o for o in (still, video, finished) if o], "image-to-video",
+                          chain.store, name)
+    return ImageToVideoResult(still=still, video=video, finished=finished)
+
+
+def _over_budget(exc: NotStarted, made: StoredOutput, label: str) -> Exception:
+    """A step not started once the step before it was paid for (it may have cost more than
+    its estimate): the error saying what that step cost and where its output is stored."""
+    if exc.unpriced:
+        return exc
+    cost = "an unknown amount" if made.cost is None else f"{made.cost:g} {made.cost_unit}"
+    return BudgetExceeded(
+        f"{exc.what} was not started: the {label} cost {cost} and it would pass "
+        f"{exc.limit}; the {label} is stored at {made.location}",
+        planned=exc.planned, budget=exc.budget,
+    )

@@ -1,5 +1,5 @@
-"""The flows' grouped parameters (the still, the video, the run, the review), as the Prefect
-UI's run form shows them; each group also takes its old flat keywords (``video_model=``)."""
+"""The flows' grouped parameters (the still, the video, its finishing, the run, the review),
+as the Prefect UI's run form shows them; each group also takes its old flat keywords."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from prefect_runway.models import ReferenceImage
 from prefect_runway.storage import STORYBOARD_KEY_TEMPLATE
 from prefect_runway.tasks.limits import DEFAULT_PROVIDER_LIMIT
 
-__all__ = ["UNSET", "Group", "ImageToVideoRun", "Providers", "ReviewOptions", "StillOptions",
-           "StoryboardReview", "StoryboardRun", "VideoOptions", "accepting_flat", "flatten",
-           "fold", "without_unset"]
+__all__ = ["UNSET", "FinishOptions", "Group", "ImageToVideoRun", "Providers", "ReviewOptions",
+           "StillOptions", "StoryboardReview", "StoryboardRun", "VideoOptions", "accepting_flat",
+           "flatten", "fold", "without_unset"]
 
 #: Chains in flight at once in one flow run. Runway runs only a few jobs per key at once
 #: (more wait THROTTLED), and Segmind and AIMLAPI queue the rest: more buys little.
@@ -63,8 +63,24 @@ class StillOptions(Providers):
                                     "own options (Runway's API), e.g. {'output_format': 'png'}.")
 
 
+class FinishOptions(Group):
+    """The finishing step after the video (Runway's ``video_upscale``): its model, its
+    options, and where it is made."""
+
+    model: str = Field(description="magnific_video_upscaler_creative (an upscale to 720p, "
+                       "1k, 2k or 4k) or enhance_frame_rate (a new frame rate).")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The model's own options: for the upscale "
+        "resolution (720p, 1k, 2k, 4k), creativity, sharpen and smart_grain (0-100), flavor "
+        "(vivid, natural), fps_boost; for enhance_frame_rate target_framerate (required: "
+        "'24', '25', '30', '48', '50', '60', '120', '23_98', '29_97', '59_94').")
+    credentials: ProviderCredentials | str | None = Field(
+        default=None, description="Runway's credentials for this step (default: the "
+        "video's, else the flow's): a block or a saved block's name.", **_OPTIONAL)
+
+
 class VideoOptions(Providers):
-    """The video: its model, ratio and length, and where it is made."""
+    """The video: its model, ratio and length, where it is made, and its finishing."""
 
     FLAT: ClassVar[dict[str, str]] = {
         "model": "video_model", "ratio": "video_ratio", "duration": "duration",
@@ -76,6 +92,10 @@ class VideoOptions(Providers):
     duration: int = Field(default=5, description="Seconds: 5 or 10.")
     options: dict[str, Any] = Field(default_factory=dict, description="The video model's "
                                     "own options (Runway's API), e.g. {'audio': true} for veo3.1.")
+    finish: FinishOptions | None = Field(
+        default=None, description="A finishing step after the video (Runway's API): an "
+        "upscale or a new frame rate, e.g. {'model': 'magnific_video_upscaler_creative', "
+        "'options': {'resolution': '4k'}}; null for none.", **_OPTIONAL)
 
 
 class StoryboardProviders(Providers):

@@ -90,6 +90,10 @@ def credentials_in_clear(
                 if isinstance(steps.get("fallback"), (list, tuple)):
                     steps["fallback"] = [clean(v, f"{prefix}{group}.fallback[{i}]")
                                          for i, v in enumerate(steps["fallback"])]
+                finish = steps.get("finish")  # the video's finishing step: its own provider
+                if isinstance(finish, Mapping) and "credentials" in finish:
+                    steps["finish"] = {**finish, "credentials": clean(
+                        finish["credentials"], f"{prefix}{group}.finish.credentials")}
                 out[group] = steps
         return out
 

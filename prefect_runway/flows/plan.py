@@ -17,6 +17,8 @@ from prefect_runway.errors import InvalidRequest, InvalidShot, StorageError
 from prefect_runway.flows.shots import message_of
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
+    PLACEHOLDER_VIDEO,
+    FinishRequest,
     Request,
     Shot,
     TextToVideoRequest,
@@ -28,7 +30,12 @@ from prefect_runway.storage import OutputStorage, output_key
 from prefect_runway.storage.previews import check_preview
 from prefect_runway.tasks.limits import max_task_runs
 
-__all__ = ["ChainPlan", "ShotPlan", "check_run", "check_storage", "plan_chain", "plan_storyboard"]
+__all__ = ["ChainPlan", "Finish", "ShotPlan", "check_run", "check_storage", "plan_chain",
+           "plan_finish", "plan_storyboard"]
+
+
+#: ``(video URI, its sha256, its length in seconds) -> FinishRequest``: a finishing step.
+Finish = Callable[[str, "str | None", "float | None"], FinishRequest]
 
 
 #: Where a chain's video starts: its own still, nothing (text-to-video), or the previous
@@ -52,6 +59,10 @@ class ChainPlan:
         still_request: The still's request (what a fallback provider is priced on).
         text_request: The video's whole request, made from its prompt alone.
         after: The ``chain_key`` of the chain whose last frame this video starts on.
+        finish_check: The finishing step (if any) prepared with a placeholder video.
+        finish_credentials: Where the finishing step goes.
+        finish_request: Builds the finishing step's request from the video's URI, sha256
+            and length (see :func:`plan_finish`).
     """
 
     still: PreparedRequest | None
@@ -62,6 +73,9 @@ class ChainPlan:
     still_request: Request | None = None
     text_request: TextToVideoRequest | None = None
     after: str | None = None
+    finish_check: PreparedRequest | None = None
+    finish_credentials: ProviderCredentials | None = None
+    finish_request: Finish | None = None
 
     @property
     def mode(self) -> Mode:
@@ -174,6 +188,31 @@ def plan_chain(
         video_credentials=video_credentials, video_check=steps["video"],
         video_request=video_request, still_request=still_request,
     )
+
+
+def plan_finish(plan: ChainPlan, finish: Finish, credentials: ProviderCredentials,
+                key_template: str | None, field: str = "finish") -> None:
+    """Add a finishing step to a planned chain: checked (the model, its options, the
+    provider) with a placeholder video of the video step's length, before anything is sent.
+
+    Raises:
+        InvalidRequest: naming ``field`` and the bad part (``finish.options.resolution``);
+            or a key template that would store the finished video over the video itself.
+    """
+    duration = plan.video_check.summary.get("duration")
+    try:
+        check = prepare(finish(PLACEHOLDER_VIDEO, None, duration), credentials)
+    except InvalidRequest as e:
+        raise InvalidRequest(f"{field}.{e.field}", message_of(e), allowed=e.allowed,
+                             provider=e.provider, model=e.model) from None
+    keys = {output_key(key_template, kind=step.kind, model=step.model, provider=step.provider,
+                       fingerprint=step.fingerprint, seed=None, name="n", job_id=job,
+                       media_type="video/mp4") for step, job in ((plan.video_check, "video-job"),
+                                                                (check, "finish-job"))}
+    if len(keys) < 2:
+        raise InvalidRequest("key_template", "would store the finished video over the video",
+                             allowed="a template with {model} or {fingerprint}")
+    plan.finish_check, plan.finish_request, plan.finish_credentials = check, finish, credentials
 
 
 async def check_run(
@@ -340,6 +379,7 @@ async def plan_storyboard(
     source: str | None = None,
     router: Callable[..., Awaitable[tuple[ProviderCredentials, ProviderCredentials]]] | None = None,
     continuity: bool = False,
+    key_template: str | None = None,
 ) -> list[ShotPlan]:
     """Check every shot against its provider, before anything is submitted.
 
@@ -350,6 +390,7 @@ async def plan_storyboard(
             does not serve the model hands the step to its fallback); the shot is planned there.
         continuity: Every shot after the first starts on the previous shot's last frame: it
             has no still step (its ``still_prompt`` is not used).
+        key_template: The run's storage key template (see :func:`plan_finish`).
 
     Raises:
         InvalidShot: naming the row and field of the first invalid shot.
@@ -368,13 +409,15 @@ async def plan_storyboard(
         mode: Mode = ("continued" if continuity and row > 1
                       else "still" if shot.still_prompt is not None else "text")
         after = plans[-1].chain_key if mode == "continued" else None
-        plans.append(await _plan_shot(row, shot, mode, after, blocks, defaults, source, router))
+        plans.append(await _plan_shot(row, shot, mode, after, blocks, defaults, source, router,
+                                    key_template))
     return plans
 
 
 async def _plan_shot(
     row: int, shot: Shot, mode: Mode, after: str | None, blocks: _Credentials,
     defaults: dict[str, ProviderCredentials | None], source: str | None, router: Any,
+    key_template: str | None,
 ) -> ShotPlan:
     """One shot planned as ``mode`` says (``after``: the chain a continued shot starts on)."""
     name = shot.name or f"shot-{row:03d}"
@@ -401,6 +444,8 @@ async def _plan_shot(
         # the still's model is its credentials' choice: named by the field that chose them
         if step == "still":
             field = image_field if e.field == "model" else shot.shot_field("still", e.field)
+        elif step == "finish":  # finish.model -> finish_model, finish.options.x -> ...
+            field = e.field.replace("finish.", "finish_", 1)
         else:
             field = shot.shot_field("video", e.field)
         return InvalidShot(row, field, message_of(e), source=source, shot=name,
@@ -423,4 +468,17 @@ async def _plan_shot(
     else:
         chain = plan_video(text or shot.video_request, video_creds, after=after,
                            on_invalid=invalid)
+    if shot.finish_model is not None:  # its finishing step, on the video's credentials
+        _plan_shot_finish(chain, shot, video_creds, key_template, invalid)
     return ShotPlan(row=row, name=name, shot=shot, chain=chain)
+
+
+def _plan_shot_finish(chain: ChainPlan, shot: Shot, credentials: ProviderCredentials,
+                      key_template: str | None,
+                      invalid: Callable[[str, InvalidRequest], Exception]) -> None:
+    """A shot's finishing step planned (:func:`plan_finish`), its error naming the shot's
+    field (``finish_options.resolution``)."""
+    try:
+        plan_finish(chain, shot.finish_request, credentials, key_template)
+    except InvalidRequest as e:
+        raise invalid("finish", e) from None

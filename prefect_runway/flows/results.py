@@ -19,6 +19,9 @@ class ImageToVideoResult(BaseModel):
 
     still: StoredOutput
     video: StoredOutput | None = None
+    finished: StoredOutput | None = Field(
+        default=None, description="The video after the finishing step (an upscale, a new "
+        "frame rate), stored beside it; None: no finishing step.")
     status: Literal["completed", "rejected"] = Field(
         default="completed", description="completed, or rejected at review (no video)."
     )
@@ -35,6 +38,8 @@ class ShotResult(BaseModel):
     )
     still: StoredOutput | None = Field(default=None, description="The stored still, if made.")
     video: StoredOutput | None = Field(default=None, description="The stored video, if made.")
+    finished: StoredOutput | None = Field(default=None, description="The video after its "
+                                          "finishing step, if the shot has one and it was made.")
     error: str | None = Field(default=None, description="Why the shot failed.")
     same_as: str | None = Field(
         default=None,

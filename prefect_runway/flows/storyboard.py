@@ -143,6 +143,7 @@ async def _plan(
         shot_list, credentials=credentials, image_credentials=still.credentials,
         video_credentials=video.credentials, source=source, router=router.plan_on,
         continuity=run.continuity,
+        key_template=run.key_template,
     )
     stillless = next((p for p in plans if p.chain.still is None), None)
     if review and stillless is not None:  # a person approves stills before videos are paid
@@ -293,6 +294,7 @@ async def _shot(chain: Chain, group: list[ShotPlan], routes: ShotRoutes, still_o
     plan = group[0]
     still: StoredOutput | None = None
     video: StoredOutput | None = None
+    finished: StoredOutput | None = None
     error: str | None = None
     skipped = False
     rejected: ShotRejected | None = None  # at review: carries the still that was shown
@@ -305,6 +307,7 @@ async def _shot(chain: Chain, group: list[ShotPlan], routes: ShotRoutes, still_o
             still_result, still = await still_of(plan)
             video = await chain.video(plan.chain, plan.name, (routes.still, routes.video),
                                       still_result, still)
+        finished = await chain.finish(plan.chain, plan.name, video)
     except NotStarted as exc:
         error, skipped = str(exc), True
         logger.warning("Shot %s (row %d) %s", plan.name, plan.row, error)
@@ -319,7 +322,8 @@ async def _shot(chain: Chain, group: list[ShotPlan], routes: ShotRoutes, still_o
             row=p.row, name=p.name,
             status="not_started" if skipped else "rejected" if rejected
             else "failed" if error else "completed",
-            still=rejected.still if rejected else still, video=video, error=error,
+            still=rejected.still if rejected else still, video=video, finished=finished,
+            error=error,
             same_as=None if p is plan else plan.name,
         )
         for p in group
@@ -332,7 +336,8 @@ async def _finish(results: list[ShotResult], cost_plan: CostPlan, doubts: list[D
     logger = get_run_logger()
     summary = StoryboardSummary.of(results, generated=generated)
     summary.not_started = sum(1 for r in results if r.status == "not_started")
-    summary.costs = spending([o for r in results for o in (r.still, r.video)], cost_plan)
+    summary.costs = spending([o for r in results for o in (r.still, r.video, r.finished)],
+                             cost_plan)
     summary.doubts = doubts
     await publish_summary(summary, store)
     if summary.ok:

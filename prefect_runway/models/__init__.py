@@ -17,9 +17,11 @@ from prefect_runway.models.requests import (
     IMAGE_MODELS,
     MAX_PROMPT_UTF16,
     PLACEHOLDER_IMAGE,
+    PLACEHOLDER_VIDEO,
     SEED_MAX,
     VIDEO_MODELS,
     ContentModeration,
+    FinishRequest,
     ImageRequest,
     Kind,
     ReferenceImage,
@@ -42,8 +44,8 @@ from prefect_runway.models.results import (
 from prefect_runway.models.shot import Shot
 
 __all__ = [
-    "DURATIONS", "IMAGE_MODELS", "MAX_NAME", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE", "SEED_MAX",
-    "VIDEO_MODELS", "Balance", "ContentModeration", "Generation", "GenerationResult",
+    "DURATIONS", "IMAGE_MODELS", "MAX_NAME", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE",
+    "PLACEHOLDER_VIDEO", "SEED_MAX", "VIDEO_MODELS", "Balance", "ContentModeration", "FinishRequest", "Generation", "GenerationResult",
     "ImageRequest", "JobState", "Kind", "ModelLimits", "ReferenceImage", "Request", "Shot",
     "StatusUpdate", "StoredOutput", "StrictModel", "TextToVideoRequest", "VideoModel",
     "VideoRequest",

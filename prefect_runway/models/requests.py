@@ -21,8 +21,8 @@ from prefect_runway.models.catalogue import (
 )
 
 __all__ = [
-    "DURATIONS", "IMAGE_MODELS", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE", "SEED_MAX",
-    "VIDEO_MODELS", "ContentModeration", "ImageRequest", "Kind", "ReferenceImage", "Request",
+    "DURATIONS", "IMAGE_MODELS", "MAX_PROMPT_UTF16", "PLACEHOLDER_IMAGE", "PLACEHOLDER_VIDEO",
+    "SEED_MAX", "VIDEO_MODELS", "ContentModeration", "FinishRequest", "ImageRequest", "Kind", "ReferenceImage", "Request",
     "TextToVideoRequest", "VideoModel", "VideoRequest", "duration_seconds", "model_durations",
 ]
 
@@ -418,7 +418,60 @@ class TextToVideoRequest(_PromptRequired):
         return self
 
 
+class FinishRequest(StrictModel):
+    """A finishing step on a made video (Runway's ``video_upscale``: an upscale with
+    ``magnific_video_upscaler_creative``, a new frame rate with ``enhance_frame_rate``).
+
+    Example:
+        ```python
+        from prefect_runway.models import FinishRequest
+
+        request = FinishRequest(model="magnific_video_upscaler_creative",
+                                video="https://example.com/video.mp4",
+                                options={"resolution": "4k", "creativity": 20})
+        ```
+    """
+
+    model: str = Field(description="A video_upscale model of Runway's API.")
+    video: str = Field(description="The source video: an https URL, a data URI or a "
+                       "runway:// upload URI.")
+    video_sha256: str | None = Field(
+        default=None, description="sha256 of the source video's bytes (required with a "
+        "runway:// URI); the fingerprint then uses it instead of the URI.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The model's own options by name, e.g. "
+        "{'resolution': '4k', 'creativity': 20} or {'target_framerate': '60'}; checked "
+        "against the model's rules; part of the request.")
+    duration: float | None = Field(
+        default=None, description="The source video's length in seconds, where known: what "
+        "a per-second price is counted on (not sent).")
+
+    @property
+    def kind(self) -> Kind:
+        return "video"
+
+    @field_validator("video_sha256")
+    @classmethod
+    def _video_sha256(cls, v: str | None) -> str | None:
+        return _check_sha256(v, "video_sha256")
+
+    @model_validator(mode="after")
+    def _rules(self) -> FinishRequest:
+        """The model and its options (names, values, the required ones) by the catalogue."""
+        rules = runway_api.api_model("video_upscale", self.model)
+        runway_api.check_options("video", self.model, self.options, endpoint="video_upscale")
+        for wire in rules.options:
+            name = runway_api.option_name(wire)
+            if rules.fields[wire].get("required") and self.options.get(name) is None:
+                raise InvalidRequest(f"options.{name}", "is required",
+                                     allowed=list(rules.values(wire)) or None, model=self.model)
+        return self
+
+
 Request = ImageRequest | VideoRequest | TextToVideoRequest
+
+#: The source video used to check a finishing step before its video exists.
+PLACEHOLDER_VIDEO = "https://example.invalid/video.mp4"
 
 #: The first frame used to check a shot's video step before its still exists.
 PLACEHOLDER_IMAGE = "https://example.invalid/still.png"

@@ -151,6 +151,13 @@ class StoredOutput(BaseModel):
             "stage}: the step fell back (see prefect_runway.flows.fallback). None: it did not."
         ),
     )
+    lineage: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "The stored output this one was made from (a finishing step's video): {key, "
+            "location, sha256}. None: it was made from requests alone."
+        ),
+    )
 
     @property
     def extension(self) -> str:

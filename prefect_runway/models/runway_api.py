@@ -169,13 +169,16 @@ def option_name(wire: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in wire).lstrip("_")
 
 
-def check_options(kind: str, model: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def check_options(
+    kind: str, model: str, options: Mapping[str, Any], endpoint: str | None = None
+) -> dict[str, Any]:
     """A request's ``options`` checked against the model's rules, as body fields.
 
     Args:
         kind: ``image`` (Runway's ``text_to_image``) or ``video`` (``image_to_video``).
         model: The model the request names.
         options: ``{option name: value}``, names as :func:`option_name` gives them.
+        endpoint: The model's endpoint, where it is not ``kind``'s (``video_upscale``).
 
     Returns:
         ``{wire name: value}``, to add to the body.
@@ -186,7 +189,7 @@ def check_options(kind: str, model: str, options: Mapping[str, Any]) -> dict[str
     """
     if not options:
         return {}
-    rules = RUNWAY_API[REQUEST_ENDPOINTS[kind]].get(model)
+    rules = RUNWAY_API[endpoint or REQUEST_ENDPOINTS[kind]].get(model)
     offered = {option_name(w): w for w in rules.options} if rules else {}
     body: dict[str, Any] = {}
     for name, value in options.items():

@@ -12,6 +12,8 @@ from prefect_runway.errors import InvalidRequest
 from prefect_runway.models.base import StrictModel, check_name
 from prefect_runway.models.requests import (
     PLACEHOLDER_IMAGE,
+    PLACEHOLDER_VIDEO,
+    FinishRequest,
     ImageRequest,
     ReferenceImage,
     TextToVideoRequest,
@@ -134,7 +136,7 @@ class Shot(StrictModel):
             return [part.strip() for part in v.replace(",", "|").split("|") if part.strip()]
         return v
 
-    @field_validator("still_options", "video_options", mode="before")
+    @field_validator("still_options", "video_options", "finish_options", mode="before")
     @classmethod
     def _options(cls, v: Any, info: Any) -> Any:
         # A CSV cell (or a YAML scalar): a JSON object of the model's options.
@@ -247,3 +249,37 @@ class Shot(StrictModel):
                 allowed=f"a still prompt, or a text_to_video video_model: {', '.join(e.allowed)}"
                 if isinstance(e.allowed, list) else "a still prompt",
             ) from None
+
+    finish_model: str | None = Field(
+        default=None,
+        description="A finishing step after the video (Runway's API): "
+                    "magnific_video_upscaler_creative (an upscale) or enhance_frame_rate; "
+                    "empty for none. Made on the shot's video credentials.",
+    )
+    finish_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The finishing model's options, e.g. {\"resolution\": \"4k\"} or "
+                    "{\"target_framerate\": \"60\"}.",
+    )
+
+    @field_validator("finish_model", mode="before")
+    @classmethod
+    def _finish_model(cls, v: Any) -> Any:
+        return v.strip() or None if isinstance(v, str) else v  # an empty CSV cell: none
+
+    @model_validator(mode="after")
+    def _finish_step(self) -> Shot:
+        if self.finish_model is not None:
+            self.finish_request(PLACEHOLDER_VIDEO)
+        return self
+
+    def finish_request(self, video: str, video_sha256: str | None = None,
+                       duration: float | None = None) -> FinishRequest:
+        """The shot's finishing step on ``video`` as a :class:`FinishRequest`."""
+        try:
+            return FinishRequest(model=self.finish_model or "", video=video,
+                                 video_sha256=video_sha256, options=dict(self.finish_options),
+                                 duration=duration)
+        except InvalidRequest as e:
+            raise _renamed(e, "finish_model" if e.field == "model" else f"finish_{e.field}"
+                           ) from None

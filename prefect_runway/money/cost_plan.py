@@ -243,7 +243,7 @@ def plan_costs(
              lambda c=chain: c.still_request, attempts.variants, attempts.stills),
             (chain.chain_key, chain.video_check, chain.video_credentials, video_route,
              lambda c=chain: c.video_request(PLACEHOLDER_IMAGE, None), 1, 1),
-        )
+        ) + _finish_step(chain)
         for key, prepared, credentials, route, request, count, requests in steps:
             if prepared is None:  # a chain with no still (text-to-video; continuity)
                 continue
@@ -275,6 +275,16 @@ def plan_costs(
     if result.unpriced:
         result.worst_usd = None
     return result
+
+
+def _finish_step(chain: Any) -> tuple[tuple[Any, ...], ...]:
+    """A chain's finishing step, as :func:`plan_costs` walks its steps (once per chain and
+    finishing request; on Runway alone, so no fallback); none where it has none."""
+    finish = getattr(chain, "finish_check", None)
+    if finish is None:
+        return ()
+    return ((f"{chain.chain_key}|{finish.fingerprint}", finish, chain.finish_credentials, None,
+             lambda: None, 1, 1),)
 
 
 def options_label(prepared: Any) -> str:

@@ -67,7 +67,8 @@ def estimate_step(
     by the prices of ``credentials`` (:func:`prices_of`), else by the built-in prices."""
     if table is None and credentials is not None:
         table = prices_of(credentials)
-    return estimate(prepared.provider, prepared.model, prepared.kind, prepared.body, table)
+    # The summary: the body's fields, and a finishing step's source length (what it is priced on).
+    return estimate(prepared.provider, prepared.model, prepared.kind, prepared.summary, table)
 
 
 def charged_cost(result: GenerationResult, table: PriceTable | None = None) -> Cost | None:

@@ -26,6 +26,7 @@ from prefect_runway.errors import (
 )
 from prefect_runway.models import (
     Balance,
+    FinishRequest,
     Generation,
     ImageRequest,
     Request,
@@ -110,7 +111,8 @@ class Provider(ABC):
             return self.models[model]
         return catalogue.check_model(self.name, model)
 
-    def prepare(self, request: Request, base_url: str | None = None) -> PreparedRequest:
+    def prepare(self, request: Request | FinishRequest,
+                base_url: str | None = None) -> PreparedRequest:
         """Check ``request`` against this provider's rules and build the body to send.
 
         Raises:
@@ -118,6 +120,8 @@ class Provider(ABC):
         """
         if isinstance(request, TextToVideoRequest):
             return self.prepare_text_to_video(request, base_url or self.default_base_url)
+        if isinstance(request, FinishRequest):
+            return self.prepare_finish(request, base_url or self.default_base_url)
         spec = self.spec_for(request.model)
         ratio = self._check_shared(spec, request)
         if isinstance(request, VideoRequest):
@@ -218,6 +222,12 @@ class Provider(ABC):
         raise InvalidRequest("model", f"text_to_video ({request.model}) is not served by "
                              f"{self.name}", allowed="runway credentials", provider=self.name,
                              model=request.model)
+
+    def prepare_finish(self, request: FinishRequest, base_url: str) -> PreparedRequest:
+        """A finishing step (``video_upscale``): served by Runway's API only."""
+        raise InvalidRequest("model", f"the finishing step ({request.model}) is not served "
+                             f"by {self.name}", allowed="runway credentials (Runway's API)",
+                             provider=self.name, model=request.model)
 
     def _finish(
         self, spec: ModelSpec, body: dict[str, Any], identities: dict[str, str], base_url: str,

@@ -25,6 +25,7 @@ from prefect_runway.errors import (
 )
 from prefect_runway.models import (
     Balance,
+    FinishRequest,
     Generation,
     ImageRequest,
     JobState,
@@ -35,6 +36,7 @@ from prefect_runway.models import (
     VideoRequest,
     catalogue,
     runway_api,
+    sniff_media_type,
 )
 from prefect_runway.providers.base import (
     IMAGE_MEDIA_TYPES,
@@ -43,13 +45,20 @@ from prefect_runway.providers.base import (
     Provider,
     ResolvedImage,
 )
-from prefect_runway.providers.hub import add_content_moderation, endpoint_of, text_to_video_body
+from prefect_runway.providers.hub import (
+    add_content_moderation,
+    endpoint_of,
+    finish_body,
+    priced_on,
+    text_to_video_body,
+)
 from prefect_runway.providers.wire import (
     HttpCall,
     PendingUpload,
     UploadForm,
     decode_data_uri,
     error_detail,
+    inline_length,
     number,
     whole,
 )
@@ -119,7 +128,7 @@ _FAILURE_ERRORS: dict[FailureKind, tuple[type[GenerationFailed], str]] = {
 
 
 class RunwayProvider(Provider):
-    """Runway's API: ``gen4_image`` stills, ``gen4_turbo`` and ``gen3a_turbo`` videos."""
+    """Runway's API: stills, videos and their finishing, for every model of its hub."""
 
     name = "runway"
     default_base_url = "https://api.dev.runwayml.com"
@@ -135,7 +144,7 @@ class RunwayProvider(Provider):
 
     # ---- request side --------------------------------------------------------------------
 
-    def prepare(self, request: Request, base_url: str | None = None) -> PreparedRequest:
+    def prepare(self, request: Request | FinishRequest, base_url: str | None = None) -> PreparedRequest:
         """As the base, then the body checked against the model's rules in Runway's spec
         (``runway_api.check_body``): a field it does not take is refused before sending."""
         prepared = super().prepare(request, base_url)
@@ -146,6 +155,11 @@ class RunwayProvider(Provider):
         """``POST /v1/text_to_video``: the body by the model's rules (:mod:`.hub`)."""
         spec, body = text_to_video_body(request, self.name)
         return self._finish(spec, body, {}, base_url, request.options)
+
+    def prepare_finish(self, request: FinishRequest, base_url: str) -> PreparedRequest:
+        """``POST /v1/video_upscale``: the source video and the model's options (:mod:`.hub`)."""
+        spec, body, identities = finish_body(request, MAX_DATA_URI_BYTES)
+        return priced_on(self._finish(spec, body, identities, base_url, request.options), request.duration)
 
     def image_body(
         self, spec: ModelSpec, request: ImageRequest, ratio: str, refs: list[dict[str, str]]
@@ -190,7 +204,7 @@ class RunwayProvider(Provider):
         if local is not None:
             data, media_type = local
             self._check_upload_size(data, media_type, field_name)
-            encoded = _inline_length(value, data, media_type)
+            encoded = inline_length(value, data, media_type)
             if encoded > MAX_DATA_URI_BYTES:
                 raise UploadRequired(
                     field_name,
@@ -202,7 +216,7 @@ class RunwayProvider(Provider):
         return super().resolve_image(value, field_name)
 
     def _check_upload_size(self, data: bytes, media_type: str, field_name: str) -> None:
-        if sniff(data) not in IMAGE_MEDIA_TYPES:
+        if sniff_media_type(data) not in IMAGE_MEDIA_TYPES:
             raise InvalidRequest(
                 field_name, f"is not a PNG, JPEG or WebP image (got {media_type})",
                 allowed=IMAGE_MEDIA_TYPES,
@@ -240,7 +254,7 @@ class RunwayProvider(Provider):
                 continue
             data, media_type = local
             self._check_upload_size(data, media_type, field_name)
-            if force or _inline_length(value, data, media_type) > MAX_DATA_URI_BYTES:
+            if force or inline_length(value, data, media_type) > MAX_DATA_URI_BYTES:
                 digest = hashlib.sha256(data).hexdigest()
                 pending.append(PendingUpload(
                     field=where, data=data, media_type=media_type, sha256=digest,
@@ -407,22 +421,6 @@ class RunwayProvider(Provider):
         )
 
 
-def data_uri_length(size: int, media_type: str) -> int:
-    """Characters of ``data:<media_type>;base64,<...>`` for ``size`` bytes of image."""
-    return len(f"data:{media_type};base64,") + 4 * ((size + 2) // 3)
-
-
-def _inline_length(value: str, data: bytes, media_type: str) -> int:
-    """Characters the image takes as a data URI: the given URI's own, or the one we would build."""
-    return len(value) if value.startswith("data:") else data_uri_length(len(data), media_type)
-
-
-def sniff(data: bytes) -> str | None:
-    from prefect_runway.models import sniff_media_type
-
-    return sniff_media_type(data)
-
-
 def _local_image(value: str, field_name: str) -> tuple[bytes, str] | None:
     """(bytes, media type) of a data URI or a local file; None for URLs and upload URIs."""
     if value.startswith("data:"):
@@ -434,7 +432,7 @@ def _local_image(value: str, field_name: str) -> tuple[bytes, str] | None:
     if not path.is_file():
         return None  # the base reports it
     data = path.read_bytes()
-    return data, sniff(data) or "application/octet-stream"
+    return data, sniff_media_type(data) or "application/octet-stream"
 
 
 def _filename(value: str, media_type: str, digest: str) -> str:

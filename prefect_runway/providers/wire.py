@@ -196,3 +196,13 @@ def json_or_text(content: bytes) -> Any:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):
         return content.decode("utf-8", errors="replace")
+
+
+def data_uri_length(size: int, media_type: str) -> int:
+    """Characters of ``data:<media_type>;base64,<...>`` for ``size`` bytes."""
+    return len(f"data:{media_type};base64,") + 4 * ((size + 2) // 3)
+
+
+def inline_length(value: str, data: bytes, media_type: str) -> int:
+    """Characters the bytes take as a data URI: the given URI's own, or the one we would build."""
+    return len(value) if value.startswith("data:") else data_uri_length(len(data), media_type)

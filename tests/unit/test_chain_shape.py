@@ -132,6 +132,13 @@ def test_a_groups_credentials_given_as_a_mapping_are_not_stored():
     assert "sk-" not in str(cleaned)
 
 
+def test_the_finishing_steps_credentials_given_as_a_mapping_are_not_stored():
+    cleaned, found = credentials_in_clear({"video": {"model": "gen4_turbo", "finish": {
+        "model": "enhance_frame_rate", "credentials": {"api_key": "sk-three"}}}})
+    assert found == ["video.finish.credentials"]
+    assert "sk-" not in str(cleaned) and cleaned["video"]["finish"]["model"] == "enhance_frame_rate"
+
+
 def test_costs_have_one_format_and_always_their_unit():
     assert [cost_text(1, "credits"), cost_text(0.15, "credits"), cost_text(0.0035, "USD")] == [
         "1.00 credits", "0.15 credits", "0.0035 USD"]

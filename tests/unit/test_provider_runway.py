@@ -55,9 +55,8 @@ from prefect_runway.providers.runway import (
     FailureKind,
     RunwayProvider,
     classify_failure,
-    data_uri_length,
 )
-from prefect_runway.providers.wire import UploadForm
+from prefect_runway.providers.wire import UploadForm, data_uri_length
 
 BASE = "https://api.dev.runwayml.com"
 IMG = "https://example.com/first.png"
