@@ -22,6 +22,7 @@ from prefect.logging import get_run_logger
 
 from prefect_runway.flows.doubts import Doubt, doubts_markdown
 from prefect_runway.flows.markdown import code, cost_text, md, size_text
+from prefect_runway.flows.results import first_frame_key
 from prefect_runway.models import StoredOutput
 from prefect_runway.providers.wire import redact_url
 from prefect_runway.storage import OutputStorage
@@ -331,7 +332,7 @@ async def publish_summary(summary: Any, store: OutputStorage | None = None) -> N
         for shot in summary.shots:
             if shot.same_as:  # an identical shot shows the outputs of the one it repeats
                 continue
-            for output in (shot.still, shot.video):
+            for output in (shot.still, shot.video, shot.finished):
                 if output is None:
                     continue
                 if url := await store.link(output.key):
@@ -346,6 +347,11 @@ async def publish_summary(summary: Any, store: OutputStorage | None = None) -> N
                 if shown is not None:
                     pictures[key] = shown[0]
                     left -= len(shown[0])
+            frame = first_frame_key(shot)  # a continued shot shows the frame it started on
+            if frame and left > 0 and (shown := await picture(
+                    store, frame, "image/png", None, width=SHEET_THUMBNAIL_WIDTH)) is not None:
+                pictures[frame] = shown[0]
+                left -= len(shown[0])
     await acreate_markdown_artifact(
         markdown=summary.markdown(pictures, links),
         key=SUMMARY_ARTIFACT_KEY,

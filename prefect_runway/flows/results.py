@@ -11,7 +11,7 @@ from prefect_runway.flows.doubts import Doubt, doubts_markdown
 from prefect_runway.flows.markdown import code, cost_text, md
 from prefect_runway.models import StoredOutput
 
-__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary"]
+__all__ = ["ImageToVideoResult", "ShotResult", "StoryboardSummary", "first_frame_key"]
 
 
 class ImageToVideoResult(BaseModel):
@@ -121,19 +121,22 @@ class StoryboardSummary(BaseModel):
             title += f" ({self.not_started} not started: over the budget)"
         if self.rejected:
             title += f", {self.rejected} rejected at review"
-        lines = [title, "", "| # | shot | status | still | video | reason |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+        finishing = any(r.finished for r in self.shots)
+        lines = [title, "", "| # | shot | status | still | video | "
+                 + ("finished | " if finishing else "") + "reason |",
+                 "| --- " * (7 if finishing else 6) + "|"]
         for r in self.shots:
             reason = (r.error or "").replace("|", "\\|").replace("\n", " ")
             if r.same_as:
                 reason = (reason + " " if reason else "") + f"(identical to {r.same_as})"
             for note in r.fallbacks():
                 reason = (reason + "; " if reason else "") + note.replace("|", "\\|")
+            finished = f" | {_cell(r.finished, links)}" if finishing else ""
             lines.append(
-                f"| {r.row} | {md(r.name)} | {r.status} | {_cell(r.still, links)} "
-                f"| {_cell(r.video, links)} | {reason} |"
+                f"| {r.row} | {md(r.name)} | {r.status} | {_still_cell(r, links)} "
+                f"| {_cell(r.video, links)}{finished} | {reason} |"
             )
-        lines += _contact_sheet(self.shots, pictures or {})
+        lines += _contact_sheet(self.shots, pictures or {}, finishing)
         if self.doubts:
             lines += ["", doubts_markdown(self.doubts)]
         if self.costs:
@@ -146,24 +149,48 @@ def _spending(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| provider | model | jobs | spent | planned | of which estimated |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        planned = cost_text(r["planned"], r["unit"])
+        if r.get("unpriced"):  # a model with no known price: never shown as free
+            planned = f"{planned} + unknown" if r["planned"] else "unknown"
         lines.append(f"| {r['provider']} | {r['model']} | {r['jobs']} | "
-                     f"{cost_text(r['spent'], r['unit'])} | {cost_text(r['planned'], r['unit'])} "
+                     f"{cost_text(r['spent'], r['unit'])} | {planned} "
                      f"| {r['estimated']} job(s) |")
     return "\n".join(lines)
 
 
-def _contact_sheet(shots: Sequence[ShotResult], pictures: Mapping[str, str]) -> list[str]:
-    """Each shot's still and its video's preview, side by side (an identical shot's once)."""
+def _contact_sheet(shots: Sequence[ShotResult], pictures: Mapping[str, str],
+                   finishing: bool = False) -> list[str]:
+    """Each shot's still (or the frame it started on) and its videos' previews, side by side
+    (an identical shot's once)."""
     rows = []
     for r in shots:
+        frame = first_frame_key(r)
         cells = [f"![{md(o.kind)}]({pictures[_shown_key(o)]})" if o and _shown_key(o) in pictures
-                 else "" for o in (r.still, r.video)]
+                 else "" for o in (r.still, r.video, r.finished)]
+        if not cells[0] and frame in pictures:
+            cells[0] = f"![last frame of the shot before]({pictures[frame]})"
         if not r.same_as and any(cells):
-            rows.append(f"| {md(r.name)} | {cells[0]} | {cells[1]} |")
+            rows.append(f"| {md(r.name)} | " + " | ".join(cells[:3 if finishing else 2]) + " |")
     if not rows:
         return []
-    return ["", "## Contact sheet", "", "| shot | still | video (preview) |", "| --- | --- | --- |",
-            *rows]
+    head = "| shot | still | video (preview) |" + (" finished (preview) |" if finishing else "")
+    return ["", "## Contact sheet", "", head, "| --- " * (4 if finishing else 3) + "|", *rows]
+
+
+def first_frame_key(result: ShotResult) -> str:
+    """The stored frame a shot's video started on (continuity), or ""."""
+    first = result.video.first_frame if result.video else None
+    return (first or {}).get("frame", "")
+
+
+def _still_cell(result: ShotResult, links: Mapping[str, str] | None) -> str:
+    """The still's key; for a shot with no still, what its video started from."""
+    if result.still is not None or result.video is None:
+        return _cell(result.still, links)
+    first = result.video.first_frame
+    if first:
+        return f"last frame of {code(first.get('video', ''))}"
+    return "none: text-to-video"
 
 
 def _shown_key(output: StoredOutput) -> str:

@@ -319,17 +319,19 @@ def spending(outputs: Iterable[Any], plan: CostPlan | None = None) -> list[dict[
     """Spent per provider and model (each job once), beside what the plan estimated.
 
     Returns:
-        Rows ``{provider, model, unit, jobs, spent, estimated, planned}``; ``estimated`` counts
-        the jobs whose cost is the price table's estimate (the provider reported none).
+        Rows ``{provider, model, unit, jobs, spent, estimated, planned, unpriced}``;
+        ``estimated`` counts the jobs whose cost is the price table's estimate (the provider
+        reported none); ``unpriced`` the planned requests with no known price.
     """
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     if plan is not None:
         for r in plan.rows:  # a model's rows of several options: planned together
             row = rows.setdefault((r.provider, r.model, r.unit), {
                 "provider": r.provider, "model": r.model, "unit": r.unit, "jobs": 0,
-                "spent": 0.0, "estimated": 0, "planned": 0.0,
+                "spent": 0.0, "estimated": 0, "planned": 0.0, "unpriced": 0,
             })
             row["planned"] = round(row["planned"] + r.amount, 6)
+            row["unpriced"] += r.unpriced
     seen: set[tuple[str, str]] = set()
     for output in outputs:
         if output is None or (output.provider, output.job_id) in seen:
@@ -339,7 +341,7 @@ def spending(outputs: Iterable[Any], plan: CostPlan | None = None) -> list[dict[
         unit = cost.unit if cost else PROVIDER_UNITS.get(output.provider, "credits")
         row = rows.setdefault((output.provider, output.model, unit), {
             "provider": output.provider, "model": output.model, "unit": unit, "jobs": 0,
-            "spent": 0.0, "estimated": 0, "planned": None,
+            "spent": 0.0, "estimated": 0, "planned": None, "unpriced": 0,
         })
         row["jobs"] += 1
         if cost is not None:

@@ -77,3 +77,38 @@ async def test_image_to_video_takes_its_options_in_groups_and_shows_costs_with_u
     assert len(costs) == 2 and all(re.fullmatch(r"\d+\.\d{2,} (USD|credits)", c) for c in costs)
     table = json.loads(artifacts["outputs-image-to-video"].data)
     assert list(table[0])[-1] == "location"  # the widest cell last: no column pushed off
+
+
+async def test_a_continued_shot_shows_the_frame_it_started_on_and_its_finished_video(tmp_path):
+    token = uuid.uuid4().hex[:8]
+    shots = [{"name": "dawn", "still_prompt": f"a harbour at dawn {token}", "motion_prompt": "pan",
+              "video_model": "gen4_turbo", "ratio": "1280:720", "duration": 2, "seed": 1},
+             {"name": "noon", "motion_prompt": f"into the market {token}",
+              "video_model": "gen4_turbo", "ratio": "1280:720", "duration": 2, "seed": 2,
+              "finish_model": "magnific_video_upscaler_creative",
+              "finish_options": {"resolution": "1k"}}]
+    with Emulator(EmulatorConfig(latency=0.2, video_fps=4)) as emu:
+        credentials = RunwayCredentials(api_key=SecretStr("k" * 16), base_url=emu.url,
+                                        poll_interval_seconds=0.1)
+        summary = await storyboard(shots=shots, credentials=credentials, storage=str(tmp_path),
+                                   run={"check_balance": False, "progress": False,
+                                        "continuity": True})
+    assert summary.completed == 2
+    dawn, noon = summary.shots
+    assert noon.still is None and noon.finished is not None
+    sheet = (await _artifacts(dawn.still.flow_run_id))["storyboard-summary"].data
+    assert "| # | shot | status | still | video | finished | reason |" in sheet
+    rows = {line.split("|")[2].strip(): line for line in sheet.splitlines()
+            if "| completed |" in line}
+    assert f"last frame of `{dawn.video.key}`" in rows["noon"]
+    assert f"`{noon.finished.key}`" in rows["noon"] and f"`{noon.video.key}`" in rows["noon"]
+    # the contact sheet: the frame noon started on, its preview and its finished preview
+    contact = sheet.split("## Contact sheet", 1)[1].split("##", 1)[0]
+    assert "| shot | still | video (preview) | finished (preview) |" in contact
+    noon_row = next(line for line in contact.splitlines() if line.startswith("| noon |"))
+    assert noon_row.count("](data:image/") == 3
+    assert "![last frame of the shot before](data:image/" in noon_row
+    # the upscale has no known price: planned as unknown, never as free
+    costs = sheet.split("## Costs: spent vs plan", 1)[1]
+    upscale = next(line for line in costs.splitlines() if "magnific_video_upscaler" in line)
+    assert "| unknown |" in upscale
