@@ -52,7 +52,7 @@ def _submit_run_name(parameters: dict[str, Any]) -> str:
     request = parameters.get("request")
     return "submit " + describe_job(
         getattr(request, "kind", None), parameters.get("name"),
-        provider_of(parameters.get("credentials")),
+        provider_of(parameters.get("credentials")), getattr(request, "model", None),
     )
 
 

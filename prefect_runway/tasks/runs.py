@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 
 from prefect_runway.engine.events import log_to
 from prefect_runway.models import GenerationResult
+from prefect_runway.models.runway_api import RUNWAY_API
 
 __all__ = [
     "describe_job", "failure_of", "flow_run_id", "generation_run_name", "kind_label",
@@ -27,9 +28,11 @@ def kind_label(kind: str | None) -> str:
     return {"image": "still", "video": "video"}.get(kind or "", kind or "job")
 
 
-def describe_job(kind: str | None, name: str | None, provider: str | None) -> str:
-    """What a job is, for a task run's name: ``still 'harbour' on segmind``."""
-    label = kind_label(kind)
+def describe_job(kind: str | None, name: str | None, provider: str | None,
+                 model: str | None = None) -> str:
+    """What a job is, for a task run's name: ``still 'harbour' on segmind``; a finishing
+    step's (an upscale's ``model``) is ``finish 'harbour' on runway``."""
+    label = "finish" if model in RUNWAY_API["video_upscale"] else kind_label(kind)
     if name:
         label += f" {name!r}"
     return f"{label} on {provider}" if provider else label
@@ -49,6 +52,7 @@ def generation_run_name(verb: str, key: str) -> Callable[..., str]:
         return f"{verb} " + describe_job(
             getattr(generation, "kind", None), parameters.get("name"),
             getattr(generation, "provider", None) or provider_of(parameters.get("credentials")),
+            getattr(generation, "model", None),
         )
 
     return name

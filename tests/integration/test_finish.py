@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from s3_helpers import aws_credentials, get_object, moto_url, new_bucket  # noqa: F401
 
 from prefect_runway import RunwayCredentials
@@ -157,6 +163,11 @@ async def test_a_storyboard_shot_with_an_upscale_stores_it_beside_its_video(
     after = _runway(runway_emulator)
     assert after["submissions"].get(UPSCALER, 0) - before["submissions"].get(UPSCALER, 0) == 1
     assert {(c["model"], c["jobs"]) for c in summary.costs} >= {(UPSCALER, 1)}
+    async with get_client() as client:  # the run's graph names the finishing step as such
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[UUID(result.video.flow_run_id)])))
+    names = {t.name for t in runs}
+    assert {"submit video 'harbour' on runway", "submit finish 'harbour' on runway"} <= names
 
     bad = {**shot, "name": "bad", "finish_options": {"resolution": "8k"}}
     with pytest.raises(InvalidShot) as caught:

@@ -159,6 +159,9 @@ def test_task_run_names_say_what_the_task_does():
 
     assert describe_job("image", "harbour", "segmind") == "still 'harbour' on segmind"
     assert describe_job("video", None, "runway") == "video on runway"
+    assert describe_job("video", "harbour", "runway", "magnific_video_upscaler_creative") == (
+        "finish 'harbour' on runway")
+    assert describe_job("video", "harbour", "runway", "gen4_turbo") == "video 'harbour' on runway"
     creds = SegmindCredentials(api_key=SecretStr("k"))
     generation = _generation()
     collect = _generation_run_name("collect", "generation")
