@@ -40,8 +40,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +54,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import ROOT, EmulatorProcess, machine, report, run_worker
+from benchmarks._common import ROOT, EmulatorProcess, machine, report, run_worker, table
 
 REPO = ROOT.parent
 SYSTEM = REPO / "tests" / "system"
@@ -67,14 +69,27 @@ COLUMNS = ["N chains", "client", "ok", "wall s", "x floor", "refused", "429/5xx"
 LABELS = {
     "floor": "floor (asyncio + httpx)",
     "storyboard": "ours: storyboard flow (1 run, N shots)",
+    "empty": "Prefect's floor: N empty flow runs (same parameters), {workers} process workers",
     "separate": "ours: N image_to_video flow runs, {workers} process workers",
 }
+#: What each kind of separate run deploys: (entrypoint, the deployment's name as read back).
+DEPLOYED = {
+    "separate": ("prefect_runway/flows/generation.py:image_to_video", "image-to-video/bench"),
+    "empty": ("benchmarks/_empty_flow.py:empty_image_to_video", "empty-image-to-video/bench"),
+}
+TIMING_HOOK = ROOT / "_runtiming"  # its sitecustomize times each flow-run process
+SPLIT_COLUMNS = ["client", "runs timed", "wall s / run", "x empty", "CPU s / run", "x empty CPU",
+                 "Pending -> exit", "worker: Pending -> process", "interpreters start",
+                 "imports: prefect", "imports: ours", "imports: other", "block loads",
+                 "flow body less block loads", "rest", "state writes (API, within the above)"]
 
 
 def _system() -> tuple[Any, Any]:
-    """``tests/system``'s helpers (PostgreSQL, processes), imported from the working tree."""
-    if str(SYSTEM) not in sys.path:
-        sys.path.insert(0, str(SYSTEM))
+    """``tests/system``'s helpers (PostgreSQL, processes), imported from the working tree
+    (with ``tests``, where their process tree helper lives)."""
+    for folder in (SYSTEM.parent, SYSTEM):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     import services
     import system_helpers
 
@@ -193,8 +208,9 @@ class Stack:
 # ---- separate flow runs on workers ---------------------------------------------------------------
 
 
-def _setup(stack: Stack, emulator: str) -> None:
-    """The pool, the credentials block (no client-side rate cap) and the deployment."""
+def _setup(stack: Stack, emulator: str, kinds: list[str]) -> None:
+    """The pool, the credentials block (no client-side rate cap) and a deployment per kind of
+    separate run (ours, Prefect's empty flow)."""
     bin_dir = Path(sys.executable).parent
     stack.run([str(bin_dir / "prefect"), "work-pool", "create", POOL, "--type", "process"])
     stack.run([sys.executable, "-c", (
@@ -202,9 +218,9 @@ def _setup(stack: Stack, emulator: str) -> None:
         "from prefect_runway.blocks import SegmindCredentials\n"
         f"SegmindCredentials(api_key=SecretStr({KEY!r}), base_url={emulator!r},\n"
         f"    max_requests_per_second=None).save({BLOCK!r}, overwrite=True)\n")])
-    stack.run([str(bin_dir / "prefect"), "--no-prompt", "deploy",
-               "prefect_runway/flows/generation.py:image_to_video", "--name", "bench",
-               "--pool", POOL])
+    for kind in kinds:
+        stack.run([str(bin_dir / "prefect"), "--no-prompt", "deploy", DEPLOYED[kind][0],
+                   "--name", "bench", "--pool", POOL])
 
 
 def _params(i: int, storage: str) -> dict[str, Any]:
@@ -216,7 +232,8 @@ def _params(i: int, storage: str) -> dict[str, Any]:
             "name": f"run-{i}", "preview": None}
 
 
-async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[str, Any]:
+async def _separate(stack: Stack, kind: str, n: int, storage: str,
+                    timeout: float) -> dict[str, Any]:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -225,7 +242,7 @@ async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[
     started = time.monotonic()
     # Creations go through the proxy (counted); progress reads go to the server directly.
     async with PrefectClient(api=f"{stack.proxy_url}/api") as client:
-        deployment = await client.read_deployment_by_name("image-to-video/bench")
+        deployment = await client.read_deployment_by_name(DEPLOYED[kind][1])
 
         async def create(i: int) -> Any:
             try:
@@ -255,7 +272,7 @@ async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[
                 break
             if time.monotonic() - last_note > 30:
                 last_note = time.monotonic()
-                print(f"  separate: {len(done)}/{len(ids)} final after "
+                print(f"  {kind}: {len(done)}/{len(ids)} final after "
                       f"{last_note - started:.0f} s", file=sys.stderr, flush=True)
             await asyncio.sleep(1.0)
         for r in runs:
@@ -264,11 +281,92 @@ async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[
         ends = [r.end_time for r in runs if r.end_time is not None]
         if ends and len(done) == len(ids):
             end = max(ends)
+        # Each run's state history: when it was Pending, Running, Completed.
+        history: dict[str, dict[str, float]] = {}
+        for r in runs:
+            first = history.setdefault(str(r.id), {})
+            for state in sorted(await client.read_flow_run_states(r.id), key=lambda s: s.timestamp):
+                first.setdefault(state.type.value, state.timestamp.timestamp())
     timed_out = len(done) < len(ids)
     wall = (end - start_wall).total_seconds() if end is not None else time.monotonic() - started
     return {"created": len(ids), "refused": refused, "states": states,
             "ok": states.get("Completed", 0), "wall_seconds": wall, "timed_out": timed_out,
-            "creation_seconds": created_s}
+            "creation_seconds": created_s, "history": history}
+
+
+def _timing_records(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """The timing hook's lines (one per interpreter), by flow run, in the order they ran."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in directory.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                found.setdefault(record["flow_run_id"], []).append(record)
+    for records in found.values():
+        records.sort(key=lambda r: r["interpreter_started"])
+    return found
+
+
+def split(outcome: dict[str, Any], timing: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Where each completed flow run's time went (seconds, median over the runs), from its
+    states (Prefect's timestamps) and its process's timing hook; the proxy's state-write time
+    per run."""
+    parts: dict[str, list[float]] = {}
+    for run_id, history in outcome["history"].items():
+        records = timing.get(run_id)
+        if not records or not {"PENDING", "RUNNING", "COMPLETED"} <= set(history):
+            continue
+        spawned = records[0]["process_started"] or records[0]["interpreter_started"]
+        starts, before = 0.0, spawned
+        imports: dict[str, float] = {}
+        for record in records:
+            starts += record["interpreter_started"] - before
+            before = record["ended"]
+            for kind, took in record["imports"].items():
+                imports[kind] = imports.get(kind, 0.0) + took
+        blocks = sum(r["block_load_s"] for r in records)
+        values = {
+            "Pending -> exit": records[-1]["ended"] - history["PENDING"],
+            "worker: Pending -> process": spawned - history["PENDING"],
+            "interpreters start": starts,
+            "imports: prefect": imports.get("prefect", 0.0),
+            "imports: ours": imports.get("prefect_runway", 0.0),
+            "imports: other": imports.get("other", 0.0),
+            "block loads": blocks,
+            "flow body less block loads": history["COMPLETED"] - history["RUNNING"] - blocks,
+            "cpu": records[-1]["cpu_s"],
+        }
+        named = [k for k in values if k not in ("Pending -> exit", "cpu")]
+        values["rest"] = values["Pending -> exit"] - sum(values[k] for k in named)
+        for key, value in values.items():
+            parts.setdefault(key, []).append(value)
+    medians = {k: statistics.median(v) for k, v in parts.items()}
+    counted = outcome["counts"]["http"].get("state transitions", 0)
+    write_s = outcome["counts"].get("seconds", {}).get("state transitions", 0.0)
+    runs = outcome["created"] or 1
+    medians["state writes"] = write_s / runs
+    return {"timed": len(parts.get("cpu", [])), "median": medians,
+            "state_writes_per_run": counted / runs,
+            "wall_per_run": outcome["wall_seconds"] / runs}
+
+
+def split_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """The split table: a row per kind of separate run, ours against Prefect's empty flow."""
+    empty = next((r for r in results if r["client"] == "empty"), None)
+    out = []
+    for r in results:
+        if "split" not in r:
+            continue
+        sp, m = r["split"], r["split"]["median"]
+        base = empty["split"] if empty else None
+        wall_x = sp["wall_per_run"] / base["wall_per_run"] if base else float("nan")
+        cpu_x = (m.get("cpu", 0.0) / base["median"]["cpu"]
+                 if base and base["median"].get("cpu") else float("nan"))
+        out.append([r["client"], f"{sp['timed']}/{r['n']}", sp["wall_per_run"], wall_x,
+                    m.get("cpu", float("nan")), cpu_x,
+                    *(m.get(k, float("nan")) for k in SPLIT_COLUMNS[6:-1]),
+                    f"{m['state writes']:.2f} ({sp['state_writes_per_run']:.1f} calls)"])
+    return out
 
 
 def _kinds(counts: dict[str, Any]) -> dict[str, int]:
@@ -299,7 +397,7 @@ def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limi
             floor_wall = raw["wall_seconds"]
             results.append({"client": "floor", "n": n, "ok": sum(r["ok"] for r in raw["records"]),
                             "wall_seconds": floor_wall, "cpu_seconds": raw["cpu_seconds"]})
-        if not {"storyboard", "separate"} & set(clients):
+        if not {"storyboard", "empty", "separate"} & set(clients):
             return {"results": results, "config": {"n": n, "warmup": warmup, **config}}
         root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
         try:
@@ -316,28 +414,37 @@ def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limi
                         "client": "storyboard", "n": n, "ok": sum(r["ok"] for r in raw["records"]),
                         "wall_seconds": raw["wall_seconds"], "cpu_seconds": raw["cpu_seconds"],
                         "refused": [], "counts": counts, "generations": 2 * (n + warmup)})
-                if "separate" in clients:
-                    emu.reset()
-                    _setup(stack, emu.url)
+                kinds = [k for k in ("empty", "separate") if k in clients]
+                if kinds:
+                    _setup(stack, emu.url, kinds)
                     bin_dir = Path(sys.executable).parent
+                    timing_dir = root / "timing"
+                    timing_dir.mkdir()
+                    path = os.pathsep.join(p for p in (str(TIMING_HOOK),
+                                                       stack.env.get("PYTHONPATH")) if p)
                     for w in range(workers):
                         stack.start(f"worker{w}", [
                             str(bin_dir / "prefect"), "worker", "start", "--pool", POOL,
                             "--type", "process", "--limit", str(worker_limit)],
                             PREFECT_WORKER_QUERY_SECONDS=f"{query_seconds:g}",
-                            PREFECT_WORKER_PREFETCH_SECONDS=f"{query_seconds:g}")
+                            PREFECT_WORKER_PREFETCH_SECONDS=f"{query_seconds:g}",
+                            BENCH_RUN_TIMING=str(timing_dir), PYTHONPATH=path)
                     time.sleep(5.0)  # the workers register with the pool
                     storage = root / "outputs"
                     storage.mkdir()
+                # Prefect's empty flow first, then ours, on the same workers one after the other.
+                for kind in kinds:
+                    emu.reset()
                     stack.counts(reset=True)
-                    outcome = asyncio.run(_separate(stack, n, str(storage), timeout))
+                    outcome = asyncio.run(_separate(stack, kind, n, str(storage), timeout))
                     time.sleep(2.0)
                     counts = stack.counts()
                     stats = emu.stats()["segmind"]
-                    results.append({"client": "separate", "n": n, **outcome, "counts": counts,
-                                    "generations": 2 * n, "workers": workers,
-                                    "worker_limit": worker_limit,
-                                    "duplicates": stats.get("duplicate_submissions")})
+                    outcome.update(counts=counts, generations=2 * n, workers=workers,
+                                   worker_limit=worker_limit,
+                                   duplicates=stats.get("duplicate_submissions"))
+                    outcome["split"] = split(outcome, _timing_records(timing_dir))
+                    results.append({"client": kind, "n": n, **outcome})
         finally:
             shutil.rmtree(root, ignore_errors=True)
     return {"results": results,
@@ -366,19 +473,32 @@ def rows(results: list[dict[str, Any]], workers: int) -> list[list[Any]]:
 
 def verdict(results: list[dict[str, Any]]) -> list[str]:
     floor = next((r["wall_seconds"] for r in results if r["client"] == "floor"), None)
+    empty = next((r for r in results if r["client"] == "empty"), None)
     lines = []
     for r in results:
-        if r["client"] != "separate":
+        if r["client"] not in ("separate", "empty"):
             continue
+        what = "separate flow runs" if r["client"] == "separate" else "empty flow runs"
         refused = len(r["refused"]) + _refusals(r["counts"])
-        if floor:
+        if floor and r["client"] == "separate":
             ratio = r["wall_seconds"] / floor
-            lines.append(f"N={r['n']} separate flow runs: {r['wall_seconds']:.1f} s = {ratio:.2f}x "
+            lines.append(f"N={r['n']} {what}: {r['wall_seconds']:.1f} s = {ratio:.2f}x "
                          f"the floor (target <= 2x: {'met' if ratio <= 2 else 'NOT met'})")
-        lines.append(f"N={r['n']} separate flow runs: {r['ok']}/{r['n']} completed, "
+        if empty and r["client"] == "separate" and "split" in r and "split" in empty:
+            ours, base = r["split"], empty["split"]
+            ratio = ours["wall_per_run"] / base["wall_per_run"]
+            lines.append(f"N={r['n']} separate flow runs: {ours['wall_per_run']:.2f} s per run "
+                         f"against {base['wall_per_run']:.2f} s for Prefect's empty flow = "
+                         f"{ratio:.2f}x (target <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
+        lines.append(f"N={r['n']} {what}: {r['ok']}/{r['n']} completed, "
                      f"{len(r['refused'])} creations refused, {_refusals(r['counts'])} 429/5xx "
                      f"answers (target 0 refused: {'met' if refused == 0 else 'NOT met'}); "
                      f"states {r['states']}; duplicate submissions {r.get('duplicates')}")
+    split_table = split_rows(results)
+    if split_table:
+        lines += ["", "Where a flow run's time goes (seconds; per run: the median over the "
+                  "runs, except wall / run = wall / N and state writes = the proxy's total / N):",
+                  "", *table(SPLIT_COLUMNS, split_table).splitlines()]
     return lines
 
 
@@ -397,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-api-logs", action="store_true",
                         help="PREFECT_LOGGING_TO_API_ENABLED=false for workers and flow runs")
     parser.add_argument("--clients", nargs="+", choices=list(LABELS),
-                        default=["floor", "storyboard", "separate"])
+                        default=["floor", "storyboard", "empty", "separate"])
     parser.add_argument("--timeout", type=float, default=1800.0, help="bound per client, s")
     parser.add_argument("--name", default="scale", help="results/NAME.json")
     args = parser.parse_args(argv)
@@ -405,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run(args.n, args.latency, args.fps, args.warmup, args.workers, args.worker_limit,
                   args.timeout, args.clients, not args.no_api_logs, args.worker_query_seconds)
     outcome["rows"] = rows(outcome["results"], args.workers)
+    outcome["split_rows"] = split_rows(outcome["results"])
     title = (f"Scale-out: N={args.n} image-to-video chains (Segmind protocol), emulator latency "
              f"{args.latency:g} s per job, stock media; Prefect server on PostgreSQL, "
              f"{args.workers} process workers (limit {args.worker_limit} each); API calls "
