@@ -21,12 +21,17 @@ COLUMNS = ["import", "median s", "fastest s", "modules", "x import prefect",
 #: What a flow run should load only when it uses it: S3, another Prefect collection, previews.
 HEAVY = ("boto3", "prefect_aws", "av", "PIL")
 
-#: What each row imports: the package alone, its bottom layers, what a flow run imports, Prefect.
+#: What each row imports: the package alone, its bottom layers, what a flow run imports, Prefect;
+#: then Prefect's engine alone and with the module a deployment of ``image_to_video`` loads.
 STATEMENTS = {
     "prefect_runway": "import prefect_runway",
     "prefect_runway.errors, .models": "import prefect_runway.errors, prefect_runway.models",
     "prefect_runway.flows, .tasks (a flow run)": "import prefect_runway.flows, prefect_runway.tasks",
     "prefect (the floor)": "import prefect",
+    # What a flow-run process imports before the flow's module (Prefect's engine), then with ours.
+    "prefect's engine (any flow run)": "import prefect.engine, prefect.flow_engine",
+    "prefect's engine + prefect_runway.flows.generation (a flow run of ours)":
+        "import prefect.engine, prefect.flow_engine, prefect_runway.flows.generation",
 }
 
 _PROBE = """\
