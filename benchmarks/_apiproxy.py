@@ -5,7 +5,8 @@
 (bodies and encodings passed through as bytes), counting on the way:
 
 * REST requests under ``/api`` by kind (:func:`prefect_runway.testing.api_calls.http_kind`,
-  the same kinds as the in-process counter) and by ``METHOD /path``;
+  the same kinds as the in-process counter) and by ``METHOD /path``, and the seconds each kind
+  waited for the server (from the request forwarded to the response's headers);
 * responses by status code (429 and 5xx are what a refusing server answers);
 * events sent on ``/api/events/in`` (one websocket text message each, the auth handshake not
   counted), by kind (:func:`~prefect_runway.testing.api_calls.event_kind`).
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections import Counter
 from typing import Any
 
@@ -42,11 +44,13 @@ class Counts:
         self.paths: Counter[str] = Counter()
         self.status: Counter[str] = Counter()
         self.events: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
         self.websockets = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"http": dict(self.http), "paths": dict(self.paths.most_common()),
                 "status": dict(self.status), "events": dict(self.events),
+                "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
                 "requests": sum(self.http.values()), "events_total": sum(self.events.values()),
                 "websockets": self.websockets}
 
@@ -104,21 +108,27 @@ class Proxy:
             if not message.get("more_body"):
                 break
         method: str = scope["method"]
+        kind = None
         if path.startswith("/api"):
             sub = path[len("/api"):] or "/"
-            self.counts.http[http_kind(method, sub)] += 1
+            kind = http_kind(method, sub)
+            self.counts.http[kind] += 1
             self.counts.paths[f"{method} {re.sub(_UUID, '{id}', sub)}"] += 1
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
                    if k.lower() not in HOP]
         query = scope.get("query_string", b"").decode("latin-1")
         request = self._client().build_request(method, path + (f"?{query}" if query else ""),
                                                headers=headers, content=body)
+        started = time.perf_counter()
         try:
             response = await self._client().send(request, stream=True)
         except httpx.HTTPError as exc:
             self.counts.status["proxy-error"] += 1
             await self._reply(send, 502, {"detail": f"proxy: {type(exc).__name__}"})
             return
+        finally:
+            if kind is not None:
+                self.counts.seconds[kind] += time.perf_counter() - started
         try:
             self.counts.status[str(response.status_code)] += 1
             out = [(k.encode("latin-1"), v.encode("latin-1"))

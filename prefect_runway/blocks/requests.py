@@ -7,7 +7,12 @@ from collections.abc import Callable, Mapping
 
 from prefect.blocks.core import Block
 
-from prefect_runway.blocks.credentials import ProviderCredentials
+from prefect_runway.blocks.credentials import (
+    AimlapiCredentials,
+    ProviderCredentials,
+    RunwayCredentials,
+    SegmindCredentials,
+)
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.models import (
     PLACEHOLDER_IMAGE,
@@ -123,7 +128,8 @@ async def load_credentials(
         raise credentials_mapping_refused(field)
     if isinstance(credentials, str) and "/" in credentials:
         try:
-            block = await Block.aload(credentials)
+            loader, name = _loader(credentials)
+            block = await loader.aload(name)
         except InvalidRequest:
             raise
         except (ValueError, KeyError) as e:  # Prefect: ValueError for a missing document
@@ -139,6 +145,18 @@ async def load_credentials(
         )
     shown = repr(credentials) if isinstance(credentials, str) else type(credentials).__name__
     raise InvalidRequest(field, f"{shown} is not a provider credentials block", allowed=allowed)
+
+
+def _loader(slug: str) -> tuple[type[Block], str]:
+    """The class that loads the saved block ``slug`` (``"block-type/name"``), and the name to
+    give it: ours by their type's slug; any other through Prefect's registry, which first
+    imports every installed Prefect collection (prefect-aws and boto3 among them: half a
+    second of a flow run)."""
+    block_type, name = slug.split("/", 1)
+    for cls in (SegmindCredentials, AimlapiCredentials, RunwayCredentials):
+        if cls.get_block_type_slug() == block_type:
+            return cls, name
+    return Block, slug
 
 
 def message_of_exception(error: BaseException) -> str:

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from PIL import Image
 from prefect.artifacts import (
     acreate_image_artifact,
     acreate_markdown_artifact,
@@ -75,6 +74,8 @@ def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH) -> 
     """
     if media_type == "image/gif" and len(data) <= INLINE_GIF_BYTES:
         return "data:image/gif;base64," + base64.b64encode(data).decode()
+    from PIL import Image  # loaded for a thumbnail, not with the module
+
     with Image.open(io.BytesIO(data)) as image:
         image.seek(0)
         thumb = image.convert("RGB")

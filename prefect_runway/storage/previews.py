@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
-
-import av
-from PIL import Image
+from typing import TYPE_CHECKING, Literal
 
 from prefect_runway.errors import InvalidRequest
+
+if TYPE_CHECKING:  # PyAV and Pillow load when a preview is made (not for runs without one)
+    import av
+    from PIL import Image
 
 PreviewFormat = Literal["gif", "png"]
 PREVIEW_FORMATS: tuple[str, ...] = ("gif", "png")
@@ -60,6 +61,8 @@ def make_preview(
 
 def gif_preview(video: str | Path, *, frames: int = 10, width: int = 320, frame_ms: int = 250) -> Preview:
     """An animated, looping GIF of ``frames`` evenly spaced frames, ``frame_ms`` each."""
+    from PIL import Image
+
     images = sample_frames(video, frames, width)
     paletted = [
         image.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
@@ -77,6 +80,8 @@ def contact_sheet(
     video: str | Path, *, frames: int = 8, width: int = 320, columns: int = 4, gap: int = 4
 ) -> Preview:
     """A PNG grid of ``frames`` evenly spaced frames, ``columns`` to a row."""
+    from PIL import Image
+
     images = sample_frames(video, frames, width)
     w, h = images[0].size
     cols = max(1, min(columns, len(images)))
@@ -98,6 +103,8 @@ def sample_frames(video: str | Path, count: int, width: int) -> list[Image.Image
     Raises:
         ValueError: no video stream, or not a single frame could be decoded.
     """
+    import av
+
     if count < 1 or width < 8:
         raise ValueError("a preview needs at least one frame and 8 pixels of width")
     with av.open(str(video)) as container:
@@ -129,6 +136,8 @@ def _frames(container: av.container.InputContainer, stream: av.VideoStream, limi
 
 
 def _frame_count(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    import av
+
     if stream.frames:
         return int(stream.frames)
     rate = stream.average_rate
@@ -164,6 +173,8 @@ def _thin_while_decoding(
 
 
 def _thumbnail(image: Image.Image, width: int) -> Image.Image:
+    from PIL import Image
+
     image = image.convert("RGB")
     w, h = image.size
     if w <= width:

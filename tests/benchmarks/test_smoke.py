@@ -113,11 +113,11 @@ def test_orchestrator_smoke():
 
 def test_imports_smoke():
     """One fresh interpreter per import: every row timed, and a flow run's imports leave
-    boto3 out."""
+    boto3, prefect-aws, PyAV and Pillow out."""
     from benchmarks import imports
 
     rows = {row[0]: row for row in imports.measure(1)}
     assert list(rows) == list(imports.STATEMENTS)
     assert all(row[1] >= 0 and row[3] > 0 for row in rows.values())
-    assert rows["prefect_runway.flows, .tasks (a flow run)"][5] == "no"
+    assert rows["prefect_runway.flows, .tasks (a flow run)"][5] == "none"
     assert rows["prefect (the floor)"][4] == 1.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import re
 import subprocess
@@ -31,10 +32,12 @@ PUBLIC = {
 }
 
 
-def _fresh(code: str) -> dict:
-    """Run ``code`` in a new interpreter; it prints one JSON value."""
+def _fresh(code: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``code`` in a new interpreter (``env`` added to this one's); it prints one JSON
+    value."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=120, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -137,6 +140,42 @@ def test_a_flow_run_loads_no_boto3_until_it_uses_s3():
         "('boto3', 'botocore', 's3transfer'))))"
     )
     assert loaded == []
+
+
+def test_a_flow_run_loads_no_pyav_or_pillow_until_it_makes_a_picture():
+    """PyAV and Pillow (previews, thumbnails) load when a flow run makes a preview, not with
+    the flows and tasks."""
+    loaded = _fresh(
+        "import json, sys\n"
+        "import prefect_runway.flows, prefect_runway.tasks, prefect_runway.storage\n"
+        "import prefect_runway.storage.previews, prefect_runway.flows.artifacts\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('av', 'PIL'))))"
+    )
+    assert loaded == []
+
+
+def test_loading_saved_credentials_imports_no_other_prefect_collection(prefect_harness):
+    """A flow run given ``"segmind-credentials/NAME"`` loads the block with its own class:
+    Prefect's lookup by slug would first import every installed collection (prefect-aws and
+    boto3 with it)."""
+    from prefect.settings import PREFECT_API_URL
+    from pydantic import SecretStr
+
+    from prefect_runway.blocks import SegmindCredentials
+
+    SegmindCredentials(api_key=SecretStr("front-door-key")).save("front-door", overwrite=True)
+    loaded = _fresh(
+        "import asyncio, json, sys\n"
+        "import prefect_runway.flows, prefect_runway.tasks\n"
+        "from prefect_runway.blocks.requests import load_credentials\n"
+        "block = asyncio.run(load_credentials('segmind-credentials/front-door'))\n"
+        "print(json.dumps([type(block).__name__, block.api_key.get_secret_value(), sorted(\n"
+        "    m for m in sys.modules if m.split('.')[0] in\n"
+        "    ('prefect_aws', 'prefect_redis', 'boto3', 'botocore'))]))",
+        env={"PREFECT_API_URL": PREFECT_API_URL.value(),
+             "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+    )
+    assert loaded == ["SegmindCredentials", "front-door-key", []]
 
 
 def test_the_package_alone_loads_only_its_version():
