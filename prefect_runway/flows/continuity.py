@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import av
-
 from prefect_runway.blocks.credentials import ProviderCredentials
 from prefect_runway.errors import InvalidRequest
 from prefect_runway.flows.chain import HANDOFF_URL_SECONDS, Chain
@@ -54,6 +52,8 @@ def last_frame_png(data: bytes) -> bytes:
     Raises:
         ValueError: not a video PyAV reads, no decodable frame, or too many frames to decode.
     """
+    import av  # PyAV only where a frame is taken: a flow run without continuity never loads it
+
     try:
         return _last_frame_png(data)
     except av.error.FFmpegError as exc:
@@ -61,6 +61,8 @@ def last_frame_png(data: bytes) -> bytes:
 
 
 def _last_frame_png(data: bytes) -> bytes:
+    import av
+
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.video:
             raise ValueError("the video has no video stream")
