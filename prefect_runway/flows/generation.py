@@ -362,9 +362,11 @@ async def _plan_chain(
     image_creds = await load_credentials(
         still.credentials or credentials, "image_credentials" if still.credentials else "credentials",
     )
-    video_creds = await load_credentials(
-        video.credentials or credentials, "video_credentials" if video.credentials else "credentials",
-    )
+    video_given = video.credentials or credentials
+    still_given = still.credentials or credentials
+    video_creds = image_creds if isinstance(video_given, str) and video_given == still_given \
+        else await load_credentials(  # one block for both steps: read once
+            video_given, "video_credentials" if video.credentials else "credentials")
     policy = FallbackPolicy.parse(run.fallback_on)
     image_route = await load_route("still", image_creds, still.fallback, "image_fallback", policy)
     video_route = await load_route("video", video_creds, video.fallback, "video_fallback", policy)
