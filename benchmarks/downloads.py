@@ -11,13 +11,10 @@ times, each in a process of its own, the median of 3 transfers:
   while hashing, checked for length and magic bytes, renamed into place, sidecar written;
   previews off) into ``LocalStorage``;
 * **ours, S3**: the same task into ``S3Storage`` on moto's server (in its own process): the
-  parts go up while the body arrives, then land as one verified multipart upload;
+  parts of one multipart upload go up while the body arrives, and it is completed once the
+  download is verified (then tagged with its sha256);
 * **moto's ceiling**: ``boto3`` ``upload_file`` of the same bytes straight from disk, with the
-  same transfer settings and no download — the floor for the S3 row, in the same run;
-* **moto's ceiling keeping the metadata**: what S3 must do for a streamed output whose sha256
-  is in its metadata (S3 takes metadata only when an upload starts, before the digest is
-  known): the parts put as objects, then one multipart upload copying them (``boto3``, no
-  download) — moto copies the bytes in Python, so this is the limit for ours here.
+  same transfer settings and no download — the floor for the S3 row, in the same run.
 
 Then raw and local again from a server paced like a 250 MiB/s link (2 Gbit/s, a fast real
 one). Reported: throughput (MiB/s of the 500 MiB output, end to end), its ratio to its floor,
@@ -109,8 +106,7 @@ def run(size: int, repeat: int, targets: list[str], timeout: float, capped: floa
                 results[target] = raw
     labels = {"raw": "raw httpx stream -> file on the same disk, sha256",
               "local": "ours -> local disk", "s3": "ours -> S3 (moto), streamed",
-              "s3-upload": "moto's ceiling: boto3 upload_file of the file, no download",
-              "s3-copy": "moto's ceiling keeping the sha256 metadata: parts put, then copied"}
+              "s3-upload": "moto's ceiling: boto3 upload_file of the file, no download"}
     for target, raw in results.items():
         kind, _, cap = target.partition("@")
         floor = FLOORS.get(kind, "") + (f"@{cap}" if cap and kind in FLOORS else "")
@@ -142,14 +138,6 @@ def verdict(results: dict[str, Any]) -> list[str]:
             f"{target}: {r['ratio']:.2f}x {r['floor']}, RSS growth {r['rss_growth_mb']:.0f} MB "
             f"({'met' if ok else 'NOT met'}: at least {TARGETS[kind]}x, under {RSS_LIMIT_MB} MB)"
         )
-    if "s3" in results and "s3-copy" in results:
-        copy = results["s3-copy"]["mib_per_s"]
-        lines.append(
-            f"s3: moto takes {copy:.0f} MiB/s when the parts are put, then copied (the sha256 "
-            f"metadata kept), {copy / results['s3-upload']['mib_per_s']:.2f}x upload_file; "
-            f"ours {results['s3']['mib_per_s'] / copy:.2f}x that"
-            if "s3-upload" in results else f"s3: moto takes {copy:.0f} MiB/s put, then copied"
-        )
     if "s3" in results and "s3-upload" in results and "raw" in results:
         down, up = results["raw"]["mib_per_s"], results["s3-upload"]["mib_per_s"]
         sequential = 1 / (1 / down + 1 / up)
@@ -165,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.downloads", description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=500, help="size of the video, MiB")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--targets", nargs="+", choices=["raw", "local", "s3", "s3-upload", "s3-copy"],
-                        default=["raw", "local", "s3", "s3-upload", "s3-copy"])
+    parser.add_argument("--targets", nargs="+", choices=["raw", "local", "s3", "s3-upload"],
+                        default=["raw", "local", "s3", "s3-upload"])
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--capped", type=float, default=250.0,
                         help="also measure raw and local on a link capped at this many MiB/s (0: not)")
