@@ -7,6 +7,7 @@ import asyncio
 import errno
 import functools
 import hashlib
+import io
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -49,10 +50,11 @@ class StreamedUpload:
     """An output's parts uploaded to S3 while it downloads, completed only once verified.
 
     Once the download passes ``multipart_threshold``, a multipart upload starts at the
-    output's key, and each part (``multipart_chunksize`` bytes) is read from the partial file
-    as soon as it is written, hashed in order, and uploaded from those same bytes; at most
-    ``max_concurrency`` parts are in memory. :meth:`land` checks that the parts hold exactly
-    the verified download (size and sha256) before completing the upload, then records the
+    output's key, and each part (``multipart_chunksize`` bytes) is read back from the partial
+    file as soon as it is written, hashed in order, and uploaded from the file (read from the
+    page cache as it is sent, never held whole), ``max_concurrency`` at a time. :meth:`land`
+    checks that the parts hold exactly the verified download (size and sha256) before
+    completing the upload, then records the
     sha256 as the object's ``sha256`` tag (S3 takes metadata only when an upload starts,
     before the digest is known). When a part could not be sent, the download started over,
     or its key or media type changed, the output is uploaded from the verified file instead
@@ -84,7 +86,6 @@ class StreamedUpload:
         self._open: list[str] = []  # every upload started and not completed (to abort)
         self._sends: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.in_flight)
-        self._buffers: list[bytearray] = []  # parts' buffers not in use (in_flight at most)
         self._more = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None  # this round's
         self._pumps: list[asyncio.Task[None]] = []
@@ -142,20 +143,18 @@ class StreamedUpload:
                 continue
             length = size if whole else self._end - start
             await self._slots.acquire()
-            buffer = self._buffers.pop() if self._buffers else bytearray(size)
             try:
-                data = await loop.run_in_executor(
-                    self._reader, _read_part, fd, start, length, self._digest, buffer)
+                await loop.run_in_executor(
+                    self._reader, _hash_part, fd, start, length, self._digest)
             except BaseException:
-                self._buffers.append(buffer)
                 self._slots.release()
                 raise
             if round_ != self._round:
-                self._buffers.append(buffer)
                 self._slots.release()
                 return
             self._next += 1
-            task = loop.create_task(self._send(round_, upload, self._next, data, buffer))
+            task = loop.create_task(
+                self._send(round_, upload, self._next, _FilePart(fd, start, length)))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
@@ -166,12 +165,11 @@ class StreamedUpload:
                 ContentType=self.media_type,
             )["UploadId"])
 
-    async def _send(self, round_: int, upload: str, number: int, data: bytearray,
-                    buffer: bytearray) -> None:
+    async def _send(self, round_: int, upload: str, number: int, part: _FilePart) -> None:
         try:
             send = functools.partial(
                 self.storage.client().upload_part, Bucket=self.storage.bucket_name,
-                Key=self.object_key, UploadId=upload, PartNumber=number, Body=data,
+                Key=self.object_key, UploadId=upload, PartNumber=number, Body=part,
             )
             answer = await asyncio.get_running_loop().run_in_executor(self._senders, send)
             if round_ == self._round:
@@ -181,7 +179,6 @@ class StreamedUpload:
                 self._failed = f"part {number} was not sent ({type(exc).__name__})"
                 self._more.set()
         finally:
-            self._buffers.append(buffer)  # S3 is done with it: the next part is read into it
             self._slots.release()
 
     # ---- once downloaded ------------------------------------------------------------------
@@ -281,15 +278,51 @@ class StreamedUpload:
                 self._open.remove(upload)
 
 
-def _read_part(fd: int, start: int, length: int, digest: Any, buffer: bytearray) -> bytearray:
-    """``length`` bytes of the file at ``fd`` from ``start``, read into ``buffer`` (or a new
-    one, for a short last part) and added to ``digest``: the bytes hashed are the bytes sent."""
-    data = buffer if len(buffer) == length else bytearray(length)
-    view, done = memoryview(data), 0
-    while done < length:  # a short read is rare on a regular file
-        count = os.preadv(fd, [view[done:]], start + done)
-        if not count:
-            raise OSError(errno.EIO, f"the partial file ended at {start + done} bytes")
-        done += count
-    digest.update(data)
-    return data
+def _hash_part(fd: int, start: int, length: int, digest: Any) -> None:
+    """Add ``length`` bytes of the file at ``fd`` from ``start`` to ``digest`` (1 MiB at a
+    time: no part is ever held whole)."""
+    end = start + length
+    while start < end:
+        block = os.pread(fd, min(_MiB, end - start), start)
+        if not block:
+            raise OSError(errno.EIO, f"the partial file ended at {start} bytes")
+        digest.update(block)
+        start += len(block)
+
+
+class _FilePart(io.RawIOBase):
+    """``length`` bytes of the file at ``fd`` from ``start``, as a seekable file for boto3:
+    a part is read from the page cache as it is sent, never held whole."""
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        super().__init__()
+        self._fd, self._start, self._length, self._at = fd, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: self._length}[whence]
+        self._at = max(0, min(self._length, base + offset))
+        return self._at
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._length - self._at)
+        if count <= 0:
+            return 0
+        data = os.pread(self._fd, count, self._start + self._at)
+        buffer[: len(data)] = data
+        self._at += len(data)
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        count = self._length - self._at if size is None or size < 0 else min(size, self._length - self._at)
+        data = os.pread(self._fd, max(count, 0), self._start + self._at)
+        self._at += len(data)
+        return data
