@@ -161,8 +161,10 @@ def verdict(results: dict[str, Any]) -> list[str]:
             lines.append(f"{target}: its floor was not measured in this run")
             continue
         ok = r["ratio"] >= TARGETS[kind] and r["rss_growth_mb"] < RSS_LIMIT_MB
+        rounds = [f / o for o, f in zip(r["seconds"], results[r["floor"]]["seconds"], strict=True)]
         lines.append(
-            f"{target}: {r['ratio']:.2f}x {r['floor']}, RSS growth {r['rss_growth_mb']:.0f} MB "
+            f"{target}: {r['ratio']:.2f}x {r['floor']} (round by round "
+            f"{' '.join(f'{x:.2f}' for x in rounds)}), RSS growth {r['rss_growth_mb']:.0f} MB "
             f"({'met' if ok else 'NOT met'}: at least {TARGETS[kind]}x, under {RSS_LIMIT_MB} MB)"
         )
     if "s3" in results and "s3-upload" in results and "raw" in results:
