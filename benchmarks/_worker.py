@@ -399,47 +399,6 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.to_thread(s3.upload_file, args.file, "bench-outputs",
                                         f"ceiling/{i}.mp4", Config=default_transfer_config())
             timed_task = None
-        elif args.target == "s3-copy":
-            from concurrent.futures import ThreadPoolExecutor
-
-            from prefect_runway.storage.s3 import default_transfer_config
-
-            s3 = _bench_bucket(args.s3_endpoint)
-            config = default_transfer_config()
-            part = config.multipart_chunksize
-
-            def put_then_copy(i: int) -> None:
-                # What S3 must do for a streamed output that keeps its sha256 metadata: each
-                # part put as an object, then one multipart upload copying them, then the
-                # parts deleted. Straight from the file, no download.
-                keys = [f"staged/{i}/{n}" for n in range(-(-args.size // part))]
-
-                def put(n: int) -> None:
-                    with open(args.file, "rb") as f:
-                        f.seek(n * part)
-                        s3.put_object(Bucket="bench-outputs", Key=keys[n], Body=f.read(part))
-
-                with ThreadPoolExecutor(config.max_concurrency) as pool:
-                    list(pool.map(put, range(len(keys))))
-                    key = f"copied/{i}.mp4"
-                    upload = s3.create_multipart_upload(Bucket="bench-outputs", Key=key,
-                                                        Metadata={"sha256": "0" * 64})["UploadId"]
-
-                    def copy(n: int) -> dict[str, Any]:
-                        answer = s3.upload_part_copy(
-                            Bucket="bench-outputs", Key=key, UploadId=upload, PartNumber=n + 1,
-                            CopySource={"Bucket": "bench-outputs", "Key": keys[n]})
-                        return {"ETag": answer["CopyPartResult"]["ETag"], "PartNumber": n + 1}
-
-                    parts = list(pool.map(copy, range(len(keys))))
-                s3.complete_multipart_upload(Bucket="bench-outputs", Key=key, UploadId=upload,
-                                             MultipartUpload={"Parts": parts})
-                s3.delete_objects(Bucket="bench-outputs",
-                                  Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
-
-            async def once(i: int) -> None:
-                await asyncio.to_thread(put_then_copy, i)
-            timed_task = None
         elif args.target == "raw":
             import hashlib
 
@@ -567,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--warmup", type=int, default=3)
     c.add_argument("--latency", type=float, required=True, help="the emulator's job latency")
     d = sub.add_parser("download")
-    d.add_argument("target", choices=["raw", "local", "s3", "s3-upload", "s3-copy"])
+    d.add_argument("target", choices=["raw", "local", "s3", "s3-upload"])
     d.add_argument("--file", default=None, help="s3-upload: the file to upload")
     d.add_argument("--url", required=True)
     d.add_argument("--size", type=int, required=True)

@@ -399,7 +399,13 @@ class _Sink:
                     await self._submit()
             while self._pending:
                 await self._pending.popleft()
+            if self._on_written is not None and self._executor is not None:
+                # A batch awaited once already done does not yield to the loop, so its
+                # ``done`` callback may not have run yet: tell the end here.
+                self._on_written(self._fd, self._end)
         finally:
+            # No callback of this sink may run after the caller closes the file.
+            self._on_written = None
             if self._executor is not None:
                 # After an error or a cancellation some batches may still be running: let
                 # them end (milliseconds) before the file is closed under them.

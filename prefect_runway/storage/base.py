@@ -50,9 +50,10 @@ class OutputStorage(ABC):
         record it beside the bytes (S3 object metadata).
         """
 
-    def streamed(self, key: str, logger: Any = None) -> StreamedPut | None:
-        """A way to send the output for ``key`` while it downloads (``logger`` says when
-        it falls back to the file); None (the default): :meth:`put` takes the finished file."""
+    def streamed(self, key: str, media_type: str, logger: Any = None) -> StreamedPut | None:
+        """A way to send the output for ``key`` (of the ``media_type`` expected) while it
+        downloads (``logger`` says when it falls back to the file); None (the default):
+        :meth:`put` takes the finished file."""
         return None
 
     @abstractmethod

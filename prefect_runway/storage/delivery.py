@@ -139,7 +139,7 @@ async def _deliver_one(
             update={"sidecar": existing.sidecar or store.location(sidecar_key(key))}
         )
     # Where the storage can take it, the output is sent while it downloads (S3: its parts).
-    streamed = store.streamed(key, log)
+    streamed = store.streamed(key, default_media, log)
     try:
         downloaded = await outputs.fetch(index, store, key,
                                          streamed.written if streamed else None)

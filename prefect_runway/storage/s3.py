@@ -31,6 +31,10 @@ _MISCONFIGURED = frozenset({
     "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
     "AllAccessDisabled", "InvalidBucketName", "403",
 })
+#: S3 error codes that mean "this store or these credentials take no object tags".
+_NO_TAGS = frozenset({"AccessDenied", "NotImplemented", "403", "501"})
+#: The tag holding a streamed output's sha256.
+SHA256_TAG = "sha256"
 _MiB = 1024 * 1024
 
 
@@ -96,6 +100,7 @@ class S3Storage(OutputStorage):
         self.transfer_config = transfer_config or default_transfer_config()
         self.verify_bytes = verify_bytes
         self._presigner: Any = None
+        self._tags_refused = False
         # One staging directory per bucket and prefix, stable across processes, so a partial
         # download left by a killed process is found and resumed by the next one; by default
         # in a folder of the shared temp dir that is this user's alone (see staging_dir).
@@ -227,10 +232,40 @@ class S3Storage(OutputStorage):
                 ExtraArgs=extra, Config=self.transfer_config,
             )
 
-    def streamed(self, key: str, logger: Any = None) -> StreamedPut | None:
+    def streamed(self, key: str, media_type: str, logger: Any = None) -> StreamedPut | None:
         """A :class:`StreamedUpload` of the output for ``key``: its parts go to S3 while it
         downloads."""
-        return StreamedUpload(self, logger)
+        return StreamedUpload(self, key, media_type, logger)
+
+    def tag_sha256(self, object_key: str, sha256: str, version_id: str | None = None) -> None:
+        """Record ``sha256`` as the ``sha256`` tag of the object (of that version, if given):
+        where a streamed output keeps it, since S3 takes metadata only when an upload starts.
+
+        Raises:
+            Exception: S3 refused (no ``s3:PutObjectTagging``, a store without tags); once
+                refused, later calls on this storage do nothing.
+        """
+        if self._tags_refused:
+            return
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            self.client().put_object_tagging(
+                Bucket=self.bucket_name, Key=object_key,
+                Tagging={"TagSet": [{"Key": SHA256_TAG, "Value": sha256}]}, **extra,
+            )
+        except Exception as exc:
+            self._tags_refused = s3_error_code(exc) in _NO_TAGS
+            raise
+
+    def _tagged_sha256(self, object_key: str, version_id: str | None) -> str | None:
+        """The object's ``sha256`` tag; None when it has none, or its tags cannot be read."""
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            tags = self.client().get_object_tagging(
+                Bucket=self.bucket_name, Key=object_key, **extra)["TagSet"]
+        except Exception:  # no s3:GetObjectTagging, or no tags in this store: hash instead
+            return None
+        return next((t["Value"] for t in tags if t.get("Key") == SHA256_TAG), None)
 
     async def read_bytes(self, key: str, max_bytes: int | None = None) -> bytes | None:
         """The bytes at ``key``, or None when absent.
@@ -306,9 +341,10 @@ class S3Storage(OutputStorage):
     async def verified(self, key: str) -> StoredOutput | None:
         """The sidecar of an output whose object still matches it, without downloading it.
 
-        Matching means: same size, and the sha256 recorded at upload equals the sidecar's.
-        An object without that metadata (written by another tool), or ``verify_bytes=True``,
-        is streamed and hashed instead.
+        Matching means: same size, and the sha256 recorded at upload (its metadata; for an
+        output streamed while it downloaded, its ``sha256`` tag) equals the sidecar's. An
+        object with neither (written by another tool, or its tags not readable), or
+        ``verify_bytes=True``, is streamed and hashed instead.
         """
         stored = await self.read_sidecar(key)
         if stored is None:
@@ -316,9 +352,11 @@ class S3Storage(OutputStorage):
         head = await self.head(key)
         if head is None or head.get("ContentLength") != stored.size:
             return None
-        recorded = (head.get("Metadata") or {}).get("sha256")
-        if recorded and not self.verify_bytes:
-            return stored if recorded == stored.sha256 else None
+        if not self.verify_bytes:
+            recorded = (head.get("Metadata") or {}).get("sha256") or await asyncio.to_thread(
+                self._tagged_sha256, self.object_key(key), head.get("VersionId"))
+            if recorded:
+                return stored if recorded == stored.sha256 else None
         return stored if await self.sha256(key) == stored.sha256 else None
 
     async def link(self, key: str) -> str | None:

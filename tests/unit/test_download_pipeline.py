@@ -133,3 +133,44 @@ async def test_the_backlog_is_bounded(tmp_path, batches, monkeypatch):
     got = await _download(handler, tmp_path)
     assert got.size == len(data)
     assert max(seen) <= _Sink.BACKLOG
+
+
+async def test_the_last_byte_is_told_before_the_download_returns_and_nothing_after(
+    tmp_path, monkeypatch
+):
+    """Whoever streams the partial file (S3's parts) must hear of its last byte before the
+    download returns, and never after the file is closed. A batch's ``done`` callback may
+    run late (a future already done when awaited does not yield to the loop): forced here."""
+    import asyncio
+
+    original = _Sink._told
+
+    def late(self, end):
+        done = original(self, end)
+
+        def later(future):
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, done, future)
+        return later
+
+    monkeypatch.setattr(_Sink, "_told", late)
+    told: list[int] = []
+
+    def on_written(fd: int, end: int) -> None:
+        os.fstat(fd)  # the file is still open
+        told.append(end)
+
+    handler, _ = server(BIG)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = GenerationClient(SegmindProvider(), SecretStr("k"), http=http)
+    async with client:
+        try:
+            got = await client.download(URL, tmp_path, on_written=on_written)
+        finally:
+            await http.aclose()
+    at_return = list(told)
+    for _ in range(5):
+        await asyncio.sleep(0)  # any late callback runs now
+    assert at_return[-1] == got.size == len(BIG)
+    assert at_return == sorted(at_return)
+    assert told == at_return
