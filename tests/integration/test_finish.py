@@ -86,7 +86,7 @@ async def test_enhance_frame_rate_gives_the_asked_rate_through_an_upload(
     before = _runway(runway_emulator)
     out = await _chain(runway_credentials, tmp_path / "fps",
                        {"model": "enhance_frame_rate", "options": {"target_framerate": "24"}},
-                       run={"upload": True})
+                       still_prompt="a lighthouse retimed", run={"upload": True})
     assert out.finished is not None and out.video is not None
     video = probe_video(Path(out.video.location).read_bytes())
     finished = probe_video(Path(out.finished.location).read_bytes())
@@ -134,13 +134,15 @@ async def test_a_budget_refuses_an_upscale_with_no_price_unless_the_block_gives_
     before = _runway(runway_emulator)["total_submissions"]
     finish = {"model": UPSCALER, "options": {"resolution": "720p"}}
     with pytest.raises(BudgetExceeded) as caught:
-        await _chain(runway_credentials, tmp_path, finish, budget="USD 5")
+        await _chain(runway_credentials, tmp_path, finish, budget="USD 5",
+                     still_prompt="a lighthouse on a budget")
     assert UPSCALER in str(caught.value)
     assert _runway(runway_emulator)["total_submissions"] == before
 
     priced = runway_credentials.model_copy(
         update={"prices": {UPSCALER: {"amount": 10, "per": "second"}}})
-    out = await _chain(priced, tmp_path, finish, budget="USD 5")
+    out = await _chain(priced, tmp_path, finish, budget="USD 5",
+                       still_prompt="a lighthouse on a budget")
     assert out.finished is not None and out.finished.cost == 20
 
 
