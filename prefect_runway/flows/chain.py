@@ -193,10 +193,8 @@ class Chain:
                 resubmit_internal=options.resubmit_internal, guard=self.guard,
                 what=f"{self.article} finished video", doubts=self.doubts,
             )
-        finished = stored[0].model_copy(update={"lineage": {
-            "key": video.key, "location": video.location, "sha256": video.sha256}})
-        finished.sidecar = await self.store.write_sidecar(finished)
-        return finished
+        return await self.store.annotated(stored[0], lineage={
+            "key": video.key, "location": video.location, "sha256": video.sha256})
 
 
 async def video_reference(

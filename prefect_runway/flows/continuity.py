@@ -183,6 +183,5 @@ async def continue_from(chain: Chain, plan: ShotPlan, route: Route,
     lineage = {"video": previous.key, "video_sha256": previous.sha256, "frame": frame.key,
                "frame_sha256": frame.sha256}
     if video.first_frame != lineage:
-        video = video.model_copy(update={"first_frame": lineage})
-        await chain.store.write_sidecar(video)
+        video = await chain.store.annotated(video, first_frame=lineage)
     return video

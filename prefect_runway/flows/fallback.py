@@ -393,12 +393,7 @@ class StepFallback:
         if not self.skipped:
             return stored
         record = [s.as_dict() for s in self.skipped]
-        annotated = []
-        for output in stored:
-            output = output.model_copy(update={"fallback": record})
-            output.sidecar = await storage.write_sidecar(output)
-            annotated.append(output)
-        return annotated
+        return [await storage.annotated(output, fallback=record) for output in stored]
 
 
 def same_request(request: Request) -> Callable[[ProviderCredentials], Awaitable[Request]]:

@@ -91,6 +91,13 @@ class OutputStorage(ABC):
         payload = json.dumps(stored.model_dump(mode="json"), indent=2, sort_keys=True).encode()
         return await self.write_bytes(sidecar_key(stored.key), payload)
 
+    async def annotated(self, stored: StoredOutput, **fields: Any) -> StoredOutput:
+        """A copy of ``stored`` with ``fields`` set (a fallback record, a lineage), its
+        sidecar rewritten to match."""
+        output = stored.model_copy(update=fields)
+        output.sidecar = await self.write_sidecar(output)
+        return output
+
     async def verified(self, key: str) -> StoredOutput | None:
         """The sidecar of a stored output whose bytes still match it, else None."""
         stored = await self.read_sidecar(key)
