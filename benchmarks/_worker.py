@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -399,6 +400,50 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.to_thread(s3.upload_file, args.file, "bench-outputs",
                                         f"ceiling/{i}.mp4", Config=default_transfer_config())
             timed_task = None
+        elif args.target == "s3-pipe":
+            from prefect_runway.storage.s3 import default_transfer_config
+
+            s3 = _bench_bucket(args.s3_endpoint)
+            config = default_transfer_config()
+
+            async def once(i: int) -> None:
+                # The least a streaming client does: the body cut into parts in memory, each
+                # sent as it fills, ``max_concurrency`` in flight; no file, no hash, no Prefect.
+                key, part = f"pipe/{i}.mp4", int(config.multipart_chunksize)
+                upload = s3.create_multipart_upload(Bucket="bench-outputs", Key=key)["UploadId"]
+                loop = asyncio.get_running_loop()
+                slots = asyncio.Semaphore(config.max_concurrency)
+
+                async def send(number: int, body: bytes) -> str:
+                    try:
+                        answer = await loop.run_in_executor(senders, functools.partial(
+                            s3.upload_part, Bucket="bench-outputs", Key=key, UploadId=upload,
+                            PartNumber=number, Body=body))
+                        return str(answer["ETag"])
+                    finally:
+                        slots.release()
+
+                sends: list[asyncio.Task[str]] = []
+                buffer = bytearray()
+                with ThreadPoolExecutor(config.max_concurrency) as senders:
+                    async with httpx.AsyncClient(timeout=60) as http:
+                        async with http.stream("GET", args.url) as response:
+                            response.raise_for_status()
+                            async for chunk in response.aiter_raw():
+                                buffer += chunk
+                                while len(buffer) >= part:
+                                    await slots.acquire()
+                                    sends.append(loop.create_task(send(len(sends) + 1, bytes(buffer[:part]))))
+                                    del buffer[:part]
+                    if buffer:
+                        await slots.acquire()
+                        sends.append(loop.create_task(send(len(sends) + 1, bytes(buffer))))
+                    etags = await asyncio.gather(*sends)
+                s3.complete_multipart_upload(
+                    Bucket="bench-outputs", Key=key, UploadId=upload,
+                    MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in enumerate(etags, 1)]})
+                assert s3.head_object(Bucket="bench-outputs", Key=key)["ContentLength"] == args.size
+            timed_task = None
         elif args.target == "raw":
             import hashlib
 
@@ -475,17 +520,19 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
         async def measure() -> dict[str, Any]:
             before = process_rss_mb()[0]
             cleared = reset_peak_rss()
-            seconds = []
+            seconds, cpu = [], []
             for i in range(args.repeat):
+                cpu0 = time.process_time()
                 if timed_task is not None:  # ours: the task, timed inside the flow run
                     seconds.append(await timed_task(i))
                 else:
                     started = time.monotonic()
                     await once(i)
                     seconds.append(time.monotonic() - started)
-                    for left in work.glob("raw-*"):
-                        left.unlink()  # keep the disk from filling (untimed)
-            return {"seconds": seconds, "median_seconds": statistics.median(seconds),
+                cpu.append(time.process_time() - cpu0)
+                for left in work.glob("raw-*"):
+                    left.unlink()  # keep the disk from filling (untimed)
+            return {"seconds": seconds, "cpu_seconds": cpu, "median_seconds": statistics.median(seconds),
                     "rss_before_mb": before, "rss_peak_mb": process_rss_mb()[1],
                     "peak_reset": cleared}
 
@@ -526,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--warmup", type=int, default=3)
     c.add_argument("--latency", type=float, required=True, help="the emulator's job latency")
     d = sub.add_parser("download")
-    d.add_argument("target", choices=["raw", "local", "s3", "s3-upload"])
+    d.add_argument("target", choices=["raw", "local", "s3", "s3-upload", "s3-pipe"])
     d.add_argument("--file", default=None, help="s3-upload: the file to upload")
     d.add_argument("--url", required=True)
     d.add_argument("--size", type=int, required=True)

@@ -15,11 +15,15 @@ transfer in a worker process of its own, so that a row and its floor see the sam
   parts of one multipart upload go up while the body arrives, and it is completed once the
   download is verified (then tagged with its sha256);
 * **moto's ceiling**: ``boto3`` ``upload_file`` of the same bytes straight from disk, with the
-  same transfer settings and no download — the floor for the S3 row, in the same run.
+  same transfer settings and no download — the floor for the S3 row, in the same run;
+* **the bare pipe**: the least a streaming client does — the body cut into parts in memory,
+  each sent with ``upload_part`` as it fills, no file, no hash, no Prefect: the most any
+  stream to S3 reaches on the machine.
 
 Then raw and local again from a server paced like a 250 MiB/s link (2 Gbit/s, a fast real
 one). Reported: throughput (MiB/s of the 500 MiB output, end to end), its ratio to its floor,
-and the worker's RSS growth (peak during the transfer minus RSS before, the largest of the
+the worker's CPU time during the transfer and moto's during the worker's run, and the worker's
+RSS growth (peak during the transfer minus RSS before, the largest of the
 rounds; the high-water mark is reset with ``/proc/self/clear_refs``), with the load average
 before and after.
 
@@ -42,6 +46,7 @@ from typing import Any
 from benchmarks._common import (
     ROOT,
     machine,
+    process_cpu_seconds,
     report,
     run_worker,
 )
@@ -49,11 +54,12 @@ from prefect_runway.emulator import media
 
 MiB = 1024 * 1024
 #: Each row of ours against its floor, measured in the same run.
-FLOORS = {"local": "raw", "s3": "s3-upload"}
+FLOORS = {"local": "raw", "s3": "s3-upload", "s3-pipe": "s3-upload"}
 #: Targets: the least ratio to the floor, and the most RSS growth (MB).
 TARGETS = {"local": 0.95, "s3": 0.9}
 RSS_LIMIT_MB = 100
-COLUMNS = ["target", "MiB/s", "x floor", "floor", "median s", "runs s", "RSS before MB", "RSS peak MB", "RSS growth MB"]
+COLUMNS = ["target", "MiB/s", "x floor", "floor", "median s", "runs s", "client CPU s", "moto CPU s",
+           "RSS before MB", "RSS peak MB", "RSS growth MB"]
 
 _CHILD_MOTO = """
 import sys
@@ -67,8 +73,9 @@ server.stop()
 
 
 @contextlib.contextmanager
-def child(args: list[str]) -> Iterator[str]:
-    """A helper process that prints its URL, then runs until its stdin closes."""
+def child(args: list[str], pids: dict[str, int] | None = None) -> Iterator[str]:
+    """A helper process that prints its URL, then runs until its stdin closes (its pid in
+    ``pids``, by URL)."""
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, cwd=ROOT.parent)
     try:
@@ -76,6 +83,8 @@ def child(args: list[str]) -> Iterator[str]:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
             raise RuntimeError(f"helper did not start: {args}")
+        if pids is not None:
+            pids[url] = proc.pid
         yield url
     finally:
         if proc.stdin:
@@ -101,12 +110,12 @@ def _empty_bucket(endpoint: str) -> None:
 
 
 def run(size: int, repeat: int, targets: list[str], timeout: float, capped: float = 0.0) -> dict[str, Any]:
-    rows, results = [], {}
+    rows, results, pids = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-cdn-") as served:
         media.write_padded_video(Path(served) / "big.mp4", size)
         with child([sys.executable, "-m", "benchmarks._fileserver", served]) as cdn, \
                 child([sys.executable, "-m", "benchmarks._fileserver", served, "--rate", str(capped or 1)]) as slow, \
-                child([sys.executable, "-c", _CHILD_MOTO]) as s3:
+                child([sys.executable, "-c", _CHILD_MOTO], pids) as s3:
             plan = [(target, f"{cdn}/big.mp4") for target in targets]
             if capped:
                 plan += [(f"{t}@{capped:g}", f"{slow}/big.mp4") for t in ("raw", "local") if t in targets]
@@ -115,6 +124,7 @@ def run(size: int, repeat: int, targets: list[str], timeout: float, capped: floa
             runs: dict[str, list[dict[str, Any]]] = {target: [] for target, _ in plan}
             for _ in range(repeat):
                 for target, url in plan:
+                    moto_cpu = process_cpu_seconds(pids[s3])
                     with tempfile.TemporaryDirectory(prefix="bench-prefect-home-") as home:
                         runs[target].append(run_worker(
                             ["download", target.split("@")[0], "--url", url, "--size", str(size),
@@ -123,17 +133,24 @@ def run(size: int, repeat: int, targets: list[str], timeout: float, capped: floa
                             timeout=timeout,
                             env={"PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
                         ))
+                    # Moto's CPU while the worker ran (bucket set-up included; idle otherwise).
+                    runs[target][-1]["moto_cpu_seconds"] = process_cpu_seconds(pids[s3]) - moto_cpu
                     if target.startswith("s3"):
                         _empty_bucket(s3)  # the next round stores again, and moto's memory is freed
             for target, done in runs.items():
                 seconds = [one["seconds"][0] for one in done]
                 worst = max(done, key=lambda one: one["rss_peak_mb"] - one["rss_before_mb"])
                 results[target] = {**worst, "seconds": seconds,
+                                   "client_cpu_seconds": statistics.median(
+                                       one["cpu_seconds"][0] for one in done),
+                                   "moto_cpu_seconds": statistics.median(
+                                       one["moto_cpu_seconds"] for one in done),
                                    "median_seconds": statistics.median(seconds),
                                    "mib_per_s": size / MiB / statistics.median(seconds)}
     labels = {"raw": "raw httpx stream -> file on the same disk, sha256",
               "local": "ours -> local disk", "s3": "ours -> S3 (moto), streamed",
-              "s3-upload": "moto's ceiling: boto3 upload_file of the file, no download"}
+              "s3-upload": "moto's ceiling: boto3 upload_file of the file, no download",
+              "s3-pipe": "bare pipe: httpx -> parts in memory -> upload_part, no file, no hash"}
     for target, raw in results.items():
         kind, _, cap = target.partition("@")
         floor = FLOORS.get(kind, "") + (f"@{cap}" if cap and kind in FLOORS else "")
@@ -145,10 +162,16 @@ def run(size: int, repeat: int, targets: list[str], timeout: float, capped: floa
         raw["rss_growth_mb"] = raw["rss_peak_mb"] - raw["rss_before_mb"]
         rows.append([labels[target], raw["mib_per_s"], raw["ratio"], raw["floor"] or "-",
                      raw["median_seconds"],
-                     " ".join(f"{x:.2f}" for x in raw["seconds"]), raw["rss_before_mb"],
+                     " ".join(f"{x:.2f}" for x in raw["seconds"]), raw["client_cpu_seconds"],
+                     raw["moto_cpu_seconds"] if kind.startswith("s3") else "-", raw["rss_before_mb"],
                      raw["rss_peak_mb"], raw["rss_growth_mb"]])
     return {"rows": rows, "results": results,
             "config": {"size": size, "repeat": repeat, "capped_mib_per_s": capped}}
+
+
+def _rounds(row: dict[str, Any], floor: dict[str, Any]) -> str:
+    """``row``'s speed over ``floor``'s, round by round."""
+    return " ".join(f"{f / o:.2f}" for o, f in zip(row["seconds"], floor["seconds"], strict=True))
 
 
 def verdict(results: dict[str, Any]) -> list[str]:
@@ -161,12 +184,20 @@ def verdict(results: dict[str, Any]) -> list[str]:
             lines.append(f"{target}: its floor was not measured in this run")
             continue
         ok = r["ratio"] >= TARGETS[kind] and r["rss_growth_mb"] < RSS_LIMIT_MB
-        rounds = [f / o for o, f in zip(r["seconds"], results[r["floor"]]["seconds"], strict=True)]
         lines.append(
             f"{target}: {r['ratio']:.2f}x {r['floor']} (round by round "
-            f"{' '.join(f'{x:.2f}' for x in rounds)}), RSS growth {r['rss_growth_mb']:.0f} MB "
+            f"{_rounds(r, results[r['floor']])}), RSS growth {r['rss_growth_mb']:.0f} MB "
             f"({'met' if ok else 'NOT met'}: at least {TARGETS[kind]}x, under {RSS_LIMIT_MB} MB)"
         )
+    if "s3-pipe" in results and "s3-upload" in results:
+        pipe, up = results["s3-pipe"], results["s3-upload"]
+        line = (f"s3-pipe: the least a streaming client does makes {pipe['ratio']:.2f}x s3-upload "
+                f"(round by round {_rounds(pipe, up)}): the most any stream reaches here")
+        if "s3" in results:
+            ours = results["s3"]
+            line += (f"; ours {ours['mib_per_s'] / pipe['mib_per_s']:.2f}x the pipe (round by "
+                     f"round {_rounds(ours, pipe)})")
+        lines.append(line)
     if "s3" in results and "s3-upload" in results and "raw" in results:
         down, up = results["raw"]["mib_per_s"], results["s3-upload"]["mib_per_s"]
         sequential = 1 / (1 / down + 1 / up)
@@ -182,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.downloads", description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=500, help="size of the video, MiB")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--targets", nargs="+", choices=["raw", "local", "s3", "s3-upload"],
-                        default=["raw", "local", "s3", "s3-upload"])
+    parser.add_argument("--targets", nargs="+", choices=["raw", "local", "s3", "s3-upload", "s3-pipe"],
+                        default=["raw", "local", "s3", "s3-upload", "s3-pipe"])
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--capped", type=float, default=250.0,
                         help="also measure raw and local on a link capped at this many MiB/s (0: not)")

@@ -73,6 +73,17 @@ def test_downloads_smoke():
     assert len(downloads.verdict(results)) == 2
 
 
+def test_downloads_smoke_the_bare_pipe_to_s3_is_measured_beside_ours():
+    outcome = downloads.run(4 * downloads.MiB, repeat=1, targets=["s3", "s3-upload", "s3-pipe"],
+                            timeout=180)
+    results = outcome["results"]
+    assert results["s3-pipe"]["floor"] == results["s3"]["floor"] == "s3-upload"
+    for result in results.values():
+        assert result["client_cpu_seconds"] > 0 and result["moto_cpu_seconds"] > 0
+    pipe = [line for line in downloads.verdict(results) if line.startswith("s3-pipe:")]
+    assert len(pipe) == 1 and "ours" in pipe[0]
+
+
 def test_a_benchmark_command_prints_its_table_and_writes_json(tmp_path, monkeypatch, capsys):
     import json
 
