@@ -32,6 +32,11 @@ PUBLIC = {
 }
 
 
+#: Every module that defines a flow (the package loads each on first use).
+FLOW_MODULES = ("import prefect_runway.flows.generation, prefect_runway.flows.single, "
+                "prefect_runway.flows.storyboard")
+
+
 def _fresh(code: str, env: dict[str, str] | None = None) -> dict:
     """Run ``code`` in a new interpreter (``env`` added to this one's); it prints one JSON
     value."""
@@ -136,6 +141,7 @@ def test_a_flow_run_loads_no_boto3_until_it_uses_s3():
     loaded = _fresh(
         "import json, sys\n"
         "import prefect_runway.flows, prefect_runway.tasks, prefect_runway.storage\n"
+        f"{FLOW_MODULES}\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('boto3', 'botocore', 's3transfer'))))"
     )
@@ -148,10 +154,57 @@ def test_a_flow_run_loads_no_pyav_or_pillow_until_it_makes_a_picture():
     loaded = _fresh(
         "import json, sys\n"
         "import prefect_runway.flows, prefect_runway.tasks, prefect_runway.storage\n"
+        f"{FLOW_MODULES}\n"
         "import prefect_runway.storage.previews, prefect_runway.flows.artifacts\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('av', 'PIL'))))"
     )
     assert loaded == []
+
+
+@pytest.mark.parametrize(("entrypoint", "name"), [
+    ("generation.py:image_to_video", "image-to-video"),
+    ("storyboard.py:storyboard", "storyboard"),
+])
+def test_a_deployment_entrypoint_builds_only_its_own_flow(entrypoint, name):
+    """Prefect runs a deployment by loading its entrypoint's file (as a module of its own):
+    that run builds the one flow it runs (each costs Prefect a parameter schema), not the
+    package's other flows, nor a second copy of its own."""
+    path = Path(prefect_runway.__file__).parent / "flows" / entrypoint
+    loaded = _fresh(
+        "import json, sys\n"
+        "from prefect.flows import load_flow_from_entrypoint\n"
+        "from prefect_runway.flows.parameters import RunwayFlow\n"
+        "built = []\n"
+        "init = RunwayFlow.__init__\n"
+        "def counted(self, fn, *args, **options):\n"
+        "    built.append(fn.__name__)\n"
+        "    init(self, fn, *args, **options)\n"
+        "RunwayFlow.__init__ = counted\n"
+        f"flow = load_flow_from_entrypoint({str(path)!r})\n"
+        "print(json.dumps({'name': flow.name, 'built': built, 'modules': sorted(m for m in "
+        "sys.modules if m.startswith('prefect_runway.flows.') and m.rsplit('.', 1)[1] in "
+        "('generation', 'single', 'storyboard'))}))",
+        env={"PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+    )
+    assert loaded == {"name": name, "built": [entrypoint.split(":")[1]], "modules": []}
+
+
+def test_the_flows_package_names_the_flows_whichever_module_was_imported_first():
+    """``prefect_runway.flows.storyboard`` is the flow (as it always was), also after its
+    module was imported by name; the single-step flows still import from ``generation``."""
+    loaded = _fresh(
+        "import json\n"
+        "import prefect_runway.flows.storyboard\n"
+        "import prefect_runway.flows as flows\n"
+        "from prefect_runway.flows import storyboard\n"
+        "from prefect_runway.flows.generation import generate_image, text_to_video\n"
+        "from prefect_runway.flows.single import animate_image\n"
+        "print(json.dumps([type(storyboard).__name__, type(flows.storyboard).__name__,\n"
+        "    generate_image is flows.generate_image, text_to_video is flows.text_to_video,\n"
+        "    animate_image is flows.animate_image, sorted(flows.__all__) == sorted(dir(flows)) or "
+        "set(flows.__all__) <= set(dir(flows))]))"
+    )
+    assert loaded == ["RunwayFlow", "RunwayFlow", True, True, True, True]
 
 
 def test_loading_saved_credentials_imports_no_other_prefect_collection(prefect_harness):
