@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import io
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -66,14 +69,28 @@ def artifact_key(text: str) -> str:
     return slug(text, allowed="a-z0-9-", lower=True, max_length=60, collapse=False)
 
 
+#: Thumbnails made in this process, by their picture's sha256, media type and width: a run
+#: shows its still in the still's artifact and again in its summary. At most
+#: :data:`THUMBNAILS_KEPT` (a JPEG of at most 480 pixels wide each, some 10-40 KB).
+_THUMBNAILS: OrderedDict[tuple[bytes, str, int], str] = OrderedDict()
+_THUMBNAILS_LOCK = threading.Lock()
+THUMBNAILS_KEPT = 64
+
+
 def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH) -> str:
     """A ``data:`` URI of a picture small enough to live inside an artifact.
 
     A GIF of at most :data:`INLINE_GIF_BYTES` stays as it is (it keeps its animation); any
-    other picture becomes a JPEG thumbnail at most :data:`THUMBNAIL_WIDTH` pixels wide.
+    other picture becomes a JPEG thumbnail at most :data:`THUMBNAIL_WIDTH` pixels wide (made
+    once per picture and width in a process).
     """
     if media_type == "image/gif" and len(data) <= INLINE_GIF_BYTES:
         return "data:image/gif;base64," + base64.b64encode(data).decode()
+    seen = (hashlib.sha256(data).digest(), media_type, width)
+    with _THUMBNAILS_LOCK:
+        if (made := _THUMBNAILS.get(seen)) is not None:
+            _THUMBNAILS.move_to_end(seen)
+            return made
     from PIL import Image  # loaded for a thumbnail, not with the module
 
     with Image.open(io.BytesIO(data)) as image:
@@ -82,7 +99,12 @@ def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH) -> 
         thumb.thumbnail((width, width * 4))
         out = io.BytesIO()
         thumb.save(out, "JPEG", quality=80, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+    made = "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+    with _THUMBNAILS_LOCK:
+        _THUMBNAILS[seen] = made
+        while len(_THUMBNAILS) > THUMBNAILS_KEPT:
+            _THUMBNAILS.popitem(last=False)
+    return made
 
 
 async def picture(

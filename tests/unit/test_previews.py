@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -63,3 +64,25 @@ def test_not_a_video_or_unknown_format_is_a_value_error(tmp_path, video):
 def test_preview_key_sits_beside_the_video():
     assert preview_key("run/clip.mp4") == "run/clip.mp4.preview.gif"
     assert preview_key("run/clip.mp4", "png") == "run/clip.mp4.preview.png"
+
+
+def test_a_thumbnail_is_made_once_per_picture_and_width(monkeypatch):
+    """A run shows its still twice (its artifact, its summary): the JPEG thumbnail is made
+    once, and the memo stays bounded."""
+    from prefect_runway.flows import artifacts
+
+    monkeypatch.setattr(artifacts, "_THUMBNAILS", type(artifacts._THUMBNAILS)())
+    monkeypatch.setattr(artifacts, "THUMBNAILS_KEPT", 2)
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    still = media.make_still("a thumbnail", 1, 1280, 720)
+    first = artifacts.inline_image(still, "image/png")
+    assert artifacts.inline_image(still, "image/png") == first and len(opened) == 1
+    with real_open(io.BytesIO(base64.b64decode(first.split(",", 1)[1]))) as jpeg:
+        assert jpeg.format == "JPEG" and jpeg.size == (480, 270)
+    assert artifacts.inline_image(still, "image/png", width=240) != first and len(opened) == 2
+    other = media.make_still("another", 2, 640, 360)
+    artifacts.inline_image(other, "image/png")  # the third: the oldest is let go
+    assert len(artifacts._THUMBNAILS) == 2 and len(opened) == 3
+    assert artifacts.inline_image(still, "image/png") == first and len(opened) == 4
