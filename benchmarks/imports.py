@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from benchmarks._common import machine, report
@@ -21,8 +22,12 @@ COLUMNS = ["import", "median s", "fastest s", "modules", "x import prefect",
 #: What a flow run should load only when it uses it: S3, another Prefect collection, previews.
 HEAVY = ("boto3", "prefect_aws", "av", "PIL")
 
+#: ``image_to_video``'s entrypoint in ``deployments/prefect.yaml``, as a path.
+ENTRYPOINT = Path(__file__).resolve().parents[1] / "prefect_runway/flows/generation.py:image_to_video"
+
 #: What each row imports: the package alone, its bottom layers, what a flow run imports, Prefect;
-#: then Prefect's engine alone and with the module a deployment of ``image_to_video`` loads.
+#: then Prefect's engine alone, with the module of ``image_to_video`` and with its entrypoint's
+#: file loaded as a deployment's run loads it.
 STATEMENTS = {
     "prefect_runway": "import prefect_runway",
     "prefect_runway.errors, .models": "import prefect_runway.errors, prefect_runway.models",
@@ -32,6 +37,11 @@ STATEMENTS = {
     "prefect's engine (any flow run)": "import prefect.engine, prefect.flow_engine",
     "prefect's engine + prefect_runway.flows.generation (a flow run of ours)":
         "import prefect.engine, prefect.flow_engine, prefect_runway.flows.generation",
+    # What a deployment's run loads: its entrypoint's file, from its path (prefect.yaml's).
+    "prefect's engine + image_to_video's entrypoint file (a deployment's run of ours)":
+        "import prefect.engine, prefect.flow_engine\n"
+        "from prefect.flows import load_flow_from_entrypoint\n"
+        f"load_flow_from_entrypoint({str(ENTRYPOINT)!r})",
 }
 
 _PROBE = """\
