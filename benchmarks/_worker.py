@@ -405,14 +405,16 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
 
             s3 = _bench_bucket(args.s3_endpoint)
             config = default_transfer_config()
+            in_flight = args.pipe_in_flight or config.max_concurrency
 
             async def once(i: int) -> None:
                 # The least a streaming client does: the body cut into parts in memory, each
                 # sent as it fills, ``max_concurrency`` in flight; no file, no hash, no Prefect.
-                key, part = f"pipe/{i}.mp4", int(config.multipart_chunksize)
+                key = f"pipe/{i}.mp4"
+                part = args.pipe_part_mib * 1024 * 1024 or int(config.multipart_chunksize)
                 upload = s3.create_multipart_upload(Bucket="bench-outputs", Key=key)["UploadId"]
                 loop = asyncio.get_running_loop()
-                slots = asyncio.Semaphore(config.max_concurrency)
+                slots = asyncio.Semaphore(in_flight)
 
                 async def send(number: int, body: bytes) -> str:
                     try:
@@ -425,7 +427,7 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
 
                 sends: list[asyncio.Task[str]] = []
                 buffer = bytearray()
-                with ThreadPoolExecutor(config.max_concurrency) as senders:
+                with ThreadPoolExecutor(in_flight) as senders:
                     async with httpx.AsyncClient(timeout=60) as http:
                         async with http.stream("GET", args.url) as response:
                             response.raise_for_status()
@@ -579,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--size", type=int, required=True)
     d.add_argument("--repeat", type=int, default=3)
     d.add_argument("--s3-endpoint", default=None)
+    d.add_argument("--pipe-in-flight", type=int, default=0, help="s3-pipe: parts in flight (0: ours)")
+    d.add_argument("--pipe-part-mib", type=int, default=0, help="s3-pipe: part size, MiB (0: ours)")
     for p in (j, c, d):
         p.add_argument("--out", required=True)
     args = parser.parse_args(argv)

@@ -109,7 +109,8 @@ def _empty_bucket(endpoint: str) -> None:
                 s3.delete_objects(Bucket="bench-outputs", Delete={"Objects": keys, "Quiet": True})
 
 
-def run(size: int, repeat: int, targets: list[str], timeout: float, capped: float = 0.0) -> dict[str, Any]:
+def run(size: int, repeat: int, targets: list[str], timeout: float, capped: float = 0.0,
+        pipe: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     rows, results, pids = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-cdn-") as served:
         media.write_padded_video(Path(served) / "big.mp4", size)
@@ -129,6 +130,7 @@ def run(size: int, repeat: int, targets: list[str], timeout: float, capped: floa
                         runs[target].append(run_worker(
                             ["download", target.split("@")[0], "--url", url, "--size", str(size),
                              "--repeat", "1", "--s3-endpoint", s3,
+                             "--pipe-in-flight", str(pipe[0]), "--pipe-part-mib", str(pipe[1]),
                              "--file", str(Path(served) / "big.mp4")],
                             timeout=timeout,
                             env={"PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
@@ -166,7 +168,8 @@ def run(size: int, repeat: int, targets: list[str], timeout: float, capped: floa
                      raw["moto_cpu_seconds"] if kind.startswith("s3") else "-", raw["rss_before_mb"],
                      raw["rss_peak_mb"], raw["rss_growth_mb"]])
     return {"rows": rows, "results": results,
-            "config": {"size": size, "repeat": repeat, "capped_mib_per_s": capped}}
+            "config": {"size": size, "repeat": repeat, "capped_mib_per_s": capped,
+                       "pipe_in_flight": pipe[0] or None, "pipe_part_mib": pipe[1] or None}}
 
 
 def _rounds(row: dict[str, Any], floor: dict[str, Any]) -> str:
@@ -218,10 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--capped", type=float, default=250.0,
                         help="also measure raw and local on a link capped at this many MiB/s (0: not)")
+    parser.add_argument("--pipe-in-flight", type=int, default=0,
+                        help="the bare pipe's parts in flight (default: ours, 4)")
+    parser.add_argument("--pipe-part-mib", type=int, default=0,
+                        help="the bare pipe's part size, MiB (default: ours, 8)")
     parser.add_argument("--name", default="downloads")
     args = parser.parse_args(argv)
     info = machine()
-    outcome = run(args.mib * MiB, args.repeat, args.targets, args.timeout, args.capped)
+    outcome = run(args.mib * MiB, args.repeat, args.targets, args.timeout, args.capped,
+                  (args.pipe_in_flight, args.pipe_part_mib))
     title = (
         f"Downloads: one {args.mib} MiB MP4 from a loopback sendfile server (a CDN stand-in, "
         f"its own process), median of {args.repeat}; S3 is moto's server in its own process"

@@ -1,7 +1,7 @@
 """Start-up: what importing the package costs a process, beside what importing Prefect costs.
 
 ``python -m benchmarks.imports`` times each import in ``--runs`` fresh interpreters (median and
-fastest) and counts the modules it loads; ``import prefect`` is the floor a flow run pays anyway.
+fastest wall time, median CPU time) and counts the modules it loads; ``import prefect`` is the floor a flow run pays anyway.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks._common import machine, report
 
 COLUMNS = ["import", "median s", "fastest s", "modules", "x import prefect",
-           "heavy modules loaded"]
+           "heavy modules loaded", "median CPU s"]
 #: What a flow run should load only when it uses it: S3, another Prefect collection, previews.
 HEAVY = ("boto3", "prefect_aws", "av", "PIL")
 
@@ -46,32 +46,33 @@ STATEMENTS = {
 
 _PROBE = """\
 import json, sys, time
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 {statement}
-took = time.perf_counter() - started
-print(json.dumps([took, len(sys.modules), sorted({{m.split(".")[0] for m in sys.modules}} & {heavy})]))
+took, cpu = time.perf_counter() - started, time.process_time() - cpu
+print(json.dumps([took, len(sys.modules), sorted({{m.split(".")[0] for m in sys.modules}} & {heavy}), cpu]))
 """
 
 
-def _once(statement: str) -> tuple[float, int, list[str]]:
+def _once(statement: str) -> tuple[float, int, list[str], float]:
     done = subprocess.run([sys.executable, "-c", _PROBE.format(statement=statement,
                                                                 heavy=set(HEAVY))],
                           capture_output=True, text=True, timeout=120, check=True,
                           env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    took, modules, heavy = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(took), int(modules), list(heavy)
+    took, modules, heavy, cpu = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(took), int(modules), list(heavy), float(cpu)
 
 
 def measure(runs: int) -> list[list[Any]]:
     samples = {label: [_once(statement) for _ in range(runs)]
                for label, statement in STATEMENTS.items()}
-    floor = statistics.median(t for t, _, _ in samples["prefect (the floor)"])
+    floor = statistics.median(t for t, _, _, _ in samples["prefect (the floor)"])
     rows = []
     for label, results in samples.items():
-        times = [t for t, _, _ in results]
+        times = [t for t, _, _, _ in results]
         median = statistics.median(times)
         rows.append([label, round(median, 3), round(min(times), 3), results[-1][1],
-                     round(median / floor, 2), ", ".join(results[-1][2]) or "none"])
+                     round(median / floor, 2), ", ".join(results[-1][2]) or "none",
+                     round(statistics.median(c for _, _, _, c in results), 3)])
     return rows
 
 

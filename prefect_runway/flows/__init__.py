@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from prefect_runway.flows.single import animate_image, generate_image, text_to_video
     from prefect_runway.flows.storyboard import storyboard
 
-#: Each name and the module it comes from. Building a flow costs 15-25 ms (Prefect makes its
+#: Each name and the module it comes from. Building a flow costs some 25 ms (Prefect makes its
 #: parameter schema); a deployment's run imports this package and its entrypoint's file only.
 _NAMES = {
     "animate_image": "prefect_runway.flows.single",

@@ -132,3 +132,4 @@ def test_imports_smoke():
     assert all(row[1] >= 0 and row[3] > 0 for row in rows.values())
     assert rows["prefect_runway.flows, .tasks (a flow run)"][5] == "none"
     assert rows["prefect (the floor)"][4] == 1.0
+    assert all(row[6] >= 0 for row in rows.values()) and rows["prefect (the floor)"][6] > 0  # CPU s
