@@ -69,28 +69,35 @@ def artifact_key(text: str) -> str:
     return slug(text, allowed="a-z0-9-", lower=True, max_length=60, collapse=False)
 
 
-#: Thumbnails made in this process, by their picture's sha256, media type and width: a run
-#: shows its still in the still's artifact and again in its summary. At most
+#: Thumbnails made in this process, by their picture's sha256 (hex), media type and width: a
+#: run shows its still in the still's artifact and again in its summary. At most
 #: :data:`THUMBNAILS_KEPT` (a JPEG of at most 480 pixels wide each, some 10-40 KB).
-_THUMBNAILS: OrderedDict[tuple[bytes, str, int], str] = OrderedDict()
+_THUMBNAILS: OrderedDict[tuple[str, str, int], str] = OrderedDict()
 _THUMBNAILS_LOCK = threading.Lock()
 THUMBNAILS_KEPT = 64
 
 
-def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH) -> str:
+def _thumbnail_made(seen: tuple[str, str, int]) -> str | None:
+    with _THUMBNAILS_LOCK:
+        made = _THUMBNAILS.get(seen)
+        if made is not None:
+            _THUMBNAILS.move_to_end(seen)
+        return made
+
+
+def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH,
+                 sha256: str | None = None) -> str:
     """A ``data:`` URI of a picture small enough to live inside an artifact.
 
     A GIF of at most :data:`INLINE_GIF_BYTES` stays as it is (it keeps its animation); any
     other picture becomes a JPEG thumbnail at most :data:`THUMBNAIL_WIDTH` pixels wide (made
-    once per picture and width in a process).
+    once per picture and width in a process; ``sha256``: the picture's, when known).
     """
     if media_type == "image/gif" and len(data) <= INLINE_GIF_BYTES:
         return "data:image/gif;base64," + base64.b64encode(data).decode()
-    seen = (hashlib.sha256(data).digest(), media_type, width)
-    with _THUMBNAILS_LOCK:
-        if (made := _THUMBNAILS.get(seen)) is not None:
-            _THUMBNAILS.move_to_end(seen)
-            return made
+    seen = (sha256 or hashlib.sha256(data).hexdigest(), media_type, width)
+    if (made := _thumbnail_made(seen)) is not None:
+        return made
     from PIL import Image  # loaded for a thumbnail, not with the module
 
     with Image.open(io.BytesIO(data)) as image:
@@ -109,16 +116,19 @@ def inline_image(data: bytes, media_type: str, width: int = THUMBNAIL_WIDTH) -> 
 
 async def picture(
     store: OutputStorage, key: str, media_type: str, size: int | None = None,
-    width: int = THUMBNAIL_WIDTH,
+    width: int = THUMBNAIL_WIDTH, sha256: str | None = None,
 ) -> tuple[str, bool] | None:
     """What an artifact shows for a stored picture: ``(data URI, False)``, a thumbnail
     inlined, for a picture of at most :data:`INLINE_SOURCE_BYTES` (``size``; None: a
     preview, which is small); else ``(link, True)`` where the storage makes links; None when
-    it can be neither read nor linked."""
+    it can be neither read nor linked. A picture known by its ``sha256`` (a stored output's)
+    is read and made into a thumbnail once per width in a process."""
     if size is None or size <= INLINE_SOURCE_BYTES:
+        if sha256 and (made := _thumbnail_made((sha256, media_type, width))) is not None:
+            return made, False
         data = await store.read_bytes(key)
         if data is not None:
-            return await asyncio.to_thread(inline_image, data, media_type, width), False
+            return await asyncio.to_thread(inline_image, data, media_type, width, sha256), False
     url = await store.link(key)
     return (url, True) if url else None
 
@@ -138,7 +148,7 @@ async def publish_still(
         The artifact's id, or None when the stored still cannot be read (or the artifact
         not published: logged as a warning).
     """
-    shown = await picture(store, still.key, still.media_type, still.size)
+    shown = await picture(store, still.key, still.media_type, still.size, sha256=still.sha256)
     if shown is None:
         return None
     src, is_url = shown
@@ -277,7 +287,8 @@ async def publish_outputs(
     captions, pictures = [], []
     for output in outputs:
         if output.kind == "image":
-            shown = await picture(store, output.key, output.media_type, output.size)
+            shown = await picture(store, output.key, output.media_type, output.size,
+                                  sha256=output.sha256)
             caption = "still"
         elif output.preview_key:
             shown = await picture(store, output.preview_key, _preview_media_type(output.preview_key))
@@ -365,8 +376,10 @@ async def publish_summary(summary: Any, store: OutputStorage | None = None) -> N
                               else (output.key, output.media_type))
                 if output.kind == "video" and not output.preview_key or left <= 0:
                     continue
-                shown = await picture(store, key, media, None if key != output.key else output.size,
-                                      width=SHEET_THUMBNAIL_WIDTH)
+                own = key == output.key  # the output itself, not its preview
+                shown = await picture(store, key, media, output.size if own else None,
+                                      width=SHEET_THUMBNAIL_WIDTH,
+                                      sha256=output.sha256 if own else None)
                 if shown is not None:
                     pictures[key] = shown[0]
                     left -= len(shown[0])
@@ -416,7 +429,8 @@ async def review_markdown(
                 continue
             seed = m.still.request.get("seed")
             label = f"variant {m.variant}" + (f", seed {seed}" if seed is not None else "")
-            shown = await picture(store, m.still.key, m.still.media_type, m.still.size) if inline else None
+            shown = await picture(store, m.still.key, m.still.media_type, m.still.size,
+                                  sha256=m.still.sha256) if inline else None
             if shown is not None:
                 lines.append(f"**{label}**\n\n![{md(name)} {label}]({shown[0]})\n")
             # A blank line after the item: the next variant's label is not read as its

@@ -86,3 +86,27 @@ def test_a_thumbnail_is_made_once_per_picture_and_width(monkeypatch):
     artifacts.inline_image(other, "image/png")  # the third: the oldest is let go
     assert len(artifacts._THUMBNAILS) == 2 and len(opened) == 3
     assert artifacts.inline_image(still, "image/png") == first and len(opened) == 4
+
+
+async def test_a_stored_picture_known_by_its_sha256_is_read_once(tmp_path, monkeypatch):
+    """The still's artifact and the run's summary show the same stored still: with its
+    sha256 given, the second is neither read from the storage again nor made again."""
+    import hashlib
+
+    from prefect_runway.flows import artifacts
+    from prefect_runway.storage import LocalStorage
+
+    monkeypatch.setattr(artifacts, "_THUMBNAILS", type(artifacts._THUMBNAILS)())
+    still = media.make_still("read once", 3, 1280, 720)
+    store = LocalStorage(tmp_path)
+    await store.write_bytes("still.png", still)
+    reads = []
+    real_read = store.read_bytes
+    monkeypatch.setattr(store, "read_bytes", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    digest = hashlib.sha256(still).hexdigest()
+    first = await artifacts.picture(store, "still.png", "image/png", len(still), sha256=digest)
+    again = await artifacts.picture(store, "still.png", "image/png", len(still), sha256=digest)
+    assert first == again and first[1] is False and len(reads) == 1
+    assert first[0] == artifacts.inline_image(still, "image/png")  # the same thumbnail, by bytes
+    await artifacts.picture(store, "still.png", "image/png", len(still))  # no sha256: read
+    assert len(reads) == 2
